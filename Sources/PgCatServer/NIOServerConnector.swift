@@ -1,0 +1,61 @@
+/// Opens TCP connections to PostgreSQL servers with NIOPosix (every resolved address is tried in turn).
+import NIOCore
+import NIOPosix
+import Pooler
+import PostgresWire
+
+struct NIOServerConnector: ServerConnector {
+    let keepalive: TCPKeepalive
+
+    func connect(host: String, port: Int, on eventLoop: EventLoop, timeout: TimeAmount,
+                 handler: ServerConnection) -> EventLoopFuture<Void> {
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .channelInitializer { channel in
+                keepalive.apply(to: channel).flatMap { channel.pipeline.addHandler(handler) }
+            }
+            .connect(host: host, port: port)
+            .map { _ in }
+    }
+
+    func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) {
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(5))
+            .connect(host: host, port: port)
+            .whenSuccess { channel in
+                var buffer = channel.allocator.buffer(capacity: 16)
+                MessageEncoder.cancelRequest(key, into: &buffer)
+                channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+            }
+    }
+}
+
+/// TCP keepalive settings from `general` (seconds, and milliseconds for the user timeout).
+struct TCPKeepalive: Sendable {
+    var idle: Int
+    var interval: Int
+    var count: Int
+    var userTimeout: Int
+
+    func apply(to channel: Channel) -> EventLoopFuture<Void> {
+        #if os(Linux)
+        let options: [(Int32, Int)] = [
+            (Int32(TCP_KEEPIDLE), idle),
+            (Int32(TCP_KEEPINTVL), interval),
+            (Int32(TCP_KEEPCNT), count),
+            (Int32(TCP_USER_TIMEOUT), userTimeout),
+        ]
+        var future = channel.eventLoop.makeSucceededVoidFuture()
+        for (name, value) in options where value > 0 {
+            future = future.flatMap {
+                channel.setOption(ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: name)), value: SocketOptionValue(value))
+            }
+        }
+        return future.recover { _ in }
+        #else
+        return channel.eventLoop.makeSucceededVoidFuture()
+        #endif
+    }
+}

@@ -1,0 +1,71 @@
+/// The running pooler: event loops, the client listener, the janitor, and graceful shutdown.
+import Config
+import Logging
+import NIOCore
+import NIOPosix
+import Pooler
+
+public final class PoolerServer: @unchecked Sendable {
+    public let runtime: PoolerRuntime
+    let group: MultiThreadedEventLoopGroup
+    let logger: Logger
+    private var listener: Channel?
+    private var janitor: RepeatedTask?
+
+    public init(config: PgCatConfig, logger: Logger) {
+        let threads = config.general.workerThreads > 0 ? config.general.workerThreads : System.coreCount
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        self.logger = logger
+        let general = config.general
+        let keepalive = TCPKeepalive(idle: general.tcpKeepalivesIdle, interval: general.tcpKeepalivesInterval,
+                                     count: general.tcpKeepalivesCount, userTimeout: general.tcpUserTimeout)
+        self.runtime = PoolerRuntime(config: config, connector: NIOServerConnector(keepalive: keepalive), logger: logger)
+    }
+
+    /// Binds the listener and starts the janitor. Returns the bound port.
+    @discardableResult
+    public func start() async throws -> Int {
+        let general = runtime.config.general
+        let runtime = self.runtime
+        let keepalive = TCPKeepalive(idle: general.tcpKeepalivesIdle, interval: general.tcpKeepalivesInterval,
+                                     count: general.tcpKeepalivesCount, userTimeout: general.tcpUserTimeout)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .childChannelInitializer { channel in
+                keepalive.apply(to: channel).flatMapThrowing {
+                    try channel.pipeline.syncOperations.addHandler(runtime.makeClientHandler(on: channel.eventLoop))
+                }
+            }
+        let channel = try await bootstrap.bind(host: general.host, port: general.port).get()
+        listener = channel
+        let loops = group
+        janitor = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .seconds(1)) { _ in
+            runtime.sweep(loops: { loops.next() })
+        }
+        let port = channel.localAddress?.port ?? general.port
+        logger.info("pgcat listening", metadata: ["host": "\(general.host)", "port": "\(port)",
+                                                  "worker_threads": "\(loops.makeIterator().map { _ in 1 }.count)"])
+        return port
+    }
+
+    /// Graceful shutdown: new clients are refused with 57P01 while open sessions finish, up to `timeout`.
+    public func drain(timeout: TimeAmount) async {
+        runtime.beginShutdown()
+        runtime.closeIdleServers()
+        let deadline = NIODeadline.now() + timeout
+        while runtime.connectedClients > 0 && NIODeadline.now() < deadline {
+            try? await Task.sleep(nanoseconds: 50_000_000)
+        }
+        logger.info("drain finished", metadata: ["clients_left": "\(runtime.connectedClients)"])
+    }
+
+    public func stop() async {
+        janitor?.cancel()
+        runtime.closeIdleServers()
+        try? await listener?.close()
+        try? await group.shutdownGracefully()
+    }
+}

@@ -1,0 +1,106 @@
+/// Authenticating a client of the pooler: trust, MD5 or SCRAM-SHA-256 against the configured user.
+/// An unknown user gets the same challenge as a real one and fails at the end, so names cannot be probed.
+import Auth
+import Config
+import NIOCore
+import PostgresWire
+
+struct ClientAuthStateMachine {
+    enum Action {
+        case send(ByteBuffer)
+        /// Authenticated; `clientKey` is set after a SCRAM login (for passthrough to servers).
+        case authenticated(clientKey: [UInt8]?)
+        /// Send the final SASL message, then the client is authenticated.
+        case sendThenAuthenticated(ByteBuffer, [UInt8]?)
+        case fail(SQLState, String)
+    }
+
+    private enum State {
+        case initial
+        case md5(salt: [UInt8], password: String?)
+        case scramStart(SCRAMServerStateMachine)
+        case scramContinue(SCRAMServerStateMachine)
+        case done
+    }
+
+    private let user: String
+    private let authType: AuthType
+    private let password: String?
+    private let verifier: SCRAMVerifier?
+    private let known: Bool
+    private var state: State = .initial
+    private let allocator = ByteBufferAllocator()
+
+    init(user: String, authType: AuthType?, password: String?, verifier: SCRAMVerifier?) {
+        self.user = user
+        self.known = authType != nil
+        self.authType = authType ?? .scramSHA256
+        self.password = password
+        self.verifier = verifier
+    }
+
+    private var failure: Action { .fail(.invalidPassword, "password authentication failed for user \"\(user)\"") }
+
+    mutating func start() -> Action {
+        var buffer = allocator.buffer(capacity: 32)
+        switch authType {
+        case .trust:
+            state = .done
+            return known ? .authenticated(clientKey: nil) : failure
+        case .md5:
+            var salt = [UInt8](repeating: 0, count: 4)
+            var rng = SystemRandomNumberGenerator()
+            for i in 0..<4 { salt[i] = rng.next() }
+            state = .md5(salt: salt, password: known ? password : nil)
+            MessageEncoder.authenticationMD5(salt: salt, into: &buffer)
+            return .send(buffer)
+        case .scramSHA256:
+            let usable = known && (verifier != nil)
+            state = .scramStart(SCRAMServerStateMachine(username: user, verifier: usable ? verifier : nil,
+                                                        serverNonce: AuthNonce.random()))
+            MessageEncoder.authenticationSASL(mechanisms: ["SCRAM-SHA-256"], into: &buffer)
+            return .send(buffer)
+        }
+    }
+
+    /// A `p` message from the client.
+    mutating func receive(_ payload: ByteBuffer) -> Action {
+        switch state {
+        case .md5(let salt, let password):
+            state = .done
+            guard let response = try? PasswordPayload.password(payload), let password,
+                  MD5Password.verify(response: response, user: user, configuredPassword: password, salt: salt) else {
+                return failure
+            }
+            return .authenticated(clientKey: nil)
+        case .scramStart(var machine):
+            guard let (mechanism, data) = try? PasswordPayload.saslInitial(payload), mechanism == "SCRAM-SHA-256" else {
+                state = .done
+                return .fail(.protocolViolation, "SASL authentication mechanism not supported: use SCRAM-SHA-256")
+            }
+            switch machine.receiveClientFirst(data) {
+            case .success(let serverFirst):
+                state = .scramContinue(machine)
+                var buffer = allocator.buffer(capacity: serverFirst.count + 16)
+                MessageEncoder.authentication(AuthenticationCode.saslContinue, data: serverFirst, into: &buffer)
+                return .send(buffer)
+            case .failure:
+                state = .done
+                return .fail(.protocolViolation, "malformed SCRAM message")
+            }
+        case .scramContinue(var machine):
+            state = .done
+            switch machine.receiveClientFinal(PasswordPayload.saslResponse(payload)) {
+            case .success(let serverFinal):
+                var buffer = allocator.buffer(capacity: serverFinal.count + 16)
+                MessageEncoder.authentication(AuthenticationCode.saslFinal, data: serverFinal, into: &buffer)
+                return .sendThenAuthenticated(buffer, machine.recoveredClientKey)
+            case .failure:
+                return failure
+            }
+        case .initial, .done:
+            state = .done
+            return .fail(.protocolViolation, "unexpected password message")
+        }
+    }
+}

@@ -1,0 +1,256 @@
+/// Getting, holding and giving back a server connection: waiting with `connect_timeout`, replaying the client's
+/// parameters, the idle-in-transaction timeout, and what happens when either side goes away.
+import Config
+import NIOCore
+import PostgresWire
+
+extension ClientConnection {
+    /// Asks the pool for a server. Returns true when one was leased at once.
+    @discardableResult
+    func requestServer() -> Bool {
+        guard let pool else { return false }
+        switch pool.lease(for: self) {
+        case .leased(let server):
+            attach(server)
+            return true
+        case .waiting:
+            logger.trace("waiting for a server")
+            waiting = true
+            let timeout = TimeAmount.milliseconds(Int64(pool.settings.connectTimeout))
+            waitTimer = eventLoop.scheduleTask(in: timeout) { [weak self] in self?.waitTimedOut() }
+            return false
+        }
+    }
+
+    private func waitTimedOut() {
+        guard waiting, let pool, pool.cancelWait(self) else { return }
+        waiting = false
+        waitTimer = nil
+        failRequest(.queryCanceled, "timed out waiting for a server connection (pool \(pool.database)/\(pool.user) saturated)")
+    }
+
+    func leaseGranted(_ server: ServerConnection) {
+        waitTimer?.cancel()
+        waitTimer = nil
+        waiting = false
+        switch phase {
+        case .awaitingParameters:
+            let parameters = server.parameters
+            pool?.release(server)
+            welcome(serverParameters: parameters)
+        case .ready:
+            attach(server)
+            drive()
+            server.flush()
+            flushIfNeeded()
+        case .closed, .startup, .authenticating:
+            pool?.release(server)
+        }
+    }
+
+    func leaseFailed(_ error: PoolError) {
+        guard waiting || { if case .awaitingParameters = phase { return true }; return false }() else { return }
+        waitTimer?.cancel()
+        waitTimer = nil
+        waiting = false
+        let message: String
+        switch error {
+        case .saturated(let pool): message = "timed out waiting for a server connection (pool \(pool) saturated)"
+        case .serverUnavailable(let pool, let server, let reason): message = "no server available for pool \(pool): \(server): \(reason)"
+        case .closed: message = "the pool is closed"
+        }
+        if case .awaitingParameters = phase {
+            fatal(.connectionFailure, message)
+            return
+        }
+        failRequest(.connectionFailure, message)
+    }
+
+    /// A request that never reached a server fails: ERROR, then skip to its Sync.
+    private func failRequest(_ state: SQLState, _ message: String) {
+        sendError(state, message)
+        discardUntilSync = true
+        drive()
+        flushIfNeeded()
+    }
+
+    /// Takes a leased server into use: replay the client's parameters where the server differs.
+    private func attach(_ server: ServerConnection) {
+        logger.trace("attach", metadata: ["server_id": "\(server.id)"])
+        self.server = server
+        server.resetRelayState()
+        server.attach(owner: self)
+        var statements = ""
+        for (name, value) in trackedParameters where server.parameters[name] != value {
+            statements += "SET \(name) TO '\(value.replacingOccurrences(of: "'", with: "''"))';"
+        }
+        if !statements.isEmpty {
+            var buffer = allocate(statements.utf8.count + 8)
+            MessageEncoder.query(statements, into: &buffer)
+            server.internalSyncs += 1
+            server.send(buffer)
+        }
+    }
+
+    // MARK: server -> client
+
+    func serverRead(_ incoming: ByteBuffer, from server: ServerConnection) {
+        logger.trace("server read", metadata: ["bytes": "\(incoming.readableBytes)", "server_id": "\(server.id)", "mine": "\(server === self.server)"])
+        guard server === self.server else { return }
+        var buffer = server.scanner.merge(incoming)
+        var release = false
+        while buffer.readableBytes > 0 {
+            let isInternal = server.internalSyncs > 0
+            var stopped = false
+            let count: Int
+            do {
+                count = try server.scanner.scan(buffer, limit: Int(Int32.max), classify: { header in
+                    switch header.id {
+                    case BackendID.readyForQuery, BackendID.parameterStatus:
+                        return .inspect
+                    case BackendID.copyInResponse, BackendID.copyOutResponse, BackendID.copyBothResponse:
+                        server.inCopy = true
+                    case BackendID.commandComplete, BackendID.errorResponse:
+                        server.inCopy = false
+                    default:
+                        break
+                    }
+                    return .passThrough
+                }, frame: { header, payload in
+                    if header.id == BackendID.parameterStatus {
+                        if let status = try? ParameterStatus.decode(payload) {
+                            server.parameters[status.name] = status.value
+                            if !isInternal, Self.trackedParameterNames.contains(status.name) {
+                                self.trackedParameters[status.name] = status.value
+                            }
+                        }
+                        return true
+                    }
+                    let status = payload.getInteger(at: payload.readerIndex, as: UInt8.self).flatMap(TransactionStatus.init) ?? .idle
+                    server.status = status
+                    if isInternal {
+                        server.internalSyncs -= 1
+                        stopped = true
+                        return false
+                    }
+                    server.pendingSyncs -= 1
+                    if server.pendingSyncs <= 0 {
+                        server.pendingSyncs = 0
+                        stopped = true
+                        return false
+                    }
+                    return true
+                })
+            } catch {
+                logger.error("protocol error from server", metadata: ["error": "\(error)"])
+                serverClosed(server, reason: "protocol error from server: \(error)")
+                pool?.discard(server)
+                return
+            }
+            let chunk = buffer.readSlice(length: count)!
+            if !isInternal, count > 0 {
+                write(chunk)
+            }
+            if stopped, server.pendingSyncs == 0, server.internalSyncs == 0 {
+                release = canRelease(server)
+                if release { break }
+            }
+            if count == 0 { break }
+        }
+        if release {
+            // Anything after the final ReadyForQuery is asynchronous (notices); it goes with this transaction.
+            if buffer.readableBytes > 0 { write(buffer) }
+            server.scanner.reset()
+            releaseServer()
+            flushIfNeeded()
+            drive()
+            return
+        }
+        server.scanner.keep(buffer)
+        if server.pendingSyncs == 0, server.internalSyncs == 0, server.status != .idle {
+            startIdleTransactionTimer()
+        }
+    }
+
+    func serverReadComplete(from server: ServerConnection) {
+        flushIfNeeded()
+    }
+
+    private func canRelease(_ server: ServerConnection) -> Bool {
+        poolMode == .transaction && server.isCleanlyIdle && !scanner.isMidFrame
+    }
+
+    /// Gives the server back to the pool after a finished transaction.
+    private func releaseServer() {
+        guard let server else { return }
+        logger.trace("release", metadata: ["server_id": "\(server.id)"])
+        self.server = nil
+        server.detach(owner: self)
+        pool?.release(server)
+    }
+
+    func serverClosed(_ server: ServerConnection, reason: String) {
+        guard server === self.server else { return }
+        self.server = nil
+        cancelIdleTransactionTimer()
+        let inTransaction = server.status != .idle
+        let pending = server.pendingSyncs
+        let unsynced = server.unsynced
+        logger.warning("server connection lost", metadata: ["reason": "\(reason)"])
+        if inTransaction {
+            fatal(.connectionFailure, "server connection lost inside a transaction: \(reason)")
+            return
+        }
+        if pending > 0 || unsynced {
+            sendError(.connectionFailure, "server connection lost: \(reason)")
+            for _ in 0..<pending { sendReady() }
+            if unsynced { discardUntilSync = true }
+        }
+        scanner.reset()
+        flushIfNeeded()
+    }
+
+    /// The client is gone (or timed out) while holding `server`: make the server reusable or close it.
+    func returnServer(_ server: ServerConnection, clientLeft: Bool) {
+        server.detach(owner: self)
+        guard let pool else { server.close(); return }
+        if server.isBroken || server.pendingSyncs > 0 || server.inCopy || scanner.isMidFrame || server.scanner.isMidFrame {
+            // A statement is still running or a message is half-sent: cancel it and drop the connection.
+            if server.pendingSyncs > 0, let key = server.backendKey {
+                runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
+            }
+            pool.discard(server)
+            return
+        }
+        let resetSession = poolMode == .session && clientLeft && runtime.config.pool(named: database)?.cleanupServerConnections != false
+        if server.isCleanlyIdle && !resetSession {
+            pool.release(server)
+            return
+        }
+        ServerCleanup(server: server, pool: pool, resetSession: resetSession, logger: logger).start()
+    }
+
+    // MARK: idle in transaction
+
+    private func startIdleTransactionTimer() {
+        let timeout = runtime.general.idleClientInTransactionTimeout
+        guard timeout > 0, idleTransactionTimer == nil else { return }
+        idleTransactionTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(timeout))) { [weak self] in
+            self?.idleTransactionTimedOut()
+        }
+    }
+
+    func cancelIdleTransactionTimer() {
+        idleTransactionTimer?.cancel()
+        idleTransactionTimer = nil
+    }
+
+    private func idleTransactionTimedOut() {
+        idleTransactionTimer = nil
+        guard let server, server.pendingSyncs == 0, server.status != .idle, inbox == nil else { return }
+        logger.info("idle transaction timeout: rolling back and releasing the server connection")
+        self.server = nil
+        idleTimeoutFired = true
+        returnServer(server, clientLeft: false)
+    }
+}

@@ -1,0 +1,186 @@
+/// One client of the pooler: startup and authentication, then relaying its messages to a leased server
+/// connection and the server's replies back. Runs entirely on the client channel's event loop.
+import Config
+import Logging
+import NIOCore
+import PostgresWire
+
+final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Phase {
+        case startup
+        case authenticating(ClientAuthStateMachine)
+        /// Authenticated; waiting for a server connection to learn the parameters to report.
+        case awaitingParameters
+        case ready
+        case closed
+    }
+
+    let runtime: PoolerRuntime
+    let eventLoop: EventLoop
+    var logger: Logger
+    var context: ChannelHandlerContext?
+    var phase: Phase = .startup
+    /// Client bytes not handled yet.
+    var inbox: ByteBuffer?
+    var needsFlush = false
+    var admitted = false
+    let maxMessageSize: Int
+
+    // Session identity
+    var user = ""
+    var database = ""
+    var applicationName = ""
+    /// Reported parameters the client chose (startup packet or SET), replayed on each server connection.
+    var trackedParameters: [String: String] = [:]
+    var pool: ConnectionPool?
+    var poolMode: PoolMode = .transaction
+    let key: BackendKeyData
+    let connectedAt = NIODeadline.now()
+
+    // Relay state
+    var server: ServerConnection?
+    var waiting = false
+    var waitTimer: Scheduled<Void>?
+    var idleTransactionTimer: Scheduled<Void>?
+    /// The idle-in-transaction timeout fired; the next message is answered with 25P03.
+    var idleTimeoutFired = false
+    /// After an error the pooler sent itself: drop messages up to the next Sync/Query, then ReadyForQuery.
+    var discardUntilSync = false
+    var scanner = FrameStreamScanner()
+
+    init(runtime: PoolerRuntime, eventLoop: EventLoop, logger: Logger) {
+        self.runtime = runtime
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.maxMessageSize = runtime.general.maxMessageSize
+        var rng = SystemRandomNumberGenerator()
+        self.key = BackendKeyData(processID: Int32.random(in: 1...Int32.max, using: &rng),
+                                  secretKey: Int32.random(in: Int32.min...Int32.max, using: &rng))
+    }
+
+    // MARK: channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let incoming = unwrapInboundIn(data)
+        if var inbox {
+            var incoming = incoming
+            inbox.writeBuffer(&incoming)
+            self.inbox = inbox
+        } else {
+            inbox = incoming
+        }
+        switch phase {
+        case .startup, .authenticating:
+            driveStartup()
+        case .ready:
+            cancelIdleTransactionTimer()
+            drive()
+        case .awaitingParameters, .closed:
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        server?.flush()
+        flushIfNeeded()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        clientGone()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        logger.debug("client connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: writing to the client
+
+    func write(_ buffer: ByteBuffer) {
+        guard let context else { return }
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        needsFlush = true
+    }
+
+    func flushIfNeeded() {
+        guard needsFlush, let context else { return }
+        needsFlush = false
+        context.flush()
+    }
+
+    func allocate(_ capacity: Int = 64) -> ByteBuffer {
+        context?.channel.allocator.buffer(capacity: capacity) ?? ByteBufferAllocator().buffer(capacity: capacity)
+    }
+
+    /// ErrorResponse with severity ERROR; the caller decides about ReadyForQuery.
+    func sendError(_ state: SQLState, _ message: String) {
+        var buffer = allocate(128)
+        MessageEncoder.errorResponse(severity: .error, state: state, message: message, into: &buffer)
+        write(buffer)
+    }
+
+    func sendReady(_ status: TransactionStatus = .idle) {
+        var buffer = allocate(6)
+        MessageEncoder.readyForQuery(status, into: &buffer)
+        write(buffer)
+    }
+
+    /// Sends FATAL and closes the connection.
+    func fatal(_ state: SQLState, _ message: String) {
+        logger.debug("closing client", metadata: ["sqlstate": "\(state)", "reason": "\(message)"])
+        var buffer = allocate(128)
+        MessageEncoder.errorResponse(severity: .fatal, state: state, message: message, into: &buffer)
+        write(buffer)
+        flushIfNeeded()
+        closeClient()
+    }
+
+    func closeClient() {
+        guard let context else { return }
+        context.close(promise: nil)
+        clientGone()
+    }
+
+    /// Releases everything the client held; safe to call more than once.
+    private func clientGone() {
+        if case .closed = phase { return }
+        let wasReady: Bool
+        if case .ready = phase { wasReady = true } else { wasReady = false }
+        phase = .closed
+        inbox = nil
+        waitTimer?.cancel()
+        cancelIdleTransactionTimer()
+        if waiting, let pool {
+            waiting = false
+            _ = pool.cancelWait(self)  // if a lease is already on its way, leaseGranted hands it back
+        }
+        if let server {
+            self.server = nil
+            returnServer(server, clientLeft: true)
+        }
+        if admitted {
+            admitted = false
+            runtime.clientLeft()
+            runtime.unregisterCancelKey(key)
+            if wasReady && runtime.general.logClientDisconnections {
+                logger.info("client disconnected", metadata: [
+                    "session_seconds": "\((NIODeadline.now() - connectedAt).nanoseconds / 1_000_000_000)"])
+            }
+        }
+        context = nil
+    }
+
+    /// A CancelRequest named this client: pass it to the server it is using, if any.
+    func forwardCancel() {
+        guard let server, let key = server.backendKey else { return }
+        runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
+    }
+}

@@ -1,0 +1,26 @@
+/// What a pool needs from a client that waits for a server connection.
+import NIOCore
+
+protocol LeaseWaiter: AnyObject, Sendable {
+    var eventLoop: EventLoop { get }
+    /// A server connection is now this waiter's; called on `eventLoop`.
+    func leaseGranted(_ server: ServerConnection)
+    /// No server connection can be had; called on `eventLoop`.
+    func leaseFailed(_ error: PoolError)
+}
+
+/// Identity wrapper so waiters can sit in the pure pool machine.
+struct WaiterRef: Hashable, @unchecked Sendable {
+    let waiter: LeaseWaiter
+    static func == (lhs: WaiterRef, rhs: WaiterRef) -> Bool { lhs.waiter === rhs.waiter }
+    func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(waiter)) }
+}
+
+public enum PoolError: Error, Sendable, Equatable {
+    /// Waited `connect_timeout` for a connection of a saturated pool.
+    case saturated(pool: String)
+    /// No server could be reached.
+    case serverUnavailable(pool: String, server: String, reason: String)
+    /// Shutting down.
+    case closed
+}

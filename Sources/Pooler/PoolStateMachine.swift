@@ -1,0 +1,189 @@
+/// The pure state of one server address's connection pool: idle connections, leases, waiters, limits.
+///
+/// No NIO and no clock of its own: every event carries `now` (nanoseconds on any monotonic clock), and every
+/// decision comes back as a value the owner carries out (create a connection, hand one to a waiter, close some).
+public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable & Sendable>: Sendable {
+    public struct Settings: Sendable, Equatable {
+        public var maxSize: Int
+        public var minSize: Int
+        /// Nanoseconds; 0 = never.
+        public var idleTimeout: UInt64
+        /// Nanoseconds; 0 = never.
+        public var lifetime: UInt64
+        /// true: hand out the longest-idle connection first (FIFO); false: the most recently used (LIFO).
+        public var roundRobin: Bool
+
+        public init(maxSize: Int, minSize: Int, idleTimeout: UInt64, lifetime: UInt64, roundRobin: Bool) {
+            self.maxSize = maxSize
+            self.minSize = minSize
+            self.idleTimeout = idleTimeout
+            self.lifetime = lifetime
+            self.roundRobin = roundRobin
+        }
+    }
+
+    struct IdleEntry: Sendable {
+        var connection: Connection
+        var since: UInt64
+    }
+
+    public enum LeaseResult: Sendable, Equatable {
+        /// Use this connection now.
+        case leased(Connection)
+        /// Wait; if `createConnection`, start opening one new server connection.
+        case wait(createConnection: Bool)
+    }
+
+    public enum ReturnResult: Sendable, Equatable {
+        /// Give the connection to this waiter.
+        case handOver(Connection, to: Waiter)
+        /// Kept idle.
+        case keptIdle
+        /// Close it (too old, or the pool shrank); `createConnection` if a waiter now needs a replacement.
+        case close(Connection, createConnection: Bool)
+    }
+
+    public var settings: Settings
+    private(set) var idle: [IdleEntry] = []
+    private(set) var createdAt: [Connection: UInt64] = [:]
+    private(set) var leased: Set<Connection> = []
+    public private(set) var connecting = 0
+    private(set) var waiters: [Waiter] = []
+    private var waiterHead = 0
+
+    public init(settings: Settings) {
+        self.settings = settings
+    }
+
+    public var idleCount: Int { idle.count }
+    public var leasedCount: Int { leased.count }
+    public var waitingCount: Int { waiters.count - waiterHead }
+    /// Connections that exist or are being opened.
+    public var totalCount: Int { idle.count + leased.count + connecting }
+
+    // MARK: events
+
+    /// A client wants a connection. `prefer` picks among idle connections (e.g. one on the client's event loop).
+    public mutating func leaseRequested(by waiter: Waiter, now: UInt64, prefer: (Connection) -> Bool = { _ in true }) -> LeaseResult {
+        if let index = pickIdle(prefer: prefer) {
+            let entry = idle.remove(at: index)
+            leased.insert(entry.connection)
+            return .leased(entry.connection)
+        }
+        waiters.append(waiter)
+        return .wait(createConnection: reserveCreationIfNeeded())
+    }
+
+    /// A new server connection finished its startup.
+    public mutating func connectionOpened(_ connection: Connection, now: UInt64) -> ReturnResult {
+        connecting -= 1
+        createdAt[connection] = now
+        return placeReturned(connection, now: now)
+    }
+
+    /// Opening a connection failed. Returns the waiters that can no longer be served by anything in flight
+    /// (no connection exists or is being opened), so the owner can fail them instead of letting them time out.
+    public mutating func connectionFailed() -> [Waiter] {
+        connecting -= 1
+        guard totalCount == 0 else { return [] }
+        let stranded = Array(waiters[waiterHead...])
+        waiters.removeAll()
+        waiterHead = 0
+        return stranded
+    }
+
+    /// A leased connection came back healthy.
+    public mutating func connectionReleased(_ connection: Connection, now: UInt64) -> ReturnResult {
+        guard leased.remove(connection) != nil else { return .keptIdle }
+        if let born = createdAt[connection], settings.lifetime > 0, now &- born >= settings.lifetime {
+            createdAt[connection] = nil
+            return .close(connection, createConnection: reserveCreationIfNeeded())
+        }
+        if totalCount >= settings.maxSize {
+            // The pool was shrunk (reload) while this connection was out.
+            createdAt[connection] = nil
+            return .close(connection, createConnection: false)
+        }
+        return placeReturned(connection, now: now)
+    }
+
+    /// A connection is gone (broken, closed by the server, or closed by us). Safe to call for unknown connections.
+    /// Returns whether a replacement should be opened for waiters.
+    public mutating func connectionClosed(_ connection: Connection) -> Bool {
+        createdAt[connection] = nil
+        if leased.remove(connection) == nil, let index = idle.firstIndex(where: { $0.connection == connection }) {
+            idle.remove(at: index)
+        }
+        return reserveCreationIfNeeded()
+    }
+
+    /// A waiter gave up (timeout, disconnect). Returns false if it was not waiting any more (already served).
+    public mutating func waiterCancelled(_ waiter: Waiter) -> Bool {
+        guard let index = waiters[waiterHead...].firstIndex(of: waiter) else { return false }
+        waiters.remove(at: index)
+        return true
+    }
+
+    /// Periodic sweep: idle connections past `idleTimeout` (above `minSize`) or past `lifetime` are closed;
+    /// returns them and how many connections to open to reach `minSize`.
+    public mutating func sweep(now: UInt64) -> (close: [Connection], open: Int) {
+        var close: [Connection] = []
+        var kept: [IdleEntry] = []
+        var remaining = totalCount
+        for entry in idle {
+            let tooOld = settings.lifetime > 0 && (createdAt[entry.connection].map { now &- $0 >= settings.lifetime } ?? false)
+            let tooIdle = settings.idleTimeout > 0 && now &- entry.since >= settings.idleTimeout && remaining > settings.minSize
+            if tooOld || tooIdle {
+                close.append(entry.connection)
+                createdAt[entry.connection] = nil
+                remaining -= 1
+            } else {
+                kept.append(entry)
+            }
+        }
+        idle = kept
+        let open = max(0, settings.minSize - totalCount)
+        connecting += open
+        return (close, open)
+    }
+
+    /// Removes every idle connection (e.g. the pool is being retired); leased ones close when returned.
+    public mutating func drainIdle() -> [Connection] {
+        let drained = idle.map(\.connection)
+        for connection in drained { createdAt[connection] = nil }
+        idle.removeAll()
+        return drained
+    }
+
+    // MARK: helpers
+
+    private mutating func placeReturned(_ connection: Connection, now: UInt64) -> ReturnResult {
+        if waiterHead < waiters.count {
+            let waiter = waiters[waiterHead]
+            waiterHead += 1
+            if waiterHead > 32 && waiterHead * 2 > waiters.count {
+                waiters.removeFirst(waiterHead)
+                waiterHead = 0
+            }
+            leased.insert(connection)
+            return .handOver(connection, to: waiter)
+        }
+        idle.append(IdleEntry(connection: connection, since: now))
+        return .keptIdle
+    }
+
+    /// Opens a connection only while waiters outnumber connections being opened and the limit allows.
+    private mutating func reserveCreationIfNeeded() -> Bool {
+        guard waitingCount > connecting, totalCount < settings.maxSize else { return false }
+        connecting += 1
+        return true
+    }
+
+    private func pickIdle(prefer: (Connection) -> Bool) -> Int? {
+        guard !idle.isEmpty else { return nil }
+        if settings.roundRobin {
+            return idle.firstIndex(where: { prefer($0.connection) }) ?? 0
+        }
+        return idle.lastIndex(where: { prefer($0.connection) }) ?? idle.count - 1
+    }
+}

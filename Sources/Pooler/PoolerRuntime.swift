@@ -1,0 +1,140 @@
+/// Everything the client sessions share: the pools built from the config, the connector, client limits and the
+/// cancel-key registry. The pool map is swapped as a whole (reload), never mutated in place.
+import Auth
+import Config
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import PostgresWire
+
+public final class PoolerRuntime: @unchecked Sendable {
+    public struct PoolKey: Hashable, Sendable {
+        public var database: String
+        public var user: String
+    }
+
+    /// One pool database's users and their pools.
+    struct Snapshot: @unchecked Sendable {
+        var config: PgCatConfig
+        var pools: [PoolKey: ConnectionPool]
+        /// database -> username -> user config, for client authentication.
+        var users: [String: [String: UserAuth]]
+    }
+
+    /// How a user authenticates to the pooler, precomputed at load (no PBKDF2 per login).
+    struct UserAuth: Sendable {
+        var config: UserConfig
+        var scramVerifier: SCRAMVerifier?
+    }
+
+    private let lock = NIOLock()
+    private var snapshot: Snapshot
+    public let connector: ServerConnector
+    public let keyCache = SCRAMKeyCache()
+    public let logger: Logger
+    private var clientCount = 0
+    private var cancelTargets: [BackendKeyData: WeakClient] = [:]
+    private var shuttingDown = false
+
+    struct WeakClient { weak var client: ClientConnection? }
+
+    public init(config: PgCatConfig, connector: ServerConnector, logger: Logger) {
+        self.connector = connector
+        self.logger = logger
+        self.snapshot = Snapshot(config: config, pools: [:], users: [:])
+        self.snapshot = build(config)
+    }
+
+    private func build(_ config: PgCatConfig) -> Snapshot {
+        var pools: [PoolKey: ConnectionPool] = [:]
+        var users: [String: [String: UserAuth]] = [:]
+        for named in config.pools {
+            var poolUsers: [String: UserAuth] = [:]
+            for user in named.config.users {
+                let key = PoolKey(database: named.name, user: user.username)
+                pools[key] = ConnectionPool(database: named.name, user: user.username, pool: named.config,
+                                            userConfig: user, general: config.general, connector: connector,
+                                            keyCache: keyCache, logger: logger)
+                poolUsers[user.username] = UserAuth(config: user, scramVerifier: Self.verifier(for: user))
+            }
+            users[named.name] = poolUsers
+        }
+        return Snapshot(config: config, pools: pools, users: users)
+    }
+
+    private static func verifier(for user: UserConfig) -> SCRAMVerifier? {
+        guard user.authType == .scramSHA256, let password = user.password else { return nil }
+        if password.hasPrefix("SCRAM-SHA-256$") { return SCRAMVerifier(parsing: password) }
+        if password.hasPrefix("md5"), password.count == 35 { return nil }
+        var salt = [UInt8](repeating: 0, count: 16)
+        var rng = SystemRandomNumberGenerator()
+        for i in salt.indices { salt[i] = rng.next() }
+        return SCRAMVerifier.derive(password: password, salt: salt, iterations: 4096)
+    }
+
+    public var config: PgCatConfig { lock.withLock { snapshot.config } }
+    var general: GeneralConfig { lock.withLock { snapshot.config.general } }
+
+    func pool(database: String, user: String) -> ConnectionPool? {
+        lock.withLock { snapshot.pools[PoolKey(database: database, user: user)] }
+    }
+
+    func hasDatabase(_ database: String) -> Bool {
+        lock.withLock { snapshot.users[database] != nil }
+    }
+
+    func userAuth(database: String, user: String) -> UserAuth? {
+        lock.withLock { snapshot.users[database]?[user] }
+    }
+
+    var allPools: [ConnectionPool] { lock.withLock { Array(snapshot.pools.values) } }
+
+    // MARK: client accounting
+
+    /// Admits a client under `max_client_conn`; false when the limit is reached.
+    func admitClient() -> Bool {
+        lock.withLock {
+            let limit = snapshot.config.general.maxClientConn
+            if limit > 0 && clientCount >= limit { return false }
+            clientCount += 1
+            return true
+        }
+    }
+
+    func clientLeft() {
+        lock.withLock { clientCount -= 1 }
+    }
+
+    public var connectedClients: Int { lock.withLock { clientCount } }
+
+    func registerCancelKey(_ key: BackendKeyData, for client: ClientConnection) {
+        lock.withLock { cancelTargets[key] = WeakClient(client: client) }
+    }
+
+    func unregisterCancelKey(_ key: BackendKeyData) {
+        _ = lock.withLock { cancelTargets.removeValue(forKey: key) }
+    }
+
+    /// A CancelRequest with this key arrived on a new connection.
+    func cancel(_ key: BackendKeyData) {
+        guard let client = lock.withLock({ cancelTargets[key]?.client }) else { return }
+        client.eventLoop.execute { client.forwardCancel() }
+    }
+
+    // MARK: lifecycle
+
+    public var isShuttingDown: Bool { lock.withLock { shuttingDown } }
+
+    public func beginShutdown() {
+        lock.withLock { shuttingDown = true }
+    }
+
+    /// Periodic janitor work: idle timeouts, lifetimes, min_pool_size.
+    public func sweep(loops: @escaping () -> EventLoop) {
+        for pool in allPools { pool.sweep(loops: loops) }
+    }
+
+    public func closeIdleServers() {
+        for pool in allPools { pool.closeIdle() }
+    }
+}

@@ -1,0 +1,119 @@
+/// Readies a server connection whose client left (or timed out) for the next client: finish the unsynced
+/// extended-protocol exchange, roll back an open transaction, reset the session in session mode, then return it.
+import Logging
+import NIOCore
+import PostgresWire
+
+final class ServerCleanup: ServerOwner, @unchecked Sendable {
+    let server: ServerConnection
+    let pool: ConnectionPool
+    let resetSession: Bool
+    let logger: Logger
+    var eventLoop: EventLoop { server.eventLoop }
+    private var steps: [String] = []
+    private var timeout: Scheduled<Void>?
+    private var done = false
+
+    init(server: ServerConnection, pool: ConnectionPool, resetSession: Bool, logger: Logger) {
+        self.server = server
+        self.pool = pool
+        self.resetSession = resetSession
+        self.logger = logger
+    }
+
+    func start() {
+        eventLoop.execute { self.begin() }
+    }
+
+    private func begin() {
+        server.attach(owner: self)
+        timeout = eventLoop.scheduleTask(in: .seconds(10)) { [weak self] in
+            self?.fail("cleanup timed out")
+        }
+        var buffer = ByteBufferAllocator().buffer(capacity: 64)
+        if server.unsynced {
+            MessageEncoder.sync(into: &buffer)
+            server.pendingSyncs += 1
+            server.unsynced = false
+        }
+        if buffer.readableBytes > 0 {
+            server.send(buffer)
+            server.flush()
+        } else {
+            nextStep()
+        }
+    }
+
+    /// Sends the next statement the connection needs, or returns it to the pool.
+    private func nextStep() {
+        var sql: String?
+        if server.status != .idle {
+            sql = "ROLLBACK"
+        } else if resetSession && !didReset {
+            didReset = true
+            sql = "DISCARD ALL"
+        }
+        guard let sql else {
+            finish()
+            return
+        }
+        var buffer = ByteBufferAllocator().buffer(capacity: 32)
+        MessageEncoder.query(sql, into: &buffer)
+        server.pendingSyncs += 1
+        server.send(buffer)
+        server.flush()
+    }
+
+    private var didReset = false
+
+    func serverRead(_ incoming: ByteBuffer, from server: ServerConnection) {
+        var buffer = server.scanner.merge(incoming)
+        var reachedIdle = false
+        do {
+            let count = try server.scanner.scan(buffer, limit: Int(Int32.max), classify: { header in
+                header.id == BackendID.readyForQuery ? .inspect : .passThrough
+            }, frame: { _, payload in
+                server.status = payload.getInteger(at: payload.readerIndex, as: UInt8.self).flatMap(TransactionStatus.init) ?? .idle
+                server.pendingSyncs -= 1
+                if server.pendingSyncs == 0 {
+                    reachedIdle = true
+                    return false
+                }
+                return true
+            })
+            buffer.moveReaderIndex(forwardBy: count)
+        } catch {
+            fail("protocol error: \(error)")
+            return
+        }
+        server.scanner.keep(buffer)
+        if reachedIdle {
+            server.scanner.reset()
+            nextStep()
+        }
+    }
+
+    func serverReadComplete(from server: ServerConnection) {}
+
+    func serverClosed(_ server: ServerConnection, reason: String) {
+        fail(reason)
+    }
+
+    private func finish() {
+        guard !done else { return }
+        done = true
+        timeout?.cancel()
+        server.detach(owner: self)
+        server.resetRelayState()
+        pool.release(server)
+    }
+
+    private func fail(_ reason: String) {
+        guard !done else { return }
+        done = true
+        timeout?.cancel()
+        logger.warning("closing server connection after failed cleanup", metadata: ["reason": "\(reason)"])
+        server.detach(owner: self)
+        pool.discard(server)
+    }
+}

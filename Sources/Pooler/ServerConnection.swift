@@ -1,0 +1,269 @@
+/// One connection to a PostgreSQL server: logs in, then relays bytes to whoever holds its lease.
+///
+/// Threading: channel events run on `eventLoop`. While leased, the relay fields (`pendingSyncs`, `status`, ...)
+/// belong to the owner's event loop; the pool's lock orders the hand-over between owners.
+import Auth
+import Logging
+import NIOCore
+import PostgresWire
+
+public struct ServerAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var database: String
+    public var role: String
+    public var shard: Int
+    public var index: Int
+
+    public init(host: String, port: Int, database: String, role: String, shard: Int, index: Int) {
+        self.host = host
+        self.port = port
+        self.database = database
+        self.role = role
+        self.shard = shard
+        self.index = index
+    }
+
+    public var description: String { "\(host):\(port)/\(database)" }
+}
+
+public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked Sendable {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    public let id: Int
+    public let address: ServerAddress
+    public let eventLoop: EventLoop
+    let logger: Logger
+    private var context: ChannelHandlerContext?
+    private var startup: ServerStartupStateMachine?
+    private var startupBuffer: ByteBuffer?
+    private let ready: EventLoopPromise<Void>
+    private var owner: ServerOwner?
+    private var needsFlush = false
+    /// Called once, on `eventLoop`, when the connection is gone after a successful startup.
+    var onClose: (@Sendable (ServerConnection) -> Void)?
+
+    // Relay state, owned by the lease holder's event loop.
+    /// Sync/Query/FunctionCall messages sent whose ReadyForQuery has not arrived yet.
+    var pendingSyncs = 0
+    /// ReadyForQuery replies that answer the pooler's own queries (parameter replay), not the client's.
+    var internalSyncs = 0
+    /// Extended-protocol messages sent since the last Sync (the server holds unsynced state).
+    var unsynced = false
+    var status: TransactionStatus = .idle
+    var inCopy = false
+    var isBroken = false
+    var scanner = FrameStreamScanner()
+
+    /// Set once at startup.
+    /// The server's current reported parameters (startup, then ParameterStatus while leased).
+    public internal(set) var parameters: [String: String] = [:]
+    public private(set) var backendKey: BackendKeyData?
+    public let createdAt: NIODeadline
+
+    init(id: Int, address: ServerAddress, credentials: ServerCredentials, eventLoop: EventLoop,
+         keyCache: SCRAMKeyCache?, logger: Logger) {
+        self.id = id
+        self.address = address
+        self.eventLoop = eventLoop
+        var logger = logger
+        logger[metadataKey: "server_id"] = "\(id)"
+        logger[metadataKey: "server"] = "\(address)"
+        self.logger = logger
+        self.startup = ServerStartupStateMachine(credentials: credentials, keyCache: keyCache)
+        self.ready = eventLoop.makePromise()
+        self.createdAt = .now()
+    }
+
+    /// Succeeds when the server sent its first ReadyForQuery.
+    public var startupFuture: EventLoopFuture<Void> { ready.futureResult }
+
+    public static func == (lhs: ServerConnection, rhs: ServerConnection) -> Bool { lhs === rhs }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+
+    // MARK: channel events
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { begin(context: context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        begin(context: context)
+        context.fireChannelActive()
+    }
+
+    private func begin(context: ChannelHandlerContext) {
+        guard var machine = startup, startupBuffer == nil else { return }
+        startupBuffer = context.channel.allocator.buffer(capacity: 256)
+        if case .send(let buffer) = machine.start() {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+        startup = machine
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        if startup != nil {
+            continueStartup(context: context, with: buffer)
+            return
+        }
+        guard let owner else { return }  // notices while idle in the pool carry nothing a client needs
+        if owner.eventLoop === eventLoop {
+            owner.serverRead(buffer, from: self)
+        } else {
+            owner.eventLoop.execute {
+                owner.serverRead(buffer, from: self)
+                owner.serverReadComplete(from: self)
+            }
+        }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        if let owner, owner.eventLoop === eventLoop { owner.serverReadComplete(from: self) }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        finish(reason: "server closed the connection")
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
+        logger.debug("server connection error", metadata: ["error": "\(error)"])
+        finish(reason: "server connection error: \(error)")
+        context.close(promise: nil)
+    }
+
+    private func continueStartup(context: ChannelHandlerContext, with incoming: ByteBuffer) {
+        var incoming = incoming
+        startupBuffer!.writeBuffer(&incoming)
+        do {
+            while let frame = try Frame.read(from: &startupBuffer!) {
+                switch startup!.receive(frame) {
+                case .wait:
+                    continue
+                case .send(let buffer):
+                    context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+                case .ready(let parameters, let key):
+                    self.parameters = parameters
+                    self.backendKey = key
+                    startup = nil
+                    startupBuffer = nil
+                    ready.succeed(())
+                    return
+                case .fail(let reason):
+                    failStartup(reason, context: context)
+                    return
+                }
+            }
+        } catch {
+            failStartup("\(error)", context: context)
+        }
+    }
+
+    private func failStartup(_ reason: String, context: ChannelHandlerContext) {
+        startup = nil
+        startupBuffer = nil
+        ready.fail(ServerStartupError(reason: reason))
+        context.close(promise: nil)
+    }
+
+    private func finish(reason: String) {
+        guard context != nil else { return }
+        context = nil
+        if startup != nil {
+            startup = nil
+            ready.fail(ServerStartupError(reason: reason))
+            return
+        }
+        isBroken = true
+        if let owner {
+            self.owner = nil
+            if owner.eventLoop === eventLoop {
+                owner.serverClosed(self, reason: reason)
+            } else {
+                owner.eventLoop.execute { owner.serverClosed(self, reason: reason) }
+            }
+        }
+        onClose?(self)
+        onClose = nil
+    }
+
+    // MARK: used by owners
+
+    /// Attaches the lease holder. Runs on this connection's loop, in submission order.
+    func attach(owner newOwner: ServerOwner) {
+        if eventLoop.inEventLoop {
+            owner = newOwner
+            if context == nil {
+                // Died while in the pool: tell the new owner at once.
+                newOwner.eventLoop.execute { newOwner.serverClosed(self, reason: "server closed the connection") }
+            }
+        } else {
+            eventLoop.execute { self.attach(owner: newOwner) }
+        }
+    }
+
+    /// Detaches `oldOwner` if it still holds the lease. Conditional, because a detach queued from another loop
+    /// may run after the next holder attached itself directly on this loop.
+    func detach(owner oldOwner: ServerOwner) {
+        if eventLoop.inEventLoop {
+            if owner === oldOwner { owner = nil }
+        } else {
+            eventLoop.execute { self.detach(owner: oldOwner) }
+        }
+    }
+
+    /// Sends bytes to the server; flushed by `flush()` (same loop) or immediately (other loop).
+    func send(_ buffer: ByteBuffer) {
+        if eventLoop.inEventLoop {
+            guard let context else { return }
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            needsFlush = true
+        } else {
+            eventLoop.execute {
+                guard let context = self.context else { return }
+                context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+            }
+        }
+    }
+
+    func flush() {
+        if eventLoop.inEventLoop, needsFlush, let context {
+            needsFlush = false
+            context.flush()
+        }
+    }
+
+    /// Closes the connection politely (Terminate, then close).
+    public func close() {
+        if eventLoop.inEventLoop {
+            guard let context else { return }
+            var buffer = context.channel.allocator.buffer(capacity: 5)
+            MessageEncoder.terminate(into: &buffer)
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            context.close(promise: nil)
+        } else {
+            eventLoop.execute { self.close() }
+        }
+    }
+
+    /// Relay state back to "idle, nothing in flight" for the next lease.
+    func resetRelayState() {
+        pendingSyncs = 0
+        internalSyncs = 0
+        unsynced = false
+        inCopy = false
+        scanner.reset()
+    }
+
+    /// Whether the connection can go back to the pool as it is.
+    var isCleanlyIdle: Bool {
+        !isBroken && pendingSyncs == 0 && internalSyncs == 0 && !unsynced && status == .idle && !inCopy && !scanner.isMidFrame
+    }
+}
+
+public struct ServerStartupError: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { reason }
+}

@@ -1,0 +1,12 @@
+/// Opening TCP connections to servers is the assembly layer's job (NIOPosix); the pooler asks through this.
+import NIOCore
+
+public protocol ServerConnector: Sendable {
+    /// Connects to `host:port` on `eventLoop` and installs `handler` as the channel's protocol handler.
+    func connect(host: String, port: Int, on eventLoop: EventLoop, timeout: TimeAmount,
+                 handler: ServerConnection) -> EventLoopFuture<Void>
+    /// Sends a CancelRequest to `host:port` on a fresh connection and closes it.
+    func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop)
+}
+
+import PostgresWire

@@ -1,0 +1,12 @@
+/// Who receives a leased server connection's bytes: a client session, or the cleanup that readies it for reuse.
+import NIOCore
+
+protocol ServerOwner: AnyObject, Sendable {
+    var eventLoop: EventLoop { get }
+    /// Bytes from the server; called on `eventLoop`.
+    func serverRead(_ buffer: ByteBuffer, from server: ServerConnection)
+    /// End of a read batch; called on `eventLoop`.
+    func serverReadComplete(from server: ServerConnection)
+    /// The server connection closed or failed; called on `eventLoop`.
+    func serverClosed(_ server: ServerConnection, reason: String)
+}

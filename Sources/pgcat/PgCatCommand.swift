@@ -1,0 +1,65 @@
+/// `pgcat [CONFIG]`: loads and validates the config, starts the pooler, drains on SIGINT/SIGTERM.
+import ArgumentParser
+import Config
+import Foundation
+import Logging
+import PgCatServer
+
+@main
+struct PgCatCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pgcat",
+        abstract: "A PostgreSQL connection pooler compatible with PgCat.",
+        version: PgCatVersion.string)
+
+    @Argument(help: "Path to the config file (.yaml, .yml or PgCat's .toml).")
+    var configFile: String?
+
+    @Option(name: .customLong("config"), help: "Path to the config file (same as the positional argument).")
+    var configOption: String?
+
+    @Option(name: [.short, .long], help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
+
+    @Option(name: [.customShort("F"), .long], help: "text (logfmt) or json.")
+    var logFormat: String = ProcessInfo.processInfo.environment["LOG_FORMAT"] ?? "text"
+
+    @Flag(help: "Validate the config, print problems and warnings, and exit (non-zero on error).")
+    var check = false
+
+    func run() async throws {
+        let path = configOption ?? configFile ?? ProcessInfo.processInfo.environment["CONFIG_FILE"] ?? "pgcat.yaml"
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+            throw ValidationError("unknown log level \(logLevel)")
+        }
+        guard let format = LogfmtLogHandler.Format(rawValue: logFormat.lowercased() == "structured" ? "json" : logFormat.lowercased()) else {
+            throw ValidationError("unknown log format \(logFormat): use text or json")
+        }
+        LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label, level: level, format: format) }
+        let logger = Logger(label: "pgcat")
+
+        let loaded: LoadedConfig
+        do {
+            loaded = try ConfigLoader.load(path: path)
+        } catch let error as ConfigError {
+            FileHandle.standardError.write(Data("pgcat: invalid config \(path):\n".utf8))
+            for problem in error.problems {
+                FileHandle.standardError.write(Data("  \(problem)\n".utf8))
+            }
+            throw ExitCode(78)  // EX_CONFIG, as PgCat
+        }
+        for warning in loaded.warnings {
+            logger.warning("config warning", metadata: ["warning": "\(warning)"])
+        }
+        if check {
+            for warning in loaded.warnings { print("warning: \(warning)") }
+            print("\(path): OK")
+            return
+        }
+        try await Runner(config: loaded.config, logger: logger).run()
+    }
+}
+
+enum PgCatVersion {
+    static let string = "0.1.0"
+}

@@ -1,0 +1,95 @@
+"""Pooler timeouts: waiting for a server connection (connect_timeout -> ERROR 57014) and an idle client inside a
+transaction (idle_client_in_transaction_timeout -> ERROR 25P03 as the reply to its next message)."""
+
+import time
+
+import psycopg
+import pytest
+
+from support import HOST, pooler_ports_to
+
+pytestmark = pytest.mark.pooler_only
+
+
+def pooler_backends(primary, target, cluster, state_like: str = "%") -> int:
+    ports = sorted(pooler_ports_to(target.proc.pid, cluster.primary))
+    if not ports:
+        return 0
+    return primary.value(
+        "select count(*) from pg_stat_activity where client_addr = %s and client_port = any(%s) and state like %s",
+        (HOST, ports, state_like),
+    )
+
+
+def test_connect_timeout_pool_saturated_57014(pgcat):
+    t = pgcat(pool_size=1, general={"connect_timeout": 1000})
+    with t.connect() as b, t.connect() as a:
+        a.execute("begin")
+        a.execute("select 1")  # a holds the only server connection
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled) as ei:
+            b.execute("select 1")
+        elapsed = time.monotonic() - started
+        e = ei.value
+        assert e.diag.sqlstate == "57014"
+        assert e.diag.severity_nonlocalized == "ERROR"
+        assert "timed out waiting for a server connection" in e.diag.message_primary, e.diag.message_primary
+        assert elapsed < 15, f"pool wait took {elapsed:.1f}s with connect_timeout 1000 ms"
+        # ERROR, not FATAL: b stays connected and works once a releases the server
+        assert not b.closed
+        a.execute("commit")
+        assert b.execute("select 2").fetchone()[0] == 2
+        assert a.execute("select 3").fetchone()[0] == 3
+
+
+def test_connect_timeout_does_not_break_later_checkouts(pgcat):
+    t = pgcat(pool_size=1, general={"connect_timeout": 500})
+    with t.connect() as b, t.connect() as a:
+        a.execute("begin")
+        for _ in range(3):
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                b.execute("select 1")
+        a.execute("rollback")
+        for i in range(5):
+            assert b.execute("select %s::int", (i,)).fetchone()[0] == i
+
+
+def test_idle_client_in_transaction_timeout_25p03(pgcat, primary, cluster):
+    table = primary.make_table("it_idle_txn")
+    t = pgcat(pool_size=1, general={"idle_client_in_transaction_timeout": 500})
+    with t.connect() as c:
+        c.execute("begin")
+        c.execute(f"insert into {table} values (1, 'never committed')")
+        assert pooler_backends(primary, t, cluster, "idle in transaction%") == 1
+        # wait (polling the server, not sleeping a fixed time) until the pooler rolled back and released it
+        deadline = time.monotonic() + 15
+        while pooler_backends(primary, t, cluster, "idle in transaction%") != 0:
+            assert time.monotonic() < deadline, "transaction still open on the server 15 s after a 500 ms timeout"
+            time.sleep(0.05)
+        assert primary.value(f"select count(*) from {table}") == 0
+        # the error is the reply to the next message, here a COMMIT that must not report success
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute("commit")
+        e = ei.value
+        assert e.diag.sqlstate == "25P03", (e.diag.sqlstate, str(e))
+        assert e.diag.severity_nonlocalized == "ERROR"
+        assert "idle transaction timeout" in (e.diag.message_primary or "")
+        # then the connection works again, outside any transaction
+        assert not c.closed
+        assert c.execute("select now() = statement_timestamp()").fetchone()[0] is True
+        assert c.execute(f"select count(*) from {table}").fetchone()[0] == 0
+        c.execute(f"insert into {table} values (2, 'autocommit')")
+    assert primary.value(f"select array_agg(id) from {table}") == [2]
+
+
+def test_idle_client_in_transaction_timeout_not_triggered_by_active_client(pgcat, primary):
+    table = primary.make_table("it_idle_txn_active")
+    t = pgcat(pool_size=1, general={"idle_client_in_transaction_timeout": 1000})
+    with t.connect() as c:
+        c.execute("begin")
+        # busy in the transaction for longer than the timeout, but never idle for that long
+        for i in range(8):
+            c.execute(f"insert into {table} values (%s, 'x')", (i,))
+            c.execute("select pg_sleep(0.2)")
+        c.execute("commit")
+    assert primary.value(f"select count(*) from {table}") == 8
