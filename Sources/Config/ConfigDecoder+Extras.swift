@@ -28,7 +28,8 @@ extension DecodeContext {
             t.read("enabled", into: &intercept.enabled)
             if let queries = t.node("queries") {
                 for (label, node) in indexedItems(queries, path: t.path("queries"), contiguous: false) {
-                    guard var q = TableReader(node, path: joinPath(t.path("queries"), label), context: self) else { continue }
+                    let queryPath = joinPath(t.path("queries"), label)
+                    guard var q = TableReader(node, path: queryPath, context: self) else { continue }
                     var query = InterceptQuery(query: "", schema: [], result: [])
                     q.require("query", into: &query.query)
                     q.read("schema", into: &query.schema)
@@ -57,7 +58,8 @@ extension DecodeContext {
         r.read("fallback", into: &ml.fallback)
         if let models = r.node("models") {
             for (label, node) in indexedItems(models, path: r.path("models"), contiguous: false) {
-                guard var m = TableReader(node, path: joinPath(r.path("models"), label), context: self) else { continue }
+                let modelPath = joinPath(r.path("models"), label)
+                guard var m = TableReader(node, path: modelPath, context: self) else { continue }
                 var model = MLModelOverride(match: "")
                 m.require("match", into: &model.match)
                 m.read("statement_timeout", into: &model.statementTimeout)

@@ -86,7 +86,8 @@ extension DecodeContext {
         case .integer(let ms)?:
             return ms
         case let other?:
-            sink.add(r.path("autoreload"), "expected an interval in milliseconds (or false), found \(other.kindDescription)")
+            sink.add(r.path("autoreload"),
+                     "expected an interval in milliseconds (or false), found \(other.kindDescription)")
             return nil
         }
     }

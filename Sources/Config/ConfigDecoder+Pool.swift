@@ -43,7 +43,8 @@ extension DecodeContext {
         }
         if let users = r.node("users") {
             for (label, node) in indexedItems(users, path: r.path("users"), contiguous: false) {
-                guard var userReader = TableReader(node, path: joinPath(r.path("users"), label), context: self) else { continue }
+                let userPath = joinPath(r.path("users"), label)
+                guard var userReader = TableReader(node, path: userPath, context: self) else { continue }
                 p.users.append(decodeUser(&userReader))
                 userReader.finish()
                 labels.append(label, to: r.path("users"))

@@ -58,17 +58,18 @@ extension DecodeContext {
 
     /// Turns the positional array form into the equivalent table, so both forms are decoded (and named) alike.
     private func positional(_ node: ConfigNode, path: String, names: [String]) -> ConfigNode? {
+        let form = "[" + names.joined(separator: ", ") + "]"
         switch node {
         case .table:
             return node
         case .array(let items):
             guard items.count == names.count else {
-                sink.add(path, "expected [\(names.joined(separator: ", "))], found a list of \(items.count) values", unusable: true)
+                sink.add(path, "expected \(form), found a list of \(items.count) values", unusable: true)
                 return nil
             }
             return .table(zip(names, items).map { ConfigEntry(key: $0, value: $1) })
         default:
-            sink.add(path, "expected [\(names.joined(separator: ", "))] or a table, found \(node.kindDescription)", unusable: true)
+            sink.add(path, "expected \(form) or a table, found \(node.kindDescription)", unusable: true)
             return nil
         }
     }

@@ -201,11 +201,13 @@ extension DecodeContext {
             }
             let missing = (0..<numbered.count).filter { numbered[$0] == nil }
             if let first = missing.first {
-                sink.add(path, "shards must be numbered 0..\(numbered.count - 1) without gaps; shard \(first) is missing")
+                sink.add(path,
+                         "shards must be numbered 0..\(numbered.count - 1) without gaps; shard \(first) is missing")
             }
             return numbered.keys.sorted().map { (String($0), numbered[$0]!) }
         default:
-            sink.add(path, "expected a table keyed by index (\"0\", \"1\", ...) or a list, found \(node.kindDescription)")
+            sink.add(path,
+                     "expected a table keyed by index (\"0\", \"1\", ...) or a list, found \(node.kindDescription)")
             return []
         }
     }

@@ -17,7 +17,8 @@ public enum ConfigDefaults {
     public static func markdownTable() -> String {
         var lines = ["| section | key | default |", "|---|---|---|"]
         for row in rows {
-            lines.append("| `\(row.section)` | `\(row.key)` | \(row.value.hasPrefix("(") ? row.value : "`\(row.value)`") |")
+            let value = row.value.hasPrefix("(") ? row.value : "`\(row.value)`"
+            lines.append("| `\(row.section)` | `\(row.key)` | \(value) |")
         }
         return lines.joined(separator: "\n")
     }
@@ -26,7 +27,9 @@ public enum ConfigDefaults {
         pairs.map { ConfigDefault(section: section, key: $0.key, value: $0.value) }
     }
 
-    private static func show(_ value: Int?, _ fallback: String = "(none)") -> String { value.map(String.init) ?? fallback }
+    private static func show(_ value: Int?, _ fallback: String = "(none)") -> String {
+        value.map(String.init) ?? fallback
+    }
     private static func show(_ value: String?, _ fallback: String = "(none)") -> String { value ?? fallback }
     private static func show(_ value: [String]) -> String { "[" + value.joined(separator: ", ") + "]" }
 
@@ -79,7 +82,8 @@ public enum ConfigDefaults {
             "cleanup_server_connections": "\(p.cleanupServerConnections)",
             "log_client_parameter_status_changes": "\(p.logClientParameterStatusChanges)",
             "prepared_statements_cache_size": "\(p.preparedStatementsCacheSize)",
-            "db_activity_based_routing": "\(p.dbActivityBasedRouting)", "db_activity_init_delay": "\(p.dbActivityInitDelay)",
+            "db_activity_based_routing": "\(p.dbActivityBasedRouting)",
+            "db_activity_init_delay": "\(p.dbActivityInitDelay)",
             "db_activity_ttl": "\(p.dbActivityTtl)", "table_mutation_cache_ms_ttl": "\(p.tableMutationCacheMsTtl)",
             "replica_to_primary_failover": "\(p.replicaToPrimaryFailover)",
             "max_replica_lag_bytes": "\(p.maxReplicaLagBytes)", "read_your_writes_window": "\(p.readYourWritesWindow)",
@@ -97,8 +101,10 @@ public enum ConfigDefaults {
             "server_password": show(u.serverPassword, "(password)"),
             "pool_size": u.poolSize == 0 ? "(required)" : "\(u.poolSize)", "min_pool_size": "\(u.minPoolSize)",
             "pool_mode": u.poolMode?.rawValue ?? "(the pool's pool_mode)",
-            "server_lifetime": show(u.serverLifetime, "(the pool's)"), "statement_timeout": "\(u.statementTimeout)",
-            "connect_timeout": show(u.connectTimeout, "(the pool's)"), "idle_timeout": show(u.idleTimeout, "(the pool's)"),
+            "server_lifetime": show(u.serverLifetime, "(the pool's, then general's)"),
+            "statement_timeout": "\(u.statementTimeout)",
+            "connect_timeout": show(u.connectTimeout, "(the pool's, then general's)"),
+            "idle_timeout": show(u.idleTimeout, "(the pool's, then general's)"),
             "max_client_connections": "\(u.maxClientConnections)",
         ])
     }

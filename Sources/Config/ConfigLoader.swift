@@ -17,7 +17,9 @@ public enum ConfigLoader {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             let why = (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
-            throw ConfigError(problems: [ConfigProblem(keyPath: "", reason: "cannot read config file '\(path)': \(why)")])
+            throw ConfigError(problems: [
+                ConfigProblem(keyPath: "", reason: "cannot read config file '\(path)': \(why)"),
+            ])
         }
         return ext == "toml" ? try parse(toml: text, path: path) : try parse(yaml: text, path: path)
     }
@@ -40,13 +42,21 @@ public enum ConfigLoader {
             root = try TOMLParser.parse(toml)
         } catch {
             let location = path.isEmpty ? "" : "\(path): "
-            throw ConfigError(problems: [ConfigProblem(keyPath: "", reason: "\(location)TOML syntax error at \(error)")])
+            throw ConfigError(problems: [
+                ConfigProblem(keyPath: "", reason: "\(location)TOML syntax error at \(error)"),
+            ])
         }
         return try build(root, syntax: .toml, path: path)
     }
 
     /// Decodes and validates a tree, sharing one problem list so a key is reported once.
     static func build(_ root: ConfigNode, syntax: ConfigSyntax, path: String) throws(ConfigError) -> LoadedConfig {
+        guard case .table = root else {
+            let location = path.isEmpty ? "" : "\(path): "
+            throw ConfigError(problems: [ConfigProblem(
+                keyPath: "", reason: "\(location)the config must be a mapping of sections (general, pools, ...), "
+                    + "found \(root.kindDescription)")])
+        }
         let context = DecodeContext(syntax: syntax)
         let config = context.decodeRoot(root, path: path)
         ConfigValidator(config: config, labels: context.labels).run(into: &context.sink)

@@ -11,7 +11,9 @@ extension ConfigValidator {
             if server.host.isEmpty { sink.add("\(serverPath).host", "is required") }
             checkPort(server.port, "\(serverPath).port", &sink)
             checkAtLeastOne(server.weight, "\(serverPath).weight", &sink)
-            if server.tags.contains(where: \.isEmpty) { sink.add("\(serverPath).tags", "tags must not be empty strings") }
+            if server.tags.contains(where: \.isEmpty) {
+                sink.add("\(serverPath).tags", "tags must not be empty strings")
+            }
             if server.role == .primary {
                 if let first = primaryIndex {
                     sink.add(serverPath, "a shard has at most one primary (servers.\(first) is already primary)")
@@ -42,7 +44,9 @@ extension ConfigValidator {
         if ml.enabled, ml.targetTags.isEmpty {
             sink.add("\(path).target_tags", "must name at least one server tag when ml_routing is enabled")
         }
-        if ml.targetTags.contains(where: \.isEmpty) { sink.add("\(path).target_tags", "tags must not be empty strings") }
+        if ml.targetTags.contains(where: \.isEmpty) {
+            sink.add("\(path).target_tags", "tags must not be empty strings")
+        }
         checkAtLeastOne(ml.inferencePoolSize, "\(path).inference_pool_size", &sink)
         checkAtLeastOne(ml.affinityReplicas, "\(path).affinity_replicas", &sink)
         checkNonNegative(ml.queueMax, "\(path).queue_max", &sink)
@@ -51,7 +55,9 @@ extension ConfigValidator {
         for (i, model) in ml.models.enumerated() {
             let modelPath = "\(path).models.\(i)"
             if model.match.isEmpty { sink.add("\(modelPath).match", "is required (a glob on the model key)") }
-            if let timeout = model.statementTimeout { checkNonNegative(timeout, "\(modelPath).statement_timeout", &sink) }
+            if let timeout = model.statementTimeout {
+                checkNonNegative(timeout, "\(modelPath).statement_timeout", &sink)
+            }
             if let max = model.maxConnectionsPerServer {
                 checkAtLeastOne(max, "\(modelPath).max_connections_per_server", &sink)
             }

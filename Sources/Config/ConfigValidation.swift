@@ -53,15 +53,17 @@ struct ConfigValidator {
         }
         validateTLS(g, into: &sink)
         if g.adminAuthType != .trust {
-            if g.adminUsername.isEmpty { sink.add("general.admin_username", "is required (unless admin_auth_type is trust)") }
-            if g.adminPassword.isEmpty { sink.add("general.admin_password", "is required (unless admin_auth_type is trust)") }
+            let reason = "is required (unless admin_auth_type is trust)"
+            if g.adminUsername.isEmpty { sink.add("general.admin_username", reason) }
+            if g.adminPassword.isEmpty { sink.add("general.admin_password", reason) }
         }
         if !g.adminPassword.isEmpty {
             checkPassword(g.adminPassword, authType: g.adminAuthType, path: "general.admin_password", &sink)
         }
         if g.authQuery != nil {
-            if g.authQueryUser == nil { sink.add("general.auth_query_user", "is required when auth_query is set") }
-            if g.authQueryPassword == nil { sink.add("general.auth_query_password", "is required when auth_query is set") }
+            let reason = "is required when auth_query is set"
+            if g.authQueryUser == nil { sink.add("general.auth_query_user", reason) }
+            if g.authQueryPassword == nil { sink.add("general.auth_query_password", reason) }
         }
     }
 
@@ -78,7 +80,8 @@ struct ConfigValidator {
             sink.warn("general.server_tls_ca_file", "is set but verify_server_certificate is false, so it is not used")
         }
         if g.verifyServerCertificate, !g.serverTLS {
-            sink.warn("general.verify_server_certificate", "is true but server_tls is false, so there is nothing to verify")
+            sink.warn("general.verify_server_certificate",
+                      "is true but server_tls is false, so there is nothing to verify")
         }
     }
 
@@ -99,7 +102,8 @@ struct ConfigValidator {
         ]
         for case let (key, value?) in optionalNonNegative { checkNonNegative(value, "\(path).\(key)", &sink) }
         let nonNegative: [(String, Int)] = [
-            ("regex_search_limit", p.regexSearchLimit), ("prepared_statements_cache_size", p.preparedStatementsCacheSize),
+            ("regex_search_limit", p.regexSearchLimit),
+            ("prepared_statements_cache_size", p.preparedStatementsCacheSize),
             ("db_activity_init_delay", p.dbActivityInitDelay), ("db_activity_ttl", p.dbActivityTtl),
             ("table_mutation_cache_ms_ttl", p.tableMutationCacheMsTtl), ("max_replica_lag_bytes", p.maxReplicaLagBytes),
             ("read_your_writes_window", p.readYourWritesWindow),
@@ -125,7 +129,8 @@ struct ConfigValidator {
         case let value where value.hasPrefix("shard_"):
             if let n = Int(value.dropFirst("shard_".count)), n >= 0 {
                 if n >= p.shards.count, !p.shards.isEmpty {
-                    sink.add("\(path).default_shard", "shard \(n) does not exist (the pool has \(p.shards.count) shards)")
+                    sink.add("\(path).default_shard",
+                             "shard \(n) does not exist (the pool has \(p.shards.count) shards)")
                 }
             } else {
                 sink.add("\(path).default_shard", "expected shard_<N>, random or random_healthy, found '\(value)'")
@@ -138,7 +143,8 @@ struct ConfigValidator {
             do {
                 let regex = try NSRegularExpression(pattern: pattern)
                 if regex.numberOfCaptureGroups < 1 {
-                    sink.add("\(path).\(key)", "needs a capture group around the value, e.g. '/\\* shard_id: (\\d+) \\*/'")
+                    sink.add("\(path).\(key)",
+                             "needs a capture group around the value, e.g. '/\\* shard_id: (\\d+) \\*/'")
                 }
             } catch {
                 sink.add("\(path).\(key)", "is not a valid regular expression")

@@ -5,10 +5,14 @@ extension TOMLScanner {
         guard let c = peek() else { throw error("expected a value, found end of file") }
         switch c {
         case Byte.quote:
-            if peek(1) == Byte.quote, peek(2) == Byte.quote { return .string(try parseMultilineString(literal: false)) }
+            if peek(1) == Byte.quote, peek(2) == Byte.quote {
+                return .string(try parseMultilineString(literal: false))
+            }
             return .string(try parseBasicString())
         case Byte.apostrophe:
-            if peek(1) == Byte.apostrophe, peek(2) == Byte.apostrophe { return .string(try parseMultilineString(literal: true)) }
+            if peek(1) == Byte.apostrophe, peek(2) == Byte.apostrophe {
+                return .string(try parseMultilineString(literal: true))
+            }
             return .string(try parseLiteralString())
         case Byte.openBracket:
             return try parseArray()
@@ -94,7 +98,7 @@ extension TOMLScanner {
             case Byte.backslash where !literal:
                 if isLineEndingBackslash() {
                     advance()
-                    while let w = peek(), w == Byte.space || w == Byte.tab || w == Byte.newline || w == Byte.carriageReturn {
+                    while let w = peek(), [Byte.space, Byte.tab, Byte.newline, Byte.carriageReturn].contains(w) {
                         advance()
                     }
                 } else {
@@ -143,11 +147,15 @@ extension TOMLScanner {
         advance()
         var value: UInt32 = 0
         for _ in 0..<digits {
-            guard let h = peek(), let d = hexValue(h) else { throw error("expected \(digits) hex digits in a \\u escape") }
+            guard let h = peek(), let d = hexValue(h) else {
+                throw error("expected \(digits) hex digits in a \\u escape")
+            }
             value = value * 16 + UInt32(d)
             advance()
         }
-        guard let scalar = Unicode.Scalar(value) else { throw error("escape \\u\(String(value, radix: 16)) is not a Unicode scalar value") }
+        guard let scalar = Unicode.Scalar(value) else {
+            throw error("escape \\u\(String(value, radix: 16)) is not a Unicode scalar value")
+        }
         out.append(contentsOf: Array(String(Character(scalar)).utf8))
     }
 

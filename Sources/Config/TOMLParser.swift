@@ -46,7 +46,8 @@ enum Byte {
     static let minus = UInt8(ascii: "-")
 
     static func isBareKey(_ c: UInt8) -> Bool {
-        (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == underscore || c == minus
+        (0x41...0x5A).contains(c) || (0x61...0x7A).contains(c) || (0x30...0x39).contains(c)
+            || c == underscore || c == minus
     }
 
     /// Control characters TOML forbids in strings and comments (tab is allowed).
@@ -172,7 +173,9 @@ struct TOMLScanner {
         skipWhitespace()
         let path = try parseKey()
         skipWhitespace()
-        guard peek() == Byte.closeBracket else { throw error("expected ']' to close the table header, found \(found())") }
+        guard peek() == Byte.closeBracket else {
+            throw error("expected ']' to close the table header, found \(found())")
+        }
         advance()
         if isArray {
             guard peek() == Byte.closeBracket else { throw error("expected ']]' to close the array-of-tables header") }
@@ -218,7 +221,9 @@ struct TOMLScanner {
             if peek(1) == Byte.quote, peek(2) == Byte.quote { throw error("a key cannot be a multi-line string") }
             return try parseBasicString()
         case Byte.apostrophe:
-            if peek(1) == Byte.apostrophe, peek(2) == Byte.apostrophe { throw error("a key cannot be a multi-line string") }
+            if peek(1) == Byte.apostrophe, peek(2) == Byte.apostrophe {
+                throw error("a key cannot be a multi-line string")
+            }
             return try parseLiteralString()
         default:
             let start = pos

@@ -100,7 +100,8 @@ extension TOMLTable {
         case .table:
             throw TOMLStructureError(message: "[[\(name)]] names a table already defined with [\(name)] or dotted keys")
         case .value:
-            throw TOMLStructureError(message: "key \(name) already has a value (a static array cannot be extended with [[\(name)]])")
+            throw TOMLStructureError(
+                message: "key \(name) already has a value (a static array cannot be extended with [[\(name)]])")
         }
         return element
     }

@@ -34,10 +34,24 @@ enum YAMLReader {
         .appending(try! .init(.merge, "^<<$"))
     // swiftlint:enable force_try
 
-    private static func describe(_ error: Error) -> String {
-        let text = String(describing: error)
-        // Yams prints "<line>:<column>: error: <stage>: <problem>" followed by a snippet; keep the first line.
-        return text.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? text
+    /// Turns Yams' multi-line message ("3:7: error: parser: <context>\n<problem>:\n<snippet>\n ^") into one line:
+    /// "line 3, column 7: <problem> (<context>)".
+    static func describe(_ error: Error) -> String {
+        let lines = String(describing: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let first = lines.first else { return "\(error)" }
+        let parts = first.split(separator: ":", maxSplits: 4).map { $0.trimmingCharacters(in: .whitespaces) }
+        if parts.count == 5, let line = Int(parts[0]), let column = Int(parts[1]), parts[2] == "error",
+           lines.count > 1 {
+            var problem = lines[1]
+            if problem.hasSuffix(":") { problem.removeLast() }
+            let context = parts[4].isEmpty ? "" : " (\(parts[4]))"
+            return "line \(line), column \(column): \(problem)\(context)"
+        }
+        // Duplicate keys: "Parser: expected all keys to be unique ...\nContext:\n<snippet>\n in line 1, column 1".
+        if let last = lines.last, last.hasPrefix("in line"), lines.count > 1 {
+            return "\(first) (\(last))"
+        }
+        return first
     }
 
     private static func convert(_ node: Node, path: String, sink: inout ProblemSink) -> ConfigNode {
@@ -54,7 +68,9 @@ enum YAMLReader {
         }
     }
 
-    private static func convertMapping(_ mapping: Node.Mapping, path: String, sink: inout ProblemSink) -> [ConfigEntry] {
+    private static func convertMapping(
+        _ mapping: Node.Mapping, path: String, sink: inout ProblemSink
+    ) -> [ConfigEntry] {
         var entries: [ConfigEntry] = []
         var merged: [ConfigEntry] = []
         for (keyNode, valueNode) in mapping {
@@ -94,15 +110,20 @@ enum YAMLReader {
                 sink.add(joinPath(path, "<<"), "a merge key needs a mapping or a list of mappings\(line(source))")
                 return []
             }
-            for entry in convertMapping(mapping, path: path, sink: &sink) where !result.contains(where: { $0.key == entry.key }) {
+            for entry in convertMapping(mapping, path: path, sink: &sink)
+            where !result.contains(where: { $0.key == entry.key }) {
                 result.append(entry)
             }
         }
-        if sources.isEmpty { sink.add(joinPath(path, "<<"), "a merge key needs a mapping or a list of mappings\(line(node))") }
+        if sources.isEmpty {
+            sink.add(joinPath(path, "<<"), "a merge key needs a mapping or a list of mappings\(line(node))")
+        }
         return result
     }
 
-    private static func convertScalar(_ scalar: Node.Scalar, tag: String, path: String, sink: inout ProblemSink) -> ConfigNode {
+    private static func convertScalar(
+        _ scalar: Node.Scalar, tag: String, path: String, sink: inout ProblemSink
+    ) -> ConfigNode {
         let text = scalar.string
         switch tag {
         case Tag.Name.null.rawValue:
@@ -133,7 +154,13 @@ enum YAMLReader {
             body = body.dropFirst()
         }
         var radix = 10
-        if body.hasPrefix("0x") { radix = 16; body = body.dropFirst(2) } else if body.hasPrefix("0o") { radix = 8; body = body.dropFirst(2) }
+        if body.hasPrefix("0x") {
+            radix = 16
+            body = body.dropFirst(2)
+        } else if body.hasPrefix("0o") {
+            radix = 8
+            body = body.dropFirst(2)
+        }
         guard !body.isEmpty, let magnitude = Int(body, radix: radix) else { return nil }
         return negative ? -magnitude : magnitude
     }

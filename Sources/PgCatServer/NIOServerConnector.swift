@@ -6,6 +6,11 @@ import PostgresWire
 
 struct NIOServerConnector: ServerConnector {
     let keepalive: TCPKeepalive
+    let threadPool: NIOThreadPool
+
+    func runBlocking(on eventLoop: EventLoop, _ work: @escaping @Sendable () -> Void) -> EventLoopFuture<Void> {
+        threadPool.runIfActive(eventLoop: eventLoop, work)
+    }
 
     func connect(host: String, port: Int, on eventLoop: EventLoop, timeout: TimeAmount,
                  handler: ServerConnection) -> EventLoopFuture<Void> {

@@ -8,6 +8,7 @@ import Pooler
 public final class PoolerServer: @unchecked Sendable {
     public let runtime: PoolerRuntime
     let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
     let logger: Logger
     private var listener: Channel?
     private var janitor: RepeatedTask?
@@ -19,7 +20,12 @@ public final class PoolerServer: @unchecked Sendable {
         let general = config.general
         let keepalive = TCPKeepalive(idle: general.tcpKeepalivesIdle, interval: general.tcpKeepalivesInterval,
                                      count: general.tcpKeepalivesCount, userTimeout: general.tcpUserTimeout)
-        self.runtime = PoolerRuntime(config: config, connector: NIOServerConnector(keepalive: keepalive), logger: logger)
+        // PBKDF2 and other blocking work never runs on an event loop.
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        self.threadPool = threadPool
+        self.runtime = PoolerRuntime(config: config, connector: NIOServerConnector(keepalive: keepalive, threadPool: threadPool),
+                                     logger: logger)
     }
 
     /// Binds the listener and starts the janitor. Returns the bound port.
@@ -67,5 +73,6 @@ public final class PoolerServer: @unchecked Sendable {
         runtime.closeIdleServers()
         try? await listener?.close()
         try? await group.shutdownGracefully()
+        try? await threadPool.shutdownGracefully()
     }
 }

@@ -80,6 +80,10 @@ extension ClientConnection {
         self.server = server
         server.resetRelayState()
         server.attach(owner: self)
+        if let context, !context.channel.isWritable {
+            serverReadsPaused = true
+            server.setReadEnabled(false)
+        }
         var statements = ""
         for (name, value) in trackedParameters where server.parameters[name] != value {
             statements += "SET \(name) TO '\(value.replacingOccurrences(of: "'", with: "''"))';"
@@ -186,7 +190,17 @@ extension ClientConnection {
         logger.trace("release", metadata: ["server_id": "\(server.id)"])
         self.server = nil
         server.detach(owner: self)
+        restoreReads(server)
         pool?.release(server)
+    }
+
+    /// A server leaves this client: undo any backpressure pause on either side.
+    func restoreReads(_ server: ServerConnection) {
+        if serverReadsPaused {
+            serverReadsPaused = false
+            server.setReadEnabled(true)
+        }
+        if clientReadsPaused, let context { setClientReadEnabled(true, context: context) }
     }
 
     func serverClosed(_ server: ServerConnection, reason: String) {
@@ -213,6 +227,10 @@ extension ClientConnection {
     /// The client is gone (or timed out) while holding `server`: make the server reusable or close it.
     func returnServer(_ server: ServerConnection, clientLeft: Bool) {
         server.detach(owner: self)
+        if serverReadsPaused {
+            serverReadsPaused = false
+            server.setReadEnabled(true)
+        }
         guard let pool else { server.close(); return }
         if server.isBroken || server.pendingSyncs > 0 || server.inCopy || scanner.isMidFrame || server.scanner.isMidFrame {
             // A statement is still running or a message is half-sent: cancel it and drop the connection.

@@ -50,6 +50,9 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     /// After an error the pooler sent itself: drop messages up to the next Sync/Query, then ReadyForQuery.
     var discardUntilSync = false
     var scanner = FrameStreamScanner()
+    /// Backpressure pauses in force (see channelWritabilityChanged).
+    var serverReadsPaused = false
+    var clientReadsPaused = false
 
     init(runtime: PoolerRuntime, eventLoop: EventLoop, logger: Logger) {
         self.runtime = runtime
@@ -95,6 +98,26 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     func channelInactive(context: ChannelHandlerContext) {
         clientGone()
         context.fireChannelInactive()
+    }
+
+    /// Backpressure both ways: a slow client pauses reads from its server, a slow server pauses reads from the client.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let server {
+            serverReadsPaused = !context.channel.isWritable
+            server.setReadEnabled(context.channel.isWritable)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func serverWritabilityChanged(_ server: ServerConnection, writable: Bool) {
+        guard server === self.server, let context else { return }
+        setClientReadEnabled(writable, context: context)
+    }
+
+    func setClientReadEnabled(_ enabled: Bool, context: ChannelHandlerContext) {
+        clientReadsPaused = !enabled
+        context.channel.setOption(ChannelOptions.autoRead, value: enabled).whenFailure { _ in }
+        if enabled { context.read() }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

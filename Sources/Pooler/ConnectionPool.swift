@@ -172,7 +172,7 @@ public final class ConnectionPool: @unchecked Sendable {
         credentials.database = slot.address.database
         credentials.scramClientKey = lock.withLock { recoveredClientKey }
         let server = ServerConnection(id: id, address: slot.address, credentials: credentials, eventLoop: loop,
-                                      keyCache: keyCache, logger: logger)
+                                      keyCache: keyCache, connector: connector, logger: logger)
         let timeout = TimeAmount.milliseconds(Int64(max(settings.connectTimeout, 1)))
         let connected = connector.connect(host: slot.address.host, port: slot.address.port, on: loop,
                                           timeout: timeout, handler: server)

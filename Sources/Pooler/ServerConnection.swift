@@ -62,8 +62,11 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     public private(set) var backendKey: BackendKeyData?
     public let createdAt: NIODeadline
 
+    private let connector: ServerConnector
+
     init(id: Int, address: ServerAddress, credentials: ServerCredentials, eventLoop: EventLoop,
-         keyCache: SCRAMKeyCache?, logger: Logger) {
+         keyCache: SCRAMKeyCache?, connector: ServerConnector, logger: Logger) {
+        self.connector = connector
         self.id = id
         self.address = address
         self.eventLoop = eventLoop
@@ -137,27 +140,47 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     private func continueStartup(context: ChannelHandlerContext, with incoming: ByteBuffer) {
         var incoming = incoming
         startupBuffer!.writeBuffer(&incoming)
+        guard !derivingKeys else { return }
         do {
             while let frame = try Frame.read(from: &startupBuffer!) {
-                switch startup!.receive(frame) {
-                case .wait:
-                    continue
-                case .send(let buffer):
-                    context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-                case .ready(let parameters, let key):
-                    self.parameters = parameters
-                    self.backendKey = key
-                    startup = nil
-                    startupBuffer = nil
-                    ready.succeed(())
-                    return
-                case .fail(let reason):
-                    failStartup(reason, context: context)
-                    return
-                }
+                if !handleStartup(frame, context: context) { return }
             }
         } catch {
             failStartup("\(error)", context: context)
+        }
+    }
+
+    private var derivingKeys = false
+
+    /// Feeds one startup frame to the machine; false when processing must pause (done, failed or deriving keys).
+    private func handleStartup(_ frame: Frame, context: ChannelHandlerContext) -> Bool {
+        switch startup!.receive(frame) {
+        case .wait:
+            return true
+        case .send(let buffer):
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            return true
+        case .deriveKeysOffLoop(let frame):
+            derivingKeys = true
+            let machine = startup!
+            connector.runBlocking(on: eventLoop) { machine.precomputeKeys(for: frame) }.whenComplete { _ in
+                self.derivingKeys = false
+                guard let context = self.context, self.startup != nil else { return }
+                if self.handleStartup(frame, context: context) {
+                    self.continueStartup(context: context, with: ByteBuffer())
+                }
+            }
+            return false
+        case .ready(let parameters, let key):
+            self.parameters = parameters
+            self.backendKey = key
+            startup = nil
+            startupBuffer = nil
+            ready.succeed(())
+            return false
+        case .fail(let reason):
+            failStartup(reason, context: context)
+            return false
         }
     }
 
@@ -226,6 +249,25 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
                 context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
             }
         }
+    }
+
+    /// Backpressure: stop (or resume) reading from the server while the client cannot take more bytes.
+    func setReadEnabled(_ enabled: Bool) {
+        if eventLoop.inEventLoop {
+            guard let context, context.channel.isActive else { return }
+            context.channel.setOption(ChannelOptions.autoRead, value: enabled).whenFailure { _ in }
+            if enabled { context.read() }
+        } else {
+            eventLoop.execute { self.setReadEnabled(enabled) }
+        }
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        if let owner = owner as? ClientConnection {
+            owner.eventLoop.execute { owner.serverWritabilityChanged(self, writable: writable) }
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func flush() {

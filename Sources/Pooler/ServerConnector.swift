@@ -5,6 +5,8 @@ public protocol ServerConnector: Sendable {
     /// Connects to `host:port` on `eventLoop` and installs `handler` as the channel's protocol handler.
     func connect(host: String, port: Int, on eventLoop: EventLoop, timeout: TimeAmount,
                  handler: ServerConnection) -> EventLoopFuture<Void>
+    /// Runs CPU-heavy work (PBKDF2) off the event loops; the future completes on `eventLoop`.
+    func runBlocking(on eventLoop: EventLoop, _ work: @escaping @Sendable () -> Void) -> EventLoopFuture<Void>
     /// Sends a CancelRequest to `host:port` on a fresh connection and closes it.
     func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop)
 }

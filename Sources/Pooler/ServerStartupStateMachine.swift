@@ -22,16 +22,18 @@ public struct ServerCredentials: Sendable {
     }
 }
 
-public struct ServerStartupStateMachine {
+public struct ServerStartupStateMachine: Sendable {
     public enum Action: Equatable {
         case send(ByteBuffer)
         case wait
+        /// PBKDF2 is needed: run `precomputeKeys(for:)` off the event loop, then feed the same frame again.
+        case deriveKeysOffLoop(Frame)
         /// Startup finished: the connection is idle and ready.
         case ready(parameters: [String: String], key: BackendKeyData?)
         case fail(String)
     }
 
-    enum State {
+    enum State: Sendable {
         case initial
         case authenticating
         case scram(SCRAMClientStateMachine)
@@ -64,6 +66,11 @@ public struct ServerStartupStateMachine {
     }
 
     public mutating func receive(_ frame: Frame) -> Action {
+        if frame.id == BackendID.authentication, case .scram(let machine) = state, keyCache != nil,
+           case .saslContinue(let data)? = try? AuthenticationRequest.decode(frame.payload),
+           machine.needsKeyDerivation(forServerFirst: data) {
+            return .deriveKeysOffLoop(frame)
+        }
         switch frame.id {
         case BackendID.authentication:
             do {
@@ -150,6 +157,13 @@ public struct ServerStartupStateMachine {
         default:
             return fail("unexpected authentication request \(request)")
         }
+    }
+
+    /// Fills the key cache for this server-first message (milliseconds of CPU; call it off the event loop).
+    public func precomputeKeys(for frame: Frame) {
+        guard case .scram(var machine) = state,
+              case .saslContinue(let data)? = try? AuthenticationRequest.decode(frame.payload) else { return }
+        _ = machine.receiveServerFirst(data)
     }
 
     private func plainPassword() -> String? {

@@ -139,6 +139,10 @@ def pgcat(request, cluster, tmp_path):
         proc = subprocess.Popen([PGCAT_BIN, *args, str(cfg_path)], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=tmp_path, env=env, start_new_session=True)
         log.close()
+        pidfile = os.environ.get("PGCAT_TEST_PIDFILE")
+        if pidfile:  # scripts/test.sh ends any pooler that outlives an interrupted run
+            with open(pidfile, "a") as f:
+                f.write(f"{proc.pid}\n")
         t = Target(HOST, port, proc=proc, log_path=log_path, config_path=cfg_path)
         started.append(t)
         try:

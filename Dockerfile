@@ -1,0 +1,24 @@
+# Multi-stage build: compile with the official Swift image, run on a slim Debian with only what the binary needs.
+FROM swift:6.1-bookworm AS build
+WORKDIR /src
+COPY Package.swift ./
+RUN swift package resolve
+COPY Sources ./Sources
+COPY Tests ./Tests
+RUN swift build -c release --product pgcat --static-swift-stdlib \
+    && cp "$(swift build -c release --show-bin-path)/pgcat" /usr/local/bin/pgcat
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates libstdc++6 tzdata \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 999 --home /nonexistent --shell /usr/sbin/nologin pgcat
+COPY --from=build /usr/local/bin/pgcat /usr/local/bin/pgcat
+COPY pgcat.yaml /etc/pgcat/pgcat.yaml
+USER pgcat
+# 6432: PostgreSQL clients and the admin console; 9930: Prometheus exporter.
+EXPOSE 6432 9930
+# SIGINT drains open transactions (up to shutdown_timeout) before exiting.
+STOPSIGNAL SIGINT
+ENTRYPOINT ["/usr/local/bin/pgcat"]
+CMD ["--config", "/etc/pgcat/pgcat.yaml"]
