@@ -99,7 +99,6 @@ extension ClientConnection {
     // MARK: server -> client
 
     func serverRead(_ incoming: ByteBuffer, from server: ServerConnection) {
-        logger.trace("server read", metadata: ["bytes": "\(incoming.readableBytes)", "server_id": "\(server.id)", "mine": "\(server === self.server)"])
         guard server === self.server else { return }
         var buffer = server.scanner.merge(incoming)
         var release = false
@@ -251,9 +250,8 @@ extension ClientConnection {
     // MARK: idle in transaction
 
     private func startIdleTransactionTimer() {
-        let timeout = runtime.general.idleClientInTransactionTimeout
-        guard timeout > 0, idleTransactionTimer == nil else { return }
-        idleTransactionTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(timeout))) { [weak self] in
+        guard idleTransactionTimeout > 0, idleTransactionTimer == nil else { return }
+        idleTransactionTimer = eventLoop.scheduleTask(in: .milliseconds(idleTransactionTimeout)) { [weak self] in
             self?.idleTransactionTimedOut()
         }
     }

@@ -67,7 +67,6 @@ extension ClientConnection {
         }, frame: { _, _ in true })
         server.pendingSyncs += syncs
         server.unsynced = unsynced
-        logger.trace("relay", metadata: ["bytes": "\(count)", "syncs": "\(server.pendingSyncs)", "unsynced": "\(unsynced)", "server_id": "\(server.id)"])
         if count > 0 {
             server.send(buffer.readSlice(length: count)!)
         }

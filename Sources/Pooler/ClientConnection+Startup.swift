@@ -94,8 +94,8 @@ extension ClientConnection {
             fatal(.invalidCatalogName, "no such database: \(database)")
             return
         }
-        guard runtime.admitClient() else {
-            fatal(.tooManyConnections, "too many client connections (max_client_conn)")
+        guard runtime.admitClient(database: database, user: user) else {
+            fatal(.tooManyConnections, "too many client connections for \(database)/\(user) (max_client_conn or max_client_connections)")
             return
         }
         admitted = true

@@ -28,6 +28,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var needsFlush = false
     var admitted = false
     let maxMessageSize: Int
+    let idleTransactionTimeout: Int64
 
     // Session identity
     var user = ""
@@ -58,7 +59,9 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         self.runtime = runtime
         self.eventLoop = eventLoop
         self.logger = logger
-        self.maxMessageSize = runtime.general.maxMessageSize
+        let general = runtime.general
+        self.maxMessageSize = general.maxMessageSize
+        self.idleTransactionTimeout = Int64(general.idleClientInTransactionTimeout)
         var rng = SystemRandomNumberGenerator()
         self.key = BackendKeyData(processID: Int32.random(in: 1...Int32.max, using: &rng),
                                   secretKey: Int32.random(in: Int32.min...Int32.max, using: &rng))
@@ -191,7 +194,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         }
         if admitted {
             admitted = false
-            runtime.clientLeft()
+            runtime.clientLeft(database: database, user: user)
             runtime.unregisterCancelKey(key)
             if wasReady && runtime.general.logClientDisconnections {
                 logger.info("client disconnected", metadata: [

@@ -22,9 +22,11 @@ public final class ConnectionPool: @unchecked Sendable {
 
     final class ServerSlot: @unchecked Sendable {
         let address: ServerAddress
+        let index: Int
         var machine: PoolStateMachine<ServerConnection, WaiterRef>
-        init(address: ServerAddress, settings: PoolStateMachine<ServerConnection, WaiterRef>.Settings) {
+        init(address: ServerAddress, index: Int, settings: PoolStateMachine<ServerConnection, WaiterRef>.Settings) {
             self.address = address
+            self.index = index
             self.machine = PoolStateMachine(settings: settings)
         }
     }
@@ -50,7 +52,7 @@ public final class ConnectionPool: @unchecked Sendable {
             for (index, server) in shard.servers.enumerated() {
                 let address = ServerAddress(host: server.host, port: server.port, database: shard.database,
                                             role: server.role.rawValue, shard: shardIndex, index: index)
-                slots.append(ServerSlot(address: address, settings: machineSettings))
+                slots.append(ServerSlot(address: address, index: slots.count, settings: machineSettings))
             }
         }
         self.slots = slots
@@ -72,19 +74,21 @@ public final class ConnectionPool: @unchecked Sendable {
 
     // MARK: leasing
 
-    /// Picks the slot for a new transaction: shard 0, filtered by the pool's default role.
-    private func pickSlot() -> ServerSlot {
-        let candidates: [ServerSlot]
+    /// Slots a new transaction may use (shard 0, filtered by the pool's default role), computed once.
+    private lazy var candidates: [ServerSlot] = {
+        let shard0 = slots.filter { $0.address.shard == 0 }
+        let filtered: [ServerSlot]
         switch defaultRole {
-        case .primary:
-            candidates = slots.filter { $0.address.shard == 0 && $0.address.role != "replica" }
-        case .replica:
-            candidates = slots.filter { $0.address.shard == 0 && $0.address.role == "replica" }
-        case .any:
-            candidates = slots.filter { $0.address.shard == 0 }
+        case .primary: filtered = shard0.filter { $0.address.role != "replica" }
+        case .replica: filtered = shard0.filter { $0.address.role == "replica" }
+        case .any: filtered = shard0
         }
-        let pool = candidates.isEmpty ? slots.filter { $0.address.shard == 0 } : candidates
-        return pool.count == 1 ? pool[0] : pool.randomElement()!
+        return filtered.isEmpty ? shard0 : filtered
+    }()
+
+    private func pickSlot() -> ServerSlot {
+        let candidates = lock.withLock { self.candidates }
+        return candidates.count == 1 ? candidates[0] : candidates.randomElement()!
     }
 
     enum LeaseOutcome {
@@ -139,7 +143,7 @@ public final class ConnectionPool: @unchecked Sendable {
     }
 
     private func slot(of server: ServerConnection) -> ServerSlot? {
-        slots.first { $0.address == server.address }
+        server.slotIndex < slots.count ? slots[server.slotIndex] : nil
     }
 
     private func carryOut(_ result: PoolStateMachine<ServerConnection, WaiterRef>.ReturnResult, slot: ServerSlot) {
@@ -171,7 +175,7 @@ public final class ConnectionPool: @unchecked Sendable {
         var credentials = self.credentials
         credentials.database = slot.address.database
         credentials.scramClientKey = lock.withLock { recoveredClientKey }
-        let server = ServerConnection(id: id, address: slot.address, credentials: credentials, eventLoop: loop,
+        let server = ServerConnection(id: id, address: slot.address, slotIndex: slot.index, credentials: credentials, eventLoop: loop,
                                       keyCache: keyCache, connector: connector, logger: logger)
         let timeout = TimeAmount.milliseconds(Int64(max(settings.connectTimeout, 1)))
         let connected = connector.connect(host: slot.address.host, port: slot.address.port, on: loop,

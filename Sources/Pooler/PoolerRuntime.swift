@@ -33,6 +33,7 @@ public final class PoolerRuntime: @unchecked Sendable {
     public let keyCache = SCRAMKeyCache()
     public let logger: Logger
     private var clientCount = 0
+    private var clientsPerUser: [PoolKey: Int] = [:]
     private var cancelTargets: [BackendKeyData: WeakClient] = [:]
     private var shuttingDown = false
 
@@ -91,18 +92,25 @@ public final class PoolerRuntime: @unchecked Sendable {
 
     // MARK: client accounting
 
-    /// Admits a client under `max_client_conn`; false when the limit is reached.
-    func admitClient() -> Bool {
+    /// Admits a client under `max_client_conn` and the user's `max_client_connections`; false at a limit.
+    func admitClient(database: String, user: String) -> Bool {
         lock.withLock {
             let limit = snapshot.config.general.maxClientConn
             if limit > 0 && clientCount >= limit { return false }
+            let key = PoolKey(database: database, user: user)
+            let userLimit = snapshot.users[database]?[user]?.config.maxClientConnections ?? 0
+            if userLimit > 0 && clientsPerUser[key, default: 0] >= userLimit { return false }
             clientCount += 1
+            clientsPerUser[key, default: 0] += 1
             return true
         }
     }
 
-    func clientLeft() {
-        lock.withLock { clientCount -= 1 }
+    func clientLeft(database: String, user: String) {
+        lock.withLock {
+            clientCount -= 1
+            clientsPerUser[PoolKey(database: database, user: user), default: 1] -= 1
+        }
     }
 
     public var connectedClients: Int { lock.withLock { clientCount } }

@@ -33,6 +33,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
 
     public let id: Int
     public let address: ServerAddress
+    /// Index of the pool slot (server address) this connection belongs to.
+    let slotIndex: Int
     public let eventLoop: EventLoop
     let logger: Logger
     private var context: ChannelHandlerContext?
@@ -64,11 +66,12 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
 
     private let connector: ServerConnector
 
-    init(id: Int, address: ServerAddress, credentials: ServerCredentials, eventLoop: EventLoop,
+    init(id: Int, address: ServerAddress, slotIndex: Int, credentials: ServerCredentials, eventLoop: EventLoop,
          keyCache: SCRAMKeyCache?, connector: ServerConnector, logger: Logger) {
         self.connector = connector
         self.id = id
         self.address = address
+        self.slotIndex = slotIndex
         self.eventLoop = eventLoop
         var logger = logger
         logger[metadataKey: "server_id"] = "\(id)"

@@ -1,0 +1,458 @@
+#!/usr/bin/env bash
+# Benchmark: pgbench through the pooler (pgcat), through PgBouncer and straight to Postgres, in one run.
+#
+#   scripts/bench.sh                 # build the release binary, run everything, print a markdown report
+#   scripts/bench.sh --write-docs    # ... and replace the results section of docs/benchmarks.md
+#   scripts/bench.sh --help
+#
+# Workloads: select-only (`-S`) with `-M simple` and `-M extended`, TPC-B (pgbench's default script) with
+# `-M simple`; each at 10 and 50 clients (`-j 2`), for a fixed duration. Both poolers run in transaction mode
+# with the same pool size. For every run the report gives TPS, average and p99 latency (from pgbench's
+# per-transaction log) and the pooler's CPU time (utime+stime from /proc/<pid>/stat) per 1,000 transactions.
+#
+# Environment (defaults in brackets):
+#   BENCH_DURATION        seconds per pgbench run [15]
+#   BENCH_POOL_SIZE       server connections per pooler [10]
+#   BENCH_WORKER_THREADS  pgcat general.worker_threads, 0 = one per core [0]
+#   BENCH_CLIENTS         client counts [10 50]
+#   BENCH_JOBS            pgbench -j [2]
+#   BENCH_SCALE           pgbench -i scale [10]
+#   BENCH_TARGETS         any of: direct pgbouncer pgcat [direct pgbouncer pgcat]
+#   BENCH_WORKLOADS       any of: select-simple select-extended tpcb-simple (also tpcb-extended)
+#                         [select-simple select-extended tpcb-simple]
+#   BENCH_CLUSTER_PORT    Postgres primary port for scripts/cluster.sh [45432] (replicas use +1, +2 and are
+#                         stopped during the benchmark)
+#   BENCH_CLUSTER_DIR     cluster data directory [/tmp/pgcat-bench-cluster-$BENCH_CLUSTER_PORT] (kept for reuse)
+#   PGCAT_BIN             use this pgcat binary instead of building (default: swift build -c release
+#                         --scratch-path .build-release, binary .build-release/release/pgcat)
+#   BENCH_SKIP_BUILD=1    use the existing .build-release/release/pgcat without building
+#   BENCH_KEEP_TMP=1      keep the temp dir (configs, logs, pgbench outputs) and print its path
+#
+# Everything listens on 127.0.0.1 only. Every pgbench run is bounded by `timeout`; the cluster, PgBouncer and
+# pgcat are stopped on exit (also on failure or Ctrl-C).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DOCS="$ROOT/docs/benchmarks.md"
+
+DURATION="${BENCH_DURATION:-15}"
+POOL_SIZE="${BENCH_POOL_SIZE:-10}"
+WORKER_THREADS="${BENCH_WORKER_THREADS:-0}"
+CLIENTS="${BENCH_CLIENTS:-10 50}"
+JOBS="${BENCH_JOBS:-2}"
+SCALE="${BENCH_SCALE:-10}"
+TARGETS="${BENCH_TARGETS:-direct pgbouncer pgcat}"
+WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended tpcb-simple}"
+PG_PORT="${BENCH_CLUSTER_PORT:-45432}"
+CLUSTER_DIR="${BENCH_CLUSTER_DIR:-/tmp/pgcat-bench-cluster-$PG_PORT}"
+WRITE_DOCS=0
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
+die() { echo "bench.sh: error: $*" >&2; exit 1; }
+note() { echo "bench.sh: $*" >&2; }
+
+for arg in "$@"; do
+    case "$arg" in
+        --write-docs) WRITE_DOCS=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $arg" ;;
+    esac
+done
+
+isnum() { [[ "$1" =~ ^[0-9]+$ ]]; }
+isnum "$DURATION" && (( DURATION > 0 )) || die "BENCH_DURATION must be a positive integer (got '$DURATION')"
+isnum "$POOL_SIZE" && (( POOL_SIZE > 0 )) || die "BENCH_POOL_SIZE must be a positive integer (got '$POOL_SIZE')"
+isnum "$WORKER_THREADS" || die "BENCH_WORKER_THREADS must be a non-negative integer (got '$WORKER_THREADS')"
+isnum "$JOBS" && (( JOBS > 0 )) || die "BENCH_JOBS must be a positive integer (got '$JOBS')"
+isnum "$SCALE" && (( SCALE > 0 )) || die "BENCH_SCALE must be a positive integer (got '$SCALE')"
+for c in $CLIENTS; do isnum "$c" && (( c >= JOBS )) || die "BENCH_CLIENTS: '$c' is not a number >= BENCH_JOBS ($JOBS)"; done
+for t in $TARGETS; do [[ "$t" =~ ^(direct|pgbouncer|pgcat)$ ]] || die "BENCH_TARGETS: unknown target '$t'"; done
+for w in $WORKLOADS; do
+    [[ "$w" =~ ^(select|tpcb)-(simple|extended)$ ]] || die "BENCH_WORKLOADS: unknown workload '$w'"
+done
+[[ "$CLUSTER_DIR" = /* ]] || die "BENCH_CLUSTER_DIR must be an absolute path"
+
+for tool in pgbench psql python3 timeout; do
+    command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh installs the PostgreSQL client tools)"
+done
+has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
+if has_target pgbouncer && ! command -v pgbouncer >/dev/null; then
+    die "pgbouncer not found: apt-get install -y pgbouncer (or leave it out of BENCH_TARGETS)"
+fi
+if [[ "$(id -u)" == 0 ]]; then
+    id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' OS user to run PgBouncer"
+    command -v setpriv >/dev/null || die "setpriv (util-linux) not found"
+fi
+
+# ---------------------------------------------------------------- state and cleanup
+
+WORK="$(mktemp -d /tmp/pgcat-bench.XXXXXX)"
+chmod 0755 "$WORK"
+mkdir -p "$WORK/runs"
+PGCAT_PID=""
+PGBOUNCER_PID=""
+CLUSTER_STARTED=0
+PGCAT_PORT=""
+PGBOUNCER_PORT=""
+NOTES=()
+
+stop_pid() { # pid, name: SIGTERM, wait up to 10 s, then SIGKILL
+    local pid="$1" name="$2" i
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        note "$name (pid $pid) did not stop after SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_pid "$PGCAT_PID" pgcat
+    stop_pid "$PGBOUNCER_PID" pgbouncer
+    if (( CLUSTER_STARTED )); then
+        cluster stop >&2 || note "cluster.sh stop failed"
+    fi
+    if [[ "${BENCH_KEEP_TMP:-0}" == 1 ]]; then
+        note "kept temp dir $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'note "interrupted"; exit 130' INT
+trap 'note "terminated"; exit 143' TERM
+
+cluster() { PGCAT_CLUSTER_PORT="$PG_PORT" PGCAT_CLUSTER_DIR="$CLUSTER_DIR" "$ROOT/scripts/cluster.sh" "$@"; }
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+export PGPASSWORD=app PGSSLMODE=disable PGCONNECT_TIMEOUT=10 PGAPPNAME=pgcat-bench
+psql_at() { # port, sql...: one value from database app as user app
+    local port="$1"
+    shift
+    timeout --foreground 60 psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U app -d app "$@"
+}
+
+wait_accepting() { # port, name, pid: until `select 1` works through it
+    local port="$1" name="$2" pid="$3" deadline=$((SECONDS + 30))
+    until psql_at "$port" -c 'select 1' >/dev/null 2>&1; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        (( SECONDS < deadline )) || { note "$name did not accept connections on port $port within 30 s"; return 1; }
+        sleep 0.2
+    done
+}
+
+cpu_ticks() { # utime+stime (clock ticks) of a process, all threads
+    local s
+    s="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    s="${s##*) }" # fields after the command name (which may contain spaces)
+    # shellcheck disable=SC2086
+    set -- $s
+    echo $((${12} + ${13}))
+}
+
+# ---------------------------------------------------------------- build
+
+if [[ -n "${PGCAT_BIN:-}" ]]; then
+    BIN="$PGCAT_BIN"
+elif has_target pgcat; then
+    BIN="$ROOT/.build-release/release/pgcat"
+    if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+        note "building pgcat (swift build -c release --scratch-path .build-release; the first build takes minutes)"
+        (cd "$ROOT" && timeout --foreground 3600 swift build -c release --scratch-path .build-release --product pgcat >"$WORK/build.log" 2>&1) \
+            || { tail -n 40 "$WORK/build.log" >&2; die "release build failed (full log above)"; }
+    fi
+else
+    BIN=""
+fi
+if has_target pgcat; then
+    [[ -x "$BIN" ]] || die "pgcat binary not found at $BIN"
+fi
+COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null)" ]]; then
+    COMMIT="$COMMIT + uncommitted changes in Sources"
+fi
+
+# ---------------------------------------------------------------- Postgres
+
+note "starting the Postgres cluster on 127.0.0.1:$PG_PORT ($CLUSTER_DIR)"
+CLUSTER_STARTED=1
+cluster start >&2
+# Replicas are not benchmarked: stop them so WAL replay does not compete for the CPU (cluster.sh start brings
+# them back next time).
+PG_CTL="${PG_BINDIR:-/usr/lib/postgresql/15/bin}/pg_ctl"
+[[ -x "$PG_CTL" ]] || PG_CTL="$(ls -d /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n1)"
+for node in replica1 replica2; do
+    d="$CLUSTER_DIR/$node"
+    [[ -f "$d/postmaster.pid" && -x "$PG_CTL" ]] || continue
+    if [[ "$(id -u)" == 0 ]]; then
+        (cd / && runuser -u postgres -- "$PG_CTL" -D "$d" -m fast -w -t 60 stop >/dev/null 2>&1) || note "could not stop $node"
+    else
+        "$PG_CTL" -D "$d" -m fast -w -t 60 stop >/dev/null 2>&1 || note "could not stop $node"
+    fi
+done
+PG_VERSION="$(psql_at "$PG_PORT" -c 'show server_version')"
+
+note "initialising pgbench tables (scale $SCALE)"
+timeout --foreground 600 pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U app app >"$WORK/init.log" 2>&1 \
+    || { cat "$WORK/init.log" >&2; die "pgbench -i failed"; }
+
+# ---------------------------------------------------------------- PgBouncer
+
+start_pgbouncer() {
+    local dir="$WORK/pgbouncer"
+    mkdir -p "$dir"
+    PGBOUNCER_PORT="$(free_port)"
+    cat >"$dir/userlist.txt" <<EOF
+"app" "app"
+EOF
+    cat >"$dir/pgbouncer.ini" <<EOF
+[databases]
+app = host=127.0.0.1 port=$PG_PORT dbname=app
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = 1000
+server_tls_sslmode = disable
+ignore_startup_parameters = extra_float_digits
+logfile = $dir/pgbouncer.log
+log_connections = 0
+log_disconnections = 0
+EOF
+    chmod 0600 "$dir/userlist.txt"
+    if [[ "$(id -u)" == 0 ]]; then
+        chown -R postgres "$dir"
+        # setpriv execs pgbouncer, so $! is pgbouncer's own pid
+        setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer "$dir/pgbouncer.ini" \
+            >"$dir/stdout.log" 2>&1 &
+    else
+        pgbouncer "$dir/pgbouncer.ini" >"$dir/stdout.log" 2>&1 &
+    fi
+    PGBOUNCER_PID=$!
+    wait_accepting "$PGBOUNCER_PORT" pgbouncer "$PGBOUNCER_PID" \
+        || { tail -n 20 "$dir/pgbouncer.log" "$dir/stdout.log" >&2 2>/dev/null; die "PgBouncer did not start"; }
+    note "PgBouncer (pid $PGBOUNCER_PID) on 127.0.0.1:$PGBOUNCER_PORT"
+}
+
+# ---------------------------------------------------------------- pgcat
+
+PGCAT_STARTS=0
+start_pgcat() {
+    local dir="$WORK/pgcat"
+    mkdir -p "$dir"
+    PGCAT_PORT="$(free_port)"
+    cat >"$dir/pgcat.yaml" <<EOF
+general:
+  host: 127.0.0.1
+  port: $PGCAT_PORT
+  admin_username: admin
+  admin_password: admin
+  connect_timeout: 10000
+  shutdown_timeout: 2000
+  worker_threads: $WORKER_THREADS
+  log_client_connections: false
+  log_client_disconnections: false
+pools:
+  app:
+    pool_mode: transaction
+    default_role: primary
+    users:
+      - {username: app, password: app, pool_size: $POOL_SIZE, auth_type: scram-sha-256}
+    shards:
+      - database: app
+        servers: [[127.0.0.1, $PG_PORT, primary]]
+EOF
+    PGCAT_STARTS=$((PGCAT_STARTS + 1))
+    "$BIN" "$dir/pgcat.yaml" >>"$dir/pgcat.log" 2>&1 &
+    PGCAT_PID=$!
+    wait_accepting "$PGCAT_PORT" pgcat "$PGCAT_PID" \
+        || { tail -n 20 "$dir/pgcat.log" >&2; return 1; }
+    note "pgcat (pid $PGCAT_PID) on 127.0.0.1:$PGCAT_PORT"
+}
+
+has_target pgbouncer && start_pgbouncer
+if has_target pgcat; then
+    start_pgcat || die "pgcat did not start (log above)"
+fi
+PGBOUNCER_VERSION="$(pgbouncer --version 2>/dev/null | head -n1 || echo "not installed")"
+
+# ---------------------------------------------------------------- runs
+
+RESULTS="$WORK/results.tsv" # workload clients target tps avg_ms p99_ms cpu_ms_per_1k status
+: >"$RESULTS"
+
+# Per-transaction latencies (µs, column 3 of pgbench's --log files) -> "avg_ms p99_ms count" (nearest rank).
+latency_stats() {
+    python3 - "$@" <<'EOF'
+import math, sys
+lat = []
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2].isdigit():  # skip "failed" / "skipped" entries
+                lat.append(int(parts[2]))
+if not lat:
+    print("- - 0")
+else:
+    lat.sort()
+    p99 = lat[max(0, math.ceil(0.99 * len(lat)) - 1)]
+    print(f"{sum(lat) / len(lat) / 1000:.3f} {p99 / 1000:.3f} {len(lat)}")
+EOF
+}
+
+run_one() { # workload clients target
+    local workload="$1" clients="$2" target="$3" port pid="" mode script_args=() id
+    mode="${workload#*-}"
+    [[ "$workload" == select-* ]] && script_args=(-S)
+    case "$target" in
+        direct) port="$PG_PORT" ;;
+        pgbouncer) port="$PGBOUNCER_PORT"; pid="$PGBOUNCER_PID" ;;
+        pgcat)
+            if ! kill -0 "$PGCAT_PID" 2>/dev/null; then
+                NOTES+=("pgcat was not running before $workload c=$clients (see its log); restarted it")
+                start_pgcat || { printf '%s\t%s\t%s\t-\t-\t-\t-\tpgcat did not restart\n' "$workload" "$clients" "$target" >>"$RESULTS"; return; }
+            fi
+            port="$PGCAT_PORT"; pid="$PGCAT_PID" ;;
+    esac
+    id="$workload-c$clients-$target"
+    mkdir -p "$WORK/runs/$id"
+    note "run $id (${DURATION}s)"
+    # What pgbench does before a run unless -n, done straight on Postgres so every target starts alike.
+    psql_at "$PG_PORT" -c 'vacuum pgbench_branches' -c 'vacuum pgbench_tellers' -c 'truncate pgbench_history' >/dev/null
+
+    local cpu0="" cpu1="" rc=0
+    [[ -n "$pid" ]] && cpu0="$(cpu_ticks "$pid" || true)"
+    (cd "$WORK/runs/$id" && timeout --foreground -k 5 $((DURATION + 60)) \
+        pgbench -n "${script_args[@]}" -M "$mode" -c "$clients" -j "$JOBS" -T "$DURATION" \
+        -h 127.0.0.1 -p "$port" -U app --log --log-prefix=txlog app >out.txt 2>err.txt) || rc=$?
+    [[ -n "$pid" ]] && cpu1="$(cpu_ticks "$pid" || true)"
+
+    local out="$WORK/runs/$id/out.txt" err="$WORK/runs/$id/err.txt" tx tps status=ok stats avg p99 cpu="-"
+    tx="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")"
+    tps="$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$out")"
+    stats="$(latency_stats "$WORK"/runs/"$id"/txlog.*)"
+    read -r avg p99 _ <<<"$stats"
+    if (( rc != 0 )); then
+        status="pgbench exit $rc"
+        (( rc == 124 || rc == 137 )) && status="timed out"
+        local first
+        first="$(grep -m1 -iE 'error|abort|fatal' "$err" | cut -c1-160 || true)"
+        NOTES+=("$id: $status${first:+: $first}")
+    fi
+    local failed
+    failed="$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")"
+    if [[ -n "$failed" && "$failed" != 0 ]]; then
+        NOTES+=("$id: $failed failed transactions")
+        [[ "$status" == ok ]] && status="$failed failed"
+    fi
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+        NOTES+=("$id: $target exited during the run")
+        status="$target exited"
+    fi
+    if [[ -n "$cpu0" && -n "$cpu1" && -n "$tx" && "$tx" != 0 ]]; then
+        cpu="$(python3 -c "import sys; t, tx, hz = map(int, sys.argv[1:]); print(f'{t / hz * 1000 / tx * 1000:.1f}')" \
+            $((cpu1 - cpu0)) "$tx" "$(getconf CLK_TCK)")"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$clients" "$target" "${tps:--}" "${avg:--}" "${p99:--}" \
+        "$cpu" "$status" >>"$RESULTS"
+    rm -f "$WORK"/runs/"$id"/txlog.*
+}
+
+# Targets innermost, so slow drift (caches, table bloat from TPC-B) affects all of them alike.
+for workload in $WORKLOADS; do
+    for clients in $CLIENTS; do
+        for target in $TARGETS; do
+            run_one "$workload" "$clients" "$target"
+        done
+    done
+done
+
+# ---------------------------------------------------------------- report
+
+CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+[[ -n "$CPU_MODEL" ]] || CPU_MODEL="unknown"
+report() {
+    local wt="$WORKER_THREADS"
+    (( wt == 0 )) && wt="0 (one per core)"
+    echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`scripts/bench.sh\`."
+    echo
+    echo "- Machine: $(nproc) CPUs, $CPU_MODEL, $(uname -sr)"
+    echo "- PostgreSQL $PG_VERSION (pgbench scale $SCALE, on 127.0.0.1, replicas stopped)"
+    echo "- $PGBOUNCER_VERSION"
+    echo "- pgcat commit $COMMIT (release build)"
+    echo "- Parameters: ${DURATION}s per run, pgbench -j $JOBS, pool size $POOL_SIZE (both poolers, transaction mode),"
+    echo "  pgcat worker_threads $wt, SCRAM-SHA-256 client and server auth, no TLS"
+    echo
+    echo "| Workload | Clients | Target | TPS | Avg latency (ms) | p99 latency (ms) | Pooler CPU ms / 1k tx | Status |"
+    echo "|---|---:|---|---:|---:|---:|---:|---|"
+    local workload clients target tps avg p99 cpu status label
+    while IFS=$'\t' read -r workload clients target tps avg p99 cpu status; do
+        case "$workload" in
+            select-simple) label="select-only (-S), simple" ;;
+            select-extended) label="select-only (-S), extended" ;;
+            tpcb-simple) label="TPC-B, simple" ;;
+            tpcb-extended) label="TPC-B, extended" ;;
+            *) label="$workload" ;;
+        esac
+        [[ "$tps" != - ]] && tps="$(printf '%.0f' "$tps")"
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$clients" "$target" "$tps" "$avg" "$p99" "$cpu" "$status"
+    done <"$RESULTS"
+    echo
+    echo "Pooler CPU = utime+stime of the pooler process (all threads) over the run, including client connection"
+    echo "setup, divided by transactions processed (\"-\" for direct). Clock-tick resolution: $((1000 / $(getconf CLK_TCK))) ms."
+    if (( ${#NOTES[@]} )); then
+        echo
+        echo "Problems seen:"
+        local n
+        for n in "${NOTES[@]}"; do echo "- $n"; done
+    fi
+    if (( PGCAT_STARTS > 1 )); then
+        echo
+        echo "pgcat log (last lines):"
+        echo '```'
+        tail -n 20 "$WORK/pgcat/pgcat.log"
+        echo '```'
+    fi
+}
+report >"$WORK/report.md"
+cat "$WORK/report.md"
+
+if (( WRITE_DOCS )); then
+    python3 - "$DOCS" "$WORK/report.md" <<'EOF'
+import os, sys
+docs, report_path = sys.argv[1], sys.argv[2]
+begin, end = "<!-- results: begin (written by scripts/bench.sh --write-docs) -->", "<!-- results: end -->"
+report = open(report_path).read().rstrip("\n")
+section = f"## Results\n\n{begin}\n{report}\n{end}\n"
+text = open(docs).read() if os.path.exists(docs) else "# Benchmarks\n\nRun `scripts/bench.sh --write-docs`.\n\n"
+if begin in text and end in text:
+    head = text[: text.index(begin)]
+    tail = text[text.index(end) + len(end):].lstrip("\n")
+    head = head[: head.rindex("## Results")] if "## Results" in head else head
+    text = head + section + (("\n" + tail) if tail else "")
+else:
+    text = text.rstrip("\n") + "\n\n" + section
+with open(docs, "w") as f:
+    f.write(text)
+EOF
+    note "wrote the results to ${DOCS#"$ROOT"/}"
+fi
