@@ -377,6 +377,7 @@ run_one() { # workload clients target
     rm -f "$WORK"/runs/"$id"/txlog.*
 }
 
+LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 # Targets innermost, so slow drift (caches, table bloat from TPC-B) affects all of them alike.
 for workload in $WORKLOADS; do
     for clients in $CLIENTS; do
@@ -398,9 +399,10 @@ report() {
     echo "- Machine: $(nproc) CPUs, $CPU_MODEL, $(uname -sr)"
     echo "- PostgreSQL $PG_VERSION (pgbench scale $SCALE, on 127.0.0.1, replicas stopped)"
     echo "- $PGBOUNCER_VERSION"
-    echo "- pgcat commit $COMMIT (release build)"
-    echo "- Parameters: ${DURATION}s per run, pgbench -j $JOBS, pool size $POOL_SIZE (both poolers, transaction mode),"
+    has_target pgcat && echo "- pgcat commit $COMMIT, binary ${BIN#"$ROOT"/}"
+    echo "- Parameters: ${DURATION}s per run, pgbench -j $JOBS, pool size $POOL_SIZE (poolers in transaction mode),"
     echo "  pgcat worker_threads $wt, SCRAM-SHA-256 client and server auth, no TLS"
+    echo "- Load average before the first run: $LOADAVG_START (other work on the machine skews every number)"
     echo
     echo "| Workload | Clients | Target | TPS | Avg latency (ms) | p99 latency (ms) | Pooler CPU ms / 1k tx | Status |"
     echo "|---|---:|---|---:|---:|---:|---:|---|"
@@ -438,17 +440,18 @@ cat "$WORK/report.md"
 
 if (( WRITE_DOCS )); then
     python3 - "$DOCS" "$WORK/report.md" <<'EOF'
-import os, sys
+# Replace the "## Results" section (up to the next "## " heading, or the end) and keep everything else.
+import os, re, sys
 docs, report_path = sys.argv[1], sys.argv[2]
-begin, end = "<!-- results: begin (written by scripts/bench.sh --write-docs) -->", "<!-- results: end -->"
 report = open(report_path).read().rstrip("\n")
-section = f"## Results\n\n{begin}\n{report}\n{end}\n"
-text = open(docs).read() if os.path.exists(docs) else "# Benchmarks\n\nRun `scripts/bench.sh --write-docs`.\n\n"
-if begin in text and end in text:
-    head = text[: text.index(begin)]
-    tail = text[text.index(end) + len(end):].lstrip("\n")
-    head = head[: head.rindex("## Results")] if "## Results" in head else head
-    text = head + section + (("\n" + tail) if tail else "")
+section = ("## Results\n\n<!-- written by scripts/bench.sh --write-docs: rerun the script rather than editing -->\n\n"
+           + report + "\n")
+text = open(docs).read() if os.path.exists(docs) else "# Benchmarks\n\nSee `scripts/bench.sh --help`.\n"
+m = re.search(r"^## Results[ \t]*$", text, re.M)
+if m:
+    nxt = re.search(r"^## ", text[m.end():], re.M)
+    rest = text[m.end() + nxt.start():] if nxt else ""
+    text = text[: m.start()] + section + ("\n" + rest if rest else "")
 else:
     text = text.rstrip("\n") + "\n\n" + section
 with open(docs, "w") as f:

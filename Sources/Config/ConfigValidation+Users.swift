@@ -3,7 +3,7 @@
 import Foundation
 
 extension ConfigValidator {
-    func validateUsers(_ p: PoolConfig, poolName: String, path: String, into sink: inout ProblemSink) {
+    func validateUsers(_ p: PoolConfig, path: String, into sink: inout ProblemSink) {
         let g = config.general
         let authQueryConfigured = (p.authQuery ?? g.authQuery) != nil
             && (p.authQueryUser ?? g.authQueryUser) != nil
@@ -16,7 +16,7 @@ extension ConfigValidator {
             } else if let first = firstByName[user.username] {
                 sink.add("\(userPath).username", "duplicate user '\(user.username)' (also users.\(first))")
             } else {
-                firstByName[user.username] = String(userPath.split(separator: ".").last ?? "")
+                firstByName[user.username] = labels.label(of: i, in: "\(path).users")
             }
             checkAtLeastOne(user.poolSize, "\(userPath).pool_size", &sink)
             checkNonNegative(user.minPoolSize, "\(userPath).min_pool_size", &sink)

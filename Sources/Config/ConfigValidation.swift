@@ -114,8 +114,8 @@ struct ConfigValidator {
         }
         validateSharding(p, path: path, into: &sink)
         validatePoolAuthQuery(p, path: path, into: &sink)
-        validatePlugins(p, poolName: named.name, path: path, into: &sink)
-        validateUsers(p, poolName: named.name, path: path, into: &sink)
+        validatePlugins(p, path: path, into: &sink)
+        validateUsers(p, path: path, into: &sink)
         for (i, shard) in p.shards.enumerated() {
             validateShard(shard, path: labels.path(of: i, in: "\(path).shards"), into: &sink)
         }
@@ -177,7 +177,7 @@ struct ConfigValidator {
         }
     }
 
-    private func validatePlugins(_ p: PoolConfig, poolName: String, path: String, into sink: inout ProblemSink) {
+    private func validatePlugins(_ p: PoolConfig, path: String, into sink: inout ProblemSink) {
         if let plugins = p.plugins, plugins.anyEnabled, !p.queryParserEnabled {
             sink.add("\(path).plugins", "plugins need the query parser: set query_parser_enabled: true")
         } else if p.plugins == nil, let global = config.plugins, global.anyEnabled, !p.queryParserEnabled {
@@ -208,9 +208,13 @@ struct ItemLabels {
         byPath[collectionPath, default: []].append(label)
     }
 
-    func path(of index: Int, in collectionPath: String) -> String {
+    func label(of index: Int, in collectionPath: String) -> String {
         let labels = byPath[collectionPath] ?? []
-        return joinPath(collectionPath, index < labels.count ? labels[index] : String(index))
+        return index < labels.count ? labels[index] : String(index)
+    }
+
+    func path(of index: Int, in collectionPath: String) -> String {
+        joinPath(collectionPath, label(of: index, in: collectionPath))
     }
 }
 

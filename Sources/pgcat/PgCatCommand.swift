@@ -43,6 +43,9 @@ struct PgCatCommand: AsyncParsableCommand {
             loaded = try ConfigLoader.load(path: path)
         } catch let error as ConfigError {
             FileHandle.standardError.write(Data("pgcat: invalid config \(path):\n".utf8))
+            for warning in error.warnings {
+                FileHandle.standardError.write(Data("  warning: \(warning)\n".utf8))
+            }
             for problem in error.problems {
                 FileHandle.standardError.write(Data("  \(problem)\n".utf8))
             }

@@ -2,7 +2,7 @@
 
 import Foundation
 import XCTest
-@testable import Config
+import Config
 
 final class ConfigLoaderTests: XCTestCase {
     private var directory: URL!

@@ -1,7 +1,7 @@
 /// Config texts shared by the tests: the reference §2.6 example in YAML and TOML, and a small config builder.
 
 import XCTest
-@testable import Config
+import Config
 
 enum Fixtures {
     /// reference/pgcat.md §2.6, verbatim.

@@ -1,7 +1,7 @@
 /// TOML loading: a PgCat `pgcat.toml` is accepted unchanged, decodes like YAML, and ignored keys become warnings.
 
 import XCTest
-@testable import Config
+import Config
 
 final class TOMLLoadingTests: XCTestCase {
     func testTOMLDecodesToTheSameConfigAsYAML() throws {

@@ -1,7 +1,7 @@
 /// TOML parser unit tests: strings, escapes, numbers, arrays, inline tables, keys, tables and errors with lines.
 
 import XCTest
-@testable import Config
+import Config
 
 final class TOMLParserTests: XCTestCase {
     private func parse(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> ConfigNode {

@@ -1,7 +1,7 @@
 /// Validation: one failing case per rule, each asserting the key path the problem names.
 
 import XCTest
-@testable import Config
+import Config
 
 final class ValidationTests: XCTestCase {
     private let admin = ["admin_username: admin", "admin_password: secret"]

@@ -1,7 +1,7 @@
 /// YAML loading: the reference example, lists vs index maps, server and mirror forms, types and unknown keys.
 
 import XCTest
-@testable import Config
+import Config
 
 final class YAMLLoadingTests: XCTestCase {
     func testReferenceExampleParses() throws {

@@ -1,0 +1,207 @@
+"""Protocol features beyond plain queries: COPY both ways, CancelRequest (only the right query is cancelled),
+Flush without Sync, portals with row limits, pipelined extended messages, FunctionCall."""
+
+import socket
+import struct
+import threading
+import time
+
+import psycopg
+import pytest
+
+from pgwire import CANCEL_REQUEST_CODE, RawConn, message
+from support import psql
+
+
+def cstr(s: str) -> bytes:
+    return s.encode() + b"\x00"
+
+
+def parse_msg(sql: str, name: str = "") -> bytes:
+    return message(b"P", cstr(name) + cstr(sql) + struct.pack("!H", 0))
+
+
+def bind_msg(portal: str = "", stmt: str = "", params: tuple[bytes | None, ...] = ()) -> bytes:
+    body = cstr(portal) + cstr(stmt) + struct.pack("!H", 0) + struct.pack("!H", len(params))
+    for p in params:
+        body += struct.pack("!i", -1) if p is None else struct.pack("!i", len(p)) + p
+    return message(b"B", body + struct.pack("!H", 0))
+
+
+def execute_msg(portal: str = "", max_rows: int = 0) -> bytes:
+    return message(b"E", cstr(portal) + struct.pack("!I", max_rows))
+
+
+SYNC = message(b"S", b"")
+FLUSH = message(b"H", b"")
+
+
+def read_types_until(c: RawConn, stop: bytes) -> list[bytes]:
+    types = []
+    while True:
+        t, _ = c.read_message()
+        types.append(t)
+        if t == stop:
+            return types
+
+
+def test_copy_from_stdin_and_to_stdout_psql(pgcat, primary):
+    table = primary.make_table("it_copy_psql")
+    t = pgcat()
+    rows = "".join(f"{i}\tvalue {i}\n" for i in range(1000))
+    r = psql(t, stdin=f"copy {table} from stdin;\n{rows}\\.\nselect count(*) from {table};\n")
+    assert r.stdout.strip() == "1000"
+    out = psql(t, f"copy (select * from {table} order by id) to stdout").stdout
+    assert out == rows
+
+
+def test_copy_psycopg_both_ways(pgcat, primary):
+    table = primary.make_table("it_copy_psycopg")
+    t = pgcat(pool_size=1)
+    with t.connect() as c, t.connect() as other:
+        with c.cursor() as cur:
+            with cur.copy(f"copy {table} (id, v) from stdin") as cp:
+                for i in range(500):
+                    cp.write_row((i, f"r{i}"))
+        # the server connection went back to the pool after COPY: another client can use it
+        assert other.execute(f"select count(*) from {table}").fetchone()[0] == 500
+        with c.cursor() as cur:
+            with cur.copy(f"copy (select id from {table} where id < 5 order by id) to stdout") as cp:
+                got = [row for row in cp.rows()]
+        assert [int(r[0]) for r in got] == [0, 1, 2, 3, 4]
+
+
+def test_copy_error_keeps_connection(pgcat, primary):
+    table = primary.make_table("it_copy_err")
+    t = pgcat()
+    with t.connect() as c:
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            with c.cursor().copy(f"copy {table} (id, v) from stdin") as cp:
+                cp.write(b"1\tok\nnot-a-number\tbad\n")
+        assert c.execute(f"select count(*) from {table}").fetchone()[0] == 0
+        assert c.execute("select 1").fetchone()[0] == 1
+
+
+def test_cancel_request_cancels_only_that_query(pgcat):
+    t = pgcat(pool_size=2)
+    with t.connect() as a, t.connect() as b:
+        results = {}
+
+        def run_b():
+            try:
+                results["b"] = b.execute("select pg_sleep(1.5), 'b done'").fetchone()[1]
+            except Exception as e:  # noqa: BLE001
+                results["b"] = e
+
+        tb = threading.Thread(target=run_b)
+        tb.start()
+
+        def cancel_a_soon():
+            time.sleep(0.3)
+            a.cancel()
+
+        ta = threading.Thread(target=cancel_a_soon)
+        ta.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled) as ei:
+            a.execute("select pg_sleep(20)")
+        assert time.monotonic() - started < 15
+        assert "canceling statement due to user request" in str(ei.value)
+        ta.join(10)
+        tb.join(30)
+        assert results.get("b") == "b done", results
+        assert a.execute("select 'a again'").fetchone()[0] == "a again"
+
+
+def test_cancel_request_with_unknown_key_is_harmless(pgcat):
+    t = pgcat()
+    with t.connect() as c:
+        s = socket.create_connection((t.host, t.port), timeout=5)
+        s.sendall(struct.pack("!IIii", 16, CANCEL_REQUEST_CODE, 12345, 67890))
+        s.settimeout(5)
+        try:
+            assert s.recv(100) == b""  # closed without a reply
+        except ConnectionResetError:
+            pass
+        s.close()
+        assert c.execute("select 1").fetchone()[0] == 1
+
+
+def test_flush_without_sync(pgcat):
+    """Parse + Describe + Flush must produce ParseComplete, ParameterDescription, RowDescription before any Sync
+    (asyncpg and postgres.js wait for them)."""
+    t = pgcat()
+    with RawConn(t.host, t.port, timeout=10) as c:
+        c.startup("app", "app", "app")
+        c.send(parse_msg("select $1::int + 1") + message(b"D", b"S\x00") + FLUSH)
+        assert [c.read_message()[0] for _ in range(3)] == [b"1", b"t", b"T"]
+        c.send(bind_msg(params=(b"41",)) + execute_msg() + FLUSH)
+        types = []
+        rows = []
+        while len(types) < 3:
+            typ, payload = c.read_message()
+            types.append(typ)
+            if typ == b"D":
+                rows.append(payload[6:].decode())
+        assert types == [b"2", b"D", b"C"]
+        assert rows == ["42"]
+        c.send(SYNC)
+        assert read_types_until(c, b"Z") == [b"Z"]
+        assert c.query("select 'after flush'") == [["after flush"]]
+
+
+def test_portal_row_limit(pgcat):
+    t = pgcat()
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        c.send(parse_msg("select generate_series(1, 5)") + bind_msg() + execute_msg(max_rows=2)
+               + execute_msg(max_rows=2) + execute_msg(max_rows=2) + SYNC)
+        assert read_types_until(c, b"Z") == [b"1", b"2", b"D", b"D", b"s", b"D", b"D", b"s", b"D", b"C", b"Z"]
+
+
+def test_pipelined_extended_queries_one_sync(pgcat):
+    t = pgcat()
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        batch = b""
+        for i in range(50):
+            batch += parse_msg("select $1::int * 10") + bind_msg(params=(str(i).encode(),)) + execute_msg()
+        c.send(batch + SYNC)
+        rows = []
+        while True:
+            typ, payload = c.read_message()
+            if typ == b"D":
+                rows.append(int(payload[6:].decode()))
+            if typ == b"Z":
+                break
+        assert rows == [i * 10 for i in range(50)]
+
+
+def test_pipelined_error_skips_to_sync(pgcat):
+    """After an error, the server skips messages until Sync; the next Sync batch runs normally."""
+    t = pgcat()
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        c.send(parse_msg("select 1/0") + bind_msg() + execute_msg()
+               + parse_msg("select 2") + bind_msg() + execute_msg() + SYNC
+               + parse_msg("select 3") + bind_msg() + execute_msg() + SYNC)
+        first = read_types_until(c, b"Z")
+        assert first == [b"1", b"2", b"E", b"Z"]
+        second = read_types_until(c, b"Z")
+        assert second == [b"1", b"2", b"D", b"C", b"Z"]
+
+
+def test_function_call(pgcat, primary):
+    oid = primary.value("select 'int4pl'::regproc::oid")
+    t = pgcat()
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        args = struct.pack("!i", 4) + struct.pack("!i", 40) + struct.pack("!i", 4) + struct.pack("!i", 2)
+        body = struct.pack("!I", oid) + struct.pack("!HH", 1, 1) + struct.pack("!H", 2) + args + struct.pack("!H", 1)
+        c.send(message(b"F", body))
+        typ, payload = c.read_message()
+        assert typ == b"V", typ
+        (ln,) = struct.unpack("!i", payload[:4])
+        assert ln == 4 and struct.unpack("!i", payload[4:8])[0] == 42
+        assert read_types_until(c, b"Z") == [b"Z"]
+        assert c.query("select 'after fastpath'") == [["after fastpath"]]
