@@ -11,7 +11,7 @@
 #           --keep        leave the cluster running afterwards
 #           -- ARGS       extra pytest arguments, e.g.  scripts/test.sh --no-build -- -k auth -x
 # Environment: PGCAT_TEST_CLUSTER_PORT (default 35432), PGCAT_TEST_DIRECT=1 (integration tests straight against
-# Postgres, implies --no-build), PGCAT_TEST_TIMEOUT (integration suite limit in seconds, default 1500).
+# Postgres, implies --no-build), PGCAT_TEST_TIMEOUT (integration suite limit in seconds, default 900).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,7 +27,7 @@ while (($#)); do
         --no-unit) UNIT=0 ;;
         --keep) KEEP=1 ;;
         --) shift; PYTEST_ARGS=("$@"); break ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -37,7 +37,7 @@ if [[ "${PGCAT_TEST_DIRECT:-0}" =~ ^(1|true|yes)$ ]]; then BUILD=0; UNIT=0; fi
 export PGCAT_CLUSTER_PORT="${PGCAT_TEST_CLUSTER_PORT:-35432}"
 export PGCAT_CLUSTER_DIR="${PGCAT_TEST_CLUSTER_DIR:-/tmp/pgcat-cluster-$PGCAT_CLUSTER_PORT}"
 PY="${PYTHON:-python3}"
-SUITE_TIMEOUT="${PGCAT_TEST_TIMEOUT:-1500}"
+SUITE_TIMEOUT="${PGCAT_TEST_TIMEOUT:-900}"
 WORK="$(mktemp -d /tmp/pgcat-test.XXXXXX)"
 
 PASSED=0
@@ -96,7 +96,7 @@ fi
 if ((BUILD)); then
     section "swift build"
     start=$SECONDS
-    timeout 3000 swift build 2>&1 | tee "$WORK/build.log" | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Write|Linking|Applying|Merging)' 
+    timeout 2400 swift build 2>&1 | tee "$WORK/build.log" | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Write|Linking|Applying|Merging)'
     rc=${PIPESTATUS[0]}
     echo "swift build: exit $rc after $((SECONDS - start))s"
     if ((rc != 0)); then
@@ -132,7 +132,7 @@ EOF
 if ((UNIT)); then
     section "swift test"
     start=$SECONDS
-    timeout 2400 swift test 2>&1 | tee "$WORK/unit.log" | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Write|Linking|Applying|Merging)|^Test Case .* (started|passed)|^Test Suite .* started'
+    timeout 1200 swift test 2>&1 | tee "$WORK/unit.log" | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Write|Linking|Applying|Merging)|^Test Case .* (started|passed)|^Test Suite .* started|^[^ ]+ Test .*\) (started\.|passed after)'
     rc=${PIPESTATUS[0]}
     read -r up uf < <(count_swift_tests "$WORK/unit.log")
     echo "swift test: exit $rc after $((SECONDS - start))s: $up passed, $uf failed"

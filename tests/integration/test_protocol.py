@@ -186,7 +186,8 @@ def test_pipelined_error_skips_to_sync(pgcat):
                + parse_msg("select 2") + bind_msg() + execute_msg() + SYNC
                + parse_msg("select 3") + bind_msg() + execute_msg() + SYNC)
         first = read_types_until(c, b"Z")
-        assert first == [b"1", b"2", b"E", b"Z"]
+        # 1/0 is constant-folded when the unnamed statement is planned at Bind: the error replaces BindComplete
+        assert first == [b"1", b"E", b"Z"]
         second = read_types_until(c, b"Z")
         assert second == [b"1", b"2", b"D", b"C", b"Z"]
 
