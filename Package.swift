@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "AuthTests", dependencies: ["Auth"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "PoolerTests", dependencies: [
-            "Pooler", "PostgresWire", "Config",
+            "Pooler", "PostgresWire", "Config", "Auth",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),

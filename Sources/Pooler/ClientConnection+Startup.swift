@@ -65,9 +65,23 @@ extension ClientConnection {
             runtime.cancel(BackendKeyData(processID: pid, secretKey: secret))
             inbox = nil
             closeClient()
+        case .startup(let parameters) where parameters.contains(where: { $0.0.hasPrefix("_pq_.") }):
+            negotiate(parameters)
+            startSession(parameters.filter { !$0.0.hasPrefix("_pq_.") })
         case .startup(let parameters):
             startSession(parameters)
+        case .startupNewerMinor(_, let parameters):
+            negotiate(parameters)
+            startSession(parameters.filter { !$0.0.hasPrefix("_pq_.") })
         }
+    }
+
+    /// The client asked for protocol 3.x (x > 0) or for protocol options: say we speak 3.0 and know no options.
+    private func negotiate(_ parameters: [(String, String)]) {
+        var buffer = allocate(64)
+        MessageEncoder.negotiateProtocolVersion(newestMinor: 0, unrecognized: parameters.map(\.0).filter { $0.hasPrefix("_pq_.") },
+                                                into: &buffer)
+        write(buffer)
     }
 
     private func startSession(_ parameters: [(String, String)]) {

@@ -101,7 +101,15 @@ public struct ServerStartupStateMachine: Sendable {
 
     private mutating func authentication(_ request: AuthenticationRequest) -> Action {
         switch (state, request) {
-        case (.authenticating, .ok), (.scram, .ok):
+        case (.authenticating, .ok):
+            state = .waitingForReady
+            return .wait
+        case (.scram(let machine), .ok):
+            // A server that skips SASLFinal has not proven it knows the password; refuse it, unless we log in
+            // with a recovered ClientKey and have no ServerKey to check the signature with anyway.
+            guard machine.isAuthenticated || credentials.scramClientKey != nil && plainPassword() == nil else {
+                return fail("server ended SCRAM authentication without proving its identity (no SASLFinal)")
+            }
             state = .waitingForReady
             return .wait
         case (.authenticating, .cleartextPassword):

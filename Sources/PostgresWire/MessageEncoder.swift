@@ -70,6 +70,15 @@ public enum MessageEncoder {
         }
     }
 
+    /// NegotiateProtocolVersion: the newest minor version supported and the `_pq_.` options not recognised.
+    public static func negotiateProtocolVersion(newestMinor: Int32, unrecognized: [String], into buffer: inout ByteBuffer) {
+        frame(BackendID.negotiateProtocolVersion, into: &buffer) {
+            $0.writeInteger(newestMinor)
+            $0.writeInteger(Int32(unrecognized.count))
+            for option in unrecognized { $0.writeNullTerminatedString(option) }
+        }
+    }
+
     public static func commandComplete(_ tag: String, into buffer: inout ByteBuffer) {
         frame(BackendID.commandComplete, into: &buffer) { $0.writeNullTerminatedString(tag) }
     }

@@ -3,6 +3,8 @@ import NIOCore
 
 public enum StartupPacket: Sendable, Equatable {
     case startup(parameters: [(String, String)])
+    /// A 3.x startup with a minor version above 0.
+    case startupNewerMinor(minor: Int, parameters: [(String, String)])
     case sslRequest
     case gssEncRequest
     case cancel(processID: Int32, secretKey: Int32)
@@ -11,6 +13,8 @@ public enum StartupPacket: Sendable, Equatable {
         switch (lhs, rhs) {
         case (.startup(let a), .startup(let b)):
             return a.count == b.count && zip(a, b).allSatisfy { $0 == $1 }
+        case (.startupNewerMinor(let m1, let a), .startupNewerMinor(let m2, let b)):
+            return m1 == m2 && a.count == b.count && zip(a, b).allSatisfy { $0 == $1 }
         case (.sslRequest, .sslRequest), (.gssEncRequest, .gssEncRequest):
             return true
         case (.cancel(let p1, let s1), .cancel(let p2, let s2)):
@@ -44,6 +48,10 @@ public enum StartupPacket: Sendable, Equatable {
             return .cancel(processID: pid, secretKey: key)
         case ProtocolCode.protocolVersion3:
             return .startup(parameters: try decodeParameters(&packet))
+        case let code where code >> 16 == 3:
+            // 3.x with x > 0 (e.g. 3.2 from PostgreSQL 18 clients): accepted; the session answers with
+            // NegotiateProtocolVersion and speaks 3.0, as PostgreSQL does for minor versions it lacks.
+            return .startupNewerMinor(minor: Int(code & 0xFFFF), parameters: try decodeParameters(&packet))
         default:
             throw WireError(.unsupportedProtocol(major: Int(code >> 16), minor: Int(code & 0xFFFF)))
         }

@@ -154,14 +154,21 @@ final class ServerStartupStateMachineTests: XCTestCase {
     // MARK: scram-sha-256
 
     /// A whole SCRAM login: the machine against SCRAMServerStateMachine holding `verifier`.
-    func scramLogin(_ machine: inout ServerStartupStateMachine, file: StaticString = #filePath, line: UInt = #line) throws {
+    /// With `derivesKeys`, the machine must first ask for PBKDF2 off the event loop (a key cache without these keys).
+    func scramLogin(_ machine: inout ServerStartupStateMachine, derivesKeys: Bool = false,
+                    file: StaticString = #filePath, line: UInt = #line) throws {
         var server = SCRAMServerStateMachine(username: "alice", verifier: Self.verifier, serverNonce: AuthNonce.random())
         _ = machine.start()
         let initial = try sentPassword(machine.receive(sasl(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])), file: file, line: line)
         let (mechanism, clientFirst) = try PasswordPayload.saslInitial(initial)
         XCTAssertEqual(mechanism, "SCRAM-SHA-256", file: file, line: line)
         let serverFirst = try server.receiveClientFirst(clientFirst).get()
-        let response = try sentPassword(machine.receive(authentication(AuthenticationCode.saslContinue, serverFirst)), file: file, line: line)
+        let continueFrame = authentication(AuthenticationCode.saslContinue, serverFirst)
+        if derivesKeys {
+            XCTAssertEqual(machine.receive(continueFrame), .deriveKeysOffLoop(continueFrame), file: file, line: line)
+            machine.precomputeKeys(for: continueFrame)
+        }
+        let response = try sentPassword(machine.receive(continueFrame), file: file, line: line)
         let serverFinal = try server.receiveClientFinal(PasswordPayload.saslResponse(response)).get()
         XCTAssertEqual(machine.receive(authentication(AuthenticationCode.saslFinal, serverFinal)), .wait, file: file, line: line)
         XCTAssertEqual(machine.receive(authenticationOK), .wait, file: file, line: line)
@@ -175,9 +182,9 @@ final class ServerStartupStateMachineTests: XCTestCase {
 
     func testSCRAMKeysAreCachedAcrossLogins() throws {
         let cache = SCRAMKeyCache()
-        for _ in 0..<2 {
+        for login in 0..<2 {
             var machine = machine(password: "s3cret", keyCache: cache)
-            try scramLogin(&machine)
+            try scramLogin(&machine, derivesKeys: login == 0)  // PBKDF2 once, off the loop; then cached
             finishStartup(&machine)
         }
         XCTAssertEqual(cache.count, 1)
@@ -191,6 +198,22 @@ final class ServerStartupStateMachineTests: XCTestCase {
             try scramLogin(&machine)
             finishStartup(&machine)
         }
+    }
+
+    func testPrecomputeKeysOutsideASCRAMExchangeDoesNothing() {
+        let cache = SCRAMKeyCache()
+        var machine = machine(password: "s3cret", keyCache: cache)
+        _ = machine.start()
+        machine.precomputeKeys(for: authentication(AuthenticationCode.saslContinue, Array("r=x,s=AAAA,i=64".utf8)))
+        XCTAssertEqual(cache.count, 0)
+        XCTAssertEqual(machine.receive(authenticationOK), .wait)
+    }
+
+    func testRecoveredClientKeyNeverAsksForKeyDerivation() throws {
+        let clientKey = SCRAMKeys.derive(password: "s3cret", salt: Self.salt, iterations: 64).clientKey
+        var machine = machine(password: Self.verifier.stringValue, clientKey: clientKey, keyCache: SCRAMKeyCache())
+        try scramLogin(&machine, derivesKeys: false)
+        finishStartup(&machine)
     }
 
     func testSCRAMRefusedWithoutAUsableCredential() {

@@ -6,7 +6,7 @@ import PostgresWire
 import XCTest
 
 final class CodecFuzzTests: XCTestCase {
-    static let iterations = 5_000
+    static let iterations = 20_000
 
     /// Valid messages of every kind, the starting points for mutation.
     static let corpus: [[UInt8]] = {

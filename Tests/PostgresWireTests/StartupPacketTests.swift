@@ -65,7 +65,7 @@ final class StartupPacketTests: XCTestCase {
     }
 
     func testDecodeConsumesOnlyItsPacket() throws {
-        // A client that pipelines its StartupMessage right after the SSLRequest's 'N' answer must not lose bytes.
+        // Whatever follows a packet (a client that does not wait for the answer) stays for the next decode.
         var stream = encoded { MessageEncoder.sslRequest(into: &$0) }
         stream.writeBytes(startupBytes(parameters))
         XCTAssertEqual(try StartupPacket.decode(from: &stream), .sslRequest)
@@ -135,12 +135,19 @@ final class StartupPacketTests: XCTestCase {
     }
 
     func testUnsupportedProtocolVersions() {
-        let versions: [(major: Int32, minor: Int32)] = [(2, 0), (1, 0), (3, 1), (4, 0), (1234, 5677)]
+        let versions: [(major: Int32, minor: Int32)] = [(2, 0), (1, 0), (4, 0), (1234, 5677)]
         for version in versions {
             assertWireError(.unsupportedProtocol(major: Int(version.major), minor: Int(version.minor))) { () throws(WireError) in
                 try decode(packet(code: version.major << 16 | version.minor, body: [0]))
             }
         }
+    }
+
+    func testNewerMinorVersionOfProtocol3IsAcceptedForNegotiation() throws {
+        let bytes = startupBytes([("user", "u")])
+        var patched = bytes
+        patched[7] = 2  // protocol 3.2
+        XCTAssertEqual(try decode(buffer(patched)), .startupNewerMinor(minor: 2, parameters: [("user", "u")]))
     }
 
     // MARK: malformed bodies
