@@ -79,7 +79,7 @@ extension ClientConnection {
     /// The client asked for protocol 3.x (x > 0) or for protocol options: say we speak 3.0 and know no options.
     private func negotiate(_ parameters: [(String, String)]) {
         var buffer = allocate(64)
-        MessageEncoder.negotiateProtocolVersion(newestMinor: 0, unrecognized: parameters.map(\.0).filter { $0.hasPrefix("_pq_.") },
+        MessageEncoder.negotiateProtocolVersion(newestVersion: ProtocolCode.protocolVersion3, unrecognized: parameters.map(\.0).filter { $0.hasPrefix("_pq_.") },
                                                 into: &buffer)
         write(buffer)
     }

@@ -70,10 +70,11 @@ public enum MessageEncoder {
         }
     }
 
-    /// NegotiateProtocolVersion: the newest minor version supported and the `_pq_.` options not recognised.
-    public static func negotiateProtocolVersion(newestMinor: Int32, unrecognized: [String], into buffer: inout ByteBuffer) {
+    /// NegotiateProtocolVersion: the newest version supported (PostgreSQL sends the whole code, e.g. 3.0 = 196608)
+    /// and the `_pq_.` options not recognised.
+    public static func negotiateProtocolVersion(newestVersion: Int32, unrecognized: [String], into buffer: inout ByteBuffer) {
         frame(BackendID.negotiateProtocolVersion, into: &buffer) {
-            $0.writeInteger(newestMinor)
+            $0.writeInteger(newestVersion)
             $0.writeInteger(Int32(unrecognized.count))
             for option in unrecognized { $0.writeNullTerminatedString(option) }
         }

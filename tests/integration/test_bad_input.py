@@ -120,3 +120,18 @@ def test_client_closing_during_startup_does_not_hurt(pgcat):
             typ, _ = c.read_message()  # the SCRAM challenge; then gone mid-authentication
             assert typ == b"R"
     assert_still_serving(t)
+
+
+def test_protocol_3_2_and_pq_options_are_negotiated_down(pgcat):
+    """A PostgreSQL 18 client may ask for protocol 3.2 and `_pq_.` options: the answer is NegotiateProtocolVersion
+    (newest version 3.0, the options not recognised), then a normal 3.0 session, as PostgreSQL 15 does."""
+    t = pgcat()
+    with RawConn(t.host, t.port) as c:
+        c.send(startup_packet("app", "app", protocol=(3 << 16) | 2, **{"_pq_.test_option": "on"}))
+        kind, payload = c.read_message()
+        assert kind == b"v", (kind, payload)
+        newest, count = struct.unpack("!ii", payload[:8])
+        assert newest == (3 << 16), newest  # PostgreSQL sends the whole version code: 3.0
+        assert count == 1 and payload[8:].split(b"\x00")[0] == b"_pq_.test_option"
+        c.authenticate("app", "app")
+        assert c.query("select 40 + 2") == [["42"]]
