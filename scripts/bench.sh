@@ -377,7 +377,15 @@ run_one() { # workload clients target
     rm -f "$WORK"/runs/"$id"/txlog.*
 }
 
-LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+# Share of the machine's CPU busy over 2 s before the first run (after the build): other work skews everything.
+cpu_busy_pct() {
+    local a b
+    a=($(head -n1 /proc/stat)); sleep 2; b=($(head -n1 /proc/stat))
+    python3 -c 'import sys; a, b = [list(map(int, x.split())) for x in sys.argv[1:]]
+d = [y - x for x, y in zip(a, b)]; idle = d[3] + d[4]
+print(f"{100 * (sum(d) - idle) / max(1, sum(d)):.0f}%")' "${a[*]:1}" "${b[*]:1}"
+}
+BUSY_START="$(cpu_busy_pct)"
 # Targets innermost, so slow drift (caches, table bloat from TPC-B) affects all of them alike.
 for workload in $WORKLOADS; do
     for clients in $CLIENTS; do
@@ -402,7 +410,7 @@ report() {
     has_target pgcat && echo "- pgcat commit $COMMIT, binary ${BIN#"$ROOT"/}"
     echo "- Parameters: ${DURATION}s per run, pgbench -j $JOBS, pool size $POOL_SIZE (poolers in transaction mode),"
     echo "  pgcat worker_threads $wt, SCRAM-SHA-256 client and server auth, no TLS"
-    echo "- Load average before the first run: $LOADAVG_START (other work on the machine skews every number)"
+    echo "- CPU busy (whole machine) in the 2 s before the first run: $BUSY_START; other work running skews every number"
     echo
     echo "| Workload | Clients | Target | TPS | Avg latency (ms) | p99 latency (ms) | Pooler CPU ms / 1k tx | Status |"
     echo "|---|---:|---|---:|---:|---:|---:|---|"

@@ -26,7 +26,12 @@ extension ClientConnection {
         guard waiting, let pool, pool.cancelWait(self) else { return }
         waiting = false
         waitTimer = nil
-        failRequest(.queryCanceled, "timed out waiting for a server connection (pool \(pool.database)/\(pool.user) saturated)")
+        let message = "timed out waiting for a server connection (pool \(pool.database)/\(pool.user) saturated)"
+        if case .awaitingParameters = phase {
+            fatal(.queryCanceled, message)  // still logging in: there is no session to keep
+            return
+        }
+        failRequest(.queryCanceled, message)
     }
 
     func leaseGranted(_ server: ServerConnection) {
@@ -155,7 +160,7 @@ extension ClientConnection {
                 write(chunk)
             }
             if stopped, server.pendingSyncs == 0, server.internalSyncs == 0 {
-                release = canRelease(server)
+                release = canRelease(server) || closeWhenIdle && server.isCleanlyIdle && !scanner.isMidFrame
                 if release { break }
             }
             if count == 0 { break }
@@ -164,7 +169,16 @@ extension ClientConnection {
             // Anything after the final ReadyForQuery is asynchronous (notices); it goes with this transaction.
             if buffer.readableBytes > 0 { write(buffer) }
             server.scanner.reset()
-            releaseServer()
+            if poolMode == .session {
+                self.server = nil
+                returnServer(server, clientLeft: true)  // draining: reset the session before anyone reuses it
+            } else {
+                releaseServer()
+            }
+            if closeWhenIdle {
+                fatal(.adminShutdown, "terminating connection due to administrator command")
+                return
+            }
             flushIfNeeded()
             drive()
             return

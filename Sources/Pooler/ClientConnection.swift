@@ -54,6 +54,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     /// Backpressure pauses in force (see channelWritabilityChanged).
     var serverReadsPaused = false
     var clientReadsPaused = false
+    /// Shutting down: close this client as soon as it holds no server connection.
+    var closeWhenIdle = false
 
     init(runtime: PoolerRuntime, eventLoop: EventLoop, logger: Logger) {
         self.runtime = runtime
@@ -202,6 +204,14 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
             }
         }
         context = nil
+    }
+
+    /// Graceful shutdown: leave now if idle, otherwise when the current transaction ends.
+    func shutdownRequested() {
+        closeWhenIdle = true
+        if server == nil && !waiting, case .ready = phase {
+            fatal(.adminShutdown, "terminating connection due to administrator command")
+        }
     }
 
     /// A CancelRequest named this client: pass it to the server it is using, if any.

@@ -133,8 +133,15 @@ public final class PoolerRuntime: @unchecked Sendable {
 
     public var isShuttingDown: Bool { lock.withLock { shuttingDown } }
 
+    /// Starts the drain: idle clients are told 57P01 and closed now, clients in a transaction when it ends.
     public func beginShutdown() {
-        lock.withLock { shuttingDown = true }
+        let clients = lock.withLock {
+            shuttingDown = true
+            return cancelTargets.values.compactMap(\.client)
+        }
+        for client in clients {
+            client.eventLoop.execute { client.shutdownRequested() }
+        }
     }
 
     /// Periodic janitor work: idle timeouts, lifetimes, min_pool_size.
