@@ -84,7 +84,7 @@ public struct GeneralConfig: Sendable, Equatable {
     public var logClientDisconnections: Bool = false
     /// Milliseconds; nil = off.
     public var autoreload: Int? = nil
-    /// Event-loop threads; 0 means one per CPU core.
+    /// Event-loop threads; 0 means one per two CPU cores (at least one).
     public var workerThreads: Int = 0
     public var tcpKeepalivesIdle: Int = 5
     public var tcpKeepalivesCount: Int = 5

@@ -126,7 +126,11 @@ public final class ConnectionPool: @unchecked Sendable {
     func release(_ server: ServerConnection) {
         guard let slot = slot(of: server) else { server.close(); return }
         let now = NIODeadline.now().uptimeNanoseconds
-        let result = lock.withLock { slot.machine.connectionReleased(server, now: now) }
+        let loop = server.eventLoop
+        let result = lock.withLock {
+            // Prefer a waiter on the connection's own event loop: its relay then needs no thread hop.
+            slot.machine.connectionReleased(server, now: now, prefer: { $0.waiter.eventLoop === loop })
+        }
         carryOut(result, slot: slot)
     }
 

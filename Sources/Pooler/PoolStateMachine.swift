@@ -93,7 +93,10 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     }
 
     /// A leased connection came back healthy.
-    public mutating func connectionReleased(_ connection: Connection, now: UInt64) -> ReturnResult {
+    /// `prefer` may pick a waiter among the first `preferenceWindow` ones (e.g. one on the connection's event
+    /// loop); the oldest waiter is served otherwise, so no waiter is overtaken by more than the window.
+    public mutating func connectionReleased(_ connection: Connection, now: UInt64,
+                                            prefer: (Waiter) -> Bool = { _ in true }) -> ReturnResult {
         guard leased.remove(connection) != nil else { return .keptIdle }
         if let born = createdAt[connection], settings.lifetime > 0, now &- born >= settings.lifetime {
             createdAt[connection] = nil
@@ -104,7 +107,7 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
             createdAt[connection] = nil
             return .close(connection, createConnection: false)
         }
-        return placeReturned(connection, now: now)
+        return placeReturned(connection, now: now, prefer: prefer)
     }
 
     /// A connection is gone (broken, closed by the server, or closed by us). Safe to call for unknown connections.
@@ -157,13 +160,26 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
 
     // MARK: helpers
 
-    private mutating func placeReturned(_ connection: Connection, now: UInt64) -> ReturnResult {
+    /// How many of the oldest waiters a `prefer` predicate may choose among.
+    public static var preferenceWindow: Int { 8 }
+
+    private mutating func placeReturned(_ connection: Connection, now: UInt64,
+                                        prefer: (Waiter) -> Bool = { _ in true }) -> ReturnResult {
         if waiterHead < waiters.count {
-            let waiter = waiters[waiterHead]
-            waiterHead += 1
-            if waiterHead > 32 && waiterHead * 2 > waiters.count {
-                waiters.removeFirst(waiterHead)
-                waiterHead = 0
+            var chosen = waiterHead
+            let end = min(waiters.count, waiterHead + Self.preferenceWindow)
+            if !prefer(waiters[waiterHead]), let index = waiters[(waiterHead + 1)..<end].firstIndex(where: prefer) {
+                chosen = index
+            }
+            let waiter = waiters[chosen]
+            if chosen == waiterHead {
+                waiterHead += 1
+                if waiterHead > 32 && waiterHead * 2 > waiters.count {
+                    waiters.removeFirst(waiterHead)
+                    waiterHead = 0
+                }
+            } else {
+                waiters.remove(at: chosen)
             }
             leased.insert(connection)
             return .handOver(connection, to: waiter)

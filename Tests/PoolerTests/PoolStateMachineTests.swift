@@ -37,6 +37,31 @@ final class PoolStateMachineTests: XCTestCase {
 
     // MARK: leasing and waiting
 
+    func testReleasePrefersAWaiterWithinTheWindowOnly() {
+        var p = pool(idle: [1], settings(max: 1))
+        XCTAssertEqual(p.leaseRequested(by: "holder", now: 0), .leased(1))
+        for name in ["a0", "a1", "b2", "a3", "a4", "a5", "a6", "a7", "b8"] {
+            XCTAssertEqual(p.leaseRequested(by: name, now: 0), .wait(createConnection: false))
+        }
+        // "b2" is inside the window of the 8 oldest waiters: it may overtake a0 and a1.
+        XCTAssertEqual(p.connectionReleased(1, now: 1, prefer: { $0.hasPrefix("b") }), .handOver(1, to: "b2"))
+        // "b8" is the 8th waiter now (a0 a1 a3 a4 a5 a6 a7 b8): still inside the window.
+        XCTAssertEqual(p.connectionReleased(1, now: 2, prefer: { $0.hasPrefix("b") }), .handOver(1, to: "b8"))
+        // No preferred waiter left: the oldest is served.
+        XCTAssertEqual(p.connectionReleased(1, now: 3, prefer: { $0.hasPrefix("b") }), .handOver(1, to: "a0"))
+        XCTAssertEqual(p.connectionReleased(1, now: 4), .handOver(1, to: "a1"))
+        assertCounts(p, idle: 0, leased: 1, connecting: 0, waiting: 5)
+    }
+
+    func testPreferenceCannotReachBeyondTheWindow() {
+        var p = pool(idle: [1], settings(max: 1))
+        XCTAssertEqual(p.leaseRequested(by: "holder", now: 0), .leased(1))
+        let names = (0..<Pool.preferenceWindow).map { "a\($0)" } + ["b"]
+        for name in names { _ = p.leaseRequested(by: name, now: 0) }
+        XCTAssertEqual(p.connectionReleased(1, now: 1, prefer: { $0 == "b" }), .handOver(1, to: "a0"))
+        XCTAssertEqual(p.connectionReleased(1, now: 2, prefer: { $0 == "b" }), .handOver(1, to: "b"))
+    }
+
     func testLeaseFromIdle() {
         var pool = Pool(settings: settings(max: 2))
         XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
