@@ -13,7 +13,7 @@
 # Environment (defaults in brackets):
 #   BENCH_DURATION        seconds per pgbench run [15]
 #   BENCH_POOL_SIZE       server connections per pooler [10]
-#   BENCH_WORKER_THREADS  pgcat general.worker_threads, 0 = one per core [0]
+#   BENCH_WORKER_THREADS  pgcat general.worker_threads, 0 = pgcat's default, one per two cores [0]
 #   BENCH_CLIENTS         client counts [10 50]
 #   BENCH_JOBS            pgbench -j [2]
 #   BENCH_SCALE           pgbench -i scale [10]
@@ -401,7 +401,7 @@ CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
 [[ -n "$CPU_MODEL" ]] || CPU_MODEL="unknown"
 report() {
     local wt="$WORKER_THREADS"
-    (( wt == 0 )) && wt="0 (one per core)"
+    (( wt == 0 )) && wt="0 (default: one event loop per two cores, here $(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 )))"
     echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`scripts/bench.sh\`."
     echo
     echo "- Machine: $(nproc) CPUs, $CPU_MODEL, $(uname -sr)"
