@@ -16,16 +16,33 @@ extension ClientConnection {
         case .waiting:
             logger.trace("waiting for a server")
             waiting = true
-            let timeout = TimeAmount.milliseconds(Int64(pool.settings.connectTimeout))
-            waitTimer = eventLoop.scheduleTask(in: timeout) { [weak self] in self?.waitTimedOut() }
+            let deadline = eventLoop.now + .milliseconds(Int64(pool.settings.connectTimeout))
+            waitDeadline = deadline
+            armWaitTimer(deadline)
             return false
+        }
+    }
+
+    /// One timer serves many waits: it is armed at most once at a time and not cancelled when a lease arrives
+    /// (cheaper than a timer per wait on a busy pool); when it fires it re-arms for a later wait's deadline.
+    private func armWaitTimer(_ deadline: NIODeadline) {
+        guard waitTimer == nil else { return }
+        waitTimer = eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.waitTimerFired() }
+    }
+
+    private func waitTimerFired() {
+        waitTimer = nil
+        guard waiting, let deadline = waitDeadline else { return }
+        if eventLoop.now < deadline {
+            armWaitTimer(deadline)
+        } else {
+            waitTimedOut()
         }
     }
 
     private func waitTimedOut() {
         guard waiting, let pool, pool.cancelWait(self) else { return }
         waiting = false
-        waitTimer = nil
         let message = "timed out waiting for a server connection (pool \(pool.database)/\(pool.user) saturated)"
         if case .awaitingParameters = phase {
             fatal(.queryCanceled, message)  // still logging in: there is no session to keep
@@ -35,8 +52,6 @@ extension ClientConnection {
     }
 
     func leaseGranted(_ server: ServerConnection) {
-        waitTimer?.cancel()
-        waitTimer = nil
         waiting = false
         switch phase {
         case .awaitingParameters:
@@ -55,8 +70,6 @@ extension ClientConnection {
 
     func leaseFailed(_ error: PoolError) {
         guard waiting || { if case .awaitingParameters = phase { return true }; return false }() else { return }
-        waitTimer?.cancel()
-        waitTimer = nil
         waiting = false
         let message: String
         switch error {

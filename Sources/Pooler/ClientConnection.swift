@@ -45,6 +45,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var server: ServerConnection?
     var waiting = false
     var waitTimer: Scheduled<Void>?
+    var waitDeadline: NIODeadline?
     var idleTransactionTimer: Scheduled<Void>?
     /// The idle-in-transaction timeout fired; the next message is answered with 25P03.
     var idleTimeoutFired = false
