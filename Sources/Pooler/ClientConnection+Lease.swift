@@ -129,7 +129,15 @@ extension ClientConnection {
                     switch header.id {
                     case BackendID.readyForQuery, BackendID.parameterStatus:
                         return .inspect
-                    case BackendID.copyInResponse, BackendID.copyOutResponse, BackendID.copyBothResponse:
+                    case BackendID.copyInResponse:
+                        server.inCopy = true
+                        if server.lastRequestExtended {
+                            // COPY FROM started by Execute: the server ignores every Sync it reads during copy-in
+                            // (the client's pipelined one included) and answers only the Sync sent after CopyDone.
+                            server.pendingSyncs = 0
+                            server.unsynced = true
+                        }
+                    case BackendID.copyOutResponse, BackendID.copyBothResponse:
                         server.inCopy = true
                     case BackendID.commandComplete, BackendID.errorResponse:
                         server.inCopy = false

@@ -47,6 +47,7 @@ extension ClientConnection {
         var terminate = false
         var syncs = 0
         var unsynced = server.unsynced
+        var lastRequestExtended = server.lastRequestExtended
         let count = try scanner.scan(buffer, limit: maxMessageSize, classify: { header throws(WireError) in
             try check(header)
             switch header.id {
@@ -55,6 +56,10 @@ extension ClientConnection {
                 return .stop
             case FrontendID.query, FrontendID.functionCall:
                 syncs += 1
+                lastRequestExtended = false
+            case FrontendID.execute:
+                unsynced = true
+                lastRequestExtended = true
             case FrontendID.sync:
                 syncs += 1
                 unsynced = false
@@ -67,6 +72,7 @@ extension ClientConnection {
         }, frame: { _, _ in true })
         server.pendingSyncs += syncs
         server.unsynced = unsynced
+        server.lastRequestExtended = lastRequestExtended
         if count > 0 {
             server.send(buffer.readSlice(length: count)!)
         }

@@ -55,6 +55,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     var unsynced = false
     var status: TransactionStatus = .idle
     var inCopy = false
+    /// The latest request was an extended-protocol Execute (not a Query): decides how COPY FROM ends.
+    var lastRequestExtended = false
     var isBroken = false
     var scanner = FrameStreamScanner()
 
@@ -299,6 +301,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
         internalSyncs = 0
         unsynced = false
         inCopy = false
+        lastRequestExtended = false
         scanner.reset()
     }
 

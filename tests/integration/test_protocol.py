@@ -206,3 +206,22 @@ def test_function_call(pgcat, primary):
         assert ln == 4 and struct.unpack("!i", payload[4:8])[0] == 42
         assert read_types_until(c, b"Z") == [b"Z"]
         assert c.query("select 'after fastpath'") == [["after fastpath"]]
+
+
+def test_extended_protocol_copy_from_releases_the_connection(pgcat, primary):
+    """COPY FROM started with Parse/Bind/Execute/Sync: Postgres ignores the Sync that arrives during copy-in and
+    answers only the Sync sent after CopyDone (what libpq does). The server connection must then go back to the
+    pool: with pool_size 1, another client gets it while the first stays connected."""
+    table = primary.make_table("it_copy_extended")
+    t = pgcat(pool_size=1, general={"connect_timeout": 3000})
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        c.send(parse_msg(f"copy {table} from stdin") + bind_msg() + execute_msg() + message(b"S", b""))
+        assert read_types_until(c, b"G")[-1] == b"G"
+        rows = b"".join(message(b"d", f"{i}\tv{i}\n".encode()) for i in range(1000))
+        c.send(rows + message(b"c", b"") + message(b"S", b""))
+        types = read_types_until(c, b"Z")
+        assert b"C" in types and b"E" not in types, types
+        with t.connect() as other:  # the only server connection was released
+            assert other.execute(f"select count(*) from {table}").fetchone() == (1000,)
+        assert c.query("select 1") == [["1"]]
