@@ -84,8 +84,15 @@ extension ClientConnection {
         failRequest(.connectionFailure, message)
     }
 
+    /// A CancelRequest arrived while the request waits for a server connection: it ends like a cancelled statement.
+    func cancelWaitingRequest() {
+        guard waiting, let pool, pool.cancelWait(self) else { return }
+        waiting = false
+        failRequest(.queryCanceled, "canceling statement due to user request")
+    }
+
     /// A request that never reached a server fails: ERROR, then skip to its Sync.
-    private func failRequest(_ state: SQLState, _ message: String) {
+    func failRequest(_ state: SQLState, _ message: String) {
         sendError(state, message)
         discardUntilSync = true
         drive()

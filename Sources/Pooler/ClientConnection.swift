@@ -217,6 +217,10 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
 
     /// A CancelRequest named this client: pass it to the server it is using, if any.
     func forwardCancel() {
+        if waiting, case .ready = phase {
+            cancelWaitingRequest()  // nothing runs yet: the request itself is cancelled
+            return
+        }
         guard let server, let key = server.backendKey else { return }
         runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
     }

@@ -113,6 +113,38 @@ def test_cancel_request_cancels_only_that_query(pgcat):
         assert a.execute("select 'a again'").fetchone()[0] == "a again"
 
 
+@pytest.mark.pooler_only
+def test_cancel_while_waiting_for_a_server_connection(pgcat):
+    """The client's query has not reached any server yet (the pool is saturated): a CancelRequest ends it with
+    57014 "canceling statement due to user request", and the client keeps working afterwards."""
+    t = pgcat(pool_size=1, general={"connect_timeout": 30000})
+    holder = t.connect(autocommit=False)
+    holder.execute("select 1")  # holds the only server connection
+    waiter = t.connect()
+    errors = {}
+
+    def run():
+        try:
+            waiter.execute("select 'never'")
+        except Exception as e:  # noqa: BLE001
+            errors["e"] = e
+
+    th = threading.Thread(target=run)
+    th.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    waiter.cancel()
+    th.join(10)
+    assert not th.is_alive(), "the waiting query was not cancelled"
+    assert time.monotonic() - started < 5
+    assert isinstance(errors.get("e"), psycopg.errors.QueryCanceled), errors
+    assert "canceling statement due to user request" in str(errors["e"])
+    holder.commit()
+    assert waiter.execute("select 'again'").fetchone() == ("again",)
+    holder.close()
+    waiter.close()
+
+
 def test_cancel_request_with_unknown_key_is_harmless(pgcat):
     t = pgcat()
     with t.connect() as c:
