@@ -116,117 +116,13 @@ extension ClientConnection {
         if !statements.isEmpty {
             var buffer = allocate(statements.utf8.count + 8)
             MessageEncoder.query(statements, into: &buffer)
-            server.internalSyncs += 1
+            server.tracker.append(.injected(.query))
             server.send(buffer)
         }
     }
 
-    // MARK: server -> client
-
-    func serverRead(_ incoming: ByteBuffer, from server: ServerConnection) {
-        guard server === self.server else { return }
-        var buffer = server.scanner.merge(incoming)
-        var release = false
-        while buffer.readableBytes > 0 {
-            let isInternal = server.internalSyncs > 0
-            var stopped = false
-            let count: Int
-            do {
-                count = try server.scanner.scan(buffer, limit: Int(Int32.max), classify: { header in
-                    switch header.id {
-                    case BackendID.readyForQuery, BackendID.parameterStatus:
-                        return .inspect
-                    case BackendID.copyInResponse:
-                        server.inCopy = true
-                        if server.lastRequestExtended {
-                            // COPY FROM started by Execute: the server ignores every Sync it reads during copy-in
-                            // (the client's pipelined one included) and answers only the Sync sent after CopyDone.
-                            server.pendingSyncs = 0
-                            server.unsynced = true
-                        }
-                    case BackendID.copyOutResponse, BackendID.copyBothResponse:
-                        server.inCopy = true
-                    case BackendID.commandComplete, BackendID.errorResponse:
-                        server.inCopy = false
-                    default:
-                        break
-                    }
-                    return .passThrough
-                }, frame: { header, payload in
-                    if header.id == BackendID.parameterStatus {
-                        if let status = try? ParameterStatus.decode(payload) {
-                            server.parameters[status.name] = status.value
-                            if !isInternal, Self.trackedParameterNames.contains(status.name) {
-                                self.trackedParameters[status.name] = status.value
-                            }
-                        }
-                        return true
-                    }
-                    let status = payload.getInteger(at: payload.readerIndex, as: UInt8.self).flatMap(TransactionStatus.init) ?? .idle
-                    server.status = status
-                    if isInternal {
-                        server.internalSyncs -= 1
-                        stopped = true
-                        return false
-                    }
-                    server.pendingSyncs -= 1
-                    if server.pendingSyncs <= 0 {
-                        server.pendingSyncs = 0
-                        stopped = true
-                        return false
-                    }
-                    return true
-                })
-            } catch {
-                logger.error("protocol error from server", metadata: ["error": "\(error)"])
-                serverClosed(server, reason: "protocol error from server: \(error)")
-                pool?.discard(server)
-                return
-            }
-            let chunk = buffer.readSlice(length: count)!
-            if !isInternal, count > 0 {
-                write(chunk)
-            }
-            if stopped, server.pendingSyncs == 0, server.internalSyncs == 0 {
-                release = canRelease(server) || closeWhenIdle && server.isCleanlyIdle && !scanner.isMidFrame
-                if release { break }
-            }
-            if count == 0 { break }
-        }
-        if release {
-            // Anything after the final ReadyForQuery is asynchronous (notices); it goes with this transaction.
-            if buffer.readableBytes > 0 { write(buffer) }
-            server.scanner.reset()
-            if poolMode == .session {
-                self.server = nil
-                returnServer(server, clientLeft: true)  // draining: reset the session before anyone reuses it
-            } else {
-                releaseServer()
-            }
-            if closeWhenIdle {
-                fatal(.adminShutdown, "terminating connection due to administrator command")
-                return
-            }
-            flushIfNeeded()
-            drive()
-            return
-        }
-        server.scanner.keep(buffer)
-        if server.pendingSyncs == 0, server.internalSyncs == 0, server.status != .idle {
-            startIdleTransactionTimer()
-        }
-    }
-
-    func serverReadComplete(from server: ServerConnection) {
-        flushIfNeeded()
-    }
-
-    private func canRelease(_ server: ServerConnection) -> Bool {
-        poolMode == .transaction && server.isCleanlyIdle && !scanner.isMidFrame
-    }
-
     /// Gives the server back to the pool after a finished transaction.
-    private func releaseServer() {
+    func releaseServer() {
         guard let server else { return }
         logger.trace("release", metadata: ["server_id": "\(server.id)"])
         self.server = nil
@@ -249,7 +145,7 @@ extension ClientConnection {
         self.server = nil
         cancelIdleTransactionTimer()
         let inTransaction = server.status != .idle
-        let pending = server.pendingSyncs
+        let pending = server.tracker.pendingSyncPoints
         let unsynced = server.unsynced
         logger.warning("server connection lost", metadata: ["reason": "\(reason)"])
         if inTransaction {
@@ -273,9 +169,10 @@ extension ClientConnection {
             server.setReadEnabled(true)
         }
         guard let pool else { server.close(); return }
-        if server.isBroken || server.pendingSyncs > 0 || server.inCopy || scanner.isMidFrame || server.scanner.isMidFrame {
+        if server.isBroken || server.tracker.pendingSyncPoints > 0 || server.inCopy || scanner.isMidFrame
+            || server.scanner.isMidFrame {
             // A statement is still running or a message is half-sent: cancel it and drop the connection.
-            if server.pendingSyncs > 0, let key = server.backendKey {
+            if server.tracker.pendingSyncPoints > 0, let key = server.backendKey {
                 runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
             }
             pool.discard(server)
@@ -291,7 +188,7 @@ extension ClientConnection {
 
     // MARK: idle in transaction
 
-    private func startIdleTransactionTimer() {
+    func startIdleTransactionTimer() {
         guard idleTransactionTimeout > 0, idleTransactionTimer == nil else { return }
         idleTransactionTimer = eventLoop.scheduleTask(in: .milliseconds(idleTransactionTimeout)) { [weak self] in
             self?.idleTransactionTimedOut()
@@ -305,7 +202,7 @@ extension ClientConnection {
 
     private func idleTransactionTimedOut() {
         idleTransactionTimer = nil
-        guard let server, server.pendingSyncs == 0, server.status != .idle, inbox == nil else { return }
+        guard let server, server.tracker.pendingSyncPoints == 0, server.status != .idle, inbox == nil else { return }
         logger.info("idle transaction timeout: rolling back and releasing the server connection")
         self.server = nil
         idleTimeoutFired = true

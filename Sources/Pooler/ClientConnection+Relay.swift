@@ -42,37 +42,35 @@ extension ClientConnection {
         }
     }
 
-    /// With a server: forward whole runs of frames as one slice; count what will produce ReadyForQuery.
+    /// With a server: forward whole runs of frames as one slice, noting each request in the server's tracker.
     private func relay(_ buffer: inout ByteBuffer, to server: ServerConnection) throws(WireError) -> Bool {
         var terminate = false
-        var syncs = 0
         var unsynced = server.unsynced
-        var lastRequestExtended = server.lastRequestExtended
         let count = try scanner.scan(buffer, limit: maxMessageSize, classify: { header throws(WireError) in
             try check(header)
             switch header.id {
             case FrontendID.terminate:
                 terminate = true
                 return .stop
-            case FrontendID.query, FrontendID.functionCall:
-                syncs += 1
-                lastRequestExtended = false
-            case FrontendID.execute:
-                unsynced = true
-                lastRequestExtended = true
+            case FrontendID.describe:
+                return .inspect  // Describe 'S' and 'P' are answered differently
             case FrontendID.sync:
-                syncs += 1
                 unsynced = false
-            case FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
+            case FrontendID.query, FrontendID.functionCall, FrontendID.flush,
+                 FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
                 break
             default:
                 unsynced = true
             }
+            server.tracker.sent(header.id)
             return .passThrough
-        }, frame: { _, _ in true })
-        server.pendingSyncs += syncs
+        }, frame: { header, payload in
+            unsynced = true
+            let kind = payload.getInteger(at: payload.readerIndex, as: UInt8.self)
+            server.tracker.sent(header.id, describesStatement: kind == UInt8(ascii: "S"))
+            return true
+        })
         server.unsynced = unsynced
-        server.lastRequestExtended = lastRequestExtended
         if count > 0 {
             server.send(buffer.readSlice(length: count)!)
         }

@@ -35,6 +35,18 @@ struct FrameStreamScanner {
         if remainder.readableBytes > 0 { carry = remainder }
     }
 
+    /// Passes over up to `available` bytes of a frame being streamed; returns how many were passed.
+    mutating func consumeSkip(available: Int) -> Int {
+        let n = min(skip, available)
+        skip -= n
+        return n
+    }
+
+    /// The current frame continues for `remaining` bytes beyond this read.
+    mutating func startSkip(_ remaining: Int) {
+        skip = remaining
+    }
+
     mutating func reset() {
         skip = 0
         carry = nil

@@ -33,7 +33,7 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
         var buffer = ByteBufferAllocator().buffer(capacity: 64)
         if server.unsynced {
             MessageEncoder.sync(into: &buffer)
-            server.pendingSyncs += 1
+            server.tracker.sent(FrontendID.sync)
             server.unsynced = false
         }
         if buffer.readableBytes > 0 {
@@ -59,7 +59,7 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
         }
         var buffer = ByteBufferAllocator().buffer(capacity: 32)
         MessageEncoder.query(sql, into: &buffer)
-        server.pendingSyncs += 1
+        server.tracker.sent(FrontendID.query)
         server.send(buffer)
         server.flush()
     }
@@ -71,11 +71,13 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
         var reachedIdle = false
         do {
             let count = try server.scanner.scan(buffer, limit: Int(Int32.max), classify: { header in
-                header.id == BackendID.readyForQuery ? .inspect : .passThrough
-            }, frame: { _, payload in
+                if header.id == BackendID.readyForQuery { return .inspect }
+                _ = server.tracker.received(header.id)
+                return .passThrough
+            }, frame: { header, payload in
+                _ = server.tracker.received(header.id)
                 server.status = payload.getInteger(at: payload.readerIndex, as: UInt8.self).flatMap(TransactionStatus.init) ?? .idle
-                server.pendingSyncs -= 1
-                if server.pendingSyncs == 0 {
+                if server.tracker.pendingSyncPoints == 0 {
                     reachedIdle = true
                     return false
                 }

@@ -1,6 +1,6 @@
 /// One connection to a PostgreSQL server: logs in, then relays bytes to whoever holds its lease.
 ///
-/// Threading: channel events run on `eventLoop`. While leased, the relay fields (`pendingSyncs`, `status`, ...)
+/// Threading: channel events run on `eventLoop`. While leased, the relay fields (`tracker`, `status`, ...)
 /// belong to the owner's event loop; the pool's lock orders the hand-over between owners.
 import Auth
 import Logging
@@ -47,16 +47,12 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     var onClose: (@Sendable (ServerConnection) -> Void)?
 
     // Relay state, owned by the lease holder's event loop.
-    /// Sync/Query/FunctionCall messages sent whose ReadyForQuery has not arrived yet.
-    var pendingSyncs = 0
-    /// ReadyForQuery replies that answer the pooler's own queries (parameter replay), not the client's.
-    var internalSyncs = 0
+    /// Replies the server still owes, in order (see ResponseTracker).
+    var tracker = ResponseTracker()
     /// Extended-protocol messages sent since the last Sync (the server holds unsynced state).
     var unsynced = false
     var status: TransactionStatus = .idle
     var inCopy = false
-    /// The latest request was an extended-protocol Execute (not a Query): decides how COPY FROM ends.
-    var lastRequestExtended = false
     var isBroken = false
     var scanner = FrameStreamScanner()
 
@@ -297,17 +293,16 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
 
     /// Relay state back to "idle, nothing in flight" for the next lease.
     func resetRelayState() {
-        pendingSyncs = 0
-        internalSyncs = 0
+        tracker.reset()
         unsynced = false
         inCopy = false
-        lastRequestExtended = false
         scanner.reset()
     }
 
     /// Whether the connection can go back to the pool as it is.
     var isCleanlyIdle: Bool {
-        !isBroken && pendingSyncs == 0 && internalSyncs == 0 && !unsynced && status == .idle && !inCopy && !scanner.isMidFrame
+        !isBroken && tracker.isEmpty && !tracker.serverSkipping && !unsynced && status == .idle && !inCopy
+            && !scanner.isMidFrame
     }
 }
 

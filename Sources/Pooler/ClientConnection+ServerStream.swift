@@ -1,0 +1,127 @@
+/// Server -> client: relaying the server's replies as slices of its reads, tracking ReadyForQuery, parameter
+/// changes and COPY, inserting the pooler's own replies where they belong, dropping replies to injected messages,
+/// and releasing the server connection when the transaction is over.
+import Config
+import NIOCore
+import PostgresWire
+
+extension ClientConnection {
+    func serverRead(_ incoming: ByteBuffer, from server: ServerConnection) {
+        guard server === self.server else { return }
+        var buffer = server.scanner.merge(incoming)
+        let end = buffer.writerIndex
+        var runStart = buffer.readerIndex
+        var index = runStart
+        var release = false
+
+        /// Sends the bytes between `runStart` and `upTo` to the client.
+        func flushRun(upTo: Int) {
+            if upTo > runStart { write(buffer.getSlice(at: runStart, length: upTo - runStart)!) }
+            runStart = upTo
+        }
+
+        while index < end {
+            if server.scanner.isMidFrame {
+                index += server.scanner.consumeSkip(available: end - index)
+                continue
+            }
+            guard let header = FrameHeader.peek(buffer, at: index) else { break }
+            guard header.length >= 4 else {
+                protocolErrorFromServer(server, "invalid message length \(header.length)")
+                return
+            }
+            let whole = end - index >= header.frameSize
+            if !whole && (Self.inspectedBackendIDs.contains(header.id) || server.tracker.nextReplyIsDropped) {
+                break  // wait for the rest of a frame that must be read or dropped whole
+            }
+            let disposition = server.tracker.received(header.id)
+            switch header.id {
+            case BackendID.copyInResponse, BackendID.copyOutResponse, BackendID.copyBothResponse:
+                server.inCopy = true
+            case BackendID.commandComplete, BackendID.errorResponse:
+                server.inCopy = false
+            case BackendID.parameterStatus:
+                noteParameterStatus(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!,
+                                    from: server, reportedToClient: disposition == .forward)
+            case BackendID.readyForQuery:
+                let byte = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
+                server.status = byte.flatMap(TransactionStatus.init) ?? .idle
+            default:
+                break
+            }
+            if disposition == .drop {
+                flushRun(upTo: index)
+                index += header.frameSize
+                runStart = index
+            } else if whole {
+                index += header.frameSize
+            } else {
+                server.scanner.startSkip(header.frameSize - (end - index))
+                index = end
+            }
+            while let reply = server.tracker.dueSynthetic() {
+                flushRun(upTo: index)
+                write(reply)
+            }
+            if header.id == BackendID.readyForQuery, server.tracker.pendingSyncPoints == 0,
+               shouldRelease(server) {
+                release = true
+                break
+            }
+        }
+        flushRun(upTo: index)
+        buffer.moveReaderIndex(to: index)
+        if release {
+            // Anything after the final ReadyForQuery is asynchronous (notices); it goes with this transaction.
+            if buffer.readableBytes > 0 { write(buffer) }
+            server.scanner.reset()
+            if poolMode == .session {
+                self.server = nil
+                returnServer(server, clientLeft: true)  // draining: reset the session before anyone reuses it
+            } else {
+                releaseServer()
+            }
+            if closeWhenIdle {
+                fatal(.adminShutdown, "terminating connection due to administrator command")
+                return
+            }
+            flushIfNeeded()
+            drive()
+            return
+        }
+        server.scanner.keep(buffer)
+        if server.tracker.pendingSyncPoints == 0, server.status != .idle {
+            startIdleTransactionTimer()
+        }
+    }
+
+    func serverReadComplete(from server: ServerConnection) {
+        flushIfNeeded()
+    }
+
+    /// Frames the relay reads whole: ReadyForQuery (status), ParameterStatus (values), and the tiny replies the
+    /// pooler may drop (ParseComplete, CloseComplete).
+    static let inspectedBackendIDs: Set<UInt8> = [
+        BackendID.readyForQuery, BackendID.parameterStatus, BackendID.parseComplete, BackendID.closeComplete,
+    ]
+
+    /// Transaction over: give the connection back (transaction mode), or close this client (draining).
+    private func shouldRelease(_ server: ServerConnection) -> Bool {
+        guard server.isCleanlyIdle, !scanner.isMidFrame else { return false }
+        return poolMode == .transaction || closeWhenIdle
+    }
+
+    private func noteParameterStatus(_ payload: ByteBuffer, from server: ServerConnection, reportedToClient: Bool) {
+        guard let status = try? ParameterStatus.decode(payload) else { return }
+        server.parameters[status.name] = status.value
+        if reportedToClient, Self.trackedParameterNames.contains(status.name) {
+            trackedParameters[status.name] = status.value
+        }
+    }
+
+    private func protocolErrorFromServer(_ server: ServerConnection, _ reason: String) {
+        logger.error("protocol error from server", metadata: ["error": "\(reason)"])
+        serverClosed(server, reason: "protocol error from server: \(reason)")
+        pool?.discard(server)
+    }
+}

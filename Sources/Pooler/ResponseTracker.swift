@@ -1,0 +1,192 @@
+/// What a server still owes its client, in order: one entry per request sent (Parse, Bind, Describe, Execute,
+/// Close, Sync, Query, FunctionCall), plus answers the pooler gives itself at a given point in that order, and
+/// replies to messages the pooler injected, which the client must not see.
+///
+/// It follows PostgreSQL's rules: after an error in an extended-protocol message the server skips every message up
+/// to the next Sync; during COPY FROM it ignores Sync and Flush; a Query, Sync or FunctionCall ends with
+/// ReadyForQuery. Pure: the relay feeds it message identifiers and carries out what it returns.
+import NIOCore
+import PostgresWire
+
+struct ResponseTracker {
+    enum Entry: Equatable {
+        case parse, bind, describeStatement, describePortal, execute, close
+        case sync, query, functionCall
+        /// A reply the pooler sends itself when this point is reached (e.g. ParseComplete for a Parse the server
+        /// already had). Dropped if an earlier error makes the server skip to Sync, as Postgres would.
+        case synthetic(ByteBuffer)
+        /// A message the pooler injected (e.g. re-preparing a statement): its reply is not forwarded.
+        case injected(Injected)
+
+        /// `query`: the pooler's own simple query (parameter replay); its whole reply, ReadyForQuery included, is
+        /// dropped.
+        enum Injected: Equatable { case parse, close, query }
+
+        /// Entries answered by ReadyForQuery.
+        var isSyncPoint: Bool {
+            switch self {
+            case .sync, .query, .functionCall, .injected(.query): return true
+            default: return false
+            }
+        }
+    }
+
+    enum Disposition: Equatable {
+        /// Send the frame to the client.
+        case forward
+        /// The frame answers an injected message: drop it.
+        case drop
+    }
+
+    private var entries: [Entry] = []
+    private var head = 0
+    /// An extended-protocol message failed: the server ignores everything up to the next Sync.
+    private(set) var serverSkipping = false
+    /// The server is in COPY FROM: it ignores Sync and Flush until the client's CopyDone or CopyFail.
+    private(set) var copyIn = false
+    /// Sync points (Sync, Query, FunctionCall) not yet answered with ReadyForQuery.
+    private(set) var pendingSyncPoints = 0
+
+    var isEmpty: Bool { head == entries.count }
+
+    /// The next reply from the server answers an injected message and will be dropped (so read it whole).
+    var nextReplyIsDropped: Bool {
+        guard head < entries.count, case .injected = entries[head] else { return false }
+        return true
+    }
+
+    var outstanding: [Entry] { Array(entries[head...]) }
+
+    // MARK: client -> server
+
+    /// A client (or injected) message with this identifier was sent to the server.
+    mutating func sent(_ id: UInt8, describesStatement: Bool = false) {
+        switch id {
+        case FrontendID.parse: append(.parse)
+        case FrontendID.bind: append(.bind)
+        case FrontendID.describe: append(describesStatement ? .describeStatement : .describePortal)
+        case FrontendID.execute: append(.execute)
+        case FrontendID.close: append(.close)
+        case FrontendID.sync: append(.sync)
+        case FrontendID.query: append(.query)
+        case FrontendID.functionCall: append(.functionCall)
+        case FrontendID.copyDone, FrontendID.copyFail: copyIn = false
+        default: break  // Flush, CopyData: no reply of their own
+        }
+    }
+
+    /// Queues an entry the relay built itself (synthetic or injected).
+    mutating func append(_ entry: Entry) {
+        if copyIn && entry == .sync { return }  // ignored by the server during COPY FROM
+        if serverSkipping && entry != .sync {
+            return  // the server skips everything up to Sync, so Postgres would not answer it either
+        }
+        if entry.isSyncPoint { pendingSyncPoints += 1 }
+        entries.append(entry)
+    }
+
+    /// Synthetic replies now due, in order (call after `sent` and after each server frame).
+    mutating func dueSynthetic() -> ByteBuffer? {
+        guard head < entries.count, case .synthetic(let reply) = entries[head] else { return nil }
+        pop()
+        return reply
+    }
+
+    // MARK: server -> client
+
+    /// A frame from the server: decides whether it reaches the client and advances the order.
+    mutating func received(_ id: UInt8) -> Disposition {
+        if head < entries.count, entries[head] == .injected(.query), id != BackendID.readyForQuery {
+            return .drop  // every reply to the pooler's own query, notices included
+        }
+        switch id {
+        case BackendID.noticeResponse, BackendID.notificationResponse, BackendID.parameterStatus:
+            return .forward  // asynchronous: belongs to no request
+        case BackendID.readyForQuery:
+            serverSkipping = false
+            guard let index = entries[head...].firstIndex(where: \.isSyncPoint) else { return .forward }
+            head = index
+            let dropped = entries[head] == .injected(.query)
+            pop()
+            return dropped ? .drop : .forward
+        case BackendID.copyInResponse:
+            copyIn = true
+            dropSyncsAfterHead()
+            return .forward
+        default:
+            break
+        }
+        guard head < entries.count else { return .forward }
+        let entry = entries[head]
+        if entry == .injected(.query) { return .drop }
+        if id == BackendID.errorResponse {
+            switch entry {
+            case .query, .functionCall, .sync:
+                return .forward  // ReadyForQuery still ends it
+            case .injected:
+                // A statement the pooler re-prepared failed (e.g. its table is gone): the client's request that
+                // needed it fails with this error, as it would have on the server that first prepared it.
+                skipToSync()
+                return .forward
+            default:
+                skipToSync()
+                return .forward
+            }
+        }
+        let completes: Bool
+        switch entry {
+        case .parse: completes = id == BackendID.parseComplete
+        case .bind: completes = id == BackendID.bindComplete
+        case .close: completes = id == BackendID.closeComplete
+        case .describeStatement, .describePortal:
+            completes = id == BackendID.rowDescription || id == BackendID.noData
+        case .execute:
+            completes = id == BackendID.commandComplete || id == BackendID.portalSuspended
+                || id == BackendID.emptyQueryResponse
+        case .injected(.parse):
+            pop()
+            return id == BackendID.parseComplete ? .drop : .forward
+        case .injected(.close):
+            pop()
+            return id == BackendID.closeComplete ? .drop : .forward
+        case .sync, .query, .functionCall, .synthetic, .injected(.query):
+            return .forward
+        }
+        if completes { pop() }
+        return .forward
+    }
+
+    mutating func reset() {
+        entries.removeAll(keepingCapacity: true)
+        head = 0
+        serverSkipping = false
+        copyIn = false
+        pendingSyncPoints = 0
+    }
+
+    // MARK: helpers
+
+    private mutating func pop() {
+        if entries[head].isSyncPoint { pendingSyncPoints -= 1 }
+        head += 1
+        if head == entries.count {
+            entries.removeAll(keepingCapacity: true)
+            head = 0
+        }
+    }
+
+    /// After an error in an extended message: drop every entry before the next sync point.
+    private mutating func skipToSync() {
+        serverSkipping = true
+        while head < entries.count, !entries[head].isSyncPoint { pop() }
+    }
+
+    /// COPY FROM started: Syncs the client already pipelined behind the COPY are ignored by the server.
+    private mutating func dropSyncsAfterHead() {
+        let start = head + 1
+        guard start < entries.count else { return }
+        let kept = entries[start...].filter { $0 != .sync }
+        pendingSyncPoints -= entries.count - start - kept.count
+        entries.replaceSubrange(start..., with: kept)
+    }
+}

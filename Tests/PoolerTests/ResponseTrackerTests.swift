@@ -1,0 +1,189 @@
+/// ResponseTracker as event scripts: each message sent or reply received, and what the tracker decides.
+
+import NIOCore
+import PostgresWire
+import XCTest
+@testable import Pooler
+
+final class ResponseTrackerTests: XCTestCase {
+    private let P = FrontendID.parse, B = FrontendID.bind, D = FrontendID.describe, E = FrontendID.execute
+    private let S = FrontendID.sync, Q = FrontendID.query, H = FrontendID.flush, C = FrontendID.close
+    private let parseComplete = BackendID.parseComplete, bindComplete = BackendID.bindComplete
+    private let rowDescription = BackendID.rowDescription, dataRow = BackendID.dataRow
+    private let commandComplete = BackendID.commandComplete, ready = BackendID.readyForQuery
+    private let error = BackendID.errorResponse, closeComplete = BackendID.closeComplete
+
+    private func synthetic(_ byte: UInt8) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeMultipleIntegers(byte, Int32(4))
+        return buffer
+    }
+
+    func testSimpleQueryEndsAtReadyForQuery() {
+        var t = ResponseTracker()
+        t.sent(Q)
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+        XCTAssertEqual(t.received(rowDescription), .forward)
+        XCTAssertEqual(t.received(dataRow), .forward)
+        XCTAssertEqual(t.received(commandComplete), .forward)
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertEqual(t.pendingSyncPoints, 0)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testPipelinedExtendedRequestsAreAnsweredInOrder() {
+        var t = ResponseTracker()
+        for id in [P, B, D, E, S, P, B, E, S] { t.sent(id) }
+        XCTAssertEqual(t.pendingSyncPoints, 2)
+        for id in [parseComplete, bindComplete, rowDescription, dataRow, commandComplete] {
+            XCTAssertEqual(t.received(id), .forward)
+        }
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+        XCTAssertFalse(t.isEmpty)
+        for id in [parseComplete, bindComplete, commandComplete, ready] { XCTAssertEqual(t.received(id), .forward) }
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testErrorSkipsToSyncAndDropsSyntheticRepliesOnTheWay() {
+        var t = ResponseTracker()
+        t.sent(P)
+        t.sent(B)
+        t.append(.synthetic(synthetic(closeComplete)))
+        t.sent(E)
+        t.sent(S)
+        XCTAssertEqual(t.received(error), .forward)
+        XCTAssertTrue(t.serverSkipping)
+        XCTAssertNil(t.dueSynthetic(), "Postgres skips to Sync after an error: no reply for skipped messages")
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertFalse(t.serverSkipping)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testMessagesSentWhileTheServerSkipsAreNotAwaited() {
+        var t = ResponseTracker()
+        t.sent(P)
+        XCTAssertEqual(t.received(error), .forward)
+        t.sent(B)  // the server ignores these until Sync
+        t.sent(E)
+        t.sent(Q)
+        XCTAssertEqual(t.pendingSyncPoints, 0)
+        t.sent(S)
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testSyntheticReplyIsDueWhenEarlierRepliesArrived() {
+        var t = ResponseTracker()
+        t.sent(B)
+        t.append(.synthetic(synthetic(closeComplete)))
+        t.sent(S)
+        XCTAssertNil(t.dueSynthetic(), "BindComplete comes first")
+        XCTAssertEqual(t.received(bindComplete), .forward)
+        XCTAssertEqual(t.dueSynthetic(), synthetic(closeComplete))
+        XCTAssertNil(t.dueSynthetic())
+        XCTAssertEqual(t.received(ready), .forward)
+    }
+
+    func testSyntheticReplyAtTheHeadIsDueAtOnce() {
+        var t = ResponseTracker()
+        t.append(.synthetic(synthetic(parseComplete)))
+        t.sent(D, describesStatement: true)
+        t.sent(H)
+        XCTAssertEqual(t.dueSynthetic(), synthetic(parseComplete))
+        XCTAssertEqual(t.received(BackendID.parameterDescription), .forward)
+        XCTAssertEqual(t.received(rowDescription), .forward)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testRepliesToInjectedMessagesAreDropped() {
+        var t = ResponseTracker()
+        t.append(.injected(.parse))
+        t.sent(B)
+        t.sent(E)
+        t.sent(S)
+        XCTAssertEqual(t.received(parseComplete), .drop)
+        XCTAssertEqual(t.received(bindComplete), .forward)
+        XCTAssertEqual(t.received(commandComplete), .forward)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testAFailedInjectedParseReachesTheClientAndSkipsToSync() {
+        var t = ResponseTracker()
+        t.append(.injected(.parse))
+        t.sent(B)
+        t.sent(E)
+        t.sent(S)
+        XCTAssertEqual(t.received(error), .forward)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testInjectedQueryIsDroppedWholeIncludingItsReadyForQuery() {
+        var t = ResponseTracker()
+        t.append(.injected(.query))
+        t.sent(Q)
+        XCTAssertEqual(t.pendingSyncPoints, 2)
+        XCTAssertEqual(t.received(commandComplete), .drop)
+        XCTAssertEqual(t.received(BackendID.parameterStatus), .drop)
+        XCTAssertEqual(t.received(ready), .drop)
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+        XCTAssertEqual(t.received(commandComplete), .forward)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testCopyFromByExecuteIgnoresSyncsUntilCopyDone() {
+        var t = ResponseTracker()
+        for id in [P, B, E, S] { t.sent(id) }
+        XCTAssertEqual(t.received(parseComplete), .forward)
+        XCTAssertEqual(t.received(bindComplete), .forward)
+        XCTAssertEqual(t.received(BackendID.copyInResponse), .forward)
+        XCTAssertEqual(t.pendingSyncPoints, 0, "the pipelined Sync is read during copy-in and ignored")
+        t.sent(FrontendID.copyData)
+        t.sent(S)  // also ignored during copy-in
+        XCTAssertEqual(t.pendingSyncPoints, 0)
+        t.sent(FrontendID.copyDone)
+        t.sent(S)
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+        XCTAssertEqual(t.received(commandComplete), .forward)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testCopyFromByQueryEndsWithItsReadyForQuery() {
+        var t = ResponseTracker()
+        t.sent(Q)
+        XCTAssertEqual(t.received(BackendID.copyInResponse), .forward)
+        t.sent(FrontendID.copyData)
+        t.sent(FrontendID.copyDone)
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+        XCTAssertEqual(t.received(commandComplete), .forward)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testErrorInsideASimpleQueryStillEndsAtReadyForQuery() {
+        var t = ResponseTracker()
+        t.sent(Q)
+        t.sent(Q)
+        XCTAssertEqual(t.received(error), .forward)
+        XCTAssertFalse(t.serverSkipping)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+    }
+
+    func testCloseAndAsynchronousMessages() {
+        var t = ResponseTracker()
+        t.sent(C)
+        t.sent(S)
+        XCTAssertEqual(t.received(BackendID.noticeResponse), .forward)
+        XCTAssertEqual(t.received(BackendID.notificationResponse), .forward)
+        XCTAssertEqual(t.received(closeComplete), .forward)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+    }
+}
