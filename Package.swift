@@ -68,6 +68,7 @@ let package = Package(
         .testTarget(name: "PoolerTests", dependencies: [
             "Pooler", "PostgresWire", "Config", "Auth",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
     ]

@@ -33,6 +33,8 @@ extension ClientConnection {
             }
             if !progressed { break }
         }
+        // drive() also runs outside a client read (after a release, a lease, a timeout): flush what it sent.
+        server?.flush()
     }
 
     /// Checks a frame header from the client.
@@ -43,43 +45,92 @@ extension ClientConnection {
     }
 
     /// With a server: forward whole runs of frames as one slice, noting each request in the server's tracker.
+    /// Named prepared statements (transaction mode) are rewritten to their server-side names on the way.
     private func relay(_ buffer: inout ByteBuffer, to server: ServerConnection) throws(WireError) -> Bool {
+        let rewriting = rewritesStatements
+        let end = buffer.writerIndex
+        let startIndex = buffer.readerIndex
+        var index = startIndex
+        var runStart = index
         var terminate = false
         var unsynced = server.unsynced
-        let count = try scanner.scan(buffer, limit: maxMessageSize, classify: { header throws(WireError) in
+
+        func flushRun(upTo: Int) {
+            if upTo > runStart {
+                server.send(buffer.getSlice(at: runStart, length: upTo - runStart)!)
+            }
+            runStart = upTo
+        }
+
+        while index < end {
+            if scanner.isMidFrame {
+                index += scanner.consumeSkip(available: end - index)
+                continue
+            }
+            guard let header = FrameHeader.peek(buffer, at: index) else { break }
+            try header.validate(limit: maxMessageSize)
             try check(header)
-            switch header.id {
-            case FrontendID.terminate:
+            if header.id == FrontendID.terminate {
                 terminate = true
-                return .stop
-            case FrontendID.describe:
-                return .inspect  // Describe 'S' and 'P' are answered differently
+                break
+            }
+            let whole = end - index >= header.frameSize
+            let mustBeWhole = header.id == FrontendID.describe || skipToSync
+                || (rewriting && Self.rewrittenIDs.contains(header.id))
+            if mustBeWhole && !whole { break }
+            if skipToSync && header.id != FrontendID.sync {
+                flushRun(upTo: index)  // dropped: Postgres would skip it after the error
+                index += header.frameSize
+                runStart = index
+                continue
+            }
+            if rewriting, whole, Self.rewrittenIDs.contains(header.id) {
+                let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
+                let frameStart = index
+                let handled = rewrite(header.id, payload, on: server, before: { flushRun(upTo: frameStart) })
+                if handled {
+                    if header.id != FrontendID.query { unsynced = true }
+                    index += header.frameSize
+                    runStart = index
+                    continue
+                }
+            }
+            switch header.id {
             case FrontendID.sync:
                 unsynced = false
+                skipToSync = false
+                server.tracker.sent(header.id)
+            case FrontendID.describe:
+                unsynced = true
+                let kind = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
+                server.tracker.sent(header.id, describesStatement: kind == UInt8(ascii: "S"))
             case FrontendID.query, FrontendID.functionCall, FrontendID.flush,
                  FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
-                break
+                server.tracker.sent(header.id)
             default:
                 unsynced = true
+                server.tracker.sent(header.id)
             }
-            server.tracker.sent(header.id)
-            return .passThrough
-        }, frame: { header, payload in
-            unsynced = true
-            let kind = payload.getInteger(at: payload.readerIndex, as: UInt8.self)
-            server.tracker.sent(header.id, describesStatement: kind == UInt8(ascii: "S"))
-            return true
-        })
+            if whole {
+                index += header.frameSize
+            } else {
+                scanner.startSkip(header.frameSize - (end - index))
+                index = end
+            }
+        }
+        flushRun(upTo: index)
         server.unsynced = unsynced
-        if count > 0 {
-            server.send(buffer.readSlice(length: count)!)
+        buffer.moveReaderIndex(to: index)
+        emitDueReplies(from: server)
+        if poolMode == .transaction, server.isCleanlyIdle, !scanner.isMidFrame, self.server === server {
+            releaseServer()  // everything was answered here (e.g. DEALLOCATE of a protocol-level statement)
         }
         if terminate {
             buffer.clear()
             closeClient()
             return false
         }
-        return count > 0
+        return index > startIndex
     }
 
     /// Without a server: answer what needs none, otherwise check one out.
@@ -103,6 +154,14 @@ extension ClientConnection {
             buffer.moveReaderIndex(forwardBy: header.frameSize)
             sendReady()
             return true
+        case FrontendID.parse:
+            guard buffer.readableBytes >= header.frameSize else { return false }
+            let payload = buffer.getSlice(at: buffer.readerIndex + FrameHeader.size, length: header.payloadSize)!
+            if parseWithoutServer(payload) {
+                buffer.moveReaderIndex(forwardBy: header.frameSize)
+                return true
+            }
+            return requestServer()
         case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
             // Nothing to flush; copy messages outside COPY are ignored by Postgres too.
             guard buffer.readableBytes >= header.frameSize else { return false }

@@ -59,7 +59,9 @@ extension ClientConnection {
                 server.scanner.startSkip(header.frameSize - (end - index))
                 index = end
             }
-            while let reply = server.tracker.dueSynthetic() {
+            if header.id == BackendID.errorResponse { forgetFailedStatements(on: server) }
+            if header.id == BackendID.parseComplete { noteSucceededStatements(on: server) }
+            while let reply = server.tracker.dueSynthetic(status: server.status) {
                 flushRun(upTo: index)
                 write(reply)
             }

@@ -52,6 +52,11 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     /// After an error the pooler sent itself: drop messages up to the next Sync/Query, then ReadyForQuery.
     var discardUntilSync = false
     var scanner = FrameStreamScanner()
+    /// The client's named prepared statements: its name -> server-side name and definition (transaction mode).
+    var statements: [String: ClientStatement] = [:]
+    /// A pooler-made error answered an extended message: drop the client's messages up to its Sync, which still
+    /// goes to the server (whose ReadyForQuery ends the exchange in order).
+    var skipToSync = false
     /// Backpressure pauses in force (see channelWritabilityChanged).
     var serverReadsPaused = false
     var clientReadsPaused = false
@@ -68,6 +73,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         var rng = SystemRandomNumberGenerator()
         self.key = BackendKeyData(processID: Int32.random(in: 1...Int32.max, using: &rng),
                                   secretKey: Int32.random(in: Int32.min...Int32.max, using: &rng))
+        self.logger[metadataKey: "client_id"] = "\(key.processID)"
     }
 
     // MARK: channel events

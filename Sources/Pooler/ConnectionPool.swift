@@ -17,6 +17,10 @@ public final class ConnectionPool: @unchecked Sendable {
     private let keyCache: SCRAMKeyCache?
     private let logger: Logger
     private let lock = NIOLock()
+    /// Server-side names of prepared statements (transaction mode, `prepared_statements_cache_size` > 0).
+    let statementNames = StatementNames()
+    /// 0 = prepared statements pass through untouched.
+    let statementCacheSize: Int
     private var cachedParameters: [String: String]?
     private var recoveredClientKey: [UInt8]?
 
@@ -37,6 +41,7 @@ public final class ConnectionPool: @unchecked Sendable {
         self.user = user
         self.settings = EffectiveUserSettings(pool: pool, user: userConfig, general: general)
         self.defaultRole = pool.defaultRole
+        self.statementCacheSize = pool.preparedStatementsCacheSize
         self.connector = connector
         self.keyCache = keyCache
         var logger = logger
@@ -180,10 +185,12 @@ public final class ConnectionPool: @unchecked Sendable {
         credentials.database = slot.address.database
         credentials.scramClientKey = lock.withLock { recoveredClientKey }
         let server = ServerConnection(id: id, address: slot.address, slotIndex: slot.index, credentials: credentials, eventLoop: loop,
-                                      keyCache: keyCache, connector: connector, logger: logger)
+                                      keyCache: keyCache, connector: connector, statementCacheSize: statementCacheSize,
+                                      logger: logger)
         let timeout = TimeAmount.milliseconds(Int64(max(settings.connectTimeout, 1)))
         let connected = connector.connect(host: slot.address.host, port: slot.address.port, on: loop,
                                           timeout: timeout, handler: server)
+        connected.whenFailure { error in server.connectFailed(error) }
         let startupTimeout = loop.scheduleTask(in: timeout + .seconds(5)) {
             server.close()
         }

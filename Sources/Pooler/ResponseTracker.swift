@@ -10,17 +10,21 @@ import PostgresWire
 
 struct ResponseTracker {
     enum Entry: Equatable {
-        case parse, bind, describeStatement, describePortal, execute, close
+        /// A Parse; `statement` is the server-side name when the pooler named it (forgotten if the Parse fails).
+        case parse(statement: String?)
+        case bind, describeStatement, describePortal, execute, close
         case sync, query, functionCall
         /// A reply the pooler sends itself when this point is reached (e.g. ParseComplete for a Parse the server
         /// already had). Dropped if an earlier error makes the server skip to Sync, as Postgres would.
         case synthetic(ByteBuffer)
+        /// A ReadyForQuery the pooler sends itself (after answering a Query locally), with the server's status.
+        case syntheticReady
         /// A message the pooler injected (e.g. re-preparing a statement): its reply is not forwarded.
         case injected(Injected)
 
         /// `query`: the pooler's own simple query (parameter replay); its whole reply, ReadyForQuery included, is
         /// dropped.
-        enum Injected: Equatable { case parse, close, query }
+        enum Injected: Equatable { case parse(statement: String), close, query }
 
         /// Entries answered by ReadyForQuery.
         var isSyncPoint: Bool {
@@ -46,6 +50,21 @@ struct ResponseTracker {
     private(set) var copyIn = false
     /// Sync points (Sync, Query, FunctionCall) not yet answered with ReadyForQuery.
     private(set) var pendingSyncPoints = 0
+    /// Server-side statement names whose Parse failed since the last call to `takeFailedStatements()`.
+    private(set) var failedStatements: [String] = []
+
+    /// Server-side statement names whose Parse succeeded since the last call to `takeSucceededStatements()`.
+    private(set) var succeededStatements: [String] = []
+
+    mutating func takeSucceededStatements() -> [String] {
+        defer { succeededStatements.removeAll() }
+        return succeededStatements
+    }
+
+    mutating func takeFailedStatements() -> [String] {
+        defer { failedStatements.removeAll() }
+        return failedStatements
+    }
 
     var isEmpty: Bool { head == entries.count }
 
@@ -62,7 +81,7 @@ struct ResponseTracker {
     /// A client (or injected) message with this identifier was sent to the server.
     mutating func sent(_ id: UInt8, describesStatement: Bool = false) {
         switch id {
-        case FrontendID.parse: append(.parse)
+        case FrontendID.parse: append(.parse(statement: nil))
         case FrontendID.bind: append(.bind)
         case FrontendID.describe: append(describesStatement ? .describeStatement : .describePortal)
         case FrontendID.execute: append(.execute)
@@ -86,10 +105,20 @@ struct ResponseTracker {
     }
 
     /// Synthetic replies now due, in order (call after `sent` and after each server frame).
-    mutating func dueSynthetic() -> ByteBuffer? {
-        guard head < entries.count, case .synthetic(let reply) = entries[head] else { return nil }
-        pop()
-        return reply
+    mutating func dueSynthetic(status: TransactionStatus) -> ByteBuffer? {
+        guard head < entries.count else { return nil }
+        switch entries[head] {
+        case .synthetic(let reply):
+            pop()
+            return reply
+        case .syntheticReady:
+            pop()
+            var ready = ByteBuffer()
+            MessageEncoder.readyForQuery(status, into: &ready)
+            return ready
+        default:
+            return nil
+        }
     }
 
     // MARK: server -> client
@@ -120,6 +149,8 @@ struct ResponseTracker {
         let entry = entries[head]
         if entry == .injected(.query) { return .drop }
         if id == BackendID.errorResponse {
+            if case .parse(let statement?) = entry { failedStatements.append(statement) }
+            if case .injected(.parse(let statement)) = entry { failedStatements.append(statement) }
             switch entry {
             case .query, .functionCall, .sync:
                 return .forward  // ReadyForQuery still ends it
@@ -135,7 +166,9 @@ struct ResponseTracker {
         }
         let completes: Bool
         switch entry {
-        case .parse: completes = id == BackendID.parseComplete
+        case .parse(let statement):
+            completes = id == BackendID.parseComplete
+            if completes, let statement { succeededStatements.append(statement) }
         case .bind: completes = id == BackendID.bindComplete
         case .close: completes = id == BackendID.closeComplete
         case .describeStatement, .describePortal:
@@ -143,13 +176,15 @@ struct ResponseTracker {
         case .execute:
             completes = id == BackendID.commandComplete || id == BackendID.portalSuspended
                 || id == BackendID.emptyQueryResponse
-        case .injected(.parse):
+        case .injected(.parse(let statement)):
             pop()
-            return id == BackendID.parseComplete ? .drop : .forward
+            guard id == BackendID.parseComplete else { return .forward }
+            succeededStatements.append(statement)
+            return .drop
         case .injected(.close):
             pop()
             return id == BackendID.closeComplete ? .drop : .forward
-        case .sync, .query, .functionCall, .synthetic, .injected(.query):
+        case .sync, .query, .functionCall, .synthetic, .syntheticReady, .injected(.query):
             return .forward
         }
         if completes { pop() }

@@ -49,6 +49,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     // Relay state, owned by the lease holder's event loop.
     /// Replies the server still owes, in order (see ResponseTracker).
     var tracker = ResponseTracker()
+    /// Pooler-named prepared statements this connection holds (transaction mode).
+    var statements: ServerStatementCache
     /// Extended-protocol messages sent since the last Sync (the server holds unsynced state).
     var unsynced = false
     var status: TransactionStatus = .idle
@@ -65,7 +67,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     private let connector: ServerConnector
 
     init(id: Int, address: ServerAddress, slotIndex: Int, credentials: ServerCredentials, eventLoop: EventLoop,
-         keyCache: SCRAMKeyCache?, connector: ServerConnector, logger: Logger) {
+         keyCache: SCRAMKeyCache?, connector: ServerConnector, statementCacheSize: Int, logger: Logger) {
+        self.statements = ServerStatementCache(capacity: statementCacheSize)
         self.connector = connector
         self.id = id
         self.address = address
@@ -78,6 +81,25 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
         self.startup = ServerStartupStateMachine(credentials: credentials, keyCache: keyCache)
         self.ready = eventLoop.makePromise()
         self.createdAt = .now()
+    }
+
+    private var startupCompleted = false
+
+    /// Completes the startup promise once (a failed connect, a failed login and a close may all report).
+    private func completeStartup(_ result: Result<Void, Error>) {
+        guard !startupCompleted else { return }
+        startupCompleted = true
+        ready.completeWith(result)
+    }
+
+    /// The TCP connection could not be made: the handler never became active, so fail the startup here.
+    func connectFailed(_ error: Error) {
+        if eventLoop.inEventLoop {
+            startup = nil
+            completeStartup(.failure(ServerStartupError(reason: "could not connect: \(error)")))
+        } else {
+            eventLoop.execute { self.connectFailed(error) }
+        }
     }
 
     /// Succeeds when the server sent its first ReadyForQuery.
@@ -177,7 +199,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
             self.backendKey = key
             startup = nil
             startupBuffer = nil
-            ready.succeed(())
+            completeStartup(.success(()))
             return false
         case .fail(let reason):
             failStartup(reason, context: context)
@@ -188,7 +210,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     private func failStartup(_ reason: String, context: ChannelHandlerContext) {
         startup = nil
         startupBuffer = nil
-        ready.fail(ServerStartupError(reason: reason))
+        completeStartup(.failure(ServerStartupError(reason: reason)))
         context.close(promise: nil)
     }
 
@@ -197,7 +219,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
         context = nil
         if startup != nil {
             startup = nil
-            ready.fail(ServerStartupError(reason: reason))
+            completeStartup(.failure(ServerStartupError(reason: reason)))
             return
         }
         isBroken = true

@@ -55,7 +55,7 @@ final class ResponseTrackerTests: XCTestCase {
         t.sent(S)
         XCTAssertEqual(t.received(error), .forward)
         XCTAssertTrue(t.serverSkipping)
-        XCTAssertNil(t.dueSynthetic(), "Postgres skips to Sync after an error: no reply for skipped messages")
+        XCTAssertNil(t.dueSynthetic(status: .idle), "Postgres skips to Sync after an error: no reply for skipped messages")
         XCTAssertEqual(t.received(ready), .forward)
         XCTAssertFalse(t.serverSkipping)
         XCTAssertTrue(t.isEmpty)
@@ -80,10 +80,10 @@ final class ResponseTrackerTests: XCTestCase {
         t.sent(B)
         t.append(.synthetic(synthetic(closeComplete)))
         t.sent(S)
-        XCTAssertNil(t.dueSynthetic(), "BindComplete comes first")
+        XCTAssertNil(t.dueSynthetic(status: .idle), "BindComplete comes first")
         XCTAssertEqual(t.received(bindComplete), .forward)
-        XCTAssertEqual(t.dueSynthetic(), synthetic(closeComplete))
-        XCTAssertNil(t.dueSynthetic())
+        XCTAssertEqual(t.dueSynthetic(status: .idle), synthetic(closeComplete))
+        XCTAssertNil(t.dueSynthetic(status: .idle))
         XCTAssertEqual(t.received(ready), .forward)
     }
 
@@ -92,7 +92,7 @@ final class ResponseTrackerTests: XCTestCase {
         t.append(.synthetic(synthetic(parseComplete)))
         t.sent(D, describesStatement: true)
         t.sent(H)
-        XCTAssertEqual(t.dueSynthetic(), synthetic(parseComplete))
+        XCTAssertEqual(t.dueSynthetic(status: .idle), synthetic(parseComplete))
         XCTAssertEqual(t.received(BackendID.parameterDescription), .forward)
         XCTAssertEqual(t.received(rowDescription), .forward)
         XCTAssertTrue(t.isEmpty)
@@ -100,7 +100,7 @@ final class ResponseTrackerTests: XCTestCase {
 
     func testRepliesToInjectedMessagesAreDropped() {
         var t = ResponseTracker()
-        t.append(.injected(.parse))
+        t.append(.injected(.parse(statement: "PGCAT_1")))
         t.sent(B)
         t.sent(E)
         t.sent(S)
@@ -113,7 +113,7 @@ final class ResponseTrackerTests: XCTestCase {
 
     func testAFailedInjectedParseReachesTheClientAndSkipsToSync() {
         var t = ResponseTracker()
-        t.append(.injected(.parse))
+        t.append(.injected(.parse(statement: "PGCAT_1")))
         t.sent(B)
         t.sent(E)
         t.sent(S)

@@ -1,0 +1,205 @@
+/// Named prepared statements in transaction mode: a client's statement names are mapped to pool-wide server-side
+/// names (`PGCAT_<n>`, one per distinct query text and parameter types); a server connection that lacks a statement
+/// gets it re-prepared just before it is used; Close, DEALLOCATE and DISCARD ALL are honoured per client.
+/// Replies the pooler gives itself are placed in the server's reply order by the ResponseTracker.
+import NIOCore
+import PostgresWire
+
+extension ClientConnection {
+    /// Frames the rewriting may replace (whole frames only).
+    static let rewrittenIDs: Set<UInt8> = [
+        FrontendID.parse, FrontendID.bind, FrontendID.describe, FrontendID.close, FrontendID.query,
+    ]
+
+    var rewritesStatements: Bool {
+        poolMode == .transaction && (pool?.statementCacheSize ?? 0) > 0
+    }
+
+    /// Handles one whole frame if it concerns a named statement; `before` forwards everything the client sent
+    /// earlier, so order is kept. Returns false to let the frame pass through unchanged.
+    func rewrite(_ id: UInt8, _ payload: ByteBuffer, on server: ServerConnection, before: () -> Void) -> Bool {
+        var payload = payload
+        switch id {
+        case FrontendID.parse:
+            guard let name = payload.readNullTerminatedString(), !name.isEmpty else { return false }
+            before()
+            parse(name: name, definition: payload, on: server)
+            return true
+        case FrontendID.bind:
+            guard let portal = payload.readNullTerminatedString(), let name = payload.readNullTerminatedString(),
+                  !name.isEmpty else { return false }
+            before()
+            guard let statement = prepared(name, on: server) else { return true }
+            var bind = allocate(payload.readableBytes + portal.utf8.count + statement.serverName.utf8.count + 8)
+            MessageEncoder.frame(FrontendID.bind, into: &bind) {
+                $0.writeNullTerminatedString(portal)
+                $0.writeNullTerminatedString(statement.serverName)
+                $0.writeImmutableBuffer(payload)
+            }
+            server.tracker.sent(FrontendID.bind)
+            server.send(bind)
+            return true
+        case FrontendID.describe, FrontendID.close:
+            guard payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"), let name = payload.readNullTerminatedString(),
+                  !name.isEmpty else { return false }
+            before()
+            if id == FrontendID.close {
+                // The server keeps the statement for other clients; this client just forgets its name.
+                statements[name] = nil
+                server.tracker.append(.synthetic(Self.closeComplete))
+                return true
+            }
+            guard let statement = prepared(name, on: server) else { return true }
+            var describe = allocate(statement.serverName.utf8.count + 8)
+            MessageEncoder.frame(FrontendID.describe, into: &describe) {
+                $0.writeInteger(UInt8(ascii: "S"))
+                $0.writeNullTerminatedString(statement.serverName)
+            }
+            server.tracker.sent(FrontendID.describe, describesStatement: true)
+            server.send(describe)
+            return true
+        case FrontendID.query:
+            return sqlLevelStatementCommand(payload, on: server, before: before)
+        default:
+            return false
+        }
+    }
+
+    /// A named Parse: reuse the server's copy when it has one (answering ParseComplete itself), else prepare it
+    /// under its server-side name.
+    private func parse(name: String, definition: ByteBuffer, on server: ServerConnection) {
+        guard statements[name] == nil else {
+            failExtended(SQLState("42P05"), "prepared statement \"\(name)\" already exists", on: server)
+            return
+        }
+        guard let pool else { return }
+        let definition = ByteBuffer(ByteBufferView(definition.readableBytesView))
+        let serverName = pool.statementNames.name(for: definition)
+        statements[name] = ClientStatement(serverName: serverName, definition: definition)
+        if server.statements.contains(serverName) {
+            server.statements.touch(serverName)
+            server.tracker.append(.synthetic(Self.parseComplete))
+            return
+        }
+        evict(server.statements.insert(serverName), on: server)
+        server.tracker.append(.parse(statement: serverName))
+        server.send(parseMessage(serverName, definition))
+    }
+
+    /// The client's statement `name`, prepared on `server` if it lacks it; nil (after a 26000 error) if unknown.
+    private func prepared(_ name: String, on server: ServerConnection) -> ClientStatement? {
+        guard let statement = statements[name] else {
+            failExtended(.invalidSQLStatementName, "prepared statement \"\(name)\" does not exist", on: server)
+            return nil
+        }
+        if server.statements.contains(statement.serverName) {
+            server.statements.touch(statement.serverName)
+        } else {
+            evict(server.statements.insert(statement.serverName), on: server)
+            server.tracker.append(.injected(.parse(statement: statement.serverName)))
+            server.send(parseMessage(statement.serverName, statement.definition))
+        }
+        return statement
+    }
+
+    private func evict(_ evicted: String?, on server: ServerConnection) {
+        guard let evicted else { return }
+        var close = allocate(evicted.utf8.count + 8)
+        MessageEncoder.frame(FrontendID.close, into: &close) {
+            $0.writeInteger(UInt8(ascii: "S"))
+            $0.writeNullTerminatedString(evicted)
+        }
+        server.tracker.append(.injected(.close))
+        server.send(close)
+    }
+
+    private func parseMessage(_ serverName: String, _ definition: ByteBuffer) -> ByteBuffer {
+        var parse = allocate(definition.readableBytes + serverName.utf8.count + 8)
+        MessageEncoder.frame(FrontendID.parse, into: &parse) {
+            $0.writeNullTerminatedString(serverName)
+            $0.writeImmutableBuffer(definition)
+        }
+        return parse
+    }
+
+    /// An error the pooler raises for an extended-protocol message: it takes that message's place in the reply
+    /// order, and the client's messages up to its Sync are dropped, as Postgres does after an error.
+    private func failExtended(_ state: SQLState, _ message: String, on server: ServerConnection) {
+        var error = allocate(128)
+        MessageEncoder.errorResponse(severity: .error, state: state, message: message, into: &error)
+        server.tracker.append(.synthetic(error))
+        skipToSync = true
+    }
+
+    /// Writes the pooler's own replies that are due now (nothing the server owes comes before them).
+    func emitDueReplies(from server: ServerConnection) {
+        var wrote = false
+        while let reply = server.tracker.dueSynthetic(status: server.status) {
+            write(reply)
+            wrote = true
+        }
+        if wrote { flushIfNeeded() }
+    }
+
+    /// Parses the server accepted: their definitions are known to be valid pool-wide.
+    func noteSucceededStatements(on server: ServerConnection) {
+        for serverName in server.tracker.takeSucceededStatements() { pool?.statementNames.markValid(serverName) }
+    }
+
+    /// A named Parse while no server is held, for a statement some server already accepted: it is registered and
+    /// answered here, so preparing needs no server connection (pgbench -M prepared blocks a whole thread in
+    /// PQprepare; waiting there for a connection that the thread's other clients hold would deadlock).
+    func parseWithoutServer(_ payload: ByteBuffer) -> Bool {
+        guard rewritesStatements, let pool else { return false }
+        var payload = payload
+        guard let name = payload.readNullTerminatedString(), !name.isEmpty, statements[name] == nil,
+              let serverName = pool.statementNames.validName(for: payload) else { return false }
+        statements[name] = ClientStatement(serverName: serverName,
+                                           definition: ByteBuffer(ByteBufferView(payload.readableBytesView)))
+        write(Self.parseComplete)
+        return true
+    }
+
+    /// Statements whose Parse failed on the server exist neither there nor for the client (as in Postgres).
+    func forgetFailedStatements(on server: ServerConnection) {
+        for serverName in server.tracker.takeFailedStatements() {
+            server.statements.remove(serverName)
+            for (name, statement) in statements where statement.serverName == serverName { statements[name] = nil }
+        }
+    }
+
+    // MARK: SQL-level commands about prepared statements
+
+    /// `DEALLOCATE name` of a protocol-level statement is answered here (the server copy is shared); `DEALLOCATE
+    /// ALL` and `DISCARD ALL` also forget this client's statements and are passed on, which empties the server's.
+    private func sqlLevelStatementCommand(_ payload: ByteBuffer, on server: ServerConnection, before: () -> Void) -> Bool {
+        guard let command = StatementCommand(query: payload) else { return false }
+        switch command {
+        case .deallocateAll, .discardAll:
+            statements.removeAll()
+            server.statements.removeAll()
+            return false
+        case .deallocate(let name):
+            guard statements[name] != nil else { return false }  // an SQL-level PREPARE: the server knows it
+            before()
+            statements[name] = nil
+            var reply = allocate(32)
+            MessageEncoder.commandComplete("DEALLOCATE", into: &reply)
+            server.tracker.append(.synthetic(reply))
+            server.tracker.append(.syntheticReady)
+            return true
+        }
+    }
+
+    static let parseComplete: ByteBuffer = {
+        var buffer = ByteBuffer()
+        buffer.writeMultipleIntegers(BackendID.parseComplete, Int32(4))
+        return buffer
+    }()
+
+    static let closeComplete: ByteBuffer = {
+        var buffer = ByteBuffer()
+        buffer.writeMultipleIntegers(BackendID.closeComplete, Int32(4))
+        return buffer
+    }()
+}

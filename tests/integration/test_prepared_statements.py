@@ -1,0 +1,195 @@
+"""Named prepared statements in transaction mode under contention: the pooler renames them per server connection,
+re-prepares them where they are missing, answers Close/DEALLOCATE/DISCARD ALL per client, and every reply reaches
+the client that asked (every query is tagged with values unique to its client)."""
+
+import asyncio
+import threading
+
+import asyncpg
+import psycopg
+import pytest
+
+from pgwire import PgError, RawConn, message, parse_error_fields
+from support import pgbench
+
+pytestmark = pytest.mark.pooler_only
+
+
+def cstr(s: str) -> bytes:
+    return s.encode() + b"\x00"
+
+
+def parse_msg(name: str, sql: str) -> bytes:
+    return message(b"P", cstr(name) + cstr(sql) + b"\x00\x00")
+
+
+def bind_msg(stmt: str, params: list[bytes] = ()) -> bytes:
+    body = cstr("") + cstr(stmt) + b"\x00\x00" + len(params).to_bytes(2, "big")
+    for p in params:
+        body += len(p).to_bytes(4, "big") + p
+    return message(b"B", body + b"\x00\x00")
+
+
+EXECUTE = message(b"E", cstr("") + b"\x00\x00\x00\x00")
+SYNC = message(b"S", b"")
+
+
+def exchange(c: RawConn, data: bytes) -> list[tuple[bytes, bytes]]:
+    """Sends `data` (ending with Sync) and returns every reply up to ReadyForQuery."""
+    c.send(data)
+    replies = []
+    while True:
+        t, p = c.read_message()
+        replies.append((t, p))
+        if t == b"Z":
+            return replies
+
+
+def errors(replies) -> list[PgError]:
+    return [PgError(parse_error_fields(p)) for t, p in replies if t == b"E"]
+
+
+def rows(replies) -> list[list[str]]:
+    out = []
+    for t, p in replies:
+        if t == b"D":
+            n = int.from_bytes(p[:2], "big")
+            i, row = 2, []
+            for _ in range(n):
+                length = int.from_bytes(p[i:i + 4], "big", signed=True)
+                i += 4
+                row.append(None if length < 0 else p[i:i + length].decode())
+                i += max(length, 0)
+            out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("script", ["-S", ""], ids=["select-only", "tpcb"])
+def test_pgbench_prepared_under_contention(pgcat, pgbench_tables, script):
+    t = pgcat(pool_size=2)
+    args = ["-M", "prepared", "-c", "20", "-j", "2", "-t", "100"] + ([script] if script else [])
+    result = pgbench(t, args, timeout=280)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "number of transactions actually processed: 2000/2000" in result.stdout, result.stdout
+
+
+def test_asyncpg_prepared_statements_under_contention(pgcat, primary):
+    table = primary.make_table("it_ps_asyncpg", "id int primary key, client int, v text")
+    t = pgcat(pool_size=2)
+
+    async def client(i: int) -> set[int]:
+        conn = await t.aconnect(statement_cache_size=100)  # asyncpg's own named statements
+        pids = set()
+        try:
+            stmt = await conn.prepare("select $1::int * 1000 + $2::int, pg_backend_pid()")
+            for k in range(30):
+                value, pid = await stmt.fetchrow(i, k)
+                assert value == i * 1000 + k
+                pids.add(pid)
+                assert await conn.fetchval("select $1::text || ':' || $2::text", f"c{i}", str(k)) == f"c{i}:{k}"
+            await conn.executemany(f"insert into {table} values ($1, $2, $3)",
+                                   [(i * 100 + k, i, f"c{i}-{k}") for k in range(10)])
+            async with conn.transaction():
+                got = [r["v"] async for r in conn.cursor(f"select v from {table} where client = $1 order by id", i)]
+            assert got == [f"c{i}-{k}" for k in range(10)]
+        finally:
+            await conn.close()
+        return pids
+
+    async def main():
+        return await asyncio.wait_for(asyncio.gather(*[client(i) for i in range(20)]), 120)
+
+    pid_sets = asyncio.run(main())
+    # The same statement ran on both server connections of the pool: it was prepared where it was missing.
+    assert len(set().union(*pid_sets)) == 2, pid_sets
+
+
+def test_psycopg_prepared_and_pipeline_under_contention(pgcat):
+    t = pgcat(pool_size=2)
+    failures = []
+
+    def worker(i: int):
+        try:
+            with t.connect(prepare_threshold=0) as conn:
+                for k in range(20):
+                    got = conn.execute("select %s::int * 1000 + %s::int", (i, k)).fetchone()[0]
+                    assert got == i * 1000 + k
+                with conn.pipeline():
+                    curs = [conn.execute("select %s::text || '/' || %s::text", (f"c{i}", k)) for k in range(10)]
+                assert [c.fetchone()[0] for c in curs] == [f"c{i}/{k}" for k in range(10)]
+        except Exception as e:  # noqa: BLE001
+            failures.append((i, repr(e)))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not failures, failures
+
+
+def test_unknown_statement_is_26000_and_the_connection_goes_on(pgcat):
+    t = pgcat(pool_size=1)
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        replies = exchange(c, bind_msg("nope") + EXECUTE + SYNC)
+        errs = errors(replies)
+        assert [e.sqlstate for e in errs] == ["26000"], replies
+        assert errs[0].message == 'prepared statement "nope" does not exist'
+        assert replies[-1][0] == b"Z"
+        assert c.query("select 7") == [["7"]]
+
+
+def test_failed_parse_shows_the_real_error_and_the_name_stays_free(pgcat):
+    t = pgcat(pool_size=1)
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        errs = errors(exchange(c, parse_msg("s1", "select * from no_such_table_x") + SYNC))
+        assert errs and errs[0].sqlstate == "42P01", errs  # the real error, not "PGCAT_n does not exist"
+        replies = exchange(c, parse_msg("s1", "select 41 + 1") + bind_msg("s1") + EXECUTE + SYNC)
+        assert not errors(replies), replies
+        assert rows(replies) == [["42"]]
+
+
+def test_close_deallocate_and_discard_all(pgcat):
+    t = pgcat(pool_size=1)
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        assert rows(exchange(c, parse_msg("a", "select 1") + bind_msg("a") + EXECUTE + SYNC)) == [["1"]]
+        # Close, then the same name may be prepared again with another query.
+        close = message(b"C", b"S" + cstr("a"))
+        replies = exchange(c, close + parse_msg("a", "select 2") + bind_msg("a") + EXECUTE + SYNC)
+        assert [t for t, _ in replies] == [b"3", b"1", b"2", b"D", b"C", b"Z"], replies
+        assert rows(replies) == [["2"]]
+        # SQL DEALLOCATE of a protocol-level statement is answered and forgets it.
+        assert c.query("deallocate a") == []
+        assert [e.sqlstate for e in errors(exchange(c, bind_msg("a") + EXECUTE + SYNC))] == ["26000"]
+        # DISCARD ALL forgets every statement of the client.
+        exchange(c, parse_msg("b", "select 3") + SYNC)
+        c.query("discard all")
+        assert [e.sqlstate for e in errors(exchange(c, bind_msg("b") + EXECUTE + SYNC))] == ["26000"]
+        # ... and the statement can be prepared again afterwards (the server's copy was discarded too).
+        assert rows(exchange(c, parse_msg("b", "select 4") + bind_msg("b") + EXECUTE + SYNC)) == [["4"]]
+
+
+def test_duplicate_statement_name_is_42p05(pgcat):
+    t = pgcat(pool_size=1)
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        exchange(c, parse_msg("dup", "select 1") + SYNC)
+        replies = exchange(c, parse_msg("dup", "select 2") + bind_msg("dup") + EXECUTE + SYNC)
+        assert [e.sqlstate for e in errors(replies)] == ["42P05"], replies
+        assert [t for t, _ in replies] == [b"E", b"Z"], replies
+
+
+def test_statement_shared_between_clients_on_one_server(pgcat):
+    """Two clients prepare the same query under different names: the server prepares it once (pool_size 1)."""
+    t = pgcat(pool_size=1)
+    with RawConn(t.host, t.port) as a, RawConn(t.host, t.port) as b:
+        a.startup("app", "app", "app")
+        b.startup("app", "app", "app")
+        q = "select count(*) from pg_prepared_statements where name like 'PGCAT_%'"
+        exchange(a, parse_msg("mine", "select 'shared'") + SYNC)
+        exchange(b, parse_msg("theirs", "select 'shared'") + SYNC)
+        assert rows(exchange(b, bind_msg("theirs") + EXECUTE + SYNC)) == [["shared"]]
+        assert a.query(q) == [["1"]]
