@@ -18,9 +18,10 @@
 #   BENCH_JOBS            pgbench -j [2]
 #   BENCH_SCALE           pgbench -i scale [10]
 #   BENCH_TARGETS         any of: direct pgbouncer pgcat [direct pgbouncer pgcat]
-#   BENCH_WORKLOADS       any of: select-simple select-extended tpcb-simple (also tpcb-extended)
+#   BENCH_WORKLOADS       any of: select-simple select-extended tpcb-simple (also tpcb-extended,
+#                         select-prepared, tpcb-prepared)
 #                         [select-simple select-extended tpcb-simple]
-#   BENCH_CLUSTER_PORT    Postgres primary port for scripts/cluster.sh [45432] (replicas use +1, +2 and are
+#   BENCH_CLUSTER_PORT    Postgres primary port for scripts/cluster.sh [16432] (replicas use +1, +2 and are
 #                         stopped during the benchmark)
 #   BENCH_CLUSTER_DIR     cluster data directory [/tmp/pgcat-bench-cluster-$BENCH_CLUSTER_PORT] (kept for reuse)
 #   PGCAT_BIN             use this pgcat binary instead of building (default: swift build -c release
@@ -43,7 +44,7 @@ JOBS="${BENCH_JOBS:-2}"
 SCALE="${BENCH_SCALE:-10}"
 TARGETS="${BENCH_TARGETS:-direct pgbouncer pgcat}"
 WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended tpcb-simple}"
-PG_PORT="${BENCH_CLUSTER_PORT:-45432}"
+PG_PORT="${BENCH_CLUSTER_PORT:-16432}"
 CLUSTER_DIR="${BENCH_CLUSTER_DIR:-/tmp/pgcat-bench-cluster-$PG_PORT}"
 WRITE_DOCS=0
 
@@ -68,7 +69,7 @@ isnum "$SCALE" && (( SCALE > 0 )) || die "BENCH_SCALE must be a positive integer
 for c in $CLIENTS; do isnum "$c" && (( c >= JOBS )) || die "BENCH_CLIENTS: '$c' is not a number >= BENCH_JOBS ($JOBS)"; done
 for t in $TARGETS; do [[ "$t" =~ ^(direct|pgbouncer|pgcat)$ ]] || die "BENCH_TARGETS: unknown target '$t'"; done
 for w in $WORKLOADS; do
-    [[ "$w" =~ ^(select|tpcb)-(simple|extended)$ ]] || die "BENCH_WORKLOADS: unknown workload '$w'"
+    [[ "$w" =~ ^(select|tpcb)-(simple|extended|prepared)$ ]] || die "BENCH_WORKLOADS: unknown workload '$w'"
 done
 [[ "$CLUSTER_DIR" = /* ]] || die "BENCH_CLUSTER_DIR must be an absolute path"
 
@@ -421,6 +422,8 @@ report() {
             select-extended) label="select-only (-S), extended" ;;
             tpcb-simple) label="TPC-B, simple" ;;
             tpcb-extended) label="TPC-B, extended" ;;
+            select-prepared) label="select-only (-S), prepared" ;;
+            tpcb-prepared) label="TPC-B, prepared" ;;
             *) label="$workload" ;;
         esac
         [[ "$tps" != - ]] && tps="$(printf '%.0f' "$tps")"

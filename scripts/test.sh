@@ -2,7 +2,7 @@
 # The single test command (README and CI):
 #   1. install dependencies (scripts/install-deps.sh, fast when present)
 #   2. swift build (debug) and swift test (unit tests)
-#   3. start the PostgreSQL test cluster on its own port (35432; the demo uses 25432), always stopped at exit
+#   3. start the PostgreSQL test cluster on its own port (15432; the demo uses 25432; both below the ephemeral port range so no client socket can take them), always stopped at exit
 #   4. the integration suite: python3 -m pytest tests/integration
 # and a final line "N passed, N failed, N skipped" over unit and integration tests. Exits non-zero on any failure.
 #
@@ -10,7 +10,7 @@
 #           --no-unit     skip swift test
 #           --keep        leave the cluster running afterwards
 #           -- ARGS       extra pytest arguments, e.g.  scripts/test.sh --no-build -- -k auth -x
-# Environment: PGCAT_TEST_CLUSTER_PORT (default 35432), PGCAT_TEST_DIRECT=1 (integration tests straight against
+# Environment: PGCAT_TEST_CLUSTER_PORT (default 15432), PGCAT_TEST_DIRECT=1 (integration tests straight against
 # Postgres, implies --no-build), PGCAT_TEST_TIMEOUT (integration suite limit in seconds, default 900).
 set -uo pipefail
 
@@ -34,7 +34,7 @@ while (($#)); do
 done
 if [[ "${PGCAT_TEST_DIRECT:-0}" =~ ^(1|true|yes)$ ]]; then BUILD=0; UNIT=0; fi
 
-export PGCAT_CLUSTER_PORT="${PGCAT_TEST_CLUSTER_PORT:-35432}"
+export PGCAT_CLUSTER_PORT="${PGCAT_TEST_CLUSTER_PORT:-15432}"
 export PGCAT_CLUSTER_DIR="${PGCAT_TEST_CLUSTER_DIR:-/tmp/pgcat-cluster-$PGCAT_CLUSTER_PORT}"
 PY="${PYTHON:-python3}"
 SUITE_TIMEOUT="${PGCAT_TEST_TIMEOUT:-900}"

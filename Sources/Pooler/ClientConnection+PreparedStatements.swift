@@ -6,13 +6,32 @@ import NIOCore
 import PostgresWire
 
 extension ClientConnection {
-    /// Frames the rewriting may replace (whole frames only).
-    static let rewrittenIDs: Set<UInt8> = [
-        FrontendID.parse, FrontendID.bind, FrontendID.describe, FrontendID.close, FrontendID.query,
-    ]
-
-    var rewritesStatements: Bool {
-        poolMode == .transaction && (pool?.statementCacheSize ?? 0) > 0
+    /// Whether the frame at `index` (header complete) may name a prepared statement the pooler renames: a named
+    /// Parse, a Bind/Describe/Close of a named statement, or a Query that may be DEALLOCATE/DISCARD. Looks at a few
+    /// bytes only, without allocating: unnamed statements (most traffic) stream straight through.
+    static func mayNeedRewrite(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) -> Bool {
+        let payload = index + FrameHeader.size
+        let available = min(header.payloadSize, buffer.writerIndex - payload)
+        @inline(__always) func byte(_ offset: Int) -> UInt8? {
+            offset < available ? buffer.getInteger(at: payload + offset, as: UInt8.self) : nil
+        }
+        switch header.id {
+        case FrontendID.parse:
+            return byte(0) != 0
+        case FrontendID.describe, FrontendID.close:
+            return byte(0) == UInt8(ascii: "S") && byte(1) != 0
+        case FrontendID.bind:
+            // portal name, then statement name: is the statement name non-empty?
+            var offset = 0
+            while let b = byte(offset), b != 0 { offset += 1 }
+            guard byte(offset) == 0 else { return true }  // portal name not complete yet: decide when whole
+            return byte(offset + 1) != 0
+        case FrontendID.query:
+            return header.payloadSize < 512
+                && StatementCommand.mightMatch(buffer.getSlice(at: payload, length: max(0, available))!)
+        default:
+            return false
+        }
     }
 
     /// Handles one whole frame if it concerns a named statement; `before` forwards everything the client sent
@@ -150,7 +169,9 @@ extension ClientConnection {
     /// answered here, so preparing needs no server connection (pgbench -M prepared blocks a whole thread in
     /// PQprepare; waiting there for a connection that the thread's other clients hold would deadlock).
     func parseWithoutServer(_ payload: ByteBuffer) -> Bool {
-        guard rewritesStatements, let pool else { return false }
+        guard rewritesStatements, let pool, payload.getInteger(at: payload.readerIndex, as: UInt8.self) != 0 else {
+            return false
+        }
         var payload = payload
         guard let name = payload.readNullTerminatedString(), !name.isEmpty, statements[name] == nil,
               let serverName = pool.statementNames.validName(for: payload) else { return false }
@@ -173,7 +194,7 @@ extension ClientConnection {
     /// `DEALLOCATE name` of a protocol-level statement is answered here (the server copy is shared); `DEALLOCATE
     /// ALL` and `DISCARD ALL` also forget this client's statements and are passed on, which empties the server's.
     private func sqlLevelStatementCommand(_ payload: ByteBuffer, on server: ServerConnection, before: () -> Void) -> Bool {
-        guard let command = StatementCommand(query: payload) else { return false }
+        guard StatementCommand.mightMatch(payload), let command = StatementCommand(query: payload) else { return false }
         switch command {
         case .deallocateAll, .discardAll:
             statements.removeAll()

@@ -75,8 +75,8 @@ extension ClientConnection {
                 break
             }
             let whole = end - index >= header.frameSize
-            let mustBeWhole = header.id == FrontendID.describe || skipToSync
-                || (rewriting && Self.rewrittenIDs.contains(header.id))
+            let needsRewrite = rewriting && Self.mayNeedRewrite(header, in: buffer, at: index)
+            let mustBeWhole = needsRewrite || skipToSync || header.id == FrontendID.describe
             if mustBeWhole && !whole { break }
             if skipToSync && header.id != FrontendID.sync {
                 flushRun(upTo: index)  // dropped: Postgres would skip it after the error
@@ -84,7 +84,7 @@ extension ClientConnection {
                 runStart = index
                 continue
             }
-            if rewriting, whole, Self.rewrittenIDs.contains(header.id) {
+            if needsRewrite, whole {
                 let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
                 let frameStart = index
                 let handled = rewrite(header.id, payload, on: server, before: { flushRun(upTo: frameStart) })

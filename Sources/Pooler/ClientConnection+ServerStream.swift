@@ -31,7 +31,7 @@ extension ClientConnection {
                 return
             }
             let whole = end - index >= header.frameSize
-            if !whole && (Self.inspectedBackendIDs.contains(header.id) || server.tracker.nextReplyIsDropped) {
+            if !whole && (Self.isReadWhole(header.id) || server.tracker.nextReplyIsDropped) {
                 break  // wait for the rest of a frame that must be read or dropped whole
             }
             let disposition = server.tracker.received(header.id)
@@ -103,9 +103,15 @@ extension ClientConnection {
 
     /// Frames the relay reads whole: ReadyForQuery (status), ParameterStatus (values), and the tiny replies the
     /// pooler may drop (ParseComplete, CloseComplete).
-    static let inspectedBackendIDs: Set<UInt8> = [
-        BackendID.readyForQuery, BackendID.parameterStatus, BackendID.parseComplete, BackendID.closeComplete,
-    ]
+    @inline(__always)
+    static func isReadWhole(_ id: UInt8) -> Bool {
+        switch id {
+        case BackendID.readyForQuery, BackendID.parameterStatus, BackendID.parseComplete, BackendID.closeComplete:
+            return true
+        default:
+            return false
+        }
+    }
 
     /// Transaction over: give the connection back (transaction mode), or close this client (draining).
     private func shouldRelease(_ server: ServerConnection) -> Bool {

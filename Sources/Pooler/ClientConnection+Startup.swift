@@ -116,7 +116,10 @@ extension ClientConnection {
         runtime.registerCancelKey(key, for: self)
         let auth = runtime.userAuth(database: database, user: user)
         pool = runtime.pool(database: database, user: user)
-        if let pool { poolMode = pool.settings.poolMode }
+        if let pool {
+            poolMode = pool.settings.poolMode
+            rewritesStatements = poolMode == .transaction && pool.statementCacheSize > 0
+        }
         var machine = ClientAuthStateMachine(user: user, authType: auth?.config.authType,
                                              password: auth?.config.password, verifier: auth?.scramVerifier)
         let action = machine.start()

@@ -57,6 +57,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     /// A pooler-made error answered an extended message: drop the client's messages up to its Sync, which still
     /// goes to the server (whose ReadyForQuery ends the exchange in order).
     var skipToSync = false
+    /// Named statements are renamed per server (transaction mode with a statement cache); set at login.
+    var rewritesStatements = false
     /// Backpressure pauses in force (see channelWritabilityChanged).
     var serverReadsPaused = false
     var clientReadsPaused = false

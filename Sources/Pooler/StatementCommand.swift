@@ -6,6 +6,19 @@ enum StatementCommand: Equatable {
     case deallocateAll
     case discardAll
 
+    /// Cheap first look at a Query payload (no allocation): could it be DEALLOCATE or DISCARD?
+    @inline(__always)
+    static func mightMatch(_ query: ByteBuffer) -> Bool {
+        var index = query.readerIndex
+        let end = query.writerIndex
+        while index < end, let byte = query.getInteger(at: index, as: UInt8.self),
+              byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D {
+            index += 1
+        }
+        guard let first = query.getInteger(at: index, as: UInt8.self) else { return false }
+        return first | 0x20 == UInt8(ascii: "d")
+    }
+
     /// `query` is a Query message payload (SQL text, NUL-terminated). Only a single, whole command matches.
     init?(query: ByteBuffer) {
         guard query.readableBytes < 512,
