@@ -20,7 +20,7 @@
 #   BENCH_TARGETS         any of: direct pgbouncer pgcat [direct pgbouncer pgcat]
 #   BENCH_WORKLOADS       any of: select-simple select-extended tpcb-simple (also tpcb-extended,
 #                         select-prepared, tpcb-prepared)
-#                         [select-simple select-extended tpcb-simple]
+#                         [select-simple select-extended select-prepared tpcb-simple]
 #   BENCH_CLUSTER_PORT    Postgres primary port for scripts/cluster.sh [16432] (replicas use +1, +2 and are
 #                         stopped during the benchmark)
 #   BENCH_CLUSTER_DIR     cluster data directory [/tmp/pgcat-bench-cluster-$BENCH_CLUSTER_PORT] (kept for reuse)
@@ -43,7 +43,7 @@ CLIENTS="${BENCH_CLIENTS:-10 50}"
 JOBS="${BENCH_JOBS:-2}"
 SCALE="${BENCH_SCALE:-10}"
 TARGETS="${BENCH_TARGETS:-direct pgbouncer pgcat}"
-WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended tpcb-simple}"
+WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended select-prepared tpcb-simple}"
 PG_PORT="${BENCH_CLUSTER_PORT:-16432}"
 CLUSTER_DIR="${BENCH_CLUSTER_DIR:-/tmp/pgcat-bench-cluster-$PG_PORT}"
 WRITE_DOCS=0
