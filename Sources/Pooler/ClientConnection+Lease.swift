@@ -179,7 +179,7 @@ extension ClientConnection {
             return
         }
         let resetSession = poolMode == .session && clientLeft && runtime.config.pool(named: database)?.cleanupServerConnections != false
-        if server.isCleanlyIdle && !resetSession {
+        if server.isCleanlyIdle && !resetSession && !server.isDirty {
             pool.release(server)
             return
         }

@@ -38,7 +38,12 @@ extension ClientConnection {
             switch header.id {
             case BackendID.copyInResponse, BackendID.copyOutResponse, BackendID.copyBothResponse:
                 server.inCopy = true
-            case BackendID.commandComplete, BackendID.errorResponse:
+            case BackendID.commandComplete:
+                server.inCopy = false
+                if disposition == .forward {  // the pooler's own parameter replay leaves nothing to reset
+                    noteCommandTag(buffer, at: index + FrameHeader.size, length: header.payloadSize, on: server)
+                }
+            case BackendID.errorResponse:
                 server.inCopy = false
             case BackendID.parameterStatus:
                 noteParameterStatus(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!,
@@ -77,9 +82,10 @@ extension ClientConnection {
             // Anything after the final ReadyForQuery is asynchronous (notices); it goes with this transaction.
             if buffer.readableBytes > 0 { write(buffer) }
             server.scanner.reset()
-            if poolMode == .session {
+            if poolMode == .session || server.isDirty {
+                // Session state must not reach the next client: reset it first (draining, SET, PREPARE).
                 self.server = nil
-                returnServer(server, clientLeft: true)  // draining: reset the session before anyone reuses it
+                returnServer(server, clientLeft: poolMode == .session)
             } else {
                 releaseServer()
             }
@@ -101,12 +107,13 @@ extension ClientConnection {
         flushIfNeeded()
     }
 
-    /// Frames the relay reads whole: ReadyForQuery (status), ParameterStatus (values), and the tiny replies the
-    /// pooler may drop (ParseComplete, CloseComplete).
+    /// Frames the relay reads whole: ReadyForQuery (status), ParameterStatus (values), CommandComplete (tags that
+    /// leave session state), and the tiny replies the pooler may drop (ParseComplete, CloseComplete).
     @inline(__always)
     static func isReadWhole(_ id: UInt8) -> Bool {
         switch id {
-        case BackendID.readyForQuery, BackendID.parameterStatus, BackendID.parseComplete, BackendID.closeComplete:
+        case BackendID.readyForQuery, BackendID.parameterStatus, BackendID.parseComplete, BackendID.closeComplete,
+             BackendID.commandComplete:
             return true
         default:
             return false
@@ -117,6 +124,20 @@ extension ClientConnection {
     private func shouldRelease(_ server: ServerConnection) -> Bool {
         guard server.isCleanlyIdle, !scanner.isMidFrame else { return false }
         return poolMode == .transaction || closeWhenIdle
+    }
+
+    /// `SET`/`RESET` and `PREPARE` leave session state on the server that the next client must not inherit.
+    private func noteCommandTag(_ buffer: ByteBuffer, at index: Int, length: Int, on server: ServerConnection) {
+        switch length {
+        case 4 where buffer.getInteger(at: index, as: UInt32.self) == 0x5345_5400:  // "SET\0"
+            server.dirtySettings = true
+        case 6 where buffer.getString(at: index, length: 5) == "RESET":
+            server.dirtySettings = true
+        case 8 where buffer.getString(at: index, length: 7) == "PREPARE":
+            server.dirtyPrepared = true
+        default:
+            break
+        }
     }
 
     private func noteParameterStatus(_ payload: ByteBuffer, from server: ServerConnection, reportedToClient: Bool) {

@@ -1,5 +1,7 @@
-/// Readies a server connection whose client left (or timed out) for the next client: finish the unsynced
-/// extended-protocol exchange, roll back an open transaction, reset the session in session mode, then return it.
+/// Readies a server connection for the next client after its client left, timed out, or left session state
+/// behind: finish the unsynced extended-protocol exchange, roll back an open transaction, reset the session
+/// (`DISCARD ALL` in session mode; `RESET ALL` after SET and `DEALLOCATE ALL` after PREPARE in transaction mode),
+/// then return it to the pool.
 import Logging
 import NIOCore
 import PostgresWire
@@ -52,6 +54,19 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
         } else if resetSession && !didReset {
             didReset = true
             sql = "DISCARD ALL"
+            server.dirtySettings = false
+            server.dirtyPrepared = false
+            server.statements.removeAll()
+        } else if server.isDirty {
+            var parts: [String] = []
+            if server.dirtySettings { parts.append("RESET ALL") }
+            if server.dirtyPrepared {
+                parts.append("DEALLOCATE ALL")
+                server.statements.removeAll()
+            }
+            server.dirtySettings = false
+            server.dirtyPrepared = false
+            sql = parts.joined(separator: "; ")
         }
         guard let sql else {
             finish()
@@ -71,11 +86,16 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
         var reachedIdle = false
         do {
             let count = try server.scanner.scan(buffer, limit: Int(Int32.max), classify: { header in
-                if header.id == BackendID.readyForQuery { return .inspect }
+                if header.id == BackendID.readyForQuery || header.id == BackendID.parameterStatus { return .inspect }
                 _ = server.tracker.received(header.id)
                 return .passThrough
             }, frame: { header, payload in
                 _ = server.tracker.received(header.id)
+                if header.id == BackendID.parameterStatus {
+                    // RESET ALL / DISCARD ALL report the defaults: keep the replay of client parameters right.
+                    if let status = try? ParameterStatus.decode(payload) { server.parameters[status.name] = status.value }
+                    return true
+                }
                 server.status = payload.getInteger(at: payload.readerIndex, as: UInt8.self).flatMap(TransactionStatus.init) ?? .idle
                 if server.tracker.pendingSyncPoints == 0 {
                     reachedIdle = true

@@ -55,6 +55,11 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     var unsynced = false
     var status: TransactionStatus = .idle
     var inCopy = false
+    /// A client ran SET (or RESET) here: `RESET ALL` before the next client (kept across leases until done).
+    var dirtySettings = false
+    /// A client ran SQL-level PREPARE here: `DEALLOCATE ALL` before the next client.
+    var dirtyPrepared = false
+    var isDirty: Bool { dirtySettings || dirtyPrepared }
     var isBroken = false
     var scanner = FrameStreamScanner()
 

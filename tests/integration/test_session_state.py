@@ -1,0 +1,47 @@
+"""Session state in transaction mode: what one client sets on a server connection must not reach the next client
+(SET/RESET → RESET ALL, SQL-level PREPARE → DEALLOCATE ALL before reuse), while the reported parameters a client
+chose (application_name, TimeZone, ...) follow that client to every server connection it uses."""
+
+import pytest
+
+pytestmark = pytest.mark.pooler_only
+
+
+def show(conn, name: str) -> str:
+    return conn.execute(f"show {name}").fetchone()[0]
+
+
+def test_set_does_not_leak_to_the_next_client(pgcat):
+    t = pgcat(pool_size=1)
+    with t.connect() as a, t.connect() as b:
+        default_path = show(b, "search_path")
+        a.execute("set search_path to pg_catalog")
+        a.execute("set statement_timeout = 12345")
+        assert show(b, "search_path") == default_path
+        assert show(b, "statement_timeout") == "0"
+
+
+def test_set_inside_a_committed_transaction_does_not_leak(pgcat):
+    t = pgcat(pool_size=1)
+    with t.connect(autocommit=False) as a, t.connect() as b:
+        a.execute("set work_mem = '7MB'")
+        a.commit()
+        assert show(b, "work_mem") != "7MB"
+
+
+def test_sql_prepare_does_not_leak(pgcat):
+    t = pgcat(pool_size=1)
+    with t.connect() as a, t.connect() as b:
+        a.execute("prepare q as select 1")
+        b.execute("prepare q as select 2")  # would fail with 42P05 if A's statement were still there
+
+
+def test_reported_parameters_follow_their_client(pgcat):
+    t = pgcat(pool_size=1)
+    with t.connect(application_name="client_b") as b, t.connect() as a:
+        a.execute("set application_name = 'client_a'")
+        a.execute("set timezone = 'Asia/Tokyo'")
+        assert show(b, "application_name") == "client_b"
+        assert show(b, "timezone") != "Asia/Tokyo"
+        assert show(a, "application_name") == "client_a"
+        assert show(a, "timezone") == "Asia/Tokyo"
