@@ -71,6 +71,48 @@ def test_copy_psycopg_both_ways(pgcat, primary):
         assert [int(r[0]) for r in got] == [0, 1, 2, 3, 4]
 
 
+def test_copy_100k_rows_both_ways_under_contention(pgcat, primary):
+    """100,000 rows in and out through a pool of 2 while 6 other clients keep querying: every row arrives, in
+    order, and the other clients' answers are their own."""
+    table = primary.make_table("it_copy_100k", "id int primary key, v text")
+    t = pgcat(pool_size=2)
+    stop = threading.Event()
+    failures = []
+
+    def chatter(i: int):
+        try:
+            with t.connect() as conn:
+                k = 0
+                while not stop.is_set():
+                    assert conn.execute("select %s::int", (i * 100000 + k,)).fetchone()[0] == i * 100000 + k
+                    k += 1
+        except Exception as e:  # noqa: BLE001
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=chatter, args=(i,)) for i in range(6)]
+    for th in threads:
+        th.start()
+    try:
+        with t.connect() as c:
+            with c.cursor() as cur:
+                with cur.copy(f"copy {table} (id, v) from stdin") as cp:
+                    for i in range(100_000):
+                        cp.write_row((i, f"row {i} " + "x" * (i % 50)))
+            assert c.execute(f"select count(*), sum(id) from {table}").fetchone() == (100_000, sum(range(100_000)))
+            with c.cursor() as cur:
+                with cur.copy(f"copy (select id, v from {table} order by id) to stdout") as cp:
+                    n = 0
+                    for row in cp.rows():
+                        assert int(row[0]) == n and row[1] == f"row {n} " + "x" * (n % 50)
+                        n += 1
+            assert n == 100_000
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(30)
+    assert not failures, failures
+
+
 def test_copy_error_keeps_connection(pgcat, primary):
     table = primary.make_table("it_copy_err")
     t = pgcat()
