@@ -178,7 +178,11 @@ extension ClientConnection {
             pool.discard(server)
             return
         }
-        let resetSession = poolMode == .session && clientLeft && runtime.config.pool(named: database)?.cleanupServerConnections != false
+        let resetSession = poolMode == .session && clientLeft && pool.cleanupServerConnections
+        if !pool.cleanupServerConnections {
+            server.dirtySettings = false  // PgCat's `cleanup_server_connections: false`: state is kept as it is
+            server.dirtyPrepared = false
+        }
         if server.isCleanlyIdle && !resetSession && !server.isDirty {
             pool.release(server)
             return

@@ -82,7 +82,7 @@ extension ClientConnection {
             // Anything after the final ReadyForQuery is asynchronous (notices); it goes with this transaction.
             if buffer.readableBytes > 0 { write(buffer) }
             server.scanner.reset()
-            if poolMode == .session || server.isDirty {
+            if poolMode == .session || server.isDirty && pool?.cleanupServerConnections != false {
                 // Session state must not reach the next client: reset it first (draining, SET, PREPARE).
                 self.server = nil
                 returnServer(server, clientLeft: poolMode == .session)

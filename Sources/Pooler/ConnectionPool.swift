@@ -21,6 +21,8 @@ public final class ConnectionPool: @unchecked Sendable {
     let statementNames = StatementNames()
     /// 0 = prepared statements pass through untouched.
     let statementCacheSize: Int
+    /// `cleanup_server_connections`: reset session state a client left behind before the next client.
+    let cleanupServerConnections: Bool
     private var cachedParameters: [String: String]?
     private var recoveredClientKey: [UInt8]?
 
@@ -42,6 +44,7 @@ public final class ConnectionPool: @unchecked Sendable {
         self.settings = EffectiveUserSettings(pool: pool, user: userConfig, general: general)
         self.defaultRole = pool.defaultRole
         self.statementCacheSize = pool.preparedStatementsCacheSize
+        self.cleanupServerConnections = pool.cleanupServerConnections
         self.connector = connector
         self.keyCache = keyCache
         var logger = logger

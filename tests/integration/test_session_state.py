@@ -45,3 +45,12 @@ def test_reported_parameters_follow_their_client(pgcat):
         assert show(b, "timezone") != "Asia/Tokyo"
         assert show(a, "application_name") == "client_a"
         assert show(a, "timezone") == "Asia/Tokyo"
+
+
+def test_cleanup_server_connections_false_keeps_state(pgcat):
+    """PgCat's `cleanup_server_connections: false`: the pooler resets nothing (documented footgun, kept for
+    compatibility)."""
+    t = pgcat(pool_size=1, pool={"cleanup_server_connections": False})
+    with t.connect() as a, t.connect() as b:
+        a.execute("set statement_timeout = 12345")
+        assert show(b, "statement_timeout") == "12345ms"
