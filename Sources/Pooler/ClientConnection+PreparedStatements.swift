@@ -27,7 +27,7 @@ extension ClientConnection {
             guard byte(offset) == 0 else { return true }  // portal name not complete yet: decide when whole
             return byte(offset + 1) != 0
         case FrontendID.query:
-            return header.payloadSize < 512
+            return header.payloadSize < StatementCommand.maxTrackedLength
                 && StatementCommand.mightMatch(buffer.getSlice(at: payload, length: max(0, available))!)
         default:
             return false
@@ -191,17 +191,42 @@ extension ClientConnection {
 
     // MARK: SQL-level commands about prepared statements
 
+    /// SQL-level statements: `PREPARE` is remembered per client and replayed where its `EXECUTE` lands (the
+    /// server that ran it may be another client's by then, and is reset with DEALLOCATE ALL before that).
     /// `DEALLOCATE name` of a protocol-level statement is answered here (the server copy is shared); `DEALLOCATE
-    /// ALL` and `DISCARD ALL` also forget this client's statements and are passed on, which empties the server's.
+    /// ALL` and `DISCARD ALL` forget all of this client's statements and are passed on.
     private func sqlLevelStatementCommand(_ payload: ByteBuffer, on server: ServerConnection, before: () -> Void) -> Bool {
         guard StatementCommand.mightMatch(payload), let command = StatementCommand(query: payload) else { return false }
         switch command {
+        case .prepare(let name):
+            if var text = payload.getString(at: payload.readerIndex, length: payload.readableBytes) {
+                if text.hasSuffix("\0") { text.removeLast() }
+                sqlStatements[name] = text
+                server.sqlPrepared.insert(name)
+            }
+            return false
+        case .execute(let name):
+            guard let text = sqlStatements[name], !server.sqlPrepared.contains(name) else { return false }
+            before()
+            var prepare = allocate(text.utf8.count + 8)
+            MessageEncoder.query(text, into: &prepare)
+            server.tracker.append(.injected(.query))
+            server.sqlPrepared.insert(name)
+            server.dirtyPrepared = true  // its own reply is dropped, so the tag is not seen
+            server.send(prepare)
+            return false  // the EXECUTE itself follows unchanged
         case .deallocateAll, .discardAll:
             statements.removeAll()
+            sqlStatements.removeAll()
             server.statements.removeAll()
+            server.sqlPrepared.removeAll()
             return false
         case .deallocate(let name):
-            guard statements[name] != nil else { return false }  // an SQL-level PREPARE: the server knows it
+            if sqlStatements.removeValue(forKey: name) != nil {
+                if server.sqlPrepared.remove(name) != nil { return false }  // the server has it: let it answer
+            } else if statements[name] == nil {
+                return false  // unknown here: the server answers (26000 if it does not know it either)
+            }
             before()
             statements[name] = nil
             var reply = allocate(32)

@@ -54,6 +54,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var scanner = FrameStreamScanner()
     /// The client's named prepared statements: its name -> server-side name and definition (transaction mode).
     var statements: [String: ClientStatement] = [:]
+    /// SQL-level `PREPARE` texts by statement name, replayed on the server an `EXECUTE` lands on.
+    var sqlStatements: [String: String] = [:]
     /// A pooler-made error answered an extended message: drop the client's messages up to its Sync, which still
     /// goes to the server (whose ReadyForQuery ends the exchange in order).
     var skipToSync = false

@@ -57,12 +57,14 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
             server.dirtySettings = false
             server.dirtyPrepared = false
             server.statements.removeAll()
+            server.sqlPrepared.removeAll()
         } else if server.isDirty {
             var parts: [String] = []
             if server.dirtySettings { parts.append("RESET ALL") }
             if server.dirtyPrepared {
                 parts.append("DEALLOCATE ALL")
                 server.statements.removeAll()
+                server.sqlPrepared.removeAll()
             }
             server.dirtySettings = false
             server.dirtyPrepared = false

@@ -51,6 +51,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     var tracker = ResponseTracker()
     /// Pooler-named prepared statements this connection holds (transaction mode).
     var statements: ServerStatementCache
+    /// SQL-level statement names prepared on this connection (by its current client; reset before the next one).
+    var sqlPrepared: Set<String> = []
     /// Extended-protocol messages sent since the last Sync (the server holds unsynced state).
     var unsynced = false
     var status: TransactionStatus = .idle

@@ -1,10 +1,16 @@
-/// Recognises the SQL commands that change prepared statements: DEALLOCATE [PREPARE] name|ALL and DISCARD ALL.
+/// Recognises the SQL commands about prepared statements: PREPARE name ..., EXECUTE name ...,
+/// DEALLOCATE [PREPARE] name|ALL and DISCARD ALL.
 import NIOCore
 
 enum StatementCommand: Equatable {
+    case prepare(String)
+    case execute(String)
     case deallocate(String)
     case deallocateAll
     case discardAll
+
+    /// PREPARE texts longer than this are not tracked (they run, but are not replayed on another server).
+    static let maxTrackedLength = 8192
 
     /// Cheap first look at a Query payload (no allocation): could it be DEALLOCATE or DISCARD?
     @inline(__always)
@@ -16,12 +22,15 @@ enum StatementCommand: Equatable {
             index += 1
         }
         guard let first = query.getInteger(at: index, as: UInt8.self) else { return false }
-        return first | 0x20 == UInt8(ascii: "d")
+        switch first | 0x20 {
+        case UInt8(ascii: "d"), UInt8(ascii: "p"), UInt8(ascii: "e"): return true
+        default: return false
+        }
     }
 
     /// `query` is a Query message payload (SQL text, NUL-terminated). Only a single, whole command matches.
     init?(query: ByteBuffer) {
-        guard query.readableBytes < 512,
+        guard query.readableBytes < Self.maxTrackedLength,
               var text = query.getString(at: query.readerIndex, length: query.readableBytes) else { return nil }
         if text.hasSuffix("\0") { text.removeLast() }
         var words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }).map(String.init)
@@ -31,6 +40,18 @@ enum StatementCommand: Equatable {
             if last.isEmpty { words.removeLast() }
         }
         guard let first = words.first?.lowercased() else { return nil }
+        if first == "prepare" || first == "execute", words.count >= 2 {
+            // The name ends at whitespace or "(": PREPARE q(int) AS ..., EXECUTE q(1)
+            let raw = words[1].split(separator: "(", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            guard let name = Self.identifier(String(raw)) else { return nil }
+            if first == "prepare" {
+                guard words.contains(where: { $0.lowercased() == "as" || $0.lowercased().hasSuffix(")as") }) else { return nil }
+                self = .prepare(name)
+            } else {
+                self = .execute(name)
+            }
+            return
+        }
         if first == "discard", words.count == 2, words[1].lowercased() == "all" {
             self = .discardAll
             return
@@ -39,13 +60,21 @@ enum StatementCommand: Equatable {
         var rest = Array(words.dropFirst())
         if rest.first?.lowercased() == "prepare" { rest.removeFirst() }
         guard rest.count == 1 else { return nil }
-        let name = rest[0]
-        if name.lowercased() == "all" {
+        if rest[0].lowercased() == "all" {
             self = .deallocateAll
-        } else if name.hasPrefix("\""), name.hasSuffix("\""), name.count >= 2 {
-            self = .deallocate(String(name.dropFirst().dropLast()).replacingOccurrences(of: "\"\"", with: "\""))
+        } else if let name = Self.identifier(rest[0]) {
+            self = .deallocate(name)
         } else {
-            self = .deallocate(name.lowercased())
+            return nil
         }
+    }
+
+    /// An SQL identifier as Postgres folds it: quoted keeps its case, unquoted is lower-cased.
+    static func identifier(_ token: String) -> String? {
+        if token.hasPrefix("\""), token.hasSuffix("\""), token.count >= 2 {
+            return String(token.dropFirst().dropLast()).replacingOccurrences(of: "\"\"", with: "\"")
+        }
+        guard !token.isEmpty, !token.contains("\"") else { return nil }
+        return token.lowercased()
     }
 }

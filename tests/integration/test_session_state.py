@@ -2,6 +2,7 @@
 (SET/RESET → RESET ALL, SQL-level PREPARE → DEALLOCATE ALL before reuse), while the reported parameters a client
 chose (application_name, TimeZone, ...) follow that client to every server connection it uses."""
 
+import psycopg
 import pytest
 
 pytestmark = pytest.mark.pooler_only
@@ -54,3 +55,19 @@ def test_cleanup_server_connections_false_keeps_state(pgcat):
     with t.connect() as a, t.connect() as b:
         a.execute("set statement_timeout = 12345")
         assert show(b, "statement_timeout") == "12345ms"
+
+
+def test_sql_prepare_is_replayed_where_execute_lands(pgcat):
+    """A client's SQL-level PREPARE outlives the server connection it ran on: the pooler replays it on whichever
+    connection its EXECUTE lands on, even after another client used (and reset) that connection."""
+    t = pgcat(pool_size=1)
+    with t.connect() as a, t.connect() as b:
+        a.execute("prepare double(int) as select $1 * 2")
+        b.execute("prepare double(int) as select $1 * 3")  # b's own statement of the same name
+        assert a.execute("execute double(21)").fetchone() == (42,)
+        assert b.execute("execute double(21)").fetchone() == (63,)
+        assert a.execute("execute double(5)").fetchone() == (10,)
+        a.execute("deallocate double")
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            a.execute("execute double(1)")
+        assert b.execute("execute double(2)").fetchone() == (6,)
