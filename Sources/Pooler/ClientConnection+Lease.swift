@@ -71,12 +71,8 @@ extension ClientConnection {
     func leaseFailed(_ error: PoolError) {
         guard waiting || { if case .awaitingParameters = phase { return true }; return false }() else { return }
         waiting = false
-        let message: String
-        switch error {
-        case .saturated(let pool): message = "timed out waiting for a server connection (pool \(pool) saturated)"
-        case .serverUnavailable(let pool, let server, let reason): message = "no server available for pool \(pool): \(server): \(reason)"
-        case .closed: message = "the pool is closed"
-        }
+        guard case .serverUnavailable(let pool, let server, let reason) = error else { return }
+        let message = "no server available for pool \(pool): \(server): \(reason)"
         if case .awaitingParameters = phase {
             fatal(.connectionFailure, message)
             return

@@ -16,11 +16,8 @@ struct WaiterRef: Hashable, @unchecked Sendable {
     func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(waiter)) }
 }
 
+/// Why a pool could not give a waiter a connection (waiting too long is the waiter's own timer: 57014).
 public enum PoolError: Error, Sendable, Equatable {
-    /// Waited `connect_timeout` for a connection of a saturated pool.
-    case saturated(pool: String)
     /// No server could be reached.
     case serverUnavailable(pool: String, server: String, reason: String)
-    /// Shutting down.
-    case closed
 }

@@ -74,7 +74,6 @@ struct ResponseTracker {
         return true
     }
 
-    var outstanding: [Entry] { Array(entries[head...]) }
 
     // MARK: client -> server
 
