@@ -44,7 +44,8 @@ struct ResponseTracker {
 
     private var entries: [Entry] = []
     private var head = 0
-    /// An extended-protocol message failed: the server ignores everything up to the next Sync.
+    /// An extended-protocol message failed and the client has not sent the Sync that ends it yet: the server
+    /// ignores everything until that Sync.
     private(set) var serverSkipping = false
     /// The server is in COPY FROM: it ignores Sync and Flush until the client's CopyDone or CopyFail.
     private(set) var copyIn = false
@@ -96,8 +97,11 @@ struct ResponseTracker {
     /// Queues an entry the relay built itself (synthetic or injected).
     mutating func append(_ entry: Entry) {
         if copyIn && entry == .sync { return }  // ignored by the server during COPY FROM
-        if serverSkipping && entry != .sync {
-            return  // the server skips everything up to Sync, so Postgres would not answer it either
+        if serverSkipping {
+            // The server skips everything up to the next Sync (Queries included), so it answers none of it;
+            // that Sync ends the skipping for whatever the client sends after it.
+            guard entry == .sync else { return }
+            serverSkipping = false
         }
         if entry.isSyncPoint { pendingSyncPoints += 1 }
         entries.append(entry)
@@ -209,10 +213,11 @@ struct ResponseTracker {
         }
     }
 
-    /// After an error in an extended message: drop every entry before the next sync point.
+    /// After an error in an extended message: the server skips every message up to the next Sync, Queries and
+    /// FunctionCalls included. Drop those entries; if that Sync was sent already, skipping ends there.
     private mutating func skipToSync() {
-        serverSkipping = true
-        while head < entries.count, !entries[head].isSyncPoint { pop() }
+        while head < entries.count, entries[head] != .sync { pop() }
+        serverSkipping = head == entries.count
     }
 
     /// COPY FROM started: Syncs the client already pipelined behind the COPY are ignored by the server.

@@ -54,7 +54,7 @@ final class ResponseTrackerTests: XCTestCase {
         t.sent(E)
         t.sent(S)
         XCTAssertEqual(t.received(error), .forward)
-        XCTAssertTrue(t.serverSkipping)
+        XCTAssertFalse(t.serverSkipping, "the Sync that ends the skipping was sent already")
         XCTAssertNil(t.dueSynthetic(status: .idle), "Postgres skips to Sync after an error: no reply for skipped messages")
         XCTAssertEqual(t.received(ready), .forward)
         XCTAssertFalse(t.serverSkipping)
@@ -174,6 +174,33 @@ final class ResponseTrackerTests: XCTestCase {
         XCTAssertFalse(t.serverSkipping)
         XCTAssertEqual(t.received(ready), .forward)
         XCTAssertEqual(t.pendingSyncPoints, 1)
+    }
+
+    func testQueriesBetweenAFailedMessageAndItsSyncAreSkippedToo() {
+        var t = ResponseTracker()
+        t.sent(P)
+        t.sent(Q)  // skipped by the server: the failed Parse's skipping lasts until Sync
+        t.sent(S)
+        XCTAssertEqual(t.pendingSyncPoints, 2)
+        XCTAssertEqual(t.received(error), .forward)
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testMessagesAfterTheSyncThatEndsSkippingAreAwaited() {
+        var t = ResponseTracker()
+        t.sent(P)
+        XCTAssertEqual(t.received(error), .forward)
+        XCTAssertTrue(t.serverSkipping)
+        t.sent(S)
+        XCTAssertFalse(t.serverSkipping)
+        t.sent(Q)  // after the Sync: answered normally
+        XCTAssertEqual(t.pendingSyncPoints, 2)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertEqual(t.received(commandComplete), .forward)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
     }
 
     func testCloseAndAsynchronousMessages() {
