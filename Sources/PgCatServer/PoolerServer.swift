@@ -8,6 +8,7 @@ import Pooler
 public final class PoolerServer: @unchecked Sendable {
     public let runtime: PoolerRuntime
     let group: MultiThreadedEventLoopGroup
+    let keepalive: TCPKeepalive
     let threadPool: NIOThreadPool
     let logger: Logger
     private var listener: Channel?
@@ -20,6 +21,7 @@ public final class PoolerServer: @unchecked Sendable {
         let general = config.general
         let keepalive = TCPKeepalive(idle: general.tcpKeepalivesIdle, interval: general.tcpKeepalivesInterval,
                                      count: general.tcpKeepalivesCount, userTimeout: general.tcpUserTimeout)
+        self.keepalive = keepalive
         // PBKDF2 and other blocking work never runs on an event loop.
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
@@ -39,8 +41,7 @@ public final class PoolerServer: @unchecked Sendable {
     public func start() async throws -> Int {
         let general = runtime.config.general
         let runtime = self.runtime
-        let keepalive = TCPKeepalive(idle: general.tcpKeepalivesIdle, interval: general.tcpKeepalivesInterval,
-                                     count: general.tcpKeepalivesCount, userTimeout: general.tcpUserTimeout)
+        let keepalive = self.keepalive
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)

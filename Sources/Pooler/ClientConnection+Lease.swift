@@ -69,7 +69,7 @@ extension ClientConnection {
     }
 
     func leaseFailed(_ error: PoolError) {
-        guard waiting || { if case .awaitingParameters = phase { return true }; return false }() else { return }
+        guard waiting else { return }  // a login borrowing a server waits too (requestServer sets it)
         waiting = false
         guard case .serverUnavailable(let pool, let server, let reason) = error else { return }
         let message = "no server available for pool \(pool): \(server): \(reason)"

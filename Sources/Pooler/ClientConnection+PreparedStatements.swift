@@ -196,7 +196,7 @@ extension ClientConnection {
     /// `DEALLOCATE name` of a protocol-level statement is answered here (the server copy is shared); `DEALLOCATE
     /// ALL` and `DISCARD ALL` forget all of this client's statements and are passed on.
     private func sqlLevelStatementCommand(_ payload: ByteBuffer, on server: ServerConnection, before: () -> Void) -> Bool {
-        guard StatementCommand.mightMatch(payload), let command = StatementCommand(query: payload) else { return false }
+        guard let command = StatementCommand(query: payload) else { return false }  // prefiltered by mayNeedRewrite
         switch command {
         case .prepare(let name):
             if var text = payload.getString(at: payload.readerIndex, length: payload.readableBytes) {

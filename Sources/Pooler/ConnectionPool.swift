@@ -10,8 +10,9 @@ public final class ConnectionPool: @unchecked Sendable {
     public let database: String
     public let user: String
     public let settings: EffectiveUserSettings
-    let defaultRole: DefaultRole
     let slots: [ServerSlot]
+    /// Where new transactions go (see `candidates(in:role:)`); fixed for the pool's life.
+    private let candidates: [ServerSlot]
     let credentials: ServerCredentials
     private let connector: ServerConnector
     private let keyCache: SCRAMKeyCache?
@@ -42,7 +43,6 @@ public final class ConnectionPool: @unchecked Sendable {
         self.database = database
         self.user = user
         self.settings = EffectiveUserSettings(pool: pool, user: userConfig, general: general)
-        self.defaultRole = pool.defaultRole
         self.statementCacheSize = pool.preparedStatementsCacheSize
         self.cleanupServerConnections = pool.cleanupServerConnections
         self.connector = connector
@@ -64,6 +64,7 @@ public final class ConnectionPool: @unchecked Sendable {
             }
         }
         self.slots = slots
+        self.candidates = Self.candidates(in: slots, role: pool.defaultRole)
         self.credentials = ServerCredentials(
             user: userConfig.serverUsername ?? userConfig.username, database: "",
             password: userConfig.serverPassword ?? userConfig.password)
@@ -82,21 +83,20 @@ public final class ConnectionPool: @unchecked Sendable {
 
     // MARK: leasing
 
-    /// Slots a new transaction may use (shard 0, filtered by the pool's default role), computed once.
-    private lazy var candidates: [ServerSlot] = {
+    private func pickSlot() -> ServerSlot {
+        candidates.count == 1 ? candidates[0] : candidates.randomElement()!
+    }
+
+    /// Slots a new transaction may use: shard 0, filtered by the pool's default role (all of shard 0 if none fit).
+    private static func candidates(in slots: [ServerSlot], role: DefaultRole) -> [ServerSlot] {
         let shard0 = slots.filter { $0.address.shard == 0 }
         let filtered: [ServerSlot]
-        switch defaultRole {
+        switch role {
         case .primary: filtered = shard0.filter { $0.address.role != "replica" }
         case .replica: filtered = shard0.filter { $0.address.role == "replica" }
         case .any: filtered = shard0
         }
         return filtered.isEmpty ? shard0 : filtered
-    }()
-
-    private func pickSlot() -> ServerSlot {
-        let candidates = lock.withLock { self.candidates }
-        return candidates.count == 1 ? candidates[0] : candidates.randomElement()!
     }
 
     enum LeaseOutcome {
