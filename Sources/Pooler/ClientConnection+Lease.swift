@@ -99,6 +99,7 @@ extension ClientConnection {
     private func attach(_ server: ServerConnection) {
         logger.trace("attach", metadata: ["server_id": "\(server.id)"])
         self.server = server
+        planRetry = nil
         server.resetRelayState()
         server.attach(owner: self)
         if let context, !context.channel.isWritable {
@@ -174,7 +175,13 @@ extension ClientConnection {
             pool.discard(server)
             return
         }
-        let resetSession = poolMode == .session && clientLeft && pool.cleanupServerConnections
+        // A session-mode connection is reset per `cleanup_server_connections`; a pinned one always is (its locks,
+        // LISTENs and temporary tables must not reach another client), and the pin ends with it.
+        let resetSession = poolMode == .session && clientLeft && pool.cleanupServerConnections || pin != nil
+        if pin != nil {
+            logger.info("pinned session ends: resetting its server connection with DISCARD ALL")
+            pin = nil
+        }
         if !pool.cleanupServerConnections {
             server.dirtySettings = false  // PgCat's `cleanup_server_connections: false`: state is kept as it is
             server.dirtyPrepared = false

@@ -42,20 +42,23 @@ extension ClientConnection {
         case FrontendID.parse:
             guard let name = payload.readNullTerminatedString(), !name.isEmpty else { return false }
             before()
+            planRetry = nil
             parse(name: name, definition: payload, on: server)
             return true
         case FrontendID.bind:
             guard let portal = payload.readNullTerminatedString(), let name = payload.readNullTerminatedString(),
                   !name.isEmpty else { return false }
             before()
-            guard let statement = prepared(name, on: server) else { return true }
+            let startsBatch = server.tracker.pendingCount == 0
+            guard let statement = prepared(name, on: server) else { planRetry = nil; return true }
             var bind = allocate(payload.readableBytes + portal.utf8.count + statement.serverName.utf8.count + 8)
             MessageEncoder.frame(FrontendID.bind, into: &bind) {
                 $0.writeNullTerminatedString(portal)
                 $0.writeNullTerminatedString(statement.serverName)
                 $0.writeImmutableBuffer(payload)
             }
-            server.tracker.sent(FrontendID.bind)
+            server.tracker.append(.bind(statement: statement.serverName))
+            recordForRetry(bind, using: statement, startsBatch: startsBatch)
             server.send(bind)
             return true
         case FrontendID.describe, FrontendID.close:
@@ -64,20 +67,24 @@ extension ClientConnection {
             before()
             if id == FrontendID.close {
                 // The server keeps the statement for other clients; this client just forgets its name.
+                planRetry = nil
                 statements[name] = nil
                 server.tracker.append(.synthetic(Self.closeComplete))
                 return true
             }
-            guard let statement = prepared(name, on: server) else { return true }
+            let startsBatch = server.tracker.pendingCount == 0
+            guard let statement = prepared(name, on: server) else { planRetry = nil; return true }
             var describe = allocate(statement.serverName.utf8.count + 8)
             MessageEncoder.frame(FrontendID.describe, into: &describe) {
                 $0.writeInteger(UInt8(ascii: "S"))
                 $0.writeNullTerminatedString(statement.serverName)
             }
-            server.tracker.sent(FrontendID.describe, describesStatement: true)
+            server.tracker.append(.describeStatement(statement: statement.serverName))
+            recordForRetry(describe, using: statement, startsBatch: startsBatch)
             server.send(describe)
             return true
         case FrontendID.query:
+            planRetry = nil
             return sqlLevelStatementCommand(payload, on: server, before: before)
         default:
             return false
@@ -100,6 +107,7 @@ extension ClientConnection {
             server.tracker.append(.synthetic(Self.parseComplete))
             return
         }
+        closeIfStale(serverName, on: server)
         evict(server.statements.insert(serverName), on: server)
         server.tracker.append(.parse(statement: serverName))
         server.send(parseMessage(serverName, definition))
@@ -114,21 +122,36 @@ extension ClientConnection {
         if server.statements.contains(statement.serverName) {
             server.statements.touch(statement.serverName)
         } else {
-            evict(server.statements.insert(statement.serverName), on: server)
-            server.tracker.append(.injected(.parse(statement: statement.serverName)))
-            server.send(parseMessage(statement.serverName, statement.definition))
+            prepareAgain(statement, on: server)
         }
         return statement
     }
 
+    /// Injects a Parse of a statement the client has but `server` lacks; its reply is not forwarded.
+    func prepareAgain(_ statement: ClientStatement, on server: ServerConnection) {
+        closeIfStale(statement.serverName, on: server)
+        evict(server.statements.insert(statement.serverName), on: server)
+        server.tracker.append(.injected(.parse(statement: statement.serverName)))
+        server.send(parseMessage(statement.serverName, statement.definition))
+    }
+
     private func evict(_ evicted: String?, on server: ServerConnection) {
         guard let evicted else { return }
-        var close = allocate(evicted.utf8.count + 8)
+        injectClose(evicted, on: server)
+    }
+
+    /// The server still holds an old copy of the statement under this name: close it before preparing it again.
+    private func closeIfStale(_ serverName: String, on server: ServerConnection) {
+        if server.staleStatements.remove(serverName) != nil { injectClose(serverName, on: server) }
+    }
+
+    func injectClose(_ serverName: String, on server: ServerConnection) {
+        var close = allocate(serverName.utf8.count + 8)
         MessageEncoder.frame(FrontendID.close, into: &close) {
             $0.writeInteger(UInt8(ascii: "S"))
-            $0.writeNullTerminatedString(evicted)
+            $0.writeNullTerminatedString(serverName)
         }
-        server.tracker.append(.injected(.close))
+        server.tracker.append(.injected(.close(statement: serverName)))
         server.send(close)
     }
 
@@ -148,6 +171,7 @@ extension ClientConnection {
         MessageEncoder.errorResponse(severity: .error, state: state, message: message, into: &error)
         server.tracker.append(.synthetic(error))
         skipToSync = true
+        planRetry = nil
     }
 
     /// Writes the pooler's own replies that are due now (nothing the server owes comes before them).
@@ -175,17 +199,25 @@ extension ClientConnection {
         var payload = payload
         guard let name = payload.readNullTerminatedString(), !name.isEmpty, statements[name] == nil,
               let serverName = pool.statementNames.validName(for: payload) else { return false }
+        if pin == nil, let reason = SessionPin.detect(in: payload) { pinSession(reason, on: nil) }
         statements[name] = ClientStatement(serverName: serverName,
                                            definition: ByteBuffer(ByteBufferView(payload.readableBytesView)))
         write(Self.parseComplete)
         return true
     }
 
-    /// Statements whose Parse failed on the server exist neither there nor for the client (as in Postgres).
+    /// After an error: statements whose Parse failed (or was skipped) exist neither on the server nor for the
+    /// client, as in Postgres; ones the pooler re-prepared in vain stay the client's (the next use prepares them
+    /// again); ones whose eviction was skipped are still on the server and are closed before their next Parse.
     func forgetFailedStatements(on server: ServerConnection) {
-        for serverName in server.tracker.takeFailedStatements() {
+        let outcome = server.tracker.takeStatementOutcomes()
+        for serverName in outcome.failed {
             server.statements.remove(serverName)
             for (name, statement) in statements where statement.serverName == serverName { statements[name] = nil }
+        }
+        for serverName in outcome.lost { server.statements.remove(serverName) }
+        for serverName in outcome.unclosed where !server.statements.contains(serverName) {
+            server.staleStatements.insert(serverName)
         }
     }
 
@@ -218,8 +250,7 @@ extension ClientConnection {
         case .deallocateAll, .discardAll:
             statements.removeAll()
             sqlStatements.removeAll()
-            server.statements.removeAll()
-            server.sqlPrepared.removeAll()
+            server.forgetAllStatements()
             return false
         case .deallocate(let name):
             if sqlStatements.removeValue(forKey: name) != nil {

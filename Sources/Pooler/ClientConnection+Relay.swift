@@ -48,6 +48,7 @@ extension ClientConnection {
     /// Named prepared statements (transaction mode) are rewritten to their server-side names on the way.
     private func relay(_ buffer: inout ByteBuffer, to server: ServerConnection) throws(WireError) -> Bool {
         let rewriting = rewritesStatements
+        var detectsPins = releasesAfterTransaction
         let end = buffer.writerIndex
         let startIndex = buffer.readerIndex
         var index = startIndex
@@ -76,13 +77,18 @@ extension ClientConnection {
             }
             let whole = end - index >= header.frameSize
             let needsRewrite = rewriting && Self.mayNeedRewrite(header, in: buffer, at: index)
-            let mustBeWhole = needsRewrite || skipToSync || header.id == FrontendID.describe
+            let inspectsText = detectsPins && (header.id == FrontendID.query || header.id == FrontendID.parse)
+            let mustBeWhole = needsRewrite || inspectsText || skipToSync || header.id == FrontendID.describe
             if mustBeWhole && !whole { break }
             if skipToSync && header.id != FrontendID.sync {
                 flushRun(upTo: index)  // dropped: Postgres would skip it after the error
                 index += header.frameSize
                 runStart = index
                 continue
+            }
+            if inspectsText, let reason = Self.sessionPin(header, in: buffer, at: index) {
+                pinSession(reason, on: server)
+                detectsPins = false
             }
             if needsRewrite, whole {
                 let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
@@ -111,6 +117,9 @@ extension ClientConnection {
                 unsynced = true
                 server.tracker.sent(header.id)
             }
+            if planRetry != nil {
+                recordPassThrough(whole ? buffer.getSlice(at: index, length: header.frameSize) : nil)
+            }
             if whole {
                 index += header.frameSize
             } else {
@@ -122,7 +131,7 @@ extension ClientConnection {
         server.unsynced = unsynced
         buffer.moveReaderIndex(to: index)
         emitDueReplies(from: server)
-        if poolMode == .transaction, server.isCleanlyIdle, !scanner.isMidFrame, self.server === server {
+        if releasesAfterTransaction, server.isCleanlyIdle, !scanner.isMidFrame, self.server === server {
             releaseServer()  // everything was answered here (e.g. DEALLOCATE of a protocol-level statement)
         }
         if terminate {
@@ -131,6 +140,34 @@ extension ClientConnection {
             return false
         }
         return index > startIndex
+    }
+
+    /// The session-pinning operation in a whole Query or Parse frame at `index`, if any.
+    static func sessionPin(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) -> SessionPin? {
+        var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
+        if header.id == FrontendID.parse {
+            guard payload.readNullTerminatedString() != nil else { return nil }
+        }
+        return SessionPin.detect(in: payload)
+    }
+
+    /// Pins this client to its server connection (transaction mode) and tells it so with a NOTICE, placed in the
+    /// reply order after what the server already owes.
+    func pinSession(_ reason: SessionPin, on server: ServerConnection?) {
+        guard pin == nil, poolMode == .transaction else { return }
+        pin = reason
+        logger.info("session pinned to its server connection", metadata: ["reason": "\(reason.rawValue)"])
+        var notice = allocate(200)
+        MessageEncoder.errorResponse(
+            severity: .notice, state: SQLState("01000"),
+            message: "pgcat: \(reason.rawValue) pins this session to one server connection until it disconnects",
+            hint: "Transaction pooling is off for this client; its server connection is reset with DISCARD ALL when it leaves.",
+            id: BackendID.noticeResponse, into: &notice)
+        if let server {
+            server.tracker.append(.synthetic(notice))
+        } else {
+            write(notice)
+        }
     }
 
     /// Without a server: answer what needs none, otherwise check one out.

@@ -34,7 +34,14 @@ extension ClientConnection {
             if !whole && (Self.isReadWhole(header.id) || server.tracker.nextReplyIsDropped) {
                 break  // wait for the rest of a frame that must be read or dropped whole
             }
-            let disposition = server.tracker.received(header.id)
+            var heldForRetry = false
+            if header.id == BackendID.errorResponse, let statement = server.tracker.headStatement,
+               Self.isStalePlanError(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!) {
+                let error = buffer.getSlice(at: index, length: header.frameSize)!
+                heldForRetry = stalePlan(statement, error: error, on: server)
+            }
+            var disposition = server.tracker.received(header.id)
+            if heldForRetry { disposition = .drop }
             switch header.id {
             case BackendID.copyInResponse, BackendID.copyOutResponse, BackendID.copyBothResponse:
                 server.inCopy = true
@@ -51,6 +58,15 @@ extension ClientConnection {
             case BackendID.readyForQuery:
                 let byte = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
                 server.status = byte.flatMap(TransactionStatus.init) ?? .idle
+                if planRetry != nil {
+                    let outcome = finishRecordedBatch(on: server)
+                    if outcome.retried {
+                        disposition = .drop
+                    } else if let error = outcome.heldError {
+                        flushRun(upTo: index)
+                        write(error)
+                    }
+                }
             default:
                 break
             }
@@ -82,10 +98,10 @@ extension ClientConnection {
             // Anything after the final ReadyForQuery is asynchronous (notices); it goes with this transaction.
             if buffer.readableBytes > 0 { write(buffer) }
             server.scanner.reset()
-            if poolMode == .session || server.isDirty && pool?.cleanupServerConnections != false {
-                // Session state must not reach the next client: reset it first (draining, SET, PREPARE).
+            if !releasesAfterTransaction || server.isDirty && pool?.cleanupServerConnections != false {
+                // Session state must not reach the next client: reset it first (draining, pinned, SET, PREPARE).
                 self.server = nil
-                returnServer(server, clientLeft: poolMode == .session)
+                returnServer(server, clientLeft: !releasesAfterTransaction)
             } else {
                 releaseServer()
             }
@@ -108,12 +124,13 @@ extension ClientConnection {
     }
 
     /// Frames the relay reads whole: ReadyForQuery (status), ParameterStatus (values), CommandComplete (tags that
-    /// leave session state), and the tiny replies the pooler may drop (ParseComplete, CloseComplete).
+    /// leave session state), ErrorResponse (stale plans), and the tiny replies the pooler may drop (ParseComplete,
+    /// CloseComplete).
     @inline(__always)
     static func isReadWhole(_ id: UInt8) -> Bool {
         switch id {
         case BackendID.readyForQuery, BackendID.parameterStatus, BackendID.parseComplete, BackendID.closeComplete,
-             BackendID.commandComplete:
+             BackendID.commandComplete, BackendID.errorResponse:
             return true
         default:
             return false
@@ -123,7 +140,7 @@ extension ClientConnection {
     /// Transaction over: give the connection back (transaction mode), or close this client (draining).
     private func shouldRelease(_ server: ServerConnection) -> Bool {
         guard server.isCleanlyIdle, !scanner.isMidFrame else { return false }
-        return poolMode == .transaction || closeWhenIdle
+        return releasesAfterTransaction || closeWhenIdle
     }
 
     /// `SET`/`RESET` and `PREPARE` leave session state on the server that the next client must not inherit.

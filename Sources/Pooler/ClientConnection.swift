@@ -66,6 +66,14 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var clientReadsPaused = false
     /// Shutting down: close this client as soon as it holds no server connection.
     var closeWhenIdle = false
+    /// Transaction mode: the client ran something whose state outlives the transaction (LISTEN, advisory lock,
+    /// temporary table, WITH HOLD cursor) and keeps its server connection until it disconnects.
+    var pin: SessionPin?
+    /// The current extended-protocol batch, kept for one retry after `cached plan must not change result type`.
+    var planRetry: PlanRetryRecording?
+
+    /// Whether the server connection goes back to the pool when a transaction ends.
+    var releasesAfterTransaction: Bool { poolMode == .transaction && pin == nil }
 
     init(runtime: PoolerRuntime, eventLoop: EventLoop, logger: Logger) {
         self.runtime = runtime

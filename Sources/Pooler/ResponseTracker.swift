@@ -12,7 +12,10 @@ struct ResponseTracker {
     enum Entry: Equatable {
         /// A Parse; `statement` is the server-side name when the pooler named it (forgotten if the Parse fails).
         case parse(statement: String?)
-        case bind, describeStatement, describePortal, execute, close
+        /// A Bind or statement Describe; `statement` is the server-side name when it is a pooler-named statement.
+        case bind(statement: String?)
+        case describeStatement(statement: String?)
+        case describePortal, execute, close
         case sync, query, functionCall
         /// A reply the pooler sends itself when this point is reached (e.g. ParseComplete for a Parse the server
         /// already had). Dropped if an earlier error makes the server skip to Sync, as Postgres would.
@@ -24,7 +27,7 @@ struct ResponseTracker {
 
         /// `query`: the pooler's own simple query (parameter replay); its whole reply, ReadyForQuery included, is
         /// dropped.
-        enum Injected: Equatable { case parse(statement: String), close, query }
+        enum Injected: Equatable { case parse(statement: String), close(statement: String), query }
 
         /// Entries answered by ReadyForQuery.
         var isSyncPoint: Bool {
@@ -56,15 +59,37 @@ struct ResponseTracker {
 
     /// Server-side statement names whose Parse succeeded since the last call to `takeSucceededStatements()`.
     private(set) var succeededStatements: [String] = []
+    /// Statements the pooler re-prepared whose Parse failed or was skipped after an error: the server lacks them,
+    /// but the clients' statements stay (the next use prepares them again).
+    private(set) var lostStatements: [String] = []
+    /// Statements whose injected Close was skipped after an error: the server still holds them.
+    private(set) var unclosedStatements: [String] = []
+
+    /// Takes the statement outcomes of errors since the last call: (failed, lost, unclosed).
+    mutating func takeStatementOutcomes() -> (failed: [String], lost: [String], unclosed: [String]) {
+        defer {
+            failedStatements.removeAll()
+            lostStatements.removeAll()
+            unclosedStatements.removeAll()
+        }
+        return (failedStatements, lostStatements, unclosedStatements)
+    }
+
+    /// The pooler-named statement the next reply concerns (a Bind or statement Describe of one), if any.
+    var headStatement: String? {
+        guard head < entries.count else { return nil }
+        switch entries[head] {
+        case .bind(let statement?), .describeStatement(let statement?): return statement
+        default: return nil
+        }
+    }
+
+    /// Entries still awaiting a reply (including pooler replies not yet due).
+    var pendingCount: Int { entries.count - head }
 
     mutating func takeSucceededStatements() -> [String] {
         defer { succeededStatements.removeAll() }
         return succeededStatements
-    }
-
-    mutating func takeFailedStatements() -> [String] {
-        defer { failedStatements.removeAll() }
-        return failedStatements
     }
 
     var isEmpty: Bool { head == entries.count }
@@ -82,8 +107,8 @@ struct ResponseTracker {
     mutating func sent(_ id: UInt8, describesStatement: Bool = false) {
         switch id {
         case FrontendID.parse: append(.parse(statement: nil))
-        case FrontendID.bind: append(.bind)
-        case FrontendID.describe: append(describesStatement ? .describeStatement : .describePortal)
+        case FrontendID.bind: append(.bind(statement: nil))
+        case FrontendID.describe: append(describesStatement ? .describeStatement(statement: nil) : .describePortal)
         case FrontendID.execute: append(.execute)
         case FrontendID.close: append(.close)
         case FrontendID.sync: append(.sync)
@@ -152,17 +177,12 @@ struct ResponseTracker {
         let entry = entries[head]
         if entry == .injected(.query) { return .drop }
         if id == BackendID.errorResponse {
-            if case .parse(let statement?) = entry { failedStatements.append(statement) }
-            if case .injected(.parse(let statement)) = entry { failedStatements.append(statement) }
             switch entry {
             case .query, .functionCall, .sync:
                 return .forward  // ReadyForQuery still ends it
-            case .injected:
-                // A statement the pooler re-prepared failed (e.g. its table is gone): the client's request that
-                // needed it fails with this error, as it would have on the server that first prepared it.
-                skipToSync()
-                return .forward
             default:
+                // A failed statement the pooler re-prepared (e.g. its table is gone) fails the client's request
+                // that needed it with this error, as it would have on the server that first prepared it.
                 skipToSync()
                 return .forward
             }
@@ -213,10 +233,19 @@ struct ResponseTracker {
         }
     }
 
-    /// After an error in an extended message: the server skips every message up to the next Sync, Queries and
-    /// FunctionCalls included. Drop those entries; if that Sync was sent already, skipping ends there.
+    /// After an error in an extended message (the one at the head): the server skips every message up to the next
+    /// Sync, Queries and FunctionCalls included. Drop those entries, noting the statements that were not prepared
+    /// or closed after all; if that Sync was sent already, skipping ends there.
     private mutating func skipToSync() {
-        while head < entries.count, entries[head] != .sync { pop() }
+        while head < entries.count, entries[head] != .sync {
+            switch entries[head] {
+            case .parse(let statement?): failedStatements.append(statement)
+            case .injected(.parse(let statement)): lostStatements.append(statement)
+            case .injected(.close(let statement)): unclosedStatements.append(statement)
+            default: break
+            }
+            pop()
+        }
         serverSkipping = head == entries.count
     }
 

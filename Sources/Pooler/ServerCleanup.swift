@@ -56,15 +56,13 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
             sql = "DISCARD ALL"
             server.dirtySettings = false
             server.dirtyPrepared = false
-            server.statements.removeAll()
-            server.sqlPrepared.removeAll()
+            server.forgetAllStatements()
         } else if server.isDirty {
             var parts: [String] = []
             if server.dirtySettings { parts.append("RESET ALL") }
             if server.dirtyPrepared {
                 parts.append("DEALLOCATE ALL")
-                server.statements.removeAll()
-                server.sqlPrepared.removeAll()
+                server.forgetAllStatements()
             }
             server.dirtySettings = false
             server.dirtyPrepared = false

@@ -53,6 +53,9 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     var statements: ServerStatementCache
     /// SQL-level statement names prepared on this connection (by its current client; reset before the next one).
     var sqlPrepared: Set<String> = []
+    /// Pooler-named statements the server still holds but that must be closed before they are prepared again
+    /// (their plan went stale, or the Close evicting them was skipped after an error). Not in `statements`.
+    var staleStatements: Set<String> = []
     /// Extended-protocol messages sent since the last Sync (the server holds unsynced state).
     var unsynced = false
     var status: TransactionStatus = .idle
@@ -321,6 +324,13 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     }
 
     /// Relay state back to "idle, nothing in flight" for the next lease.
+    /// DISCARD ALL or DEALLOCATE ALL ran: the server holds no prepared statements.
+    func forgetAllStatements() {
+        statements.removeAll()
+        sqlPrepared.removeAll()
+        staleStatements.removeAll()
+    }
+
     func resetRelayState() {
         tracker.reset()
         unsynced = false

@@ -388,6 +388,7 @@ final class PoolerHarness {
         var maxMessageSize = 64 * 1024 * 1024
         var poolMode: PoolMode = .transaction
         var maxClientConn = 0
+        var statementCacheSize = 500
     }
 
     init(_ options: Options = Options()) {
@@ -411,6 +412,7 @@ final class PoolerHarness {
         shard.servers = [ServerConfig(host: "pg.test", port: 5432, role: .primary)]
         var pool = PoolConfig()
         pool.poolMode = options.poolMode
+        pool.preparedStatementsCacheSize = options.statementCacheSize
         pool.users = [user]
         pool.shards = [shard]
         return PgCatConfig(general: general, pools: [NamedPool(name: Self.database, config: pool)])

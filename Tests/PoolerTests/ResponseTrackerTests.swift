@@ -213,4 +213,34 @@ final class ResponseTrackerTests: XCTestCase {
         XCTAssertEqual(t.received(ready), .forward)
         XCTAssertTrue(t.isEmpty)
     }
+
+    func testStatementsSkippedAfterAnErrorAreReported() {
+        var t = ResponseTracker()
+        t.append(.bind(statement: "PGCAT_1"))
+        t.append(.injected(.close(statement: "PGCAT_2")))  // eviction to make room for PGCAT_3
+        t.append(.injected(.parse(statement: "PGCAT_3")))
+        t.append(.bind(statement: "PGCAT_3"))
+        t.append(.parse(statement: "PGCAT_4"))
+        t.sent(S)
+        XCTAssertEqual(t.headStatement, "PGCAT_1")
+        XCTAssertEqual(t.received(error), .forward)
+        let outcome = t.takeStatementOutcomes()
+        XCTAssertEqual(outcome.failed, ["PGCAT_4"], "the client's own Parse was skipped: it does not exist")
+        XCTAssertEqual(outcome.lost, ["PGCAT_3"], "the re-prepare was skipped: the server lacks it")
+        XCTAssertEqual(outcome.unclosed, ["PGCAT_2"], "the eviction was skipped: the server still holds it")
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+        XCTAssertTrue(t.takeStatementOutcomes().failed.isEmpty)
+    }
+
+    func testAFailedReprepareIsLostNotForgotten() {
+        var t = ResponseTracker()
+        t.append(.injected(.parse(statement: "PGCAT_1")))
+        t.append(.bind(statement: "PGCAT_1"))
+        t.sent(S)
+        XCTAssertEqual(t.received(error), .forward)
+        let outcome = t.takeStatementOutcomes()
+        XCTAssertEqual(outcome.lost, ["PGCAT_1"])
+        XCTAssertEqual(outcome.failed, [])
+    }
 }

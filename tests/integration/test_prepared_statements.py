@@ -193,3 +193,43 @@ def test_statement_shared_between_clients_on_one_server(pgcat):
         exchange(b, parse_msg("theirs", "select 'shared'") + SYNC)
         assert rows(exchange(b, bind_msg("theirs") + EXECUTE + SYNC)) == [["shared"]]
         assert a.query(q) == [["1"]]
+
+
+def test_stale_cached_plan_is_recovered_invisibly(pgcat, primary):
+    """`cached plan must not change result type` (0A000) after ALTER TABLE: a direct connection gets the error;
+    through the pooler the statement is re-prepared and the batch retried, and the client sees the new shape."""
+    table = primary.make_table("plan_change", "id int primary key")
+    primary.sql(f"insert into {table} values (1)")
+    query = f"select * from {table} where id = %s"
+    with primary.connect() as direct:
+        direct.prepare_threshold = 0
+        assert direct.execute(query, (1,)).fetchall() == [(1,)]
+        t = pgcat(pool_size=1)
+        with t.connect(prepare_threshold=0) as a, t.connect(prepare_threshold=0) as b:
+            assert a.execute(query, (1,)).fetchall() == [(1,)]
+            primary.sql(f"alter table {table} add column note text default 'added'")
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="cached plan must not change result type"):
+                direct.execute(query, (1,))
+            # a's statement went stale on the pooler's server connection: retried without an error
+            assert a.execute(query, (1,)).fetchall() == [(1, "added")]
+            assert b.execute(query, (1,)).fetchall() == [(1, "added")]
+            primary.sql(f"alter table {table} add column third int default 3")
+            assert b.execute(query, (1,)).fetchall() == [(1, "added", 3)]
+            assert a.execute(query, (1,)).fetchall() == [(1, "added", 3)]
+
+
+def test_stale_cached_plan_in_a_transaction_reaches_the_client_then_recovers(pgcat, primary):
+    table = primary.make_table("plan_change_tx", "id int primary key")
+    primary.sql(f"insert into {table} values (1)")
+    query = f"select * from {table} where id = %s"
+    t = pgcat(pool_size=1)
+    with t.connect(prepare_threshold=0, autocommit=False) as a:
+        assert a.execute(query, (1,)).fetchall() == [(1,)]
+        a.commit()
+        primary.sql(f"alter table {table} add column note text default 'added'")
+        a.execute("select 1")  # a transaction is open: a retry could not undo what ran before
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            a.execute(query, (1,))
+        a.rollback()
+        assert a.execute(query, (1,)).fetchall() == [(1, "added")]
+        a.commit()

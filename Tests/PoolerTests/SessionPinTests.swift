@@ -1,0 +1,49 @@
+import NIOCore
+import XCTest
+
+@testable import Pooler
+
+final class SessionPinTests: XCTestCase {
+    private func pin(_ sql: String) -> SessionPin? {
+        SessionPin.detect(in: ByteBuffer(string: sql))
+    }
+
+    func testPinningStatements() {
+        XCTAssertEqual(pin("LISTEN jobs"), .listen)
+        XCTAssertEqual(pin("  listen \"Jobs\";"), .listen)
+        XCTAssertEqual(pin("select pg_advisory_lock(42)"), .advisoryLock)
+        XCTAssertEqual(pin("SELECT pg_try_advisory_lock_shared(1, 2)"), .advisoryLock)
+        XCTAssertEqual(pin("select x from t where pg_try_advisory_lock(id)"), .advisoryLock)
+        XCTAssertEqual(pin("CREATE TEMP TABLE t (id int)"), .temporaryTable)
+        XCTAssertEqual(pin("create global temporary table t as select 1"), .temporaryTable)
+        XCTAssertEqual(pin("CREATE OR REPLACE TEMP VIEW v AS SELECT 1"), .temporaryTable)
+        XCTAssertEqual(pin("select 1 as a into temp table t"), .temporaryTable)
+        XCTAssertEqual(pin("DECLARE c CURSOR WITH HOLD FOR SELECT 1"), .holdCursor)
+        XCTAssertEqual(pin("declare c no scroll cursor with hold for select 1"), .holdCursor)
+        XCTAssertEqual(pin("select 1; /* then */ LISTEN x"), .listen)
+    }
+
+    func testNonPinningStatements() {
+        XCTAssertNil(pin("SELECT 1"))
+        XCTAssertNil(pin("select 'LISTEN x'"))
+        XCTAssertNil(pin("select \"listen\" from t"))
+        XCTAssertNil(pin("-- LISTEN x\nselect 1"))
+        XCTAssertNil(pin("/* LISTEN /* nested */ x */ select 1"))
+        XCTAssertNil(pin("select $$ pg_advisory_lock(1) $$"))
+        XCTAssertNil(pin("select $tag$ LISTEN x $tag$, $1"))
+        XCTAssertNil(pin("select E'it\\'s LISTEN x'"))
+        XCTAssertNil(pin("select pg_advisory_xact_lock(1)"))
+        XCTAssertNil(pin("UNLISTEN *"))
+        XCTAssertNil(pin("CREATE TABLE temp (id int)"))
+        XCTAssertNil(pin("CREATE TEMP TABLE t (id int) ON COMMIT DROP"))
+        XCTAssertNil(pin("DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1"))
+        XCTAssertNil(pin("DECLARE c CURSOR FOR SELECT * FROM with_hold"))
+        XCTAssertNil(pin("select template, holder, listener from t"))
+        XCTAssertNil(pin("insert into t select * from temp_things"))
+    }
+
+    func testPrefilterIsCaseInsensitive() {
+        XCTAssertTrue(SessionPin.mightPin(ByteBuffer(string: "LiStEn")))
+        XCTAssertFalse(SessionPin.mightPin(ByteBuffer(string: "select abalance from pgbench_accounts where aid = $1")))
+    }
+}
