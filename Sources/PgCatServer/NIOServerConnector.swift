@@ -25,14 +25,17 @@ struct NIOServerConnector: ServerConnector {
             .map { _ in }
     }
 
-    func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) {
+    @discardableResult
+    func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         ClientBootstrap(group: eventLoop)
             .connectTimeout(.seconds(5))
             .connect(host: host, port: port)
-            .whenSuccess { channel in
+            .flatMap { channel in
                 var buffer = channel.allocator.buffer(capacity: 16)
                 MessageEncoder.cancelRequest(key, into: &buffer)
-                channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+                // Postgres closes the connection once it has handled the request; do not wait forever.
+                let deadline = channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+                return channel.writeAndFlush(buffer).flatMap { channel.closeFuture }.always { _ in deadline.cancel() }
             }
     }
 }

@@ -1,6 +1,7 @@
 /// The running pooler: event loops, the client listener, the janitor, and graceful shutdown.
 import Config
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Pooler
@@ -13,6 +14,8 @@ public final class PoolerServer: @unchecked Sendable {
     let logger: Logger
     private var listener: Channel?
     private var janitor: RepeatedTask?
+    private var statsSampler: RepeatedTask?
+    private var autoreloader: RepeatedTask?
 
     public init(config: PgCatConfig, logger: Logger) {
         let threads = Self.eventLoopThreads(configured: config.general.workerThreads)
@@ -58,6 +61,28 @@ public final class PoolerServer: @unchecked Sendable {
         janitor = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .seconds(1)) { _ in
             runtime.sweep(loops: { loops.next() })
         }
+        statsSampler = group.next().scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(15)) { _ in
+            runtime.sampleStats()
+        }
+        if let interval = general.autoreload, interval > 0 {
+            // Re-reads the file every `autoreload` ms; applies it only when it differs (a bad file is logged once).
+            let lastError = NIOLockedValueBox<String?>(nil)
+            autoreloader = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(Int64(interval)),
+                                                             delay: .milliseconds(Int64(interval))) { _ in
+                guard let handler = runtime.reloadHandler else { return }
+                switch handler() {
+                case .success(let config):
+                    lastError.withLockedValue { $0 = nil }
+                    if config != runtime.config { _ = runtime.apply(config) }
+                case .failure(let error):
+                    let isNew = lastError.withLockedValue { last in
+                        defer { last = error.message }
+                        return last != error.message
+                    }
+                    if isNew { runtime.logger.error("autoreload: keeping the current config", metadata: ["error": "\(error.message)"]) }
+                }
+            }
+        }
         let port = channel.localAddress?.port ?? general.port
         logger.info("pgcat listening", metadata: ["host": "\(general.host)", "port": "\(port)",
                                                   "worker_threads": "\(Self.eventLoopThreads(configured: general.workerThreads))"])
@@ -77,6 +102,8 @@ public final class PoolerServer: @unchecked Sendable {
 
     public func stop() async {
         janitor?.cancel()
+        statsSampler?.cancel()
+        autoreloader?.cancel()
         runtime.closeIdleServers()
         try? await listener?.close()
         try? await group.shutdownGracefully()

@@ -8,6 +8,7 @@ extension ClientConnection {
     /// Asks the pool for a server. Returns true when one was leased at once.
     @discardableResult
     func requestServer() -> Bool {
+        if let current = pool, current.isRetired { adoptReloadedPool() }
         guard let pool else { return false }
         switch pool.lease(for: self) {
         case .leased(let server):
@@ -16,11 +17,22 @@ extension ClientConnection {
         case .waiting:
             logger.trace("waiting for a server")
             waiting = true
+            stats.startWaiting(now: eventLoop.now)
             let deadline = eventLoop.now + .milliseconds(Int64(pool.settings.connectTimeout))
             waitDeadline = deadline
             armWaitTimer(deadline)
             return false
         }
+    }
+
+    /// A reload replaced this client's pool: move to the new one between transactions. Statement names carry over
+    /// (the new pool shares the registry). If the pool was removed, the client stays on the old one until it leaves.
+    private func adoptReloadedPool() {
+        guard let fresh = runtime.pool(database: database, user: user), fresh !== pool else { return }
+        logger.debug("moving to the reloaded pool")
+        pool = fresh
+        poolMode = fresh.settings.poolMode
+        rewritesStatements = poolMode == .transaction && fresh.statementCacheSize > 0
     }
 
     /// One timer serves many waits: it is armed at most once at a time and not cancelled when a lease arrives
@@ -43,6 +55,8 @@ extension ClientConnection {
     private func waitTimedOut() {
         guard waiting, let pool, pool.cancelWait(self) else { return }
         waiting = false
+        stats.stopWaiting(now: eventLoop.now)
+        stats.set(.idle)
         let message = "timed out waiting for a server connection (pool \(pool.database)/\(pool.user) saturated)"
         if case .awaitingParameters = phase {
             fatal(.queryCanceled, message)  // still logging in: there is no session to keep
@@ -53,6 +67,7 @@ extension ClientConnection {
 
     func leaseGranted(_ server: ServerConnection) {
         waiting = false
+        server.stats.waitTime.add(stats.stopWaiting(now: eventLoop.now))
         switch phase {
         case .awaitingParameters:
             let parameters = server.parameters
@@ -71,6 +86,8 @@ extension ClientConnection {
     func leaseFailed(_ error: PoolError) {
         guard waiting else { return }  // a login borrowing a server waits too (requestServer sets it)
         waiting = false
+        stats.stopWaiting(now: eventLoop.now)
+        if case .ready = phase { stats.set(.idle) }
         guard case .serverUnavailable(let pool, let server, let reason) = error else { return }
         let message = "no server available for pool \(pool): \(server): \(reason)"
         if case .awaitingParameters = phase {
@@ -84,6 +101,8 @@ extension ClientConnection {
     func cancelWaitingRequest() {
         guard waiting, let pool, pool.cancelWait(self) else { return }
         waiting = false
+        stats.stopWaiting(now: eventLoop.now)
+        stats.set(.idle)
         failRequest(.queryCanceled, "canceling statement due to user request")
     }
 
@@ -100,6 +119,8 @@ extension ClientConnection {
         logger.trace("attach", metadata: ["server_id": "\(server.id)"])
         self.server = server
         planRetry = nil
+        stats.set(.active)
+        server.lastApplicationName.withLockedValue { $0 = applicationName }
         server.resetRelayState()
         server.attach(owner: self)
         if let context, !context.channel.isWritable {
@@ -123,6 +144,7 @@ extension ClientConnection {
         guard let server else { return }
         logger.trace("release", metadata: ["server_id": "\(server.id)"])
         self.server = nil
+        stats.set(.idle)
         server.detach(owner: self)
         restoreReads(server)
         pool?.release(server)
@@ -140,6 +162,7 @@ extension ClientConnection {
     func serverClosed(_ server: ServerConnection, reason: String) {
         guard server === self.server else { return }
         self.server = nil
+        stats.set(.idle)
         cancelIdleTransactionTimer()
         let inTransaction = server.status != .idle
         let pending = server.tracker.pendingSyncPoints
@@ -161,6 +184,7 @@ extension ClientConnection {
     /// The client is gone (or timed out) while holding `server`: make the server reusable or close it.
     func returnServer(_ server: ServerConnection, clientLeft: Bool) {
         server.detach(owner: self)
+        if case .ready = phase { stats.set(.idle) }
         if serverReadsPaused {
             serverReadsPaused = false
             server.setReadEnabled(true)

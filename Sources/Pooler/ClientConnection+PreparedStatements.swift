@@ -104,9 +104,11 @@ extension ClientConnection {
         statements[name] = ClientStatement(serverName: serverName, definition: definition)
         if server.statements.contains(serverName) {
             server.statements.touch(serverName)
+            server.stats.prepareHits.add()
             server.tracker.append(.synthetic(Self.parseComplete))
             return
         }
+        server.stats.prepareMisses.add()
         closeIfStale(serverName, on: server)
         evict(server.statements.insert(serverName), on: server)
         server.tracker.append(.parse(statement: serverName))
@@ -121,7 +123,9 @@ extension ClientConnection {
         }
         if server.statements.contains(statement.serverName) {
             server.statements.touch(statement.serverName)
+            server.stats.prepareHits.add()
         } else {
+            server.stats.prepareMisses.add()
             prepareAgain(statement, on: server)
         }
         return statement
@@ -136,7 +140,9 @@ extension ClientConnection {
     }
 
     private func evict(_ evicted: String?, on server: ServerConnection) {
+        server.stats.prepareCacheSize.store(server.statements.count)
         guard let evicted else { return }
+        server.stats.prepareEvictions.add()
         injectClose(evicted, on: server)
     }
 

@@ -49,6 +49,11 @@ extension ClientConnection {
     private func relay(_ buffer: inout ByteBuffer, to server: ServerConnection) throws(WireError) -> Bool {
         let rewriting = rewritesStatements
         var detectsPins = releasesAfterTransaction
+        if server.requestStart == nil {
+            let now = NIODeadline.now()
+            server.requestStart = now
+            if server.transactionStart == nil { server.transactionStart = now }
+        }
         let end = buffer.writerIndex
         let startIndex = buffer.readerIndex
         var index = startIndex

@@ -52,12 +52,17 @@ extension ClientConnection {
                 }
             case BackendID.errorResponse:
                 server.inCopy = false
+                if disposition == .forward {
+                    stats.errors.add()
+                    server.stats.errors.add()
+                }
             case BackendID.parameterStatus:
                 noteParameterStatus(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!,
                                     from: server, reportedToClient: disposition == .forward)
             case BackendID.readyForQuery:
                 let byte = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
                 server.status = byte.flatMap(TransactionStatus.init) ?? .idle
+                if disposition == .forward { countRequest(on: server) }
                 if planRetry != nil {
                     let outcome = finishRecordedBatch(on: server)
                     if outcome.retried {
@@ -119,6 +124,25 @@ extension ClientConnection {
         }
     }
 
+    /// A ReadyForQuery reached the client: one query (request) done, and a transaction if the server is idle.
+    private func countRequest(on server: ServerConnection) {
+        let now = NIODeadline.now()
+        stats.queries.add()
+        server.stats.queries.add()
+        if let start = server.requestStart {
+            server.stats.queryTime.add(Int((now - start).nanoseconds / 1000))
+            server.requestStart = server.tracker.pendingSyncPoints > 0 ? now : nil
+        }
+        if server.status == .idle {
+            stats.transactions.add()
+            server.stats.transactions.add()
+            if let start = server.transactionStart {
+                server.stats.transactionTime.add(Int((now - start).nanoseconds / 1000))
+                server.transactionStart = nil
+            }
+        }
+    }
+
     func serverReadComplete(from server: ServerConnection) {
         flushIfNeeded()
     }
@@ -162,6 +186,10 @@ extension ClientConnection {
         server.parameters[status.name] = status.value
         if reportedToClient, Self.trackedParameterNames.contains(status.name) {
             trackedParameters[status.name] = status.value
+            if status.name == "application_name" {
+                applicationName = status.value
+                reportedApplicationName.withLockedValue { $0 = status.value }
+            }
         }
     }
 

@@ -94,12 +94,17 @@ extension ClientConnection {
         self.user = user
         database = values["database"].flatMap { $0.isEmpty ? nil : $0 } ?? user
         applicationName = values["application_name"] ?? ""
+        reportedApplicationName.withLockedValue { $0 = applicationName }
         for name in Self.trackedParameterNames {
             if let value = values[name] { trackedParameters[name] = value }
         }
         logger[metadataKey: "user"] = "\(user)"
         logger[metadataKey: "database"] = "\(database)"
 
+        if Self.adminDatabases.contains(database) && !runtime.hasDatabase(database) {
+            startAdminSession()  // admin logins work during a shutdown too
+            return
+        }
         if runtime.isShuttingDown {
             fatal(.adminShutdown, "the pooler is shutting down")
             return
@@ -127,7 +132,7 @@ extension ClientConnection {
         carryOut(action)
     }
 
-    private func carryOut(_ action: ClientAuthStateMachine.Action) {
+    func carryOut(_ action: ClientAuthStateMachine.Action) {
         switch action {
         case .send(let buffer):
             write(buffer)
@@ -144,6 +149,10 @@ extension ClientConnection {
     }
 
     private func authenticated(clientKey: [UInt8]?) {
+        if isAdmin {
+            adminWelcome()
+            return
+        }
         guard let pool else {
             fatal(.invalidPassword, "password authentication failed for user \"\(user)\"")
             return
@@ -179,6 +188,7 @@ extension ClientConnection {
         write(buffer)
         flushIfNeeded()
         phase = .ready
+        stats.set(.idle)
         drive()
         flushIfNeeded()
     }

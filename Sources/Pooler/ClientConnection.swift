@@ -2,6 +2,7 @@
 /// connection and the server's replies back. Runs entirely on the client channel's event loop.
 import Config
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import PostgresWire
 
@@ -68,9 +69,21 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var closeWhenIdle = false
     /// Transaction mode: the client ran something whose state outlives the transaction (LISTEN, advisory lock,
     /// temporary table, WITH HOLD cursor) and keeps its server connection until it disconnects.
-    var pin: SessionPin?
+    var pin: SessionPin? {
+        didSet { reportedPin.withLockedValue { $0 = pin } }
+    }
     /// The current extended-protocol batch, kept for one retry after `cached plan must not change result type`.
     var planRetry: PlanRetryRecording?
+
+    /// Counters and state for SHOW CLIENTS (readable from any thread).
+    let stats = ClientStats()
+    /// application_name as the client set it (readable from any thread).
+    let reportedApplicationName = NIOLockedValueBox("")
+    /// The pin reason, readable from any thread (SHOW CLIENTS).
+    let reportedPin = NIOLockedValueBox<SessionPin?>(nil)
+
+    /// A session on the admin console (database `pgcat` or `pgbouncer`).
+    var isAdmin = false
 
     /// Whether the server connection goes back to the pool when a transaction ends.
     var releasesAfterTransaction: Bool { poolMode == .transaction && pin == nil }
@@ -106,6 +119,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         switch phase {
         case .startup, .authenticating:
             driveStartup()
+        case .ready where isAdmin:
+            driveAdmin()
         case .ready:
             cancelIdleTransactionTimer()
             drive()
@@ -239,7 +254,9 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
             cancelWaitingRequest()  // nothing runs yet: the request itself is cancelled
             return
         }
-        guard let server, let key = server.backendKey else { return }
+        guard let server, let key = server.backendKey, let pool else { return }
+        pool.cancelsInFlight.add()
         runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
+            .whenComplete { _ in pool.cancelsInFlight.add(-1) }
     }
 }

@@ -3,6 +3,7 @@
 import Auth
 import Config
 import Logging
+import Atomics
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -17,20 +18,61 @@ public final class ConnectionPool: @unchecked Sendable {
     private let connector: ServerConnector
     private let keyCache: SCRAMKeyCache?
     private let logger: Logger
-    private let lock = NIOLock()
+    let lock = NIOLock()
     /// Server-side names of prepared statements (transaction mode, `prepared_statements_cache_size` > 0).
-    let statementNames = StatementNames()
+    let statementNames: StatementNames
+    /// What the pool was built from; a reload keeps the pool when this is unchanged.
+    let identity: Identity
+    /// The pool-level config (SHOW CONFIG, SHOW DATABASES).
+    let poolConfig: PoolConfig
+
+    struct Identity: Equatable {
+        var pool: PoolConfig
+        var user: UserConfig
+        var settings: EffectiveUserSettings
+        var roundRobin: Bool
+
+        init(pool: PoolConfig, user: UserConfig, general: GeneralConfig) {
+            var pool = pool
+            pool.users = []  // another user's change does not concern this pool
+            self.pool = pool
+            self.user = user
+            self.settings = EffectiveUserSettings(pool: pool, user: user, general: general)
+            self.roundRobin = general.serverRoundRobin
+        }
+    }
     /// 0 = prepared statements pass through untouched.
     let statementCacheSize: Int
     /// `cleanup_server_connections`: reset session state a client left behind before the next client.
     let cleanupServerConnections: Bool
     private var cachedParameters: [String: String]?
+    /// PAUSE: new leases wait here until RESUME (under the lock).
+    private var paused = false
+    private var pausedWaiters: [WaiterRef] = []
+    /// RECONNECT: connections opened before this epoch are closed when they are next released.
+    let reconnectEpoch = Counter()
+    private let retired = ManagedAtomic(false)
+    /// A reload replaced this pool: its connections close as they come back; clients move to the new pool.
+    var isRetired: Bool { retired.load(ordering: .relaxed) }
+
+    /// CancelRequests forwarded to a server and not answered yet (SHOW POOLS `cl_cancel_req`).
+    let cancelsInFlight = Counter()
+    /// Server connections being reset before reuse (SHOW POOLS `sv_used`).
+    let cleanupsInFlight = Counter()
     private var recoveredClientKey: [UInt8]?
 
     final class ServerSlot: @unchecked Sendable {
         let address: ServerAddress
         let index: Int
         var machine: PoolStateMachine<ServerConnection, WaiterRef>
+        /// Connections opening or open (under the pool lock), for SHOW SERVERS and the address totals.
+        var live: [ObjectIdentifier: ServerConnection] = [:]
+        /// Totals of this address's connections that have closed.
+        let closedTotals = ServerStats()
+        /// Uptime nanoseconds until which the address is banned (0: not banned); read without the lock.
+        let bannedUntil = ManagedAtomic<UInt64>(0)
+        /// Why and since when (wall clock), under the pool lock.
+        var ban: Ban?
         init(address: ServerAddress, index: Int, settings: PoolStateMachine<ServerConnection, WaiterRef>.Settings) {
             self.address = address
             self.index = index
@@ -39,9 +81,12 @@ public final class ConnectionPool: @unchecked Sendable {
     }
 
     init(database: String, user: String, pool: PoolConfig, userConfig: UserConfig, general: GeneralConfig,
-         connector: ServerConnector, keyCache: SCRAMKeyCache?, logger: Logger) {
+         connector: ServerConnector, keyCache: SCRAMKeyCache?, logger: Logger, statementNames: StatementNames? = nil) {
         self.database = database
         self.user = user
+        self.statementNames = statementNames ?? StatementNames()
+        self.identity = Identity(pool: pool, user: userConfig, general: general)
+        self.poolConfig = pool
         self.settings = EffectiveUserSettings(pool: pool, user: userConfig, general: general)
         self.statementCacheSize = pool.preparedStatementsCacheSize
         self.cleanupServerConnections = pool.cleanupServerConnections
@@ -84,7 +129,10 @@ public final class ConnectionPool: @unchecked Sendable {
     // MARK: leasing
 
     private func pickSlot() -> ServerSlot {
-        candidates.count == 1 ? candidates[0] : candidates.randomElement()!
+        if candidates.count == 1 { return candidates[0] }
+        let now = NIODeadline.now().uptimeNanoseconds
+        let healthy = candidates.filter { $0.bannedUntil.load(ordering: .relaxed) <= now }
+        return (healthy.isEmpty ? candidates : healthy).randomElement()!
     }
 
     /// Slots a new transaction may use: shard 0, filtered by the pool's default role (all of shard 0 if none fit).
@@ -106,6 +154,11 @@ public final class ConnectionPool: @unchecked Sendable {
 
     /// Called on the waiter's event loop. Either returns a connection now or later calls `leaseGranted`/`leaseFailed`.
     func lease(for waiter: LeaseWaiter) -> LeaseOutcome {
+        let held = lock.withLock {
+            if paused { pausedWaiters.append(WaiterRef(waiter: waiter)) }
+            return paused
+        }
+        if held { return .waiting }
         let slot = pickSlot()
         let loop = waiter.eventLoop
         let now = NIODeadline.now().uptimeNanoseconds
@@ -125,6 +178,10 @@ public final class ConnectionPool: @unchecked Sendable {
     func cancelWait(_ waiter: LeaseWaiter) -> Bool {
         let ref = WaiterRef(waiter: waiter)
         return lock.withLock {
+            if let index = pausedWaiters.firstIndex(of: ref) {
+                pausedWaiters.remove(at: index)
+                return true
+            }
             for slot in slots where slot.machine.waiterCancelled(ref) { return true }
             return false
         }
@@ -133,6 +190,10 @@ public final class ConnectionPool: @unchecked Sendable {
     /// A clean, idle connection comes back.
     func release(_ server: ServerConnection) {
         guard let slot = slot(of: server) else { server.close(); return }
+        if server.epoch < reconnectEpoch.load || isRetired && lock.withLock({ slot.machine.waitingCount == 0 }) {
+            discard(server)  // RECONNECT asked for fresh connections, or the pool was replaced by a reload
+            return
+        }
         let now = NIODeadline.now().uptimeNanoseconds
         let loop = server.eventLoop
         let result = lock.withLock {
@@ -151,7 +212,14 @@ public final class ConnectionPool: @unchecked Sendable {
     private func connectionClosed(_ server: ServerConnection) {
         guard let slot = slot(of: server) else { return }
         let create = lock.withLock { slot.machine.connectionClosed(server) }
+        forget(server, in: slot)
         if create { open(slot, on: server.eventLoop) }
+    }
+
+    /// Takes a closed connection out of the registry (once) and keeps its totals for the address.
+    private func forget(_ server: ServerConnection, in slot: ServerSlot) {
+        let removed = lock.withLock { slot.live.removeValue(forKey: ObjectIdentifier(server)) }
+        if removed != nil { slot.closedTotals.absorb(server.stats.snapshot) }
     }
 
     private func slot(of server: ServerConnection) -> ServerSlot? {
@@ -190,6 +258,8 @@ public final class ConnectionPool: @unchecked Sendable {
         let server = ServerConnection(id: id, address: slot.address, slotIndex: slot.index, credentials: credentials, eventLoop: loop,
                                       keyCache: keyCache, connector: connector, statementCacheSize: statementCacheSize,
                                       logger: logger)
+        server.epoch = reconnectEpoch.load
+        lock.withLock { slot.live[ObjectIdentifier(server)] = server }
         let timeout = TimeAmount.milliseconds(Int64(max(settings.connectTimeout, 1)))
         let connected = connector.connect(host: slot.address.host, port: slot.address.port, on: loop,
                                           timeout: timeout, handler: server)
@@ -211,6 +281,7 @@ public final class ConnectionPool: @unchecked Sendable {
                 self.carryOut(outcome, slot: slot)
             case .failure(let error):
                 server.close()
+                self.forget(server, in: slot)
                 self.logger.warning("could not open server connection", metadata: [
                     "server": "\(slot.address)", "error": "\(error)"])
                 let stranded = self.lock.withLock { slot.machine.connectionFailed() }
@@ -251,5 +322,84 @@ public final class ConnectionPool: @unchecked Sendable {
                 acc.3 += slot.machine.waitingCount
             }
         }
+    }
+}
+
+// MARK: - operations (reload, RECONNECT, PAUSE) and observation
+
+extension ConnectionPool {
+    /// A reload replaced this pool: close what is idle now, and the rest as it comes back.
+    func retire() {
+        retired.store(true, ordering: .relaxed)
+        closeIdle()
+    }
+
+    var isPaused: Bool { lock.withLock { paused } }
+
+    /// PAUSE: clients that need a connection wait (up to their connect_timeout) until RESUME; transactions in
+    /// progress finish. Idle connections are closed, as PgBouncer's PAUSE leaves none open.
+    func pause() {
+        lock.withLock { paused = true }
+        closeIdle()
+    }
+
+    func resume() {
+        let waiters: [WaiterRef] = lock.withLock {
+            paused = false
+            defer { pausedWaiters.removeAll() }
+            return pausedWaiters
+        }
+        for ref in waiters {
+            let waiter = ref.waiter
+            waiter.eventLoop.execute {
+                if case .leased(let server) = self.lease(for: waiter) { waiter.leaseGranted(server) }
+            }
+        }
+    }
+
+    /// RECONNECT: every connection is replaced; idle ones now, leased ones when released.
+    func reconnect() {
+        reconnectEpoch.add()
+        closeIdle()
+    }
+
+    /// Closes every connection, leased ones included (KILL).
+    func closeAll() {
+        let servers = lock.withLock { slots.flatMap { $0.live.values } }
+        for server in servers { server.close() }
+    }
+
+    /// One server connection as SHOW SERVERS reports it.
+    struct ServerInfo {
+        var id: Int
+        var address: ServerAddress
+        var state: ServerState
+        var applicationName: String
+        var createdAt: NIODeadline
+        var stats: ServerStats.Snapshot
+        var prepareCacheSize: Int
+    }
+
+    func serverInfos() -> [ServerInfo] {
+        let servers = lock.withLock { slots.flatMap { $0.live.values } }
+        return servers.map { server in
+            ServerInfo(id: server.id, address: server.address, state: server.stats.state,
+                       applicationName: server.lastApplicationName.withLockedValue { $0 },
+                       createdAt: server.createdAt, stats: server.stats.snapshot,
+                       prepareCacheSize: server.stats.prepareCacheSize.load)
+        }.sorted { $0.id < $1.id }
+    }
+
+    /// Totals per server address: closed connections plus open ones.
+    func addressTotals() -> [(address: ServerAddress, totals: ServerStats.Snapshot)] {
+        let perSlot = lock.withLock { slots.map { ($0, Array($0.live.values)) } }
+        return perSlot.map { slot, servers in
+            (slot.address, servers.reduce(slot.closedTotals.snapshot) { $0 + $1.stats.snapshot })
+        }
+    }
+
+    /// Connections per address (opening included), for SHOW DATABASES `current_connections`.
+    func connectionCounts() -> [Int] {
+        lock.withLock { slots.map { $0.live.count } }
     }
 }

@@ -27,15 +27,22 @@ public final class PoolerRuntime: @unchecked Sendable {
         var scramVerifier: SCRAMVerifier?
     }
 
-    private let lock = NIOLock()
-    private var snapshot: Snapshot
+    let lock = NIOLock()
+    var snapshot: Snapshot
     public let connector: ServerConnector
     public let keyCache = SCRAMKeyCache()
     public let logger: Logger
     private var clientCount = 0
     private var clientsPerUser: [PoolKey: Int] = [:]
-    private var cancelTargets: [BackendKeyData: WeakClient] = [:]
+    var cancelTargets: [BackendKeyData: WeakClient] = [:]
     private var shuttingDown = false
+    /// Admin `RELOAD` and SIGHUP: re-reads the config file (set by the server; nil in tests).
+    public var reloadHandler: (@Sendable () -> Result<PgCatConfig, ReloadError>)?
+    /// Admin `SHUTDOWN`: starts the graceful shutdown (set by the server).
+    public var shutdownHandler: (@Sendable () -> Void)?
+    /// When the runtime started (SHOW CONFIG / uptime) and how the admin console authenticates.
+    var adminAuth: UserAuth?
+    let averager = StatsAverager()
 
     struct WeakClient { weak var client: ClientConnection? }
 
@@ -43,24 +50,53 @@ public final class PoolerRuntime: @unchecked Sendable {
         self.connector = connector
         self.logger = logger
         self.snapshot = Snapshot(config: config, pools: [:], users: [:])
-        self.snapshot = build(config)
+        self.snapshot = build(config, reusing: nil).snapshot
+        self.adminAuth = Self.adminAuth(config.general, reusing: nil)
     }
 
-    private func build(_ config: PgCatConfig) -> Snapshot {
+    /// Pools for `config`; with `previous`, a pool whose settings did not change is kept as it is (connections,
+    /// statements, counters), and a changed one is replaced but keeps its statement names (clients hold them).
+    func build(_ config: PgCatConfig, reusing previous: Snapshot?) -> (snapshot: Snapshot, replaced: [ConnectionPool]) {
         var pools: [PoolKey: ConnectionPool] = [:]
         var users: [String: [String: UserAuth]] = [:]
+        var replaced: [ConnectionPool] = []
         for named in config.pools {
             var poolUsers: [String: UserAuth] = [:]
             for user in named.config.users {
                 let key = PoolKey(database: named.name, user: user.username)
-                pools[key] = ConnectionPool(database: named.name, user: user.username, pool: named.config,
-                                            userConfig: user, general: config.general, connector: connector,
-                                            keyCache: keyCache, logger: logger)
-                poolUsers[user.username] = UserAuth(config: user, scramVerifier: Self.verifier(for: user))
+                let identity = ConnectionPool.Identity(pool: named.config, user: user, general: config.general)
+                let old = previous?.pools[key]
+                if let old, old.identity == identity {
+                    pools[key] = old
+                } else {
+                    pools[key] = ConnectionPool(database: named.name, user: user.username, pool: named.config,
+                                                userConfig: user, general: config.general, connector: connector,
+                                                keyCache: keyCache, logger: logger, statementNames: old?.statementNames)
+                    if let old { replaced.append(old) }
+                }
+                if let oldAuth = previous?.users[named.name]?[user.username], oldAuth.config == user {
+                    poolUsers[user.username] = oldAuth  // no new PBKDF2 for an unchanged user
+                } else {
+                    poolUsers[user.username] = UserAuth(config: user, scramVerifier: Self.verifier(for: user))
+                }
             }
             users[named.name] = poolUsers
         }
-        return Snapshot(config: config, pools: pools, users: users)
+        if let previous {
+            for (key, pool) in previous.pools where pools[key] == nil { replaced.append(pool) }
+        }
+        return (Snapshot(config: config, pools: pools, users: users), replaced)
+    }
+
+    static func adminAuth(_ general: GeneralConfig, reusing old: UserAuth?) -> UserAuth? {
+        // With trust and no admin_username, any user name is let in (as PgCat's trust admin).
+        guard !general.adminUsername.isEmpty || general.adminAuthType == .trust else { return nil }
+        var user = UserConfig()
+        user.username = general.adminUsername
+        user.password = general.adminPassword
+        user.authType = general.adminAuthType
+        if let old, old.config == user { return old }
+        return UserAuth(config: user, scramVerifier: verifier(for: user))
     }
 
     private static func verifier(for user: UserConfig) -> SCRAMVerifier? {

@@ -24,6 +24,7 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
     }
 
     func start() {
+        pool.cleanupsInFlight.add()
         eventLoop.execute { self.begin() }
     }
 
@@ -124,6 +125,7 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
     private func finish() {
         guard !done else { return }
         done = true
+        pool.cleanupsInFlight.add(-1)
         timeout?.cancel()
         server.detach(owner: self)
         server.resetRelayState()
@@ -133,6 +135,7 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
     private func fail(_ reason: String) {
         guard !done else { return }
         done = true
+        pool.cleanupsInFlight.add(-1)
         timeout?.cancel()
         logger.warning("closing server connection after failed cleanup", metadata: ["reason": "\(reason)"])
         server.detach(owner: self)

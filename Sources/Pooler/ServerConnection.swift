@@ -5,6 +5,7 @@
 import Auth
 import Logging
 import NIOCore
+import NIOConcurrencyHelpers
 import PostgresWire
 
 public struct ServerAddress: Sendable, Hashable, CustomStringConvertible {
@@ -67,6 +68,16 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     var isDirty: Bool { dirtySettings || dirtyPrepared }
     var isBroken = false
     var scanner = FrameStreamScanner()
+    /// When the current request (up to its ReadyForQuery) and transaction began, for query and transaction times.
+    var requestStart: NIODeadline?
+    var transactionStart: NIODeadline?
+
+    /// The pool's RECONNECT epoch when this connection was opened.
+    var epoch = 0
+    /// Counters and state for the admin console and metrics (readable from any thread).
+    let stats = ServerStats()
+    /// The application_name of the client that used it last (SHOW SERVERS, as PgBouncer).
+    let lastApplicationName = NIOLockedValueBox("")
 
     /// Set once at startup.
     /// The server's current reported parameters (startup, then ParameterStatus while leased).
@@ -141,6 +152,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        stats.bytesReceived.add(buffer.readableBytes)
         if startup != nil {
             continueStartup(context: context, with: buffer)
             return
@@ -207,6 +219,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
         case .ready(let parameters, let key):
             self.parameters = parameters
             self.backendKey = key
+            stats.stateValue.store(ServerState.idle.rawValue)
             startup = nil
             startupBuffer = nil
             completeStartup(.success(()))
@@ -251,6 +264,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     func attach(owner newOwner: ServerOwner) {
         if eventLoop.inEventLoop {
             owner = newOwner
+            stats.stateValue.store((newOwner is ClientConnection ? ServerState.active : ServerState.used).rawValue)
             if context == nil {
                 // Died while in the pool: tell the new owner at once.
                 newOwner.eventLoop.execute { newOwner.serverClosed(self, reason: "server closed the connection") }
@@ -264,7 +278,10 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     /// may run after the next holder attached itself directly on this loop.
     func detach(owner oldOwner: ServerOwner) {
         if eventLoop.inEventLoop {
-            if owner === oldOwner { owner = nil }
+            if owner === oldOwner {
+                owner = nil
+                stats.stateValue.store(ServerState.idle.rawValue)
+            }
         } else {
             eventLoop.execute { self.detach(owner: oldOwner) }
         }
@@ -272,6 +289,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
 
     /// Sends bytes to the server; flushed by `flush()` (same loop) or immediately (other loop).
     func send(_ buffer: ByteBuffer) {
+        stats.bytesSent.add(buffer.readableBytes)
         if eventLoop.inEventLoop {
             guard let context else { return }
             context.write(wrapOutboundOut(buffer), promise: nil)
@@ -333,6 +351,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
 
     func resetRelayState() {
         tracker.reset()
+        requestStart = nil
+        transactionStart = nil
         unsynced = false
         inCopy = false
         scanner.reset()

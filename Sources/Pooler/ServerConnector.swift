@@ -7,8 +7,9 @@ public protocol ServerConnector: Sendable {
                  handler: ServerConnection) -> EventLoopFuture<Void>
     /// Runs CPU-heavy work (PBKDF2) off the event loops; the future completes on `eventLoop`.
     func runBlocking(on eventLoop: EventLoop, _ work: @escaping @Sendable () -> Void) -> EventLoopFuture<Void>
-    /// Sends a CancelRequest to `host:port` on a fresh connection and closes it.
-    func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop)
+    /// Sends a CancelRequest to `host:port` on a fresh connection; completes when that connection is closed.
+    @discardableResult
+    func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) -> EventLoopFuture<Void>
 }
 
 import PostgresWire

@@ -18,6 +18,9 @@ public struct SQLState: Sendable, Hashable, CustomStringConvertible {
     public static let invalidCursorName = SQLState("34000")
     public static let featureNotSupported = SQLState("0A000")
     public static let internalError = SQLState("XX000")
+    public static let syntaxError = SQLState("42601")
+    public static let undefinedObject = SQLState("42704")
+    public static let configFileError = SQLState("F0000")
 }
 
 public enum ErrorSeverity: String, Sendable {

@@ -1,6 +1,7 @@
 /// `pgcat [CONFIG]`: loads and validates the config, starts the pooler, drains on SIGINT/SIGTERM.
 import ArgumentParser
 import Config
+import Pooler
 import Foundation
 import Logging
 import PgCatServer
@@ -59,10 +60,7 @@ struct PgCatCommand: AsyncParsableCommand {
             print("\(path): OK")
             return
         }
-        try await Runner(config: loaded.config, logger: logger).run()
+        try await Runner(config: loaded.config, path: path, logger: logger).run()
     }
 }
 
-enum PgCatVersion {
-    static let string = "0.1.0"
-}

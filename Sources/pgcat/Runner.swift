@@ -1,32 +1,62 @@
-/// Runs the pooler until a signal: the first SIGINT/SIGTERM drains (up to `shutdown_timeout`), a second exits at once.
+/// Runs the pooler until a signal: SIGHUP reloads the config file; the first SIGINT/SIGTERM drains (up to
+/// `shutdown_timeout`), a second one (or SIGQUIT) exits at once.
 import Config
 import Foundation
 import Logging
 import NIOCore
 import PgCatServer
+import Pooler
 import UnixSignals
 
 struct Runner {
     let config: PgCatConfig
+    let path: String
     let logger: Logger
 
     func run() async throws {
         let server = PoolerServer(config: config, logger: logger)
+        let path = self.path
+        let logger = self.logger
+        server.runtime.reloadHandler = { Self.load(path, logger: logger) }
+        // Admin SHUTDOWN takes the same way as a signal (PgCat sends itself SIGINT).
+        server.runtime.shutdownHandler = { kill(getpid(), SIGINT) }
         try await server.start()
-        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sigquit)
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sigquit, .sighup)
         var draining: Task<Void, Never>?
         for await signal in signals {
+            if signal == .sighup {
+                logger.notice("SIGHUP: reloading the config", metadata: ["path": "\(path)"])
+                _ = server.runtime.reload()
+                continue
+            }
             if signal == .sigquit || draining != nil {
                 logger.notice("exiting immediately", metadata: ["signal": "\(signal)"])
                 exit(0)
             }
+            let timeout = server.runtime.config.general.shutdownTimeout
             logger.notice("shutting down: draining clients", metadata: [
-                "signal": "\(signal)", "shutdown_timeout_ms": "\(config.general.shutdownTimeout)"])
+                "signal": "\(signal)", "shutdown_timeout_ms": "\(timeout)"])
             draining = Task {
-                await server.drain(timeout: .milliseconds(Int64(config.general.shutdownTimeout)))
+                await server.drain(timeout: .milliseconds(Int64(timeout)))
                 await server.stop()
                 exit(0)
             }
+        }
+    }
+
+    /// Reads and validates the config file for a reload; problems name their keys.
+    static func load(_ path: String, logger: Logger) -> Result<PgCatConfig, ReloadError> {
+        do {
+            let loaded = try ConfigLoader.load(path: path)
+            for warning in loaded.warnings {
+                logger.warning("config warning", metadata: ["warning": "\(warning)"])
+            }
+            return .success(loaded.config)
+        } catch let error as ConfigError {
+            return .failure(ReloadError("invalid config \(path): "
+                + error.problems.map(\.description).joined(separator: "; ")))
+        } catch {
+            return .failure(ReloadError("cannot load \(path): \(error)"))
         }
     }
 }

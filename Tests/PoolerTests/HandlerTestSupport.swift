@@ -45,8 +45,9 @@ final class FakeServerConnector: ServerConnector, @unchecked Sendable {
         return eventLoop.makeSucceededFuture(())
     }
 
-    func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) {
+    func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         cancels.append(Cancel(host: host, port: port, key: key))
+        return eventLoop.makeSucceededVoidFuture()
     }
 }
 
