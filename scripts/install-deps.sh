@@ -2,7 +2,7 @@
 # Installs what the build and the integration tests need, each piece only when it is missing, so a second run
 # takes a second or two: PostgreSQL 15 (server, contrib, client, pgbench), pgbouncer (benchmark baseline),
 # libpg-query-dev (the query parser the pooler links), procps and iproute2 (ps, ss), and the Python test
-# clients psycopg 3, asyncpg, pytest and pytest-timeout.
+# clients psycopg 3, asyncpg, pytest, pytest-timeout and prometheus-client (the metrics test parses with it).
 # Needs root (or sudo) for apt-get. Debian 12.
 set -euo pipefail
 
@@ -70,7 +70,7 @@ fi
 PY="${PYTHON:-python3}"
 command -v "$PY" >/dev/null || { echo "install-deps: $PY not found" >&2; exit 1; }
 pip_missing=()
-for spec in "psycopg[binary]:psycopg" "asyncpg:asyncpg" "pytest:pytest" "pytest-timeout:pytest_timeout"; do
+for spec in "psycopg[binary]:psycopg" "asyncpg:asyncpg" "pytest:pytest" "pytest-timeout:pytest_timeout" "prometheus-client:prometheus_client"; do
     pkg="${spec%%:*}"
     mod="${spec##*:}"
     "$PY" -c "import $mod" >/dev/null 2>&1 || pip_missing+=("$pkg")

@@ -3,8 +3,10 @@ import Config
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import Metrics
 import NIOPosix
 import Pooler
+import Prometheus
 
 public final class PoolerServer: @unchecked Sendable {
     public let runtime: PoolerRuntime
@@ -13,6 +15,11 @@ public final class PoolerServer: @unchecked Sendable {
     let threadPool: NIOThreadPool
     let logger: Logger
     private var listener: Channel?
+    private var exporter: PrometheusExporter?
+    private var exporterChannel: Channel?
+
+    /// swift-metrics can be bootstrapped once per process.
+    private static let metricsBootstrapped = NIOLockedValueBox(false)
     private var janitor: RepeatedTask?
     private var statsSampler: RepeatedTask?
     private var autoreloader: RepeatedTask?
@@ -29,8 +36,20 @@ public final class PoolerServer: @unchecked Sendable {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         self.threadPool = threadPool
+        var registry: PrometheusCollectorRegistry?
+        if general.enablePrometheusExporter {
+            // Before the pools exist: they create their histograms (swift-metrics Timers) when built.
+            let prometheus = PrometheusCollectorRegistry()
+            let bootstrapped = Self.metricsBootstrapped.withLockedValue { done in
+                defer { done = true }
+                return done
+            }
+            if !bootstrapped { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus)) }
+            registry = prometheus
+        }
         self.runtime = PoolerRuntime(config: config, connector: NIOServerConnector(keepalive: keepalive, threadPool: threadPool),
                                      logger: logger)
+        if let registry { self.exporter = PrometheusExporter(registry: registry, runtime: runtime) }
     }
 
     /// `worker_threads: 0` means one event loop per two cores: measured on 2 cores, a second loop costs ~10% more
@@ -83,6 +102,10 @@ public final class PoolerServer: @unchecked Sendable {
                 }
             }
         }
+        if let exporter {
+            exporterChannel = try await exporter.start(host: general.host, port: general.prometheusExporterPort,
+                                                       group: group, logger: logger)
+        }
         let port = channel.localAddress?.port ?? general.port
         logger.info("pgcat listening", metadata: ["host": "\(general.host)", "port": "\(port)",
                                                   "worker_threads": "\(Self.eventLoopThreads(configured: general.workerThreads))"])
@@ -106,6 +129,7 @@ public final class PoolerServer: @unchecked Sendable {
         autoreloader?.cancel()
         runtime.closeIdleServers()
         try? await listener?.close()
+        try? await exporterChannel?.close()
         try? await group.shutdownGracefully()
         try? await threadPool.shutdownGracefully()
     }

@@ -67,7 +67,9 @@ extension ClientConnection {
 
     func leaseGranted(_ server: ServerConnection) {
         waiting = false
-        server.stats.waitTime.add(stats.stopWaiting(now: eventLoop.now))
+        let waited = stats.stopWaiting(now: eventLoop.now)
+        server.stats.waitTime.add(waited)
+        pool?.waitTimer.recordNanoseconds(Int64(waited) * 1000)
         switch phase {
         case .awaitingParameters:
             let parameters = server.parameters

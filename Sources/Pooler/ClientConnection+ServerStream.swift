@@ -130,7 +130,9 @@ extension ClientConnection {
         stats.queries.add()
         server.stats.queries.add()
         if let start = server.requestStart {
-            server.stats.queryTime.add(Int((now - start).nanoseconds / 1000))
+            let elapsed = (now - start).nanoseconds
+            server.stats.queryTime.add(Int(elapsed / 1000))
+            pool?.queryTimer.recordNanoseconds(elapsed)
             server.requestStart = server.tracker.pendingSyncPoints > 0 ? now : nil
         }
         if server.status == .idle {

@@ -4,6 +4,7 @@ import Auth
 import Config
 import Logging
 import Atomics
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -55,6 +56,11 @@ public final class ConnectionPool: @unchecked Sendable {
     /// A reload replaced this pool: its connections close as they come back; clients move to the new pool.
     var isRetired: Bool { retired.load(ordering: .relaxed) }
 
+    /// Latency histograms (swift-metrics; Prometheus `pgcat_query_duration_seconds` and
+    /// `pgcat_wait_duration_seconds` when the exporter is on, no-ops otherwise).
+    let queryTimer: Metrics.Timer
+    let waitTimer: Metrics.Timer
+
     /// CancelRequests forwarded to a server and not answered yet (SHOW POOLS `cl_cancel_req`).
     let cancelsInFlight = Counter()
     /// Server connections being reset before reuse (SHOW POOLS `sv_used`).
@@ -86,6 +92,9 @@ public final class ConnectionPool: @unchecked Sendable {
         self.user = user
         self.statementNames = statementNames ?? StatementNames()
         self.identity = Identity(pool: pool, user: userConfig, general: general)
+        let dimensions = [("pool", database), ("user", user)]
+        self.queryTimer = Metrics.Timer(label: "pgcat_query_duration_seconds", dimensions: dimensions)
+        self.waitTimer = Metrics.Timer(label: "pgcat_wait_duration_seconds", dimensions: dimensions)
         self.poolConfig = pool
         self.settings = EffectiveUserSettings(pool: pool, user: userConfig, general: general)
         self.statementCacheSize = pool.preparedStatementsCacheSize
