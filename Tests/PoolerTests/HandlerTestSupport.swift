@@ -404,6 +404,8 @@ final class PoolerHarness {
         general.idleClientInTransactionTimeout = options.idleClientInTransactionTimeout
         general.maxMessageSize = options.maxMessageSize
         general.maxClientConn = options.maxClientConn
+        general.adminUsername = "admin"
+        general.adminAuthType = .trust
         var user = UserConfig()
         user.username = Self.user
         user.authType = .trust
