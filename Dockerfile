@@ -1,5 +1,5 @@
 # Multi-stage build: compile with the official Swift image, run on a slim Debian with only what the binary needs.
-FROM swift:6.1-bookworm AS build
+FROM swift:6.3-bookworm AS build
 WORKDIR /src
 COPY Package.swift ./
 RUN swift package resolve

@@ -307,14 +307,11 @@ def test_pinned_client_shows_its_reason(pgcat):
         listener.execute("listen admin_x")
         locker.execute("select pg_advisory_lock(777)")
         plain.execute("select 1")
-        by_pid = {}
         rows = show(a, "CLIENTS")
         assert sorted(r["pinned"] for r in rows) == ["", "LISTEN", "advisory lock"], rows
-        # the pinned clients keep their server connections between transactions
-        servers = show(a, "SERVERS")
-        assert len(servers) >= 2
-        by_pid[backend_pid(listener)] = "listener"
-        assert backend_pid(listener) in by_pid
+        # the pinned clients hold their server connections between transactions
+        assert len(show(a, "SERVERS")) >= 2
+        assert pool_row(a)["sv_idle"] <= 1, pool_row(a)
         locker.execute("select pg_advisory_unlock(777)")
 
 
@@ -336,8 +333,9 @@ def test_prepared_statement_cache_counters(pgcat):
         assert s2["prepare_cache_size"] == s1["prepare_cache_size"], (s1, s2)
 
 
-def test_cancel_request_counted_in_flight(pgcat):
-    """cl_cancel_req counts CancelRequests forwarded and not yet answered; it is back to 0 afterwards."""
+def test_cancel_request_leaves_no_cancel_in_flight(pgcat):
+    """cl_cancel_req counts CancelRequests forwarded and not yet answered (too brief to catch here): after a cancel
+    it is back to 0, and the cancelled client keeps working."""
     t = pgcat(pool_size=1, users=["app"])
     with t.connect() as c, admin(t) as a:
         assert pool_row(a)["cl_cancel_req"] == 0

@@ -49,3 +49,37 @@ def test_second_signal_exits_at_once(pgcat):
     t.proc.send_signal(signal.SIGTERM)
     assert t.proc.wait(timeout=5) == 0
     busy.close()
+
+
+def test_drain_ends_at_shutdown_timeout_and_admin_keeps_working(pgcat):
+    """A transaction that never ends does not hold the process past shutdown_timeout; during the drain the admin
+    console still answers (and can be logged into), while pool clients are refused."""
+    t = pgcat(general={"shutdown_timeout": 1500})
+    stuck = t.connect(autocommit=False)
+    stuck.execute("select 1")
+    admin = t.connect(user="pgcat_admin", dbname="pgcat", password="pgcat_admin")
+    started = time.monotonic()
+    t.proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    assert admin.execute("show pools").fetchall(), "admin console answers during the drain"
+    with t.connect(user="pgcat_admin", dbname="pgbouncer", password="pgcat_admin") as late_admin:
+        assert late_admin.execute("show version").fetchone()[0].startswith("PgCat")
+    assert t.proc.wait(timeout=10) == 0
+    elapsed = time.monotonic() - started
+    assert 1.2 < elapsed < 6, f"exited after {elapsed:.1f}s with shutdown_timeout 1.5s"
+    stuck.close()
+    admin.close()
+
+
+def test_admin_shutdown_drains_like_sigint(pgcat):
+    t = pgcat(general={"shutdown_timeout": 10000})
+    busy = t.connect(autocommit=False)
+    busy.execute("select 1")
+    with t.connect(user="pgcat_admin", dbname="pgcat", password="pgcat_admin") as admin:
+        assert admin.execute("shutdown").fetchone() == ("t",)
+    time.sleep(0.3)
+    assert t.proc.poll() is None, "the open transaction may still finish"
+    assert busy.execute("select 2").fetchone() == (2,)
+    busy.commit()
+    assert t.proc.wait(timeout=10) == 0
+    busy.close()
