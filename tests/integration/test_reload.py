@@ -1,0 +1,392 @@
+"""Live reload (SIGHUP, admin RELOAD, general.autoreload): changed pools are rebuilt while clients keep running,
+unchanged pools are kept, pools and servers come and go, [general] changes apply everywhere, a bad file or a new
+listen port is refused with the old config kept and a reason in the reply and the log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psycopg
+import pytest
+
+from pgwire import PgError, RawConn
+from support import HOST, build_config, free_port, pooler_ports_to, to_yaml
+
+pytestmark = pytest.mark.pooler_only
+
+ADMIN = {"user": "pgcat_admin", "password": "pgcat_admin"}
+
+
+def admin(t, dbname: str = "pgcat") -> psycopg.Connection:
+    return psycopg.connect(host=t.host, port=t.port, dbname=dbname, autocommit=True, prepare_threshold=None,
+                           connect_timeout=10, **ADMIN)
+
+
+def show(conn, what: str) -> list[dict]:
+    cur = conn.execute(f"SHOW {what}")
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def pool_sizes(conn) -> dict[tuple[str, str], int]:
+    return {(r["database"], r["force_user"]): r["pool_size"] for r in show(conn, "DATABASES")}
+
+
+def config_value(conn, key: str) -> str:
+    return {r["key"]: r["value"] for r in show(conn, "CONFIG")}[key]
+
+
+def wait_for(predicate, timeout: float = 8.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def write_config(t, text: str) -> None:
+    """Replaces the config file atomically (autoreload never sees half a file)."""
+    tmp = t.config_path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, t.config_path)
+
+
+def rewrite(t, cluster, **kwargs) -> dict:
+    cfg = build_config(cluster, t.port, **kwargs)
+    write_config(t, to_yaml(cfg))
+    return cfg
+
+
+def reload_via_admin(t) -> None:
+    with admin(t) as a:
+        assert a.execute("RELOAD").statusmessage == "RELOAD"
+
+
+def server_connections(t, cluster) -> int:
+    """The pooler's open TCP connections to the primary (retired pools' connections included)."""
+    return len(pooler_ports_to(t.proc.pid, cluster.primary))
+
+
+def backend_pid(conn) -> int:
+    return conn.execute("select pg_backend_pid()").fetchone()[0]
+
+
+def connect_error(t, dbname: str, user: str = "app") -> PgError:
+    with RawConn(t.host, t.port) as c:
+        with pytest.raises(PgError) as ei:
+            c.startup(user, dbname, user)
+        return ei.value
+
+
+class Load:
+    """n clients, each on its own connection, running `sql` back to back until stop()."""
+
+    def __init__(self, t, n: int = 50, sql: str = "select 1"):
+        self.stopping = threading.Event()
+        self.errors: list[BaseException] = []
+        self.counts = [0] * n
+        self.conns = [t.connect() for _ in range(n)]
+        self.threads = [threading.Thread(target=self._run, args=(i, sql), daemon=True) for i in range(n)]
+        for th in self.threads:
+            th.start()
+
+    def _run(self, i: int, sql: str) -> None:
+        c = self.conns[i]
+        try:
+            while not self.stopping.is_set():
+                assert c.execute(sql).fetchone()[0] is not None
+                self.counts[i] += 1
+        except BaseException as e:  # noqa: BLE001
+            self.errors.append(e)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+    def progressed(self, timeout: float = 5.0) -> bool:
+        start = self.total
+        return bool(wait_for(lambda: self.total >= start + 50, timeout))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for th in self.threads:
+            th.join(15)
+        for c in self.conns:
+            c.close()
+
+
+def sample_max(fn, seconds: float, interval: float = 0.05) -> int:
+    deadline = time.monotonic() + seconds
+    peak = fn()
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        peak = max(peak, fn())
+    return peak
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pool_size under load
+
+
+def test_sighup_shrinks_pool_under_load(pgcat, cluster):
+    t = pgcat(pool_size=5, users=["app"])
+    load = Load(t, 50, "select 1")
+    try:
+        assert wait_for(lambda: server_connections(t, cluster) == 5), server_connections(t, cluster)
+        assert load.progressed()
+        rewrite(t, cluster, pool_size=2, users=["app"])
+        t.proc.send_signal(signal.SIGHUP)
+        with admin(t) as a:
+            assert wait_for(lambda: pool_sizes(a) == {("app", "app"): 2}), pool_sizes(a)
+            assert [r["max_connections"] for r in show(a, "DATABASES")] == [2]
+            # the old pool's connections close as they come back; then never more than 2
+            assert wait_for(lambda: server_connections(t, cluster) <= 2), server_connections(t, cluster)
+            assert load.progressed()
+            assert sample_max(lambda: server_connections(t, cluster), 1.0) <= 2
+            assert len(show(a, "SERVERS")) <= 2
+            assert show(a, "POOLS")[0]["cl_waiting"] > 0  # 50 clients on 2 connections do queue
+        assert "reloading" in t.log().lower()
+    finally:
+        load.stop()
+    assert not load.errors, load.errors[:3]
+    assert t.proc.poll() is None
+
+
+def test_admin_reload_grows_pool_under_load(pgcat, cluster, primary):
+    t = pgcat(pool_size=1, users=["app"])
+    with t.connect(autocommit=False) as in_txn:
+        load = Load(t, 50, "select pg_sleep(0.002)")
+        try:
+            assert load.progressed()
+            assert server_connections(t, cluster) == 1
+            txn_pid = None
+
+            rewrite(t, cluster, pool_size=4, users=["app"])
+            with admin(t) as a:
+                assert a.execute("RELOAD").statusmessage == "RELOAD"
+                assert pool_sizes(a) == {("app", "app"): 4}
+                # the new size is used, and not exceeded
+                assert wait_for(lambda: server_connections(t, cluster) == 4), server_connections(t, cluster)
+                assert sample_max(lambda: server_connections(t, cluster), 0.5) <= 4
+                assert load.progressed()
+                # a transaction begun after the reload runs to its end on one connection
+                txn_pid = backend_pid(in_txn)
+                assert backend_pid(in_txn) == txn_pid
+                in_txn.commit()
+                apps = primary.value(
+                    "select count(*) from pg_stat_activity where usename = 'app' and datname = 'app' "
+                    "and backend_type = 'client backend'")
+                assert apps <= 4, apps
+        finally:
+            load.stop()
+    assert not load.errors, load.errors[:3]
+
+
+def test_open_transaction_survives_pool_replacement(pgcat, cluster):
+    t = pgcat(pool_size=2, users=["app"])
+    with t.connect(autocommit=False) as c, t.connect() as other:
+        pid = backend_pid(c)
+        c.execute("create temp table if not exists reload_txn (v int) on commit drop")
+        c.execute("insert into reload_txn values (1)")
+        rewrite(t, cluster, pool_size=3, users=["app"])
+        reload_via_admin(t)
+        # still the same transaction, on the same server connection
+        assert backend_pid(c) == pid
+        assert c.execute("select count(*) from reload_txn").fetchone()[0] == 1
+        c.commit()
+        assert other.execute("select 1").fetchone()[0] == 1
+        c.autocommit = True
+        assert c.execute("select 2").fetchone()[0] == 2
+
+
+def test_unchanged_pool_keeps_its_connections(pgcat, cluster):
+    """Reloading a config where only another pool changed keeps this pool (and its server connections)."""
+    t = pgcat(pool_size=1, users=["app"], databases=("app", "shard0"))
+    with t.connect() as c:
+        pid = backend_pid(c)
+        cfg = build_config(cluster, t.port, pool_size=1, users=["app"], databases=("app", "shard0"))
+        cfg["pools"]["shard0"]["users"]["0"]["pool_size"] = 3
+        write_config(t, to_yaml(cfg))
+        reload_via_admin(t)
+        with admin(t) as a:
+            assert pool_sizes(a) == {("app", "app"): 1, ("shard0", "app"): 3}
+        assert backend_pid(c) == pid, "an unchanged pool was rebuilt"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# refused reloads
+
+
+def test_reload_with_invalid_config_keeps_old_one(pgcat, cluster):
+    t = pgcat(pool_size=3, users=["app"])
+    cfg = build_config(cluster, t.port, pool_size=7, users=["app"])
+    cfg["general"]["bogus_reload_key"] = 1
+    write_config(t, to_yaml(cfg))
+    with admin(t) as a, t.connect() as c:
+        with pytest.raises(psycopg.Error) as ei:
+            a.execute("RELOAD")
+        e = ei.value
+        assert e.sqlstate == "F0000", (e.sqlstate, str(e))
+        assert "general.bogus_reload_key" in e.diag.message_primary, e.diag.message_primary
+        assert pool_sizes(a) == {("app", "app"): 3}
+        assert c.execute("select 1").fetchone()[0] == 1
+        assert t.connect().execute("select 2").fetchone()[0] == 2
+        log = t.log()
+        assert "reload refused" in log and "bogus_reload_key" in log, log[-2000:]
+
+        # a file that is not YAML at all
+        write_config(t, "general:\n  port: [unclosed\n  host: {{{\n")
+        with pytest.raises(psycopg.Error) as ei:
+            a.execute("RELOAD")
+        assert ei.value.sqlstate == "F0000"
+        message = ei.value.diag.message_primary
+        assert str(t.config_path) in message and "old config" in message, message
+        assert pool_sizes(a) == {("app", "app"): 3}
+
+        # the same through SIGHUP: logged, nothing changes, the process keeps serving
+        log_before = len(t.log())
+        t.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload refused" in t.log()[log_before:], 5), t.log()[log_before:]
+        assert t.proc.poll() is None
+        assert c.execute("select 3").fetchone()[0] == 3
+
+        # fixing the file makes the next RELOAD work
+        rewrite(t, cluster, pool_size=7, users=["app"])
+        assert a.execute("RELOAD").statusmessage == "RELOAD"
+        assert pool_sizes(a) == {("app", "app"): 7}
+
+
+def test_port_change_is_refused(pgcat, cluster):
+    t = pgcat(pool_size=3, users=["app"])
+    new_port = free_port()
+    write_config(t, to_yaml(build_config(cluster, new_port, pool_size=6, users=["app"])))
+    with admin(t) as a:
+        with pytest.raises(psycopg.Error) as ei:
+            a.execute("RELOAD")
+        assert ei.value.sqlstate == "F0000"
+        assert "port" in ei.value.diag.message_primary, ei.value.diag.message_primary
+        assert config_value(a, "port") == str(t.port)
+        assert pool_sizes(a) == {("app", "app"): 3}  # nothing of that file was applied
+    with t.connect() as c:
+        assert c.execute("select 1").fetchone()[0] == 1
+    with pytest.raises(OSError):
+        RawConn(HOST, new_port, timeout=1).close()
+    assert "port" in t.log().split("reload refused", 1)[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pools and servers come and go
+
+
+def test_added_pool_becomes_usable(pgcat, cluster):
+    t = pgcat(pool_size=1, users=["app"], databases=("app",))
+    assert connect_error(t, "shard0").sqlstate == "3D000"
+    with t.connect() as c:
+        pid = backend_pid(c)
+        rewrite(t, cluster, pool_size=1, users=["app"], databases=("app", "shard0"))
+        reload_via_admin(t)
+        with t.connect(dbname="shard0") as s:
+            assert s.execute("select current_database()").fetchone()[0] == "shard0"
+        assert backend_pid(c) == pid  # the app pool did not change
+    with admin(t) as a:
+        assert sorted(pool_sizes(a)) == [("app", "app"), ("shard0", "app")]
+        assert {r["database"] for r in show(a, "POOLS")} == {"app", "shard0"}
+
+
+def test_removed_pool_refuses_new_clients_and_keeps_existing(pgcat, cluster):
+    t = pgcat(pool_size=1, users=["app"], databases=("app", "shard0"))
+    with t.connect(dbname="shard0") as staying, t.connect(dbname="shard0", autocommit=False) as in_txn:
+        staying.execute("select 1")
+        in_txn.execute("select 1")
+        rewrite(t, cluster, pool_size=1, users=["app"], databases=("app",))
+        reload_via_admin(t)
+        e = connect_error(t, "shard0")
+        assert e.sqlstate == "3D000" and "shard0" in e.message, e.fields
+        with admin(t) as a:
+            assert sorted(pool_sizes(a)) == [("app", "app")]
+        # clients of the removed pool keep working until they leave
+        assert in_txn.execute("select current_database()").fetchone()[0] == "shard0"
+        in_txn.commit()
+        for i in range(3):
+            assert staying.execute("select %s::int, current_database()", (i,)).fetchone() == (i, "shard0")
+            assert in_txn.execute("select %s::int", (i,)).fetchone()[0] == i
+            in_txn.commit()
+    with t.connect() as c:
+        assert c.execute("select current_database()").fetchone()[0] == "app"
+
+
+def test_added_and_removed_replica_shows_in_databases(pgcat, cluster):
+    primary_only = [[HOST, cluster.primary, "primary"]]
+    with_replica = [[HOST, cluster.primary, "primary"], [HOST, cluster.replica1, "replica"]]
+    t = pgcat(pool_size=2, users=["app"], servers=primary_only)
+
+    def rows():
+        with admin(t) as a:
+            return sorted((r["name"], r["port"]) for r in show(a, "DATABASES"))
+
+    def in_recovery(n: int) -> set[bool]:
+        with t.connect() as c:
+            return {c.execute("select pg_is_in_recovery()").fetchone()[0] for _ in range(n)}
+
+    assert rows() == [("app_shard_0_primary", cluster.primary)]
+    assert in_recovery(10) == {False}
+
+    rewrite(t, cluster, pool_size=2, users=["app"], servers=with_replica)
+    reload_via_admin(t)
+    assert rows() == [("app_shard_0_primary", cluster.primary), ("app_shard_0_replica_0", cluster.replica1)]
+    assert True in in_recovery(40), "the added replica takes no queries"
+
+    rewrite(t, cluster, pool_size=2, users=["app"], servers=primary_only)
+    t.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: rows() == [("app_shard_0_primary", cluster.primary)]), rows()
+    assert in_recovery(20) == {False}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# autoreload and [general]
+
+
+def test_autoreload_picks_up_changes_without_a_signal(pgcat, cluster):
+    general = {"autoreload": 300}
+    t = pgcat(pool_size=3, users=["app"], general=general)
+    with admin(t) as a, t.connect() as c:
+        rewrite(t, cluster, pool_size=5, users=["app"], general=general)
+        assert wait_for(lambda: pool_sizes(a) == {("app", "app"): 5}, 5), pool_sizes(a)
+
+        # a broken file: the old config stays, and the problem is logged once, not every 300 ms
+        write_config(t, to_yaml(build_config(cluster, t.port, pool_size=2, users=["app"],
+                                             general={**general, "no_such_general_key": 1})))
+        assert wait_for(lambda: "no_such_general_key" in t.log(), 5), t.log()[-2000:]
+        time.sleep(1.0)  # three more autoreload ticks
+        assert t.log().count("no_such_general_key") == 1, t.log()[-3000:]
+        assert pool_sizes(a) == {("app", "app"): 5}
+        assert c.execute("select 1").fetchone()[0] == 1
+
+        rewrite(t, cluster, pool_size=4, users=["app"], general=general)
+        assert wait_for(lambda: pool_sizes(a) == {("app", "app"): 4}, 5), pool_sizes(a)
+        assert c.execute("select 2").fetchone()[0] == 2
+
+
+def test_general_changes_apply_to_unchanged_pools(pgcat, cluster):
+    """connect_timeout is a [general] value: after a reload it applies to a pool whose own section did not change
+    (PgCat keeps the stale value there)."""
+    t = pgcat(pool_size=1, users=["app"], general={"connect_timeout": 20000})
+    with admin(t) as a:
+        assert config_value(a, "connect_timeout") == "20000"
+        rewrite(t, cluster, pool_size=1, users=["app"], general={"connect_timeout": 700, "ban_time": 33})
+        assert a.execute("RELOAD").statusmessage == "RELOAD"
+        assert config_value(a, "connect_timeout") == "700"
+        assert config_value(a, "ban_time") == "33"
+    with t.connect(autocommit=False) as holder, t.connect() as waiter:
+        holder.execute("select 1")
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            waiter.execute("select 1")
+        elapsed = time.monotonic() - started
+        assert elapsed < 5, f"waited {elapsed:.1f}s: the old connect_timeout (20 s) still applies"
+        holder.commit()
+        assert waiter.execute("select 2").fetchone()[0] == 2
