@@ -31,6 +31,18 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .systemLibrary(
+            name: "CPgQuery",
+            path: "Sources/CPgQuery",
+            providers: [.apt(["libpg-query-dev"])]
+        ),
+        .target(
+            name: "QueryParser",
+            dependencies: [
+                "CPgQuery",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "Config",
             dependencies: [.product(name: "Yams", package: "Yams")]
@@ -74,6 +86,7 @@ let package = Package(
         ]),
         .testTarget(name: "AuthTests", dependencies: ["Auth"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "QueryParserTests", dependencies: ["QueryParser"]),
         .testTarget(name: "PoolerTests", dependencies: [
             "Pooler", "PostgresWire", "Config", "Auth",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,0 +1,174 @@
+/// What routing needs to know about a query text, read from libpg_query's parse tree once and cached: the kinds of
+/// its statements, whether it writes or locks, the functions it calls and the tables it names, transaction control.
+public struct QueryFacts: Equatable, Sendable {
+    public enum Transaction: Equatable, Sendable {
+        /// BEGIN / START TRANSACTION; `readOnly` is true for READ ONLY, false for READ WRITE, nil when unsaid.
+        case begin(readOnly: Bool?)
+        case commit, rollback
+        /// SAVEPOINT, RELEASE, ROLLBACK TO, PREPARE TRANSACTION, ...
+        case other
+    }
+
+    /// Top-level statement node names in order, e.g. `["SelectStmt"]`, `["InsertStmt", "SelectStmt"]`.
+    public var statementKinds: [String] = []
+    /// The text changes data, schema or server state, or takes row locks: anything but a plain read.
+    public var writes = false
+    /// Why it writes (for logs and tests), e.g. "InsertStmt", "FOR UPDATE", "nextval".
+    public var writeReason: String?
+    /// Functions called anywhere (CTEs and subqueries too), lower-case, schema-qualified as written
+    /// (`pgml.embed`, `nextval`).
+    public var functions: [String] = []
+    /// Tables named anywhere, schema-qualified as written (`public.users`, `users`).
+    public var tables: [String] = []
+    /// The transaction control statement, if the text is one.
+    public var transaction: Transaction?
+    /// The highest `$n` parameter referenced.
+    public var parameterCount = 0
+
+    public init() {}
+
+    /// Statement kinds that only read (or only concern the session), when nothing inside them writes.
+    static let readKinds: Set<String> = [
+        "SelectStmt", "VariableShowStmt", "ExplainStmt", "DeclareCursorStmt", "FetchStmt", "ClosePortalStmt",
+        "VariableSetStmt", "DiscardStmt", "DeallocateStmt", "TransactionStmt", "PrepareStmt",
+    ]
+
+    /// Functions with side effects that a replica cannot run, or that must see the primary's session.
+    static let writeFunctions: Set<String> = [
+        "nextval", "setval", "currval", "lastval",
+        "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
+        "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared", "pg_try_advisory_xact_lock",
+        "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all",
+        "pg_notify", "txid_current", "pg_current_xact_id", "lo_create", "lo_import", "lo_unlink", "lo_put",
+        "lo_from_bytea", "pg_create_restore_point", "pg_switch_wal",
+    ]
+}
+
+extension QueryFacts {
+    /// Facts from libpg_query's JSON parse tree (`{"version":..., "stmts":[{"stmt":{...}}, ...]}`).
+    init(parseTree root: ParseTreeJSON) {
+        self.init()
+        var cteNames: Set<String> = []  // CTE references look like tables in the tree
+        for entry in root["stmts"]?.arrayValue ?? [] {
+            guard case .object(let members)? = entry["stmt"], let first = members.first else { continue }
+            let kind = first.key, node = first.value
+            statementKinds.append(kind)
+            if !Self.readKinds.contains(kind) {
+                markWrite(kind)
+            }
+            switch kind {
+            case "TransactionStmt":
+                transaction = Self.transaction(node)
+            case "CopyStmt":
+                if case .bool(true)? = node["is_from"] {
+                    markWrite("COPY FROM")
+                } else {
+                    unmarkIfOnly("CopyStmt")  // COPY ... TO reads
+                }
+            case "ExplainStmt":
+                if !Self.explainAnalyzes(node) { continue }  // EXPLAIN without ANALYZE runs nothing
+            case "PrepareStmt":
+                continue  // PREPARE runs nothing; its EXECUTE is not a read we can see
+            default:
+                break
+            }
+            walk(node, cteNames: &cteNames)
+        }
+        tables = tables.filter { !cteNames.contains($0) }  // a CTE referenced by name is not a table
+    }
+
+    private mutating func markWrite(_ reason: String) {
+        if !writes {
+            writes = true
+            writeReason = reason
+        }
+    }
+
+    private mutating func unmarkIfOnly(_ reason: String) {
+        if writeReason == reason {
+            writes = false
+            writeReason = nil
+        }
+    }
+
+    /// Walks a subtree collecting functions, tables, parameters and anything that writes.
+    private mutating func walk(_ node: ParseTreeJSON, cteNames: inout Set<String>) {
+        switch node {
+        case .object(let members):
+            for member in members {
+                let key = member.key, value = member.value
+                switch key {
+                case "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt":
+                    markWrite(key)
+                case "lockingClause":
+                    markWrite("FOR UPDATE/SHARE")
+                case "intoClause":
+                    markWrite("SELECT INTO")
+                case "FuncCall":
+                    let name = value["funcname"]?.arrayValue.compactMap { $0["String"]?["sval"]?.stringValue }
+                        .map { $0.lowercased() }.joined(separator: ".") ?? ""
+                    if !name.isEmpty {
+                        functions.append(name)
+                        let bare = name.hasPrefix("pg_catalog.") ? String(name.dropFirst("pg_catalog.".count)) : name
+                        if Self.writeFunctions.contains(bare) { markWrite(bare) }
+                    }
+                case "RangeVar":
+                    appendTable(value)
+                case "relation":
+                    if value["relname"] != nil { appendTable(value) }  // INSERT/UPDATE/DELETE targets
+                case "CommonTableExpr":
+                    if let name = value["ctename"]?.stringValue { cteNames.insert(name) }
+                case "ParamRef":
+                    if case .number(let text)? = value["number"], let number = Int(text) {
+                        parameterCount = max(parameterCount, number)
+                    }
+                default:
+                    break
+                }
+                walk(value, cteNames: &cteNames)
+            }
+        case .array(let values):
+            for value in values { walk(value, cteNames: &cteNames) }
+        default:
+            break
+        }
+    }
+
+    private mutating func appendTable(_ node: ParseTreeJSON) {
+        guard let name = node["relname"]?.stringValue else { return }
+        let qualified = node["schemaname"]?.stringValue.map { "\($0).\(name)" } ?? name
+        if !tables.contains(qualified) { tables.append(qualified) }
+    }
+
+    private static func transaction(_ node: ParseTreeJSON) -> Transaction {
+        switch node["kind"]?.stringValue {
+        case "TRANS_STMT_BEGIN", "TRANS_STMT_START":
+            var readOnly: Bool?
+            for option in node["options"]?.arrayValue ?? [] {
+                guard let element = option["DefElem"], element["defname"]?.stringValue == "transaction_read_only"
+                else { continue }
+                if case .number(let value)? = element["arg"]?["A_Const"]?["ival"]?["ival"] {
+                    readOnly = value != "0"
+                } else {
+                    readOnly = false  // ival 0 is left out of the JSON: READ WRITE
+                }
+            }
+            return .begin(readOnly: readOnly)
+        case "TRANS_STMT_COMMIT", "TRANS_STMT_COMMIT_PREPARED": return .commit
+        case "TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_PREPARED": return .rollback
+        default: return .other
+        }
+    }
+
+    private static func explainAnalyzes(_ node: ParseTreeJSON) -> Bool {
+        for option in node["options"]?.arrayValue ?? [] {
+            guard let element = option["DefElem"], element["defname"]?.stringValue == "analyze" else { continue }
+            if case .bool(false)? = element["arg"]?["Boolean"]?["boolval"] { return false }
+            if case .object(let members)? = element["arg"]?["String"], members.contains(where: {
+                $0.value.stringValue.map { ["off", "false", "0"].contains($0.lowercased()) } ?? false
+            }) { return false }
+            return true
+        }
+        return false
+    }
+}

@@ -1,0 +1,67 @@
+/// The PostgreSQL parser (libpg_query) behind a cache: facts per query text, parsed once. Thread-safe; the cache is
+/// bounded and cleared when full (query texts in a pool are few and repeat).
+import CPgQuery
+import NIOConcurrencyHelpers
+
+public final class QueryParser: Sendable {
+    /// Why a text could not be parsed (routing treats it as a write: it goes to the primary).
+    public struct ParseError: Error, Equatable, Sendable {
+        public var message: String
+    }
+
+    public typealias Outcome = Result<QueryFacts, ParseError>
+
+    private let cache: NIOLockedValueBox<[String: Outcome]>
+    private let stats = NIOLockedValueBox((hits: 0, misses: 0))
+    public let capacity: Int
+
+    public init(capacity: Int = 10_000) {
+        self.capacity = capacity
+        self.cache = NIOLockedValueBox([:])
+    }
+
+    /// Facts for `sql`, from the cache or parsed now.
+    public func facts(_ sql: String) -> Outcome {
+        if let cached = cache.withLockedValue({ $0[sql] }) {
+            stats.withLockedValue { $0.hits += 1 }
+            return cached
+        }
+        stats.withLockedValue { $0.misses += 1 }
+        let outcome = Self.parse(sql)
+        cache.withLockedValue { cache in
+            if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
+            cache[sql] = outcome
+        }
+        return outcome
+    }
+
+    /// Cache hits and misses so far (for the benchmark and SHOW commands).
+    public var cacheStats: (hits: Int, misses: Int) { stats.withLockedValue { $0 } }
+
+    /// Parses without the cache.
+    public static func parse(_ sql: String) -> Outcome {
+        let result = pg_query_parse(sql)
+        defer { pg_query_free_parse_result(result) }
+        if let error = result.error {
+            return .failure(ParseError(message: error.pointee.message.map { String(cString: $0) } ?? "syntax error"))
+        }
+        guard let tree = result.parse_tree else { return .failure(ParseError(message: "no parse tree")) }
+        let length = strlen(tree)
+        return tree.withMemoryRebound(to: UInt8.self, capacity: length) { pointer in
+            do {
+                let json = try ParseTreeJSON.parse(UnsafeBufferPointer(start: pointer, count: length))
+                return .success(QueryFacts(parseTree: json))
+            } catch let error as ParseTreeJSON.SyntaxError {
+                return .failure(ParseError(message: "unreadable parse tree at offset \(error.offset)"))
+            } catch {
+                return .failure(ParseError(message: "unreadable parse tree"))
+            }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,137 @@
+import XCTest
+@testable import QueryParser
+
+final class QueryFactsTests: XCTestCase {
+    private func facts(_ sql: String, file: StaticString = #filePath, line: UInt = #line) -> QueryFacts {
+        switch QueryParser.parse(sql) {
+        case .success(let facts): return facts
+        case .failure(let error):
+            XCTFail("\(sql): \(error.message)", file: file, line: line)
+            return QueryFacts()
+        }
+    }
+
+    /// (statement, writes?) — reads may go to a replica, writes must go to the primary.
+    private let table: [(String, Bool)] = [
+        ("SELECT 1", false),
+        ("select * from users where id = $1", false),
+        ("SELECT count(*) FROM a JOIN b ON a.id = b.a_id WHERE b.x > 3 GROUP BY a.y HAVING count(*) > 1", false),
+        ("WITH t AS (SELECT 1) SELECT * FROM t", false),
+        ("SELECT * FROM (SELECT * FROM users) u", false),
+        ("SELECT * FROM users WHERE id IN (SELECT user_id FROM orders)", false),
+        ("SELECT now(), version(), current_setting('search_path')", false),
+        ("SHOW search_path", false),
+        ("EXPLAIN SELECT * FROM users", false),
+        ("EXPLAIN INSERT INTO users VALUES (1)", false),
+        ("EXPLAIN (ANALYZE false) DELETE FROM users", false),
+        ("COPY users TO STDOUT", false),
+        ("COPY (SELECT * FROM users) TO STDOUT WITH (FORMAT csv)", false),
+        ("SET search_path TO public", false),
+        ("SET LOCAL statement_timeout = 100", false),
+        ("RESET ALL", false),
+        ("DISCARD ALL", false),
+        ("DEALLOCATE ALL", false),
+        ("BEGIN", false),
+        ("BEGIN READ ONLY", false),
+        ("START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY", false),
+        ("COMMIT", false),
+        ("ROLLBACK", false),
+        ("DECLARE c CURSOR FOR SELECT * FROM users", false),
+        ("FETCH 10 FROM c", false),
+        ("CLOSE c", false),
+        ("PREPARE q(int) AS SELECT $1", false),
+        ("SELECT pgml.embed('intfloat/e5-small', 'hello')", false),
+        ("SELECT a FROM t1 UNION ALL SELECT b FROM t2", false),
+        ("VALUES (1), (2)", false),
+        ("INSERT INTO users VALUES (1, 'a')", true),
+        ("insert into users select * from staging on conflict do nothing", true),
+        ("UPDATE users SET name = 'x' WHERE id = 1", true),
+        ("DELETE FROM users WHERE id = 1", true),
+        ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET v = s.v", true),
+        ("SELECT * FROM users FOR UPDATE", true),
+        ("SELECT * FROM users WHERE id = 1 FOR SHARE SKIP LOCKED", true),
+        ("SELECT * FROM users FOR NO KEY UPDATE NOWAIT", true),
+        ("WITH moved AS (DELETE FROM a RETURNING *) INSERT INTO b SELECT * FROM moved", true),
+        ("WITH x AS (UPDATE t SET v = 1 RETURNING id) SELECT * FROM x", true),
+        ("SELECT nextval('users_id_seq')", true),
+        ("SELECT pg_catalog.setval('s', 10)", true),
+        ("SELECT pg_advisory_lock(1)", true),
+        ("SELECT pg_try_advisory_xact_lock(42)", true),
+        ("SELECT * INTO new_table FROM users", true),
+        ("CREATE TABLE t (id int)", true),
+        ("CREATE TEMP TABLE t AS SELECT 1", true),
+        ("ALTER TABLE t ADD COLUMN v int", true),
+        ("DROP TABLE t", true),
+        ("TRUNCATE t", true),
+        ("CREATE INDEX CONCURRENTLY i ON t (v)", true),
+        ("VACUUM ANALYZE t", true),
+        ("GRANT SELECT ON t TO public", true),
+        ("COPY users FROM STDIN", true),
+        ("EXPLAIN ANALYZE INSERT INTO users VALUES (1)", true),
+        ("CALL do_things()", true),
+        ("DO $$ BEGIN PERFORM 1; END $$", true),
+        ("LISTEN jobs", true),
+        ("NOTIFY jobs, 'x'", true),
+        ("LOCK TABLE users IN ACCESS EXCLUSIVE MODE", true),
+        ("EXECUTE q(1)", true),
+        ("REFRESH MATERIALIZED VIEW mv", true),
+        ("SELECT 1; INSERT INTO t VALUES (1)", true),
+        ("SELECT 1; SELECT 2", false),
+    ]
+
+    func testReadWriteTable() {
+        XCTAssertGreaterThanOrEqual(table.count, 50)
+        for (sql, writes) in table {
+            let f = facts(sql)
+            XCTAssertEqual(f.writes, writes, "\(sql): \(f.writeReason ?? "read")")
+        }
+    }
+
+    func testTransactionFacts() {
+        XCTAssertEqual(facts("BEGIN").transaction, .begin(readOnly: nil))
+        XCTAssertEqual(facts("begin read only").transaction, .begin(readOnly: true))
+        XCTAssertEqual(facts("START TRANSACTION READ WRITE").transaction, .begin(readOnly: false))
+        XCTAssertEqual(facts("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").transaction, .begin(readOnly: true))
+        XCTAssertEqual(facts("COMMIT").transaction, .commit)
+        XCTAssertEqual(facts("END").transaction, .commit)
+        XCTAssertEqual(facts("ROLLBACK").transaction, .rollback)
+        XCTAssertEqual(facts("SAVEPOINT a").transaction, .other)
+        XCTAssertNil(facts("SELECT 1").transaction)
+    }
+
+    func testFunctionsTablesAndParameters() {
+        let f = facts("""
+            WITH docs AS (SELECT body FROM public.documents WHERE id = $2)
+            SELECT pgml.embed('intfloat/e5-small', body), lower(x.name) FROM docs, (SELECT name FROM users WHERE id = $1) x
+            """)
+        XCTAssertEqual(f.functions, ["pgml.embed", "lower"])
+        XCTAssertEqual(Set(f.tables), ["public.documents", "users"])
+        XCTAssertEqual(f.parameterCount, 2)
+        XCTAssertEqual(f.statementKinds, ["SelectStmt"])
+        XCTAssertFalse(f.writes)
+        XCTAssertEqual(facts("INSERT INTO s.t (a) VALUES ($1)").tables, ["s.t"])
+    }
+
+    func testUnparseableTextIsAnError() {
+        guard case .failure(let error) = QueryParser.parse("SELEC 1") else { return XCTFail("parsed") }
+        XCTAssertTrue(error.message.contains("syntax error"), error.message)
+    }
+
+    func testCacheCountsHitsAndMisses() {
+        let parser = QueryParser(capacity: 2)
+        _ = parser.facts("SELECT 1")
+        _ = parser.facts("SELECT 1")
+        _ = parser.facts("SELECT 2")
+        XCTAssertEqual(parser.cacheStats.hits, 1)
+        XCTAssertEqual(parser.cacheStats.misses, 2)
+    }
+
+    func testJSONReaderHandlesEscapes() throws {
+        let value = try ParseTreeJSON.parse(#"{"a":"x\"y\\z\u00e9\n","b":[1,-2.5e3,true,false,null],"c":{}}"#)
+        XCTAssertEqual(value["a"]?.stringValue, "x\"y\\zé\n")
+        XCTAssertEqual(value["b"], .array([.number("1"), .number("-2.5e3"), .bool(true), .bool(false), .null]))
+        XCTAssertEqual(value["c"], .object([]))
+        XCTAssertThrowsError(try ParseTreeJSON.parse(#"{"a":"#))
+        XCTAssertThrowsError(try ParseTreeJSON.parse("[1,]"))
+    }
+}
