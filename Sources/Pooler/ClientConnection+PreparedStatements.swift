@@ -68,8 +68,12 @@ extension ClientConnection {
             if id == FrontendID.close {
                 // The server keeps the statement for other clients; this client just forgets its name.
                 planRetry = nil
-                statements[name] = nil
-                server.tracker.append(.synthetic(Self.closeComplete))
+                if let closed = statements.removeValue(forKey: name) {
+                    server.tracker.append(.syntheticStatement(Self.closeComplete,
+                                                              undo: .restore(client: name, statement: closed)))
+                } else {
+                    server.tracker.append(.synthetic(Self.closeComplete))  // closing an unknown name is not an error
+                }
                 return true
             }
             let startsBatch = server.tracker.pendingCount == 0
@@ -105,13 +109,13 @@ extension ClientConnection {
         if server.statements.contains(serverName) {
             server.statements.touch(serverName)
             server.stats.prepareHits.add()
-            server.tracker.append(.synthetic(Self.parseComplete))
+            server.tracker.append(.syntheticStatement(Self.parseComplete, undo: .forget(client: name)))
             return
         }
         server.stats.prepareMisses.add()
         closeIfStale(serverName, on: server)
         evict(server.statements.insert(serverName), on: server)
-        server.tracker.append(.parse(statement: serverName))
+        server.tracker.append(.parse(statement: serverName, client: name))
         server.send(parseMessage(serverName, definition))
     }
 
@@ -217,9 +221,17 @@ extension ClientConnection {
     /// again); ones whose eviction was skipped are still on the server and are closed before their next Parse.
     func forgetFailedStatements(on server: ServerConnection) {
         let outcome = server.tracker.takeStatementOutcomes()
-        for serverName in outcome.failed {
-            server.statements.remove(serverName)
-            for (name, statement) in statements where statement.serverName == serverName { statements[name] = nil }
+        for (serverName, _) in outcome.failed { server.statements.remove(serverName) }
+        // Undone newest first, so a name parsed, closed and parsed again in one skipped stretch ends as it began.
+        for undo in outcome.undos.reversed() {
+            switch undo {
+            case .forget(let client):
+                statements[client] = nil
+            case .forgetIfMapped(let client, let serverName):
+                if statements[client]?.serverName == serverName { statements[client] = nil }
+            case .restore(let client, let statement):
+                if statements[client] == nil { statements[client] = statement }
+            }
         }
         for serverName in outcome.lost { server.statements.remove(serverName) }
         for serverName in outcome.unclosed where !server.statements.contains(serverName) {

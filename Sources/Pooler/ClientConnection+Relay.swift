@@ -60,6 +60,9 @@ extension ClientConnection {
         var runStart = index
         var terminate = false
         var unsynced = server.unsynced
+        // The server already failed a message and skips everything up to the client's Sync: drop those messages
+        // here too, so that what they would do to statement names never happens (as in Postgres).
+        if server.tracker.serverSkipping { skipToSync = true }
 
         func flushRun(upTo: Int) {
             if upTo > runStart {
@@ -82,6 +85,11 @@ extension ClientConnection {
             }
             let whole = end - index >= header.frameSize
             let needsRewrite = rewriting && Self.mayNeedRewrite(header, in: buffer, at: index)
+            if needsRewrite && !skipToSync && server.tracker.hasUnresolvedStatementsBeforeSync {
+                // An earlier batch may still fail a Parse or Close this message depends on: wait for its answer.
+                awaitingStatementOutcome = true
+                break
+            }
             let inspectsText = detectsPins && (header.id == FrontendID.query || header.id == FrontendID.parse)
             let mustBeWhole = needsRewrite || inspectsText || skipToSync || header.id == FrontendID.describe
             if mustBeWhole && !whole { break }

@@ -116,9 +116,15 @@ extension ClientConnection {
             }
             flushIfNeeded()
             drive()
+            flushIfNeeded()  // what drive() answered locally (e.g. a Parse the pooler knows) must not wait
             return
         }
         server.scanner.keep(buffer)
+        if awaitingStatementOutcome, !server.tracker.hasUnresolvedStatementsBeforeSync {
+            awaitingStatementOutcome = false
+            drive()
+            flushIfNeeded()
+        }
         if server.tracker.pendingSyncPoints == 0, server.status != .idle {
             startIdleTransactionTimer()
         }

@@ -62,6 +62,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var skipToSync = false
     /// Named statements are renamed per server (transaction mode with a statement cache); set at login.
     var rewritesStatements = false
+    /// The relay stopped before a message about named statements until an earlier batch's outcome is known.
+    var awaitingStatementOutcome = false
     /// Backpressure pauses in force (see channelWritabilityChanged).
     var serverReadsPaused = false
     var clientReadsPaused = false

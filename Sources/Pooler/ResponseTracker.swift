@@ -10,8 +10,9 @@ import PostgresWire
 
 struct ResponseTracker {
     enum Entry: Equatable {
-        /// A Parse; `statement` is the server-side name when the pooler named it (forgotten if the Parse fails).
-        case parse(statement: String?)
+        /// A Parse; `statement` is the server-side name when the pooler named it, `client` the client's name for it
+        /// (both forgotten if the Parse fails or is skipped).
+        case parse(statement: String?, client: String? = nil)
         /// A Bind or statement Describe; `statement` is the server-side name when it is a pooler-named statement.
         case bind(statement: String?)
         case describeStatement(statement: String?)
@@ -20,6 +21,9 @@ struct ResponseTracker {
         /// A reply the pooler sends itself when this point is reached (e.g. ParseComplete for a Parse the server
         /// already had). Dropped if an earlier error makes the server skip to Sync, as Postgres would.
         case synthetic(ByteBuffer)
+        /// A reply the pooler sends itself for a client's Parse or Close of a named statement, having already
+        /// updated the client's names: if the server skips to Sync before this point, `undo` reverts that.
+        case syntheticStatement(ByteBuffer, undo: StatementUndo)
         /// A ReadyForQuery the pooler sends itself (after answering a Query locally), with the server's status.
         case syntheticReady
         /// A message the pooler injected (e.g. re-preparing a statement): its reply is not forwarded.
@@ -38,6 +42,17 @@ struct ResponseTracker {
         }
     }
 
+    /// How to revert a client's statement-name change the pooler answered itself, when Postgres would have skipped
+    /// the message.
+    enum StatementUndo: Equatable {
+        /// A Parse answered from the server's copy: the name was never created.
+        case forget(client: String)
+        /// A Close answered by the pooler: the name was never closed.
+        case restore(client: String, statement: ClientStatement)
+        /// A Parse sent to the server failed or was skipped: the name was never created.
+        case forgetIfMapped(client: String, statement: String)
+    }
+
     enum Disposition: Equatable {
         /// Send the frame to the client.
         case forward
@@ -54,25 +69,55 @@ struct ResponseTracker {
     private(set) var copyIn = false
     /// Sync points (Sync, Query, FunctionCall) not yet answered with ReadyForQuery.
     private(set) var pendingSyncPoints = 0
-    /// Server-side statement names whose Parse failed since the last call to `takeFailedStatements()`.
-    private(set) var failedStatements: [String] = []
 
     /// Server-side statement names whose Parse succeeded since the last call to `takeSucceededStatements()`.
     private(set) var succeededStatements: [String] = []
+    /// Client statements whose Parse failed or was skipped: (server-side name, client name).
+    private(set) var failedClientStatements: [(statement: String, client: String?)] = []
+    /// Client name changes to revert, in the order they were made (see `StatementUndo`); a failed Parse of a
+    /// client name is one too (`.forget`, only if the name still maps to that statement).
+    private(set) var undos: [StatementUndo] = []
     /// Statements the pooler re-prepared whose Parse failed or was skipped after an error: the server lacks them,
     /// but the clients' statements stay (the next use prepares them again).
     private(set) var lostStatements: [String] = []
     /// Statements whose injected Close was skipped after an error: the server still holds them.
     private(set) var unclosedStatements: [String] = []
 
-    /// Takes the statement outcomes of errors since the last call: (failed, lost, unclosed).
-    mutating func takeStatementOutcomes() -> (failed: [String], lost: [String], unclosed: [String]) {
+    struct StatementOutcomes {
+        var failed: [(statement: String, client: String?)]
+        var lost: [String]
+        var unclosed: [String]
+        var undos: [StatementUndo]
+    }
+
+    /// Takes the statement outcomes of errors since the last call.
+    mutating func takeStatementOutcomes() -> StatementOutcomes {
         defer {
-            failedStatements.removeAll()
+            failedClientStatements.removeAll()
             lostStatements.removeAll()
             unclosedStatements.removeAll()
+            undos.removeAll()
         }
-        return (failedStatements, lostStatements, unclosedStatements)
+        return StatementOutcomes(failed: failedClientStatements, lost: lostStatements, unclosed: unclosedStatements,
+                                 undos: undos)
+    }
+
+    /// Whether a statement-changing entry (a Parse of a named statement, an injected Parse or Close, a Parse or
+    /// Close the pooler answered) is still unresolved behind a Sync already sent. Messages that read or change the
+    /// client's statement names must wait for it: if it fails, Postgres would treat them differently.
+    var hasUnresolvedStatementsBeforeSync: Bool {
+        var unresolved = false
+        for entry in entries[head...] {
+            switch entry {
+            case .parse(_?, _), .injected(.parse), .injected(.close), .syntheticStatement:
+                unresolved = true
+            case .sync:
+                if unresolved { return true }
+            default:
+                break
+            }
+        }
+        return false
     }
 
     /// The pooler-named statement the next reply concerns (a Bind or statement Describe of one), if any.
@@ -125,7 +170,10 @@ struct ResponseTracker {
         if serverSkipping {
             // The server skips everything up to the next Sync (Queries included), so it answers none of it;
             // that Sync ends the skipping for whatever the client sends after it.
-            guard entry == .sync else { return }
+            guard entry == .sync else {
+                noteSkipped(entry)
+                return
+            }
             serverSkipping = false
         }
         if entry.isSyncPoint { pendingSyncPoints += 1 }
@@ -136,7 +184,7 @@ struct ResponseTracker {
     mutating func dueSynthetic(status: TransactionStatus) -> ByteBuffer? {
         guard head < entries.count else { return nil }
         switch entries[head] {
-        case .synthetic(let reply):
+        case .synthetic(let reply), .syntheticStatement(let reply, _):
             pop()
             return reply
         case .syntheticReady:
@@ -189,7 +237,7 @@ struct ResponseTracker {
         }
         let completes: Bool
         switch entry {
-        case .parse(let statement):
+        case .parse(let statement, _):
             completes = id == BackendID.parseComplete
             if completes, let statement { succeededStatements.append(statement) }
         case .bind: completes = id == BackendID.bindComplete
@@ -207,7 +255,7 @@ struct ResponseTracker {
         case .injected(.close):
             pop()
             return id == BackendID.closeComplete ? .drop : .forward
-        case .sync, .query, .functionCall, .synthetic, .syntheticReady, .injected(.query):
+        case .sync, .query, .functionCall, .synthetic, .syntheticStatement, .syntheticReady, .injected(.query):
             return .forward
         }
         if completes { pop() }
@@ -238,15 +286,23 @@ struct ResponseTracker {
     /// or closed after all; if that Sync was sent already, skipping ends there.
     private mutating func skipToSync() {
         while head < entries.count, entries[head] != .sync {
-            switch entries[head] {
-            case .parse(let statement?): failedStatements.append(statement)
-            case .injected(.parse(let statement)): lostStatements.append(statement)
-            case .injected(.close(let statement)): unclosedStatements.append(statement)
-            default: break
-            }
+            noteSkipped(entries[head])
             pop()
         }
         serverSkipping = head == entries.count
+    }
+
+    /// An entry the server will not carry out (failed, or skipped after an error): note what that undoes.
+    private mutating func noteSkipped(_ entry: Entry) {
+        switch entry {
+        case .parse(let statement?, let client):
+            failedClientStatements.append((statement, client))
+            if let client { undos.append(.forgetIfMapped(client: client, statement: statement)) }
+        case .syntheticStatement(_, let undo): undos.append(undo)
+        case .injected(.parse(let statement)): lostStatements.append(statement)
+        case .injected(.close(let statement)): unclosedStatements.append(statement)
+        default: break
+        }
     }
 
     /// COPY FROM started: Syncs the client already pipelined behind the COPY are ignored by the server.

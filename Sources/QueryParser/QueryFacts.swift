@@ -20,12 +20,36 @@ public struct QueryFacts: Equatable, Sendable {
     public var functions: [String] = []
     /// Tables named anywhere, schema-qualified as written (`public.users`, `users`).
     public var tables: [String] = []
-    /// The transaction control statement, if the text is one.
+    /// The (last) transaction control statement in the text.
     public var transaction: Transaction?
+    /// The BEGIN / START TRANSACTION in the text, if any (`BEGIN; SELECT ...` opens a transaction too).
+    public var begins: Transaction?
     /// The highest `$n` parameter referenced.
     public var parameterCount = 0
 
     public init() {}
+
+    /// What the text means for read/write routing.
+    public enum Intent: Equatable, Sendable {
+        /// Only reads: a replica may run it.
+        case read
+        /// Writes, locks, or has effects a replica cannot have: the primary.
+        case write
+        /// BEGIN / START TRANSACTION: the whole transaction follows; `readOnly` as in `Transaction.begin`.
+        case begin(readOnly: Bool?)
+        /// Session or transaction control that runs anywhere (SET, SHOW, COMMIT, DISCARD, ...).
+        case neutral
+    }
+
+    public var intent: Intent {
+        if writes { return .write }
+        if case .begin(let readOnly)? = begins { return .begin(readOnly: readOnly) }
+        if statementKinds.contains(where: Self.dataKinds.contains) { return .read }
+        return statementKinds.isEmpty ? .write : .neutral
+    }
+
+    /// Statement kinds that read data (the others in `readKinds` only concern the session or transaction).
+    static let dataKinds: Set<String> = ["SelectStmt", "ExplainStmt", "DeclareCursorStmt", "CopyStmt", "FetchStmt"]
 
     /// Statement kinds that only read (or only concern the session), when nothing inside them writes.
     static let readKinds: Set<String> = [
@@ -58,7 +82,9 @@ extension QueryFacts {
             }
             switch kind {
             case "TransactionStmt":
-                transaction = Self.transaction(node)
+                let control = Self.transaction(node)
+                transaction = control
+                if case .begin = control, begins == nil { begins = control }
             case "CopyStmt":
                 if case .bool(true)? = node["is_from"] {
                     markWrite("COPY FROM")

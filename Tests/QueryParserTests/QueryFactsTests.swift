@@ -134,4 +134,20 @@ final class QueryFactsTests: XCTestCase {
         XCTAssertThrowsError(try ParseTreeJSON.parse(#"{"a":"#))
         XCTAssertThrowsError(try ParseTreeJSON.parse("[1,]"))
     }
+
+    func testIntent() {
+        XCTAssertEqual(facts("SELECT 1").intent, .read)
+        XCTAssertEqual(facts("COPY t TO STDOUT").intent, .read)
+        XCTAssertEqual(facts("INSERT INTO t VALUES (1)").intent, .write)
+        XCTAssertEqual(facts("BEGIN").intent, .begin(readOnly: nil))
+        XCTAssertEqual(facts("BEGIN READ ONLY").intent, .begin(readOnly: true))
+        XCTAssertEqual(facts("BEGIN; SELECT 1").intent, .begin(readOnly: nil), "the whole transaction follows its BEGIN")
+        XCTAssertEqual(facts("BEGIN READ ONLY; SELECT 1; COMMIT").intent, .begin(readOnly: true))
+        XCTAssertEqual(facts("BEGIN; INSERT INTO t VALUES (1); COMMIT").intent, .write)
+        XCTAssertEqual(facts("SET search_path TO x").intent, .neutral)
+        XCTAssertEqual(facts("SHOW search_path").intent, .neutral)
+        XCTAssertEqual(facts("COMMIT").intent, .neutral)
+        XCTAssertEqual(facts("SELECT 1 FOR UPDATE").intent, .write)
+        XCTAssertEqual(facts("").intent, .write, "empty: nothing to go on")
+    }
 }
