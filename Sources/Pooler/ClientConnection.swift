@@ -1,6 +1,7 @@
 /// One client of the pooler: startup and authentication, then relaying its messages to a leased server
 /// connection and the server's replies back. Runs entirely on the client channel's event loop.
 import Config
+import Failover
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -62,6 +63,10 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var skipToSync = false
     /// Named statements are renamed per server (transaction mode with a statement cache); set at login.
     var rewritesStatements = false
+    /// PgCat's per-client routing choices (SET SERVER ROLE, SET PRIMARY READS).
+    var routing = ClientRouting()
+    /// The role of the transaction being leased for (re-asked after RESUME or a reload).
+    var leaseRole: TargetRole?
     /// The relay stopped before a message about named statements until an earlier batch's outcome is known.
     var awaitingStatementOutcome = false
     /// Backpressure pauses in force (see channelWritabilityChanged).
@@ -245,9 +250,21 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     /// Graceful shutdown: leave now if idle, otherwise when the current transaction ends.
     func shutdownRequested() {
         closeWhenIdle = true
-        if server == nil && !waiting, case .ready = phase {
-            fatal(.adminShutdown, "terminating connection due to administrator command")
+        guard case .ready = phase, !waiting else { return }
+        if let server {
+            // Pinned or in session mode, a client holds its server between transactions: idle, it can go now.
+            guard server.isCleanlyIdle, inbox == nil, !scanner.isMidFrame else { return }
         }
+        fatal(.adminShutdown, "terminating connection due to administrator command")
+    }
+
+    /// A reload replaced the pool this client waits on: wait on (or lease from) the new one instead.
+    func poolReplaced() {
+        guard waiting, let fresh = runtime.pool(database: database, user: user) else { return }
+        pool = fresh
+        poolMode = fresh.settings.poolMode
+        rewritesStatements = poolMode == .transaction && fresh.statementCacheSize > 0
+        if case .leased(let server) = fresh.lease(for: self, role: leaseRole) { leaseGranted(server) }
     }
 
     /// A CancelRequest named this client: pass it to the server it is using, if any.

@@ -121,6 +121,14 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     }
 
     /// A waiter gave up (timeout, disconnect). Returns false if it was not waiting any more (already served).
+    /// Removes and returns every waiter (the pool is being replaced).
+    public mutating func takeWaiters() -> [Waiter] {
+        let taken = Array(waiters[waiterHead...])
+        waiters.removeAll()
+        waiterHead = 0
+        return taken
+    }
+
     public mutating func waiterCancelled(_ waiter: Waiter) -> Bool {
         guard let index = waiters[waiterHead...].firstIndex(of: waiter) else { return false }
         waiters.remove(at: index)

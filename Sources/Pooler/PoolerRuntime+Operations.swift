@@ -46,6 +46,7 @@ extension PoolerRuntime {
             let built = build(config, reusing: snapshot)
             snapshot = built.snapshot
             adminAuth = admin
+            retiredPools += built.replaced
             return built.replaced
         }
         for pool in replaced { pool.retire() }
@@ -59,6 +60,14 @@ extension PoolerRuntime {
         allPools.filter { pool in
             (database == nil || pool.database == database) && (user == nil || pool.user == user)
         }.sorted { ($0.database, $0.user) < ($1.database, $1.user) }
+    }
+
+    /// Pools a reload replaced that still have connections (SHOW SERVERS lists those too).
+    var retiredPoolsWithConnections: [ConnectionPool] {
+        lock.withLock {
+            retiredPools.removeAll { $0.connectionCounts().allSatisfy { $0 == 0 } }
+            return retiredPools
+        }
     }
 
     /// Every connected (non-admin) client.

@@ -186,7 +186,8 @@ def test_show_static_values(pgcat, cluster):
             ("shard0_shard_0_primary", "shard0", "app", 3), ("shard0_shard_0_primary", "shard0", "md5_user", 4),
         }
         for r in dbs:
-            assert (r["host"], r["port"], r["pool_mode"], r["reserve_pool"]) == (HOST, cluster.primary, "transaction", 0)
+            assert (r["host"], r["port"], r["pool_mode"]) == (HOST, cluster.primary, "transaction")
+            assert r["reserve_pool"] == 0
             assert r["max_connections"] == r["pool_size"]
             assert (r["paused"], r["disabled"], r["current_connections"]) == (0, 0, 0)
         assert sorted((r["name"], r["pool_mode"]) for r in show(a, "USERS")) == [
@@ -215,7 +216,7 @@ def test_show_under_load(pgcat):
     """pool_size 2: two clients hold transactions open, a third waits for a server, a fourth is idle."""
     t = pgcat(pool_size=2, users=["app"])
     holders = [t.connect(autocommit=False) for _ in range(2)]
-    idle = t.connect()
+    idle = t.connect(application_name="admin_idle_app")
     waiter = t.connect()
     with admin(t) as a:
         try:
@@ -239,6 +240,8 @@ def test_show_under_load(pgcat):
             [w] = [c for c in clients if c["state"] == "waiting"]
             assert w["maxwait"] * 1_000_000 + w["maxwait_us"] > 0, w
             assert all(c["pinned"] == "" for c in clients)
+            [i] = [c for c in clients if c["application_name"] == "admin_idle_app"]
+            assert i["state"] == "idle", i
 
             servers = show(a, "SERVERS")
             assert [s["state"] for s in servers] == ["active", "active"], servers
@@ -251,17 +254,21 @@ def test_show_under_load(pgcat):
             dbs = show(a, "DATABASES")
             assert [d["current_connections"] for d in dbs] == [2], dbs
             assert not waiting.done, "the third client got a server while both were held"
+            [stats_before] = show(a, "STATS")
         finally:
             for h in holders:
                 h.commit()
         assert waiting.wait() == 42
+        [stats_after] = show(a, "STATS")
+        assert stats_after["total_wait_time"] > stats_before["total_wait_time"], (stats_before, stats_after)
         assert wait_for(lambda: pool_row(a)["cl_waiting"] == 0 and pool_row(a)["sv_active"] == 0), pool_row(a)
         p = pool_row(a)
         assert (p["cl_active"], p["cl_idle"], p["sv_idle"], p["maxwait"], p["maxwait_us"]) == (0, 4, 2, 0, 0), p
         assert sorted(c["state"] for c in show(a, "CLIENTS")) == ["idle"] * 4
         assert [s["state"] for s in show(a, "SERVERS")] == ["idle", "idle"]
         counts = lists(a)
-        assert (counts["used_clients"], counts["free_clients"], counts["used_servers"], counts["free_servers"]) == (0, 4, 0, 2)
+        assert (counts["used_clients"], counts["free_clients"]) == (0, 4), counts
+        assert (counts["used_servers"], counts["free_servers"]) == (0, 2), counts
     for c in (*holders, idle, waiter):
         c.close()
 
@@ -331,6 +338,19 @@ def test_prepared_statement_cache_counters(pgcat):
         assert s2["prepare_cache_hit"] > s1["prepare_cache_hit"], (s1, s2)
         assert s2["prepare_cache_miss"] == s1["prepare_cache_miss"], (s1, s2)  # no second Parse on the server
         assert s2["prepare_cache_size"] == s1["prepare_cache_size"], (s1, s2)
+
+
+def test_prepared_statement_cache_evictions(pgcat):
+    t = pgcat(pool_size=1, users=["app"], pool={"prepared_statements_cache_size": 2})
+    with psycopg.connect(t.conninfo(), autocommit=True, prepare_threshold=0) as c, admin(t) as a:
+        for i in range(4):
+            assert c.execute(f"select %s::int + {i} as evict_{i}", (1,)).fetchone()[0] == 1 + i
+        [s] = show(a, "SERVERS")
+        assert s["prepare_cache_miss"] >= 4, s
+        assert s["prepare_cache_eviction"] >= 2, s
+        assert 1 <= s["prepare_cache_size"] <= 2, s
+        # an evicted statement still works (prepared again on the server)
+        assert c.execute("select %s::int + 0 as evict_0", (5,)).fetchone()[0] == 5
 
 
 def test_cancel_request_leaves_no_cancel_in_flight(pgcat):
@@ -633,3 +653,20 @@ def test_admin_shutdown_drains_open_transaction(pgcat):
     busy.commit()
     assert t.proc.wait(timeout=5) == 0
     busy.close()
+
+
+def test_admin_shutdown_closes_idle_pinned_client(pgcat):
+    t = pgcat(users=["app"], general={"shutdown_timeout": 6000})
+    pinned = RawConn(t.host, t.port, timeout=3)
+    pinned.startup("app", "app", "app")
+    pinned.query("listen admin_shutdown")  # pinned, but idle: no transaction open
+    with admin(t) as a:
+        assert a.execute("SHUTDOWN").fetchall() == [("t",)]
+    try:
+        err = pinned.read_error()
+        assert err.sqlstate == "57P01", err.fields
+    except (OSError, ConnectionClosed) as e:
+        pytest.fail(f"the idle pinned client was not told 57P01: {e!r}")
+    finally:
+        pinned.close()
+    assert t.proc.wait(timeout=3) == 0

@@ -134,7 +134,7 @@ def sample_max(fn, seconds: float, interval: float = 0.05) -> int:
 
 def test_sighup_shrinks_pool_under_load(pgcat, cluster):
     t = pgcat(pool_size=5, users=["app"])
-    load = Load(t, 50, "select 1")
+    load = Load(t, 50, "select pg_sleep(0.001)")
     try:
         assert wait_for(lambda: server_connections(t, cluster) == 5), server_connections(t, cluster)
         assert load.progressed()
@@ -148,7 +148,7 @@ def test_sighup_shrinks_pool_under_load(pgcat, cluster):
             assert load.progressed()
             assert sample_max(lambda: server_connections(t, cluster), 1.0) <= 2
             assert len(show(a, "SERVERS")) <= 2
-            assert show(a, "POOLS")[0]["cl_waiting"] > 0  # 50 clients on 2 connections do queue
+            assert wait_for(lambda: show(a, "POOLS")[0]["cl_waiting"] > 0, 3)  # 50 clients on 2 connections queue
         assert "reloading" in t.log().lower()
     finally:
         load.stop()
@@ -158,31 +158,31 @@ def test_sighup_shrinks_pool_under_load(pgcat, cluster):
 
 def test_admin_reload_grows_pool_under_load(pgcat, cluster, primary):
     t = pgcat(pool_size=1, users=["app"])
-    with t.connect(autocommit=False) as in_txn:
-        load = Load(t, 50, "select pg_sleep(0.002)")
-        try:
-            assert load.progressed()
-            assert server_connections(t, cluster) == 1
-            txn_pid = None
+    load = Load(t, 50, "select pg_sleep(0.002)")
+    try:
+        assert load.progressed()
+        assert server_connections(t, cluster) == 1
 
-            rewrite(t, cluster, pool_size=4, users=["app"])
-            with admin(t) as a:
-                assert a.execute("RELOAD").statusmessage == "RELOAD"
-                assert pool_sizes(a) == {("app", "app"): 4}
-                # the new size is used, and not exceeded
-                assert wait_for(lambda: server_connections(t, cluster) == 4), server_connections(t, cluster)
-                assert sample_max(lambda: server_connections(t, cluster), 0.5) <= 4
-                assert load.progressed()
-                # a transaction begun after the reload runs to its end on one connection
-                txn_pid = backend_pid(in_txn)
-                assert backend_pid(in_txn) == txn_pid
-                in_txn.commit()
-                apps = primary.value(
+        rewrite(t, cluster, pool_size=4, users=["app"])
+        with admin(t) as a:
+            assert a.execute("RELOAD").statusmessage == "RELOAD"
+            assert pool_sizes(a) == {("app", "app"): 4}
+            # the new size is used, and the new pool never exceeds it
+            assert wait_for(lambda: server_connections(t, cluster) >= 4), server_connections(t, cluster)
+            assert sample_max(lambda: len(show(a, "SERVERS")), 0.5) <= 4
+            assert load.progressed()
+
+            # Postgres agrees (once the old pool's connection has come back and closed): 4 backends
+            def backends() -> int:
+                ports = sorted(pooler_ports_to(t.proc.pid, cluster.primary))
+                return primary.value(
                     "select count(*) from pg_stat_activity where usename = 'app' and datname = 'app' "
-                    "and backend_type = 'client backend'")
-                assert apps <= 4, apps
-        finally:
-            load.stop()
+                    "and client_addr = %s and client_port = any(%s)", (HOST, ports))
+
+            assert wait_for(lambda: backends() == 4, 5), backends()
+            assert sample_max(backends, 0.3) <= 4
+    finally:
+        load.stop()
     assert not load.errors, load.errors[:3]
 
 
@@ -245,6 +245,7 @@ def test_reload_with_invalid_config_keeps_old_one(pgcat, cluster):
         assert ei.value.sqlstate == "F0000"
         message = ei.value.diag.message_primary
         assert str(t.config_path) in message and "old config" in message, message
+        assert "yaml" in message.lower() and "line" in message, message  # says what is wrong and where
         assert pool_sizes(a) == {("app", "app"): 3}
 
         # the same through SIGHUP: logged, nothing changes, the process keeps serving
@@ -390,3 +391,52 @@ def test_general_changes_apply_to_unchanged_pools(pgcat, cluster):
         assert elapsed < 5, f"waited {elapsed:.1f}s: the old connect_timeout (20 s) still applies"
         holder.commit()
         assert waiter.execute("select 2").fetchone()[0] == 2
+
+
+def test_admin_password_change_applies(pgcat, cluster):
+    t = pgcat(users=["app"])
+    rewrite(t, cluster, users=["app"], general={"admin_password": "rotated-secret"})
+    reload_via_admin(t)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        admin(t)
+    with psycopg.connect(host=t.host, port=t.port, dbname="pgbouncer", user="pgcat_admin", password="rotated-secret",
+                         autocommit=True, prepare_threshold=None, connect_timeout=10) as a:
+        assert a.execute("SHOW VERSION").fetchone()[0].startswith("PgCat")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# known gaps (product bugs, see the reasons)
+
+
+@pytest.mark.parametrize("command", ["PAUSE app", "KILL app"])
+def test_pause_survives_reload(pgcat, cluster, command):
+    t = pgcat(pool_size=2, users=["app"])
+    with admin(t) as a:
+        a.execute(command)
+        rewrite(t, cluster, pool_size=3, users=["app"])
+        assert a.execute("RELOAD").statusmessage == "RELOAD"
+        paused = [r["paused"] for r in show(a, "DATABASES")]
+        with t.connect() as c:
+            done = threading.Event()
+            threading.Thread(target=lambda: (c.execute("select 1"), done.set()), daemon=True).start()
+            ran = done.wait(0.7)
+            a.execute("RESUME app")
+            assert done.wait(5)
+        assert paused == [1], f"SHOW DATABASES paused after RELOAD: {paused}"
+        assert not ran, "a query ran on a paused database after RELOAD, before RESUME"
+
+
+def test_waiting_client_moves_to_rebuilt_pool(pgcat, cluster):
+    t = pgcat(pool_size=1, users=["app"], general={"connect_timeout": 5000})
+    with t.connect(autocommit=False) as holder, t.connect() as waiter:
+        holder.execute("select 1")  # the only connection of the old pool is held
+        done = threading.Event()
+        threading.Thread(target=lambda: (waiter.execute("select 1"), done.set()), daemon=True).start()
+        with admin(t) as a:
+            assert wait_for(lambda: show(a, "POOLS")[0]["cl_waiting"] == 1)
+        rewrite(t, cluster, pool_size=2, users=["app"], general={"connect_timeout": 5000})
+        reload_via_admin(t)
+        served = done.wait(1.5)
+        holder.commit()
+        assert done.wait(5)
+        assert served, "the waiting client was served only after the old pool's connection came back"

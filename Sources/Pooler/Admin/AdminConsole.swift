@@ -237,7 +237,7 @@ struct AdminConsole {
             ("bytes_sent", .int8), ("bytes_received", .int8), ("age_seconds", .int8), ("prepare_cache_hit", .int8),
             ("prepare_cache_miss", .int8), ("prepare_cache_eviction", .int8), ("prepare_cache_size", .int8),
         ])
-        for pool in runtime.pools(database: nil, user: nil) {
+        for pool in runtime.pools(database: nil, user: nil) + runtime.retiredPoolsWithConnections {
             for server in pool.serverInfos() {
                 let slot = pool.slots[min(server.address.slotIndex(in: pool), pool.slots.count - 1)]
                 result.append([
