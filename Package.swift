@@ -43,6 +43,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        .target(name: "Failover"),
         .target(
             name: "Config",
             dependencies: [.product(name: "Yams", package: "Yams")]
@@ -50,7 +51,7 @@ let package = Package(
         .target(
             name: "Pooler",
             dependencies: [
-                "PostgresWire", "Auth", "Config",
+                "PostgresWire", "Auth", "Config", "QueryParser", "Failover",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -87,6 +88,7 @@ let package = Package(
         .testTarget(name: "AuthTests", dependencies: ["Auth"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "QueryParserTests", dependencies: ["QueryParser"]),
+        .testTarget(name: "FailoverTests", dependencies: ["Failover"]),
         .testTarget(name: "PoolerTests", dependencies: [
             "Pooler", "PostgresWire", "Config", "Auth",
             .product(name: "NIOCore", package: "swift-nio"),

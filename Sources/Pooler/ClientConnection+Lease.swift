@@ -1,16 +1,20 @@
 /// Getting, holding and giving back a server connection: waiting with `connect_timeout`, replaying the client's
 /// parameters, the idle-in-transaction timeout, and what happens when either side goes away.
 import Config
+import Failover
 import NIOCore
 import PostgresWire
 
 extension ClientConnection {
     /// Asks the pool for a server. Returns true when one was leased at once.
     @discardableResult
-    func requestServer() -> Bool {
+    func requestServer(role: TargetRole? = nil) -> Bool {
         if let current = pool, current.isRetired { adoptReloadedPool() }
         guard let pool else { return false }
-        switch pool.lease(for: self) {
+        let loggingIn: Bool
+        if case .awaitingParameters = phase { loggingIn = true } else { loggingIn = false }
+        leaseRole = role
+        switch pool.lease(for: self, role: role, bypassPause: loggingIn) {
         case .leased(let server):
             attach(server)
             return true

@@ -211,15 +211,23 @@ extension ClientConnection {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
-            return requestServer()
+            return requestServer(role: targetRole(for: buffer))
         case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
             // Nothing to flush; copy messages outside COPY are ignored by Postgres too.
             guard buffer.readableBytes >= header.frameSize else { return false }
             buffer.moveReaderIndex(forwardBy: header.frameSize)
             return true
+        case FrontendID.query:
+            guard buffer.readableBytes >= header.frameSize else { return false }
+            let payload = buffer.getSlice(at: buffer.readerIndex + FrameHeader.size, length: header.payloadSize)!
+            if answerPoolerCommand(payload) {
+                buffer.moveReaderIndex(forwardBy: header.frameSize)
+                return true
+            }
+            return requestServer(role: targetRole(for: buffer))
         default:
             // Leased at once: the next round relays the buffer. Otherwise drive() keeps it until the lease.
-            return requestServer()
+            return requestServer(role: targetRole(for: buffer))
         }
     }
 

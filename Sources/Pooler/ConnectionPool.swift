@@ -4,6 +4,7 @@ import Auth
 import Config
 import Logging
 import Atomics
+import Failover
 import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
@@ -13,8 +14,37 @@ public final class ConnectionPool: @unchecked Sendable {
     public let user: String
     public let settings: EffectiveUserSettings
     let slots: [ServerSlot]
-    /// Where new transactions go (see `candidates(in:role:)`); fixed for the pool's life.
-    private let candidates: [ServerSlot]
+    /// Shard 0's servers: where transactions go (sharding picks other shards later).
+    private let shardSlots: [ServerSlot]
+    /// Whether shard 0 has replicas (read/write splitting has a choice to make).
+    let hasReplicas: Bool
+    let routing: RoutingSettings
+
+    /// The pool's routing settings (PgCat's keys).
+    struct RoutingSettings {
+        var queryParserEnabled: Bool
+        var readWriteSplitting: Bool
+        var primaryReadsEnabled: Bool
+        var defaultRole: TargetRole
+        var loadBalancing: LoadBalancer.Mode
+        var replicaToPrimaryFailover: Bool
+        /// Texts longer than this (bytes) are not parsed and go to the primary.
+        var maxParseLength: Int?
+
+        init(_ pool: PoolConfig) {
+            queryParserEnabled = pool.queryParserEnabled
+            readWriteSplitting = pool.queryParserEnabled && pool.queryParserReadWriteSplitting
+            primaryReadsEnabled = pool.primaryReadsEnabled
+            switch pool.defaultRole {
+            case .primary: defaultRole = .primary
+            case .replica: defaultRole = .replica
+            case .any: defaultRole = .any
+            }
+            loadBalancing = pool.loadBalancingMode == .leastOutstandingConnections ? .leastOutstanding : .random
+            replicaToPrimaryFailover = pool.replicaToPrimaryFailover
+            maxParseLength = pool.queryParserMaxLength
+        }
+    }
     let credentials: ServerCredentials
     private let connector: ServerConnector
     private let keyCache: SCRAMKeyCache?
@@ -70,6 +100,8 @@ public final class ConnectionPool: @unchecked Sendable {
     final class ServerSlot: @unchecked Sendable {
         let address: ServerAddress
         let index: Int
+        var weight = 1
+        var isPrimary: Bool { address.role == "primary" }
         var machine: PoolStateMachine<ServerConnection, WaiterRef>
         /// Connections opening or open (under the pool lock), for SHOW SERVERS and the address totals.
         var live: [ObjectIdentifier: ServerConnection] = [:]
@@ -114,11 +146,15 @@ public final class ConnectionPool: @unchecked Sendable {
             for (index, server) in shard.servers.enumerated() {
                 let address = ServerAddress(host: server.host, port: server.port, database: shard.database,
                                             role: server.role.rawValue, shard: shardIndex, index: index)
-                slots.append(ServerSlot(address: address, index: slots.count, settings: machineSettings))
+                let slot = ServerSlot(address: address, index: slots.count, settings: machineSettings)
+                slot.weight = server.weight
+                slots.append(slot)
             }
         }
         self.slots = slots
-        self.candidates = Self.candidates(in: slots, role: pool.defaultRole)
+        self.shardSlots = slots.filter { $0.address.shard == 0 }
+        self.hasReplicas = shardSlots.contains { !$0.isPrimary }
+        self.routing = RoutingSettings(pool)
         self.credentials = ServerCredentials(
             user: userConfig.serverUsername ?? userConfig.username, database: "",
             password: userConfig.serverPassword ?? userConfig.password)
@@ -129,6 +165,12 @@ public final class ConnectionPool: @unchecked Sendable {
     /// Parameters reported to clients at login (from the first server connection); nil until one connected.
     var serverParameters: [String: String]? { lock.withLock { cachedParameters } }
 
+    /// A reload's replacement reports what its predecessor's servers reported, until a server says otherwise.
+    func inheritServerParameters(from old: ConnectionPool) {
+        guard let parameters = old.serverParameters else { return }
+        lock.withLock { if cachedParameters == nil { cachedParameters = parameters } }
+    }
+
     /// Remembers the ClientKey recovered from a client's SCRAM login, for servers holding the same verifier.
     func rememberClientKey(_ key: [UInt8]) {
         guard credentials.password?.hasPrefix("SCRAM-SHA-256$") == true else { return }
@@ -137,23 +179,23 @@ public final class ConnectionPool: @unchecked Sendable {
 
     // MARK: leasing
 
-    private func pickSlot() -> ServerSlot {
-        if candidates.count == 1 { return candidates[0] }
+    /// The server for a new transaction of `role` (LoadBalancer decides; one server needs no decision).
+    private func pickSlot(role: TargetRole) -> ServerSlot {
+        if shardSlots.count == 1 { return shardSlots[0] }
         let now = NIODeadline.now().uptimeNanoseconds
-        let healthy = candidates.filter { $0.bannedUntil.load(ordering: .relaxed) <= now }
-        return (healthy.isEmpty ? candidates : healthy).randomElement()!
-    }
-
-    /// Slots a new transaction may use: shard 0, filtered by the pool's default role (all of shard 0 if none fit).
-    private static func candidates(in slots: [ServerSlot], role: DefaultRole) -> [ServerSlot] {
-        let shard0 = slots.filter { $0.address.shard == 0 }
-        let filtered: [ServerSlot]
-        switch role {
-        case .primary: filtered = shard0.filter { $0.address.role != "replica" }
-        case .replica: filtered = shard0.filter { $0.address.role == "replica" }
-        case .any: filtered = shard0
+        let busy: [Int]? = routing.loadBalancing == .leastOutstanding
+            ? lock.withLock { shardSlots.map { $0.machine.leasedCount + $0.machine.waitingCount } } : nil
+        var candidates: [LoadBalancer.Candidate] = []
+        candidates.reserveCapacity(shardSlots.count)
+        for (position, slot) in shardSlots.enumerated() {
+            candidates.append(LoadBalancer.Candidate(
+                index: position, isPrimary: slot.isPrimary, weight: slot.weight,
+                banned: slot.bannedUntil.load(ordering: .relaxed) > now, busy: busy?[position] ?? 0))
         }
-        return filtered.isEmpty ? shard0 : filtered
+        var random = SystemRandomNumberGenerator()
+        let choice = LoadBalancer.pick(candidates, role: role, mode: routing.loadBalancing,
+                                       replicaToPrimaryFailover: routing.replicaToPrimaryFailover, using: &random)
+        return shardSlots[choice?.index ?? 0]
     }
 
     enum LeaseOutcome {
@@ -162,13 +204,14 @@ public final class ConnectionPool: @unchecked Sendable {
     }
 
     /// Called on the waiter's event loop. Either returns a connection now or later calls `leaseGranted`/`leaseFailed`.
-    func lease(for waiter: LeaseWaiter) -> LeaseOutcome {
-        let held = lock.withLock {
+    /// `bypassPause`: a login borrowing a server only to learn the parameters to report is not held by PAUSE.
+    func lease(for waiter: LeaseWaiter, role: TargetRole? = nil, bypassPause: Bool = false) -> LeaseOutcome {
+        let held = !bypassPause && lock.withLock {
             if paused { pausedWaiters.append(WaiterRef(waiter: waiter)) }
             return paused
         }
         if held { return .waiting }
-        let slot = pickSlot()
+        let slot = pickSlot(role: role ?? routing.defaultRole)
         let loop = waiter.eventLoop
         let now = NIODeadline.now().uptimeNanoseconds
         let result = lock.withLock {
@@ -340,7 +383,17 @@ extension ConnectionPool {
     /// A reload replaced this pool: close what is idle now, and the rest as it comes back.
     func retire() {
         retired.store(true, ordering: .relaxed)
+        let waiters: [WaiterRef] = lock.withLock {
+            var taken = pausedWaiters
+            pausedWaiters.removeAll()
+            for slot in slots { taken += slot.machine.takeWaiters() }
+            return taken
+        }
         closeIdle()
+        for ref in waiters {
+            let waiter = ref.waiter
+            waiter.eventLoop.execute { waiter.poolReplaced() }
+        }
     }
 
     var isPaused: Bool { lock.withLock { paused } }
@@ -361,7 +414,7 @@ extension ConnectionPool {
         for ref in waiters {
             let waiter = ref.waiter
             waiter.eventLoop.execute {
-                if case .leased(let server) = self.lease(for: waiter) { waiter.leaseGranted(server) }
+                if case .leased(let server) = self.lease(for: waiter, role: waiter.leaseRole) { waiter.leaseGranted(server) }
             }
         }
     }

@@ -6,6 +6,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import PostgresWire
+import QueryParser
 
 public final class PoolerRuntime: @unchecked Sendable {
     public struct PoolKey: Hashable, Sendable {
@@ -43,6 +44,10 @@ public final class PoolerRuntime: @unchecked Sendable {
     /// When the runtime started (SHOW CONFIG / uptime) and how the admin console authenticates.
     var adminAuth: UserAuth?
     let averager = StatsAverager()
+    /// The PostgreSQL parser with its cache of facts per query text, shared by all pools.
+    public let queryParser = QueryParser()
+    /// Pools replaced by reloads, kept while their connections drain (under `lock`).
+    var retiredPools: [ConnectionPool] = []
 
     struct WeakClient { weak var client: ClientConnection? }
 
@@ -69,10 +74,15 @@ public final class PoolerRuntime: @unchecked Sendable {
                 if let old, old.identity == identity {
                     pools[key] = old
                 } else {
-                    pools[key] = ConnectionPool(database: named.name, user: user.username, pool: named.config,
-                                                userConfig: user, general: config.general, connector: connector,
-                                                keyCache: keyCache, logger: logger, statementNames: old?.statementNames)
-                    if let old { replaced.append(old) }
+                    let fresh = ConnectionPool(database: named.name, user: user.username, pool: named.config,
+                                               userConfig: user, general: config.general, connector: connector,
+                                               keyCache: keyCache, logger: logger, statementNames: old?.statementNames)
+                    if let old {
+                        if old.isPaused { fresh.pause() }  // PAUSE (or KILL) lasts until RESUME, across reloads
+                        fresh.inheritServerParameters(from: old)  // logins need no server (a paused pool has none)
+                        replaced.append(old)
+                    }
+                    pools[key] = fresh
                 }
                 if let oldAuth = previous?.users[named.name]?[user.username], oldAuth.config == user {
                     poolUsers[user.username] = oldAuth  // no new PBKDF2 for an unchanged user

@@ -1,0 +1,119 @@
+/// Which servers a new transaction may use: PgCat's `SET SERVER ROLE` / `SET PRIMARY READS` per client, and
+/// read/write splitting by the PostgreSQL parser over the messages that start the transaction.
+import Failover
+import NIOCore
+import PostgresWire
+import QueryParser
+
+/// A client's routing choices (PgCat's custom SQL); nil means the pool's setting.
+struct ClientRouting {
+    /// `SET SERVER ROLE TO 'primary'|'replica'|'any'`: a fixed role, and the parser off for this client.
+    var role: TargetRole?
+    /// `SET SERVER ROLE TO 'auto'` turns the parser on; 'default' back to the pool's setting.
+    var parser: Bool?
+    var primaryReads: Bool?
+}
+
+extension ClientConnection {
+    /// The role for the transaction the messages at the front of `buffer` start.
+    func targetRole(for buffer: ByteBuffer) -> TargetRole {
+        guard let pool else { return .any }
+        if let role = routing.role { return role }
+        let settings = pool.routing
+        guard settings.readWriteSplitting, routing.parser ?? settings.queryParserEnabled, pool.hasReplicas else {
+            return settings.defaultRole
+        }
+        let primaryReads = routing.primaryReads ?? settings.primaryReadsEnabled
+        var role: TargetRole?
+        var index = buffer.readerIndex
+        // Every statement up to the first Sync or Query decides together (PgCat looks at each Parse too).
+        scan: while let header = FrameHeader.peek(buffer, at: index), buffer.writerIndex - index >= header.frameSize {
+            let payloadStart = index + FrameHeader.size
+            var text: String?
+            switch header.id {
+            case FrontendID.query:
+                text = buffer.getString(at: payloadStart, length: max(0, header.payloadSize - 1))
+            case FrontendID.parse:
+                var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize)!
+                _ = payload.readNullTerminatedString()
+                text = payload.readNullTerminatedString()
+            case FrontendID.bind:
+                var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize)!
+                _ = payload.readNullTerminatedString()
+                if let name = payload.readNullTerminatedString(), !name.isEmpty, var definition = statements[name]?.definition {
+                    text = definition.readNullTerminatedString()
+                }
+            case FrontendID.sync:
+                break scan
+            default:
+                break
+            }
+            if let text {
+                let decided = ReadWriteRouting.role(for: intent(of: text, limit: settings.maxParseLength),
+                                                    primaryReads: primaryReads, fallback: settings.defaultRole)
+                role = role.map { ReadWriteRouting.combine($0, decided) } ?? decided
+                if role == .primary || header.id == FrontendID.query { break scan }
+            }
+            index += header.frameSize
+        }
+        return role ?? settings.defaultRole
+    }
+
+    private func intent(of text: String, limit: Int?) -> ReadWriteRouting.Intent? {
+        if let limit, text.utf8.count > limit { return nil }  // too long to parse: the primary
+        guard case .success(let facts) = runtime.queryParser.facts(text) else { return nil }
+        switch facts.intent {
+        case .read: return .read
+        case .write: return .write
+        case .neutral: return .neutral
+        case .begin(let readOnly): return .begin(readOnly: readOnly)
+        }
+    }
+
+    /// Answers PgCat's custom SQL; false if `payload` is not one of its commands.
+    func answerPoolerCommand(_ payload: ByteBuffer) -> Bool {
+        guard let command = PoolerCommand(query: payload), let pool else { return false }
+        var buffer = allocate(128)
+        switch command {
+        case .setServerRole(let role):
+            switch role {
+            case .primary: routing.role = .primary; routing.parser = false
+            case .replica: routing.role = .replica; routing.parser = false
+            case .any: routing.role = .any; routing.parser = false
+            case .auto: routing.role = nil; routing.parser = true
+            case .default: routing.role = nil; routing.parser = nil
+            }
+            MessageEncoder.commandComplete("SET SERVER ROLE", into: &buffer)
+        case .setPrimaryReads(let reads):
+            switch reads {
+            case .on: routing.primaryReads = true
+            case .off: routing.primaryReads = false
+            case .default: routing.primaryReads = nil
+            }
+            MessageEncoder.commandComplete("SET PRIMARY READS", into: &buffer)
+        case .showServerRole:
+            let value: String
+            switch routing.role {
+            case .primary?: value = "primary"
+            case .replica?: value = "replica"
+            case .any?: value = "any"
+            case nil:
+                let parsing = (routing.parser ?? pool.routing.queryParserEnabled) && pool.routing.readWriteSplitting
+                value = parsing ? "auto" : pool.routing.defaultRole.rawValue
+            }
+            singleValue("server role", value, into: &buffer)
+        case .showPrimaryReads:
+            singleValue("primary reads", (routing.primaryReads ?? pool.routing.primaryReadsEnabled) ? "on" : "off",
+                        into: &buffer)
+        }
+        MessageEncoder.readyForQuery(.idle, into: &buffer)
+        write(buffer)
+        return true
+    }
+
+    private func singleValue(_ column: String, _ value: String, into buffer: inout ByteBuffer) {
+        var result = AdminResult([(column, .text)], tag: "SELECT 1")
+        result.append([.text(value)])
+        result.encode(into: &buffer)
+    }
+}

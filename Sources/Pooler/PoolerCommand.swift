@@ -1,0 +1,57 @@
+/// PgCat's own SQL, answered by the pooler when the client holds no server (reference/pgcat.md §1.3), with
+/// PgCat's syntax: `SET SERVER ROLE TO 'primary'|'replica'|'any'|'auto'|'default'`, `SHOW SERVER ROLE`,
+/// `SET PRIMARY READS TO on|off|default`, `SHOW PRIMARY READS`. Case-insensitive, one optional trailing `;`.
+import NIOCore
+
+enum PoolerCommand: Equatable {
+    enum ServerRole: String { case primary, replica, any, auto, `default` }
+    enum PrimaryReads: String { case on, off, `default` }
+
+    case setServerRole(ServerRole)
+    case showServerRole
+    case setPrimaryReads(PrimaryReads)
+    case showPrimaryReads
+
+    /// Cheap first look at a Query payload: does it start with SET or SHOW (the only way these begin)?
+    static func mightMatch(_ payload: ByteBuffer) -> Bool {
+        guard payload.readableBytes < 64 else { return false }
+        var index = payload.readerIndex
+        while let byte = payload.getInteger(at: index, as: UInt8.self), byte == 0x20 { index += 1 }
+        guard let s = payload.getInteger(at: index, as: UInt8.self), s | 0x20 == UInt8(ascii: "s"),
+              let e = payload.getInteger(at: index + 1, as: UInt8.self),
+              e | 0x20 == UInt8(ascii: "e") || e | 0x20 == UInt8(ascii: "h") else { return false }
+        return true
+    }
+
+    /// Parses a Query payload (NUL-terminated SQL).
+    init?(query payload: ByteBuffer) {
+        guard Self.mightMatch(payload),
+              var text = payload.getString(at: payload.readerIndex, length: payload.readableBytes) else { return nil }
+        if text.hasSuffix("\0") { text.removeLast() }
+        var trimmed = Substring(text)
+        while trimmed.first == " " { trimmed.removeFirst() }
+        while trimmed.last == " " { trimmed.removeLast() }
+        if trimmed.last == ";" { trimmed.removeLast() }
+        while trimmed.last == " " { trimmed.removeLast() }
+        let words = trimmed.split(separator: " ", omittingEmptySubsequences: true).map { $0.lowercased() }
+        switch words.count {
+        case 3 where words == ["show", "server", "role"]:
+            self = .showServerRole
+        case 3 where words == ["show", "primary", "reads"]:
+            self = .showPrimaryReads
+        case 5 where words[0...3] == ["set", "server", "role", "to"]:
+            // PgCat requires the quotes here.
+            let value = words[4]
+            guard value.count > 2, value.hasPrefix("'"), value.hasSuffix("'"),
+                  let role = ServerRole(rawValue: String(value.dropFirst().dropLast())) else { return nil }
+            self = .setServerRole(role)
+        case 5 where words[0...3] == ["set", "primary", "reads", "to"]:
+            var value = Substring(words[4])
+            if value.count > 2, value.hasPrefix("'"), value.hasSuffix("'") { value = value.dropFirst().dropLast() }
+            guard let reads = PrimaryReads(rawValue: String(value)) else { return nil }
+            self = .setPrimaryReads(reads)
+        default:
+            return nil
+        }
+    }
+}

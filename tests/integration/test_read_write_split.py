@@ -1,0 +1,144 @@
+"""Read/write splitting with the PostgreSQL parser (query_parser_enabled + query_parser_read_write_splitting) on a
+real primary and two streaming replicas: where each statement ran is read back with pg_is_in_recovery() and
+inet_server_port(). Also PgCat's SET SERVER ROLE / SET PRIMARY READS and their SHOW commands."""
+
+import psycopg
+import pytest
+
+from support import HOST
+
+pytestmark = pytest.mark.pooler_only
+
+
+def servers(cluster):
+    return [[HOST, cluster.primary, "primary"], [HOST, cluster.replica1, "replica"], [HOST, cluster.replica2, "replica"]]
+
+
+@pytest.fixture
+def split(pgcat, cluster):
+    def start(**pool):
+        settings = {"query_parser_enabled": True, "query_parser_read_write_splitting": True,
+                    "primary_reads_enabled": False}
+        settings.update(pool)
+        return pgcat(pool_size=3, users=["app"], servers=servers(cluster), pool=settings)
+    return start
+
+
+def where(conn, sql="select pg_is_in_recovery(), inet_server_port()", params=None) -> tuple[bool, int]:
+    return conn.execute(sql, params).fetchone()
+
+
+def test_reads_go_to_replicas_and_writes_to_the_primary(split, cluster, primary):
+    table = primary.make_table("rw_split_t")
+    primary.sql("drop sequence if exists rw_split_seq; create sequence rw_split_seq; grant all on rw_split_seq to public")
+    primary.sql(f"insert into {table} values (0, 'seed')")
+    primary.wait_until(f"select count(*) from {table}", expect=1)
+    t = split()
+    with t.connect() as c:
+        ports = set()
+        for _ in range(30):
+            in_recovery, port = where(c)
+            assert in_recovery is True
+            ports.add(port)
+        assert ports == {cluster.replica1, cluster.replica2}, "reads spread over both replicas"
+        # writes and everything that must run on the primary
+        c.execute(f"insert into {table} values (1, 'w')")
+        assert where(c, f"select pg_is_in_recovery(), inet_server_port() from {table} where id = 0 for update") == (False, cluster.primary)
+        assert where(c, "select pg_is_in_recovery(), nextval('rw_split_seq')")[0] is False
+        assert where(c, f"with moved as (update {table} set v = 'u' where id = 1 returning id) "
+                        "select pg_is_in_recovery(), inet_server_port() from moved") == (False, cluster.primary)
+        assert where(c, "select pg_is_in_recovery(), pg_try_advisory_xact_lock(7)")[0] is False
+        # extended protocol with parameters, and named prepared statements
+        assert where(c, "select pg_is_in_recovery(), %s::int", (5,))[0] is True
+    with t.connect(prepare_threshold=0) as p:
+        for _ in range(3):
+            assert where(p, "select pg_is_in_recovery(), %s::int", (1,))[0] is True
+            p.execute(f"update {table} set v = %s where id = 0", ("p",))
+    assert primary.value(f"select v from {table} where id = 0") == "p"
+
+
+def test_transactions_follow_their_begin(split, cluster):
+    t = split()
+    with t.connect(autocommit=False) as c:  # psycopg sends a plain BEGIN first
+        assert where(c)[0] is False
+        assert where(c)[1] == cluster.primary, "the whole transaction stays on the primary"
+        c.commit()
+    with t.connect() as c:
+        c.execute("begin read only")
+        in_recovery, port = where(c)
+        assert in_recovery is True
+        assert where(c) == (True, port), "a read-only transaction stays on its replica"
+        c.execute("commit")
+        c.execute("start transaction isolation level repeatable read")
+        assert where(c)[0] is False
+        c.execute("rollback")
+
+
+def test_unparseable_text_goes_to_the_primary_and_shows_the_server_error(split):
+    t = split()
+    with t.connect() as c:
+        with pytest.raises(psycopg.errors.SyntaxError):
+            c.execute("selec 1")
+        assert where(c)[0] is True, "the session goes on"
+
+
+def test_primary_reads_enabled_spreads_reads_over_all_servers(split, cluster):
+    t = split(primary_reads_enabled=True)
+    with t.connect() as c:
+        ports = {where(c)[1] for _ in range(60)}
+    assert ports == {cluster.primary, cluster.replica1, cluster.replica2}
+
+
+def test_set_server_role_and_primary_reads(split, cluster):
+    t = split()
+    with t.connect() as c:
+        assert c.execute("SHOW SERVER ROLE").fetchone() == ("auto",)
+        assert c.execute("SHOW PRIMARY READS").fetchone() == ("off",)
+        assert c.execute("SET SERVER ROLE TO 'primary'").statusmessage == "SET SERVER ROLE"
+        assert c.execute("show server role").fetchone() == ("primary",)
+        assert {where(c) for _ in range(5)} == {(False, cluster.primary)}
+        c.execute("set server role to 'replica';")
+        assert {where(c)[0] for _ in range(5)} == {True}
+        c.execute("SET SERVER ROLE TO 'auto'")
+        assert where(c)[0] is True
+        c.execute("SET PRIMARY READS TO on")
+        assert c.execute("SHOW PRIMARY READS").fetchone() == ("on",)
+        assert cluster.primary in {where(c)[1] for _ in range(60)}
+        c.execute("SET PRIMARY READS TO default")
+        assert c.execute("SHOW PRIMARY READS").fetchone() == ("off",)
+        c.execute("SET SERVER ROLE TO 'default'")
+        assert c.execute("SHOW SERVER ROLE").fetchone() == ("auto",)
+        # Not PgCat's syntax (no quotes): passed to Postgres, which refuses it.
+        with pytest.raises(psycopg.errors.SyntaxError):
+            c.execute("SET SERVER ROLE TO primary")
+
+
+def test_parser_off_uses_the_default_role(pgcat, cluster):
+    t = pgcat(pool_size=2, users=["app"], servers=servers(cluster),
+              pool={"query_parser_enabled": False, "default_role": "primary"})
+    with t.connect() as c:
+        assert {where(c)[1] for _ in range(10)} == {cluster.primary}
+        assert c.execute("SHOW SERVER ROLE").fetchone() == ("primary",)
+
+
+def test_least_outstanding_avoids_the_busy_replica(split, cluster):
+    t = split(load_balancing_mode="loc")
+    with t.connect() as holder:
+        holder.execute("begin read only")
+        busy_port = where(holder)[1]
+        with t.connect() as c:
+            ports = {where(c)[1] for _ in range(20)}
+        assert ports == {cluster.replica1, cluster.replica2} - {busy_port}
+        holder.execute("commit")
+
+
+def test_weights_steer_reads(pgcat, cluster):
+    weighted = [[HOST, cluster.primary, "primary"],
+                {"host": HOST, "port": cluster.replica1, "role": "replica", "weight": 9},
+                {"host": HOST, "port": cluster.replica2, "role": "replica", "weight": 1}]
+    t = pgcat(pool_size=2, users=["app"], servers=weighted,
+              pool={"query_parser_enabled": True, "query_parser_read_write_splitting": True,
+                    "primary_reads_enabled": False})
+    with t.connect() as c:
+        ports = [where(c)[1] for _ in range(100)]
+    assert ports.count(cluster.replica1) > 70, ports.count(cluster.replica1)
