@@ -22,6 +22,8 @@ public final class PoolerServer: @unchecked Sendable {
     private static let metricsBootstrapped = NIOLockedValueBox(false)
     private var janitor: RepeatedTask?
     private var statsSampler: RepeatedTask?
+    private let healthTask = NIOLockedValueBox<Scheduled<Void>?>(nil)
+    private let stopped = NIOLockedValueBox(false)
     private var autoreloader: RepeatedTask?
 
     public init(config: PgCatConfig, logger: Logger) {
@@ -80,6 +82,7 @@ public final class PoolerServer: @unchecked Sendable {
         janitor = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .seconds(1)) { _ in
             runtime.sweep(loops: { loops.next() })
         }
+        scheduleHealthCheck(after: .zero)
         statsSampler = group.next().scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(15)) { _ in
             runtime.sampleStats()
         }
@@ -112,6 +115,17 @@ public final class PoolerServer: @unchecked Sendable {
         return port
     }
 
+    /// Health-check rounds, re-armed each time (the interval follows reloads of `healthcheck_delay`).
+    private func scheduleHealthCheck(after delay: TimeAmount) {
+        let loop = group.next()
+        let task = loop.scheduleTask(in: delay) { [weak self] in
+            guard let self, !self.stopped.withLockedValue({ $0 }) else { return }
+            self.runtime.checkHealth(on: loop)
+            self.scheduleHealthCheck(after: self.runtime.healthCheckInterval)
+        }
+        healthTask.withLockedValue { $0 = task }
+    }
+
     /// Graceful shutdown: new clients are refused with 57P01 while open sessions finish, up to `timeout`.
     public func drain(timeout: TimeAmount) async {
         runtime.beginShutdown()
@@ -124,6 +138,8 @@ public final class PoolerServer: @unchecked Sendable {
     }
 
     public func stop() async {
+        stopped.withLockedValue { $0 = true }
+        healthTask.withLockedValue { $0?.cancel() }
         janitor?.cancel()
         statsSampler?.cancel()
         autoreloader?.cancel()

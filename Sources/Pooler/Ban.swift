@@ -23,7 +23,7 @@ extension ConnectionPool {
         let until = now + UInt64(seconds) * 1_000_000_000
         return lock.withLock {
             var banned: [ServerAddress] = []
-            for slot in slots where slot.address.host == host && slot.address.role != "primary" {
+            for slot in slots where slot.address.host == host && !slot.isPrimary {
                 if slot.bannedUntil.load(ordering: .relaxed) <= now { banned.append(slot.address) }
                 slot.bannedUntil.store(until, ordering: .relaxed)
                 slot.ban = Ban(reason: reason, since: Date(), seconds: seconds)
@@ -56,6 +56,22 @@ extension ConnectionPool {
                 return BanInfo(address: slot.address, ban: ban, remainingSeconds: Int((until - now + 999_999_999) / 1_000_000_000))
             }
         }
+    }
+
+    /// Bans a replica for `ban_time` (a primary is never banned).
+    func ban(slot: ServerSlot, reason: String, seconds: Int? = nil) {
+        guard !slot.isPrimary else { return }
+        let seconds = seconds ?? banTime.load
+        let until = NIODeadline.now().uptimeNanoseconds + UInt64(max(seconds, 1)) * 1_000_000_000
+        let isNew = lock.withLock {
+            let wasBanned = slot.bannedUntil.load(ordering: .relaxed) > NIODeadline.now().uptimeNanoseconds
+            if until > slot.bannedUntil.load(ordering: .relaxed) {
+                slot.bannedUntil.store(until, ordering: .relaxed)
+                slot.ban = Ban(reason: reason, since: wasBanned ? (slot.ban?.since ?? Date()) : Date(), seconds: seconds)
+            }
+            return !wasBanned
+        }
+        if isNew { logger.warning("server banned", metadata: ["server": "\(slot.address)", "reason": "\(reason)", "seconds": "\(seconds)"]) }
     }
 
     func isBanned(slotIndex: Int) -> Bool {

@@ -16,6 +16,11 @@ extension ClientConnection {
         leaseRole = role
         switch pool.lease(for: self, role: role, bypassPause: loggingIn) {
         case .leased(let server):
+            if loggingIn {
+                waiting = true
+                leaseGranted(server)  // reports the parameters and gives the server back
+                return false
+            }
             attach(server)
             return true
         case .waiting:
@@ -95,6 +100,16 @@ extension ClientConnection {
         stats.stopWaiting(now: eventLoop.now)
         if case .ready = phase { stats.set(.idle) }
         guard case .serverUnavailable(let pool, let server, let reason) = error else { return }
+        if leaseRole != .primary, leaseRetries < 2, let current = self.pool, current.hasReplicas {
+            // A read whose server could not be reached (now banned) tries another before the client hears of it.
+            leaseRetries += 1
+            logger.info("retrying on another server", metadata: ["failed": "\(server)", "reason": "\(reason)"])
+            if requestServer(role: leaseRole), case .ready = phase {
+                drive()
+                flushIfNeeded()
+            }
+            return
+        }
         let message = "no server available for pool \(pool): \(server): \(reason)"
         if case .awaitingParameters = phase {
             fatal(.connectionFailure, message)
@@ -125,6 +140,7 @@ extension ClientConnection {
         logger.trace("attach", metadata: ["server_id": "\(server.id)"])
         self.server = server
         planRetry = nil
+        leaseRetries = 0
         stats.set(.active)
         server.lastApplicationName.withLockedValue { $0 = applicationName }
         server.resetRelayState()
@@ -151,6 +167,7 @@ extension ClientConnection {
         logger.trace("release", metadata: ["server_id": "\(server.id)"])
         self.server = nil
         stats.set(.idle)
+        if leaseRole == .primary { lastPrimaryTransaction = eventLoop.now }
         server.detach(owner: self)
         restoreReads(server)
         pool?.release(server)

@@ -56,7 +56,12 @@ extension ClientConnection {
             }
             index += header.frameSize
         }
-        return role ?? settings.defaultRole
+        let decided = role ?? settings.defaultRole
+        if decided != .primary, settings.readYourWritesWindow > 0, let wrote = lastPrimaryTransaction,
+           eventLoop.now - wrote < .milliseconds(Int64(settings.readYourWritesWindow)) {
+            return .primary  // its own recent write may not have reached the replicas yet
+        }
+        return decided
     }
 
     private func intent(of text: String, limit: Int?) -> ReadWriteRouting.Intent? {

@@ -67,6 +67,10 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var routing = ClientRouting()
     /// The role of the transaction being leased for (re-asked after RESUME or a reload).
     var leaseRole: TargetRole?
+    /// When this client's last transaction on the primary ended (read-your-writes window).
+    var lastPrimaryTransaction: NIODeadline?
+    /// Times the current lease was retried on another server after a connection failure.
+    var leaseRetries = 0
     /// The relay stopped before a message about named statements until an earlier batch's outcome is known.
     var awaitingStatementOutcome = false
     /// Backpressure pauses in force (see channelWritabilityChanged).

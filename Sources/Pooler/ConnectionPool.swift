@@ -30,6 +30,8 @@ public final class ConnectionPool: @unchecked Sendable {
         var replicaToPrimaryFailover: Bool
         /// Texts longer than this (bytes) are not parsed and go to the primary.
         var maxParseLength: Int?
+        /// After a client's transaction on the primary, its reads stay on the primary this long (ms; 0 off).
+        var readYourWritesWindow: Int
 
         init(_ pool: PoolConfig) {
             queryParserEnabled = pool.queryParserEnabled
@@ -43,12 +45,13 @@ public final class ConnectionPool: @unchecked Sendable {
             loadBalancing = pool.loadBalancingMode == .leastOutstandingConnections ? .leastOutstanding : .random
             replicaToPrimaryFailover = pool.replicaToPrimaryFailover
             maxParseLength = pool.queryParserMaxLength
+            readYourWritesWindow = pool.readYourWritesWindow
         }
     }
     let credentials: ServerCredentials
-    private let connector: ServerConnector
-    private let keyCache: SCRAMKeyCache?
-    private let logger: Logger
+    let connector: ServerConnector
+    let keyCache: SCRAMKeyCache?
+    let logger: Logger
     let lock = NIOLock()
     /// Server-side names of prepared statements (transaction mode, `prepared_statements_cache_size` > 0).
     let statementNames: StatementNames
@@ -80,6 +83,10 @@ public final class ConnectionPool: @unchecked Sendable {
     /// PAUSE: new leases wait here until RESUME (under the lock).
     private var paused = false
     private var pausedWaiters: [WaiterRef] = []
+    /// `max_replica_lag_bytes` (0: off).
+    let maxReplicaLagBytes: Int
+    /// `general.ban_time` in seconds (updated by reloads).
+    let banTime = Counter()
     /// RECONNECT: connections opened before this epoch are closed when they are next released.
     let reconnectEpoch = Counter()
     private let retired = ManagedAtomic(false)
@@ -95,13 +102,26 @@ public final class ConnectionPool: @unchecked Sendable {
     let cancelsInFlight = Counter()
     /// Server connections being reset before reuse (SHOW POOLS `sv_used`).
     let cleanupsInFlight = Counter()
-    private var recoveredClientKey: [UInt8]?
+    var recoveredClientKey: [UInt8]?
 
     final class ServerSlot: @unchecked Sendable {
         let address: ServerAddress
         let index: Int
         var weight = 1
-        var isPrimary: Bool { address.role == "primary" }
+        /// `role: auto`: what the health checker last saw (1 primary, 0 replica, -1 not known yet).
+        let detectedPrimary = ManagedAtomic<Int>(-1)
+        /// The replica lags more than `max_replica_lag_bytes` (health checker); kept out of rotation.
+        let lagging = ManagedAtomic<Bool>(false)
+        /// The replica's last measured lag in bytes.
+        let lagBytes = Counter()
+        /// Whether it is the primary now: as configured, or as detected for `role: auto`.
+        var isPrimary: Bool {
+            switch address.role {
+            case "primary": return true
+            case "replica": return false
+            default: return detectedPrimary.load(ordering: .relaxed) == 1
+            }
+        }
         var machine: PoolStateMachine<ServerConnection, WaiterRef>
         /// Connections opening or open (under the pool lock), for SHOW SERVERS and the address totals.
         var live: [ObjectIdentifier: ServerConnection] = [:]
@@ -153,8 +173,10 @@ public final class ConnectionPool: @unchecked Sendable {
         }
         self.slots = slots
         self.shardSlots = slots.filter { $0.address.shard == 0 }
-        self.hasReplicas = shardSlots.contains { !$0.isPrimary }
+        self.hasReplicas = shardSlots.contains { $0.address.role != "primary" }
         self.routing = RoutingSettings(pool)
+        self.banTime.store(general.banTime)
+        self.maxReplicaLagBytes = pool.maxReplicaLagBytes
         self.credentials = ServerCredentials(
             user: userConfig.serverUsername ?? userConfig.username, database: "",
             password: userConfig.serverPassword ?? userConfig.password)
@@ -190,7 +212,8 @@ public final class ConnectionPool: @unchecked Sendable {
         for (position, slot) in shardSlots.enumerated() {
             candidates.append(LoadBalancer.Candidate(
                 index: position, isPrimary: slot.isPrimary, weight: slot.weight,
-                banned: slot.bannedUntil.load(ordering: .relaxed) > now, busy: busy?[position] ?? 0))
+                banned: slot.bannedUntil.load(ordering: .relaxed) > now || slot.lagging.load(ordering: .relaxed),
+                busy: busy?[position] ?? 0))
         }
         var random = SystemRandomNumberGenerator()
         let choice = LoadBalancer.pick(candidates, role: role, mode: routing.loadBalancing,
@@ -263,6 +286,10 @@ public final class ConnectionPool: @unchecked Sendable {
 
     private func connectionClosed(_ server: ServerConnection) {
         guard let slot = slot(of: server) else { return }
+        if !server.closedByPooler && !slot.isPrimary {
+            // The replica went away under us (shutdown, crash, network): keep new transactions off it for a while.
+            ban(slot: slot, reason: "ServerClosed")
+        }
         let create = lock.withLock { slot.machine.connectionClosed(server) }
         forget(server, in: slot)
         if create { open(slot, on: server.eventLoop) }
@@ -334,6 +361,7 @@ public final class ConnectionPool: @unchecked Sendable {
             case .failure(let error):
                 server.close()
                 self.forget(server, in: slot)
+                if !slot.isPrimary { self.ban(slot: slot, reason: "FailedConnect") }
                 self.logger.warning("could not open server connection", metadata: [
                     "server": "\(slot.address)", "error": "\(error)"])
                 let stranded = self.lock.withLock { slot.machine.connectionFailed() }

@@ -121,6 +121,14 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     }
 
     /// A waiter gave up (timeout, disconnect). Returns false if it was not waiting any more (already served).
+    /// Leases an idle connection if there is one, without queueing (health checks reuse idle connections).
+    public mutating func takeIdle() -> Connection? {
+        guard !idle.isEmpty else { return nil }
+        let entry = idle.removeLast()
+        leased.insert(entry.connection)
+        return entry.connection
+    }
+
     /// Removes and returns every waiter (the pool is being replaced).
     public mutating func takeWaiters() -> [Waiter] {
         let taken = Array(waiters[waiterHead...])

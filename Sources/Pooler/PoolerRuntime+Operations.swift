@@ -50,6 +50,7 @@ extension PoolerRuntime {
             return built.replaced
         }
         for pool in replaced { pool.retire() }
+        for pool in allPools { pool.banTime.store(config.general.banTime) }
         logger.notice("config reloaded", metadata: ["pools_replaced": "\(replaced.count)",
                                                     "pools": "\(config.pools.count)"])
         return .success(ReloadSummary(changed: true, poolsReplaced: replaced.count))

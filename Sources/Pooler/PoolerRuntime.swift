@@ -44,6 +44,8 @@ public final class PoolerRuntime: @unchecked Sendable {
     /// When the runtime started (SHOW CONFIG / uptime) and how the admin console authenticates.
     var adminAuth: UserAuth?
     let averager = StatsAverager()
+    /// Addresses with a health probe in flight (at most one per address).
+    let probesInFlight = NIOLockedValueBox<Set<AddressKey>>([])
     /// The PostgreSQL parser with its cache of facts per query text, shared by all pools.
     public let queryParser = QueryParser()
     /// Pools replaced by reloads, kept while their connections drain (under `lock`).

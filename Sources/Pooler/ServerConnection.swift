@@ -5,6 +5,7 @@
 import Auth
 import Logging
 import NIOCore
+import Atomics
 import NIOConcurrencyHelpers
 import PostgresWire
 
@@ -72,6 +73,12 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     var requestStart: NIODeadline?
     var transactionStart: NIODeadline?
 
+    /// The pooler closed it (not the server or the network); set from any thread before the close.
+    var closedByPooler: Bool {
+        get { closedByPoolerFlag.load(ordering: .relaxed) }
+        set { closedByPoolerFlag.store(newValue, ordering: .relaxed) }
+    }
+    private let closedByPoolerFlag = ManagedAtomic(false)
     /// The pool's RECONNECT epoch when this connection was opened.
     var epoch = 0
     /// Counters and state for the admin console and metrics (readable from any thread).
@@ -264,7 +271,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     func attach(owner newOwner: ServerOwner) {
         if eventLoop.inEventLoop {
             owner = newOwner
-            stats.stateValue.store((newOwner is ClientConnection ? ServerState.active : ServerState.used).rawValue)
+            let state: ServerState = newOwner is ClientConnection ? .active : newOwner is ServerProbe ? .tested : .used
+            stats.stateValue.store(state.rawValue)
             if context == nil {
                 // Died while in the pool: tell the new owner at once.
                 newOwner.eventLoop.execute { newOwner.serverClosed(self, reason: "server closed the connection") }
@@ -330,6 +338,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
 
     /// Closes the connection politely (Terminate, then close).
     public func close() {
+        closedByPooler = true
         if eventLoop.inEventLoop {
             guard let context else { return }
             var buffer = context.channel.allocator.buffer(capacity: 5)

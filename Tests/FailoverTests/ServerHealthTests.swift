@@ -1,0 +1,47 @@
+import XCTest
+@testable import Failover
+
+final class ServerHealthTests: XCTestCase {
+    func testLSNParsing() {
+        XCTAssertEqual(ServerHealth.parseLSN("0/0"), 0)
+        XCTAssertEqual(ServerHealth.parseLSN("16/B374D848"), 0x16_B374_D848)
+        XCTAssertEqual(ServerHealth.parseLSN("FFFFFFFF/FFFFFFFF"), UInt64.max)
+        XCTAssertNil(ServerHealth.parseLSN("16B374D848"))
+        XCTAssertNil(ServerHealth.parseLSN("x/1"))
+        XCTAssertNil(ServerHealth.parseLSN("1/2/3"))
+    }
+
+    func testLagAgainstThePrimary() {
+        let verdicts = ServerHealth.verdicts(for: [
+            .up(inRecovery: false, lsn: 10_000),
+            .up(inRecovery: true, lsn: 9_500),
+            .up(inRecovery: true, lsn: 2_000),
+            .down(reason: "connection refused"),
+        ], maxLagBytes: 1_000)
+        XCTAssertEqual(verdicts[0], .init(up: true, isPrimary: true, lagBytes: 0, lagging: false))
+        XCTAssertEqual(verdicts[1], .init(up: true, isPrimary: false, lagBytes: 500, lagging: false))
+        XCTAssertEqual(verdicts[2], .init(up: true, isPrimary: false, lagBytes: 8_000, lagging: true))
+        XCTAssertEqual(verdicts[3], .init(up: false, isPrimary: nil, lagBytes: nil, lagging: false))
+    }
+
+    func testReplicaAheadOfAStalePrimaryReadingIsNotLagging() {
+        let verdicts = ServerHealth.verdicts(for: [.up(inRecovery: false, lsn: 100), .up(inRecovery: true, lsn: 150)],
+                                             maxLagBytes: 10)
+        XCTAssertEqual(verdicts[1].lagBytes, 0)
+        XCTAssertFalse(verdicts[1].lagging)
+    }
+
+    func testLagCheckOffOrNoPrimary() {
+        let off = ServerHealth.verdicts(for: [.up(inRecovery: false, lsn: 10_000), .up(inRecovery: true, lsn: 0)],
+                                        maxLagBytes: 0)
+        XCTAssertFalse(off[1].lagging)
+        let noPrimary = ServerHealth.verdicts(for: [.down(reason: "x"), .up(inRecovery: true, lsn: 5)], maxLagBytes: 10)
+        XCTAssertNil(noPrimary[1].lagBytes)
+        XCTAssertFalse(noPrimary[1].lagging, "without a primary to compare with, a replica is not called lagging")
+    }
+
+    func testPromotionIsSeen() {
+        let verdicts = ServerHealth.verdicts(for: [.down(reason: "gone"), .up(inRecovery: false, lsn: 5)], maxLagBytes: 0)
+        XCTAssertEqual(verdicts[1].isPrimary, true)
+    }
+}

@@ -1,0 +1,190 @@
+"""Failures and failover on real servers: a replica stopped under load (banned, reads go on), back after ban_time;
+a replica whose replay is paused leaves rotation under max_replica_lag_bytes; replica_to_primary_failover; and a
+promotion with `role: auto` (writes reach the new primary without a reload) on a throwaway cluster."""
+
+import glob
+import os
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from support import HOST, Cluster, free_port
+
+pytestmark = pytest.mark.pooler_only
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FAST = {"ban_time": 2, "healthcheck_delay": 300, "healthcheck_timeout": 500, "connect_timeout": 3000}
+
+
+def cluster_dir(port: int) -> str:
+    return os.environ.get("PGCAT_CLUSTER_DIR") if port == int(os.environ.get("PGCAT_CLUSTER_PORT", "25432")) \
+        and os.environ.get("PGCAT_CLUSTER_DIR") else f"/tmp/pgcat-cluster-{port}"
+
+
+def pg_ctl(data_dir: str, *args: str) -> None:
+    bindir = os.environ.get("PG_BINDIR") or sorted(glob.glob("/usr/lib/postgresql/15/bin"))[-1]
+    cmd = [f"{bindir}/pg_ctl", "-D", data_dir, *args]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+
+def cluster_script(port: int, command: str, directory: str | None = None) -> None:
+    env = dict(os.environ, PGCAT_CLUSTER_PORT=str(port))
+    if directory:
+        env["PGCAT_CLUSTER_DIR"] = directory
+    subprocess.run([f"{ROOT}/scripts/cluster.sh", command], check=True, env=env, capture_output=True, timeout=300)
+
+
+def superuser(port: int, dbname: str = "app"):
+    return psycopg.connect(host=HOST, port=port, user="postgres", password="postgres", dbname=dbname,
+                           autocommit=True, connect_timeout=5)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def read_ports(t, n: int) -> set[int]:
+    ports = set()
+    with t.connect() as c:
+        for _ in range(n):
+            ports.add(c.execute("select inet_server_port()").fetchone()[0])
+    return ports
+
+
+def servers(cluster: Cluster, role: str = "replica"):
+    return [[HOST, cluster.primary, "primary"], [HOST, cluster.replica1, role], [HOST, cluster.replica2, role]]
+
+
+def test_stopped_replica_is_banned_reads_go_on_and_it_comes_back(pgcat, cluster):
+    t = pgcat(pool_size=4, users=["app"], servers=servers(cluster), general=FAST,
+              pool={"default_role": "replica"})
+    assert read_ports(t, 30) == {cluster.replica1, cluster.replica2}
+    stop = threading.Event()
+    errors: list[str] = []
+    done = [0]
+
+    def reader():
+        while not stop.is_set():
+            try:
+                with t.connect() as c:
+                    for _ in range(20):
+                        c.execute("select inet_server_port()")
+                        done[0] += 1
+            except psycopg.Error as e:  # only statements in flight on the stopped replica may fail
+                errors.append(str(e).strip())
+
+    threads = [threading.Thread(target=reader) for _ in range(6)]
+    for th in threads:
+        th.start()
+    replica2 = f"{cluster_dir(cluster.primary)}/replica2"
+    try:
+        time.sleep(0.5)
+        pg_ctl(replica2, "-m", "fast", "-w", "stop")
+        before = done[0]
+        wait_for(lambda: done[0] > before + 200, 20, "reads to continue on the other replica")
+        stop.set()
+        for th in threads:
+            th.join(30)
+        assert len(errors) <= 6, f"{len(errors)} client errors: {errors[:3]}"
+        assert read_ports(t, 30) == {cluster.replica1}
+        with t.connect(user="pgcat_admin", dbname="pgcat", password="pgcat_admin") as admin:
+            bans = admin.execute("show bans").fetchall()
+            assert any(str(cluster.replica2) not in str(b) for b in bans) and len(bans) == 1, bans
+    finally:
+        stop.set()
+        cluster_script(cluster.primary, "start")  # brings replica2 back
+    # Back in rotation once the ban (2 s) has expired.
+    wait_for(lambda: cluster.replica2 in read_ports(t, 20), 20, "the restarted replica to take reads again")
+
+
+def test_read_is_retried_on_another_replica_when_one_cannot_be_reached(pgcat, cluster):
+    dead = free_port()  # nothing listens here
+    t = pgcat(pool_size=2, users=["app"], general={**FAST, "healthcheck_delay": 60000},
+              servers=[[HOST, cluster.primary, "primary"], [HOST, dead, "replica"], [HOST, cluster.replica1, "replica"]],
+              pool={"default_role": "replica"})
+    with t.connect() as c:
+        for _ in range(20):
+            assert c.execute("select inet_server_port()").fetchone()[0] == cluster.replica1
+
+
+def test_lagging_replica_leaves_rotation_and_returns(pgcat, cluster, primary):
+    table = primary.make_table("lag_check", "id int, pad text")
+    t = pgcat(pool_size=2, users=["app"], servers=servers(cluster), general=FAST,
+              pool={"default_role": "replica", "max_replica_lag_bytes": 64 * 1024})
+    assert read_ports(t, 30) == {cluster.replica1, cluster.replica2}
+    with superuser(cluster.replica1) as r1:
+        r1.execute("select pg_wal_replay_pause()")
+        try:
+            primary.sql(f"insert into {table} select g, repeat('x', 200) from generate_series(1, 5000) g")
+            wait_for(lambda: read_ports(t, 20) == {cluster.replica2}, 15, "the paused replica to leave rotation")
+        finally:
+            r1.execute("select pg_wal_replay_resume()")
+    wait_for(lambda: cluster.replica1 in read_ports(t, 20), 15, "the replica to come back after catching up")
+
+
+def test_replica_to_primary_failover(pgcat, cluster):
+    with_failover = pgcat(pool_size=2, users=["app"], servers=servers(cluster), general=FAST,
+                          pool={"default_role": "replica", "replica_to_primary_failover": True})
+    without = pgcat(pool_size=2, users=["app"], servers=servers(cluster), general=FAST,
+                    pool={"default_role": "replica"})
+    base = cluster_dir(cluster.primary)
+    try:
+        pg_ctl(f"{base}/replica1", "-m", "fast", "-w", "stop")
+        pg_ctl(f"{base}/replica2", "-m", "fast", "-w", "stop")
+        wait_for(lambda: read_ports(with_failover, 5) == {cluster.primary}, 15, "reads to fail over to the primary")
+        with pytest.raises(psycopg.Error):
+            read_ports(without, 5)
+    finally:
+        cluster_script(cluster.primary, "start")
+
+
+def test_promotion_with_auto_roles_moves_writes_without_reload(pgcat):
+    port = free_port()
+    directory = f"/tmp/pgcat-failover-{port}"
+    cluster_script(port, "start", directory)
+    try:
+        own = Cluster(port, port + 1, port + 2)
+        t = pgcat(pool_size=2, users=["app"], general=FAST,
+                  servers=[[HOST, own.primary, "auto"], [HOST, own.replica1, "auto"], [HOST, own.replica2, "auto"]],
+                  pool={"query_parser_enabled": True, "query_parser_read_write_splitting": True})
+        with superuser(own.primary) as su:
+            su.execute("create table failover_t (id int); grant all on failover_t to public")
+
+        def write_port():
+            try:
+                with t.connect() as c:
+                    return c.execute("insert into failover_t values (1) returning inet_server_port()").fetchone()[0]
+            except psycopg.Error as error:
+                last_error[0] = str(error).strip()
+                return None
+
+        last_error = [""]
+        assert wait_for(write_port, 10, "a first write") == own.primary
+        with superuser(own.replica1) as standby:  # replication is asynchronous: let the table reach the standby
+            wait_for(lambda: standby.execute("select to_regclass('failover_t') is not null").fetchone()[0], 10,
+                     "the table to replicate")
+        pg_ctl(f"{directory}/primary", "-m", "immediate", "-w", "stop")
+        pg_ctl(f"{directory}/replica1", "-w", "promote")
+        started = time.monotonic()
+        try:
+            assert wait_for(lambda: write_port() == own.replica1, 15, "writes to reach the promoted replica")
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}; last error: {last_error[0]}") from None
+        assert time.monotonic() - started < 15
+    finally:
+        try:
+            cluster_script(port, "reset", directory)
+        except subprocess.CalledProcessError:
+            pass
