@@ -17,7 +17,7 @@
 #   BENCH_CLIENTS         client counts [10 50]
 #   BENCH_JOBS            pgbench -j [2]
 #   BENCH_SCALE           pgbench -i scale [10]
-#   BENCH_TARGETS         any of: direct pgbouncer pgcat [direct pgbouncer pgcat]
+#   BENCH_TARGETS         any of: direct pgbouncer pgcat pgcat-parser [all four]
 #   BENCH_WORKLOADS       any of: select-simple select-extended tpcb-simple (also tpcb-extended,
 #                         select-prepared, tpcb-prepared)
 #                         [select-simple select-extended select-prepared tpcb-simple]
@@ -42,7 +42,7 @@ WORKER_THREADS="${BENCH_WORKER_THREADS:-0}"
 CLIENTS="${BENCH_CLIENTS:-10 50}"
 JOBS="${BENCH_JOBS:-2}"
 SCALE="${BENCH_SCALE:-10}"
-TARGETS="${BENCH_TARGETS:-direct pgbouncer pgcat}"
+TARGETS="${BENCH_TARGETS:-direct pgbouncer pgcat pgcat-parser}"
 WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended select-prepared tpcb-simple}"
 PG_PORT="${BENCH_CLUSTER_PORT:-16432}"
 CLUSTER_DIR="${BENCH_CLUSTER_DIR:-/tmp/pgcat-bench-cluster-$PG_PORT}"
@@ -67,7 +67,7 @@ isnum "$WORKER_THREADS" || die "BENCH_WORKER_THREADS must be a non-negative inte
 isnum "$JOBS" && (( JOBS > 0 )) || die "BENCH_JOBS must be a positive integer (got '$JOBS')"
 isnum "$SCALE" && (( SCALE > 0 )) || die "BENCH_SCALE must be a positive integer (got '$SCALE')"
 for c in $CLIENTS; do isnum "$c" && (( c >= JOBS )) || die "BENCH_CLIENTS: '$c' is not a number >= BENCH_JOBS ($JOBS)"; done
-for t in $TARGETS; do [[ "$t" =~ ^(direct|pgbouncer|pgcat)$ ]] || die "BENCH_TARGETS: unknown target '$t'"; done
+for t in $TARGETS; do [[ "$t" =~ ^(direct|pgbouncer|pgcat|pgcat-parser)$ ]] || die "BENCH_TARGETS: unknown target '$t'"; done
 for w in $WORKLOADS; do
     [[ "$w" =~ ^(select|tpcb)-(simple|extended|prepared)$ ]] || die "BENCH_WORKLOADS: unknown workload '$w'"
 done
@@ -91,6 +91,8 @@ WORK="$(mktemp -d /tmp/pgcat-bench.XXXXXX)"
 chmod 0755 "$WORK"
 mkdir -p "$WORK/runs"
 PGCAT_PID=""
+PGCAT_PARSER_PID=""
+PGCAT_PARSER_PORT=""
 PGBOUNCER_PID=""
 CLUSTER_STARTED=0
 PGCAT_PORT=""
@@ -116,6 +118,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     stop_pid "$PGCAT_PID" pgcat
+    stop_pid "$PGCAT_PARSER_PID" pgcat-parser
     stop_pid "$PGBOUNCER_PID" pgbouncer
     if (( CLUSTER_STARTED )); then
         cluster stop >&2 || note "cluster.sh stop failed"
@@ -166,7 +169,7 @@ cpu_ticks() { # utime+stime (clock ticks) of a process, all threads
 
 if [[ -n "${PGCAT_BIN:-}" ]]; then
     BIN="$PGCAT_BIN"
-elif has_target pgcat; then
+elif has_target pgcat || has_target pgcat-parser; then
     BIN="$ROOT/.build-release/release/pgcat"
     if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
         note "building pgcat (swift build -c release --scratch-path .build-release; the first build takes minutes)"
@@ -176,7 +179,7 @@ elif has_target pgcat; then
 else
     BIN=""
 fi
-if has_target pgcat; then
+if has_target pgcat || has_target pgcat-parser; then
     [[ -x "$BIN" ]] || die "pgcat binary not found at $BIN"
 fi
 COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -289,9 +292,47 @@ EOF
     note "pgcat (pid $PGCAT_PID) on 127.0.0.1:$PGCAT_PORT"
 }
 
+# pgcat with read/write splitting by the parser: the same Postgres listed twice (as primary, and as a replica under
+# the name localhost) with primary reads on, so reads spread over both entries like the plain pgcat target and the
+# difference is the parser's cost. Half the pool size per entry keeps the total at BENCH_POOL_SIZE.
+start_pgcat_parser() {
+    local dir="$WORK/pgcat-parser" half=$(( POOL_SIZE / 2 > 0 ? POOL_SIZE / 2 : 1 ))
+    mkdir -p "$dir"
+    PGCAT_PARSER_PORT="$(free_port)"
+    cat >"$dir/pgcat.yaml" <<EOF
+general:
+  host: 127.0.0.1
+  port: $PGCAT_PARSER_PORT
+  admin_username: admin
+  admin_password: admin
+  connect_timeout: 10000
+  shutdown_timeout: 2000
+  worker_threads: $WORKER_THREADS
+pools:
+  app:
+    pool_mode: transaction
+    query_parser_enabled: true
+    query_parser_read_write_splitting: true
+    primary_reads_enabled: true
+    users:
+      - {username: app, password: app, pool_size: $half, auth_type: scram-sha-256}
+    shards:
+      - database: app
+        servers: [[127.0.0.1, $PG_PORT, primary], [localhost, $PG_PORT, replica]]
+EOF
+    "$BIN" "$dir/pgcat.yaml" >>"$dir/pgcat.log" 2>&1 &
+    PGCAT_PARSER_PID=$!
+    wait_accepting "$PGCAT_PARSER_PORT" pgcat-parser "$PGCAT_PARSER_PID" \
+        || { tail -n 20 "$dir/pgcat.log" >&2; return 1; }
+    note "pgcat with the parser (pid $PGCAT_PARSER_PID) on 127.0.0.1:$PGCAT_PARSER_PORT"
+}
+
 has_target pgbouncer && start_pgbouncer
 if has_target pgcat; then
     start_pgcat || die "pgcat did not start (log above)"
+fi
+if has_target pgcat-parser; then
+    start_pgcat_parser || die "pgcat (parser) did not start (log above)"
 fi
 PGBOUNCER_VERSION="$(pgbouncer --version 2>/dev/null | head -n1 || echo "not installed")"
 
@@ -333,6 +374,7 @@ run_one() { # workload clients target
                 start_pgcat || { printf '%s\t%s\t%s\t-\t-\t-\t-\tpgcat did not restart\n' "$workload" "$clients" "$target" >>"$RESULTS"; return; }
             fi
             port="$PGCAT_PORT"; pid="$PGCAT_PID" ;;
+        pgcat-parser) port="$PGCAT_PARSER_PORT"; pid="$PGCAT_PARSER_PID" ;;
     esac
     id="$workload-c$clients-$target"
     mkdir -p "$WORK/runs/$id"
@@ -398,6 +440,22 @@ done
 
 # ---------------------------------------------------------------- report
 
+# The parser's cache use, logged by pgcat-parser when it stops.
+PARSER_STATS=""
+if has_target pgcat-parser && [[ -n "$PGCAT_PARSER_PID" ]]; then
+    stop_pid "$PGCAT_PARSER_PID" pgcat-parser
+    PGCAT_PARSER_PID=""
+    PARSER_STATS="$(grep 'msg="query parser"' "$WORK/pgcat-parser/pgcat.log" | tail -n1 \
+        | python3 -c 'import re, sys
+line = sys.stdin.read()
+v = {k: int(n) for k, n in re.findall(r"(cache_hits|cache_misses|quick_reads)=(\d+)", line)}
+total = sum(v.values())
+if total:
+    print(f"pgcat-parser classified {total} texts: {v.get(\"quick_reads\", 0)} plain reads by the lexical check, "
+          f"{v.get(\"cache_hits\", 0)} from the parse cache, {v.get(\"cache_misses\", 0)} parsed "
+          f"(cache hit rate {100 * v.get(\"cache_hits\", 0) / max(1, v.get(\"cache_hits\", 0) + v.get(\"cache_misses\", 0)):.1f}%)")' || true)"
+fi
+
 CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
 [[ -n "$CPU_MODEL" ]] || CPU_MODEL="unknown"
 report() {
@@ -432,6 +490,12 @@ report() {
     echo
     echo "Pooler CPU = utime+stime of the pooler process (all threads) over the run, including client connection"
     echo "setup, divided by transactions processed (\"-\" for direct). Clock-tick resolution: $((1000 / $(getconf CLK_TCK))) ms."
+    if has_target pgcat-parser; then
+        echo
+        echo "pgcat-parser: read/write splitting by the PostgreSQL parser, the same Postgres listed as primary and as"
+        echo "replica (primary reads on), half the pool size each; compare with pgcat to see the parser's cost."
+        [[ -n "$PARSER_STATS" ]] && echo "$PARSER_STATS."
+    fi
     if (( ${#NOTES[@]} )); then
         echo
         echo "Problems seen:"

@@ -135,6 +135,9 @@ public final class PoolerServer: @unchecked Sendable {
             try? await Task.sleep(nanoseconds: 50_000_000)
         }
         logger.info("drain finished", metadata: ["clients_left": "\(runtime.connectedClients)"])
+        let parser = runtime.queryParser.cacheStats
+        logger.info("query parser", metadata: ["cache_hits": "\(parser.hits)", "cache_misses": "\(parser.misses)",
+                                               "quick_reads": "\(runtime.queryParser.quickReads)"])
     }
 
     public func stop() async {

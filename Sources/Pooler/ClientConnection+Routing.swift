@@ -66,8 +66,8 @@ extension ClientConnection {
 
     private func intent(of text: String, limit: Int?) -> ReadWriteRouting.Intent? {
         if let limit, text.utf8.count > limit { return nil }  // too long to parse: the primary
-        guard case .success(let facts) = runtime.queryParser.facts(text) else { return nil }
-        switch facts.intent {
+        guard let intent = runtime.queryParser.intent(text) else { return nil }
+        switch intent {
         case .read: return .read
         case .write: return .write
         case .neutral: return .neutral

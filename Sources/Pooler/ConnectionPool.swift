@@ -229,23 +229,24 @@ public final class ConnectionPool: @unchecked Sendable {
     /// Called on the waiter's event loop. Either returns a connection now or later calls `leaseGranted`/`leaseFailed`.
     /// `bypassPause`: a login borrowing a server only to learn the parameters to report is not held by PAUSE.
     func lease(for waiter: LeaseWaiter, role: TargetRole? = nil, bypassPause: Bool = false) -> LeaseOutcome {
-        let held = !bypassPause && lock.withLock {
-            if paused { pausedWaiters.append(WaiterRef(waiter: waiter)) }
-            return paused
-        }
-        if held { return .waiting }
         let slot = pickSlot(role: role ?? routing.defaultRole)
         let loop = waiter.eventLoop
         let now = NIODeadline.now().uptimeNanoseconds
-        let result = lock.withLock {
-            slot.machine.leaseRequested(by: WaiterRef(waiter: waiter), now: now, prefer: { $0.eventLoop === loop })
+        let result: PoolStateMachine<ServerConnection, WaiterRef>.LeaseResult? = lock.withLock {
+            if paused && !bypassPause {
+                pausedWaiters.append(WaiterRef(waiter: waiter))
+                return nil
+            }
+            return slot.machine.leaseRequested(by: WaiterRef(waiter: waiter), now: now, prefer: { $0.eventLoop === loop })
         }
         switch result {
-        case .leased(let server):
+        case .leased(let server)?:
             return .leased(server)
-        case .wait(let create):
+        case .wait(let create)?:
             if create { open(slot, on: loop) }
             return .waiting
+        case nil:
+            return .waiting  // PAUSE: queued until RESUME
         }
     }
 

@@ -38,6 +38,21 @@ public final class QueryParser: Sendable {
     /// Cache hits and misses so far (for the benchmark and SHOW commands).
     public var cacheStats: (hits: Int, misses: Int) { stats.withLockedValue { $0 } }
 
+    /// Texts classified as plain reads without the parser (see QuickReadCheck).
+    public var quickReads: Int { quick.withLockedValue { $0 } }
+    private let quick = NIOLockedValueBox(0)
+
+    /// Read/write intent only (what read/write splitting needs): a plain SELECT is recognised lexically, the rest
+    /// through `facts`. nil: the text does not parse (route it to the primary).
+    public func intent(_ sql: String) -> QueryFacts.Intent? {
+        if QuickReadCheck.isPlainRead(sql) {
+            quick.withLockedValue { $0 += 1 }
+            return .read
+        }
+        guard case .success(let facts) = facts(sql) else { return nil }
+        return facts.intent
+    }
+
     /// Parses without the cache.
     public static func parse(_ sql: String) -> Outcome {
         let result = pg_query_parse(sql)

@@ -26,5 +26,8 @@ final class PoolerCommandTests: XCTestCase {
         XCTAssertNil(parse("SELECT 1"))
         XCTAssertNil(parse("SET PRIMARY READS TO maybe"))
         XCTAssertFalse(PoolerCommand.mightMatch(ByteBuffer(string: "INSERT INTO t VALUES (1)")))
+        XCTAssertFalse(PoolerCommand.mightMatch(ByteBuffer(string: "SELECT abalance FROM pgbench_accounts")))
+        XCTAssertFalse(PoolerCommand.mightMatch(ByteBuffer(string: "SET work_mem TO 1")))
+        XCTAssertTrue(PoolerCommand.mightMatch(ByteBuffer(string: "set  server role to 'x'")))
     }
 }
