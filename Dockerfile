@@ -1,5 +1,9 @@
 # Multi-stage build: compile with the official Swift image, run on a slim Debian with only what the binary needs.
 FROM swift:6.3-bookworm AS build
+# libpg_query (the PostgreSQL parser) comes from Debian, as on the project machines.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpg-query-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Package.swift ./
 RUN swift package resolve
@@ -10,7 +14,7 @@ RUN swift build -c release --product pgcat --static-swift-stdlib \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates libstdc++6 tzdata \
+    && apt-get install -y --no-install-recommends ca-certificates libstdc++6 tzdata libpg-query1504.0 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 999 --home /nonexistent --shell /usr/sbin/nologin pgcat
 COPY --from=build /usr/local/bin/pgcat /usr/local/bin/pgcat

@@ -445,15 +445,14 @@ PARSER_STATS=""
 if has_target pgcat-parser && [[ -n "$PGCAT_PARSER_PID" ]]; then
     stop_pid "$PGCAT_PARSER_PID" pgcat-parser
     PGCAT_PARSER_PID=""
-    PARSER_STATS="$(grep 'msg="query parser"' "$WORK/pgcat-parser/pgcat.log" | tail -n1 \
-        | python3 -c 'import re, sys
-line = sys.stdin.read()
-v = {k: int(n) for k, n in re.findall(r"(cache_hits|cache_misses|quick_reads)=(\d+)", line)}
-total = sum(v.values())
-if total:
-    print(f"pgcat-parser classified {total} texts: {v.get(\"quick_reads\", 0)} plain reads by the lexical check, "
-          f"{v.get(\"cache_hits\", 0)} from the parse cache, {v.get(\"cache_misses\", 0)} parsed "
-          f"(cache hit rate {100 * v.get(\"cache_hits\", 0) / max(1, v.get(\"cache_hits\", 0) + v.get(\"cache_misses\", 0)):.1f}%)")' || true)"
+    line="$(grep 'msg="query parser"' "$WORK/pgcat-parser/pgcat.log" | tail -n1)"
+    hits="$(sed -n 's/.*cache_hits=\([0-9]*\).*/\1/p' <<<"$line")"
+    misses="$(sed -n 's/.*cache_misses=\([0-9]*\).*/\1/p' <<<"$line")"
+    quick="$(sed -n 's/.*quick_reads=\([0-9]*\).*/\1/p' <<<"$line")"
+    if [[ -n "$hits" && -n "$misses" && -n "$quick" ]]; then
+        rate="$(awk -v h="$hits" -v m="$misses" 'BEGIN { if (h + m > 0) printf "%.1f%%", 100 * h / (h + m); else print "n/a" }')"
+        PARSER_STATS="pgcat-parser classified $((hits + misses + quick)) texts: $quick plain reads by the lexical check, $hits from the parse cache, $misses parsed (cache hit rate $rate)"
+    fi
 fi
 
 CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
