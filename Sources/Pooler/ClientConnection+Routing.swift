@@ -40,8 +40,20 @@ extension ClientConnection {
             case FrontendID.bind:
                 var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize)!
                 _ = payload.readNullTerminatedString()
-                if let name = payload.readNullTerminatedString(), !name.isEmpty, var definition = statements[name]?.definition {
-                    text = definition.readNullTerminatedString()
+                if let name = payload.readNullTerminatedString(), !name.isEmpty, var statement = statements[name] {
+                    // A named statement's intent is worked out once and kept with it.
+                    let cached: ReadWriteRouting.Intent?
+                    if let known = statement.routingIntent {
+                        cached = known
+                    } else {
+                        var definition = statement.definition
+                        cached = definition.readNullTerminatedString().flatMap { intent(of: $0, limit: settings.maxParseLength) }
+                        statement.routingIntent = .some(cached)
+                        statements[name] = statement
+                    }
+                    let decided = ReadWriteRouting.role(for: cached, primaryReads: primaryReads, fallback: settings.defaultRole)
+                    role = role.map { ReadWriteRouting.combine($0, decided) } ?? decided
+                    if role == .primary { break scan }
                 }
             case FrontendID.sync:
                 break scan

@@ -1,4 +1,5 @@
 /// A named prepared statement as one client sees it.
+import Failover
 import NIOCore
 
 struct ClientStatement: Equatable {
@@ -6,4 +7,10 @@ struct ClientStatement: Equatable {
     var serverName: String
     /// Parse payload after the name: query, parameter count and types.
     var definition: ByteBuffer
+    /// Read/write intent of its text, worked out on first use for routing (`.some(nil)`: it does not parse).
+    var routingIntent: ReadWriteRouting.Intent?? = nil
+
+    static func == (a: ClientStatement, b: ClientStatement) -> Bool {
+        a.serverName == b.serverName && a.definition == b.definition
+    }
 }
