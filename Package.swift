@@ -44,6 +44,7 @@ let package = Package(
             ]
         ),
         .target(name: "Failover"),
+        .target(name: "MLRouter", dependencies: ["QueryParser"]),
         .target(
             name: "Config",
             dependencies: [.product(name: "Yams", package: "Yams")]
@@ -89,6 +90,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "QueryParserTests", dependencies: ["QueryParser"]),
         .testTarget(name: "FailoverTests", dependencies: ["Failover"]),
+        .testTarget(name: "MLRouterTests", dependencies: ["MLRouter", "QueryParser"]),
         .testTarget(name: "PoolerTests", dependencies: [
             "Pooler", "PostgresWire", "Config", "Auth",
             .product(name: "NIOCore", package: "swift-nio"),

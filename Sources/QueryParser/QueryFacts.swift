@@ -18,6 +18,8 @@ public struct QueryFacts: Equatable, Sendable {
     /// Functions called anywhere (CTEs and subqueries too), lower-case, schema-qualified as written
     /// (`pgml.embed`, `nextval`).
     public var functions: [String] = []
+    /// Calls of `pgml.*` functions with their arguments (for the ML router), in the order found.
+    public var pgmlCalls: [FunctionCall] = []
     /// Tables named anywhere, schema-qualified as written (`public.users`, `users`).
     public var tables: [String] = []
     /// The (last) transaction control statement in the text.
@@ -92,7 +94,16 @@ extension QueryFacts {
                     unmarkIfOnly("CopyStmt")  // COPY ... TO reads
                 }
             case "ExplainStmt":
-                if !Self.explainAnalyzes(node) { continue }  // EXPLAIN without ANALYZE runs nothing
+                if !Self.explainAnalyzes(node) {
+                    // EXPLAIN without ANALYZE writes nothing, but the planner folds immutable calls with constant
+                    // arguments (pgml's inference functions), so the calls it names still count.
+                    var inner = QueryFacts()
+                    var innerCTEs: Set<String> = []
+                    inner.walk(node, cteNames: &innerCTEs)
+                    functions += inner.functions
+                    pgmlCalls += inner.pgmlCalls
+                    continue
+                }
             case "PrepareStmt":
                 continue  // PREPARE runs nothing; its EXECUTE is not a read we can see
             default:
@@ -135,6 +146,9 @@ extension QueryFacts {
                         .map { $0.lowercased() }.joined(separator: ".") ?? ""
                     if !name.isEmpty {
                         functions.append(name)
+                        if name.hasPrefix("pgml."), let call = FunctionCall(funcCall: value, name: name) {
+                            pgmlCalls.append(call)
+                        }
                         let bare = name.hasPrefix("pg_catalog.") ? String(name.dropFirst("pg_catalog.".count)) : name
                         if Self.writeFunctions.contains(bare) { markWrite(bare) }
                     }
