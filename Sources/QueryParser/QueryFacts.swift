@@ -53,6 +53,13 @@ public struct QueryFacts: Equatable, Sendable {
     /// Statement kinds that read data (the others in `readKinds` only concern the session or transaction).
     static let dataKinds: Set<String> = ["SelectStmt", "ExplainStmt", "DeclareCursorStmt", "CopyStmt", "FetchStmt"]
 
+    /// PostgresML calls that insert into `pgml.*` tables or run DDL: a standby refuses them (PgCat sends them to
+    /// replicas, where they fail).
+    static let pgmlWriteFunctions: Set<String> = [
+        "pgml.train", "pgml.train_joint", "pgml.tune", "pgml.deploy", "pgml.snapshot", "pgml.load_dataset",
+        "pgml.load_all", "pgml.dump_all",
+    ]
+
     /// Statement kinds that only read (or only concern the session), when nothing inside them writes.
     static let readKinds: Set<String> = [
         "SelectStmt", "VariableShowStmt", "ExplainStmt", "DeclareCursorStmt", "FetchStmt", "ClosePortalStmt",
@@ -150,7 +157,7 @@ extension QueryFacts {
                             pgmlCalls.append(call)
                         }
                         let bare = name.hasPrefix("pg_catalog.") ? String(name.dropFirst("pg_catalog.".count)) : name
-                        if Self.writeFunctions.contains(bare) { markWrite(bare) }
+                        if Self.writeFunctions.contains(bare) || Self.pgmlWriteFunctions.contains(bare) { markWrite(bare) }
                     }
                 case "RangeVar":
                     appendTable(value)

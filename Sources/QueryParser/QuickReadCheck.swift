@@ -101,7 +101,7 @@ enum QuickReadCheck {
     private static func isRisky(_ word: UnsafeBufferPointer<UInt8>) -> Bool {
         switch word.count {
         case 3: return equals(word, "for")
-        case 4: return equals(word, "into")
+        case 4: return equals(word, "into") || equals(word, "pgml")  // pgml.train & co. write: the parser decides
         case 5: return equals(word, "merge")
         case 6: return equals(word, "insert") || equals(word, "update") || equals(word, "delete")
             || equals(word, "setval")

@@ -77,6 +77,9 @@ final class QueryFactsTests: XCTestCase {
         ("REFRESH MATERIALIZED VIEW mv", true),
         ("SELECT 1; INSERT INTO t VALUES (1)", true),
         ("SELECT 1; SELECT 2", false),
+        ("SELECT * FROM pgml.train('p', 'classification', 't', 'y')", true),
+        ("SELECT * FROM pgml.deploy('p', 'best_score')", true),
+        ("SELECT pgml.embed('m', 'x')", false),
     ]
 
     func testReadWriteTable() {

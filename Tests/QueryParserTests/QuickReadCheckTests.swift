@@ -22,7 +22,7 @@ final class QuickReadCheckTests: XCTestCase {
             "select pg_advisory_lock(1)", "select pg_try_advisory_xact_lock(1)", "WITH x AS (SELECT 1) SELECT * FROM x",
             "INSERT INTO t VALUES (1)", "select 1; delete from t", "select $$ x $$", "select E'\\''",
             "SELECT substring('abc' from 1 for 2)", "select 'unterminated", "", "   ", "begin",
-            "select lo_import('/x')", "select txid_current()",
+            "select lo_import('/x')", "select txid_current()", "SELECT * FROM pgml.train('p')",
         ] {
             XCTAssertFalse(QuickReadCheck.isPlainRead(sql), sql)
         }
