@@ -52,7 +52,7 @@ let package = Package(
         .target(
             name: "Pooler",
             dependencies: [
-                "PostgresWire", "Auth", "Config", "QueryParser", "Failover",
+                "PostgresWire", "Auth", "Config", "QueryParser", "Failover", "MLRouter",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -46,7 +46,7 @@ extension ClientConnection {
 
     /// One timer serves many waits: it is armed at most once at a time and not cancelled when a lease arrives
     /// (cheaper than a timer per wait on a busy pool); when it fires it re-arms for a later wait's deadline.
-    private func armWaitTimer(_ deadline: NIODeadline) {
+    func armWaitTimer(_ deadline: NIODeadline) {
         guard waitTimer == nil else { return }
         waitTimer = eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.waitTimerFired() }
     }
@@ -62,6 +62,10 @@ extension ClientConnection {
     }
 
     private func waitTimedOut() {
+        if inference != nil {
+            inferenceWaitExpired()
+            return
+        }
         guard waiting, let pool, pool.cancelWait(self) else { return }
         waiting = false
         stats.stopWaiting(now: eventLoop.now)
@@ -85,7 +89,12 @@ extension ClientConnection {
             pool?.release(server)
             welcome(serverParameters: parameters)
         case .ready:
-            attach(server)
+            if let label = inference?.model ?? (inference != nil ? "(unknown model)" : nil) {
+                pool?.mlStats.queue(model: label, delta: -1)
+                attachForInference(server)
+            } else {
+                attach(server)
+            }
             drive()
             server.flush()
             flushIfNeeded()
@@ -100,6 +109,19 @@ extension ClientConnection {
         stats.stopWaiting(now: eventLoop.now)
         if case .ready = phase { stats.set(.idle) }
         guard case .serverUnavailable(let pool, let server, let reason) = error else { return }
+        if let lease = inference, case .ready = phase, leaseRetries < 2 {
+            // An inference server could not be reached (now banned): place the statement again.
+            leaseRetries += 1
+            self.pool?.mlStats.queue(model: lease.model ?? "(unknown model)", delta: -1)
+            inference = nil
+            logger.info("retrying inference on another server", metadata: ["failed": "\(server)", "reason": "\(reason)"])
+            if requestInference(model: lease.model) {
+                drive()
+                flushIfNeeded()
+            }
+            return
+        }
+        inference = nil
         if leaseRole != .primary, leaseRetries < 2, let current = self.pool, current.hasReplicas {
             // A read whose server could not be reached (now banned) tries another before the client hears of it.
             leaseRetries += 1
@@ -136,6 +158,8 @@ extension ClientConnection {
     }
 
     /// Takes a leased server into use: replay the client's parameters where the server differs.
+    func attachLeased(_ server: ServerConnection) { attach(server) }
+
     private func attach(_ server: ServerConnection) {
         logger.trace("attach", metadata: ["server_id": "\(server.id)"])
         self.server = server
@@ -167,6 +191,7 @@ extension ClientConnection {
         logger.trace("release", metadata: ["server_id": "\(server.id)"])
         self.server = nil
         stats.set(.idle)
+        finishInference()
         if leaseRole == .primary { lastPrimaryTransaction = eventLoop.now }
         server.detach(owner: self)
         restoreReads(server)
@@ -185,6 +210,8 @@ extension ClientConnection {
     func serverClosed(_ server: ServerConnection, reason: String) {
         guard server === self.server else { return }
         self.server = nil
+        inference?.failed = true
+        finishInference()
         stats.set(.idle)
         cancelIdleTransactionTimer()
         let inTransaction = server.status != .idle
@@ -207,6 +234,7 @@ extension ClientConnection {
     /// The client is gone (or timed out) while holding `server`: make the server reusable or close it.
     func returnServer(_ server: ServerConnection, clientLeft: Bool) {
         server.detach(owner: self)
+        finishInference()
         if case .ready = phase { stats.set(.idle) }
         if serverReadsPaused {
             serverReadsPaused = false

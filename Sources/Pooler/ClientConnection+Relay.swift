@@ -211,6 +211,7 @@ extension ClientConnection {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
+            if let leased = requestForML(buffer) { return leased }
             return requestServer(role: targetRole(for: buffer))
         case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
             // Nothing to flush; copy messages outside COPY are ignored by Postgres too.
@@ -224,9 +225,11 @@ extension ClientConnection {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
+            if let leased = requestForML(buffer) { return leased }
             return requestServer(role: targetRole(for: buffer))
         default:
             // Leased at once: the next round relays the buffer. Otherwise drive() keeps it until the lease.
+            if let leased = requestForML(buffer) { return leased }
             return requestServer(role: targetRole(for: buffer))
         }
     }

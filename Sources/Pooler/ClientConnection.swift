@@ -67,6 +67,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var routing = ClientRouting()
     /// The role of the transaction being leased for (re-asked after RESUME or a reload).
     var leaseRole: TargetRole?
+    /// The inference lease in progress or held (ML routing).
+    var inference: InferenceLease?
     /// When this client's last transaction on the primary ended (read-your-writes window).
     var lastPrimaryTransaction: NIODeadline?
     /// Times the current lease was retried on another server after a connection failure.

@@ -16,6 +16,12 @@ public final class ConnectionPool: @unchecked Sendable {
     let slots: [ServerSlot]
     /// Shard 0's servers: where transactions go (sharding picks other shards later).
     private let shardSlots: [ServerSlot]
+    /// The inference pools of the servers tagged for ML (`ml_routing.target_tags`), when ML routing is on.
+    let inferenceSlots: [ServerSlot]
+    /// `ml_routing`, when enabled.
+    let ml: MLRoutingConfig?
+    /// Inference counters per (model, server).
+    let mlStats = MLStats()
     /// Whether shard 0 has replicas (read/write splitting has a choice to make).
     let hasReplicas: Bool
     let routing: RoutingSettings
@@ -81,8 +87,8 @@ public final class ConnectionPool: @unchecked Sendable {
     let cleanupServerConnections: Bool
     private var cachedParameters: [String: String]?
     /// PAUSE: new leases wait here until RESUME (under the lock).
-    private var paused = false
-    private var pausedWaiters: [WaiterRef] = []
+    var paused = false
+    var pausedWaiters: [WaiterRef] = []
     /// `max_replica_lag_bytes` (0: off).
     let maxReplicaLagBytes: Int
     /// `general.ban_time` in seconds (updated by reloads).
@@ -131,9 +137,16 @@ public final class ConnectionPool: @unchecked Sendable {
         let bannedUntil = ManagedAtomic<UInt64>(0)
         /// Why and since when (wall clock), under the pool lock.
         var ban: Ban?
-        init(address: ServerAddress, index: Int, settings: PoolStateMachine<ServerConnection, WaiterRef>.Settings) {
+        /// The server carries one of `ml_routing.target_tags`.
+        var tagged = false
+        /// This slot is the server's inference pool (`inference_pool_size`), apart from its ordinary one.
+        let isInference: Bool
+
+        init(address: ServerAddress, index: Int, settings: PoolStateMachine<ServerConnection, WaiterRef>.Settings,
+             isInference: Bool = false) {
             self.address = address
             self.index = index
+            self.isInference = isInference
             self.machine = PoolStateMachine(settings: settings)
         }
     }
@@ -162,17 +175,39 @@ public final class ConnectionPool: @unchecked Sendable {
             lifetime: UInt64(settings.serverLifetime) * 1_000_000,
             roundRobin: general.serverRoundRobin)
         var slots: [ServerSlot] = []
+        let ml = pool.mlRouting.flatMap { $0.enabled ? $0 : nil }
+        var tagged: [(ServerAddress, Int)] = []
         for (shardIndex, shard) in pool.shards.enumerated() {
             for (index, server) in shard.servers.enumerated() {
                 let address = ServerAddress(host: server.host, port: server.port, database: shard.database,
                                             role: server.role.rawValue, shard: shardIndex, index: index)
                 let slot = ServerSlot(address: address, index: slots.count, settings: machineSettings)
                 slot.weight = server.weight
+                if let ml, shardIndex == 0, !Set(server.tags).isDisjoint(with: ml.targetTags) {
+                    slot.tagged = true
+                    tagged.append((address, server.weight))
+                }
                 slots.append(slot)
             }
         }
+        // Each tagged server also gets an inference pool: its own limit, queue and long-lived connections
+        // (models load per backend), so inference never takes ordinary connections or delays ordinary queries.
+        var inferenceSlots: [ServerSlot] = []
+        if let ml {
+            let inferenceSettings = PoolStateMachine<ServerConnection, WaiterRef>.Settings(
+                maxSize: ml.inferencePoolSize, minSize: 0, idleTimeout: 0, lifetime: 0, roundRobin: false)
+            for (address, weight) in tagged {
+                let slot = ServerSlot(address: address, index: slots.count, settings: inferenceSettings, isInference: true)
+                slot.weight = weight
+                slot.tagged = true
+                slots.append(slot)
+                inferenceSlots.append(slot)
+            }
+        }
         self.slots = slots
-        self.shardSlots = slots.filter { $0.address.shard == 0 }
+        self.inferenceSlots = inferenceSlots
+        self.ml = ml
+        self.shardSlots = slots.filter { $0.address.shard == 0 && !$0.isInference }
         self.hasReplicas = shardSlots.contains { $0.address.role != "primary" }
         self.routing = RoutingSettings(pool)
         self.banTime.store(general.banTime)
@@ -209,7 +244,10 @@ public final class ConnectionPool: @unchecked Sendable {
             ? lock.withLock { shardSlots.map { $0.machine.leasedCount + $0.machine.waitingCount } } : nil
         var candidates: [LoadBalancer.Candidate] = []
         candidates.reserveCapacity(shardSlots.count)
+        let dedicated = ml?.dedicated == true && role != .primary
         for (position, slot) in shardSlots.enumerated() {
+            // `dedicated`: servers tagged for inference take no ordinary reads (writes still reach a tagged primary).
+            if dedicated && slot.tagged && !slot.isPrimary { continue }
             candidates.append(LoadBalancer.Candidate(
                 index: position, isPrimary: slot.isPrimary, weight: slot.weight,
                 banned: slot.bannedUntil.load(ordering: .relaxed) > now || slot.lagging.load(ordering: .relaxed),
@@ -330,7 +368,7 @@ public final class ConnectionPool: @unchecked Sendable {
 
     private static let ids = NIOLockedValueBox(0)
 
-    private func open(_ slot: ServerSlot, on loop: EventLoop) {
+    func open(_ slot: ServerSlot, on loop: EventLoop) {
         let id = Self.ids.withLockedValue { $0 += 1; return $0 }
         var credentials = self.credentials
         credentials.database = slot.address.database

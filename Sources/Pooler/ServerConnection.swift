@@ -79,6 +79,12 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
         set { closedByPoolerFlag.store(newValue, ordering: .relaxed) }
     }
     private let closedByPoolerFlag = ManagedAtomic(false)
+    /// Models this backend has run (pgml keeps them loaded per backend); read under the pool's lock when leasing.
+    private let loadedModels = NIOLockedValueBox<Set<String>>([])
+    func hasLoaded(_ model: String) -> Bool { loadedModels.withLockedValue { $0.contains(model) } }
+    /// Records a model run here; true if it was new to this backend (a cold start).
+    @discardableResult
+    func markLoaded(_ model: String) -> Bool { loadedModels.withLockedValue { $0.insert(model).inserted } }
     /// The pool's RECONNECT epoch when this connection was opened.
     var epoch = 0
     /// Counters and state for the admin console and metrics (readable from any thread).

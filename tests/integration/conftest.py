@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -163,4 +164,29 @@ def pgbench_tables(cluster):
     """pgbench -i -s 1 into database app as user app, directly on the primary (once per session)."""
     r = pgbench((HOST, cluster.primary), ["-i", "-s", "1", "-q"], user="app", dbname="app", timeout=300)
     assert r.returncode == 0, f"pgbench -i failed:\n{r.stdout}\n{r.stderr}"
+    return True
+
+
+PGML_STUB = Path(__file__).resolve().parent.parent / "fixtures" / "pgml_stub.sql"
+
+
+@pytest.fixture(scope="session")
+def pgml(cluster):
+    env = dict(os.environ, PGPASSWORD="postgres")
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p", str(cluster.primary), "-U", "postgres",
+                    "-d", "app", "-f", str(PGML_STUB)], check=True, env=env, capture_output=True, timeout=120)
+    with psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password="postgres", dbname="app",
+                         autocommit=True) as su:
+        su.execute("grant usage on schema pgml to public; grant all on all tables in schema pgml to public; "
+                   "grant all on all sequences in schema pgml to public")
+        su.execute("drop table if exists it_train_data; create table it_train_data (x real, y real); "
+                   "insert into it_train_data select g, g * 2 from generate_series(1, 50) g; "
+                   "grant all on it_train_data to public")
+    for port in cluster.replicas:  # replication is asynchronous
+        with psycopg.connect(host=HOST, port=port, user="postgres", password="postgres", dbname="app",
+                             autocommit=True) as standby:
+            deadline = time.monotonic() + 20
+            while standby.execute("select to_regclass('it_train_data') is null").fetchone()[0]:
+                assert time.monotonic() < deadline, "the stub did not reach the replicas"
+                time.sleep(0.1)
     return True

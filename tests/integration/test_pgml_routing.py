@@ -2,40 +2,12 @@
 write functions (train, deploy, ...) go to the primary, where they succeed (PgCat sends them to a replica, where
 they fail with 25006); inference and metadata reads stay reads."""
 
-import os
-import subprocess
-import time
-
 import psycopg
 import pytest
 
 from support import HOST
 
 pytestmark = pytest.mark.pooler_only
-
-STUB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "pgml_stub.sql")
-
-
-@pytest.fixture(scope="module")
-def pgml(cluster):
-    env = dict(os.environ, PGPASSWORD="postgres")
-    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p", str(cluster.primary), "-U", "postgres",
-                    "-d", "app", "-f", STUB], check=True, env=env, capture_output=True, timeout=120)
-    with psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password="postgres", dbname="app",
-                         autocommit=True) as su:
-        su.execute("grant usage on schema pgml to public; grant all on all tables in schema pgml to public; "
-                   "grant all on all sequences in schema pgml to public")
-        su.execute("drop table if exists it_train_data; create table it_train_data (x real, y real); "
-                   "insert into it_train_data select g, g * 2 from generate_series(1, 50) g; "
-                   "grant all on it_train_data to public")
-    for port in cluster.replicas:  # replication is asynchronous
-        with psycopg.connect(host=HOST, port=port, user="postgres", password="postgres", dbname="app",
-                             autocommit=True) as standby:
-            deadline = time.monotonic() + 20
-            while standby.execute("select to_regclass('it_train_data') is null").fetchone()[0]:
-                assert time.monotonic() < deadline, "the stub did not reach the replicas"
-                time.sleep(0.1)
-    return True
 
 
 def test_pgml_writes_go_to_the_primary_inference_to_replicas(pgcat, cluster, pgml):

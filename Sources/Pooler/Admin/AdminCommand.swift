@@ -3,6 +3,7 @@
 enum AdminCommand: Equatable {
     enum Show: String, CaseIterable {
         case help, config, databases, pools, clients, servers, users, version, lists, stats, bans
+        case mlModels = "ml_models", mlQueues = "ml_queues"
     }
 
     case show(Show)

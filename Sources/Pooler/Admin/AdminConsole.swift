@@ -40,6 +40,8 @@ struct AdminConsole {
             case .lists: return single(showLists())
             case .stats: return single(showStats())
             case .bans: return single(showBans())
+            case .mlModels: return single(showMLModels())
+            case .mlQueues: return single(showMLQueues())
             }
         case .ban(let host, let seconds):
             var result = AdminResult([("db", .text), ("user", .text), ("role", .text), ("host", .text)], tag: "BAN")
@@ -102,6 +104,7 @@ struct AdminConsole {
         SHOW LISTS
         SHOW STATS
         SHOW BANS
+        SHOW ML_MODELS|ML_QUEUES
         SET key = arg
         BAN host seconds
         UNBAN host
@@ -333,16 +336,55 @@ struct AdminConsole {
         return result
     }
 
+    private func showMLModels() -> AdminResult {
+        var result = AdminResult([
+            ("pool", .text), ("model", .text), ("server", .text), ("in_flight", .int8), ("queued", .int8),
+            ("requests", .int8), ("errors", .int8), ("cold_starts", .int8), ("avg_exec_ms", .numeric),
+        ])
+        for pool in runtime.pools(database: nil, user: nil) where pool.ml != nil {
+            let snapshot = pool.mlStats.snapshot()
+            for (key, entry) in snapshot.entries.sorted(by: { ($0.key.model, $0.key.server) < ($1.key.model, $1.key.server) }) {
+                let finished = max(1, entry.requests - entry.inFlight)
+                let average = Double(entry.execMicros) / Double(finished) / 1000
+                result.append([
+                    .text(pool.name), .text(key.model), .text(key.server), .int(entry.inFlight),
+                    .int(snapshot.queued[key.model] ?? 0), .int(entry.requests), .int(entry.errors), .int(entry.coldStarts),
+                    .text(String(format: "%.1f", average)),
+                ])
+            }
+        }
+        return result
+    }
+
+    private func showMLQueues() -> AdminResult {
+        var result = AdminResult([
+            ("pool", .text), ("server", .text), ("pool_size", .int4), ("active", .int8), ("idle", .int8),
+            ("waiting", .int8), ("queue_max", .int4), ("queue_timeout_ms", .int4),
+        ])
+        for pool in runtime.pools(database: nil, user: nil) {
+            guard let ml = pool.ml else { continue }
+            for row in pool.inferenceQueues() {
+                result.append([
+                    .text(pool.name), .text(row.server), .int(ml.inferencePoolSize), .int(row.active), .int(row.idle),
+                    .int(row.waiting), .int(ml.queueMax), .int(ml.queueTimeout),
+                ])
+            }
+        }
+        return result
+    }
+
     // MARK: names
 
     /// PgCat's address name: `{pool}_shard_{n}_primary` or `{pool}_shard_{n}_replica_{i}`.
     static func addressName(pool: ConnectionPool, slot: ConnectionPool.ServerSlot) -> String {
         let address = slot.address
-        if address.role == "primary" { return "\(pool.database)_shard_\(address.shard)_primary" }
+        let suffix = slot.isInference ? "_inference" : ""  // the server's inference pool (ML routing)
+        if address.role == "primary" { return "\(pool.database)_shard_\(address.shard)_primary\(suffix)" }
         let replicaNumber = pool.slots.filter {
-            $0.address.shard == address.shard && $0.address.role != "primary" && $0.index < slot.index
+            $0.address.shard == address.shard && $0.address.role != "primary" && !$0.isInference
+                && $0.address.index < address.index
         }.count
-        return "\(pool.database)_shard_\(address.shard)_replica_\(replicaNumber)"
+        return "\(pool.database)_shard_\(address.shard)_replica_\(replicaNumber)\(suffix)"
     }
 
     /// `{:#010X}` as PgCat formats ids: `0x` and eight upper-case hex digits.

@@ -93,6 +93,22 @@ extension PoolerRuntime {
                 add("pgcat_databases_current_connections", .gauge, labels, counts[index])
             }
         }
+        for pool in pools(database: nil, user: nil) where pool.ml != nil {
+            let snapshot = pool.mlStats.snapshot()
+            let poolLabels = [("pool", pool.database)]
+            add("pgcat_ml_queue_depth", .gauge, poolLabels, pool.inferenceQueueDepth)
+            add("pgcat_ml_fallback_total", .counter, poolLabels, snapshot.fallbacks)
+            add("pgcat_ml_rejected_total", .counter, poolLabels, snapshot.rejected)
+            for (key, entry) in snapshot.entries {
+                let labels = [("pool", pool.database), ("model", key.model), ("server", key.server)]
+                add("pgcat_ml_requests_total", .counter, labels + [("outcome", "ok")], entry.requests - entry.errors)
+                add("pgcat_ml_requests_total", .counter, labels + [("outcome", "error")], entry.errors)
+                add("pgcat_ml_cold_starts_total", .counter, labels, entry.coldStarts)
+                add("pgcat_ml_affinity_hits_total", .counter, labels, entry.affinityHits)
+                add("pgcat_ml_in_flight", .gauge, labels, entry.inFlight)
+                add("pgcat_ml_exec_seconds_total", .counter, labels, entry.execMicros / 1_000_000)
+            }
+        }
         return samples
     }
 }

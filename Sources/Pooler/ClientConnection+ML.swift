@@ -1,0 +1,210 @@
+/// The ML router on the client side: what the messages starting a transaction ask of pgml (classified by the
+/// parser and MLRouter, the model read from a constant or from the Bind's parameters), and leasing from the
+/// inference pools with their queue limit, queue timeout and fallback.
+import Config
+import Failover
+import MLRouter
+import NIOCore
+import PostgresWire
+import QueryParser
+
+/// An inference lease in progress or held.
+struct InferenceLease {
+    var model: String?
+    var server: String = ""
+    var started: NIODeadline = .now()
+    var spilled = false
+    var failed = false
+}
+
+extension ClientConnection {
+    /// The pgml classification of the statements up to the first Sync (or the Query) at the front of `buffer`,
+    /// with the model key resolved from Bind parameters; nil when ML routing is off or nothing involves pgml.
+    func mlClassification(for buffer: ByteBuffer) -> (MLClassification, model: String?)? {
+        guard let pool, pool.ml != nil else { return nil }
+        var best: MLClassification?
+        var pendingParameterKey = false
+        var unnamedText: String?
+        var index = buffer.readerIndex
+        scan: while let header = FrameHeader.peek(buffer, at: index), buffer.writerIndex - index >= header.frameSize {
+            var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
+            var text: String?
+            switch header.id {
+            case FrontendID.query:
+                text = payload.readNullTerminatedString()
+                if let sql = text, let command = StatementCommand(query: buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!),
+                   case .execute(let name) = command {
+                    text = sqlStatements[name] ?? sql  // EXECUTE: classify what was PREPAREd
+                }
+            case FrontendID.parse:
+                let name = payload.readNullTerminatedString() ?? ""
+                text = payload.readNullTerminatedString()
+                if name.isEmpty { unnamedText = text }
+            case FrontendID.bind:
+                guard let bind = BindMessage(payload) else { break }
+                if pendingParameterKey, var current = best, case .parameter? = current.modelKey {
+                    current.modelKey = MLClassifier.resolve(current.modelKey!, parameters: bind.values, binary: bind.binary)
+                    best = current
+                    pendingParameterKey = false
+                    break
+                }
+                if bind.statement.isEmpty {
+                    text = unnamedText
+                } else if var definition = statements[bind.statement]?.definition {
+                    text = definition.readNullTerminatedString()
+                }
+                if let text, let found = classify(text), best.map({ found.mlClass > $0.mlClass }) ?? true {
+                    var resolved = found
+                    if let key = found.modelKey, case .parameter = key {
+                        resolved.modelKey = MLClassifier.resolve(key, parameters: bind.values, binary: bind.binary)
+                    }
+                    best = resolved
+                }
+                text = nil
+            case FrontendID.sync:
+                break scan
+            default:
+                break
+            }
+            if let text, let found = classify(text), best.map({ found.mlClass > $0.mlClass }) ?? true {
+                best = found
+                if case .parameter? = found.modelKey { pendingParameterKey = true }
+            }
+            if header.id == FrontendID.query { break scan }
+            index += header.frameSize
+        }
+        guard let best, best.mlClass != .none else { return nil }
+        return (best, best.modelKey?.name)
+    }
+
+    private func classify(_ text: String) -> MLClassification? {
+        guard MLClassifier.mightInvolvePGML(text) else { return nil }
+        guard case .success(let facts) = runtime.queryParser.facts(text) else { return nil }
+        let result = MLClassifier.classify(text: text, facts: facts)
+        return result.mlClass == .none ? nil : result
+    }
+
+    /// Leases a server for the statements at the front of `buffer` when they involve pgml; nil when they do not
+    /// (ordinary routing applies). Returns the same as `requestServer`.
+    func requestForML(_ buffer: ByteBuffer) -> Bool? {
+        guard let (classification, model) = mlClassification(for: buffer) else { return nil }
+        switch classification.mlClass {
+        case .gpuInference:
+            return requestInference(model: model)
+        case .write:
+            return requestServer(role: .primary)  // pgml writes, and writes that run inference: the primary
+        case .cpuInference, .light, .none:
+            return nil
+        }
+    }
+
+    /// Leases from the inference pools; applies `queue_max` and `fallback`.
+    func requestInference(model: String?) -> Bool {
+        guard let pool, let ml = pool.ml else { return requestServer(role: .any) }
+        let label = model ?? "(unknown model)"
+        switch pool.leaseInference(for: self, model: model) {
+        case .leased(let server, let spilled):
+            inference = InferenceLease(model: model, spilled: spilled)
+            attachForInference(server)
+            return true
+        case .waiting(let spilled):
+            inference = InferenceLease(model: model, spilled: spilled)
+            pool.mlStats.queue(model: label, delta: 1)
+            waiting = true
+            stats.startWaiting(now: eventLoop.now)
+            let deadline = eventLoop.now + .milliseconds(Int64(ml.queueTimeout))
+            waitDeadline = deadline
+            armWaitTimer(deadline)
+            return false
+        case .queueFull(let depth):
+            pool.mlStats.rejectedOne()
+            sendError(.configurationLimitExceeded, "inference queue full for model \(label): \(depth) statements "
+                      + "waiting (ml_routing.queue_max \(ml.queueMax))")
+            discardUntilSync = true
+            return true
+        case .noServer:
+            let fallback = pool.modelOverride(for: model)?.fallback ?? ml.fallback
+            pool.mlStats.fellBack()
+            logger.warning("no healthy inference server", metadata: ["model": "\(label)", "fallback": "\(fallback.rawValue)"])
+            switch fallback {
+            case .replicas: return requestServer(role: .replica)
+            case .primary: return requestServer(role: .primary)
+            case .error:
+                sendError(.connectionFailure, "no healthy server tagged \(ml.targetTags) for inference of model \(label) "
+                          + "(ml_routing.fallback: error)")
+                discardUntilSync = true
+                return true
+            }
+        }
+    }
+
+    /// An inference connection was leased (at once or after waiting).
+    func attachForInference(_ server: ServerConnection) {
+        guard let pool, var lease = inference else { return }
+        let address = "\(server.address.host):\(server.address.port)"
+        lease.server = address
+        lease.started = eventLoop.now
+        inference = lease
+        if let model = lease.model {
+            let cold = server.markLoaded(model)  // the first statement for this model on this backend
+            pool.mlStats.started(model: model, server: address, cold: cold, spilled: lease.spilled)
+        }
+        attachLeased(server)
+    }
+
+    /// The inference transaction ended (or its server went away).
+    func finishInference() {
+        guard let lease = inference else { return }
+        inference = nil
+        guard let pool, let model = lease.model, !lease.server.isEmpty else { return }
+        let micros = Int((eventLoop.now - lease.started).nanoseconds / 1000)
+        pool.mlStats.finished(model: model, server: lease.server, micros: micros, failed: lease.failed)
+    }
+
+    /// `queue_timeout` passed while waiting for an inference connection: 53400 naming the model and the queue.
+    func inferenceWaitExpired() {
+        guard waiting, let pool, inference != nil, pool.cancelWait(self) else { return }
+        waiting = false
+        stats.stopWaiting(now: eventLoop.now)
+        stats.set(.idle)
+        let label = inference?.model ?? "(unknown model)"
+        pool.mlStats.queue(model: label, delta: -1)
+        pool.mlStats.rejectedOne()
+        inference = nil
+        failRequest(.configurationLimitExceeded, "timed out after \(pool.ml?.queueTimeout ?? 0) ms waiting for an "
+                    + "inference connection for model \(label) (queue depth \(pool.inferenceQueueDepth))")
+    }
+}
+
+/// The parts of a Bind the ML router reads: the statement and the parameter values with their formats.
+struct BindMessage {
+    var statement: String
+    var values: [ArraySlice<UInt8>?]
+    var binary: [Bool]
+
+    init?(_ payload: ByteBuffer) {
+        var payload = payload
+        guard payload.readNullTerminatedString() != nil, let statement = payload.readNullTerminatedString(),
+              let formatCount = payload.readInteger(as: Int16.self), formatCount >= 0 else { return nil }
+        var formats: [Int16] = []
+        for _ in 0..<formatCount {
+            guard let format = payload.readInteger(as: Int16.self) else { return nil }
+            formats.append(format)
+        }
+        guard let count = payload.readInteger(as: Int16.self), count >= 0 else { return nil }
+        var values: [ArraySlice<UInt8>?] = []
+        for _ in 0..<count {
+            guard let length = payload.readInteger(as: Int32.self) else { return nil }
+            if length < 0 { values.append(nil); continue }
+            guard let bytes = payload.readBytes(length: Int(length)) else { return nil }
+            values.append(bytes[...])
+        }
+        self.statement = statement
+        self.values = values
+        // No formats: all text; one: all alike; else one per parameter.
+        self.binary = (0..<Int(count)).map { index in
+            let format = formats.isEmpty ? 0 : formats.count == 1 ? formats[0] : (index < formats.count ? formats[index] : 0)
+            return format == 1
+        }
+    }
+}

@@ -1,0 +1,59 @@
+/// Per (model, server) inference counters behind SHOW ML_MODELS and the `pgcat_ml_*` metrics.
+import NIOConcurrencyHelpers
+
+final class MLStats: @unchecked Sendable {
+    struct Key: Hashable {
+        var model: String
+        var server: String
+    }
+
+    struct Entry {
+        var requests = 0
+        var errors = 0
+        var coldStarts = 0
+        var inFlight = 0
+        var spills = 0
+        var affinityHits = 0
+        /// Microseconds of execution (lease to release), for the average.
+        var execMicros = 0
+    }
+
+    private let lock = NIOLock()
+    private var entries: [Key: Entry] = [:]
+    /// Statements waiting for an inference connection, by model.
+    private var queued: [String: Int] = [:]
+    private(set) var fallbacks = 0
+    private(set) var rejected = 0
+
+    func started(model: String, server: String, cold: Bool, spilled: Bool) {
+        lock.withLock {
+            var entry = entries[Key(model: model, server: server), default: Entry()]
+            entry.requests += 1
+            entry.inFlight += 1
+            if cold { entry.coldStarts += 1 }
+            if spilled { entry.spills += 1 } else { entry.affinityHits += 1 }
+            entries[Key(model: model, server: server)] = entry
+        }
+    }
+
+    func finished(model: String, server: String, micros: Int, failed: Bool) {
+        lock.withLock {
+            var entry = entries[Key(model: model, server: server), default: Entry()]
+            entry.inFlight = max(0, entry.inFlight - 1)
+            entry.execMicros += micros
+            if failed { entry.errors += 1 }
+            entries[Key(model: model, server: server)] = entry
+        }
+    }
+
+    func queue(model: String, delta: Int) {
+        lock.withLock { queued[model, default: 0] = max(0, queued[model, default: 0] + delta) }
+    }
+
+    func fellBack() { lock.withLock { fallbacks += 1 } }
+    func rejectedOne() { lock.withLock { rejected += 1 } }
+
+    func snapshot() -> (entries: [Key: Entry], queued: [String: Int], fallbacks: Int, rejected: Int) {
+        lock.withLock { (entries, queued, fallbacks, rejected) }
+    }
+}

@@ -1,0 +1,146 @@
+"""The ML router on real servers with the stand-in pgml schema: GPU inference runs only on servers tagged for it,
+through their own inference pools; pgml writes run on the primary; a model keeps its home server; cold starts are
+counted; a full or slow inference queue gives 53400; a stopped GPU server leads to the configured fallback."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from support import HOST
+from test_failover import FAST, cluster_dir, cluster_script, pg_ctl
+
+pytestmark = pytest.mark.pooler_only
+
+EMBED = "select pgml.embed(%s, 'hello') is not null, inet_server_port()"
+
+
+def ml_pool(cluster, gpu_replicas=(2,), **ml):
+    gpu_ports = {1: cluster.replica1, 2: cluster.replica2}
+    servers = [[HOST, cluster.primary, "primary"]]
+    for number in (1, 2):
+        entry = {"host": HOST, "port": gpu_ports[number], "role": "replica"}
+        if number in gpu_replicas:
+            entry["tags"] = ["gpu"]
+        servers.append(entry)
+    settings = {"enabled": True, "target_tags": ["gpu"], "inference_pool_size": 2, "queue_max": 50,
+                "queue_timeout": 2000, "fallback": "error"}
+    settings.update(ml)
+    return {"servers": servers,
+            "pool": {"query_parser_enabled": True, "query_parser_read_write_splitting": True,
+                     "primary_reads_enabled": False, "ml_routing": settings}}
+
+
+def start(pgcat, cluster, gpu_replicas=(2,), general=None, **ml):
+    spec = ml_pool(cluster, gpu_replicas, **ml)
+    return pgcat(pool_size=2, users=["app"], servers=spec["servers"], pool=spec["pool"], general=general or {})
+
+
+def admin(t):
+    return t.connect(user="pgcat_admin", dbname="pgcat", password="pgcat_admin")
+
+
+def test_inference_runs_on_gpu_servers_and_writes_on_the_primary(pgcat, cluster, pgml):
+    t = start(pgcat, cluster)
+    with t.connect() as c:
+        for model in ("intfloat/e5-small-v2", "BAAI/bge-small-en"):
+            for _ in range(10):
+                assert c.execute(EMBED, (model,)).fetchone() == (True, cluster.replica2)
+        # dedicated: ordinary reads avoid the GPU server
+        assert {c.execute("select inet_server_port()").fetchone()[0] for _ in range(20)} == {cluster.replica1}
+        trained = c.execute("select * from pgml.train('ml_it_project', 'regression', 'it_train_data', 'y')").fetchall()
+        assert trained[0][0] == "ml_it_project"
+        # a write that runs inference goes to the primary
+        c.execute("drop table if exists ml_it_vectors")
+        c.execute("create table ml_it_vectors (v real[])")
+        c.execute("insert into ml_it_vectors select pgml.embed('intfloat/e5-small-v2', 'x')")
+    with admin(t) as a:
+        rows = a.execute("show ml_models").fetchall()
+        columns = [d.name for d in a.execute("show ml_models").description]
+        assert columns == ["pool", "model", "server", "in_flight", "queued", "requests", "errors", "cold_starts",
+                           "avg_exec_ms"]
+        by_model = {r[1]: r for r in rows}
+        assert by_model["intfloat/e5-small-v2"][5] == 10 and by_model["BAAI/bge-small-en"][5] == 10
+        assert all(r[2] == f"{HOST}:{cluster.replica2}" for r in rows)
+        # one backend ran both models: each cost one cold start there
+        assert by_model["intfloat/e5-small-v2"][7] >= 1 and by_model["intfloat/e5-small-v2"][7] <= 2
+        queues = a.execute("show ml_queues").fetchall()
+        assert [q[1] for q in queues] == [f"{HOST}:{cluster.replica2}"]
+
+
+def test_models_keep_their_home_server(pgcat, cluster, pgml):
+    t = start(pgcat, cluster, gpu_replicas=(1, 2))
+    models = [f"model-{n}" for n in range(6)]
+    homes: dict[str, list[int]] = {m: [] for m in models}
+    with t.connect() as c:
+        for _ in range(10):
+            for m in models:
+                homes[m].append(c.execute(EMBED, (m,)).fetchone()[1])
+    for m, ports in homes.items():
+        home = max(set(ports), key=ports.count)
+        assert ports.count(home) >= 0.95 * len(ports), (m, ports)
+    assert {max(set(p), key=p.count) for p in homes.values()} == {cluster.replica1, cluster.replica2}, \
+        "six models spread over both GPU servers"
+
+
+def test_parameterised_model_key_from_bind(pgcat, cluster, pgml):
+    t = start(pgcat, cluster, gpu_replicas=(1, 2))
+    with t.connect(prepare_threshold=0) as c:
+        ports = [c.execute(EMBED, ("model-3",)).fetchone()[1] for _ in range(10)]
+    assert len(set(ports)) == 1, "a prepared statement's model comes from its Bind and keeps its home"
+
+
+def test_full_queue_and_queue_timeout_give_53400(pgcat, cluster, pgml):
+    t = start(pgcat, cluster, inference_pool_size=1, queue_max=1, queue_timeout=1500)
+    holder = t.connect()
+    # The only inference connection, held by an open transaction that starts with the inference (a transaction
+    # opened by a plain BEGIN is routed by the BEGIN: the primary).
+    holder.execute("begin; select pgml.embed('m', 'hello')")
+    errors: list[Exception] = []
+
+    def waiter():
+        try:
+            with t.connect() as w:
+                w.execute(EMBED, ("m",))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    th = threading.Thread(target=waiter)
+    th.start()
+    time.sleep(0.4)  # the waiter is queued
+    with t.connect() as c:
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="inference queue full for model m"):
+            c.execute(EMBED, ("m",))
+        # ordinary queries are not held up by the inference queue
+        assert c.execute("select 1").fetchone() == (1,)
+    th.join(10)
+    assert len(errors) == 1 and isinstance(errors[0], psycopg.errors.ConfigurationLimitExceeded), errors
+    assert "timed out after 1500 ms waiting for an inference connection for model m" in str(errors[0])
+    holder.execute("rollback")
+    holder.close()
+
+
+@pytest.mark.parametrize("fallback", ["replicas", "error"])
+def test_stopped_gpu_server_leads_to_the_fallback(pgcat, cluster, pgml, fallback):
+    t = start(pgcat, cluster, fallback=fallback, general=FAST)
+    with t.connect() as c:
+        assert c.execute(EMBED, ("m",)).fetchone()[1] == cluster.replica2
+    replica2 = f"{cluster_dir(cluster.primary)}/replica2"
+    try:
+        pg_ctl(replica2, "-m", "fast", "-w", "stop")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with t.connect() as c:
+                    port = c.execute(EMBED, ("m",)).fetchone()[1]
+                if fallback == "replicas":
+                    assert port == cluster.replica1
+                    break
+            except psycopg.Error as e:
+                if fallback == "error" and "no healthy server tagged" in str(e):
+                    break
+            assert time.monotonic() < deadline, f"no {fallback} fallback seen"
+            time.sleep(0.2)
+    finally:
+        cluster_script(cluster.primary, "start")
