@@ -85,7 +85,7 @@ public final class ConnectionPool: @unchecked Sendable {
     let statementCacheSize: Int
     /// `cleanup_server_connections`: reset session state a client left behind before the next client.
     let cleanupServerConnections: Bool
-    private var cachedParameters: [String: String]?
+    var cachedParameters: [String: String]?
     /// PAUSE: new leases wait here until RESUME (under the lock).
     var paused = false
     var pausedWaiters: [WaiterRef] = []
@@ -95,7 +95,7 @@ public final class ConnectionPool: @unchecked Sendable {
     let banTime = Counter()
     /// RECONNECT: connections opened before this epoch are closed when they are next released.
     let reconnectEpoch = Counter()
-    private let retired = ManagedAtomic(false)
+    let retired = ManagedAtomic(false)
     /// A reload replaced this pool: its connections close as they come back; clients move to the new pool.
     var isRetired: Bool { retired.load(ordering: .relaxed) }
 
@@ -323,7 +323,7 @@ public final class ConnectionPool: @unchecked Sendable {
         connectionClosed(server)
     }
 
-    private func connectionClosed(_ server: ServerConnection) {
+    func connectionClosed(_ server: ServerConnection) {
         guard let slot = slot(of: server) else { return }
         if !server.closedByPooler && !slot.isPrimary {
             // The replica went away under us (shutdown, crash, network): keep new transactions off it for a while.
@@ -335,7 +335,7 @@ public final class ConnectionPool: @unchecked Sendable {
     }
 
     /// Takes a closed connection out of the registry (once) and keeps its totals for the address.
-    private func forget(_ server: ServerConnection, in slot: ServerSlot) {
+    func forget(_ server: ServerConnection, in slot: ServerSlot) {
         let removed = lock.withLock { slot.live.removeValue(forKey: ObjectIdentifier(server)) }
         if removed != nil { slot.closedTotals.absorb(server.stats.snapshot) }
     }
@@ -344,7 +344,7 @@ public final class ConnectionPool: @unchecked Sendable {
         server.slotIndex < slots.count ? slots[server.slotIndex] : nil
     }
 
-    private func carryOut(_ result: PoolStateMachine<ServerConnection, WaiterRef>.ReturnResult, slot: ServerSlot) {
+    func carryOut(_ result: PoolStateMachine<ServerConnection, WaiterRef>.ReturnResult, slot: ServerSlot) {
         switch result {
         case .keptIdle:
             break
@@ -362,173 +362,5 @@ public final class ConnectionPool: @unchecked Sendable {
         } else {
             waiter.eventLoop.execute { waiter.leaseGranted(server) }
         }
-    }
-
-    // MARK: opening and sweeping
-
-    private static let ids = NIOLockedValueBox(0)
-
-    func open(_ slot: ServerSlot, on loop: EventLoop) {
-        let id = Self.ids.withLockedValue { $0 += 1; return $0 }
-        var credentials = self.credentials
-        credentials.database = slot.address.database
-        credentials.scramClientKey = lock.withLock { recoveredClientKey }
-        let server = ServerConnection(id: id, address: slot.address, slotIndex: slot.index, credentials: credentials, eventLoop: loop,
-                                      keyCache: keyCache, connector: connector, statementCacheSize: statementCacheSize,
-                                      logger: logger)
-        server.epoch = reconnectEpoch.load
-        lock.withLock { slot.live[ObjectIdentifier(server)] = server }
-        let timeout = TimeAmount.milliseconds(Int64(max(settings.connectTimeout, 1)))
-        let connected = connector.connect(host: slot.address.host, port: slot.address.port, on: loop,
-                                          timeout: timeout, handler: server)
-        connected.whenFailure { error in server.connectFailed(error) }
-        let startupTimeout = loop.scheduleTask(in: timeout + .seconds(5)) {
-            server.close()
-        }
-        connected.flatMap { server.startupFuture }.whenComplete { result in
-            startupTimeout.cancel()
-            switch result {
-            case .success:
-                server.onClose = { [weak self] server in self?.connectionClosed(server) }
-                self.lock.withLock {
-                    if self.cachedParameters == nil { self.cachedParameters = server.parameters }
-                }
-                let now = NIODeadline.now().uptimeNanoseconds
-                let outcome = self.lock.withLock { slot.machine.connectionOpened(server, now: now) }
-                self.logger.debug("server connection opened", metadata: ["server_id": "\(server.id)"])
-                self.carryOut(outcome, slot: slot)
-            case .failure(let error):
-                server.close()
-                self.forget(server, in: slot)
-                if !slot.isPrimary { self.ban(slot: slot, reason: "FailedConnect") }
-                self.logger.warning("could not open server connection", metadata: [
-                    "server": "\(slot.address)", "error": "\(error)"])
-                let stranded = self.lock.withLock { slot.machine.connectionFailed() }
-                let failure = PoolError.serverUnavailable(pool: self.name, server: "\(slot.address)", reason: "\(error)")
-                for ref in stranded {
-                    let waiter = ref.waiter
-                    waiter.eventLoop.execute { waiter.leaseFailed(failure) }
-                }
-            }
-        }
-    }
-
-    /// Closes idle connections past `idle_timeout`/`server_lifetime` and opens up to `min_pool_size`.
-    func sweep(loops: () -> EventLoop) {
-        let now = NIODeadline.now().uptimeNanoseconds
-        for slot in slots {
-            let (close, open) = lock.withLock { slot.machine.sweep(now: now) }
-            for server in close { server.close() }
-            for _ in 0..<open { self.open(slot, on: loops()) }
-        }
-    }
-
-    /// Closes every idle connection (pool retired or shutting down).
-    func closeIdle() {
-        for slot in slots {
-            let drained = lock.withLock { slot.machine.drainIdle() }
-            for server in drained { server.close() }
-        }
-    }
-
-    /// Counts for observability.
-    func counts() -> (idle: Int, active: Int, connecting: Int, waiting: Int) {
-        lock.withLock {
-            slots.reduce(into: (0, 0, 0, 0)) { acc, slot in
-                acc.0 += slot.machine.idleCount
-                acc.1 += slot.machine.leasedCount
-                acc.2 += slot.machine.connecting
-                acc.3 += slot.machine.waitingCount
-            }
-        }
-    }
-}
-
-// MARK: - operations (reload, RECONNECT, PAUSE) and observation
-
-extension ConnectionPool {
-    /// A reload replaced this pool: close what is idle now, and the rest as it comes back.
-    func retire() {
-        retired.store(true, ordering: .relaxed)
-        let waiters: [WaiterRef] = lock.withLock {
-            var taken = pausedWaiters
-            pausedWaiters.removeAll()
-            for slot in slots { taken += slot.machine.takeWaiters() }
-            return taken
-        }
-        closeIdle()
-        for ref in waiters {
-            let waiter = ref.waiter
-            waiter.eventLoop.execute { waiter.poolReplaced() }
-        }
-    }
-
-    var isPaused: Bool { lock.withLock { paused } }
-
-    /// PAUSE: clients that need a connection wait (up to their connect_timeout) until RESUME; transactions in
-    /// progress finish. Idle connections are closed, as PgBouncer's PAUSE leaves none open.
-    func pause() {
-        lock.withLock { paused = true }
-        closeIdle()
-    }
-
-    func resume() {
-        let waiters: [WaiterRef] = lock.withLock {
-            paused = false
-            defer { pausedWaiters.removeAll() }
-            return pausedWaiters
-        }
-        for ref in waiters {
-            let waiter = ref.waiter
-            waiter.eventLoop.execute {
-                if case .leased(let server) = self.lease(for: waiter, role: waiter.leaseRole) { waiter.leaseGranted(server) }
-            }
-        }
-    }
-
-    /// RECONNECT: every connection is replaced; idle ones now, leased ones when released.
-    func reconnect() {
-        reconnectEpoch.add()
-        closeIdle()
-    }
-
-    /// Closes every connection, leased ones included (KILL).
-    func closeAll() {
-        let servers = lock.withLock { slots.flatMap { $0.live.values } }
-        for server in servers { server.close() }
-    }
-
-    /// One server connection as SHOW SERVERS reports it.
-    struct ServerInfo {
-        var id: Int
-        var address: ServerAddress
-        var state: ServerState
-        var applicationName: String
-        var createdAt: NIODeadline
-        var stats: ServerStats.Snapshot
-        var prepareCacheSize: Int
-    }
-
-    func serverInfos() -> [ServerInfo] {
-        let servers = lock.withLock { slots.flatMap { $0.live.values } }
-        return servers.map { server in
-            ServerInfo(id: server.id, address: server.address, state: server.stats.state,
-                       applicationName: server.lastApplicationName.withLockedValue { $0 },
-                       createdAt: server.createdAt, stats: server.stats.snapshot,
-                       prepareCacheSize: server.stats.prepareCacheSize.load)
-        }.sorted { $0.id < $1.id }
-    }
-
-    /// Totals per server address: closed connections plus open ones.
-    func addressTotals() -> [(address: ServerAddress, totals: ServerStats.Snapshot)] {
-        let perSlot = lock.withLock { slots.map { ($0, Array($0.live.values)) } }
-        return perSlot.map { slot, servers in
-            (slot.address, servers.reduce(slot.closedTotals.snapshot) { $0 + $1.stats.snapshot })
-        }
-    }
-
-    /// Connections per address (opening included), for SHOW DATABASES `current_connections`.
-    func connectionCounts() -> [Int] {
-        lock.withLock { slots.map { $0.live.count } }
     }
 }

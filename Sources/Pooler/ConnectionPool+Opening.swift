@@ -1,0 +1,83 @@
+/// Opening server connections (and what follows when it fails), the janitor's sweep, and closing idle ones.
+import Auth
+import NIOConcurrencyHelpers
+import NIOCore
+
+extension ConnectionPool {
+    private static let ids = NIOLockedValueBox(0)
+
+    func open(_ slot: ServerSlot, on loop: EventLoop) {
+        let id = Self.ids.withLockedValue { $0 += 1; return $0 }
+        var credentials = self.credentials
+        credentials.database = slot.address.database
+        credentials.scramClientKey = lock.withLock { recoveredClientKey }
+        let server = ServerConnection(id: id, address: slot.address, slotIndex: slot.index, credentials: credentials, eventLoop: loop,
+                                      keyCache: keyCache, connector: connector, statementCacheSize: statementCacheSize,
+                                      logger: logger)
+        server.epoch = reconnectEpoch.load
+        lock.withLock { slot.live[ObjectIdentifier(server)] = server }
+        let timeout = TimeAmount.milliseconds(Int64(max(settings.connectTimeout, 1)))
+        let connected = connector.connect(host: slot.address.host, port: slot.address.port, on: loop,
+                                          timeout: timeout, handler: server)
+        connected.whenFailure { error in server.connectFailed(error) }
+        let startupTimeout = loop.scheduleTask(in: timeout + .seconds(5)) {
+            server.close()
+        }
+        connected.flatMap { server.startupFuture }.whenComplete { result in
+            startupTimeout.cancel()
+            switch result {
+            case .success:
+                server.onClose = { [weak self] server in self?.connectionClosed(server) }
+                self.lock.withLock {
+                    if self.cachedParameters == nil { self.cachedParameters = server.parameters }
+                }
+                let now = NIODeadline.now().uptimeNanoseconds
+                let outcome = self.lock.withLock { slot.machine.connectionOpened(server, now: now) }
+                self.logger.debug("server connection opened", metadata: ["server_id": "\(server.id)"])
+                self.carryOut(outcome, slot: slot)
+            case .failure(let error):
+                server.close()
+                self.forget(server, in: slot)
+                if !slot.isPrimary { self.ban(slot: slot, reason: "FailedConnect") }
+                self.logger.warning("could not open server connection", metadata: [
+                    "server": "\(slot.address)", "error": "\(error)"])
+                let stranded = self.lock.withLock { slot.machine.connectionFailed() }
+                let failure = PoolError.serverUnavailable(pool: self.name, server: "\(slot.address)", reason: "\(error)")
+                for ref in stranded {
+                    let waiter = ref.waiter
+                    waiter.eventLoop.execute { waiter.leaseFailed(failure) }
+                }
+            }
+        }
+    }
+
+    /// Closes idle connections past `idle_timeout`/`server_lifetime` and opens up to `min_pool_size`.
+    func sweep(loops: () -> EventLoop) {
+        let now = NIODeadline.now().uptimeNanoseconds
+        for slot in slots {
+            let (close, open) = lock.withLock { slot.machine.sweep(now: now) }
+            for server in close { server.close() }
+            for _ in 0..<open { self.open(slot, on: loops()) }
+        }
+    }
+
+    /// Closes every idle connection (pool retired or shutting down).
+    func closeIdle() {
+        for slot in slots {
+            let drained = lock.withLock { slot.machine.drainIdle() }
+            for server in drained { server.close() }
+        }
+    }
+
+    /// Counts for observability.
+    func counts() -> (idle: Int, active: Int, connecting: Int, waiting: Int) {
+        lock.withLock {
+            slots.reduce(into: (0, 0, 0, 0)) { acc, slot in
+                acc.0 += slot.machine.idleCount
+                acc.1 += slot.machine.leasedCount
+                acc.2 += slot.machine.connecting
+                acc.3 += slot.machine.waitingCount
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+/// Operating a pool: retiring it on reload, PAUSE/RESUME, RECONNECT, KILL, and the read-only views SHOW and the
+/// metrics take of it.
+import Atomics
+import NIOCore
+
+extension ConnectionPool {
+    /// A reload replaced this pool: close what is idle now, and the rest as it comes back.
+    func retire() {
+        retired.store(true, ordering: .relaxed)
+        let waiters: [WaiterRef] = lock.withLock {
+            var taken = pausedWaiters
+            pausedWaiters.removeAll()
+            for slot in slots { taken += slot.machine.takeWaiters() }
+            return taken
+        }
+        closeIdle()
+        for ref in waiters {
+            let waiter = ref.waiter
+            waiter.eventLoop.execute { waiter.poolReplaced() }
+        }
+    }
+
+    var isPaused: Bool { lock.withLock { paused } }
+
+    /// PAUSE: clients that need a connection wait (up to their connect_timeout) until RESUME; transactions in
+    /// progress finish. Idle connections are closed, as PgBouncer's PAUSE leaves none open.
+    func pause() {
+        lock.withLock { paused = true }
+        closeIdle()
+    }
+
+    func resume() {
+        let waiters: [WaiterRef] = lock.withLock {
+            paused = false
+            defer { pausedWaiters.removeAll() }
+            return pausedWaiters
+        }
+        for ref in waiters {
+            let waiter = ref.waiter
+            waiter.eventLoop.execute {
+                if case .leased(let server) = self.lease(for: waiter, role: waiter.leaseRole) { waiter.leaseGranted(server) }
+            }
+        }
+    }
+
+    /// RECONNECT: every connection is replaced; idle ones now, leased ones when released.
+    func reconnect() {
+        reconnectEpoch.add()
+        closeIdle()
+    }
+
+    /// Closes every connection, leased ones included (KILL).
+    func closeAll() {
+        let servers = lock.withLock { slots.flatMap { $0.live.values } }
+        for server in servers { server.close() }
+    }
+
+    /// One server connection as SHOW SERVERS reports it.
+    struct ServerInfo {
+        var id: Int
+        var address: ServerAddress
+        var state: ServerState
+        var applicationName: String
+        var createdAt: NIODeadline
+        var stats: ServerStats.Snapshot
+        var prepareCacheSize: Int
+    }
+
+    func serverInfos() -> [ServerInfo] {
+        let servers = lock.withLock { slots.flatMap { $0.live.values } }
+        return servers.map { server in
+            ServerInfo(id: server.id, address: server.address, state: server.stats.state,
+                       applicationName: server.lastApplicationName.withLockedValue { $0 },
+                       createdAt: server.createdAt, stats: server.stats.snapshot,
+                       prepareCacheSize: server.stats.prepareCacheSize.load)
+        }.sorted { $0.id < $1.id }
+    }
+
+    /// Totals per server address: closed connections plus open ones.
+    func addressTotals() -> [(address: ServerAddress, totals: ServerStats.Snapshot)] {
+        let perSlot = lock.withLock { slots.map { ($0, Array($0.live.values)) } }
+        return perSlot.map { slot, servers in
+            (slot.address, servers.reduce(slot.closedTotals.snapshot) { $0 + $1.stats.snapshot })
+        }
+    }
+
+    /// Connections per address (opening included), for SHOW DATABASES `current_connections`.
+    func connectionCounts() -> [Int] {
+        lock.withLock { slots.map { $0.live.count } }
+    }
+}
