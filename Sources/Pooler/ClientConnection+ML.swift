@@ -15,6 +15,8 @@ struct InferenceLease {
     var started: NIODeadline = .now()
     var spilled = false
     var failed = false
+    /// Fires the CancelRequest of the per-model `statement_timeout`.
+    var timer: Scheduled<Void>?
 }
 
 extension ClientConnection {
@@ -149,13 +151,32 @@ extension ClientConnection {
             let cold = server.markLoaded(model)  // the first statement for this model on this backend
             pool.mlStats.started(model: model, server: address, cold: cold, spilled: lease.spilled)
         }
+        let timeout = pool.modelOverride(for: lease.model)?.statementTimeout ?? pool.ml?.statementTimeout ?? 0
+        if timeout > 0 {
+            inference?.timer = eventLoop.scheduleTask(in: .milliseconds(Int64(timeout))) { [weak self, weak server] in
+                guard let self, let server else { return }
+                self.inferenceStatementTimedOut(server, after: timeout)
+            }
+        }
         attachLeased(server)
+    }
+
+    /// The model's `statement_timeout` passed with the statement still running: cancel it on the server (the
+    /// client gets Postgres' own 57014).
+    private func inferenceStatementTimedOut(_ server: ServerConnection, after timeout: Int) {
+        guard server === self.server, inference != nil, server.tracker.pendingSyncPoints > 0,
+              let key = server.backendKey else { return }
+        inference?.failed = true
+        logger.warning("inference statement timeout: cancelling", metadata: [
+            "model": "\(inference?.model ?? "(unknown model)")", "timeout_ms": "\(timeout)"])
+        runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
     }
 
     /// The inference transaction ended (or its server went away).
     func finishInference() {
         guard let lease = inference else { return }
         inference = nil
+        lease.timer?.cancel()
         guard let pool, let model = lease.model, !lease.server.isEmpty else { return }
         let micros = Int((eventLoop.now - lease.started).nanoseconds / 1000)
         pool.mlStats.finished(model: model, server: lease.server, micros: micros, failed: lease.failed)

@@ -55,6 +55,7 @@ extension ClientConnection {
                 if disposition == .forward {
                     stats.errors.add()
                     server.stats.errors.add()
+                    if inference != nil { inference?.failed = true }
                 }
             case BackendID.parameterStatus:
                 noteParameterStatus(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!,

@@ -144,3 +144,20 @@ def test_stopped_gpu_server_leads_to_the_fallback(pgcat, cluster, pgml, fallback
             time.sleep(0.2)
     finally:
         cluster_script(cluster.primary, "start")
+
+
+def test_model_statement_timeout_cancels_the_inference(pgcat, cluster, pgml):
+    t = start(pgcat, cluster, statement_timeout=0,
+              models=[{"match": "slow/*", "statement_timeout": 400}])
+    with t.connect() as c:
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            # a cold load of 5 s (the stand-in's simulated model loading), cut at 400 ms
+            c.execute("begin; set local pgml_stub.cold_ms = 5000; select pgml.embed('slow/model', 'x')")
+        assert time.monotonic() - started < 3
+        c.execute("rollback")
+        # other models have no timeout
+        assert c.execute(EMBED, ("fast/model",)).fetchone()[0] is True
+    with admin(t) as a:
+        rows = {r[1]: r for r in a.execute("show ml_models").fetchall()}
+        assert rows["slow/model"][6] == 1, "the cancelled statement counts as an error"
