@@ -8,13 +8,13 @@ import PostgresWire
 extension ClientConnection {
     /// Asks the pool for a server. Returns true when one was leased at once.
     @discardableResult
-    func requestServer(role: TargetRole? = nil) -> Bool {
+    func requestServer(role: TargetRole? = nil, affinityKey: String? = nil) -> Bool {
         if let current = pool, current.isRetired { adoptReloadedPool() }
         guard let pool else { return false }
         let loggingIn: Bool
         if case .awaitingParameters = phase { loggingIn = true } else { loggingIn = false }
         leaseRole = role
-        switch pool.lease(for: self, role: role, bypassPause: loggingIn) {
+        switch pool.lease(for: self, role: role, bypassPause: loggingIn, affinityKey: affinityKey) {
         case .leased(let server):
             if loggingIn {
                 waiting = true
@@ -91,6 +91,9 @@ extension ClientConnection {
         case .ready:
             if let label = inference?.model ?? (inference != nil ? "(unknown model)" : nil) {
                 pool?.mlStats.queue(model: label, delta: -1)
+                if let started = inference?.started {
+                    pool?.mlStats.waited(model: label, nanoseconds: (eventLoop.now - started).nanoseconds)
+                }
                 attachForInference(server)
             } else {
                 attach(server)

@@ -95,7 +95,11 @@ extension ClientConnection {
             return requestInference(model: model)
         case .write:
             return requestServer(role: .primary)  // pgml writes, and writes that run inference: the primary
-        case .cpuInference, .light, .none:
+        case .cpuInference:
+            // Ordinary read routing, with affinity on the project so its model stays loaded on few backends.
+            guard let model else { return nil }
+            return requestServer(role: targetRole(for: buffer), affinityKey: model)
+        case .light, .none:
             return nil
         }
     }

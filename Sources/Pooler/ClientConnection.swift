@@ -270,7 +270,33 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         pool = fresh
         poolMode = fresh.settings.poolMode
         rewritesStatements = poolMode == .transaction && fresh.statementCacheSize > 0
-        if case .leased(let server) = fresh.lease(for: self, role: leaseRole) { leaseGranted(server) }
+        leaseAgain()
+    }
+
+    /// The pool stopped holding this waiter (RESUME, or a reload moved it): ask again, the same way as before
+    /// (an inference statement through the inference pools, anything else by its role).
+    func leaseAgain() {
+        guard waiting, let pool else { return }
+        guard let lease = inference else {
+            if case .leased(let server) = pool.lease(for: self, role: leaseRole) { leaseGranted(server) }
+            return
+        }
+        switch pool.leaseInference(for: self, model: lease.model) {
+        case .leased(let server, let spilled):
+            inference?.spilled = spilled
+            leaseGranted(server)
+        case .waiting:
+            break
+        case .queueFull, .noServer:
+            // No place any more (e.g. the reload removed the tagged servers): fail like a full queue.
+            waiting = false
+            stats.stopWaiting(now: eventLoop.now)
+            stats.set(.idle)
+            pool.mlStats.queue(model: lease.model ?? "(unknown model)", delta: -1)
+            inference = nil
+            failRequest(.configurationLimitExceeded, "no inference connection available for model "
+                        + "\(lease.model ?? "(unknown model)") after the pool changed")
+        }
     }
 
     /// A CancelRequest named this client: pass it to the server it is using, if any.

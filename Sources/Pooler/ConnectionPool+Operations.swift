@@ -37,9 +37,7 @@ extension ConnectionPool {
         }
         for ref in waiters {
             let waiter = ref.waiter
-            waiter.eventLoop.execute {
-                if case .leased(let server) = self.lease(for: waiter, role: waiter.leaseRole) { waiter.leaseGranted(server) }
-            }
+            waiter.eventLoop.execute { waiter.leaseAgain() }
         }
     }
 

@@ -6,6 +6,7 @@ import Logging
 import Atomics
 import Failover
 import Metrics
+import MLRouter
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -21,7 +22,7 @@ public final class ConnectionPool: @unchecked Sendable {
     /// `ml_routing`, when enabled.
     let ml: MLRoutingConfig?
     /// Inference counters per (model, server).
-    let mlStats = MLStats()
+    let mlStats: MLStats
     /// Whether shard 0 has replicas (read/write splitting has a choice to make).
     let hasReplicas: Bool
     let routing: RoutingSettings
@@ -157,6 +158,7 @@ public final class ConnectionPool: @unchecked Sendable {
         self.user = user
         self.statementNames = statementNames ?? StatementNames()
         self.identity = Identity(pool: pool, user: userConfig, general: general)
+        self.mlStats = MLStats(pool: database)
         let dimensions = [("pool", database), ("user", user)]
         self.queryTimer = Metrics.Timer(label: "pgcat_query_duration_seconds", dimensions: dimensions)
         self.waitTimer = Metrics.Timer(label: "pgcat_wait_duration_seconds", dimensions: dimensions)
@@ -237,10 +239,12 @@ public final class ConnectionPool: @unchecked Sendable {
     // MARK: leasing
 
     /// The server for a new transaction of `role` (LoadBalancer decides; one server needs no decision).
-    private func pickSlot(role: TargetRole) -> ServerSlot {
+    /// With `affinityKey` (CPU inference: `project:<name>`), the servers the role allows are chosen by rendezvous
+    /// hashing of the key with bounded load, so a project's model stays loaded on few backends.
+    private func pickSlot(role: TargetRole, affinityKey: String? = nil) -> ServerSlot {
         if shardSlots.count == 1 { return shardSlots[0] }
         let now = NIODeadline.now().uptimeNanoseconds
-        let busy: [Int]? = routing.loadBalancing == .leastOutstanding
+        let busy: [Int]? = routing.loadBalancing == .leastOutstanding || affinityKey != nil
             ? lock.withLock { shardSlots.map { $0.machine.leasedCount + $0.machine.waitingCount } } : nil
         var candidates: [LoadBalancer.Candidate] = []
         candidates.reserveCapacity(shardSlots.count)
@@ -252,6 +256,16 @@ public final class ConnectionPool: @unchecked Sendable {
                 index: position, isPrimary: slot.isPrimary, weight: slot.weight,
                 banned: slot.bannedUntil.load(ordering: .relaxed) > now || slot.lagging.load(ordering: .relaxed),
                 busy: busy?[position] ?? 0))
+        }
+        if let affinityKey {
+            let eligible = candidates.filter { !$0.banned && (role == .any || $0.isPrimary == (role == .primary)) }
+            let servers = eligible.map { candidate in
+                ModelPlacement.Server(id: "\(shardSlots[candidate.index].address.host):\(shardSlots[candidate.index].address.port)",
+                                      weight: candidate.weight, load: candidate.busy)
+            }
+            if let choice = ModelPlacement.place(model: affinityKey, servers: servers) {
+                return shardSlots[eligible[choice.index].index]
+            }
         }
         var random = SystemRandomNumberGenerator()
         let choice = LoadBalancer.pick(candidates, role: role, mode: routing.loadBalancing,
@@ -266,8 +280,9 @@ public final class ConnectionPool: @unchecked Sendable {
 
     /// Called on the waiter's event loop. Either returns a connection now or later calls `leaseGranted`/`leaseFailed`.
     /// `bypassPause`: a login borrowing a server only to learn the parameters to report is not held by PAUSE.
-    func lease(for waiter: LeaseWaiter, role: TargetRole? = nil, bypassPause: Bool = false) -> LeaseOutcome {
-        let slot = pickSlot(role: role ?? routing.defaultRole)
+    func lease(for waiter: LeaseWaiter, role: TargetRole? = nil, bypassPause: Bool = false,
+               affinityKey: String? = nil) -> LeaseOutcome {
+        let slot = pickSlot(role: role ?? routing.defaultRole, affinityKey: affinityKey)
         let loop = waiter.eventLoop
         let now = NIODeadline.now().uptimeNanoseconds
         let result: PoolStateMachine<ServerConnection, WaiterRef>.LeaseResult? = lock.withLock {

@@ -1,17 +1,16 @@
 /// What a pool needs from a client that waits for a server connection.
-import Failover
 import NIOCore
 
 protocol LeaseWaiter: AnyObject, Sendable {
     var eventLoop: EventLoop { get }
-    /// The role the waiter asked for (read on its event loop), for asking again after RESUME or a reload.
-    var leaseRole: TargetRole? { get }
     /// A server connection is now this waiter's; called on `eventLoop`.
     func leaseGranted(_ server: ServerConnection)
     /// No server connection can be had; called on `eventLoop`.
     func leaseFailed(_ error: PoolError)
     /// A reload replaced the pool: the waiter is no longer queued there and should ask the new pool.
     func poolReplaced()
+    /// RESUME: the waiter is no longer held by PAUSE and should ask its pool again.
+    func leaseAgain()
 }
 
 /// Identity wrapper so waiters can sit in the pure pool machine.

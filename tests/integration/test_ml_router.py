@@ -161,3 +161,25 @@ def test_model_statement_timeout_cancels_the_inference(pgcat, cluster, pgml):
     with admin(t) as a:
         rows = {r[1]: r for r in a.execute("show ml_models").fetchall()}
         assert rows["slow/model"][6] == 1, "the cancelled statement counts as an error"
+
+
+def test_cpu_inference_keeps_a_project_on_one_replica(pgcat, cluster, pgml):
+    t = start(pgcat, cluster, dedicated=False)  # both replicas take reads
+    with t.connect() as c:
+        c.execute("select * from pgml.train('ml_cpu_project', 'regression', 'it_train_data', 'y')")
+    for port in cluster.replicas:  # the deployment must reach the replicas (asynchronous replication)
+        with psycopg.connect(host=HOST, port=port, user="postgres", password="postgres", dbname="app",
+                             autocommit=True) as standby:
+            deadline = time.monotonic() + 20
+            while not standby.execute("select exists (select from pgml.deployments d join pgml.projects p "
+                                      "on p.id = d.project_id where p.name = 'ml_cpu_project')").fetchone()[0]:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    with t.connect() as c:
+        # ordinary reads spread over both replicas ...
+        assert {c.execute("select inet_server_port()").fetchone()[0] for _ in range(30)} == \
+            {cluster.replica1, cluster.replica2}
+        # ... a project's predictions stay on one of them (its model stays loaded there)
+        ports = {c.execute("select pgml.predict('ml_cpu_project', ARRAY[1.0]::real[]), inet_server_port()").fetchone()[1]
+                 for _ in range(30)}
+        assert len(ports) == 1 and ports <= {cluster.replica1, cluster.replica2}, ports

@@ -1,4 +1,5 @@
 /// Per (model, server) inference counters behind SHOW ML_MODELS and the `pgcat_ml_*` metrics.
+import Metrics
 import NIOConcurrencyHelpers
 
 final class MLStats: @unchecked Sendable {
@@ -19,6 +20,25 @@ final class MLStats: @unchecked Sendable {
     }
 
     private let lock = NIOLock()
+    private let pool: String
+    /// Latency histograms per model (swift-metrics Timers; Prometheus histograms when the exporter is on).
+    private var execTimers: [String: Metrics.Timer] = [:]
+    private var waitTimers: [String: Metrics.Timer] = [:]
+
+    init(pool: String) {
+        self.pool = pool
+    }
+
+    /// Records a statement's wait for an inference connection.
+    func waited(model: String, nanoseconds: Int64) {
+        let timer = lock.withLock {
+            if let timer = waitTimers[model] { return timer }
+            let timer = Metrics.Timer(label: "pgcat_ml_queue_wait_seconds", dimensions: [("pool", pool), ("model", model)])
+            waitTimers[model] = timer
+            return timer
+        }
+        timer.recordNanoseconds(nanoseconds)
+    }
     private var entries: [Key: Entry] = [:]
     /// Statements waiting for an inference connection, by model.
     private var queued: [String: Int] = [:]
@@ -37,6 +57,13 @@ final class MLStats: @unchecked Sendable {
     }
 
     func finished(model: String, server: String, micros: Int, failed: Bool) {
+        let timer = lock.withLock {
+            if let timer = execTimers[model] { return timer }
+            let timer = Metrics.Timer(label: "pgcat_ml_exec_seconds", dimensions: [("pool", pool), ("model", model)])
+            execTimers[model] = timer
+            return timer
+        }
+        timer.recordMicroseconds(micros)
         lock.withLock {
             var entry = entries[Key(model: model, server: server), default: Entry()]
             entry.inFlight = max(0, entry.inFlight - 1)
