@@ -147,6 +147,7 @@ extension ClientConnection {
     /// An inference connection was leased (at once or after waiting).
     func attachForInference(_ server: ServerConnection) {
         guard let pool, var lease = inference else { return }
+        pool.inferenceWaitEnded(self)
         let address = "\(server.address.host):\(server.address.port)"
         lease.server = address
         lease.started = eventLoop.now

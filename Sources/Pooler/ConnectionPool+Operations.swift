@@ -10,6 +10,8 @@ extension ConnectionPool {
         let waiters: [WaiterRef] = lock.withLock {
             var taken = pausedWaiters
             pausedWaiters.removeAll()
+            taken += modelWaiters.values.flatMap { $0.values.flatMap { $0 } }
+            modelWaiters.removeAll()
             for slot in slots { taken += slot.machine.takeWaiters() }
             return taken
         }

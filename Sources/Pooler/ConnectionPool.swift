@@ -90,6 +90,12 @@ public final class ConnectionPool: @unchecked Sendable {
     /// PAUSE: new leases wait here until RESUME (under the lock).
     var paused = false
     var pausedWaiters: [WaiterRef] = []
+    /// Statements waiting for a backend that already runs their model (`max_connections_per_server` reached),
+    /// by inference slot and model, under the lock; served before the slot's ordinary waiters.
+    var modelWaiters: [Int: [String: [WaiterRef]]] = [:]
+    /// Statements queued for a cold connection of a model with `max_connections_per_server`: they count as
+    /// backends loading it until they attach (under the lock).
+    var coldWaiters: [WaiterRef: (slot: Int, model: String)] = [:]
     /// `max_replica_lag_bytes` (0: off).
     let maxReplicaLagBytes: Int
     /// `general.ban_time` in seconds (updated by reloads).
@@ -311,6 +317,7 @@ public final class ConnectionPool: @unchecked Sendable {
                 pausedWaiters.remove(at: index)
                 return true
             }
+            if removeModelWaiter(ref) { return true }
             for slot in slots where slot.machine.waiterCancelled(ref) { return true }
             return false
         }
@@ -321,6 +328,10 @@ public final class ConnectionPool: @unchecked Sendable {
         guard let slot = slot(of: server) else { server.close(); return }
         if server.epoch < reconnectEpoch.load || isRetired && lock.withLock({ slot.machine.waitingCount == 0 }) {
             discard(server)  // RECONNECT asked for fresh connections, or the pool was replaced by a reload
+            return
+        }
+        if slot.isInference, let waiter = takeModelWaiter(for: server, in: slot) {
+            deliver(server, to: waiter.waiter)  // stays leased: a statement waiting for this warm backend
             return
         }
         let now = NIODeadline.now().uptimeNanoseconds
@@ -371,7 +382,7 @@ public final class ConnectionPool: @unchecked Sendable {
         }
     }
 
-    private func deliver(_ server: ServerConnection, to waiter: LeaseWaiter) {
+    func deliver(_ server: ServerConnection, to waiter: LeaseWaiter) {
         if waiter.eventLoop.inEventLoop {
             waiter.leaseGranted(server)
         } else {

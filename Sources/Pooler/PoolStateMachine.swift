@@ -129,6 +129,14 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
         return entry.connection
     }
 
+    /// Leases the idle connection `matching` picks, if any, without queueing.
+    public mutating func takeIdle(where matching: (Connection) -> Bool) -> Connection? {
+        guard let index = idle.lastIndex(where: { matching($0.connection) }) else { return nil }
+        let entry = idle.remove(at: index)
+        leased.insert(entry.connection)
+        return entry.connection
+    }
+
     /// Removes and returns every waiter (the pool is being replaced).
     public mutating func takeWaiters() -> [Waiter] {
         let taken = Array(waiters[waiterHead...])

@@ -81,7 +81,14 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     private let closedByPoolerFlag = ManagedAtomic(false)
     /// Models this backend has run (pgml keeps them loaded per backend); read under the pool's lock when leasing.
     private let loadedModels = NIOLockedValueBox<Set<String>>([])
-    func hasLoaded(_ model: String) -> Bool { loadedModels.withLockedValue { $0.contains(model) } }
+    func hasLoaded(_ model: String) -> Bool {
+        loadedModels.withLockedValue { $0.contains(model) } || reservedModels.withLockedValue { $0.contains(model) }
+    }
+    /// Marks a model as being loaded by the statement just leased here (so `max_connections_per_server` counts it
+    /// at once); `markLoaded` then still reports the cold start.
+    func reserve(_ model: String) { reservedModels.withLockedValue { _ = $0.insert(model) } }
+    private let reservedModels = NIOLockedValueBox<Set<String>>([])
+
     /// Records a model run here; true if it was new to this backend (a cold start).
     @discardableResult
     func markLoaded(_ model: String) -> Bool { loadedModels.withLockedValue { $0.insert(model).inserted } }

@@ -183,3 +183,31 @@ def test_cpu_inference_keeps_a_project_on_one_replica(pgcat, cluster, pgml):
         ports = {c.execute("select pgml.predict('ml_cpu_project', ARRAY[1.0]::real[]), inet_server_port()").fetchone()[1]
                  for _ in range(30)}
         assert len(ports) == 1 and ports <= {cluster.replica1, cluster.replica2}, ports
+
+
+@pytest.mark.parametrize("limit, expected_cold", [(None, 2), (1, 1)])
+def test_max_connections_per_server_bounds_the_backends_that_load_a_model(pgcat, cluster, pgml, limit, expected_cold):
+    models = [{"match": "big/*", "max_connections_per_server": limit}] if limit else []
+    t = start(pgcat, cluster, inference_pool_size=2, models=models)
+    barrier = threading.Barrier(2)
+    errors: list[Exception] = []
+
+    def worker():
+        try:
+            with t.connect() as c:
+                barrier.wait()
+                for _ in range(4):
+                    c.execute("select pg_sleep(0.05), pgml.embed('big/model', 'x') is not null")
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert not errors, errors
+    with admin(t) as a:
+        row = [r for r in a.execute("show ml_models").fetchall() if r[1] == "big/model"][0]
+    assert row[5] == 8, row
+    assert row[7] == expected_cold, f"cold starts {row[7]}, expected {expected_cold}"
