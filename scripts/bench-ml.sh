@@ -93,11 +93,12 @@ print(f"{pick(0.5):.3f} {pick(0.99):.3f} {len(lat)}")
 EOF
 }
 
-run() { # label, with_flood
-    local label="$1" flood="$2" dir="$WORK/$1" flood_pid=""
+run() { # label, flood: 0 none, 1 through pgcat, 2 straight to the gpu server (a control: same load, no pooler)
+    local label="$1" flood="$2" dir="$WORK/$1" flood_pid="" flood_port="$PORT"
     mkdir -p "$dir"
-    if [[ "$flood" == 1 ]]; then
-        (cd "$dir" && pgbench -n -f "$WORK/flood.sql" -c "$FLOOD" -j 2 -T $((DURATION + 4)) -h 127.0.0.1 -p "$PORT" -U app \
+    [[ "$flood" == 2 ]] && flood_port=$((PG_PORT + 2))
+    if [[ "$flood" != 0 ]]; then
+        (cd "$dir" && pgbench -n -f "$WORK/flood.sql" -c "$FLOOD" -j 2 -T $((DURATION + 4)) -h 127.0.0.1 -p "$flood_port" -U app \
             app >flood.out 2>flood.err) &
         flood_pid=$!
         sleep 2
@@ -110,7 +111,7 @@ run() { # label, with_flood
     failed="$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$dir/out.txt")"
     read -r p50 p99 count <<<"$(stats "$dir"/ord.*)"
     local ftps="-" ffailed="-"
-    if [[ "$flood" == 1 ]]; then
+    if [[ "$flood" != 0 ]]; then
         ftps="$(sed -n 's/^tps = \([0-9.]*\) (without.*/\1/p' "$dir/flood.out")"
         ffailed="$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$dir/flood.out")"
     fi
@@ -121,14 +122,18 @@ note "warm-up (3 s)"
 pgbench -n -S -M simple -c "$CLIENTS" -j 2 -T 3 -h 127.0.0.1 -p "$PORT" -U app app >/dev/null 2>&1 || true
 note "run 1: ordinary queries alone"
 run alone 0
-note "run 2: ordinary queries beside $FLOOD clients of ${INFER_MS} ms inference"
+note "run 2: ordinary queries beside $FLOOD clients of ${INFER_MS} ms inference through pgcat"
 run flood 1
+note "run 3: the same flood straight to the gpu server, not through pgcat (control)"
+run flood-direct 2
 
 report() {
     echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`scripts/bench-ml.sh\`: pgbench select-only (simple, $CLIENTS clients,"
     echo "${DURATION}s) through pgcat with read/write splitting and ML routing (one replica for reads, one tagged gpu"
     echo "with an inference pool of 4), alone and beside $FLOOD pgbench clients running \`pgml.embed\` of the"
-    echo "stand-in schema, each call taking ${INFER_MS} ms. $(nproc) CPUs; everything on one machine."
+    echo "stand-in schema, each call taking ${INFER_MS} ms. $(nproc) CPUs; everything on one machine. The"
+    echo "\`flood-direct\` run sends the same flood straight to the gpu server, bypassing pgcat: what the machine's"
+    echo "shared CPU alone does to the ordinary queries."
     echo
     echo "| Run | Ordinary TPS | Ordinary p50 (ms) | Ordinary p99 (ms) | Ordinary failures | Inference TPS | Inference failures |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -140,10 +145,13 @@ report() {
     python3 - "$WORK/results.tsv" <<'EOF'
 import sys
 rows = {r.split("\t")[0]: r.split("\t") for r in open(sys.argv[1]).read().splitlines()}
-a, f = rows.get("alone"), rows.get("flood")
+a, f, d = rows.get("alone"), rows.get("flood"), rows.get("flood-direct")
 if a and f:
     growth = (float(f[3]) / float(a[3]) - 1) * 100
-    print(f"\nOrdinary p99 with the flood: {growth:+.0f}% (target: under +20%, and no ordinary failure).")
+    line = f"\nOrdinary p99 with the flood through pgcat: {growth:+.0f}% (target: under +20%, and no ordinary failure)"
+    if d:
+        line += f"; with the flood bypassing pgcat: {(float(d[3]) / float(a[3]) - 1) * 100:+.0f}%"
+    print(line + ".")
 EOF
 }
 report | tee "$WORK/report.md"
