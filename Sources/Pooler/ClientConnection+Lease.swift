@@ -36,7 +36,7 @@ extension ClientConnection {
 
     /// A reload replaced this client's pool: move to the new one between transactions. Statement names carry over
     /// (the new pool shares the registry). If the pool was removed, the client stays on the old one until it leaves.
-    private func adoptReloadedPool() {
+    func adoptReloadedPool() {
         guard let fresh = runtime.pool(database: database, user: user), fresh !== pool else { return }
         logger.debug("moving to the reloaded pool")
         pool = fresh
@@ -47,7 +47,12 @@ extension ClientConnection {
     /// One timer serves many waits: it is armed at most once at a time and not cancelled when a lease arrives
     /// (cheaper than a timer per wait on a busy pool); when it fires it re-arms for a later wait's deadline.
     func armWaitTimer(_ deadline: NIODeadline) {
-        guard waitTimer == nil else { return }
+        if let armed = armedWaitDeadline, waitTimer != nil {
+            guard deadline < armed else { return }  // the armed timer comes first and re-arms for this wait
+            waitTimer?.cancel()  // a shorter wait (queue_timeout) than the one armed (connect_timeout)
+            waitTimer = nil
+        }
+        armedWaitDeadline = deadline
         waitTimer = eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.waitTimerFired() }
     }
 
@@ -89,11 +94,8 @@ extension ClientConnection {
             pool?.release(server)
             welcome(serverParameters: parameters)
         case .ready:
-            if let label = inference?.model ?? (inference != nil ? "(unknown model)" : nil) {
-                pool?.mlStats.queue(model: label, delta: -1)
-                if let started = inference?.started {
-                    pool?.mlStats.waited(model: label, nanoseconds: (eventLoop.now - started).nanoseconds)
-                }
+            if let lease = inference {
+                pool?.mlStats.waited(model: lease.label, nanoseconds: (eventLoop.now - lease.started).nanoseconds)
                 attachForInference(server)
             } else {
                 attach(server)
@@ -115,8 +117,7 @@ extension ClientConnection {
         if let lease = inference, case .ready = phase, leaseRetries < 2 {
             // An inference server could not be reached (now banned): place the statement again.
             leaseRetries += 1
-            self.pool?.mlStats.queue(model: lease.model ?? "(unknown model)", delta: -1)
-            inference = nil
+            abandonInferenceWait()
             logger.info("retrying inference on another server", metadata: ["failed": "\(server)", "reason": "\(reason)"])
             if requestInference(model: lease.model) {
                 drive()
@@ -124,7 +125,7 @@ extension ClientConnection {
             }
             return
         }
-        inference = nil
+        abandonInferenceWait()
         if leaseRole != .primary, leaseRetries < 2, let current = self.pool, current.hasReplicas {
             // A read whose server could not be reached (now banned) tries another before the client hears of it.
             leaseRetries += 1
@@ -147,6 +148,7 @@ extension ClientConnection {
     func cancelWaitingRequest() {
         guard waiting, let pool, pool.cancelWait(self) else { return }
         waiting = false
+        abandonInferenceWait()
         stats.stopWaiting(now: eventLoop.now)
         stats.set(.idle)
         failRequest(.queryCanceled, "canceling statement due to user request")
@@ -194,11 +196,16 @@ extension ClientConnection {
         logger.trace("release", metadata: ["server_id": "\(server.id)"])
         self.server = nil
         stats.set(.idle)
+        let cancelSent = inference?.cancelSent == true
         finishInference()
         if leaseRole == .primary { lastPrimaryTransaction = eventLoop.now }
         server.detach(owner: self)
         restoreReads(server)
-        pool?.release(server)
+        if cancelSent {
+            pool?.discard(server)  // a CancelRequest may still be on its way to this backend
+        } else {
+            pool?.release(server)
+        }
     }
 
     /// A server leaves this client: undo any backpressure pause on either side.

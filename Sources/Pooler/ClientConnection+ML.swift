@@ -17,6 +17,13 @@ struct InferenceLease {
     var failed = false
     /// Fires the CancelRequest of the per-model `statement_timeout`.
     var timer: Scheduled<Void>?
+    /// A CancelRequest was sent: the backend may still be cancelling when the transaction ends, so it is not
+    /// given to anyone else.
+    var cancelSent = false
+    /// Where the statement waits, counted (the pool's ML counters), while it waits.
+    var queuedIn: ConnectionPool?
+
+    var label: String { model ?? "(unknown model)" }
 }
 
 extension ClientConnection {
@@ -27,15 +34,19 @@ extension ClientConnection {
         var best: MLClassification?
         var pendingParameterKey = false
         var unnamedText: String?
+        var writesElsewhere = false
         var index = buffer.readerIndex
-        scan: while let header = FrameHeader.peek(buffer, at: index), buffer.writerIndex - index >= header.frameSize {
-            var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
+        // Only well-formed whole frames: the relay validates each frame before sending it; a bad one found here
+        // just ends the look-ahead (the relay then refuses it with 08P01).
+        scan: while let header = FrameHeader.peek(buffer, at: index), header.length >= 4,
+                    header.frameSize <= maxMessageSize, buffer.writerIndex - index >= header.frameSize {
+            guard var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize) else { break }
+            let original = payload
             var text: String?
             switch header.id {
             case FrontendID.query:
                 text = payload.readNullTerminatedString()
-                if let sql = text, let command = StatementCommand(query: buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!),
-                   case .execute(let name) = command {
+                if let sql = text, let command = StatementCommand(query: original), case .execute(let name) = command {
                     text = sqlStatements[name] ?? sql  // EXECUTE: classify what was PREPAREd
                 }
             case FrontendID.parse:
@@ -68,15 +79,41 @@ extension ClientConnection {
             default:
                 break
             }
-            if let text, let found = classify(text), best.map({ found.mlClass > $0.mlClass }) ?? true {
-                best = found
-                if case .parameter? = found.modelKey { pendingParameterKey = true }
+            if let text {
+                if let found = classify(text) {
+                    if opensReadWriteTransaction(text) { writesElsewhere = true }  // BEGIN; SELECT pgml.embed(...)
+                    if best.map({ found.mlClass > $0.mlClass }) ?? true {
+                        best = found
+                        if case .parameter? = found.modelKey { pendingParameterKey = true }
+                    }
+                } else if writes(text) {
+                    writesElsewhere = true
+                }
             }
             if header.id == FrontendID.query { break scan }
             index += header.frameSize
         }
-        guard let best, best.mlClass != .none else { return nil }
+        guard var best, best.mlClass != .none else { return nil }
+        if writesElsewhere, best.mlClass == .gpuInference || best.mlClass == .cpuInference {
+            best.mlClass = .write  // another statement of the batch writes (or opens a read-write transaction)
+        }
         return (best, best.modelKey?.name)
+    }
+
+    /// A plain BEGIN in the text: the whole transaction belongs on the primary (SPEC §1e).
+    private func opensReadWriteTransaction(_ text: String) -> Bool {
+        guard case .success(let facts) = runtime.queryParser.facts(text), case .begin(let readOnly)? = facts.begins
+        else { return false }
+        return readOnly != true
+    }
+
+    /// A statement without pgml that must run on the primary (a write, or a BEGIN that is not READ ONLY).
+    private func writes(_ text: String) -> Bool {
+        switch runtime.queryParser.intent(text) {
+        case .write?, nil: return true
+        case .begin(let readOnly)?: return readOnly != true
+        case .read?, .neutral?: return false
+        }
     }
 
     private func classify(_ text: String) -> MLClassification? {
@@ -89,6 +126,12 @@ extension ClientConnection {
     /// Leases a server for the statements at the front of `buffer` when they involve pgml; nil when they do not
     /// (ordinary routing applies). Returns the same as `requestServer`.
     func requestForML(_ buffer: ByteBuffer) -> Bool? {
+        if let current = pool, current.isRetired { adoptReloadedPool() }
+        // Inference pools serve transactions: not session mode, not a pinned session, not a client that chose a
+        // fixed role (SET SERVER ROLE), and not a client whose own recent write must be read on the primary.
+        guard pool?.ml != nil, releasesAfterTransaction, routing.role == nil, !withinReadYourWritesWindow else {
+            return nil
+        }
         guard let (classification, model) = mlClassification(for: buffer) else { return nil }
         switch classification.mlClass {
         case .gpuInference:
@@ -107,6 +150,7 @@ extension ClientConnection {
     /// Leases from the inference pools; applies `queue_max` and `fallback`.
     func requestInference(model: String?) -> Bool {
         guard let pool, let ml = pool.ml else { return requestServer(role: .any) }
+        leaseRole = nil
         let label = model ?? "(unknown model)"
         switch pool.leaseInference(for: self, model: model) {
         case .leased(let server, let spilled):
@@ -114,7 +158,7 @@ extension ClientConnection {
             attachForInference(server)
             return true
         case .waiting(let spilled):
-            inference = InferenceLease(model: model, spilled: spilled)
+            inference = InferenceLease(model: model, spilled: spilled, queuedIn: pool)
             pool.mlStats.queue(model: label, delta: 1)
             waiting = true
             stats.startWaiting(now: eventLoop.now)
@@ -147,6 +191,11 @@ extension ClientConnection {
     /// An inference connection was leased (at once or after waiting).
     func attachForInference(_ server: ServerConnection) {
         guard let pool, var lease = inference else { return }
+        if let queue = lease.queuedIn {
+            queue.mlStats.queue(model: lease.label, delta: -1)
+            queue.inferenceWaitEnded(self)
+            lease.queuedIn = nil
+        }
         pool.inferenceWaitEnded(self)
         let address = "\(server.address.host):\(server.address.port)"
         lease.server = address
@@ -172,6 +221,7 @@ extension ClientConnection {
         guard server === self.server, inference != nil, server.tracker.pendingSyncPoints > 0,
               let key = server.backendKey else { return }
         inference?.failed = true
+        inference?.cancelSent = true
         logger.warning("inference statement timeout: cancelling", metadata: [
             "model": "\(inference?.model ?? "(unknown model)")", "timeout_ms": "\(timeout)"])
         runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
@@ -187,16 +237,27 @@ extension ClientConnection {
         pool.mlStats.finished(model: model, server: lease.server, micros: micros, failed: lease.failed)
     }
 
+    /// An inference wait that got no connection ends: it no longer counts in the queue or as loading a model.
+    func abandonInferenceWait() {
+        guard let lease = inference else { return }
+        inference = nil
+        lease.timer?.cancel()
+        if let queue = lease.queuedIn {
+            queue.mlStats.queue(model: lease.label, delta: -1)
+            queue.inferenceWaitEnded(self)
+        }
+        pool?.inferenceWaitEnded(self)
+    }
+
     /// `queue_timeout` passed while waiting for an inference connection: 53400 naming the model and the queue.
     func inferenceWaitExpired() {
         guard waiting, let pool, inference != nil, pool.cancelWait(self) else { return }
         waiting = false
         stats.stopWaiting(now: eventLoop.now)
         stats.set(.idle)
-        let label = inference?.model ?? "(unknown model)"
-        pool.mlStats.queue(model: label, delta: -1)
+        let label = inference?.label ?? "(unknown model)"
         pool.mlStats.rejectedOne()
-        inference = nil
+        abandonInferenceWait()
         failRequest(.configurationLimitExceeded, "timed out after \(pool.ml?.queueTimeout ?? 0) ms waiting for an "
                     + "inference connection for model \(label) (queue depth \(pool.inferenceQueueDepth))")
     }

@@ -27,18 +27,21 @@ extension ClientConnection {
         var role: TargetRole?
         var index = buffer.readerIndex
         // Every statement up to the first Sync or Query decides together (PgCat looks at each Parse too).
-        scan: while let header = FrameHeader.peek(buffer, at: index), buffer.writerIndex - index >= header.frameSize {
+        // Only well-formed whole frames: the relay validates each frame before sending it; a bad one found here
+        // just ends the look-ahead (the relay then refuses it with 08P01).
+        scan: while let header = FrameHeader.peek(buffer, at: index), header.length >= 4,
+                    header.frameSize <= maxMessageSize, buffer.writerIndex - index >= header.frameSize {
             let payloadStart = index + FrameHeader.size
             var text: String?
             switch header.id {
             case FrontendID.query:
                 text = buffer.getString(at: payloadStart, length: max(0, header.payloadSize - 1))
             case FrontendID.parse:
-                var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize)!
+                guard var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize) else { break scan }
                 _ = payload.readNullTerminatedString()
                 text = payload.readNullTerminatedString()
             case FrontendID.bind:
-                var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize)!
+                guard var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize) else { break scan }
                 _ = payload.readNullTerminatedString()
                 if let name = payload.readNullTerminatedString(), !name.isEmpty, var statement = statements[name] {
                     // A named statement's intent is worked out once and kept with it.
@@ -69,11 +72,16 @@ extension ClientConnection {
             index += header.frameSize
         }
         let decided = role ?? settings.defaultRole
-        if decided != .primary, settings.readYourWritesWindow > 0, let wrote = lastPrimaryTransaction,
-           eventLoop.now - wrote < .milliseconds(Int64(settings.readYourWritesWindow)) {
+        if decided != .primary, withinReadYourWritesWindow {
             return .primary  // its own recent write may not have reached the replicas yet
         }
         return decided
+    }
+
+    /// The client's last transaction on the primary ended less than `read_your_writes_window` ago.
+    var withinReadYourWritesWindow: Bool {
+        guard let pool, pool.routing.readYourWritesWindow > 0, let wrote = lastPrimaryTransaction else { return false }
+        return eventLoop.now - wrote < .milliseconds(Int64(pool.routing.readYourWritesWindow))
     }
 
     private func intent(of text: String, limit: Int?) -> ReadWriteRouting.Intent? {

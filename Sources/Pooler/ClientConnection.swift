@@ -48,6 +48,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var waiting = false
     var waitTimer: Scheduled<Void>?
     var waitDeadline: NIODeadline?
+    /// When the armed wait timer fires.
+    var armedWaitDeadline: NIODeadline?
     var idleTransactionTimer: Scheduled<Void>?
     /// The idle-in-transaction timeout fired; the next message is answered with 25P03.
     var idleTimeoutFired = false
@@ -237,6 +239,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
             waiting = false
             _ = pool.cancelWait(self)  // if a lease is already on its way, leaseGranted hands it back
         }
+        if server == nil { abandonInferenceWait() }
         if let server {
             self.server = nil
             returnServer(server, clientLeft: true)
@@ -266,7 +269,20 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
 
     /// A reload replaced the pool this client waits on: wait on (or lease from) the new one instead.
     func poolReplaced() {
-        guard waiting, let fresh = runtime.pool(database: database, user: user) else { return }
+        guard waiting else { return }
+        guard let fresh = runtime.pool(database: database, user: user) else {
+            // The reload removed this pool: nothing will answer the wait.
+            waiting = false
+            stats.stopWaiting(now: eventLoop.now)
+            abandonInferenceWait()
+            if case .awaitingParameters = phase {
+                fatal(.invalidCatalogName, "the pool \(database)/\(user) was removed by a reload")
+            } else {
+                stats.set(.idle)
+                failRequest(.connectionFailure, "the pool \(database)/\(user) was removed by a reload")
+            }
+            return
+        }
         pool = fresh
         poolMode = fresh.settings.poolMode
         rewritesStatements = poolMode == .transaction && fresh.statementCacheSize > 0
@@ -278,22 +294,33 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     func leaseAgain() {
         guard waiting, let pool else { return }
         guard let lease = inference else {
-            if case .leased(let server) = pool.lease(for: self, role: leaseRole) { leaseGranted(server) }
+            let loggingIn: Bool
+            if case .awaitingParameters = phase { loggingIn = true } else { loggingIn = false }
+            if case .leased(let server) = pool.lease(for: self, role: leaseRole, bypassPause: loggingIn) {
+                leaseGranted(server)
+            }
             return
+        }
+        if let queue = lease.queuedIn, queue !== pool {  // moved by a reload: counted in the new pool now
+            queue.mlStats.queue(model: lease.label, delta: -1)
+            queue.inferenceWaitEnded(self)
+            inference?.queuedIn = nil
         }
         switch pool.leaseInference(for: self, model: lease.model) {
         case .leased(let server, let spilled):
             inference?.spilled = spilled
             leaseGranted(server)
         case .waiting:
-            break
+            if inference?.queuedIn == nil {
+                inference?.queuedIn = pool
+                pool.mlStats.queue(model: lease.label, delta: 1)
+            }
         case .queueFull, .noServer:
             // No place any more (e.g. the reload removed the tagged servers): fail like a full queue.
             waiting = false
             stats.stopWaiting(now: eventLoop.now)
             stats.set(.idle)
-            pool.mlStats.queue(model: lease.model ?? "(unknown model)", delta: -1)
-            inference = nil
+            abandonInferenceWait()
             failRequest(.configurationLimitExceeded, "no inference connection available for model "
                         + "\(lease.model ?? "(unknown model)") after the pool changed")
         }

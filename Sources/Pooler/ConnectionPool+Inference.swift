@@ -66,7 +66,6 @@ extension ConnectionPool {
         let now = NIODeadline.now()
         let outcome: (InferenceLeaseOutcome, ServerSlot?) = lock.withLock {
             let depth = waitingInference
-            if depth >= ml.queueMax { return (.queueFull(depth: depth), nil) }
             let servers = inferenceSlots.map { slot in
                 ModelPlacement.Server(
                     id: "\(slot.address.host):\(slot.address.port)", weight: slot.weight,
@@ -77,6 +76,8 @@ extension ConnectionPool {
             guard let choice = ModelPlacement.place(model: model, servers: servers, homes: ml.affinityReplicas,
                                                     affinity: ml.affinity == .rendezvous) else { return (.noServer, nil) }
             let slot = inferenceSlots[choice.index]
+            // `queue_max` bounds the statements that wait; one that finds an idle connection does not wait.
+            if slot.machine.idleCount == 0, depth >= ml.queueMax { return (.queueFull(depth: depth), nil) }
             if paused {
                 pausedWaiters.append(WaiterRef(waiter: waiter))
                 return (.waiting(spilled: choice.spilled), nil)

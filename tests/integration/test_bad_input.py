@@ -135,3 +135,23 @@ def test_protocol_3_2_and_pq_options_are_negotiated_down(pgcat):
         assert count == 1 and payload[8:].split(b"\x00")[0] == b"_pq_.test_option"
         c.authenticate("app", "app")
         assert c.query("select 40 + 2") == [["42"]]
+
+
+@pytest.mark.pooler_only
+@pytest.mark.parametrize("bad_length", [-1, 0, 3])
+def test_bad_frame_behind_a_parse_with_routing_on_08p01(pgcat, cluster, bad_length):
+    """The routers look ahead over the messages that start a transaction: a malformed header behind a valid Parse
+    must end in 08P01 for that client, never a crash or a stuck event loop."""
+    from support import HOST
+    servers = [[HOST, cluster.primary, "primary"], {"host": HOST, "port": cluster.replica1, "role": "replica",
+                                                     "tags": ["gpu"]}]
+    t = pgcat(users=["app"], servers=servers,
+              pool={"query_parser_enabled": True, "query_parser_read_write_splitting": True,
+                    "ml_routing": {"enabled": True, "target_tags": ["gpu"]}})
+    parse = message(b"P", b"\x00select pgml.embed('m', 'x')\x00\x00\x00")
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        c.send(parse + b"E" + struct.pack("!i", bad_length))
+        e = read_error_or_close(c)
+        assert e is None or e.sqlstate == "08P01", e.fields
+    assert_still_serving(t)

@@ -84,6 +84,21 @@ def test_models_keep_their_home_server(pgcat, cluster, pgml):
         "six models spread over both GPU servers"
 
 
+def test_a_transaction_that_writes_stays_off_the_gpu_server(pgcat, cluster, pgml):
+    t = start(pgcat, cluster)
+    with t.connect() as c:
+        c.execute("drop table if exists ml_it_log; create table ml_it_log (n int)")
+        # a plain BEGIN with inference: the whole transaction is the primary's, so its later INSERT works
+        cur = c.execute("begin; select pgml.embed('m', 'x') is not null, inet_server_port()")
+        cur.nextset()  # the BEGIN's result comes first
+        assert cur.fetchone()[1] == cluster.primary
+        c.execute("insert into ml_it_log values (1)")
+        c.execute("commit")
+        # SET SERVER ROLE fixes the route: no inference pool
+        c.execute("SET SERVER ROLE TO 'primary'")
+        assert c.execute(EMBED, ("m",)).fetchone()[1] == cluster.primary
+
+
 def test_parameterised_model_key_from_bind(pgcat, cluster, pgml):
     t = start(pgcat, cluster, gpu_replicas=(1, 2))
     with t.connect(prepare_threshold=0) as c:
@@ -94,9 +109,9 @@ def test_parameterised_model_key_from_bind(pgcat, cluster, pgml):
 def test_full_queue_and_queue_timeout_give_53400(pgcat, cluster, pgml):
     t = start(pgcat, cluster, inference_pool_size=1, queue_max=1, queue_timeout=1500)
     holder = t.connect()
-    # The only inference connection, held by an open transaction that starts with the inference (a transaction
-    # opened by a plain BEGIN is routed by the BEGIN: the primary).
-    holder.execute("begin; select pgml.embed('m', 'hello')")
+    # The only inference connection, held by an open read-only transaction that starts with the inference (a
+    # plain BEGIN would put the whole transaction on the primary).
+    holder.execute("begin read only; select pgml.embed('m', 'hello')")
     errors: list[Exception] = []
 
     def waiter():
@@ -153,7 +168,7 @@ def test_model_statement_timeout_cancels_the_inference(pgcat, cluster, pgml):
         started = time.monotonic()
         with pytest.raises(psycopg.errors.QueryCanceled):
             # a cold load of 5 s (the stand-in's simulated model loading), cut at 400 ms
-            c.execute("begin; set local pgml_stub.cold_ms = 5000; select pgml.embed('slow/model', 'x')")
+            c.execute("begin read only; set local pgml_stub.cold_ms = 5000; select pgml.embed('slow/model', 'x')")
         assert time.monotonic() - started < 3
         c.execute("rollback")
         # other models have no timeout
