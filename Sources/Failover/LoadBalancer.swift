@@ -15,13 +15,17 @@ public enum LoadBalancer {
         public var banned: Bool
         /// Connections leased now (transactions in flight).
         public var busy: Int
+        /// `role: auto` not determined yet (no health check has answered): it may be the primary.
+        public var roleUnknown: Bool
 
-        public init(index: Int, isPrimary: Bool, weight: Int = 1, banned: Bool = false, busy: Int = 0) {
+        public init(index: Int, isPrimary: Bool, weight: Int = 1, banned: Bool = false, busy: Int = 0,
+                    roleUnknown: Bool = false) {
             self.index = index
             self.isPrimary = isPrimary
             self.weight = weight
             self.banned = banned
             self.busy = busy
+            self.roleUnknown = roleUnknown
         }
     }
 
@@ -53,6 +57,12 @@ public enum LoadBalancer {
         }
         if role == .replica, eligible.isEmpty, let primary = candidates.first(where: \.isPrimary) {
             return Choice(index: primary.index, degraded: true)  // a shard without replicas
+        }
+        if role == .primary, eligible.isEmpty {
+            // No known primary (role: auto before its first health check, or during a failover): a server whose
+            // role is not known yet may be it; a known replica would refuse the write.
+            let unknown = candidates.filter { $0.roleUnknown && !$0.banned }
+            if !unknown.isEmpty { return Choice(index: choose(unknown, mode: mode, using: &random), degraded: true) }
         }
         guard !eligible.isEmpty else { return candidates.first.map { Choice(index: $0.index, degraded: true) } }
         return Choice(index: choose(eligible, mode: mode, using: &random), degraded: true)

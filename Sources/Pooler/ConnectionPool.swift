@@ -261,7 +261,8 @@ public final class ConnectionPool: @unchecked Sendable {
             candidates.append(LoadBalancer.Candidate(
                 index: position, isPrimary: slot.isPrimary, weight: slot.weight,
                 banned: slot.bannedUntil.load(ordering: .relaxed) > now || slot.lagging.load(ordering: .relaxed),
-                busy: busy?[position] ?? 0))
+                busy: busy?[position] ?? 0,
+                roleUnknown: slot.address.role == "auto" && slot.detectedPrimary.load(ordering: .relaxed) == -1))
         }
         if let affinityKey {
             let eligible = candidates.filter { !$0.banned && (role == .any || $0.isPrimary == (role == .primary)) }

@@ -90,4 +90,13 @@ final class RoutingTests: XCTestCase {
         var rng = Seeded(state: 3)
         XCTAssertEqual(LoadBalancer.pick(lone, role: .replica, mode: .random, replicaToPrimaryFailover: false, using: &rng)?.index, 0)
     }
+
+    func testWritesWithoutAKnownPrimaryGoToAServerOfUnknownRole() {
+        let auto = [
+            LoadBalancer.Candidate(index: 0, isPrimary: false, banned: true, roleUnknown: true),  // down
+            LoadBalancer.Candidate(index: 1, isPrimary: false),                                   // a known replica
+            LoadBalancer.Candidate(index: 2, isPrimary: false, roleUnknown: true),                // not probed yet
+        ]
+        XCTAssertEqual(picks(auto, role: .primary), [2: 3000])
+    }
 }
