@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "Pooler",
             dependencies: [
-                "PostgresWire", "Auth", "Config", "QueryParser", "Failover", "MLRouter",
+                "PostgresWire", "Auth", "Config", "QueryParser", "Failover", "MLRouter", "Sharding",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -14,7 +14,8 @@ extension ClientConnection {
         let loggingIn: Bool
         if case .awaitingParameters = phase { loggingIn = true } else { loggingIn = false }
         leaseRole = role
-        switch pool.lease(for: self, role: role, bypassPause: loggingIn, affinityKey: affinityKey) {
+        switch pool.lease(for: self, role: role, bypassPause: loggingIn, affinityKey: affinityKey,
+                          shard: routing.shard.flatMap { $0 < pool.shardCount ? $0 : nil }) {
         case .leased(let server):
             if loggingIn {
                 waiting = true

@@ -211,6 +211,7 @@ extension ClientConnection {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
+            noteShardComment(header, in: buffer)
             if let leased = requestForML(buffer) { return leased }
             return requestServer(role: targetRole(for: buffer))
         case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
@@ -225,6 +226,7 @@ extension ClientConnection {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
+            noteShardComment(header, in: buffer)
             if let leased = requestForML(buffer) { return leased }
             return requestServer(role: targetRole(for: buffer))
         default:

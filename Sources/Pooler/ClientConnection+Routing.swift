@@ -1,6 +1,7 @@
 /// Which servers a new transaction may use: PgCat's `SET SERVER ROLE` / `SET PRIMARY READS` per client, and
 /// read/write splitting by the PostgreSQL parser over the messages that start the transaction.
 import Failover
+import Foundation
 import NIOCore
 import PostgresWire
 import QueryParser
@@ -12,6 +13,8 @@ struct ClientRouting {
     /// `SET SERVER ROLE TO 'auto'` turns the parser on; 'default' back to the pool's setting.
     var parser: Bool?
     var primaryReads: Bool?
+    /// `SET SHARD` / `SET SHARDING KEY` / a comment: the shard until changed (PgCat keeps it per client).
+    var shard: Int?
 }
 
 extension ClientConnection {
@@ -95,6 +98,26 @@ extension ClientConnection {
         }
     }
 
+    /// PgCat's comment routing: `shard_id_regex` or `sharding_key_regex` (capture group 1) matched against the first
+    /// `regex_search_limit` bytes of a Query or Parse sets the client's shard, and the message goes on as usual.
+    func noteShardComment(_ header: FrameHeader, in buffer: ByteBuffer) {
+        guard let pool, pool.shardCount > 1, pool.shardIDRegex != nil || pool.shardingKeyRegex != nil,
+              header.id == FrontendID.query || header.id == FrontendID.parse else { return }
+        let length = min(header.payloadSize, pool.regexSearchLimit)
+        guard let bytes = buffer.getBytes(at: buffer.readerIndex + FrameHeader.size, length: length) else { return }
+        let text = String(decoding: bytes, as: UTF8.self)
+        let range = NSRange(text.startIndex..., in: text)
+        if let regex = pool.shardIDRegex, let match = regex.firstMatch(in: text, range: range), match.numberOfRanges > 1,
+           let group = Range(match.range(at: 1), in: text), let shard = Int(text[group]), shard < pool.shardCount {
+            routing.shard = shard
+            return
+        }
+        if let regex = pool.shardingKeyRegex, let match = regex.firstMatch(in: text, range: range),
+           match.numberOfRanges > 1, let group = Range(match.range(at: 1), in: text), let key = Int64(text[group]) {
+            routing.shard = pool.sharder.shard(of: key, shards: pool.shardCount)
+        }
+    }
+
     /// Answers PgCat's custom SQL; false if `payload` is not one of its commands.
     func answerPoolerCommand(_ payload: ByteBuffer) -> Bool {
         guard let command = PoolerCommand(query: payload), let pool else { return false }
@@ -130,6 +153,22 @@ extension ClientConnection {
         case .showPrimaryReads:
             singleValue("primary reads", (routing.primaryReads ?? pool.routing.primaryReadsEnabled) ? "on" : "off",
                         into: &buffer)
+        case .setShardingKey(let key):
+            routing.shard = pool.shardCount > 1 ? pool.sharder.shard(of: key, shards: pool.shardCount) : 0
+            MessageEncoder.commandComplete("SET SHARDING KEY", into: &buffer)
+        case .setShard(let shard):
+            if let shard, shard >= pool.shardCount {
+                let current = routing.shard.map(String.init) ?? "unset"
+                MessageEncoder.errorResponse(
+                    severity: .error, state: SQLState("22023"),
+                    message: "shard \(shard) is not configured \(pool.shardCount), staying on shard \(current) "
+                        + "(shard numbers start at 0)", into: &buffer)
+            } else {
+                routing.shard = shard ?? Int.random(in: 0..<pool.shardCount)
+                MessageEncoder.commandComplete("SET SHARD", into: &buffer)
+            }
+        case .showShard:
+            singleValue("shard", routing.shard.map(String.init) ?? "unset", into: &buffer)
         }
         MessageEncoder.readyForQuery(.idle, into: &buffer)
         write(buffer)

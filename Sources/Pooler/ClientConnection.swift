@@ -296,7 +296,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         guard let lease = inference else {
             let loggingIn: Bool
             if case .awaitingParameters = phase { loggingIn = true } else { loggingIn = false }
-            if case .leased(let server) = pool.lease(for: self, role: leaseRole, bypassPause: loggingIn) {
+            if case .leased(let server) = pool.lease(for: self, role: leaseRole, bypassPause: loggingIn,
+                                                 shard: routing.shard.flatMap { $0 < pool.shardCount ? $0 : nil }) {
                 leaseGranted(server)
             }
             return

@@ -7,6 +7,8 @@ import Atomics
 import Failover
 import Metrics
 import MLRouter
+import Sharding
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -16,7 +18,21 @@ public final class ConnectionPool: @unchecked Sendable {
     public let settings: EffectiveUserSettings
     let slots: [ServerSlot]
     /// Shard 0's servers: where transactions go (sharding picks other shards later).
-    private let shardSlots: [ServerSlot]
+    private let slotsByShard: [[ServerSlot]]
+    /// Number of shards, how keys map to them, and where statements without a shard go.
+    let shardCount: Int
+    let sharder: Sharder
+    let defaultShard: DefaultShard
+    /// `shard_id_regex` / `sharding_key_regex` (comment routing), with `regex_search_limit`.
+    let shardIDRegex: NSRegularExpression?
+    let shardingKeyRegex: NSRegularExpression?
+    let regexSearchLimit: Int
+
+    enum DefaultShard: Equatable {
+        case fixed(Int)
+        case random
+        case randomHealthy
+    }
     /// The inference pools of the servers tagged for ML (`ml_routing.target_tags`), when ML routing is on.
     let inferenceSlots: [ServerSlot]
     /// `ml_routing`, when enabled.
@@ -215,8 +231,20 @@ public final class ConnectionPool: @unchecked Sendable {
         self.slots = slots
         self.inferenceSlots = inferenceSlots
         self.ml = ml
-        self.shardSlots = slots.filter { $0.address.shard == 0 && !$0.isInference }
-        self.hasReplicas = shardSlots.contains { $0.address.role != "primary" }
+        self.shardCount = max(1, pool.shards.count)
+        self.slotsByShard = (0..<max(1, pool.shards.count)).map { shard in
+            slots.filter { $0.address.shard == shard && !$0.isInference }
+        }
+        self.hasReplicas = slots.contains { !$0.isInference && $0.address.role != "primary" }
+        self.sharder = pool.shardingFunction == .sha1 ? .sha1 : .pgBigintHash
+        switch pool.defaultShard {
+        case "random": self.defaultShard = .random
+        case "random_healthy": self.defaultShard = .randomHealthy
+        default: self.defaultShard = .fixed(Int(pool.defaultShard.dropFirst("shard_".count)) ?? 0)
+        }
+        self.shardIDRegex = pool.shardIdRegex.flatMap { try? NSRegularExpression(pattern: $0) }
+        self.shardingKeyRegex = pool.shardingKeyRegex.flatMap { try? NSRegularExpression(pattern: $0) }
+        self.regexSearchLimit = pool.regexSearchLimit
         self.routing = RoutingSettings(pool)
         self.banTime.store(general.banTime)
         self.maxReplicaLagBytes = pool.maxReplicaLagBytes
@@ -229,6 +257,24 @@ public final class ConnectionPool: @unchecked Sendable {
 
     /// Parameters reported to clients at login (from the first server connection); nil until one connected.
     var serverParameters: [String: String]? { lock.withLock { cachedParameters } }
+
+    /// The shard for a statement that names none: `default_shard`.
+    func resolvedDefaultShard() -> Int {
+        guard shardCount > 1 else { return 0 }
+        switch defaultShard {
+        case .fixed(let shard):
+            return min(shard, shardCount - 1)
+        case .random:
+            return Int.random(in: 0..<shardCount)
+        case .randomHealthy:
+            // Shards whose servers are not all banned, at random.
+            let now = NIODeadline.now().uptimeNanoseconds
+            let healthy = slotsByShard.indices.filter { shard in
+                slotsByShard[shard].contains { $0.bannedUntil.load(ordering: .relaxed) <= now }
+            }
+            return healthy.randomElement() ?? Int.random(in: 0..<shardCount)
+        }
+    }
 
     /// A reload's replacement reports what its predecessor's servers reported, until a server says otherwise.
     func inheritServerParameters(from old: ConnectionPool) {
@@ -247,7 +293,8 @@ public final class ConnectionPool: @unchecked Sendable {
     /// The server for a new transaction of `role` (LoadBalancer decides; one server needs no decision).
     /// With `affinityKey` (CPU inference: `project:<name>`), the servers the role allows are chosen by rendezvous
     /// hashing of the key with bounded load, so a project's model stays loaded on few backends.
-    private func pickSlot(role: TargetRole, affinityKey: String? = nil) -> ServerSlot {
+    private func pickSlot(role: TargetRole, affinityKey: String? = nil, shard: Int = 0) -> ServerSlot {
+        let shardSlots = slotsByShard[min(max(shard, 0), slotsByShard.count - 1)]
         if shardSlots.count == 1 { return shardSlots[0] }
         let now = NIODeadline.now().uptimeNanoseconds
         let busy: [Int]? = routing.loadBalancing == .leastOutstanding || affinityKey != nil
@@ -288,8 +335,8 @@ public final class ConnectionPool: @unchecked Sendable {
     /// Called on the waiter's event loop. Either returns a connection now or later calls `leaseGranted`/`leaseFailed`.
     /// `bypassPause`: a login borrowing a server only to learn the parameters to report is not held by PAUSE.
     func lease(for waiter: LeaseWaiter, role: TargetRole? = nil, bypassPause: Bool = false,
-               affinityKey: String? = nil) -> LeaseOutcome {
-        let slot = pickSlot(role: role ?? routing.defaultRole, affinityKey: affinityKey)
+               affinityKey: String? = nil, shard: Int? = nil) -> LeaseOutcome {
+        let slot = pickSlot(role: role ?? routing.defaultRole, affinityKey: affinityKey, shard: shard ?? resolvedDefaultShard())
         let loop = waiter.eventLoop
         let now = NIODeadline.now().uptimeNanoseconds
         let result: PoolStateMachine<ServerConnection, WaiterRef>.LeaseResult? = lock.withLock {

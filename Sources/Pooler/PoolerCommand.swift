@@ -11,6 +11,11 @@ enum PoolerCommand: Equatable {
     case showServerRole
     case setPrimaryReads(PrimaryReads)
     case showPrimaryReads
+    /// `SET SHARDING KEY TO 'n'` (digits only, as PgCat).
+    case setShardingKey(Int64)
+    /// `SET SHARD TO 'n'`; nil for `ANY`.
+    case setShard(Int?)
+    case showShard
 
     /// Cheap first look at a Query payload (no allocation): does it start with `SET ` or `SHOW `, then `SERVER` or
     /// `PRIMARY`? Every query passes here, so SELECTs must be turned away in a few byte comparisons.
@@ -48,6 +53,21 @@ enum PoolerCommand: Equatable {
         while trimmed.last == " " { trimmed.removeLast() }
         let words = trimmed.split(separator: " ", omittingEmptySubsequences: true).map { $0.lowercased() }
         switch words.count {
+        case 2 where words == ["show", "shard"]:
+            self = .showShard
+        case 5 where words[0...3] == ["set", "sharding", "key", "to"]:
+            guard let digits = Self.unquoted(words[4]), !digits.isEmpty, digits.allSatisfy(\.isNumber),
+                  let key = Int64(digits) else { return nil }
+            self = .setShardingKey(key)
+        case 4 where words[0...2] == ["set", "shard", "to"]:
+            guard let value = Self.unquoted(words[3]) else { return nil }
+            if value == "any" {
+                self = .setShard(nil)
+            } else if !value.isEmpty, value.allSatisfy(\.isNumber), let shard = Int(value) {
+                self = .setShard(shard)
+            } else {
+                return nil
+            }
         case 3 where words == ["show", "server", "role"]:
             self = .showServerRole
         case 3 where words == ["show", "primary", "reads"]:
@@ -66,5 +86,14 @@ enum PoolerCommand: Equatable {
         default:
             return nil
         }
+    }
+
+    /// `'x'` or `x` (PgCat's optional quotes).
+    private static func unquoted(_ word: String) -> String? {
+        if word.hasPrefix("'") {
+            guard word.count >= 2, word.hasSuffix("'") else { return nil }
+            return String(word.dropFirst().dropLast())
+        }
+        return word.contains("'") ? nil : word
     }
 }

@@ -30,4 +30,16 @@ final class PoolerCommandTests: XCTestCase {
         XCTAssertFalse(PoolerCommand.mightMatch(ByteBuffer(string: "SET work_mem TO 1")))
         XCTAssertTrue(PoolerCommand.mightMatch(ByteBuffer(string: "set  server role to 'x'")))
     }
+
+    func testShardingCommands() {
+        XCTAssertEqual(parse("SET SHARDING KEY TO '1234'"), .setShardingKey(1234))
+        XCTAssertEqual(parse("set sharding key to 7;"), .setShardingKey(7))
+        XCTAssertNil(parse("SET SHARDING KEY TO '-1'"), "digits only, as PgCat")
+        XCTAssertEqual(parse("SET SHARD TO '2'"), .setShard(2))
+        XCTAssertEqual(parse("set shard to any"), .setShard(nil))
+        XCTAssertEqual(parse("SET SHARD TO 'ANY'"), .setShard(nil))
+        XCTAssertNil(parse("SET SHARD TO 'x'"))
+        XCTAssertEqual(parse("SHOW SHARD"), .showShard)
+        XCTAssertEqual(parse("show shard;"), .showShard)
+    }
 }

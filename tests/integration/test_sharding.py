@@ -1,0 +1,88 @@
+"""Sharding with PgCat's commands and comments, on three shard databases whose `data` table is PARTITION BY HASH
+(id) with modulus 3 and only the partition of their own remainder (PgCat's query_routing_setup.sql pattern): a row
+sent to the wrong shard is refused by Postgres itself, so every successful insert proves the hash agrees."""
+
+import psycopg
+import pytest
+
+from support import HOST
+
+pytestmark = pytest.mark.pooler_only
+
+
+@pytest.fixture(scope="module")
+def shard_tables(cluster):
+    for shard in range(3):
+        with psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password="postgres",
+                             dbname=f"shard{shard}", autocommit=True) as su:
+            su.execute("drop table if exists data cascade")
+            su.execute("create table data (id bigint not null, v text) partition by hash (id)")
+            su.execute(f"create table data_p{shard} partition of data for values with (modulus 3, remainder {shard})")
+            su.execute("grant all on data to public")
+            su.execute(f"grant all on data_p{shard} to public")
+    return True
+
+
+def sharded(pgcat, cluster, **pool):
+    config_pool = {"sharding_function": "pg_bigint_hash"}
+    config_pool.update(pool)
+    shards = {str(n): {"database": f"shard{n}", "servers": [[HOST, cluster.primary, "primary"]]} for n in range(3)}
+    from support import build_config, free_port
+    port = free_port()
+    config = build_config(cluster, port, users=["app"], pool=config_pool, databases=("sharded",))
+    config["pools"]["sharded"]["shards"] = shards
+    return pgcat(config=config)
+
+
+def test_sharding_key_routes_rows_where_postgres_puts_them(pgcat, cluster, shard_tables):
+    t = sharded(pgcat, cluster)
+    with t.connect(dbname="sharded") as c:
+        assert c.execute("SHOW SHARD").fetchone() == ("unset",)
+        for key in range(1, 31):
+            assert c.execute(f"SET SHARDING KEY TO '{key}'").statusmessage == "SET SHARDING KEY"
+            shard = int(c.execute("SHOW SHARD").fetchone()[0])
+            assert c.execute("select current_database()").fetchone()[0] == f"shard{shard}"
+            c.execute("insert into data values (%s, 'x')", (key,))  # Postgres refuses a wrong partition
+    total = 0
+    for shard in range(3):
+        with psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password="postgres",
+                             dbname=f"shard{shard}") as direct:
+            total += direct.execute("select count(*) from data where id between 1 and 30").fetchone()[0]
+    assert total == 30
+
+
+def test_set_shard_and_its_errors(pgcat, cluster, shard_tables):
+    t = sharded(pgcat, cluster)
+    with t.connect(dbname="sharded") as c:
+        for shard in (2, 0, 1):
+            assert c.execute(f"SET SHARD TO '{shard}'").statusmessage == "SET SHARD"
+            assert c.execute("select current_database()").fetchone()[0] == f"shard{shard}"
+        with pytest.raises(psycopg.errors.InvalidParameterValue,
+                           match="shard 5 is not configured 3, staying on shard 1"):
+            c.execute("SET SHARD TO '5'")
+        assert c.execute("select current_database()").fetchone()[0] == "shard1"
+        c.execute("SET SHARD TO 'ANY'")
+        assert c.execute("SHOW SHARD").fetchone()[0] in {"0", "1", "2"}
+
+
+def test_comment_routing(pgcat, cluster, shard_tables):
+    t = sharded(pgcat, cluster, shard_id_regex=r"/\* shard_id: (\d+) \*/",
+                sharding_key_regex=r"/\* sharding_key: (\d+) \*/")
+    with t.connect(dbname="sharded") as c:
+        for shard in (1, 2, 0):
+            assert c.execute(f"/* shard_id: {shard} */ select current_database()").fetchone()[0] == f"shard{shard}"
+        for key in range(100, 120):
+            c.execute(f"/* sharding_key: {key} */ insert into data values ({key}, 'c')")
+
+
+@pytest.mark.parametrize("mode", ["shard_1", "random"])
+def test_default_shard(pgcat, cluster, shard_tables, mode):
+    t = sharded(pgcat, cluster, default_shard=mode)
+    seen = set()
+    for _ in range(30):
+        with t.connect(dbname="sharded") as c:
+            seen.add(c.execute("select current_database()").fetchone()[0])
+    if mode == "shard_1":
+        assert seen == {"shard1"}
+    else:
+        assert len(seen) >= 2, seen
