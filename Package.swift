@@ -45,7 +45,7 @@ let package = Package(
         ),
         .target(name: "Failover"),
         .target(name: "MLRouter", dependencies: ["QueryParser"]),
-        .target(name: "Sharding", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Sharding", dependencies: ["QueryParser", .product(name: "Crypto", package: "swift-crypto")]),
         .target(
             name: "Config",
             dependencies: [.product(name: "Yams", package: "Yams")]
@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "QueryParserTests", dependencies: ["QueryParser"]),
         .testTarget(name: "FailoverTests", dependencies: ["Failover"]),
         .testTarget(name: "MLRouterTests", dependencies: ["MLRouter", "QueryParser"]),
-        .testTarget(name: "ShardingTests", dependencies: ["Sharding"]),
+        .testTarget(name: "ShardingTests", dependencies: ["Sharding", "QueryParser"]),
         .testTarget(name: "PoolerTests", dependencies: [
             "Pooler", "PostgresWire", "Config", "Auth",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -15,7 +15,7 @@ extension ClientConnection {
         if case .awaitingParameters = phase { loggingIn = true } else { loggingIn = false }
         leaseRole = role
         switch pool.lease(for: self, role: role, bypassPause: loggingIn, affinityKey: affinityKey,
-                          shard: routing.shard.flatMap { $0 < pool.shardCount ? $0 : nil }) {
+                          shard: routing.shard.flatMap { $0 < pool.shardCount ? $0 : nil } ?? automaticShard) {
         case .leased(let server):
             if loggingIn {
                 waiting = true

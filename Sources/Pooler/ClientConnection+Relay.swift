@@ -212,6 +212,7 @@ extension ClientConnection {
                 return true
             }
             noteShardComment(header, in: buffer)
+            guard prepareAutomaticShard(buffer) else { return true }
             if let leased = requestForML(buffer) { return leased }
             return requestServer(role: targetRole(for: buffer))
         case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
@@ -227,10 +228,12 @@ extension ClientConnection {
                 return true
             }
             noteShardComment(header, in: buffer)
+            guard prepareAutomaticShard(buffer) else { return true }
             if let leased = requestForML(buffer) { return leased }
             return requestServer(role: targetRole(for: buffer))
         default:
             // Leased at once: the next round relays the buffer. Otherwise drive() keeps it until the lease.
+            guard prepareAutomaticShard(buffer) else { return true }
             if let leased = requestForML(buffer) { return leased }
             return requestServer(role: targetRole(for: buffer))
         }

@@ -5,6 +5,7 @@ import Foundation
 import NIOCore
 import PostgresWire
 import QueryParser
+import Sharding
 
 /// A client's routing choices (PgCat's custom SQL); nil means the pool's setting.
 struct ClientRouting {
@@ -115,6 +116,66 @@ extension ClientConnection {
         if let regex = pool.shardingKeyRegex, let match = regex.firstMatch(in: text, range: range),
            match.numberOfRanges > 1, let group = Range(match.range(at: 1), in: text), let key = Int64(text[group]) {
             routing.shard = pool.sharder.shard(of: key, shards: pool.shardCount)
+        }
+    }
+
+    /// `automatic_sharding_key`: the shard of the statement at the front of `buffer` (a Query, or a Parse or named
+    /// statement with the Bind that follows). Returns false after refusing an INSERT whose rows span shards.
+    func prepareAutomaticShard(_ buffer: ByteBuffer) -> Bool {
+        automaticShard = nil
+        guard let pool, let key = pool.automaticKey, pool.shardCount > 1, routing.shard == nil else { return true }
+        var text: String?
+        var bind: BindMessage?
+        var index = buffer.readerIndex
+        scan: while let header = FrameHeader.peek(buffer, at: index), header.length >= 4,
+                    header.frameSize <= maxMessageSize, buffer.writerIndex - index >= header.frameSize {
+            guard var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize) else { break }
+            switch header.id {
+            case FrontendID.query:
+                text = payload.readNullTerminatedString()
+                break scan
+            case FrontendID.parse:
+                _ = payload.readNullTerminatedString()
+                text = payload.readNullTerminatedString()
+            case FrontendID.bind:
+                bind = BindMessage(payload)
+                if text == nil, let name = bind?.statement, !name.isEmpty, var definition = statements[name]?.definition {
+                    text = definition.readNullTerminatedString()
+                }
+                break scan
+            case FrontendID.sync:
+                break scan
+            default:
+                break
+            }
+            index += header.frameSize
+        }
+        guard let text, case .success(let facts) = runtime.queryParser.facts(text) else { return true }
+        let decision = AutomaticSharding.decide(facts, key: key, sharder: pool.sharder, shards: pool.shardCount) { number in
+            guard let bind, number >= 1, number <= bind.values.count, let bytes = bind.values[number - 1] else { return nil }
+            if bind.binary[number - 1] {
+                // int2 / int4 / int8 in network order, by length (PgCat)
+                guard [2, 4, 8].contains(bytes.count) else { return nil }
+                let raw = bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                switch bytes.count {
+                case 2: return Int64(Int16(truncatingIfNeeded: raw))
+                case 4: return Int64(Int32(truncatingIfNeeded: raw))
+                default: return Int64(bitPattern: raw)
+                }
+            }
+            return Int64(String(decoding: bytes, as: UTF8.self))
+        }
+        switch decision {
+        case .none:
+            return true
+        case .shard(let shard):
+            automaticShard = shard
+            return true
+        case .spansShards(let shards):
+            sendError(.featureNotSupported, "the rows of this INSERT belong on different shards "
+                      + "(\(shards.map(String.init).joined(separator: ", "))): send one statement per shard")
+            discardUntilSync = true
+            return false
         }
     }
 

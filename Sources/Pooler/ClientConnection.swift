@@ -67,6 +67,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var rewritesStatements = false
     /// PgCat's per-client routing choices (SET SERVER ROLE, SET PRIMARY READS).
     var routing = ClientRouting()
+    /// The shard `automatic_sharding_key` found for the transaction being leased.
+    var automaticShard: Int?
     /// The role of the transaction being leased for (re-asked after RESUME or a reload).
     var leaseRole: TargetRole?
     /// The inference lease in progress or held (ML routing).

@@ -27,6 +27,8 @@ public final class ConnectionPool: @unchecked Sendable {
     let shardIDRegex: NSRegularExpression?
     let shardingKeyRegex: NSRegularExpression?
     let regexSearchLimit: Int
+    /// `automatic_sharding_key`.
+    let automaticKey: AutomaticSharding.Key?
 
     enum DefaultShard: Equatable {
         case fixed(Int)
@@ -245,6 +247,7 @@ public final class ConnectionPool: @unchecked Sendable {
         self.shardIDRegex = pool.shardIdRegex.flatMap { try? NSRegularExpression(pattern: $0) }
         self.shardingKeyRegex = pool.shardingKeyRegex.flatMap { try? NSRegularExpression(pattern: $0) }
         self.regexSearchLimit = pool.regexSearchLimit
+        self.automaticKey = pool.automaticShardingKey.flatMap(AutomaticSharding.Key.init)
         self.routing = RoutingSettings(pool)
         self.banTime.store(general.banTime)
         self.maxReplicaLagBytes = pool.maxReplicaLagBytes

@@ -18,6 +18,12 @@ public struct QueryFacts: Equatable, Sendable {
     /// Functions called anywhere (CTEs and subqueries too), lower-case, schema-qualified as written
     /// (`pgml.embed`, `nextval`).
     public var functions: [String] = []
+    /// `column = value` / `column IN (...)` conditions of the WHERE and JOIN clauses (automatic sharding).
+    public var keyConditions: [ColumnCondition] = []
+    /// An INSERT's target, columns and VALUES rows (automatic sharding).
+    public var insert: InsertRows?
+    /// Table aliases in the text: alias -> table name.
+    public var aliases: [String: String] = [:]
     /// Calls of `pgml.*` functions with their arguments (for the ML router), in the order found.
     public var pgmlCalls: [FunctionCall] = []
     /// Tables named anywhere, schema-qualified as written (`public.users`, `users`).
@@ -116,6 +122,7 @@ extension QueryFacts {
             default:
                 break
             }
+            collectKeyFacts(kind: kind, node: node)
             walk(node, cteNames: &cteNames)
         }
         tables = tables.filter { !cteNames.contains($0) }  // a CTE referenced by name is not a table
@@ -161,6 +168,9 @@ extension QueryFacts {
                     }
                 case "RangeVar":
                     appendTable(value)
+                    if let alias = value["alias"]?["aliasname"]?.stringValue, let table = value["relname"]?.stringValue {
+                        aliases[alias] = table
+                    }
                 case "relation":
                     if value["relname"] != nil { appendTable(value) }  // INSERT/UPDATE/DELETE targets
                 case "CommonTableExpr":

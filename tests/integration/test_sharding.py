@@ -86,3 +86,19 @@ def test_default_shard(pgcat, cluster, shard_tables, mode):
         assert seen == {"shard1"}
     else:
         assert len(seen) >= 2, seen
+
+
+def test_automatic_sharding_key(pgcat, cluster, shard_tables):
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id")
+    with t.connect(dbname="sharded") as c:
+        for key in range(200, 230):
+            c.execute(f"insert into data (id, v) values ({key}, 'a')")          # simple protocol, literal
+    with t.connect(dbname="sharded", prepare_threshold=0) as p:
+        for key in range(300, 330):
+            p.execute("insert into data (id, v) values (%s, 'p')", (key,))     # prepared, key from Bind
+        for key in range(300, 330, 7):
+            assert p.execute("select v from data where id = %s", (key,)).fetchone() == ("p",)
+    with t.connect(dbname="sharded") as c:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="belong on different shards"):
+            c.execute("insert into data (id, v) values " + ", ".join(f"({k}, 'm')" for k in range(400, 410)))
+        assert c.execute("select 1").fetchone() == (1,), "the session goes on"
