@@ -171,6 +171,11 @@ extension ClientConnection {
         case .shard(let shard):
             automaticShard = shard
             return true
+        case .updatesKey:
+            sendError(.featureNotSupported, "the sharding key \(key.table).\(key.column) cannot be updated: the row "
+                      + "would belong on another shard (delete it and insert it again)")
+            discardUntilSync = true
+            return false
         case .spansShards(let shards):
             sendError(.featureNotSupported, "the rows of this INSERT belong on different shards "
                       + "(\(shards.map(String.init).joined(separator: ", "))): send one statement per shard")

@@ -8,6 +8,11 @@ public struct ColumnCondition: Equatable, Sendable {
     public var values: [FunctionCall.Argument]
 }
 
+public struct UpdatedColumns: Equatable, Sendable {
+    public var table: String
+    public var columns: [String]
+}
+
 public struct InsertRows: Equatable, Sendable {
     public var table: String
     public var columns: [String]
@@ -21,6 +26,10 @@ extension QueryFacts {
         case "SelectStmt", "UpdateStmt", "DeleteStmt":
             if let clause = node["whereClause"] { conditions(in: clause) }
             for from in node["fromClause"]?.arrayValue ?? [] { joinConditions(in: from) }
+            if kind == "UpdateStmt", let table = node["relation"]?["relname"]?.stringValue {
+                let columns = node["targetList"]?.arrayValue.compactMap { $0["ResTarget"]?["name"]?.stringValue } ?? []
+                update = UpdatedColumns(table: table, columns: columns)
+            }
         case "InsertStmt":
             guard let relation = node["relation"], let table = relation["relname"]?.stringValue else { return }
             let columns = node["cols"]?.arrayValue.compactMap { $0["ResTarget"]?["name"]?.stringValue } ?? []

@@ -11,6 +11,8 @@ public enum AutomaticSharding {
         case shard(Int)
         /// An INSERT whose rows belong on different shards.
         case spansShards([Int])
+        /// An UPDATE that sets the sharding key: the row would belong on another shard.
+        case updatesKey
     }
 
     public struct Key: Equatable, Sendable {
@@ -48,6 +50,9 @@ public enum AutomaticSharding {
             return found
         }
 
+        if let update = facts.update, key.table == "*" || update.table == key.table, update.columns.contains(key.column) {
+            return .updatesKey
+        }
         if let insert = facts.insert, key.table == "*" || insert.table == key.table,
            let position = insert.columns.firstIndex(of: key.column) {
             var targets: [Int] = []

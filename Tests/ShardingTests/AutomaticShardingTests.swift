@@ -55,4 +55,10 @@ final class AutomaticShardingTests: XCTestCase {
         XCTAssertNil(AutomaticSharding.Key("id"))
         XCTAssertNil(AutomaticSharding.Key("a.b.c"))
     }
+
+    func testUpdatingTheKeyIsRefused() {
+        XCTAssertEqual(decide("UPDATE data SET id = 5 WHERE id = 4"), .updatesKey)
+        XCTAssertEqual(decide("UPDATE data SET v = 'x', id = id + 1"), .updatesKey)
+        XCTAssertEqual(decide("UPDATE other SET id = 5 WHERE id = 4"), .none)
+    }
 }

@@ -102,3 +102,13 @@ def test_automatic_sharding_key(pgcat, cluster, shard_tables):
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="belong on different shards"):
             c.execute("insert into data (id, v) values " + ", ".join(f"({k}, 'm')" for k in range(400, 410)))
         assert c.execute("select 1").fetchone() == (1,), "the session goes on"
+
+
+def test_updating_the_sharding_key_is_refused(pgcat, cluster, shard_tables):
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id")
+    with t.connect(dbname="sharded") as c:
+        c.execute("insert into data (id, v) values (500, 'a')")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="sharding key data.id cannot be updated"):
+            c.execute("update data set id = 501 where id = 500")
+        c.execute("update data set v = 'b' where id = 500")
+        assert c.execute("select v from data where id = 500").fetchone() == ("b",)
