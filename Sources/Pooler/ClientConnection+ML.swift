@@ -100,6 +100,16 @@ extension ClientConnection {
         return (best, best.modelKey?.name)
     }
 
+    /// GPU inference inside a transaction routed elsewhere runs where the transaction is (a transaction cannot move);
+    /// counted, so operators see it (`pgcat_ml_misplaced_total`).
+    func noteMisplacedInference(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) {
+        guard var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize) else { return }
+        if header.id == FrontendID.parse { _ = payload.readNullTerminatedString() }
+        guard let text = payload.readNullTerminatedString(), let found = classify(text), found.mlClass == .gpuInference
+        else { return }
+        pool?.mlStats.misplacedOne()
+    }
+
     /// A plain BEGIN in the text: the whole transaction belongs on the primary (SPEC §1e).
     private func opensReadWriteTransaction(_ text: String) -> Bool {
         guard case .success(let facts) = runtime.queryParser.facts(text), case .begin(let readOnly)? = facts.begins

@@ -49,6 +49,8 @@ extension ClientConnection {
     private func relay(_ buffer: inout ByteBuffer, to server: ServerConnection) throws(WireError) -> Bool {
         let rewriting = rewritesStatements
         var detectsPins = releasesAfterTransaction
+        // GPU inference sent on a connection that is not an inference one (the transaction was routed elsewhere).
+        let countsMisplaced = inference == nil && pool?.ml != nil
         if server.requestStart == nil {
             let now = NIODeadline.now()
             server.requestStart = now
@@ -102,6 +104,9 @@ extension ClientConnection {
             if inspectsText, let reason = Self.sessionPin(header, in: buffer, at: index) {
                 pinSession(reason, on: server)
                 detectsPins = false
+            }
+            if countsMisplaced, whole, header.id == FrontendID.query || header.id == FrontendID.parse {
+                noteMisplacedInference(header, in: buffer, at: index)
             }
             if needsRewrite, whole {
                 let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!

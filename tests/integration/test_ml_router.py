@@ -226,3 +226,18 @@ def test_max_connections_per_server_bounds_the_backends_that_load_a_model(pgcat,
         row = [r for r in a.execute("show ml_models").fetchall() if r[1] == "big/model"][0]
     assert row[5] == 8, row
     assert row[7] == expected_cold, f"cold starts {row[7]}, expected {expected_cold}"
+
+
+def test_inference_inside_a_transaction_routed_elsewhere_is_counted(pgcat, cluster, pgml):
+    import urllib.request
+    from support import free_port
+    metrics_port = free_port()
+    t = start(pgcat, cluster, general={"enable_prometheus_exporter": True, "prometheus_exporter_port": metrics_port})
+    with t.connect() as c:
+        c.execute("begin")  # a plain BEGIN: the primary
+        assert c.execute(EMBED, ("m",)).fetchone()[1] == cluster.primary
+        c.execute("commit")
+        assert c.execute(EMBED, ("m",)).fetchone()[1] == cluster.replica2
+    text = urllib.request.urlopen(f"http://{HOST}:{metrics_port}/metrics", timeout=5).read().decode()
+    line = [l for l in text.splitlines() if l.startswith("pgcat_ml_misplaced_total{")][0]
+    assert line.endswith(" 1"), line

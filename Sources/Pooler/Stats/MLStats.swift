@@ -78,9 +78,12 @@ final class MLStats: @unchecked Sendable {
     }
 
     func fellBack() { lock.withLock { fallbacks += 1 } }
+    func misplacedOne() { lock.withLock { misplaced += 1 } }
+    /// GPU inference that ran outside the inference pools because its transaction was routed elsewhere.
+    private(set) var misplaced = 0
     func rejectedOne() { lock.withLock { rejected += 1 } }
 
-    func snapshot() -> (entries: [Key: Entry], queued: [String: Int], fallbacks: Int, rejected: Int) {
-        lock.withLock { (entries, queued, fallbacks, rejected) }
+    func snapshot() -> (entries: [Key: Entry], queued: [String: Int], fallbacks: Int, rejected: Int, misplaced: Int) {
+        lock.withLock { (entries, queued, fallbacks, rejected, misplaced) }
     }
 }

@@ -99,6 +99,7 @@ extension PoolerRuntime {
             add("pgcat_ml_queue_depth", .gauge, poolLabels, pool.inferenceQueueDepth)
             add("pgcat_ml_fallback_total", .counter, poolLabels, snapshot.fallbacks)
             add("pgcat_ml_rejected_total", .counter, poolLabels, snapshot.rejected)
+            add("pgcat_ml_misplaced_total", .counter, poolLabels + [("reason", "in_txn")], snapshot.misplaced)
             for (key, entry) in snapshot.entries {
                 let labels = [("pool", pool.database), ("model", key.model), ("server", key.server)]
                 add("pgcat_ml_requests_total", .counter, labels + [("outcome", "ok")], entry.requests - entry.errors)
