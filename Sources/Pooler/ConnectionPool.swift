@@ -409,6 +409,18 @@ public final class ConnectionPool: @unchecked Sendable {
         let create = lock.withLock { slot.machine.connectionClosed(server) }
         forget(server, in: slot)
         if create { open(slot, on: server.eventLoop) }
+        if slot.isInference {
+            // Statements waiting for a backend that runs their model: one fewer runs it now, so ask again (they
+            // may load it elsewhere, or get a new connection).
+            let waiters: [WaiterRef] = lock.withLock {
+                guard let byModel = modelWaiters.removeValue(forKey: slot.index) else { return [] }
+                return byModel.values.flatMap { $0 }
+            }
+            for ref in waiters {
+                let waiter = ref.waiter
+                waiter.eventLoop.execute { waiter.leaseAgain() }
+            }
+        }
     }
 
     /// Takes a closed connection out of the registry (once) and keeps its totals for the address.
