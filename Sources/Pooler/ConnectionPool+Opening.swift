@@ -35,6 +35,7 @@ extension ConnectionPool {
                 let outcome = self.lock.withLock { slot.machine.connectionOpened(server, now: now) }
                 self.logger.debug("server connection opened", metadata: ["server_id": "\(server.id)"])
                 self.carryOut(outcome, slot: slot)
+                for mirror in slot.mirrors { self.openMirror(mirror, of: server, on: loop) }
             case .failure(let error):
                 server.close()
                 self.forget(server, in: slot)
@@ -77,6 +78,29 @@ extension ConnectionPool {
                 acc.1 += slot.machine.leasedCount
                 acc.2 += slot.machine.connecting
                 acc.3 += slot.machine.waitingCount
+            }
+        }
+    }
+
+    /// A mirror connection for `server` (same credentials, same event loop); failures are logged and ignored.
+    private func openMirror(_ address: ServerAddress, of server: ServerConnection, on loop: EventLoop) {
+        var credentials = self.credentials
+        credentials.database = address.database
+        credentials.scramClientKey = lock.withLock { recoveredClientKey }
+        let mirror = ServerConnection(id: 0, address: address, slotIndex: Int.max, credentials: credentials,
+                                      eventLoop: loop, keyCache: keyCache, connector: connector,
+                                      statementCacheSize: 0, logger: logger)
+        let timeout = TimeAmount.milliseconds(Int64(max(settings.connectTimeout, 1)))
+        let connected = connector.connect(host: address.host, port: address.port, on: loop, timeout: timeout,
+                                          handler: mirror)
+        connected.whenFailure { error in mirror.connectFailed(error) }
+        connected.flatMap { mirror.startupFuture }.whenComplete { result in
+            switch result {
+            case .success:
+                server.addMirror(mirror)
+            case .failure(let error):
+                mirror.close()
+                self.logger.info("mirror unavailable", metadata: ["mirror": "\(address)", "error": "\(error)"])
             }
         }
     }

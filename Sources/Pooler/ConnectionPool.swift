@@ -164,6 +164,8 @@ public final class ConnectionPool: @unchecked Sendable {
         var ban: Ban?
         /// The server carries one of `ml_routing.target_tags`.
         var tagged = false
+        /// Servers that get a copy of this server's traffic (`mirrors` naming it).
+        var mirrors: [ServerAddress] = []
         /// This slot is the server's inference pool (`inference_pool_size`), apart from its ordinary one.
         let isInference: Bool
 
@@ -209,6 +211,10 @@ public final class ConnectionPool: @unchecked Sendable {
                                             role: server.role.rawValue, shard: shardIndex, index: index)
                 let slot = ServerSlot(address: address, index: slots.count, settings: machineSettings)
                 slot.weight = server.weight
+                slot.mirrors = shard.mirrors.filter { $0.mirroringTargetIndex == index }.map {
+                    ServerAddress(host: $0.host, port: $0.port, database: shard.database, role: "mirror",
+                                  shard: shardIndex, index: index)
+                }
                 if let ml, shardIndex == 0, !Set(server.tags).isDisjoint(with: ml.targetTags) {
                     slot.tagged = true
                     tagged.append((address, server.weight))

@@ -266,6 +266,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
             return
         }
         isBroken = true
+        for mirror in mirrors { mirror.close() }
+        mirrors.removeAll()
         if let owner {
             self.owner = nil
             if owner.eventLoop === eventLoop {
@@ -315,10 +317,15 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
             guard let context else { return }
             context.write(wrapOutboundOut(buffer), promise: nil)
             needsFlush = true
+            if !mirrors.isEmpty { copyToMirrors(buffer) }
         } else {
             eventLoop.execute {
                 guard let context = self.context else { return }
                 context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+                if !self.mirrors.isEmpty {
+                    self.copyToMirrors(buffer)
+                    for mirror in self.mirrors { mirror.flush() }
+                }
             }
         }
     }
@@ -346,12 +353,44 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
         if eventLoop.inEventLoop, needsFlush, let context {
             needsFlush = false
             context.flush()
+            for mirror in mirrors { mirror.flush() }
         }
     }
+
+    // MARK: mirrors
+
+    /// Mirror connections (`mirrors` of this server): they get a copy of every byte sent here and their replies
+    /// are dropped. Best effort: a mirror that cannot keep up loses the copy, one that fails is dropped; the main
+    /// path never waits for them. Used on this connection's event loop only (mirrors live on the same loop).
+    private(set) var mirrors: [ServerConnection] = []
+
+    func addMirror(_ mirror: ServerConnection) {
+        guard eventLoop.inEventLoop else { return eventLoop.execute { self.addMirror(mirror) } }
+        guard context != nil else { mirror.close(); return }
+        mirrors.append(mirror)
+        mirror.attach(owner: MirrorSink(eventLoop: eventLoop))
+        mirror.onClose = { [weak self] closed in
+            guard let self else { return }
+            self.eventLoop.execute { self.mirrors.removeAll { $0 === closed } }
+        }
+    }
+
+    private func copyToMirrors(_ buffer: ByteBuffer) {
+        for mirror in mirrors where mirror.canTakeCopy {
+            mirror.send(buffer)
+        }
+    }
+
+    /// A mirror takes a copy only while its socket keeps up (never buffering without bound).
+    private var canTakeCopy: Bool { context?.channel.isWritable ?? false }
 
     /// Closes the connection politely (Terminate, then close).
     public func close() {
         closedByPooler = true
+        if eventLoop.inEventLoop {
+            for mirror in mirrors { mirror.close() }
+            mirrors.removeAll()
+        }
         if eventLoop.inEventLoop {
             guard let context else { return }
             var buffer = context.channel.allocator.buffer(capacity: 5)
