@@ -217,9 +217,7 @@ extension ClientConnection {
                 return true
             }
             noteShardComment(header, in: buffer)
-            guard prepareAutomaticShard(buffer) else { return true }
-            if let leased = requestForML(buffer) { return leased }
-            return requestServer(role: targetRole(for: buffer))
+            return leaseForStatements(buffer)
         case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
             // Nothing to flush; copy messages outside COPY are ignored by Postgres too.
             guard buffer.readableBytes >= header.frameSize else { return false }
@@ -233,15 +231,20 @@ extension ClientConnection {
                 return true
             }
             noteShardComment(header, in: buffer)
-            guard prepareAutomaticShard(buffer) else { return true }
-            if let leased = requestForML(buffer) { return leased }
-            return requestServer(role: targetRole(for: buffer))
+            return leaseForStatements(buffer)
         default:
             // Leased at once: the next round relays the buffer. Otherwise drive() keeps it until the lease.
-            guard prepareAutomaticShard(buffer) else { return true }
-            if let leased = requestForML(buffer) { return leased }
-            return requestServer(role: targetRole(for: buffer))
+            return leaseForStatements(buffer)
         }
+    }
+
+    /// Leases a server for the transaction the messages at the front of `buffer` start: the shard (automatic key),
+    /// then ML routing (inference pools), then read/write routing. True when leased at once, or when the request
+    /// was refused here (an error was sent and its messages are being skipped).
+    private func leaseForStatements(_ buffer: ByteBuffer) -> Bool {
+        guard prepareAutomaticShard(buffer) else { return true }
+        if let leased = requestForML(buffer) { return leased }
+        return requestServer(role: targetRole(for: buffer))
     }
 
     /// Drops client messages after a pooler-made error, up to and including the next Sync or Query,
