@@ -35,6 +35,7 @@ extension ClientConnection {
         var pendingParameterKey = false
         var unnamedText: String?
         var writesElsewhere = false
+        var otherTexts: [String] = []
         var index = buffer.readerIndex
         // Only well-formed whole frames: the relay validates each frame before sending it; a bad one found here
         // just ends the look-ahead (the relay then refuses it with 08P01).
@@ -86,14 +87,15 @@ extension ClientConnection {
                         best = found
                         if case .parameter? = found.modelKey { pendingParameterKey = true }
                     }
-                } else if writes(text) {
-                    writesElsewhere = true
+                } else {
+                    otherTexts.append(text)  // whether they write matters only if the batch has inference
                 }
             }
             if header.id == FrontendID.query { break scan }
             index += header.frameSize
         }
         guard var best, best.mlClass != .none else { return nil }
+        if !writesElsewhere, otherTexts.contains(where: writes) { writesElsewhere = true }
         if writesElsewhere, best.mlClass == .gpuInference || best.mlClass == .cpuInference {
             best.mlClass = .write  // another statement of the batch writes (or opens a read-write transaction)
         }
