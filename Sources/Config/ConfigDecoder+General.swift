@@ -74,6 +74,7 @@ extension DecodeContext {
         r.read("dns_cache_enabled", into: &g.dnsCacheEnabled)
         r.read("dns_max_ttl", into: &g.dnsMaxTtl)
         r.read("max_client_conn", into: &g.maxClientConn)
+        r.read("client_login_timeout", into: &g.clientLoginTimeout)
         r.read("max_message_size", into: &g.maxMessageSize)
         return g
     }

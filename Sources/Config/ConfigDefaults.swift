@@ -57,6 +57,7 @@ public enum ConfigDefaults {
             "auth_query": show(g.authQuery), "auth_query_user": show(g.authQueryUser),
             "auth_query_password": show(g.authQueryPassword), "dns_cache_enabled": "\(g.dnsCacheEnabled)",
             "dns_max_ttl": "\(g.dnsMaxTtl)", "max_client_conn": "\(g.maxClientConn)",
+            "client_login_timeout": "\(g.clientLoginTimeout)",
             "max_message_size": "\(g.maxMessageSize)",
         ])
     }

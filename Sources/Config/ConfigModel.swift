@@ -107,6 +107,8 @@ public struct GeneralConfig: Sendable, Equatable {
     public var dnsMaxTtl: Int = 30
     /// 0 = unlimited.
     public var maxClientConn: Int = 0
+    /// Milliseconds a new client has to finish logging in (startup and authentication); 0 = no limit.
+    public var clientLoginTimeout: Int = 60_000
     /// Bytes; a frontend message longer than this is refused with 08P01.
     public var maxMessageSize: Int = 64 * 1024 * 1024
 

@@ -43,6 +43,7 @@ struct ConfigValidator {
             ("tcp_keepalives_idle", g.tcpKeepalivesIdle), ("tcp_keepalives_count", g.tcpKeepalivesCount),
             ("tcp_keepalives_interval", g.tcpKeepalivesInterval), ("tcp_user_timeout", g.tcpUserTimeout),
             ("dns_max_ttl", g.dnsMaxTtl), ("max_client_conn", g.maxClientConn),
+            ("client_login_timeout", g.clientLoginTimeout),
         ]
         for (key, value) in nonNegative { checkNonNegative(value, "general.\(key)", &sink) }
         if let autoreload = g.autoreload, autoreload < 1 {

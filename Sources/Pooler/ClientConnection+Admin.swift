@@ -37,6 +37,8 @@ extension ClientConnection {
         MessageEncoder.readyForQuery(.idle, into: &buffer)
         write(buffer)
         phase = .ready
+        loginTimer?.cancel()
+        loginTimer = nil
         driveAdmin()
         flushIfNeeded()
     }

@@ -188,6 +188,8 @@ extension ClientConnection {
         write(buffer)
         flushIfNeeded()
         phase = .ready
+        loginTimer?.cancel()
+        loginTimer = nil
         stats.set(.idle)
         drive()
         flushIfNeeded()

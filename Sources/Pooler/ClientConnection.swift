@@ -82,6 +82,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     /// Backpressure pauses in force (see channelWritabilityChanged).
     var serverReadsPaused = false
     var clientReadsPaused = false
+    /// `client_login_timeout`, cancelled once logged in.
+    var loginTimer: Scheduled<Void>?
     /// Shutting down: close this client as soon as it holds no server connection.
     var closeWhenIdle = false
     /// Transaction mode: the client ran something whose state outlives the transaction (LISTEN, advisory lock,
@@ -122,6 +124,26 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        let timeout = runtime.general.clientLoginTimeout
+        if timeout > 0 {
+            loginTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(timeout))) { [weak self] in
+                self?.loginTimedOut()
+            }
+        }
+    }
+
+    /// `client_login_timeout`: a client that connected but has not finished its startup and authentication.
+    private func loginTimedOut() {
+        loginTimer = nil
+        switch phase {
+        case .startup, .authenticating:
+            logger.info("client login timed out")
+            inbox = nil
+            fatal(.invalidAuthorizationSpecification, "login timed out: the startup and authentication did not finish "
+                  + "within client_login_timeout")
+        case .awaitingParameters, .ready, .closed:
+            break
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -235,6 +257,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         if case .ready = phase { wasReady = true } else { wasReady = false }
         phase = .closed
         inbox = nil
+        loginTimer?.cancel()
         waitTimer?.cancel()
         cancelIdleTransactionTimer()
         if waiting, let pool {

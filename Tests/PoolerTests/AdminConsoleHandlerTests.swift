@@ -162,4 +162,20 @@ final class AdminConsoleHandlerTests: XCTestCase {
         XCTAssertEqual(second.poolsReplaced, 0)
         XCTAssertTrue(h.pool === pool)
     }
+
+    func testAClientThatNeverLogsInIsClosedAfterClientLoginTimeout() {
+        let h = PoolerHarness()
+        let silent = h.makeClient()
+        h.loop.advanceTime(by: .seconds(59))
+        XCTAssertTrue(silent.isActive, "not yet")
+        h.loop.advanceTime(by: .seconds(2))
+        let messages = silent.drainMessages()
+        XCTAssertEqual(messages.last?.errorFields["C"], "28000")
+        XCTAssertFalse(silent.isActive)
+
+        // A client that logged in is not affected.
+        let (client, _) = h.loginFirstClient()
+        h.loop.advanceTime(by: .seconds(120))
+        XCTAssertTrue(client.isActive)
+    }
 }

@@ -155,3 +155,18 @@ def test_bad_frame_behind_a_parse_with_routing_on_08p01(pgcat, cluster, bad_leng
         e = read_error_or_close(c)
         assert e is None or e.sqlstate == "08P01", e.fields
     assert_still_serving(t)
+
+
+@pytest.mark.pooler_only
+@pytest.mark.parametrize("sends", ["nothing", "half a startup packet", "startup but no password"])
+def test_client_that_never_logs_in_is_closed_after_client_login_timeout(pgcat, sends):
+    t = pgcat(general={"client_login_timeout": 500})
+    with RawConn(t.host, t.port) as c:
+        if sends == "half a startup packet":
+            c.send(startup_packet("app", "app")[:6])
+        elif sends == "startup but no password":
+            c.send(startup_packet("app", "app"))
+        e = read_error_or_close(c)  # skips the authentication request
+        assert e is None or e.sqlstate == "28000", e.fields
+        assert c.wait_closed(5), "a client that never logged in was kept"
+    assert_still_serving(t)
