@@ -206,6 +206,7 @@ extension ClientConnection {
             return false
         case FrontendID.sync:
             // Nothing is pending on any server: Postgres would just say it is idle.
+            guard buffer.readableBytes >= header.frameSize else { return false }  // (a Sync may claim a payload)
             buffer.moveReaderIndex(forwardBy: header.frameSize)
             sendReady()
             return true
