@@ -160,9 +160,32 @@ wait_ready() {
     done
 }
 
+# Test certificates in $DIR/tls: a CA, a server certificate it signed (localhost and 127.0.0.1) used by the
+# primary and by the pooler's TLS tests, and an unrelated CA (verify-full must reject the server with it).
+make_tls_files() {
+    local t="$DIR/tls"
+    [[ -f "$t/server.crt" && -f "$t/other-ca.crt" ]] && return 0
+    command -v openssl >/dev/null || die "openssl is needed for the test certificates"
+    mkdir -p "$t"
+    (
+        cd "$t"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=pgcat test CA" \
+            -keyout ca.key -out ca.crt
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=unrelated CA" \
+            -keyout other-ca.key -out other-ca.crt
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile server.ext -out server.crt
+    ) >"$DIR/tls.log" 2>&1 || { cat "$DIR/tls.log" >&2; die "making the test certificates failed"; }
+    chown -R "$PG_OS_USER" "$t"
+    chmod 0600 "$t"/*.key
+}
+
 write_primary_conf() {
     local d
     d="$(node_dir primary)"
+    make_tls_files
     cat >"$d/pgcat_test.conf" <<EOF
 # written by scripts/cluster.sh
 listen_addresses = '$HOST'
@@ -187,6 +210,9 @@ log_line_prefix = '%m [%p] %q%u@%d '
 log_connections = off
 dynamic_shared_memory_type = posix
 max_locks_per_transaction = 128
+ssl = on
+ssl_cert_file = '$DIR/tls/server.crt'
+ssl_key_file = '$DIR/tls/server.key'
 EOF
     grep -q "^include 'pgcat_test.conf'" "$d/postgresql.conf" || echo "include 'pgcat_test.conf'" >>"$d/postgresql.conf"
     cat >"$d/pg_hba.conf" <<EOF
@@ -305,6 +331,8 @@ cmd_start() {
     write_primary_conf
     start_node primary || die "primary failed to start (log: $(node_log primary))"
     wait_ready primary
+    # a primary that was already running picks up settings written above (ssl) without a restart
+    sql primary postgres -c "select pg_reload_conf()" >/dev/null
     setup_roles
     local node
     for node in replica1 replica2; do

@@ -1,4 +1,5 @@
 /// Opens TCP connections to PostgreSQL servers with NIOPosix (every resolved address is tried in turn).
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Pooler
@@ -7,6 +8,8 @@ import PostgresWire
 struct NIOServerConnector: ServerConnector {
     let keepalive: TCPKeepalive
     let threadPool: NIOThreadPool
+    /// `server_tls` in force (swapped on reload; connections already open keep theirs).
+    let serverTLS = NIOLockedValueBox<ServerTLSPolicy?>(nil)
 
     func runBlocking(on eventLoop: EventLoop, _ work: @escaping @Sendable () -> Void) -> EventLoopFuture<Void> {
         threadPool.runIfActive(eventLoop: eventLoop, work)
@@ -14,15 +17,25 @@ struct NIOServerConnector: ServerConnector {
 
     func connect(host: String, port: Int, on eventLoop: EventLoop, timeout: TimeAmount,
                  handler: ServerConnection) -> EventLoopFuture<Void> {
-        ClientBootstrap(group: eventLoop)
+        let policy = serverTLS.withLockedValue { $0 }
+        let negotiator = policy.map {
+            ServerTLSNegotiator(policy: $0, host: host, handler: handler, done: eventLoop.makePromise())
+        }
+        let connected = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
-                keepalive.apply(to: channel).flatMap { channel.pipeline.addHandler(handler) }
+                keepalive.apply(to: channel).flatMapThrowing {
+                    try channel.pipeline.syncOperations.addHandler((negotiator as ChannelHandler?) ?? handler)
+                }
             }
             .connect(host: host, port: port)
-            .map { _ in }
+        guard let negotiator else { return connected.map { _ in } }
+        return connected.flatMap { channel in
+            negotiator.arm(timeout: timeout, on: channel)
+            return negotiator.future
+        }
     }
 
     @discardableResult

@@ -49,9 +49,26 @@ public final class PoolerServer: @unchecked Sendable {
             if !bootstrapped { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus)) }
             registry = prometheus
         }
-        self.runtime = PoolerRuntime(config: config, connector: NIOServerConnector(keepalive: keepalive, threadPool: threadPool),
-                                     logger: logger)
+        let connector = NIOServerConnector(keepalive: keepalive, threadPool: threadPool)
+        self.runtime = PoolerRuntime(config: config, connector: connector, logger: logger)
+        runtime.tlsPreparer = { general in Self.prepareTLS(general, connector: connector) }
+        // The command validated the TLS files before starting; a file that changed since then leaves TLS off.
+        if case .success(let tls) = Self.prepareTLS(general, connector: connector) { runtime.install(tls) }
         if let registry { self.exporter = PrometheusExporter(registry: registry, runtime: runtime) }
+    }
+
+    /// Loads the TLS files of `general`; the result goes into force with `PoolerRuntime.install`.
+    static func prepareTLS(_ general: GeneralConfig, connector: NIOServerConnector) -> Result<PreparedTLS, ReloadError> {
+        do {
+            let built = try TLSContexts.build(general)
+            return .success(PreparedTLS(client: built.client, installServerSide: {
+                connector.serverTLS.withLockedValue { $0 = built.server }
+            }))
+        } catch let error as ConfigError {
+            return .failure(ReloadError(error.problems.map(\.description).joined(separator: "; ")))
+        } catch {
+            return .failure(ReloadError("TLS: \(error)"))
+        }
     }
 
     /// `worker_threads: 0` means one event loop per two cores: measured on 2 cores, a second loop costs ~10% more

@@ -55,12 +55,11 @@ extension ClientConnection {
 
     private func handle(_ packet: StartupPacket) {
         switch packet {
-        case .sslRequest, .gssEncRequest:
-            // No TLS or GSSAPI yet: "N" tells the client to continue in plaintext (or give up if it requires it).
-            var buffer = allocate(1)
-            buffer.writeInteger(UInt8(ascii: "N"))
-            write(buffer)
-            flushIfNeeded()
+        case .sslRequest:
+            answerSSLRequest()
+        case .gssEncRequest:
+            // No GSSAPI: "N" tells the client to continue without it (or give up if it requires it).
+            answerNegotiation("N")
         case .cancel(let pid, let secret):
             runtime.cancel(BackendKeyData(processID: pid, secretKey: secret))
             inbox = nil
@@ -74,6 +73,41 @@ extension ClientConnection {
             negotiate(parameters)
             startSession(parameters.filter { !$0.0.hasPrefix("_pq_.") })
         }
+    }
+
+    /// `client_tls_mode`: 'S' and a TLS handshake when a certificate is configured (and the mode is not `disable`),
+    /// otherwise 'N'.
+    private func answerSSLRequest() {
+        guard !tlsActive else {
+            fatal(.protocolViolation, "SSLRequest received on a connection that already uses TLS")
+            return
+        }
+        guard runtime.general.clientTLSMode != .disable, let provider = runtime.clientTLS, let context else {
+            answerNegotiation("N")
+            return
+        }
+        // Bytes sent after SSLRequest but before the handshake would be read as if they came through TLS
+        // (CVE-2021-23222 in libpq, CVE-2021-23214 in the server): refuse them.
+        guard inbox == nil else {
+            fatal(.protocolViolation, "unexpected data after SSLRequest")
+            return
+        }
+        do {
+            let handler = try provider.makeHandler()
+            answerNegotiation("S")
+            try context.pipeline.syncOperations.addHandler(handler, position: .first)
+            tlsActive = true
+        } catch {
+            logger.error("client TLS handshake could not start", metadata: ["error": "\(error)"])
+            closeClient()
+        }
+    }
+
+    private func answerNegotiation(_ answer: Unicode.Scalar) {
+        var buffer = allocate(1)
+        buffer.writeInteger(UInt8(ascii: answer))
+        write(buffer)
+        flushIfNeeded()
     }
 
     /// The client asked for protocol 3.x (x > 0) or for protocol options: say we speak 3.0 and know no options.
@@ -92,6 +126,12 @@ extension ClientConnection {
             return
         }
         self.user = user
+        guard tlsActive || runtime.general.clientTLSMode != .require else {
+            // As PostgreSQL answers a plaintext login that only hostssl lines would accept.
+            fatal(.invalidAuthorizationSpecification,
+                  "TLS is required (client_tls_mode: require): connect with sslmode=require or stronger")
+            return
+        }
         database = values["database"].flatMap { $0.isEmpty ? nil : $0 } ?? user
         applicationName = values["application_name"] ?? ""
         reportedApplicationName.withLockedValue { $0 = applicationName }

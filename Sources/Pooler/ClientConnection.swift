@@ -101,6 +101,9 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     /// The pin reason, readable from any thread (SHOW CLIENTS).
     let reportedPin = NIOLockedValueBox<SessionPin?>(nil)
 
+    /// The client completed an SSLRequest and talks through TLS (SHOW CLIENTS `tls`).
+    var tlsActive = false
+
     /// A session on the admin console (database `pgcat` or `pgbouncer`).
     var isAdmin = false
 

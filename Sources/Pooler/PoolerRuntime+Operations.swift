@@ -40,6 +40,16 @@ extension PoolerRuntime {
             logger.error("reload refused: keeping the current config", metadata: ["error": "\(error.message)"])
             return .failure(error)
         }
+        // Certificates are re-read on every reload, also when the config text did not change.
+        if let tlsPreparer {
+            switch tlsPreparer(config.general) {
+            case .success(let tls):
+                install(tls)
+            case .failure(let error):
+                logger.error("reload refused: keeping the current config", metadata: ["error": "\(error.message)"])
+                return .failure(error)
+            }
+        }
         guard config != current else { return .success(ReloadSummary(changed: false, poolsReplaced: 0)) }
         let admin = Self.adminAuth(config.general, reusing: lock.withLock { adminAuth })
         let replaced: [ConnectionPool] = lock.withLock {

@@ -39,6 +39,9 @@ public final class PoolerRuntime: @unchecked Sendable {
     private var shuttingDown = false
     /// Admin `RELOAD` and SIGHUP: re-reads the config file (set by the server; nil in tests).
     public var reloadHandler: (@Sendable () -> Result<PgCatConfig, ReloadError>)?
+    /// Builds TLS contexts from a config being loaded (set by the server; nil in tests: no TLS).
+    public var tlsPreparer: TLSPreparer?
+    let clientTLSBox = NIOLockedValueBox<(any ClientTLSProvider)?>(nil)
     /// Admin `SHUTDOWN`: starts the graceful shutdown (set by the server).
     public var shutdownHandler: (@Sendable () -> Void)?
     /// When the runtime started (SHOW CONFIG / uptime) and how the admin console authenticates.

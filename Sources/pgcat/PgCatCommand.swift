@@ -42,6 +42,7 @@ struct PgCatCommand: AsyncParsableCommand {
         let loaded: LoadedConfig
         do {
             loaded = try ConfigLoader.load(path: path)
+            try TLSContexts.validate(loaded.config.general)  // certificate and key files load
         } catch let error as ConfigError {
             FileHandle.standardError.write(Data("pgcat: invalid config \(path):\n".utf8))
             for warning in error.warnings {

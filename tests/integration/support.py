@@ -386,3 +386,12 @@ def pooler_ports_to(pid: int, remote_port: int) -> set[int]:
             if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == remote_port and state == "01":
                 ports.add(int(local.rsplit(":", 1)[1], 16))
     return ports
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TLS material made by scripts/cluster.sh (the primary serves server.crt, signed by ca.crt)
+
+
+def tls_dir() -> Path:
+    port = os.environ.get("PGCAT_CLUSTER_PORT", "25432")
+    return Path(os.environ.get("PGCAT_CLUSTER_DIR", f"/tmp/pgcat-cluster-{port}")) / "tls"

@@ -1,4 +1,4 @@
-"""SSLRequest and GSSENCRequest without TLS configured: the pooler answers 'N' and start-up continues in plain text."""
+"""SSLRequest and GSSENCRequest without TLS configured (no tls_certificate): the pooler answers 'N' and start-up continues in plain text."""
 
 import pytest
 
@@ -12,6 +12,7 @@ def test_psql_sslmode_prefer(pgcat):
     assert r.stdout.strip() == "1"
 
 
+@pytest.mark.pooler_only  # the test primary has TLS on (scripts/cluster.sh)
 def test_psql_sslmode_require_fails_clearly(pgcat):
     t = pgcat()
     r = psql(t, "select 1", conninfo="sslmode=require", check=False)
