@@ -104,7 +104,7 @@ extension ClientConnection {
             drive()
             server.flush()
             flushIfNeeded()
-        case .closed, .startup, .authenticating:
+        case .closed, .startup, .authenticating, .lookingUpPassword:
             pool?.release(server)
         }
     }

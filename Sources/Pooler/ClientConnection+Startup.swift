@@ -1,5 +1,7 @@
 /// Client startup: SSL/GSS negotiation, cancel requests, the startup packet, authentication and the welcome.
+import Auth
 import Config
+import NIOConcurrencyHelpers
 import NIOCore
 import PostgresWire
 
@@ -165,11 +167,60 @@ extension ClientConnection {
             poolMode = pool.settings.poolMode
             rewritesStatements = poolMode == .transaction && pool.statementCacheSize > 0
         }
-        var machine = ClientAuthStateMachine(user: user, authType: auth?.config.authType,
-                                             password: auth?.config.password, verifier: auth?.scramVerifier)
+        if let auth, let pool, auth.config.password == nil, auth.config.authType != .trust, pool.authQuery != nil {
+            phase = .lookingUpPassword
+            pool.lookUpPassword(on: eventLoop).hop(to: eventLoop).whenComplete { [self] result in
+                guard case .lookingUpPassword = phase else { return }  // closed meanwhile
+                passwordLookedUp(result, authType: auth.config.authType)
+            }
+            return
+        }
+        startAuthentication(authType: auth?.config.authType, password: auth?.config.password, verifier: auth?.scramVerifier)
+    }
+
+    private func startAuthentication(authType: AuthType?, password: String?, verifier: SCRAMVerifier?) {
+        var machine = ClientAuthStateMachine(user: user, authType: authType, password: password, verifier: verifier)
         let action = machine.start()
         phase = .authenticating(machine)
         carryOut(action)
+        if inbox != nil { driveStartup() }
+    }
+
+    /// auth_query answered. Like PostgreSQL with a stored secret: a SCRAM verifier means SCRAM (also for
+    /// `auth_type: md5`), an MD5 hash works only with `auth_type: md5`, a plaintext password with either. A user the
+    /// lookup refused gets the same challenge as anyone and fails with 28P01, so names cannot be probed.
+    private func passwordLookedUp(_ result: Result<AuthQuery.Outcome, Error>, authType: AuthType) {
+        switch result {
+        case .failure(let error):
+            logger.error("auth_query failed", metadata: ["error": "\(error)"])
+            inbox = nil
+            fatal(.connectionFailure, "could not look up the password of user \"\(user)\" (auth_query failed)")
+        case .success(.refused(let reason)):
+            logger.info("auth_query refused the login", metadata: ["reason": "\(reason)"])
+            startAuthentication(authType: authType, password: nil, verifier: nil)
+        case .success(.secret(let secret)):
+            passwordFromAuthQuery = true
+            if SCRAMVerifier.isVerifier(secret) {
+                startAuthentication(authType: .scramSHA256, password: secret, verifier: SCRAMVerifier(parsing: secret))
+            } else if MD5Password.isStoredHash(secret) {
+                if authType == .scramSHA256 {
+                    logger.warning("auth_query returned an MD5 hash but auth_type is scram-sha-256: login refused")
+                }
+                startAuthentication(authType: authType, password: authType == .md5 ? secret : nil, verifier: nil)
+            } else if authType == .scramSHA256 {
+                // A plaintext password: SCRAM needs its verifier, and PBKDF2 never runs on an event loop.
+                let loop = eventLoop
+                let derived = NIOLockedValueBox<SCRAMVerifier?>(nil)
+                runtime.connector.runBlocking(on: loop) {
+                    derived.withLockedValue { $0 = SCRAMVerifier.derive(password: secret) }
+                }.whenComplete { [self] _ in
+                    guard case .lookingUpPassword = phase else { return }
+                    startAuthentication(authType: authType, password: secret, verifier: derived.withLockedValue { $0 })
+                }
+            } else {
+                startAuthentication(authType: authType, password: secret, verifier: nil)
+            }
+        }
     }
 
     func carryOut(_ action: ClientAuthStateMachine.Action) {
@@ -184,6 +235,7 @@ extension ClientConnection {
             authenticated(clientKey: clientKey)
         case .fail(let state, let message):
             inbox = nil
+            if passwordFromAuthQuery { pool?.forgetAuthQuerySecret() }
             fatal(state, message)
         }
     }

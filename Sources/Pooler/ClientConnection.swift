@@ -14,6 +14,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     enum Phase {
         case startup
         case authenticating(ClientAuthStateMachine)
+        /// auth_query is looking up the user's password on a server.
+        case lookingUpPassword
         /// Authenticated; waiting for a server connection to learn the parameters to report.
         case awaitingParameters
         case ready
@@ -101,6 +103,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     /// The pin reason, readable from any thread (SHOW CLIENTS).
     let reportedPin = NIOLockedValueBox<SessionPin?>(nil)
 
+    /// The password being checked came from auth_query (a failed login makes the pool ask again next time).
+    var passwordFromAuthQuery = false
     /// The client completed an SSLRequest and talks through TLS (SHOW CLIENTS `tls`).
     var tlsActive = false
 
@@ -139,7 +143,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     private func loginTimedOut() {
         loginTimer = nil
         switch phase {
-        case .startup, .authenticating:
+        case .startup, .authenticating, .lookingUpPassword:
             logger.info("client login timed out")
             inbox = nil
             fatal(.invalidAuthorizationSpecification, "login timed out: the startup and authentication did not finish "
@@ -166,7 +170,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         case .ready:
             cancelIdleTransactionTimer()
             drive()
-        case .awaitingParameters, .closed:
+        case .awaitingParameters, .lookingUpPassword, .closed:
             break
         }
     }

@@ -10,7 +10,6 @@ extension ConnectionPool {
         let id = Self.ids.withLockedValue { $0 += 1; return $0 }
         var credentials = self.credentials
         credentials.database = slot.address.database
-        credentials.scramClientKey = lock.withLock { recoveredClientKey }
         let server = ServerConnection(id: id, address: slot.address, slotIndex: slot.index, credentials: credentials, eventLoop: loop,
                                       keyCache: keyCache, connector: connector, statementCacheSize: statementCacheSize,
                                       logger: logger)
@@ -55,8 +54,9 @@ extension ConnectionPool {
     /// Closes idle connections past `idle_timeout`/`server_lifetime` and opens up to `min_pool_size`.
     func sweep(loops: () -> EventLoop) {
         let now = NIODeadline.now().uptimeNanoseconds
+        let topUp = !waitsForClientLogin
         for slot in slots {
-            let (close, open) = lock.withLock { slot.machine.sweep(now: now) }
+            let (close, open) = lock.withLock { slot.machine.sweep(now: now, topUp: topUp) }
             for server in close { server.close() }
             for _ in 0..<open { self.open(slot, on: loops()) }
         }
@@ -86,7 +86,6 @@ extension ConnectionPool {
     private func openMirror(_ address: ServerAddress, of server: ServerConnection, on loop: EventLoop) {
         var credentials = self.credentials
         credentials.database = address.database
-        credentials.scramClientKey = lock.withLock { recoveredClientKey }
         let mirror = ServerConnection(id: 0, address: address, slotIndex: Int.max, credentials: credentials,
                                       eventLoop: loop, keyCache: keyCache, connector: connector,
                                       statementCacheSize: 0, logger: logger)

@@ -18,7 +18,7 @@ public final class ConnectionPool: @unchecked Sendable {
     public let settings: EffectiveUserSettings
     let slots: [ServerSlot]
     /// Shard 0's servers: where transactions go (sharding picks other shards later).
-    private let slotsByShard: [[ServerSlot]]
+    let slotsByShard: [[ServerSlot]]
     /// Number of shards, how keys map to them, and where statements without a shard go.
     let shardCount: Int
     let sharder: Sharder
@@ -73,7 +73,14 @@ public final class ConnectionPool: @unchecked Sendable {
             readYourWritesWindow = pool.readYourWritesWindow
         }
     }
-    let credentials: ServerCredentials
+    /// Server login as configured (`server_username`/`server_password`, else the user's own); see `credentials`.
+    let configuredCredentials: ServerCredentials
+    /// `auth_query` in force for this pool (pool keys over general ones), nil when off.
+    let authQuery: AuthQuerySettings?
+    /// The last secret auth_query found for the user and when (under the lock).
+    var authQuerySecret: (secret: String, fetchedAt: NIODeadline)?
+    /// A lookup in flight, shared by the clients logging in meanwhile (under the lock).
+    var authQueryLookup: EventLoopFuture<AuthQuery.Outcome>?
     let connector: ServerConnector
     let keyCache: SCRAMKeyCache?
     let logger: Logger
@@ -257,9 +264,31 @@ public final class ConnectionPool: @unchecked Sendable {
         self.routing = RoutingSettings(pool)
         self.banTime.store(general.banTime)
         self.maxReplicaLagBytes = pool.maxReplicaLagBytes
-        self.credentials = ServerCredentials(
+        self.configuredCredentials = ServerCredentials(
             user: userConfig.serverUsername ?? userConfig.username, database: "",
             password: userConfig.serverPassword ?? userConfig.password)
+        self.authQuery = userConfig.password == nil
+            ? pool.effectiveAuthQuery(general: general) : nil
+    }
+
+    /// How server connections log in: the configured password, else the secret auth_query found, with the ClientKey
+    /// recovered from a client's SCRAM proof when the password is a SCRAM verifier.
+    var credentials: ServerCredentials {
+        var credentials = configuredCredentials
+        lock.withLock {
+            if credentials.password == nil { credentials.password = authQuerySecret?.secret }
+            credentials.scramClientKey = recoveredClientKey
+        }
+        return credentials
+    }
+
+    /// The pool cannot log in to its servers before a client has: auth_query has not found the password yet, or
+    /// the password is a SCRAM verifier and no client's proof gave the ClientKey. `min_pool_size` and background
+    /// probes wait (a failing login would look like a server fault and ban it).
+    var waitsForClientLogin: Bool {
+        let credentials = self.credentials
+        if authQuery != nil && credentials.password == nil { return true }
+        return credentials.password.map(SCRAMVerifier.isVerifier) == true && credentials.scramClientKey == nil
     }
 
     public var name: String { "\(database)/\(user)" }
@@ -293,8 +322,11 @@ public final class ConnectionPool: @unchecked Sendable {
 
     /// Remembers the ClientKey recovered from a client's SCRAM login, for servers holding the same verifier.
     func rememberClientKey(_ key: [UInt8]) {
-        guard credentials.password?.hasPrefix("SCRAM-SHA-256$") == true else { return }
-        lock.withLock { recoveredClientKey = key }
+        lock.withLock {
+            let password = configuredCredentials.password ?? authQuerySecret?.secret
+            guard password.map(SCRAMVerifier.isVerifier) == true else { return }
+            recoveredClientKey = key
+        }
     }
 
     // MARK: leasing

@@ -34,7 +34,11 @@ extension PoolerRuntime {
             for slot in pool.slots {
                 let key = AddressKey(slot.address)
                 guard futures[key] == nil, probesInFlight.withLockedValue({ $0.insert(key).inserted }) else { continue }
-                futures[key] = pool.probe(slot, timeout: timeout, on: loop).always { _ in
+                guard let probe = pool.probe(slot, timeout: timeout, on: loop) else {
+                    _ = probesInFlight.withLockedValue { $0.remove(key) }
+                    continue
+                }
+                futures[key] = probe.always { _ in
                     _ = self.probesInFlight.withLockedValue { $0.remove(key) }
                 }
             }
@@ -52,13 +56,16 @@ extension PoolerRuntime {
 }
 
 extension ConnectionPool {
-    /// Probes one server address.
-    func probe(_ slot: ServerSlot, timeout: TimeAmount, on loop: EventLoop) -> EventLoopFuture<ServerHealth.Probe> {
+    /// Probes one server address; nil when this pool has no idle connection there and cannot log in yet (another
+    /// pool probes it, or nobody does until a client logged in).
+    func probe(_ slot: ServerSlot, timeout: TimeAmount, on loop: EventLoop) -> EventLoopFuture<ServerHealth.Probe>? {
         let result: EventLoopFuture<[String?]>
         if let server = lock.withLock({ slot.machine.takeIdle() }) {
             result = ServerProbe.run(ServerProbe.query, on: server, timeout: timeout).always { outcome in
                 if case .success = outcome { self.release(server) } else { self.discard(server) }
             }
+        } else if waitsForClientLogin {
+            return nil
         } else {
             result = openProbeConnection(slot, timeout: timeout, on: loop).flatMap { server in
                 ServerProbe.run(ServerProbe.query, on: server, timeout: timeout).always { _ in server.close() }
@@ -76,15 +83,7 @@ extension ConnectionPool {
         var credentials = self.credentials
         credentials.database = slot.address.database
         credentials.applicationName = "pgcat_probe"
-        credentials.scramClientKey = lock.withLock { recoveredClientKey }
-        let server = ServerConnection(id: 0, address: slot.address, slotIndex: Int.max, credentials: credentials,
-                                      eventLoop: loop, keyCache: keyCache, connector: connector,
-                                      statementCacheSize: 0, logger: logger)
-        let connected = connector.connect(host: slot.address.host, port: slot.address.port, on: loop,
-                                          timeout: timeout, handler: server)
-        connected.whenFailure { error in server.connectFailed(error) }
-        let deadline = loop.scheduleTask(in: timeout) { server.close() }
-        return connected.flatMap { server.startupFuture }.map { server }.always { _ in deadline.cancel() }
+        return openOneOff(slot.address, credentials: credentials, timeout: timeout, on: loop)
     }
 
     /// Applies a round's probes to this pool's shards.

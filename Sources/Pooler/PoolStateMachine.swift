@@ -152,8 +152,9 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     }
 
     /// Periodic sweep: idle connections past `idleTimeout` (above `minSize`) or past `lifetime` are closed;
-    /// returns them and how many connections to open to reach `minSize`.
-    public mutating func sweep(now: UInt64) -> (close: [Connection], open: Int) {
+    /// returns them and how many connections to open to reach `minSize` (none without `topUp`: the pool cannot log
+    /// in to its servers before a client has).
+    public mutating func sweep(now: UInt64, topUp: Bool = true) -> (close: [Connection], open: Int) {
         var close: [Connection] = []
         var kept: [IdleEntry] = []
         var remaining = totalCount
@@ -169,7 +170,7 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
             }
         }
         idle = kept
-        let open = max(0, settings.minSize - totalCount)
+        let open = topUp ? max(0, settings.minSize - totalCount) : 0
         connecting += open
         return (close, open)
     }
@@ -198,7 +199,12 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
             let waiter = waiters[chosen]
             if chosen == waiterHead {
                 waiterHead += 1
-                if waiterHead > 32 && waiterHead * 2 > waiters.count {
+                // Served waiters stay in the array until compaction: an empty queue is compacted at once, so no
+                // finished client is kept alive by a pool with nobody waiting.
+                if waiterHead == waiters.count {
+                    waiters.removeAll(keepingCapacity: true)
+                    waiterHead = 0
+                } else if waiterHead > 32 && waiterHead * 2 > waiters.count {
                     waiters.removeFirst(waiterHead)
                     waiterHead = 0
                 }

@@ -1,13 +1,14 @@
-/// Runs one simple query on a server connection for the health checker and hands back the first row's values as
-/// text; any error, timeout or close is a failed probe.
+/// Runs statements on a server connection outside any client session (health checks, auth_query) and hands back their
+/// rows as text; any error, timeout or close fails it.
 import NIOCore
 import PostgresWire
 
 final class ServerProbe: ServerOwner, @unchecked Sendable {
     let server: ServerConnection
     var eventLoop: EventLoop { server.eventLoop }
-    private let promise: EventLoopPromise<[String?]>
-    private var row: [String?]?
+    private let promise: EventLoopPromise<[[[String?]]]>
+    /// Rows per statement, in order.
+    private var results: [[[String?]]] = [[]]
     private var error: String?
     private var timeout: Scheduled<Void>?
     private var done = false
@@ -20,20 +21,39 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
         self.promise = server.eventLoop.makePromise()
     }
 
-    /// Sends `sql` on `server` (which must be idle and not leased to anyone) within `timeout`.
+    /// Sends `sql` as a simple query on `server` (which must be idle and not leased to anyone) within `timeout`;
+    /// the first row.
     static func run(_ sql: String, on server: ServerConnection, timeout: TimeAmount) -> EventLoopFuture<[String?]> {
         let probe = ServerProbe(server: server)
-        server.eventLoop.execute { probe.start(sql, timeout: timeout) }
+        server.eventLoop.execute {
+            var buffer = ByteBufferAllocator().buffer(capacity: sql.utf8.count + 8)
+            MessageEncoder.query(sql, into: &buffer)
+            probe.start(buffer, messages: [FrontendID.query], timeout: timeout)
+        }
+        return probe.promise.futureResult.map { $0.first?.first ?? [] }
+    }
+
+    /// Sends `statements` with the extended protocol and one Sync; every statement's rows.
+    static func run(_ statements: [AuthQuery.Statement], on server: ServerConnection,
+                    timeout: TimeAmount) -> EventLoopFuture<[[[String?]]]> {
+        let probe = ServerProbe(server: server)
+        server.eventLoop.execute {
+            var buffer = ByteBufferAllocator().buffer(capacity: 256)
+            for statement in statements {
+                MessageEncoder.extendedQuery(statement.sql, parameters: statement.parameters, into: &buffer)
+            }
+            MessageEncoder.sync(into: &buffer)
+            // Only ReadyForQuery is tracked (as for the simple query): the connection is used by nobody else.
+            probe.start(buffer, messages: [FrontendID.sync], timeout: timeout)
+        }
         return probe.promise.futureResult
     }
 
-    private func start(_ sql: String, timeout: TimeAmount) {
+    private func start(_ buffer: ByteBuffer, messages: [UInt8], timeout: TimeAmount) {
         server.attach(owner: self)
         server.resetRelayState()
-        self.timeout = eventLoop.scheduleTask(in: timeout) { [weak self] in self?.fail("health check timed out") }
-        var buffer = ByteBufferAllocator().buffer(capacity: sql.utf8.count + 8)
-        MessageEncoder.query(sql, into: &buffer)
-        server.tracker.sent(FrontendID.query)
+        self.timeout = eventLoop.scheduleTask(in: timeout) { [weak self] in self?.fail("timed out") }
+        for id in messages { server.tracker.sent(id) }
         server.send(buffer)
         server.flush()
     }
@@ -44,13 +64,17 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
         do {
             let count = try server.scanner.scan(buffer, limit: 1 << 20, classify: { header in
                 switch header.id {
-                case BackendID.dataRow, BackendID.errorResponse, BackendID.readyForQuery: return .inspect
+                case BackendID.dataRow, BackendID.errorResponse, BackendID.readyForQuery, BackendID.commandComplete,
+                     BackendID.emptyQueryResponse:
+                    return .inspect
                 default: return .passThrough
                 }
             }, frame: { header, payload in
                 switch header.id {
-                case BackendID.dataRow where self.row == nil:
-                    self.row = Self.decodeRow(payload)
+                case BackendID.dataRow:
+                    self.results[self.results.count - 1].append(Self.decodeRow(payload))
+                case BackendID.commandComplete, BackendID.emptyQueryResponse:
+                    self.results.append([])
                 case BackendID.errorResponse:
                     self.error = Self.message(payload)
                 case BackendID.readyForQuery:
@@ -73,7 +97,7 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
         if let error {
             fail(error)
         } else {
-            finish(row ?? [])
+            finish(results)
         }
     }
 
@@ -83,7 +107,7 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
         fail(reason)
     }
 
-    private func finish(_ values: [String?]) {
+    private func finish(_ values: [[[String?]]]) {
         guard !done else { return }
         done = true
         timeout?.cancel()

@@ -12,6 +12,8 @@ public struct ServerCredentials: Sendable {
     /// ClientKey recovered from a client's SCRAM proof (login with a stored SCRAM verifier).
     public var scramClientKey: [UInt8]?
     public var applicationName: String
+    /// More startup parameters (the auth_query connection sets `search_path`).
+    public var extraParameters: [(String, String)] = []
 
     public init(user: String, database: String, password: String?, scramClientKey: [UInt8]? = nil, applicationName: String = "pgcat") {
         self.user = user
@@ -61,7 +63,7 @@ public struct ServerStartupStateMachine: Sendable {
             ("user", credentials.user),
             ("database", credentials.database),
             ("application_name", credentials.applicationName),
-        ], into: &buffer)
+        ] + credentials.extraParameters, into: &buffer)
         return .send(buffer)
     }
 

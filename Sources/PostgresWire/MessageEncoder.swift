@@ -126,6 +126,32 @@ public enum MessageEncoder {
         frame(FrontendID.query, into: &buffer) { $0.writeNullTerminatedString(sql) }
     }
 
+    /// Parse, Bind and Execute of an unnamed statement with text parameters (no Sync).
+    public static func extendedQuery(_ sql: String, parameters: [String?], into buffer: inout ByteBuffer) {
+        frame(FrontendID.parse, into: &buffer) {
+            $0.writeInteger(UInt8(0))  // unnamed statement
+            $0.writeNullTerminatedString(sql)
+            $0.writeInteger(Int16(0))  // parameter types inferred
+        }
+        frame(FrontendID.bind, into: &buffer) {
+            $0.writeMultipleIntegers(UInt8(0), UInt8(0), Int16(0))  // unnamed portal and statement, text formats
+            $0.writeInteger(Int16(parameters.count))
+            for parameter in parameters {
+                if let parameter {
+                    $0.writeInteger(Int32(parameter.utf8.count))
+                    $0.writeString(parameter)
+                } else {
+                    $0.writeInteger(Int32(-1))
+                }
+            }
+            $0.writeInteger(Int16(0))  // text results
+        }
+        frame(FrontendID.execute, into: &buffer) {
+            $0.writeInteger(UInt8(0))
+            $0.writeInteger(Int32(0))
+        }
+    }
+
     public static func sync(into buffer: inout ByteBuffer) {
         buffer.writeMultipleIntegers(FrontendID.sync, Int32(4))
     }

@@ -40,6 +40,12 @@ final class FakeServerConnector: ServerConnector, @unchecked Sendable {
         return eventLoop.makeSucceededFuture(())
     }
 
+    /// Drops the record of connections made (a ServerConnection holds this connector: a reference cycle that
+    /// long fuzz runs must break).
+    func forgetConnections() {
+        connects.removeAll()
+    }
+
     func runBlocking(on eventLoop: EventLoop, _ work: @escaping @Sendable () -> Void) -> EventLoopFuture<Void> {
         work()
         return eventLoop.makeSucceededFuture(())

@@ -106,6 +106,7 @@ final class HostileClientFuzzTests: XCTestCase {
         }
         h.loop.advanceTime(by: .seconds(11))  // cleanup timeout, if a cleanup got no answer
         let counts = h.pool.counts()
+        defer { h.connector.forgetConnections() }
         if counts.active != 0 || counts.waiting != 0 {
             return "seed \(seed): pool not settled after the client left: \(counts) (logged in: \(loggedIn), "
                 + "bytes: \(stream.prefix(64))...)"
@@ -124,6 +125,7 @@ final class HostileClientFuzzTests: XCTestCase {
                 if let failure = run(seed: seed) { failures.append(failure) }
                 seed += 1
             }
+            if seconds > 0 && seed % 30_000 == 1 { print("hostile client fuzz: \(seed - 1) runs so far") }
         } while Date() < deadline && failures.isEmpty
         if seconds > 0 { print("hostile client fuzz: \(seed - 1) runs in \(Int(seconds)) s, \(failures.count) failures") }
         XCTAssertTrue(failures.isEmpty, failures.prefix(3).joined(separator: "\n"))
