@@ -106,7 +106,12 @@ final class HostileClientFuzzTests: XCTestCase {
         }
         h.loop.advanceTime(by: .seconds(11))  // cleanup timeout, if a cleanup got no answer
         let counts = h.pool.counts()
-        defer { h.connector.forgetConnections() }
+        defer {
+            // An EmbeddedChannel that is never closed keeps itself and its handler alive (test-only cycles).
+            for channel in h.serverChannels { _ = try? channel.close().wait() }
+            h.loop.run()
+            h.connector.forgetConnections()
+        }
         if counts.active != 0 || counts.waiting != 0 {
             return "seed \(seed): pool not settled after the client left: \(counts) (logged in: \(loggedIn), "
                 + "bytes: \(stream.prefix(64))...)"
