@@ -46,7 +46,10 @@ let package = Package(
         ),
         .target(name: "Failover"),
         .target(name: "MLRouter", dependencies: ["QueryParser"]),
-        .target(name: "Sharding", dependencies: ["QueryParser", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Sharding", dependencies: [
+            "QueryParser", "PostgresWire",
+            .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .target(
             name: "Config",
             dependencies: [.product(name: "Yams", package: "Yams")]
@@ -94,7 +97,9 @@ let package = Package(
         .testTarget(name: "QueryParserTests", dependencies: ["QueryParser"]),
         .testTarget(name: "FailoverTests", dependencies: ["Failover"]),
         .testTarget(name: "MLRouterTests", dependencies: ["MLRouter", "QueryParser"]),
-        .testTarget(name: "ShardingTests", dependencies: ["Sharding", "QueryParser"]),
+        .testTarget(name: "ShardingTests", dependencies: [
+            "Sharding", "QueryParser", "PostgresWire", .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "PoolerTests", dependencies: [
             "Pooler", "PostgresWire", "Config", "Auth",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -33,6 +33,7 @@ extension DecodeContext {
         r.read("replica_to_primary_failover", into: &p.replicaToPrimaryFailover)
         r.read("max_replica_lag_bytes", into: &p.maxReplicaLagBytes)
         r.read("read_your_writes_window", into: &p.readYourWritesWindow)
+        r.read("fan_out", into: &p.fanOut)
         if var ml = r.table("ml_routing") {
             p.mlRouting = decodeMLRouting(&ml)
             ml.finish()

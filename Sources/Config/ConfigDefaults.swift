@@ -88,6 +88,7 @@ public enum ConfigDefaults {
             "db_activity_ttl": "\(p.dbActivityTtl)", "table_mutation_cache_ms_ttl": "\(p.tableMutationCacheMsTtl)",
             "replica_to_primary_failover": "\(p.replicaToPrimaryFailover)",
             "max_replica_lag_bytes": "\(p.maxReplicaLagBytes)", "read_your_writes_window": "\(p.readYourWritesWindow)",
+            "fan_out": "\(p.fanOut)",
             "ml_routing": p.mlRouting == nil ? "(off)" : "(set)",
             "plugins": p.plugins == nil ? "(the global plugins block)" : "(set)",
         ])

@@ -147,6 +147,8 @@ public struct PoolConfig: Sendable, Equatable {
     public var replicaToPrimaryFailover: Bool = false
     public var maxReplicaLagBytes: Int = 0
     public var readYourWritesWindow: Int = 0
+    /// Statements with no shard key in a sharded pool run on every shard when that gives the right answer.
+    public var fanOut: Bool = false
     public var mlRouting: MLRoutingConfig? = nil
     public var plugins: PluginsConfig? = nil
     /// In index order ("0", "1", ... or list order).

@@ -8,7 +8,7 @@ extension ClientConnection {
     /// Processes as much of `inbox` as the current state allows.
     func drive() {
         guard case .ready = phase else { return }
-        while !waiting, case .ready = phase, var buffer = inbox, buffer.readableBytes > 0 {
+        while !waiting, fanOut == nil, case .ready = phase, var buffer = inbox, buffer.readableBytes > 0 {
             inbox = nil
             let progressed: Bool
             do {
@@ -218,7 +218,7 @@ extension ClientConnection {
                 return true
             }
             noteShardComment(header, in: buffer)
-            return leaseForStatements(buffer)
+            return leaseForStatements(&buffer)
         case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
             // Nothing to flush; copy messages outside COPY are ignored by Postgres too.
             guard buffer.readableBytes >= header.frameSize else { return false }
@@ -232,18 +232,19 @@ extension ClientConnection {
                 return true
             }
             noteShardComment(header, in: buffer)
-            return leaseForStatements(buffer)
+            return leaseForStatements(&buffer)
         default:
             // Leased at once: the next round relays the buffer. Otherwise drive() keeps it until the lease.
-            return leaseForStatements(buffer)
+            return leaseForStatements(&buffer)
         }
     }
 
     /// Leases a server for the transaction the messages at the front of `buffer` start: the shard (automatic key),
     /// then ML routing (inference pools), then read/write routing. True when leased at once, or when the request
     /// was refused here (an error was sent and its messages are being skipped).
-    private func leaseForStatements(_ buffer: ByteBuffer) -> Bool {
+    private func leaseForStatements(_ buffer: inout ByteBuffer) -> Bool {
         guard prepareAutomaticShard(buffer) else { return true }
+        if let handled = fanOutIfNeeded(&buffer) { return handled }
         if let leased = requestForML(buffer) { return leased }
         return requestServer(role: targetRole(for: buffer))
     }

@@ -108,6 +108,9 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     /// The client completed an SSLRequest and talks through TLS (SHOW CLIENTS `tls`).
     var tlsActive = false
 
+    /// A statement running on every shard (`fan_out`); the client's next messages wait for its reply.
+    var fanOut: FanOutRun?
+
     /// A session on the admin console (database `pgcat` or `pgbouncer`).
     var isAdmin = false
 
@@ -272,6 +275,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
             _ = pool.cancelWait(self)  // if a lease is already on its way, leaseGranted hands it back
         }
         if server == nil { abandonInferenceWait() }
+        fanOut?.abandon()
+        fanOut = nil
         if let server {
             self.server = nil
             returnServer(server, clientLeft: true)
@@ -361,6 +366,10 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
 
     /// A CancelRequest named this client: pass it to the server it is using, if any.
     func forwardCancel() {
+        if let fanOut {
+            fanOut.cancel()
+            return
+        }
         if waiting, case .ready = phase {
             cancelWaitingRequest()  // nothing runs yet: the request itself is cancelled
             return

@@ -20,6 +20,8 @@ public final class ConnectionPool: @unchecked Sendable {
     /// Shard 0's servers: where transactions go (sharding picks other shards later).
     let slotsByShard: [[ServerSlot]]
     /// Number of shards, how keys map to them, and where statements without a shard go.
+    /// `fan_out`: unkeyed statements run on every shard when that gives the right answer.
+    let fanOutEnabled: Bool
     let shardCount: Int
     let sharder: Sharder
     let defaultShard: DefaultShard
@@ -247,6 +249,7 @@ public final class ConnectionPool: @unchecked Sendable {
         self.inferenceSlots = inferenceSlots
         self.ml = ml
         self.shardCount = max(1, pool.shards.count)
+        self.fanOutEnabled = pool.fanOut
         self.slotsByShard = (0..<max(1, pool.shards.count)).map { shard in
             slots.filter { $0.address.shard == shard && !$0.isInference }
         }

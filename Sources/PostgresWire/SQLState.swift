@@ -13,6 +13,7 @@ public struct SQLState: Sendable, Hashable, CustomStringConvertible {
     public static let adminShutdown = SQLState("57P01")
     public static let tooManyConnections = SQLState("53300")
     public static let configurationLimitExceeded = SQLState("53400")
+    public static let programLimitExceeded = SQLState("54000")
     public static let idleInTransactionSessionTimeout = SQLState("25P03")
     public static let invalidSQLStatementName = SQLState("26000")
     public static let invalidCursorName = SQLState("34000")

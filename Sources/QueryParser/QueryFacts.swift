@@ -36,6 +36,8 @@ public struct QueryFacts: Equatable, Sendable {
     public var begins: Transaction?
     /// The highest `$n` parameter referenced.
     public var parameterCount = 0
+    /// The shape of the first statement when it is a SELECT (queries across shards).
+    public var select: SelectShape?
 
     public init() {}
 
@@ -124,6 +126,7 @@ extension QueryFacts {
             default:
                 break
             }
+            if kind == "SelectStmt", statementKinds.count == 1 { select = SelectShape(select: node) }
             collectKeyFacts(kind: kind, node: node)
             walk(node, cteNames: &cteNames)
         }

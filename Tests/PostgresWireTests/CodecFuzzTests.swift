@@ -1,12 +1,14 @@
 /// Seeded fuzzing of every decoder: random bytes and mutated valid messages must only return or throw, and a
 /// decoder that returns must leave the buffer consistent (nothing consumed on nil, exactly one message on success).
 
+import Foundation
 import NIOCore
 import PostgresWire
 import XCTest
 
 final class CodecFuzzTests: XCTestCase {
-    static let iterations = 20_000
+    /// `CODEC_FUZZ_ITERATIONS=N` for a long run (docs/fuzzing.md).
+    static let iterations = Int(ProcessInfo.processInfo.environment["CODEC_FUZZ_ITERATIONS"] ?? "") ?? 20_000
 
     /// Valid messages of every kind, the starting points for mutation.
     static let corpus: [[UInt8]] = {

@@ -1,0 +1,256 @@
+/// `fan_out`: one client statement run on every shard of a sharded pool. Shards are leased in order (shard 0
+/// first, so two such runs never hold one shard each while waiting for the other's), the client's messages go to
+/// each as soon as it is leased, and when every shard has answered (ReadyForQuery) FanOutMerger puts the client's
+/// reply together. The client sends nothing else meanwhile; its CancelRequest reaches every shard.
+import Failover
+import NIOCore
+import PostgresWire
+import Sharding
+
+final class FanOutRun {
+    /// Replies larger than this in all are refused (54000) rather than held in memory to be merged.
+    static let maxBufferedBytes = 64 << 20
+
+    let client: ClientConnection
+    let pool: ConnectionPool
+    let plan: FanOutPlan
+    let batch: ByteBuffer
+    /// The batch ends with Sync (extended protocol) rather than being one Query.
+    let extended: Bool
+    let role: TargetRole?
+    private(set) var legs: [FanOutLeg] = []
+    private var nextShard = 0
+    private var failure: (SQLState, String)?
+    private var buffered = 0
+    private var timer: Scheduled<Void>?
+    private var finished = false
+
+    init(client: ClientConnection, pool: ConnectionPool, plan: FanOutPlan, batch: ByteBuffer, extended: Bool,
+         role: TargetRole?) {
+        self.client = client
+        self.pool = pool
+        self.plan = plan
+        self.batch = batch
+        self.extended = extended
+        self.role = role
+    }
+
+    func start() {
+        let timeout = TimeAmount.milliseconds(Int64(max(pool.settings.connectTimeout, 1)))
+        timer = client.eventLoop.scheduleTask(in: timeout) { [weak self] in self?.waitTimedOut() }
+        leaseNext()
+    }
+
+    private func leaseNext() {
+        guard failure == nil, nextShard < pool.shardCount else {
+            timer?.cancel()
+            finishIfDone()
+            return
+        }
+        let leg = FanOutLeg(run: self, shard: nextShard)
+        legs.append(leg)
+        nextShard += 1
+        switch pool.lease(for: leg, role: role, shard: leg.shard) {
+        case .leased(let server):
+            granted(leg, server)
+        case .waiting:
+            leg.waiting = true
+        }
+    }
+
+    func granted(_ leg: FanOutLeg, _ server: ServerConnection) {
+        leg.waiting = false
+        guard !finished, failure == nil else {
+            pool.release(server)
+            leg.done = true
+            finishIfDone()
+            return
+        }
+        leg.server = server
+        server.resetRelayState()
+        server.attach(owner: leg)
+        // The client's reported parameters (TimeZone, DateStyle, ...) first, as for any lease: their reply is not
+        // part of the statement's.
+        var statements = ""
+        for (name, value) in client.trackedParameters where server.parameters[name] != value {
+            statements += "SET \(name) TO '\(value.replacingOccurrences(of: "'", with: "''"))';"
+        }
+        if !statements.isEmpty {
+            var buffer = client.allocate(statements.utf8.count + 8)
+            MessageEncoder.query(statements, into: &buffer)
+            leg.repliesToSkip = 1
+            server.send(buffer)
+        }
+        server.tracker.sent(extended ? FrontendID.sync : FrontendID.query)
+        server.send(batch)
+        server.flush()
+        leaseNext()
+    }
+
+    func leaseFailed(_ leg: FanOutLeg, _ error: PoolError) {
+        leg.waiting = false
+        leg.done = true
+        fail(.connectionFailure, "shard \(leg.shard) of pool \(pool.database)/\(pool.user) is unavailable: \(error)")
+        finishIfDone()
+    }
+
+    private func waitTimedOut() {
+        guard !finished, legs.contains(where: \.waiting) else { return }
+        for leg in legs where leg.waiting && pool.cancelWait(leg) {
+            leg.waiting = false
+            leg.done = true
+        }
+        fail(.queryCanceled, "timed out waiting for a server connection on every shard (pool \(pool.database)/\(pool.user) saturated)")
+        finishIfDone()
+    }
+
+    /// Bytes of one leg's reply arrived; false when the run gave up on holding them.
+    func received(_ count: Int) -> Bool {
+        buffered += count
+        if buffered > Self.maxBufferedBytes {
+            fail(.programLimitExceeded, "the replies of the shards exceed \(Self.maxBufferedBytes >> 20) MiB, too much to "
+                 + "merge: narrow the query or name a shard")
+            return false
+        }
+        return true
+    }
+
+    func fail(_ state: SQLState, _ message: String) {
+        if failure == nil { failure = (state, message) }
+    }
+
+    func legFinished(_ leg: FanOutLeg) {
+        leg.done = true
+        if let server = leg.server {
+            leg.server = nil
+            server.detach(owner: leg)
+            if server.isCleanlyIdle { pool.release(server) } else { pool.discard(server) }
+        }
+        finishIfDone()
+    }
+
+    func finishIfDone() {
+        guard !finished, legs.allSatisfy(\.done), failure != nil || legs.count == pool.shardCount else { return }
+        finished = true
+        timer?.cancel()
+        let reply: ByteBuffer
+        if let (state, message) = failure {
+            var buffer = client.allocate(256)
+            MessageEncoder.errorResponse(severity: .error, state: state, message: message, into: &buffer)
+            MessageEncoder.readyForQuery(.idle, into: &buffer)
+            reply = buffer
+        } else {
+            switch FanOutMerger.merge(legs.map(\.reply), plan: plan, allocator: client.context?.channel.allocator ?? ByteBufferAllocator()) {
+            case .success(let merged):
+                reply = merged
+            case .failure(let failure):
+                var buffer = client.allocate(256)
+                let message = failure.state == .featureNotSupported ? "cannot run across shards: \(failure.message)"
+                    : failure.message
+                MessageEncoder.errorResponse(severity: .error, state: failure.state, message: message, into: &buffer)
+                MessageEncoder.readyForQuery(.idle, into: &buffer)
+                reply = buffer
+            }
+        }
+        legs.removeAll()
+        client.fanOutFinished(reply)
+    }
+
+    /// The client left or asked to cancel.
+    func cancel() {
+        for leg in legs {
+            guard let server = leg.server, let key = server.backendKey else { continue }
+            client.runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key,
+                                                on: client.eventLoop)
+        }
+    }
+
+    /// The client is gone: servers still answering are closed, waits are withdrawn.
+    func abandon() {
+        finished = true
+        timer?.cancel()
+        for leg in legs {
+            if leg.waiting, pool.cancelWait(leg) { leg.waiting = false }
+            if let server = leg.server {
+                leg.server = nil
+                server.detach(owner: leg)
+                pool.discard(server)
+            }
+            leg.done = true
+        }
+        legs.removeAll()
+    }
+}
+
+/// One shard's part of a FanOutRun: it waits for that shard's server connection and collects its reply.
+final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
+    unowned let run: FanOutRun
+    let shard: Int
+    var server: ServerConnection?
+    var waiting = false
+    var done = false
+    /// ReadyForQuery-terminated replies to drop first (the parameter replay).
+    var repliesToSkip = 0
+    private(set) var reply = ByteBuffer()
+    private var pending = ByteBuffer()
+    private var discarding = false
+
+    init(run: FanOutRun, shard: Int) {
+        self.run = run
+        self.shard = shard
+    }
+
+    var eventLoop: EventLoop { run.client.eventLoop }
+
+    func leaseGranted(_ server: ServerConnection) { run.granted(self, server) }
+    func leaseFailed(_ error: PoolError) { run.leaseFailed(self, error) }
+    func poolReplaced() {
+        run.leaseFailed(self, .serverUnavailable(pool: run.pool.name, server: "shard \(shard)",
+                                                 reason: "a reload replaced the pool"))
+    }
+    func leaseAgain() {
+        switch run.pool.lease(for: self, role: run.role, shard: shard) {
+        case .leased(let server): run.granted(self, server)
+        case .waiting: break
+        }
+    }
+
+    func serverRead(_ buffer: ByteBuffer, from server: ServerConnection) {
+        var incoming = buffer
+        pending.writeBuffer(&incoming)
+        while let header = FrameHeader.peek(pending, at: pending.readerIndex),
+              pending.readableBytes >= header.frameSize {
+            let frame = pending.readSlice(length: header.frameSize)!
+            if header.id == BackendID.readyForQuery {
+                server.status = frame.getInteger(at: frame.readerIndex + FrameHeader.size, as: UInt8.self)
+                    .flatMap(TransactionStatus.init) ?? .idle
+                if repliesToSkip > 0 {
+                    repliesToSkip -= 1
+                    continue
+                }
+                _ = server.tracker.received(header.id)
+                var last = frame
+                if !discarding { reply.writeBuffer(&last) }
+                pending.clear()
+                run.legFinished(self)
+                return
+            }
+            guard repliesToSkip == 0, !discarding else { continue }
+            var copy = frame
+            if run.received(copy.readableBytes) {
+                reply.writeBuffer(&copy)
+            } else {
+                discarding = true
+            }
+        }
+        pending.discardReadBytes()
+    }
+
+    func serverReadComplete(from server: ServerConnection) {}
+
+    func serverClosed(_ server: ServerConnection, reason: String) {
+        self.server = nil
+        run.fail(.connectionFailure, "shard \(shard) failed during the query: \(reason)")
+        run.legFinished(self)
+    }
+}
