@@ -112,3 +112,31 @@ def test_updating_the_sharding_key_is_refused(pgcat, cluster, shard_tables):
             c.execute("update data set id = 501 where id = 500")
         c.execute("update data set v = 'b' where id = 500")
         assert c.execute("select v from data where id = 500").fetchone() == ("b",)
+
+
+def test_shards_show_in_admin_and_metrics(pgcat, cluster, shard_tables):
+    import urllib.request
+
+    from support import build_config, free_port
+
+    metrics_port = free_port()
+    config = build_config(cluster, free_port(), users=["app"], databases=("sharded",),
+                          general={"enable_prometheus_exporter": True, "prometheus_exporter_port": metrics_port})
+    config["pools"]["sharded"]["shards"] = {
+        str(n): {"database": f"shard{n}", "servers": [[HOST, cluster.primary, "primary"]]} for n in range(3)}
+    t = pgcat(config=config)
+    with t.connect(dbname="sharded") as c:
+        for shard in range(3):
+            c.execute(f"SET SHARD TO '{shard}'")
+            c.execute("select 1")
+    with psycopg.connect(host=t.host, port=t.port, user="pgcat_admin", password="pgcat_admin", dbname="pgcat",
+                         autocommit=True) as a:
+        cur = a.execute("SHOW DATABASES")
+        names = [d.name for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    shards = {(r["name"], r["database"]) for r in rows}
+    assert shards == {(f"sharded_shard_{n}_primary", f"shard{n}") for n in range(3)}
+    text = urllib.request.urlopen(f"http://{t.host}:{metrics_port}/metrics", timeout=10).read().decode()
+    for n in range(3):
+        assert any(line.startswith("pgcat_stats_total_query_count{") and f'shard="{n}"' in line
+                   and f'database="shard{n}"' in line for line in text.splitlines()), n
