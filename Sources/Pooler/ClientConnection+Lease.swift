@@ -179,16 +179,22 @@ extension ClientConnection {
             serverReadsPaused = true
             server.setReadEnabled(false)
         }
+        if let replay = parameterReplay(for: server) {
+            server.tracker.append(.injected(.query))
+            server.send(replay)
+        }
+    }
+
+    /// A Query setting the client's reported parameters where `server` differs, or nil when it does not.
+    func parameterReplay(for server: ServerConnection) -> ByteBuffer? {
         var statements = ""
         for (name, value) in trackedParameters where server.parameters[name] != value {
             statements += "SET \(name) TO '\(value.replacingOccurrences(of: "'", with: "''"))';"
         }
-        if !statements.isEmpty {
-            var buffer = allocate(statements.utf8.count + 8)
-            MessageEncoder.query(statements, into: &buffer)
-            server.tracker.append(.injected(.query))
-            server.send(buffer)
-        }
+        guard !statements.isEmpty else { return nil }
+        var buffer = allocate(statements.utf8.count + 8)
+        MessageEncoder.query(statements, into: &buffer)
+        return buffer
     }
 
     /// Gives the server back to the pool after a finished transaction.

@@ -47,7 +47,8 @@ extension ClientConnection {
             switch header.id {
             case FrontendID.query:
                 text = payload.readNullTerminatedString()
-                if let sql = text, let command = StatementCommand(query: original), case .execute(let name) = command {
+                if let sql = text, StatementCommand.mightMatch(original), let command = StatementCommand(query: original),
+                   case .execute(let name) = command {
                     text = sqlStatements[name] ?? sql  // EXECUTE: classify what was PREPAREd
                 }
             case FrontendID.parse:
@@ -130,8 +131,13 @@ extension ClientConnection {
 
     private func classify(_ text: String) -> MLClassification? {
         guard MLClassifier.mightInvolvePGML(text) else { return nil }
+        if let known = runtime.mlClassifications.withLockedValue({ $0[text] }) { return known.mlClass == .none ? nil : known }
         guard case .success(let facts) = runtime.queryParser.facts(text) else { return nil }
         let result = MLClassifier.classify(text: text, facts: facts)
+        runtime.mlClassifications.withLockedValue { cache in
+            if cache.count >= 10_000 { cache.removeAll(keepingCapacity: true) }  // bounded; texts repeat in practice
+            cache[text] = result
+        }
         return result.mlClass == .none ? nil : result
     }
 

@@ -71,15 +71,9 @@ final class FanOutRun {
         server.attach(owner: leg)
         // The client's reported parameters (TimeZone, DateStyle, ...) first, as for any lease: their reply is not
         // part of the statement's.
-        var statements = ""
-        for (name, value) in client.trackedParameters where server.parameters[name] != value {
-            statements += "SET \(name) TO '\(value.replacingOccurrences(of: "'", with: "''"))';"
-        }
-        if !statements.isEmpty {
-            var buffer = client.allocate(statements.utf8.count + 8)
-            MessageEncoder.query(statements, into: &buffer)
+        if let replay = client.parameterReplay(for: server) {
             leg.repliesToSkip = 1
-            server.send(buffer)
+            server.send(replay)
         }
         server.tracker.sent(extended ? FrontendID.sync : FrontendID.query)
         server.send(batch)
