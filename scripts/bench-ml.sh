@@ -179,8 +179,7 @@ report() {
     else
         echo "Not pinned: every process on every CPU."
     fi
-    echo "The"
-    echo "\`flood-direct\` run sends the same flood straight to the gpu server, bypassing pgcat; \`flood-direct-capped\`"
+    echo "The \`flood-direct\` run sends the same flood straight to the gpu server, bypassing pgcat; \`flood-direct-capped\`"
     echo "sends it with only $INFERENCE_POOL clients, the inference rate pgcat lets through, still bypassing pgcat: what"
     echo "that much inference on this machine's shared CPUs does to the ordinary queries without any pooler in its way."
     echo

@@ -1,0 +1,119 @@
+"""A steady read/write workload that keeps a ledger: every write the client saw commit is recorded, every write
+whose commit outcome the client cannot know (the connection broke during COMMIT) is recorded as ambiguous. After a
+run, the table must hold every committed write exactly once and nothing that was neither committed nor ambiguous."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import psycopg
+
+TABLE = "chaos_ledger"
+CLIENT_TIMEOUT = 20.0  # every operation must end (succeed or fail) within this many seconds
+
+
+def create_table(connection) -> None:
+    connection.execute(f"drop table if exists {TABLE}")
+    # no unique key: a write applied twice must show up as a duplicate rather than be refused
+    connection.execute(f"create table {TABLE} (worker int not null, seq int not null, at timestamptz default now())")
+    connection.execute(f"grant all on {TABLE} to public")
+
+
+@dataclass
+class Ledger:
+    conninfo: str
+    workers: int = 6
+    reads: bool = True
+    committed: set = field(default_factory=set)
+    ambiguous: set = field(default_factory=set)
+    errors: Counter = field(default_factory=Counter)
+    slowest: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> "Ledger":
+        for worker in range(self.workers):
+            thread = threading.Thread(target=self._run, args=(worker,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=CLIENT_TIMEOUT + 10)
+        hung = [t for t in self._threads if t.is_alive()]
+        assert not hung, f"{len(hung)} workload clients hung past {CLIENT_TIMEOUT}s"
+
+    def commits(self) -> int:
+        with self._lock:
+            return len(self.committed)
+
+    def wait_for_commits(self, more: int, timeout: float) -> None:
+        """Waits until `more` further writes commit (the workload makes progress)."""
+        target = self.commits() + more
+        deadline = time.monotonic() + timeout
+        while self.commits() < target:
+            assert time.monotonic() < deadline, f"the workload made no progress for {timeout}s: {dict(self.errors)}"
+            time.sleep(0.05)
+
+    def _note(self, started: float, error: str | None = None) -> None:
+        with self._lock:
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            if error:
+                self.errors[error] += 1
+
+    def _run(self, worker: int) -> None:
+        seq = 0
+        connection = None
+        while not self._stop.is_set():
+            started = time.monotonic()
+            committing = False
+            try:
+                if connection is None or connection.closed:
+                    connection = psycopg.connect(self.conninfo, connect_timeout=5, prepare_threshold=None, autocommit=True,
+                                                 options=f"-c statement_timeout={int(CLIENT_TIMEOUT * 500)}")
+                seq += 1
+                connection.execute("begin")
+                connection.execute(f"insert into {TABLE} (worker, seq) values (%s, %s)", (worker, seq))
+                committing = True
+                connection.execute("commit")
+                committing = False
+                with self._lock:
+                    self.committed.add((worker, seq))
+                if self.reads:
+                    connection.execute(f"select count(*) from {TABLE} where worker = %s", (worker,)).fetchone()
+                self._note(started)
+            except psycopg.Error as error:
+                # A failure while committing leaves the outcome unknown; before that, nothing was written.
+                if committing:
+                    with self._lock:
+                        self.ambiguous.add((worker, seq))
+                self._note(started, type(error).__name__)
+                try:
+                    if connection is not None:
+                        connection.close()
+                except Exception:
+                    pass
+                connection = None
+                time.sleep(0.05)
+        if connection is not None:
+            connection.close()
+
+    def check(self, superuser_conn) -> dict:
+        """The table against the ledger; returns a summary for the test's message."""
+        rows = superuser_conn.execute(f"select worker, seq, count(*) from {TABLE} group by worker, seq").fetchall()
+        present = {(w, s): n for w, s, n in rows}
+        duplicated = {k: n for k, n in present.items() if n > 1}
+        lost = self.committed - present.keys()
+        phantom = present.keys() - self.committed - self.ambiguous
+        assert not duplicated, f"writes applied more than once: {sorted(duplicated)[:10]}"
+        assert not lost, f"{len(lost)} committed writes lost: {sorted(lost)[:10]}"
+        assert not phantom, f"{len(phantom)} writes present that never committed: {sorted(phantom)[:10]}"
+        assert self.slowest < CLIENT_TIMEOUT + 5, f"an operation took {self.slowest:.1f}s"
+        return {"committed": len(self.committed), "ambiguous": len(self.ambiguous), "errors": dict(self.errors),
+                "slowest_s": round(self.slowest, 2)}
