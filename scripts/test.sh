@@ -4,11 +4,13 @@
 #   2. swift build (debug) and swift test (unit tests)
 #   3. start the PostgreSQL test cluster on its own port (15432; the demo uses 25432; both below the ephemeral port range so no client socket can take them), always stopped at exit
 #   4. the integration suite: python3 -m pytest tests/integration
+#   5. the chaos suite with short fault phases: scripts/chaos.sh (its own cluster on port 27432)
 # and a final line "N passed, N failed, N skipped" over unit and integration tests. Exits non-zero on any failure.
 #
 # Options:  --no-build    skip swift build and swift test (use the existing .build/debug/pgcat)
 #           --no-unit     skip swift test
 #           --keep        leave the cluster running afterwards
+#           --no-chaos    skip the chaos suite
 #           -- ARGS       extra pytest arguments, e.g.  scripts/test.sh --no-build -- -k auth -x
 # Environment: PGCAT_TEST_CLUSTER_PORT (default 15432), PGCAT_TEST_DIRECT=1 (integration tests straight against
 # Postgres, implies --no-build), PGCAT_TEST_TIMEOUT (integration suite limit in seconds, default 900).
@@ -20,14 +22,16 @@ ROOT="$(pwd)"
 BUILD=1
 UNIT=1
 KEEP=0
+CHAOS=1
 PYTEST_ARGS=()
 while (($#)); do
     case "$1" in
         --no-build) BUILD=0; UNIT=0 ;;
         --no-unit) UNIT=0 ;;
         --keep) KEEP=1 ;;
+        --no-chaos) CHAOS=0 ;;
         --) shift; PYTEST_ARGS=("$@"); break ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -144,6 +148,38 @@ if ((UNIT)); then
     fi
 fi
 
+# Adds a pytest JUnit report to the totals: report, pytest exit status, label, step name, time limit (s).
+count_junit() {
+    local xml="$1" rc="$2" label="$3" step="$4" limit="$5" ipass ifail iskip
+    if [[ -f "$xml" ]]; then
+        read -r ipass ifail iskip < <("$PY" - "$xml" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = f = e = s = 0
+for su in suites:
+    t += int(su.get("tests", 0)); f += int(su.get("failures", 0)); e += int(su.get("errors", 0)); s += int(su.get("skipped", 0))
+print(t - f - e - s, f + e, s)
+EOF
+)
+        PASSED=$((PASSED + ipass))
+        FAILED=$((FAILED + ifail))
+        SKIPPED=$((SKIPPED + iskip))
+        if ((rc != 0 && ifail == 0)); then
+            fail_step "$step (exit $rc)"
+        elif ((rc != 0)); then
+            FAILURES+=("$label ($ifail failed)")
+        fi
+    elif ((rc == 124 || rc == 137)); then
+        fail_step "$step timed out after ${limit}s"
+    else
+        fail_step "$step (exit $rc, no report)"
+    fi
+    if ((rc == 5)); then
+        fail_step "$step collected no tests"
+    fi
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 section "PostgreSQL test cluster on port $PGCAT_CLUSTER_PORT"
 CLUSTER_STARTED=1
@@ -166,32 +202,17 @@ timeout --kill-after=30 "$SUITE_TIMEOUT" "$PY" -m pytest tests/integration -q -p
     --junitxml="$WORK/integration.xml" "${PYTEST_ARGS[@]}"
 rc=$?
 echo "pytest: exit $rc after $((SECONDS - start))s"
-if [[ -f "$WORK/integration.xml" ]]; then
-    read -r ipass ifail iskip < <("$PY" - "$WORK/integration.xml" <<'EOF'
-import sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
-suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-t = f = e = s = 0
-for su in suites:
-    t += int(su.get("tests", 0)); f += int(su.get("failures", 0)); e += int(su.get("errors", 0)); s += int(su.get("skipped", 0))
-print(t - f - e - s, f + e, s)
-EOF
-)
-    PASSED=$((PASSED + ipass))
-    FAILED=$((FAILED + ifail))
-    SKIPPED=$((SKIPPED + iskip))
-    if ((rc != 0 && ifail == 0)); then
-        fail_step "pytest (exit $rc)"
-    elif ((rc != 0)); then
-        FAILURES+=("integration tests ($ifail failed)")
-    fi
-else
-    if ((rc == 124 || rc == 137)); then
-        fail_step "pytest timed out after ${SUITE_TIMEOUT}s"
-    else
-        fail_step "pytest (exit $rc, no report)"
-    fi
-fi
-if ((rc == 5)); then
-    fail_step "pytest collected no tests"
+count_junit "$WORK/integration.xml" "$rc" "integration tests" "pytest" "$SUITE_TIMEOUT"
+
+# ---------------------------------------------------------------------------------------------------------------
+# The chaos suite (tests/chaos, its own cluster on port 27432: it kills and promotes servers) with short fault
+# phases; scripts/chaos.sh runs it alone with longer ones.
+if ((CHAOS)) && [[ ! "${PGCAT_TEST_DIRECT:-0}" =~ ^(1|true|yes)$ ]]; then
+    section "chaos suite (scripts/chaos.sh)"
+    start=$SECONDS
+    CHAOS_SECONDS="${CHAOS_SECONDS:-5}" CHAOS_SOAK_SECONDS="${CHAOS_SOAK_SECONDS:-30}" \
+        timeout --kill-after=30 900 bash scripts/chaos.sh -- --junitxml="$WORK/chaos.xml"
+    rc=$?
+    echo "chaos: exit $rc after $((SECONDS - start))s"
+    count_junit "$WORK/chaos.xml" "$rc" "chaos tests" "chaos suite" 900
 fi

@@ -64,8 +64,14 @@ class FaultyProxy:
 
     @staticmethod
     def _reset(sock: socket.socket) -> None:
+        """Ends `sock` with a reset. shutdown() first: a plain close() leaves a pump thread blocked in recv() on it
+        (Linux keeps the socket alive until that call returns), and the peer would see nothing at all."""
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+        try:
             sock.close()
         except OSError:
             pass

@@ -31,11 +31,14 @@ class Ledger:
     ambiguous: set = field(default_factory=set)
     errors: Counter = field(default_factory=Counter)
     slowest: float = 0.0
+    commit_times: list = field(default_factory=list)  # monotonic time of every commit, in order
+    started_at: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> "Ledger":
+        self.started_at = time.monotonic()
         for worker in range(self.workers):
             thread = threading.Thread(target=self._run, args=(worker,), daemon=True)
             thread.start()
@@ -85,6 +88,7 @@ class Ledger:
                 committing = False
                 with self._lock:
                     self.committed.add((worker, seq))
+                    self.commit_times.append(time.monotonic())
                 if self.reads:
                     connection.execute(f"select count(*) from {TABLE} where worker = %s", (worker,)).fetchone()
                 self._note(started)
@@ -103,6 +107,15 @@ class Ledger:
                 time.sleep(0.05)
         if connection is not None:
             connection.close()
+
+    def longest_outage(self, since: float | None = None) -> float:
+        """The longest time without any write committing (from `since`, by default the start): what a fault cost
+        the workload until it recovered."""
+        with self._lock:
+            times = [t for t in self.commit_times if since is None or t >= since]
+        start = self.started_at if since is None else since
+        gaps = [b - a for a, b in zip([start, *times], times)]
+        return max(gaps, default=0.0)
 
     def check(self, superuser_conn) -> dict:
         """The table against the ledger; returns a summary for the test's message."""

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import threading
 import time
+import json
 
 import psycopg
 import pytest
@@ -91,25 +92,56 @@ def settle_and_check_servers(t, server_ports: list[int], timeout: float = 15) ->
         time.sleep(0.2)
 
 
+def wait_for_replicas(primary_port: int, replica_ports: list[int], timeout: float = 30) -> None:
+    """Until every replica has replayed the ledger table and its grant (reads go there from the first second)."""
+    deadline = time.monotonic() + timeout
+    for port in replica_ports:
+        while True:
+            try:
+                with superuser(port) as su:
+                    if su.execute(f"select to_regclass('{TABLE}') is not null and "
+                                  f"has_table_privilege('app', '{TABLE}', 'select')").fetchone()[0]:
+                        break
+            except psycopg.Error:
+                pass
+            assert time.monotonic() < deadline, f"replica on port {port} did not replay the ledger table"
+            time.sleep(0.1)
+
+
 @pytest.fixture
-def ledger_table(primary):
+def ledger_table(cluster, primary):
     with primary.connect() as c:
         create_table(c)
+    wait_for_replicas(cluster.primary, cluster.replicas)
     return True
 
 
+def report(name: str, summary: dict) -> None:
+    """Prints the cost of a fault and appends it to CHAOS_REPORT (JSON lines; scripts/chaos.sh tabulates it)."""
+    print(name, summary)
+    path = os.environ.get("CHAOS_REPORT")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"fault": name, **summary}) + "\n")
+
+
 def run_workload(t, primary, fault, *, workers: int = 6, reads: bool = True, after: float = 2.0) -> dict:
-    """Runs the ledger workload, lets it make progress, applies `fault()`, lets it recover and checks it."""
+    """Runs the ledger workload, lets it make progress, applies `fault()`, lets it recover and checks it. The
+    summary adds `fault_s` (how long the fault phase lasted) and `outage_s`, the longest time from the start of the
+    fault on during which no write committed: the time to recover from it."""
     ledger = Ledger(t.conninfo(), workers=workers, reads=reads).start()
     try:
         ledger.wait_for_commits(20, timeout=20)
+        fault_started = time.monotonic()
         fault(ledger)
+        fault_s = time.monotonic() - fault_started
         ledger.wait_for_commits(20, timeout=30)  # it recovers and goes on
         time.sleep(after)
     finally:
         ledger.stop()
     with primary.connect() as c:
-        return ledger.check(c)
+        summary = ledger.check(c)
+    return {**summary, "fault_s": round(fault_s, 1), "outage_s": round(ledger.longest_outage(fault_started), 2)}
 
 
 # --- faults ---------------------------------------------------------------------------------------------------
@@ -130,7 +162,7 @@ def test_replicas_killed_with_sigkill(pgcat, cluster, primary, ledger_table):
 
     summary = run_workload(t, primary, fault)
     settle_and_check_servers(t, [cluster.primary, cluster.replica1, cluster.replica2])
-    print(summary)
+    report("replicas killed (SIGKILL, restarted)", summary)
 
 
 def test_network_drops_and_delays_to_the_primary(pgcat, cluster, primary, ledger_table):
@@ -154,7 +186,7 @@ def test_network_drops_and_delays_to_the_primary(pgcat, cluster, primary, ledger
         # the pooler's connections go through the proxy: check them on the proxy's side
         with admin(t) as a:
             assert len(a.execute("SHOW SERVERS").fetchall()) == len(pooler_ports_to(t.proc.pid, proxy.port))
-        print(summary)
+        report("network to the primary: delays, resets, refusals", summary)
     finally:
         proxy.close()
 
@@ -184,7 +216,7 @@ def test_clients_killed_mid_transaction(pgcat, cluster, primary, ledger_table):
         leaked = c.execute(f"select count(*) from {TABLE} where worker >= 1000").fetchone()[0]
     assert leaked == 0, "a killed client's transaction was committed"
     settle_and_check_servers(t, [cluster.primary])
-    print(summary)
+    report("clients killed mid-transaction", summary)
 
 
 def test_config_reloaded_over_and_over(pgcat, cluster, primary, ledger_table):
@@ -205,7 +237,7 @@ def test_config_reloaded_over_and_over(pgcat, cluster, primary, ledger_table):
     summary = run_workload(t, primary, fault)
     settle_and_check_servers(t, [cluster.primary])
     assert "reload refused" not in t.log()
-    print(summary)
+    report("config reloaded every 150 ms (SIGHUP)", summary)
 
 
 def test_max_client_conn_filled(pgcat, cluster, primary, ledger_table):
@@ -230,25 +262,29 @@ def test_max_client_conn_filled(pgcat, cluster, primary, ledger_table):
 
     summary = run_workload(t, primary, fault, workers=workers)
     settle_and_check_servers(t, [cluster.primary])
-    print(summary)
+    report("max_client_conn filled", summary)
 
 
-def test_primary_stopped_and_replica_promoted(pgcat):
-    port = free_port()
+def test_primary_stopped_and_replica_promoted(pgcat, cluster):
+    # Below the ephemeral port range, so that a client socket never holds port + 1 or + 2.
+    port = cluster.primary + 10
     directory = f"/tmp/pgcat-chaos-{port}"
-    cluster_script(port, "start", directory)
     try:
+        cluster_script(port, "start", directory)
         own = Cluster(port, port + 1, port + 2)
         with superuser(own.primary) as su:
             create_table(su)
         t = pgcat(general=FAST, pool=RW, users=["app"],
                   servers=[[HOST, own.primary, "auto"], [HOST, own.replica1, "auto"], [HOST, own.replica2, "auto"]])
+        wait_for_replicas(own.primary, own.replicas)
         ledger = Ledger(t.conninfo(), workers=6, reads=True).start()
         try:
             ledger.wait_for_commits(20, timeout=20)
+            fault_started = time.monotonic()
             # A clean stop sends the standbys everything committed before it exits: nothing committed may be lost.
             pg_ctl(f"{directory}/primary", "-m", "fast", "-w", "stop")
             pg_ctl(f"{directory}/replica1", "-w", "promote")
+            fault_s = time.monotonic() - fault_started
             ledger.wait_for_commits(20, timeout=30)
             time.sleep(2)
         finally:
@@ -256,7 +292,8 @@ def test_primary_stopped_and_replica_promoted(pgcat):
         with superuser(own.replica1) as c:
             summary = ledger.check(c)
         assert summary["committed"] > 40
-        print(summary)
+        report("primary stopped, replica promoted (role: auto)",
+               {**summary, "fault_s": round(fault_s, 1), "outage_s": round(ledger.longest_outage(fault_started), 2)})
     finally:
         try:
             cluster_script(port, "reset", directory)
@@ -274,12 +311,14 @@ def test_soak_memory_stays_flat(pgcat, cluster, primary, ledger_table):
         return int(open(f"/proc/{t.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
 
     stop = threading.Event()
+    churned = [0]
 
     def churn():
         while not stop.is_set():
             try:
                 with psycopg.connect(t.conninfo(), autocommit=True, connect_timeout=5) as c:
                     c.execute("select 1")
+                churned[0] += 1
             except psycopg.Error:
                 pass
 
@@ -301,4 +340,5 @@ def test_soak_memory_stays_flat(pgcat, cluster, primary, ledger_table):
     early = max(kb for at, kb in samples if at <= SOAK / 4)
     late = max(kb for at, kb in samples if at >= SOAK * 3 / 4)
     assert late <= max(early * 1.10, early + 8192), f"RSS grew from {early} kB to {late} kB: {samples}"
-    print(summary, {"rss_kb_early": early, "rss_kb_late": late})
+    report(f"soak: {SOAK:.0f} s of transactions and connection churn",
+           {**summary, "rss_kb_early": early, "rss_kb_late": late, "churned_connections": churned[0]})
