@@ -46,6 +46,7 @@ extension DecodeContext {
         r.read("server_lifetime", into: &g.serverLifetime)
         r.read("server_round_robin", into: &g.serverRoundRobin)
         r.read("idle_client_in_transaction_timeout", into: &g.idleClientInTransactionTimeout)
+        r.read("query_timeout", into: &g.queryTimeout)
         r.read("healthcheck_timeout", into: &g.healthcheckTimeout)
         r.read("healthcheck_delay", into: &g.healthcheckDelay)
         r.read("shutdown_timeout", into: &g.shutdownTimeout)

@@ -41,6 +41,7 @@ public enum ConfigDefaults {
             "idle_timeout": "\(g.idleTimeout)", "server_lifetime": "\(g.serverLifetime)",
             "server_round_robin": "\(g.serverRoundRobin)",
             "idle_client_in_transaction_timeout": "\(g.idleClientInTransactionTimeout)",
+            "query_timeout": "\(g.queryTimeout)",
             "healthcheck_timeout": "\(g.healthcheckTimeout)", "healthcheck_delay": "\(g.healthcheckDelay)",
             "shutdown_timeout": "\(g.shutdownTimeout)", "ban_time": "\(g.banTime)",
             "log_client_connections": "\(g.logClientConnections)",

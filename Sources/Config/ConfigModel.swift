@@ -75,6 +75,9 @@ public struct GeneralConfig: Sendable, Equatable {
     public var serverLifetime: Int = 3_600_000
     public var serverRoundRobin: Bool = true
     public var idleClientInTransactionTimeout: Int = 0
+    /// PgBouncer's query_timeout (ms, 0 = off): a request the server has not answered in this long ends the
+    /// client's session and the server connection (hung servers, silent network paths).
+    public var queryTimeout: Int = 0
     public var healthcheckTimeout: Int = 1000
     public var healthcheckDelay: Int = 30_000
     public var shutdownTimeout: Int = 60_000

@@ -38,6 +38,7 @@ struct ConfigValidator {
             ("connect_timeout", g.connectTimeout), ("idle_timeout", g.idleTimeout),
             ("server_lifetime", g.serverLifetime),
             ("idle_client_in_transaction_timeout", g.idleClientInTransactionTimeout),
+            ("query_timeout", g.queryTimeout),
             ("healthcheck_timeout", g.healthcheckTimeout), ("healthcheck_delay", g.healthcheckDelay),
             ("shutdown_timeout", g.shutdownTimeout), ("ban_time", g.banTime), ("worker_threads", g.workerThreads),
             ("tcp_keepalives_idle", g.tcpKeepalivesIdle), ("tcp_keepalives_count", g.tcpKeepalivesCount),

@@ -19,8 +19,11 @@ extension ConnectionPool {
         let connected = connector.connect(host: slot.address.host, port: slot.address.port, on: loop,
                                           timeout: timeout, handler: server)
         connected.whenFailure { error in server.connectFailed(error) }
-        let startupTimeout = loop.scheduleTask(in: timeout + .seconds(5)) {
-            server.close()
+        // connect_timeout bounds the whole opening, as PgBouncer's server_connect_timeout: TCP, TLS and the login.
+        // A quarter second later than the clients' own wait, so that a client hears 57014 (it waited too long)
+        // rather than this opening's failure.
+        let startupTimeout = loop.scheduleTask(in: timeout + .milliseconds(250)) {
+            server.openingTimedOut(after: timeout)
         }
         connected.flatMap { server.startupFuture }.whenComplete { result in
             startupTimeout.cancel()

@@ -198,9 +198,15 @@ public final class PoolerRuntime: @unchecked Sendable {
         }
     }
 
-    /// Periodic janitor work: idle timeouts, lifetimes, min_pool_size.
+    /// Periodic janitor work: idle timeouts, lifetimes, min_pool_size, query_timeout.
     public func sweep(loops: @escaping () -> EventLoop) {
         for pool in allPools { pool.sweep(loops: loops) }
+        let limit = Int64(general.queryTimeout)
+        if limit > 0 {
+            for client in clients where client.stats.state == .active {
+                client.eventLoop.execute { client.checkQueryTimeout(limit: limit) }
+            }
+        }
     }
 
     public func closeIdleServers() {

@@ -143,6 +143,17 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
         }
     }
 
+    /// Opening took longer than connect_timeout (a server that accepts TCP but never finishes the login).
+    func openingTimedOut(after timeout: TimeAmount) {
+        guard eventLoop.inEventLoop else { return eventLoop.execute { self.openingTimedOut(after: timeout) } }
+        guard !startupCompleted else { return }
+        startup = nil
+        startupBuffer = nil
+        completeStartup(.failure(ServerStartupError(
+            reason: "connecting and logging in took longer than connect_timeout (\(timeout.nanoseconds / 1_000_000) ms)")))
+        close()
+    }
+
     /// Succeeds when the server sent its first ReadyForQuery.
     public var startupFuture: EventLoopFuture<Void> { ready.futureResult }
 

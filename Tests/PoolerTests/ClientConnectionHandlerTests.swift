@@ -303,6 +303,41 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 2"))
     }
 
+    // MARK: 10b. query_timeout
+
+    func testQueryTimeoutEndsTheSessionCancelsAndDropsTheServerConnection() {
+        let h = PoolerHarness(Options(queryTimeout: 1000))
+        let (a, server) = h.loginFirstClient()
+        h.send(Frontend.query("SELECT pg_sleep(10)"), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT pg_sleep(10)"))
+        let client = h.runtime.clients[0]
+
+        client.checkQueryTimeout(limit: 1000, now: .now() + .milliseconds(500))
+        XCTAssertEqual(a.drainOutbound().readableBytes, 0, "within the limit")
+        XCTAssertTrue(server.isActive)
+
+        client.checkQueryTimeout(limit: 1000, now: .now() + .milliseconds(1500))
+        h.loop.run()
+        let messages = a.drainMessages()
+        XCTAssertEqual(ids(messages), "E")
+        assertError(messages.first, severity: "FATAL", code: "57014")
+        XCTAssertFalse(a.isActive)
+        XCTAssertEqual(h.connector.cancels.count, 1, "the running statement is cancelled")
+        XCTAssertFalse(server.isActive, "and its connection is never reused")
+        XCTAssertEqual(h.pool.counts().idle, 0)
+        XCTAssertEqual(h.pool.counts().active, 0)
+    }
+
+    func testQueryTimeoutIgnoresAClientIdleInsideATransaction() {
+        let h = PoolerHarness(Options(queryTimeout: 1000))
+        let (a, server) = h.loginFirstClient()
+        begin(h, a, on: server)
+        h.runtime.clients[0].checkQueryTimeout(limit: 1000, now: .now() + .seconds(60))
+        XCTAssertEqual(a.drainOutbound().readableBytes, 0)
+        XCTAssertTrue(a.isActive)
+        XCTAssertTrue(server.isActive)
+    }
+
     // MARK: 11. client disconnects mid-transaction
 
     func testClientDisconnectInTransactionRollsBackAndReusesTheConnection() {
@@ -729,8 +764,8 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertFalse(client.isActive)
         XCTAssertEqual(h.runtime.connectedClients, 0)
 
-        // The unanswered server login is given up later (connect timeout + 5 s) and closed.
-        h.loop.advanceTime(by: .seconds(6))
+        // The unanswered server login is given up a little later (connect timeout + 250 ms) and closed.
+        h.loop.advanceTime(by: .milliseconds(260))
         XCTAssertFalse(server.isActive)
         XCTAssertEqual(h.pool.counts().connecting, 0)
     }

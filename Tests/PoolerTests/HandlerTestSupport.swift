@@ -392,6 +392,7 @@ final class PoolerHarness {
         var poolSize = 1
         var connectTimeout = 1000
         var idleClientInTransactionTimeout = 0
+        var queryTimeout = 0
         var maxMessageSize = 64 * 1024 * 1024
         var poolMode: PoolMode = .transaction
         var maxClientConn = 0
@@ -408,6 +409,7 @@ final class PoolerHarness {
         var general = GeneralConfig()
         general.connectTimeout = options.connectTimeout
         general.idleClientInTransactionTimeout = options.idleClientInTransactionTimeout
+        general.queryTimeout = options.queryTimeout
         general.maxMessageSize = options.maxMessageSize
         general.maxClientConn = options.maxClientConn
         general.adminUsername = "admin"

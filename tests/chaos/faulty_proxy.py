@@ -1,5 +1,5 @@
 """A small TCP proxy for fault injection between the pooler and a server: it can delay every chunk, drop (reset)
-every open connection, and refuse new ones for a while. Threads, no dependencies."""
+every open connection, refuse new ones for a while, and lose everything sent while the connections stay up. Threads, no dependencies."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class FaultyProxy:
         self.port = self.listener.getsockname()[1]
         self.max_delay = 0.0  # seconds, random per chunk
         self.refusing = False
+        self.blackhole = False  # forward nothing (chunks are lost) while the connections stay up
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -51,6 +52,8 @@ class FaultyProxy:
                 data = source.recv(65536)
                 if not data:
                     break
+                if self.blackhole:
+                    continue
                 if self.max_delay > 0:
                     time.sleep(random.uniform(0, self.max_delay))
                 sink.sendall(data)

@@ -191,6 +191,28 @@ def test_network_drops_and_delays_to_the_primary(pgcat, cluster, primary, ledger
         proxy.close()
 
 
+def test_server_silent_with_query_timeout(pgcat, cluster, primary, ledger_table):
+    """The path to the primary loses everything while its TCP connections stay up (a hung server looks the same):
+    nothing but query_timeout can end the wait. Clients get 57014 and the workload goes on afterwards."""
+    proxy = FaultyProxy(cluster.primary)
+    try:
+        t = pgcat(general=dict(FAST, query_timeout=2000), users=["app"], servers=[[HOST, proxy.port, "primary"]])
+
+        def fault(ledger):
+            proxy.blackhole = True
+            time.sleep(max(PHASE / 2, 3.5))
+            proxy.blackhole = False
+
+        summary = run_workload(t, primary, fault, reads=False)
+        assert summary["errors"].get("QueryCanceled", 0) > 0, summary
+        assert summary["slowest_s"] < 2.0 + 1.0 + 2.0, "a client waited well past query_timeout"
+        with admin(t) as a:
+            assert len(a.execute("SHOW SERVERS").fetchall()) == len(pooler_ports_to(t.proc.pid, proxy.port))
+        report("primary silent, connections up (query_timeout 2 s)", summary)
+    finally:
+        proxy.close()
+
+
 def test_clients_killed_mid_transaction(pgcat, cluster, primary, ledger_table):
     t = pgcat(general=FAST, users=["app"], pool_size=4)
     killed: list[int] = []
@@ -301,6 +323,7 @@ def test_primary_stopped_and_replica_promoted(pgcat, cluster):
             pass
 
 
+@pytest.mark.timeout(int(SOAK) + 300)
 def test_soak_memory_stays_flat(pgcat, cluster, primary, ledger_table):
     """Connections come and go and transactions run for CHAOS_SOAK_SECONDS; the pooler's resident memory at the
     end is within 10% (and 8 MB) of what it was after the first quarter."""

@@ -93,3 +93,40 @@ def test_idle_client_in_transaction_timeout_not_triggered_by_active_client(pgcat
             c.execute("select pg_sleep(0.2)")
         c.execute("commit")
     assert primary.value(f"select count(*) from {table}") == 8
+
+
+def test_query_timeout_ends_the_session_and_cancels_the_server(pgcat, primary, cluster):
+    """query_timeout (PgBouncer's): no answer within the limit -> FATAL 57014, the backend's query cancelled and its
+    connection closed, never handed to another client."""
+    t = pgcat(pool_size=1, general={"query_timeout": 1000})
+    with t.connect() as quick:
+        assert quick.execute("select pg_sleep(0.3), 1").fetchone()[1] == 1  # under the limit: untouched
+    c = t.connect()
+    started = time.monotonic()
+    with pytest.raises(psycopg.OperationalError) as ei:
+        c.execute("select pg_sleep(30)")
+    elapsed = time.monotonic() - started
+    assert ei.value.diag.sqlstate == "57014", ei.value
+    assert "query_timeout" in str(ei.value)
+    assert 1.0 <= elapsed < 5, f"query_timeout 1000 ms fired after {elapsed:.1f}s"
+    c.close()
+    deadline = time.monotonic() + 10
+    while primary.value("select count(*) from pg_stat_activity where query = 'select pg_sleep(30)' "
+                        "and state = 'active'") > 0:
+        assert time.monotonic() < deadline, "the timed-out query still runs on the server"
+        time.sleep(0.1)
+    with t.connect() as again:  # the pool (size 1) serves the next client on a fresh connection
+        assert again.execute("select 2").fetchone()[0] == 2
+        assert again.execute("select count(*) from pg_stat_activity where query = 'select pg_sleep(30)'"
+                             ).fetchone()[0] == 0
+
+
+def test_query_timeout_leaves_idle_transactions_alone(pgcat):
+    """Only a client waiting for an answer is timed: one idle inside a transaction keeps its session."""
+    t = pgcat(pool_size=1, general={"query_timeout": 500})
+    with t.connect() as c:
+        c.execute("begin")
+        c.execute("select 1")
+        time.sleep(2.0)
+        assert c.execute("select 3").fetchone()[0] == 3
+        c.execute("commit")

@@ -141,6 +141,7 @@ struct AdminConsole {
         row("healthcheck_delay", String(g.healthcheckDelay))
         row("ban_time", String(g.banTime))
         row("idle_client_in_transaction_timeout", String(g.idleClientInTransactionTimeout))
+        row("query_timeout", String(g.queryTimeout))
         for named in config.pools {
             let p = named.config
             let prefix = "pools.\(named.name)"
