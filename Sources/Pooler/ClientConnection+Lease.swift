@@ -54,7 +54,7 @@ extension ClientConnection {
             waitTimer = nil
         }
         armedWaitDeadline = deadline
-        waitTimer = eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.waitTimerFired() }
+        waitTimer = eventLoop.scheduleTask(deadline: deadline) { [self] in waitTimerFired() }  // dropped in clientGone
     }
 
     private func waitTimerFired() {
@@ -187,6 +187,12 @@ extension ClientConnection {
 
     /// A Query setting the client's reported parameters where `server` differs, or nil when it does not.
     func parameterReplay(for server: ServerConnection) -> ByteBuffer? {
+        // Fast path for every lease: the same values on both sides (the usual case) need no comparison by name.
+        let mine = trackedFingerprint ?? ParameterFingerprint.of(trackedParameters)
+        trackedFingerprint = mine
+        let theirs = server.trackedFingerprint ?? ParameterFingerprint.of(server.parameters)
+        server.trackedFingerprint = theirs
+        if mine == theirs { return nil }
         var statements = ""
         for (name, value) in trackedParameters where server.parameters[name] != value {
             statements += "SET \(name) TO '\(value.replacingOccurrences(of: "'", with: "''"))';"
@@ -289,8 +295,8 @@ extension ClientConnection {
 
     func startIdleTransactionTimer() {
         guard idleTransactionTimeout > 0, idleTransactionTimer == nil else { return }
-        idleTransactionTimer = eventLoop.scheduleTask(in: .milliseconds(idleTransactionTimeout)) { [weak self] in
-            self?.idleTransactionTimedOut()
+        idleTransactionTimer = eventLoop.scheduleTask(in: .milliseconds(idleTransactionTimeout)) { [self] in
+            idleTransactionTimedOut()
         }
     }
 

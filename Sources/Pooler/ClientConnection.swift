@@ -39,7 +39,9 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var database = ""
     var applicationName = ""
     /// Reported parameters the client chose (startup packet or SET), replayed on each server connection.
-    var trackedParameters: [String: String] = [:]
+    var trackedParameters: [String: String] = [:] { didSet { trackedFingerprint = nil } }
+    /// `ParameterFingerprint` of `trackedParameters`, computed when first needed after a change.
+    var trackedFingerprint: Int?
     var pool: ConnectionPool?
     var poolMode: PoolMode = .transaction
     let key: BackendKeyData
@@ -136,8 +138,10 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         self.context = context
         let timeout = runtime.general.clientLoginTimeout
         if timeout > 0 {
-            loginTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(timeout))) { [weak self] in
-                self?.loginTimedOut()
+            // Strong capture (no weak reference, see PoolerRuntime.CancelTarget): the timer is cancelled and dropped
+            // at login or when the client leaves.
+            loginTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(timeout))) { [self] in
+                loginTimedOut()
             }
         }
     }
@@ -268,7 +272,9 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         phase = .closed
         inbox = nil
         loginTimer?.cancel()
+        loginTimer = nil
         waitTimer?.cancel()
+        waitTimer = nil
         cancelIdleTransactionTimer()
         if waiting, let pool {
             waiting = false

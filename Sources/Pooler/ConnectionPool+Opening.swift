@@ -29,7 +29,9 @@ extension ConnectionPool {
             startupTimeout.cancel()
             switch result {
             case .success:
-                server.onClose = { [weak self] server in self?.connectionClosed(server) }
+                // Strong: the closure runs once and is dropped when the connection closes. A weak capture would give
+                // the pool a side table, and every lease retains the pool.
+                server.onClose = { server in self.connectionClosed(server) }
                 self.lock.withLock {
                     if self.cachedParameters == nil { self.cachedParameters = server.parameters }
                 }

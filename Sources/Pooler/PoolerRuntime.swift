@@ -36,7 +36,7 @@ public final class PoolerRuntime: @unchecked Sendable {
     public let logger: Logger
     private var clientCount = 0
     private var clientsPerUser: [PoolKey: Int] = [:]
-    var cancelTargets: [BackendKeyData: WeakClient] = [:]
+    var cancelTargets: [BackendKeyData: CancelTarget] = [:]
     private var shuttingDown = false
     /// Admin `RELOAD` and SIGHUP: re-reads the config file (set by the server; nil in tests).
     public var reloadHandler: (@Sendable () -> Result<PgCatConfig, ReloadError>)?
@@ -57,7 +57,9 @@ public final class PoolerRuntime: @unchecked Sendable {
     /// Pools replaced by reloads, kept while their connections drain (under `lock`).
     var retiredPools: [ConnectionPool] = []
 
-    struct WeakClient { weak var client: ClientConnection? }
+    /// A strong reference, dropped when the client leaves (clientGone): a weak one would give every client a side
+    /// table, which makes every retain and release of it take the slow path.
+    struct CancelTarget { var client: ClientConnection? }
 
     public init(config: PgCatConfig, connector: ServerConnector, logger: Logger) {
         self.connector = connector
@@ -170,7 +172,7 @@ public final class PoolerRuntime: @unchecked Sendable {
     public var connectedClients: Int { lock.withLock { clientCount } }
 
     func registerCancelKey(_ key: BackendKeyData, for client: ClientConnection) {
-        lock.withLock { cancelTargets[key] = WeakClient(client: client) }
+        lock.withLock { cancelTargets[key] = CancelTarget(client: client) }
     }
 
     func unregisterCancelKey(_ key: BackendKeyData) {

@@ -101,7 +101,9 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
 
     /// Set once at startup.
     /// The server's current reported parameters (startup, then ParameterStatus while leased).
-    public internal(set) var parameters: [String: String] = [:]
+    public internal(set) var parameters: [String: String] = [:] { didSet { trackedFingerprint = nil } }
+    /// `ParameterFingerprint` of the tracked names in `parameters`, computed when first needed after a change.
+    var trackedFingerprint: Int?
     public private(set) var backendKey: BackendKeyData?
     public let createdAt: NIODeadline
 
