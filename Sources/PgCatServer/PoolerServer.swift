@@ -88,6 +88,10 @@ public final class PoolerServer: @unchecked Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            // Each channel keeps its receive buffer between reads: start small (NIO's default is 2 KiB) so that
+            // thousands of idle clients cost little; the allocator grows it for clients that send more.
+            .childChannelOption(ChannelOptions.recvAllocator,
+                                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
             .childChannelInitializer { channel in
                 keepalive.apply(to: channel).flatMapThrowing {
                     try channel.pipeline.syncOperations.addHandler(runtime.makeClientHandler(on: channel.eventLoop))
