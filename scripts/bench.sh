@@ -5,27 +5,34 @@
 #   scripts/bench.sh --write-docs    # ... and replace the results section of docs/benchmarks.md
 #   scripts/bench.sh --help
 #
-# Workloads: select-only (`-S`) with `-M simple` and `-M extended`, TPC-B (pgbench's default script) with
-# `-M simple`; each at 10 and 50 clients (`-j 2`), for a fixed duration. Both poolers run in transaction mode
-# with the same pool size. For every run the report gives TPS, average and p99 latency (from pgbench's
-# per-transaction log) and the pooler's CPU time (utime+stime from /proc/<pid>/stat) per 1,000 transactions.
+# Workloads: select-only (`-S`) with `-M simple`, `-M extended` and `-M prepared` at 1, 10, 50, 200 and 1,000
+# clients; TPC-B (pgbench's default script) at 20 clients; select-only with a new connection per transaction (`-C`,
+# SCRAM every time) at 10 clients; each for a fixed duration, `-j 2`. Both poolers run in transaction mode with the
+# same pool size. For every run the report gives TPS, average and p99 latency (from pgbench's per-transaction
+# log), the pooler's CPU time (utime+stime from /proc/<pid>/stat) per 1,000 transactions and its largest RSS during
+# the run; then the ratios against PgBouncer and direct Postgres, the targets of issue 9, the resident memory of
+# each pooler holding 10,000 idle clients, and a PNG chart.
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION        seconds per pgbench run [15]
 #   BENCH_POOL_SIZE       server connections per pooler [10]
 #   BENCH_WORKER_THREADS  pgcat general.worker_threads, 0 = pgcat's default, one per two cores [0]
-#   BENCH_CLIENTS         client counts [10 50]
+#   BENCH_CLIENTS         client counts of the select-only workloads [1 10 50 200 1000]
+#   BENCH_TPCB_CLIENTS    client counts of TPC-B [20]
+#   BENCH_CONNECT_CLIENTS client counts of connect-per-transaction [10]
+#   BENCH_IDLE_CLIENTS    idle clients each pooler holds for the memory figure, 0 = skip [10000]
 #   BENCH_JOBS            pgbench -j [2]
 #   BENCH_SCALE           pgbench -i scale [10]
 #   BENCH_TARGETS         any of: direct pgbouncer pgcat pgcat-parser [all four]
-#   BENCH_WORKLOADS       any of: select-simple select-extended tpcb-simple (also tpcb-extended,
-#                         select-prepared, tpcb-prepared)
-#                         [select-simple select-extended select-prepared tpcb-simple]
+#   BENCH_WORKLOADS       any of: select-simple select-extended select-prepared tpcb-simple connect-simple
+#                         (also tpcb-extended, tpcb-prepared, connect-extended)
+#                         [select-simple select-extended select-prepared tpcb-simple connect-simple]
 #   BENCH_CLUSTER_PORT    Postgres primary port for scripts/cluster.sh [16432] (replicas use +1, +2 and are
 #                         stopped during the benchmark)
 #   BENCH_CLUSTER_DIR     cluster data directory [/tmp/pgcat-bench-cluster-$BENCH_CLUSTER_PORT] (kept for reuse)
 #   PGCAT_BIN             use this pgcat binary instead of building (default: swift build -c release
-#                         --scratch-path .build-release, binary .build-release/release/pgcat)
+#                         --scratch-path .build-release -Xswiftc -enforce-exclusivity=unchecked, as the
+#                         Dockerfile builds it; binary .build-release/release/pgcat)
 #   BENCH_SKIP_BUILD=1    use the existing .build-release/release/pgcat without building
 #   BENCH_KEEP_TMP=1      keep the temp dir (configs, logs, pgbench outputs) and print its path
 #
@@ -39,11 +46,14 @@ DOCS="$ROOT/docs/benchmarks.md"
 DURATION="${BENCH_DURATION:-15}"
 POOL_SIZE="${BENCH_POOL_SIZE:-10}"
 WORKER_THREADS="${BENCH_WORKER_THREADS:-0}"
-CLIENTS="${BENCH_CLIENTS:-10 50}"
+CLIENTS="${BENCH_CLIENTS:-1 10 50 200 1000}"
+TPCB_CLIENTS="${BENCH_TPCB_CLIENTS:-20}"
+CONNECT_CLIENTS="${BENCH_CONNECT_CLIENTS:-10}"
+IDLE_CLIENTS="${BENCH_IDLE_CLIENTS:-10000}"
 JOBS="${BENCH_JOBS:-2}"
 SCALE="${BENCH_SCALE:-10}"
 TARGETS="${BENCH_TARGETS:-direct pgbouncer pgcat pgcat-parser}"
-WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended select-prepared tpcb-simple}"
+WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended select-prepared tpcb-simple connect-simple}"
 PG_PORT="${BENCH_CLUSTER_PORT:-16432}"
 CLUSTER_DIR="${BENCH_CLUSTER_DIR:-/tmp/pgcat-bench-cluster-$PG_PORT}"
 WRITE_DOCS=0
@@ -66,10 +76,11 @@ isnum "$POOL_SIZE" && (( POOL_SIZE > 0 )) || die "BENCH_POOL_SIZE must be a posi
 isnum "$WORKER_THREADS" || die "BENCH_WORKER_THREADS must be a non-negative integer (got '$WORKER_THREADS')"
 isnum "$JOBS" && (( JOBS > 0 )) || die "BENCH_JOBS must be a positive integer (got '$JOBS')"
 isnum "$SCALE" && (( SCALE > 0 )) || die "BENCH_SCALE must be a positive integer (got '$SCALE')"
-for c in $CLIENTS; do isnum "$c" && (( c >= JOBS )) || die "BENCH_CLIENTS: '$c' is not a number >= BENCH_JOBS ($JOBS)"; done
+for c in $CLIENTS $TPCB_CLIENTS $CONNECT_CLIENTS; do isnum "$c" && (( c > 0 )) || die "client counts must be positive integers (got '$c')"; done
+isnum "$IDLE_CLIENTS" || die "BENCH_IDLE_CLIENTS must be a non-negative integer (got '$IDLE_CLIENTS')"
 for t in $TARGETS; do [[ "$t" =~ ^(direct|pgbouncer|pgcat|pgcat-parser)$ ]] || die "BENCH_TARGETS: unknown target '$t'"; done
 for w in $WORKLOADS; do
-    [[ "$w" =~ ^(select|tpcb)-(simple|extended|prepared)$ ]] || die "BENCH_WORKLOADS: unknown workload '$w'"
+    [[ "$w" =~ ^(select|tpcb)-(simple|extended|prepared)$|^connect-(simple|extended)$ ]] || die "BENCH_WORKLOADS: unknown workload '$w'"
 done
 [[ "$CLUSTER_DIR" = /* ]] || die "BENCH_CLUSTER_DIR must be an absolute path"
 
@@ -86,6 +97,9 @@ if [[ "$(id -u)" == 0 ]]; then
 fi
 
 # ---------------------------------------------------------------- state and cleanup
+
+# 1,000 pgbench clients and 10,000 idle ones need file descriptors (the poolers inherit this limit).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 WORK="$(mktemp -d /tmp/pgcat-bench.XXXXXX)"
 chmod 0755 "$WORK"
@@ -173,7 +187,9 @@ elif has_target pgcat || has_target pgcat-parser; then
     BIN="$ROOT/.build-release/release/pgcat"
     if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
         note "building pgcat (swift build -c release --scratch-path .build-release; the first build takes minutes)"
-        (cd "$ROOT" && timeout --foreground 3600 swift build -c release --scratch-path .build-release --product pgcat >"$WORK/build.log" 2>&1) \
+        # Exclusivity checks off, as in the Dockerfile: the profile showed them at ~7% of the pooler's user time.
+        (cd "$ROOT" && timeout --foreground 3600 swift build -c release --scratch-path .build-release --product pgcat \
+            -Xswiftc -enforce-exclusivity=unchecked >"$WORK/build.log" 2>&1) \
             || { tail -n 40 "$WORK/build.log" >&2; die "release build failed (full log above)"; }
     fi
 else
@@ -206,6 +222,7 @@ for node in replica1 replica2; do
     fi
 done
 PG_VERSION="$(psql_at "$PG_PORT" -c 'show server_version')"
+PG_MAX_CONNECTIONS="$(psql_at "$PG_PORT" -c 'show max_connections')"
 
 note "initialising pgbench tables (scale $SCALE)"
 timeout --foreground 600 pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U app app >"$WORK/init.log" 2>&1 \
@@ -217,9 +234,13 @@ start_pgbouncer() {
     local dir="$WORK/pgbouncer"
     mkdir -p "$dir"
     PGBOUNCER_PORT="$(free_port)"
-    cat >"$dir/userlist.txt" <<EOF
-"app" "app"
-EOF
+    # The stored SCRAM verifier rather than the password, as a careful operator configures it: with a plain
+    # password PgBouncer runs PBKDF2 on every login (milliseconds each), with the verifier it does not.
+    local secret
+    secret="$(PGPASSWORD=postgres timeout 60 psql -X -q -A -t -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+        -c "select rolpassword from pg_authid where rolname = 'app'" 2>/dev/null || true)"
+    [[ "$secret" == SCRAM-SHA-256\$* ]] || { note "no SCRAM verifier for app; PgBouncer gets the plain password"; secret=app; }
+    printf '"app" "%s"\n' "$secret" >"$dir/userlist.txt"
     cat >"$dir/pgbouncer.ini" <<EOF
 [databases]
 app = host=127.0.0.1 port=$PG_PORT dbname=app
@@ -234,7 +255,7 @@ pool_mode = transaction
 default_pool_size = $POOL_SIZE
 min_pool_size = 0
 reserve_pool_size = 0
-max_client_conn = 1000
+max_client_conn = 12000
 server_tls_sslmode = disable
 ignore_startup_parameters = extra_float_digits
 logfile = $dir/pgbouncer.log
@@ -274,6 +295,7 @@ general:
   worker_threads: $WORKER_THREADS
   log_client_connections: false
   log_client_disconnections: false
+  max_client_conn: 12000
 pools:
   app:
     pool_mode: transaction
@@ -308,6 +330,7 @@ general:
   connect_timeout: 10000
   shutdown_timeout: 2000
   worker_threads: $WORKER_THREADS
+  max_client_conn: 12000
 pools:
   app:
     pool_mode: transaction
@@ -338,7 +361,7 @@ PGBOUNCER_VERSION="$(pgbouncer --version 2>/dev/null | head -n1 || echo "not ins
 
 # ---------------------------------------------------------------- runs
 
-RESULTS="$WORK/results.tsv" # workload clients target tps avg_ms p99_ms cpu_ms_per_1k status
+RESULTS="$WORK/results.tsv" # workload clients target tps avg_ms p99_ms cpu_ms_per_1k rss_mb status
 : >"$RESULTS"
 
 # Per-transaction latencies (µs, column 3 of pgbench's --log files) -> "avg_ms p99_ms count" (nearest rank).
@@ -365,13 +388,20 @@ run_one() { # workload clients target
     local workload="$1" clients="$2" target="$3" port pid="" mode script_args=() id
     mode="${workload#*-}"
     [[ "$workload" == select-* ]] && script_args=(-S)
+    [[ "$workload" == connect-* ]] && script_args=(-S -C)
+    local jobs=$(( clients < JOBS ? clients : JOBS ))
+    if [[ "$target" == direct ]] && (( clients > PG_MAX_CONNECTIONS - 10 )); then
+        printf '%s\t%s\t%s\t-\t-\t-\t-\t-\tnot run: over max_connections (%s)\n' "$workload" "$clients" "$target" \
+            "$PG_MAX_CONNECTIONS" >>"$RESULTS"
+        return
+    fi
     case "$target" in
         direct) port="$PG_PORT" ;;
         pgbouncer) port="$PGBOUNCER_PORT"; pid="$PGBOUNCER_PID" ;;
         pgcat)
             if ! kill -0 "$PGCAT_PID" 2>/dev/null; then
                 NOTES+=("pgcat was not running before $workload c=$clients (see its log); restarted it")
-                start_pgcat || { printf '%s\t%s\t%s\t-\t-\t-\t-\tpgcat did not restart\n' "$workload" "$clients" "$target" >>"$RESULTS"; return; }
+                start_pgcat || { printf '%s\t%s\t%s\t-\t-\t-\t-\t-\tpgcat did not restart\n' "$workload" "$clients" "$target" >>"$RESULTS"; return; }
             fi
             port="$PGCAT_PORT"; pid="$PGCAT_PID" ;;
         pgcat-parser) port="$PGCAT_PARSER_PORT"; pid="$PGCAT_PARSER_PID" ;;
@@ -382,16 +412,27 @@ run_one() { # workload clients target
     # What pgbench does before a run unless -n, done straight on Postgres so every target starts alike.
     psql_at "$PG_PORT" -c 'vacuum pgbench_branches' -c 'vacuum pgbench_tellers' -c 'truncate pgbench_history' >/dev/null
 
-    local cpu0="" cpu1="" rc=0
-    [[ -n "$pid" ]] && cpu0="$(cpu_ticks "$pid" || true)"
-    (cd "$WORK/runs/$id" && timeout --foreground -k 5 $((DURATION + 60)) \
-        pgbench -n "${script_args[@]}" -M "$mode" -c "$clients" -j "$JOBS" -T "$DURATION" \
+    local cpu0="" cpu1="" rc=0 sampler="" rss="-"
+    if [[ -n "$pid" ]]; then
+        cpu0="$(cpu_ticks "$pid" || true)"
+        sample_rss "$pid" "$WORK/runs/$id/rss" &
+        sampler=$!
+    fi
+    (cd "$WORK/runs/$id" && timeout --foreground -k 5 $((DURATION + 120)) \
+        pgbench -n "${script_args[@]}" -M "$mode" -c "$clients" -j "$jobs" -T "$DURATION" \
         -h 127.0.0.1 -p "$port" -U app --log --log-prefix=txlog app >out.txt 2>err.txt) || rc=$?
-    [[ -n "$pid" ]] && cpu1="$(cpu_ticks "$pid" || true)"
+    if [[ -n "$pid" ]]; then
+        cpu1="$(cpu_ticks "$pid" || true)"
+        kill "$sampler" 2>/dev/null || true
+        wait "$sampler" 2>/dev/null || true
+        [[ -s "$WORK/runs/$id/rss" ]] && rss="$(awk '{printf "%.1f", $1 / 1024}' "$WORK/runs/$id/rss")"
+    fi
 
     local out="$WORK/runs/$id/out.txt" err="$WORK/runs/$id/err.txt" tx tps status=ok stats avg p99 cpu="-"
     tx="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")"
     tps="$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$out")"
+    # -C: every transaction connects, so pgbench counts connection time in (there is no "without" figure)
+    [[ -n "$tps" ]] || tps="$(sed -n 's/^tps = \([0-9.]*\) (including reconnection times).*/\1/p' "$out")"
     stats="$(latency_stats "$WORK"/runs/"$id"/txlog.*)"
     read -r avg p99 _ <<<"$stats"
     if (( rc != 0 )); then
@@ -403,6 +444,10 @@ run_one() { # workload clients target
     fi
     local failed
     failed="$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")"
+    if (( rc == 0 )) && [[ "${tx:-0}" == 0 ]]; then
+        status="no transaction completed"
+        NOTES+=("$id: no transaction completed in ${DURATION}s")
+    fi
     if [[ -n "$failed" && "$failed" != 0 ]]; then
         NOTES+=("$id: $failed failed transactions")
         [[ "$status" == ok ]] && status="$failed failed"
@@ -415,9 +460,18 @@ run_one() { # workload clients target
         cpu="$(python3 -c "import sys; t, tx, hz = map(int, sys.argv[1:]); print(f'{t / hz * 1000 / tx * 1000:.1f}')" \
             $((cpu1 - cpu0)) "$tx" "$(getconf CLK_TCK)")"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$clients" "$target" "${tps:--}" "${avg:--}" "${p99:--}" \
-        "$cpu" "$status" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$clients" "$target" "${tps:--}" "${avg:--}" "${p99:--}" \
+        "$cpu" "$rss" "$status" >>"$RESULTS"
     rm -f "$WORK"/runs/"$id"/txlog.*
+}
+
+# Largest VmRSS (kB) of a process, sampled every 0.2 s into a file, until killed.
+sample_rss() {
+    local pid="$1" out="$2" max=0 kb
+    while kb="$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)" && [[ -n "$kb" ]]; do
+        if (( kb > max )); then max=$kb; echo "$max" >"$out"; fi
+        sleep 0.2
+    done
 }
 
 # Share of the machine's CPU busy over 2 s before the first run (after the build): other work skews everything.
@@ -431,12 +485,43 @@ print(f"{100 * (sum(d) - idle) / max(1, sum(d)):.0f}%")' "${a[*]:1}" "${b[*]:1}"
 BUSY_START="$(cpu_busy_pct)"
 # Targets innermost, so slow drift (caches, table bloat from TPC-B) affects all of them alike.
 for workload in $WORKLOADS; do
-    for clients in $CLIENTS; do
+    case "$workload" in
+        tpcb-*) counts="$TPCB_CLIENTS" ;;
+        connect-*) counts="$CONNECT_CLIENTS" ;;
+        *) counts="$CLIENTS" ;;
+    esac
+    for clients in $counts; do
         for target in $TARGETS; do
             run_one "$workload" "$clients" "$target"
         done
     done
 done
+
+# Idle clients: each pooler holds BENCH_IDLE_CLIENTS logged-in, idle connections; its RSS before and with them.
+IDLE="$WORK/idle.tsv" # target connected failed baseline_kb rss_kb seconds
+: >"$IDLE"
+if (( IDLE_CLIENTS > 0 )); then
+    for target in pgbouncer pgcat; do
+        has_target "$target" || continue
+        case "$target" in
+            pgbouncer) port="$PGBOUNCER_PORT"; pid="$PGBOUNCER_PID" ;;
+            pgcat) port="$PGCAT_PORT"; pid="$PGCAT_PID" ;;
+        esac
+        note "idle: $IDLE_CLIENTS clients on $target"
+        line="$(timeout --foreground 600 python3 "$ROOT/scripts/lib/idle_clients.py" --port "$port" --pid "$pid" \
+            --count "$IDLE_CLIENTS" 2>&1 | tail -n1)" || true
+        connected="$(sed -n 's/.*connected=\([0-9]*\).*/\1/p' <<<"$line")"
+        if [[ -z "$connected" ]]; then
+            NOTES+=("idle clients on $target: $line")
+            continue
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$connected" \
+            "$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$line")" "$(sed -n 's/.*baseline_kb=\([0-9]*\).*/\1/p' <<<"$line")" \
+            "$(sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p' <<<"$line")" "$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$line")" >>"$IDLE"
+        [[ "$line" == *first_error=* ]] && NOTES+=("idle clients on $target: ${line#*first_error=}")
+        sleep 3  # the clients' sockets close before the next pooler's turn
+    done
+fi
 
 # ---------------------------------------------------------------- report
 
@@ -466,29 +551,16 @@ report() {
     echo "- PostgreSQL $PG_VERSION (pgbench scale $SCALE, on 127.0.0.1, replicas stopped)"
     echo "- $PGBOUNCER_VERSION"
     has_target pgcat && echo "- pgcat commit $COMMIT, binary ${BIN#"$ROOT"/}"
-    echo "- Parameters: ${DURATION}s per run, pgbench -j $JOBS, pool size $POOL_SIZE (poolers in transaction mode),"
-    echo "  pgcat worker_threads $wt, SCRAM-SHA-256 client and server auth, no TLS"
+    echo "- Parameters: ${DURATION}s per run, pgbench -j $JOBS (fewer with fewer clients), pool size $POOL_SIZE (poolers in"
+    echo "  transaction mode), pgcat worker_threads $wt, SCRAM-SHA-256 client and server auth, no TLS,"
+    echo "  Postgres max_connections $PG_MAX_CONNECTIONS, $IDLE_CLIENTS idle clients for the memory figure"
     echo "- CPU busy (whole machine) in the 2 s before the first run: $BUSY_START; other work running skews every number"
     echo
-    echo "| Workload | Clients | Target | TPS | Avg latency (ms) | p99 latency (ms) | Pooler CPU ms / 1k tx | Status |"
-    echo "|---|---:|---|---:|---:|---:|---:|---|"
-    local workload clients target tps avg p99 cpu status label
-    while IFS=$'\t' read -r workload clients target tps avg p99 cpu status; do
-        case "$workload" in
-            select-simple) label="select-only (-S), simple" ;;
-            select-extended) label="select-only (-S), extended" ;;
-            tpcb-simple) label="TPC-B, simple" ;;
-            tpcb-extended) label="TPC-B, extended" ;;
-            select-prepared) label="select-only (-S), prepared" ;;
-            tpcb-prepared) label="TPC-B, prepared" ;;
-            *) label="$workload" ;;
-        esac
-        [[ "$tps" != - ]] && tps="$(printf '%.0f' "$tps")"
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$clients" "$target" "$tps" "$avg" "$p99" "$cpu" "$status"
-    done <"$RESULTS"
+    python3 "$ROOT/scripts/lib/bench_report.py" "$RESULTS" "$IDLE" "$CHART" "$CHART_LINK"
     echo
     echo "Pooler CPU = utime+stime of the pooler process (all threads) over the run, including client connection"
     echo "setup, divided by transactions processed (\"-\" for direct). Clock-tick resolution: $((1000 / $(getconf CLK_TCK))) ms."
+    echo "RSS = the largest resident set of the pooler process during the run (sampled every 0.2 s)."
     if has_target pgcat-parser; then
         echo
         echo "pgcat-parser: read/write splitting by the PostgreSQL parser, the same Postgres listed as primary and as"
@@ -509,6 +581,12 @@ report() {
         echo '```'
     fi
 }
+CHART="$WORK/benchmarks.png"
+CHART_LINK=""
+if (( WRITE_DOCS )); then
+    CHART="$ROOT/docs/benchmarks.png"
+    CHART_LINK="benchmarks.png"
+fi
 report >"$WORK/report.md"
 cat "$WORK/report.md"
 
