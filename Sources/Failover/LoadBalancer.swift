@@ -37,51 +37,76 @@ public enum LoadBalancer {
 
     /// - Parameter replicaToPrimaryFailover: reads go to the primary while every replica is banned (otherwise
     ///   the banned replicas are tried anyway, as PgCat does).
+    /// Runs for every transaction: no intermediate arrays, at most one random draw.
     public static func pick<R: RandomNumberGenerator>(
         _ candidates: [Candidate], role: TargetRole, mode: Mode, replicaToPrimaryFailover: Bool,
         using random: inout R
     ) -> Choice? {
-        let eligible = candidates.filter { candidate in
+        func eligible(_ candidate: Candidate) -> Bool {
             switch role {
             case .primary: return candidate.isPrimary
             case .replica: return !candidate.isPrimary
             case .any: return true
             }
         }
-        let healthy = eligible.filter { !$0.banned }
-        if !healthy.isEmpty {
-            return Choice(index: choose(healthy, mode: mode, using: &random), degraded: false)
+        if let index = choose(candidates, where: { eligible($0) && !$0.banned }, mode: mode, using: &random) {
+            return Choice(index: index, degraded: false)
         }
+        let anyEligible = candidates.contains(where: eligible)
         if role == .replica, replicaToPrimaryFailover, let primary = candidates.first(where: \.isPrimary) {
             return Choice(index: primary.index, degraded: true)
         }
-        if role == .replica, eligible.isEmpty, let primary = candidates.first(where: \.isPrimary) {
+        if role == .replica, !anyEligible, let primary = candidates.first(where: \.isPrimary) {
             return Choice(index: primary.index, degraded: true)  // a shard without replicas
         }
-        if role == .primary, eligible.isEmpty {
+        if role == .primary, !anyEligible,
+           let index = choose(candidates, where: { $0.roleUnknown && !$0.banned }, mode: mode, using: &random) {
             // No known primary (role: auto before its first health check, or during a failover): a server whose
             // role is not known yet may be it; a known replica would refuse the write.
-            let unknown = candidates.filter { $0.roleUnknown && !$0.banned }
-            if !unknown.isEmpty { return Choice(index: choose(unknown, mode: mode, using: &random), degraded: true) }
+            return Choice(index: index, degraded: true)
         }
-        guard !eligible.isEmpty else { return candidates.first.map { Choice(index: $0.index, degraded: true) } }
-        return Choice(index: choose(eligible, mode: mode, using: &random), degraded: true)
+        guard anyEligible else { return candidates.first.map { Choice(index: $0.index, degraded: true) } }
+        return choose(candidates, where: eligible, mode: mode, using: &random).map { Choice(index: $0, degraded: true) }
     }
 
-    private static func choose<R: RandomNumberGenerator>(_ pool: [Candidate], mode: Mode, using random: inout R) -> Int {
-        if pool.count == 1 { return pool[0].index }
-        var field = pool
-        if mode == .leastOutstanding, let least = pool.map(\.busy).min() {
-            field = pool.filter { $0.busy == least }
-            if field.count == 1 { return field[0].index }
+    /// Among the candidates `include` admits (in order): the only one, or (`loc`) among those with the fewest in
+    /// flight, one at random by weight (uniformly when no weight is positive).
+    private static func choose<R: RandomNumberGenerator>(
+        _ all: [Candidate], where include: (Candidate) -> Bool, mode: Mode, using random: inout R
+    ) -> Int? {
+        var count = 0
+        var least = Int.max
+        var only = -1
+        for candidate in all where include(candidate) {
+            count += 1
+            least = min(least, candidate.busy)
+            only = candidate.index
         }
-        let total = field.reduce(0) { $0 + max($1.weight, 0) }
-        guard total > 0 else { return field[Int.random(in: 0..<field.count, using: &random)].index }
+        if count <= 1 { return count == 1 ? only : nil }
+        let byLoad = mode == .leastOutstanding
+        func inField(_ candidate: Candidate) -> Bool { include(candidate) && (!byLoad || candidate.busy == least) }
+        var fieldCount = 0
+        var total = 0
+        var last = -1
+        for candidate in all where inField(candidate) {
+            fieldCount += 1
+            total += max(candidate.weight, 0)
+            last = candidate.index
+        }
+        if fieldCount == 1 { return last }
+        if total <= 0 {
+            var skip = Int.random(in: 0..<fieldCount, using: &random)
+            for candidate in all where inField(candidate) {
+                if skip == 0 { return candidate.index }
+                skip -= 1
+            }
+            return last
+        }
         var ticket = Int.random(in: 0..<total, using: &random)
-        for candidate in field {
+        for candidate in all where inField(candidate) {
             ticket -= max(candidate.weight, 0)
             if ticket < 0 { return candidate.index }
         }
-        return field[field.count - 1].index
+        return last
     }
 }

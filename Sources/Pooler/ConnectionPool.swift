@@ -137,6 +137,8 @@ public final class ConnectionPool: @unchecked Sendable {
     /// `pgcat_wait_duration_seconds` when the exporter is on, no-ops otherwise).
     let queryTimer: Metrics.Timer
     let waitTimer: Metrics.Timer
+    /// State of the load balancer's random numbers (`PoolRandom`).
+    let randomState = PoolRandom.makeState()
 
     /// CancelRequests forwarded to a server and not answered yet (SHOW POOLS `cl_cancel_req`).
     let cancelsInFlight = Counter()
@@ -365,7 +367,7 @@ public final class ConnectionPool: @unchecked Sendable {
                 return shardSlots[eligible[choice.index].index]
             }
         }
-        var random = SystemRandomNumberGenerator()
+        var random = PoolRandom(state: randomState)
         let choice = LoadBalancer.pick(candidates, role: role, mode: routing.loadBalancing,
                                        replicaToPrimaryFailover: routing.replicaToPrimaryFailover, using: &random)
         return shardSlots[choice?.index ?? 0]
