@@ -116,11 +116,15 @@ count_swift_tests() {
 import re, sys
 text = open(sys.argv[1], errors="replace").read()
 passed = failed = 0
-xc = re.findall(r"Executed (\d+) tests?, with (\d+) failures?", text)
+skipped = 0
+# "Executed 421 tests, with 1 test skipped and 0 failures": the last such line is the overall one
+xc = re.findall(r"Executed (\d+) tests?, with (?:(\d+) tests? skipped and )?(\d+) failures?", text)
 if xc:
-    n, f = map(int, xc[-1])
-    passed += n - f
+    n, s, f = xc[-1]
+    n, s, f = int(n), int(s or 0), int(f)
+    passed += n - f - s
     failed += f
+    skipped += s
 st = re.findall(r"Test run with (\d+) tests?\b.*?(passed|failed)", text)
 if st:
     n = int(st[-1][0])
@@ -129,7 +133,7 @@ if st:
         f = 1
     passed += max(n - f, 0)
     failed += f
-print(passed, failed)
+print(passed, failed, skipped)
 EOF
 }
 
@@ -138,10 +142,11 @@ if ((UNIT)); then
     start=$SECONDS
     timeout 1200 swift test 2>&1 | tee "$WORK/unit.log" | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Write|Linking|Applying|Merging)|^Test Case .* (started|passed)|^Test Suite .* started|^[^ ]+ Test .*\) (started\.|passed after)'
     rc=${PIPESTATUS[0]}
-    read -r up uf < <(count_swift_tests "$WORK/unit.log")
-    echo "swift test: exit $rc after $((SECONDS - start))s: $up passed, $uf failed"
+    read -r up uf us < <(count_swift_tests "$WORK/unit.log")
+    echo "swift test: exit $rc after $((SECONDS - start))s: $up passed, $uf failed, $us skipped"
     PASSED=$((PASSED + up))
     FAILED=$((FAILED + uf))
+    SKIPPED=$((SKIPPED + us))
     if ((rc != 0)); then
         FAILURES+=("swift test (exit $rc)")
         if ((uf == 0)); then FAILED=$((FAILED + 1)); fi
