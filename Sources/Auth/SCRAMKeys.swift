@@ -49,13 +49,25 @@ enum SCRAMCrypto {
     static func sha256<Bytes: Collection>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
         var hasher = SHA256()
         Array(bytes).withUnsafeBytes { hasher.update(bufferPointer: $0) }
-        return Array(hasher.finalize())
+        return hasher.finalize().withUnsafeBytes { Array($0) }
     }
 
+    /// HMAC-SHA256 spelt out over raw buffers (as `pbkdf2SHA256`): every SCRAM login computes two, and
+    /// `HMAC<SHA256>` with `SymmetricKey` and `DataProtocol` iteration cost several times more in the profile.
     static func hmac(key: [UInt8], _ message: [UInt8]) -> [UInt8] {
-        var authenticator = HMAC<SHA256>(key: SymmetricKey(data: key))
-        authenticator.update(data: message)
-        return Array(authenticator.finalize())
+        let blockSize = SHA256.blockByteCount
+        var padded = key.count > blockSize ? sha256(key) : key
+        padded += [UInt8](repeating: 0, count: blockSize - padded.count)
+        var inner = SHA256()
+        var pad = padded.map { $0 ^ 0x36 }
+        pad.withUnsafeBytes { inner.update(bufferPointer: $0) }
+        message.withUnsafeBytes { inner.update(bufferPointer: $0) }
+        let innerDigest = inner.finalize()
+        var outer = SHA256()
+        for index in 0..<blockSize { pad[index] = padded[index] ^ 0x5C }
+        pad.withUnsafeBytes { outer.update(bufferPointer: $0) }
+        innerDigest.withUnsafeBytes { outer.update(bufferPointer: $0) }
+        return outer.finalize().withUnsafeBytes { Array($0) }
     }
 
     /// PBKDF2-HMAC-SHA256 with a 32-byte output (one block): U1 = HMAC(P, salt || INT(1)),
