@@ -175,7 +175,7 @@ extension ClientConnection {
         server.lastApplicationName.withLockedValue { $0 = applicationName }
         server.resetRelayState()
         server.attach(owner: self)
-        if let context, !context.channel.isWritable {
+        if context != nil, !clientWritable {
             serverReadsPaused = true
             server.setReadEnabled(false)
         }

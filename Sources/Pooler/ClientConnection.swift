@@ -38,6 +38,9 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var user = ""
     var database = ""
     var applicationName = ""
+    /// The client channel's writability as of its last change (every lease checks it: reading it here spares a
+    /// cold read of NIO's channel object when many clients take turns).
+    var clientWritable = true
     /// Reported parameters the client chose (startup packet or SET), replayed on each server connection.
     var trackedParameters: [String: String] = [:] { didSet { trackedFingerprint = nil } }
     /// `ParameterFingerprint` of `trackedParameters`, computed when first needed after a change.
@@ -194,9 +197,10 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
 
     /// Backpressure both ways: a slow client pauses reads from its server, a slow server pauses reads from the client.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        clientWritable = context.channel.isWritable
         if let server {
-            serverReadsPaused = !context.channel.isWritable
-            server.setReadEnabled(context.channel.isWritable)
+            serverReadsPaused = !clientWritable
+            server.setReadEnabled(clientWritable)
         }
         context.fireChannelWritabilityChanged()
     }

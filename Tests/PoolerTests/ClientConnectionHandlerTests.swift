@@ -338,6 +338,48 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertTrue(server.isActive)
     }
 
+    // MARK: 10c. backpressure
+
+    /// EmbeddedChannel keeps no autoRead option to look at: the client's record of having paused its server is.
+    private func serverReadsPaused(_ h: PoolerHarness, _ client: EmbeddedChannel) -> Bool {
+        h.handler(of: client)?.serverReadsPaused ?? false
+    }
+
+    func testASlowClientPausesReadsFromItsServerUntilItCatchesUp() {
+        let h = PoolerHarness()
+        let (a, server) = h.loginFirstClient()
+        begin(h, a, on: server)
+        XCTAssertFalse(serverReadsPaused(h, a))
+
+        a.isWritable = false
+        a.pipeline.fireChannelWritabilityChanged()
+        XCTAssertTrue(serverReadsPaused(h, a), "the client cannot take more: stop reading the server")
+
+        a.isWritable = true
+        a.pipeline.fireChannelWritabilityChanged()
+        XCTAssertFalse(serverReadsPaused(h, a))
+    }
+
+    func testAClientThatIsNotWritableWhenItGetsAServerPausesItsReads() {
+        let h = PoolerHarness()
+        let (a, server) = h.loginFirstClient()
+        h.send(Frontend.query("SELECT 1"), to: a)
+        _ = server.drainOutbound()
+        h.send(concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle)), to: server)
+        _ = a.drainOutbound()
+        XCTAssertEqual(h.pool.counts().idle, 1)
+
+        a.isWritable = false
+        a.pipeline.fireChannelWritabilityChanged()  // between transactions: no server to pause yet
+        h.send(Frontend.query("SELECT 2"), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 2"))
+        XCTAssertTrue(serverReadsPaused(h, a), "leased to a client that cannot take more: reads paused at once")
+
+        a.isWritable = true
+        a.pipeline.fireChannelWritabilityChanged()
+        XCTAssertFalse(serverReadsPaused(h, a))
+    }
+
     // MARK: 11. client disconnects mid-transaction
 
     func testClientDisconnectInTransactionRollsBackAndReusesTheConnection() {
