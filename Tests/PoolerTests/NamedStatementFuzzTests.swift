@@ -567,25 +567,24 @@ final class NamedStatementFuzzTests: XCTestCase {
         fuzz(seeds: 1000..<1032, avoidKnownBugs: true)
     }
 
-    /// Tools, skipped unless asked for (add `NAMED_FUZZ_AVOID=1` for `avoidKnownBugs`):
-    /// `NAMED_FUZZ_TRACE=<seed>` prints every step of one seed, for shrinking a failure by hand;
-    /// `NAMED_FUZZ_SWEEP=<n>` runs seeds 0..<n and prints every failing seed (a wider check after a fix).
-    func testTraceOrSweepOnRequest() throws {
+    /// A wider sweep than the two tests above (seeds they do not run), and tools for a failure: add
+    /// `NAMED_FUZZ_AVOID=1` for `avoidKnownBugs`; `NAMED_FUZZ_TRACE=<seed>` prints every step of one seed, for
+    /// shrinking a failure by hand; `NAMED_FUZZ_SWEEP=<n>` sweeps seeds 0..<n instead of the default 32..<96.
+    func testWiderSweepOrOneTracedSeed() {
         let environment = ProcessInfo.processInfo.environment
         let avoid = environment["NAMED_FUZZ_AVOID"] == "1"
         if let seed = environment["NAMED_FUZZ_TRACE"].flatMap(UInt64.init) {
             if let failure = run(seed: seed, avoidKnownBugs: avoid, trace: true) { XCTFail(failure) }
-        } else if let count = environment["NAMED_FUZZ_SWEEP"].flatMap(UInt64.init) {
-            var failures = 0
-            for seed in 0..<count {
-                guard let failure = run(seed: seed, avoidKnownBugs: avoid) else { continue }
-                failures += 1
-                print("seed \(seed) fails: " + failure.replacingOccurrences(of: "\n", with: " | "))
-            }
-            XCTAssertEqual(failures, 0, "of \(count) seeds")
-        } else {
-            throw XCTSkip("set NAMED_FUZZ_TRACE=<seed> or NAMED_FUZZ_SWEEP=<count>")
+            return
         }
+        let seeds = environment["NAMED_FUZZ_SWEEP"].flatMap(UInt64.init).map { 0..<$0 } ?? 32..<96
+        var failures = 0
+        for seed in seeds {
+            guard let failure = run(seed: seed, avoidKnownBugs: avoid) else { continue }
+            failures += 1
+            print("seed \(seed) fails: " + failure.replacingOccurrences(of: "\n", with: " | "))
+        }
+        XCTAssertEqual(failures, 0, "of \(seeds.count) seeds")
     }
 
     // MARK: minimal reproductions
