@@ -105,6 +105,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Atomics", package: "swift-atomics"),
         ]),
     ]
 )

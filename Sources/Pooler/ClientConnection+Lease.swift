@@ -6,6 +6,11 @@ import NIOCore
 import PostgresWire
 
 extension ClientConnection {
+    /// The shard a lease asks for: `SET SHARD` or a shard comment first, then the automatic sharding key.
+    func leaseShard(in pool: ConnectionPool) -> Int? {
+        routing.shard.flatMap { $0 < pool.shardCount ? $0 : nil } ?? automaticShard
+    }
+
     /// Asks the pool for a server. Returns true when one was leased at once.
     @discardableResult
     func requestServer(role: TargetRole? = nil, affinityKey: String? = nil) -> Bool {
@@ -14,8 +19,9 @@ extension ClientConnection {
         let loggingIn: Bool
         if case .awaitingParameters = phase { loggingIn = true } else { loggingIn = false }
         leaseRole = role
+        leaseAffinityKey = affinityKey
         switch pool.lease(for: self, role: role, bypassPause: loggingIn, affinityKey: affinityKey,
-                          shard: routing.shard.flatMap { $0 < pool.shardCount ? $0 : nil } ?? automaticShard) {
+                          shard: leaseShard(in: pool)) {
         case .leased(let server):
             if loggingIn {
                 waiting = true
@@ -187,17 +193,19 @@ extension ClientConnection {
 
     /// A Query setting the client's reported parameters where `server` differs, or nil when it does not.
     func parameterReplay(for server: ServerConnection) -> ByteBuffer? {
-        // Fast path for every lease: the same values on both sides (the usual case) need no comparison by name.
+        // Fast path for every lease: this server was last found to hold values like this client's (clients of a
+        // pool usually send the same ones), and nothing has changed on it since: no comparison by name.
         let mine = trackedFingerprint ?? ParameterFingerprint.of(trackedParameters)
         trackedFingerprint = mine
-        let theirs = server.trackedFingerprint ?? ParameterFingerprint.of(server.parameters)
-        server.trackedFingerprint = theirs
-        if mine == theirs { return nil }
+        if server.matchedFingerprint == mine { return nil }
         var statements = ""
         for (name, value) in trackedParameters where server.parameters[name] != value {
             statements += "SET \(name) TO '\(value.replacingOccurrences(of: "'", with: "''"))';"
         }
-        guard !statements.isEmpty else { return nil }
+        guard !statements.isEmpty else {
+            server.matchedFingerprint = mine
+            return nil
+        }
         var buffer = allocate(statements.utf8.count + 8)
         MessageEncoder.query(statements, into: &buffer)
         return buffer

@@ -78,6 +78,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var automaticShard: Int?
     /// The role of the transaction being leased for (re-asked after RESUME or a reload).
     var leaseRole: TargetRole?
+    /// The affinity key of the current lease request (CPU inference), asked again by `leaseAgain`.
+    var leaseAffinityKey: String?
     /// The inference lease in progress or held (ML routing).
     var inference: InferenceLease?
     /// When this client's last transaction on the primary ended (read-your-writes window).
@@ -343,8 +345,9 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         guard let lease = inference else {
             let loggingIn: Bool
             if case .awaitingParameters = phase { loggingIn = true } else { loggingIn = false }
+            // The same request as the first one (requestServer): role, affinity and shard.
             if case .leased(let server) = pool.lease(for: self, role: leaseRole, bypassPause: loggingIn,
-                                                 shard: routing.shard.flatMap { $0 < pool.shardCount ? $0 : nil }) {
+                                                 affinityKey: leaseAffinityKey, shard: leaseShard(in: pool)) {
                 leaseGranted(server)
             }
             return

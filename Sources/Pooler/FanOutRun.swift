@@ -214,6 +214,13 @@ final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
         pending.writeBuffer(&incoming)
         while let header = FrameHeader.peek(pending, at: pending.readerIndex),
               pending.readableBytes >= header.frameSize {
+            guard header.length >= 4 else {  // a length under 4 would never advance this loop
+                pending.clear()
+                run.fail(.connectionFailure, "shard \(shard): protocol error from server: invalid message length "
+                         + "\(header.length)")
+                run.legFinished(self)  // not cleanly idle: the connection is discarded
+                return
+            }
             let frame = pending.readSlice(length: header.frameSize)!
             if header.id == BackendID.readyForQuery {
                 server.status = frame.getInteger(at: frame.readerIndex + FrameHeader.size, as: UInt8.self)

@@ -1,7 +1,8 @@
-/// A fingerprint of the tracked parameters (`ClientConnection.trackedParameterNames`) in a set of reported values,
-/// so that a lease compares one integer instead of looking each name up: equal fingerprints mean the server already
-/// has the client's values and nothing is replayed. Swift's `Hasher` is SipHash with a per-process random seed, so a
-/// client cannot choose values that collide with another set; a missing name hashes differently from any value.
+/// A fingerprint of a client's tracked parameters (`ClientConnection.trackedParameterNames`), so that a lease
+/// compares one integer instead of looking each name up: a server remembers the fingerprint it last matched
+/// (`ServerConnection.matchedFingerprint`) until its own parameters change. Swift's `Hasher` is SipHash with a
+/// per-process random seed, so a client cannot choose values that collide with another set; a missing name
+/// hashes differently from any value.
 enum ParameterFingerprint {
     /// The tracked names in a fixed order.
     static let names: [String] = ClientConnection.trackedParameterNames.sorted()

@@ -101,9 +101,10 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
 
     /// Set once at startup.
     /// The server's current reported parameters (startup, then ParameterStatus while leased).
-    public internal(set) var parameters: [String: String] = [:] { didSet { trackedFingerprint = nil } }
-    /// `ParameterFingerprint` of the tracked names in `parameters`, computed when first needed after a change.
-    var trackedFingerprint: Int?
+    public internal(set) var parameters: [String: String] = [:] { didSet { matchedFingerprint = nil } }
+    /// The `ParameterFingerprint` of the last client parameters found to need no replay here (nil once
+    /// `parameters` changes).
+    var matchedFingerprint: Int?
     public private(set) var backendKey: BackendKeyData?
     public let createdAt: NIODeadline
 

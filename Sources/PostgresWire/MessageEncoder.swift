@@ -135,20 +135,30 @@ public enum MessageEncoder {
         }
         frame(FrontendID.bind, into: &buffer) {
             $0.writeMultipleIntegers(UInt8(0), UInt8(0), Int16(0))  // unnamed portal and statement, text formats
-            $0.writeInteger(Int16(parameters.count))
-            for parameter in parameters {
-                if let parameter {
-                    $0.writeInteger(Int32(parameter.utf8.count))
-                    $0.writeString(parameter)
-                } else {
-                    $0.writeInteger(Int32(-1))
-                }
-            }
+            writeTextValues(parameters, into: &$0)
             $0.writeInteger(Int16(0))  // text results
         }
         frame(FrontendID.execute, into: &buffer) {
             $0.writeInteger(UInt8(0))
             $0.writeInteger(Int32(0))
+        }
+    }
+
+    /// DataRow of text values (nil = SQL NULL).
+    public static func dataRow(_ values: [String?], into buffer: inout ByteBuffer) {
+        frame(BackendID.dataRow, into: &buffer) { writeTextValues(values, into: &$0) }
+    }
+
+    /// A count, then each value as its length and text (-1 for NULL): Bind parameters and DataRow columns.
+    private static func writeTextValues(_ values: [String?], into buffer: inout ByteBuffer) {
+        buffer.writeInteger(Int16(values.count))
+        for value in values {
+            if let value {
+                buffer.writeInteger(Int32(value.utf8.count))
+                buffer.writeString(value)
+            } else {
+                buffer.writeInteger(Int32(-1))
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 /// Fixtures for handler tests on `EmbeddedChannel`s: a fake connector whose server connections live in embedded
 /// channels on the same `EmbeddedEventLoop` as the clients, message builders for both directions, and a parser
 /// that splits what a channel sent into frames.
+import Atomics
 import Config
 import Logging
 import NIOCore
@@ -298,17 +299,7 @@ enum Backend {
 
     static func dataRow(_ values: [String?]) -> ByteBuffer {
         var buffer = ByteBuffer()
-        MessageEncoder.frame(BackendID.dataRow, into: &buffer) {
-            $0.writeInteger(Int16(values.count))
-            for value in values {
-                if let value {
-                    $0.writeInteger(Int32(value.utf8.count))
-                    $0.writeString(value)
-                } else {
-                    $0.writeInteger(Int32(-1))
-                }
-            }
-        }
+        MessageEncoder.dataRow(values, into: &buffer)
         return buffer
     }
 
@@ -510,4 +501,10 @@ final class PoolerHarness {
     func handler(of channel: EmbeddedChannel) -> ClientConnection? {
         try? channel.pipeline.syncOperations.handler(type: ClientConnection.self)
     }
+}
+
+/// Seeded randomness for the fuzz tests: the pooler's own SplitMix64 (`PoolRandom`) started from a fixed state, so
+/// a failing seed reproduces.
+extension PoolRandom {
+    init(seed: UInt64) { self.init(state: ManagedAtomic(seed)) }
 }

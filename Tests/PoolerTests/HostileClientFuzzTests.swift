@@ -10,17 +10,6 @@ import XCTest
 @testable import Pooler
 
 final class HostileClientFuzzTests: XCTestCase {
-    private struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Valid frontend messages to mutate.
     private static let seeds: [ByteBuffer] = [
         Frontend.query("SELECT 1"), Frontend.query("BEGIN"), Frontend.query("LISTEN x"),
@@ -31,7 +20,7 @@ final class HostileClientFuzzTests: XCTestCase {
         Frontend.copyDone(),
     ]
 
-    private static func mutated(_ message: ByteBuffer, using rng: inout SplitMix64) -> [UInt8] {
+    private static func mutated(_ message: ByteBuffer, using rng: inout PoolRandom) -> [UInt8] {
         var bytes = Array(message.readableBytesView)
         switch Int.random(in: 0..<8, using: &rng) {
         case 0:  // a random length field
@@ -55,7 +44,7 @@ final class HostileClientFuzzTests: XCTestCase {
 
     /// One run: returns a description of a broken invariant, or nil.
     private func run(seed: UInt64) -> String? {
-        var rng = SplitMix64(state: seed)
+        var rng = PoolRandom(seed: seed)
         let h = PoolerHarness(.init(poolSize: 1, maxMessageSize: 4096))
         let loggedIn = Bool.random(using: &rng)
         let admin = loggedIn && Int.random(in: 0..<4, using: &rng) == 0

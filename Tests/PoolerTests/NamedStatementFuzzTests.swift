@@ -25,20 +25,6 @@ import XCTest
 @testable import Pooler
 
 final class NamedStatementFuzzTests: XCTestCase {
-    // MARK: deterministic randomness
-
-    private struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     // MARK: a tiny Postgres
 
     /// One backend: its named (and unnamed) prepared statements and its unnamed portal. Used both as the fake server
@@ -267,7 +253,7 @@ final class NamedStatementFuzzTests: XCTestCase {
     /// follow the failure, so the pooler's accounting for injected Parse and Close that the server skips is
     /// exercised.
     private static func script(client: Int, steps: ClosedRange<Int>, queryInsideGroup: Bool, avoidKnownBugs: Bool,
-                               using rng: inout SplitMix64) -> Script {
+                               using rng: inout PoolRandom) -> Script {
         var script = Script()
         var model = FakePostgres()
         var inGroup = false
@@ -365,7 +351,7 @@ final class NamedStatementFuzzTests: XCTestCase {
 
     /// Runs one seed; returns a failure description, or nil. `trace` prints every step.
     private func run(seed: UInt64, avoidKnownBugs: Bool, trace: Bool = false) -> String? {
-        var rng = SplitMix64(seed: seed)
+        var rng = PoolRandom(seed: seed &+ 0x9E37_79B9_7F4A_7C15)
         let queryInsideGroup = Bool.random(using: &rng)
         let poolSize = Int.random(in: 1...2, using: &rng)
         let clientCount = Int.random(in: 3...4, using: &rng)

@@ -10,20 +10,6 @@ import XCTest
 @testable import Pooler
 
 final class RelayInterleavingFuzzTests: XCTestCase {
-    // MARK: deterministic randomness
-
-    private struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     // MARK: a tiny Postgres
 
     /// One backend's view of the unnamed statement and portal. Replies are symbols: `1` ParseComplete,
@@ -147,7 +133,7 @@ final class RelayInterleavingFuzzTests: XCTestCase {
     /// surviving a Sync or a Query (in transaction mode the next group may run on another server connection).
     /// Ends with a Sync.
     private static func script(client: Int, queryInsideGroup: Bool, avoidKnownBugs: Bool,
-                               using rng: inout SplitMix64) -> [ByteBuffer] {
+                               using rng: inout PoolRandom) -> [ByteBuffer] {
         var messages: [ByteBuffer] = []
         var sequence = 0
         var hasStatement = false, hasPortal = false, executed = false, inGroup = false
@@ -220,7 +206,7 @@ final class RelayInterleavingFuzzTests: XCTestCase {
     /// nothing past its next Sync until that ReadyForQuery arrives (see
     /// `testQuerySentBehindSyncAfterAnErrorArrivedIsAwaitedAndItsRowsGoToItsClient`).
     private func run(seed: UInt64, queryInsideGroup: Bool, avoidKnownBugs: Bool, trace: Bool = false) -> String? {
-        var rng = SplitMix64(seed: seed)
+        var rng = PoolRandom(seed: seed &+ 0x9E37_79B9_7F4A_7C15)
         let poolSize = Int.random(in: 1...2, using: &rng)
         let clientCount = Int.random(in: 3...4, using: &rng)
         let h = PoolerHarness(PoolerHarness.Options(poolSize: poolSize))

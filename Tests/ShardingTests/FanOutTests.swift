@@ -91,17 +91,9 @@ final class FanOutMergerTests: XCTestCase {
     }
 
     private func dataRow(_ values: [String?]) -> ByteBuffer {
-        frame(BackendID.dataRow) {
-            $0.writeInteger(Int16(values.count))
-            for value in values {
-                if let value {
-                    $0.writeInteger(Int32(value.utf8.count))
-                    $0.writeString(value)
-                } else {
-                    $0.writeInteger(Int32(-1))
-                }
-            }
-        }
+        var buffer = ByteBuffer()
+        MessageEncoder.dataRow(values, into: &buffer)
+        return buffer
     }
 
     private func reply(_ columns: [(String, UInt32)], _ rows: [[String?]], tableOID: UInt32 = 1) -> ByteBuffer {

@@ -67,19 +67,7 @@ struct AdminResult {
                     $0.writeMultipleIntegers(Int32(0), Int16(0), column.type.oid, column.type.size, Int32(-1), Int16(0))
                 }
             }
-            for row in rows {
-                MessageEncoder.frame(BackendID.dataRow, into: &buffer) {
-                    $0.writeInteger(Int16(row.count))
-                    for value in row {
-                        if let text = value.wire {
-                            $0.writeInteger(Int32(text.utf8.count))
-                            $0.writeString(text)
-                        } else {
-                            $0.writeInteger(Int32(-1))
-                        }
-                    }
-                }
-            }
+            for row in rows { MessageEncoder.dataRow(row.map(\.wire), into: &buffer) }
         }
         MessageEncoder.commandComplete(tag, into: &buffer)
     }
