@@ -13,23 +13,37 @@ extension ConnectionPool {
     func lookUpPassword(on loop: EventLoop) -> EventLoopFuture<AuthQuery.Outcome> {
         guard let authQuery else { return loop.makeSucceededFuture(.refused(reason: "auth_query is not configured")) }
         let now = NIODeadline.now()
-        let (cached, inFlight): (String?, EventLoopFuture<AuthQuery.Outcome>?) = lock.withLock {
+        // One decision under the lock: a fresh secret, a lookup already running, or this caller starts one (two
+        // logins deciding apart could both start a lookup).
+        enum Source {
+            case cached(String)
+            case running(EventLoopFuture<AuthQuery.Outcome>)
+            case started(EventLoopPromise<AuthQuery.Outcome>)
+        }
+        let source: Source = lock.withLock {
             if let found = authQuerySecret, now - found.fetchedAt < Self.authQueryCacheTime {
-                return (found.secret, nil)
+                return .cached(found.secret)
             }
-            return (nil, authQueryLookup)
+            if let running = authQueryLookup { return .running(running) }
+            let promise = loop.makePromise(of: AuthQuery.Outcome.self)
+            authQueryLookup = promise.futureResult
+            return .started(promise)
         }
-        if let cached { return loop.makeSucceededFuture(.secret(cached)) }
-        if let inFlight { return inFlight.hop(to: loop) }
-        let lookup = runAuthQuery(authQuery, on: loop)
-        lock.withLock { authQueryLookup = lookup }
-        lookup.whenComplete { result in
-            self.lock.withLock {
-                self.authQueryLookup = nil
-                if case .success(.secret(let secret)) = result { self.authQuerySecret = (secret, NIODeadline.now()) }
+        switch source {
+        case .cached(let secret):
+            return loop.makeSucceededFuture(.secret(secret))
+        case .running(let lookup):
+            return lookup.hop(to: loop)
+        case .started(let promise):
+            runAuthQuery(authQuery, on: loop).whenComplete { result in
+                self.lock.withLock {
+                    self.authQueryLookup = nil
+                    if case .success(.secret(let secret)) = result { self.authQuerySecret = (secret, NIODeadline.now()) }
+                }
+                promise.completeWith(result)
             }
+            return promise.futureResult
         }
-        return lookup
     }
 
     /// A login with the cached secret failed: the password may have changed, so the next login asks again.
@@ -55,19 +69,6 @@ extension ConnectionPool {
         }.map { results in
             AuthQuery.interpret(user: user, lookup: results.first ?? [], validity: results.count > 1 ? results[1] : [])
         }
-    }
-
-    /// A connection outside the pool's accounting (health probes, auth_query), closed by the caller.
-    func openOneOff(_ address: ServerAddress, credentials: ServerCredentials, timeout: TimeAmount,
-                    on loop: EventLoop) -> EventLoopFuture<ServerConnection> {
-        let server = ServerConnection(id: 0, address: address, slotIndex: Int.max, credentials: credentials,
-                                      eventLoop: loop, keyCache: keyCache, connector: connector,
-                                      statementCacheSize: 0, logger: logger)
-        let connected = connector.connect(host: address.host, port: address.port, on: loop,
-                                          timeout: timeout, handler: server)
-        connected.whenFailure { error in server.connectFailed(error) }
-        let deadline = loop.scheduleTask(in: timeout) { server.close() }
-        return connected.flatMap { server.startupFuture }.map { server }.always { _ in deadline.cancel() }
     }
 }
 

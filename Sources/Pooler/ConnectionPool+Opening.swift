@@ -91,21 +91,27 @@ extension ConnectionPool {
     private func openMirror(_ address: ServerAddress, of server: ServerConnection, on loop: EventLoop) {
         var credentials = self.credentials
         credentials.database = address.database
-        let mirror = ServerConnection(id: 0, address: address, slotIndex: Int.max, credentials: credentials,
-                                      eventLoop: loop, keyCache: keyCache, connector: connector,
-                                      statementCacheSize: 0, logger: logger)
         let timeout = TimeAmount.milliseconds(Int64(max(settings.connectTimeout, 1)))
-        let connected = connector.connect(host: address.host, port: address.port, on: loop, timeout: timeout,
-                                          handler: mirror)
-        connected.whenFailure { error in mirror.connectFailed(error) }
-        connected.flatMap { mirror.startupFuture }.whenComplete { result in
+        openOneOff(address, credentials: credentials, timeout: timeout, on: loop).whenComplete { result in
             switch result {
-            case .success:
+            case .success(let mirror):
                 server.addMirror(mirror)
             case .failure(let error):
-                mirror.close()
                 self.logger.info("mirror unavailable", metadata: ["mirror": "\(address)", "error": "\(error)"])
             }
         }
+    }
+
+    /// A connection outside the pool's accounting (health probes, auth_query, mirrors), closed by the caller.
+    func openOneOff(_ address: ServerAddress, credentials: ServerCredentials, timeout: TimeAmount,
+                    on loop: EventLoop) -> EventLoopFuture<ServerConnection> {
+        let server = ServerConnection(id: 0, address: address, slotIndex: Int.max, credentials: credentials,
+                                      eventLoop: loop, keyCache: keyCache, connector: connector,
+                                      statementCacheSize: 0, logger: logger)
+        let connected = connector.connect(host: address.host, port: address.port, on: loop,
+                                          timeout: timeout, handler: server)
+        connected.whenFailure { error in server.connectFailed(error) }
+        let deadline = loop.scheduleTask(in: timeout) { server.close() }
+        return connected.flatMap { server.startupFuture }.map { server }.always { _ in deadline.cancel() }
     }
 }
