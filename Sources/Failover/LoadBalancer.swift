@@ -1,6 +1,7 @@
 /// Choosing the server for a new transaction among a shard's servers: by role, skipping banned ones, by weight at
 /// random or by the fewest transactions in flight (`loc`). Pure: the caller passes the servers' state and a
-/// random number generator.
+/// random number generator. Inlinable, so that callers get it specialised for their collection and generator (an
+/// unspecialised generic call per transaction cost more than the choice itself).
 public enum LoadBalancer {
     public enum Mode: Equatable, Sendable {
         case random
@@ -33,15 +34,22 @@ public enum LoadBalancer {
         public var index: Int
         /// The role had no healthy server: this one is banned (all were), or the primary stands in for replicas.
         public var degraded: Bool
+
+        @inlinable
+        public init(index: Int, degraded: Bool) {
+            self.index = index
+            self.degraded = degraded
+        }
     }
 
     /// - Parameter replicaToPrimaryFailover: reads go to the primary while every replica is banned (otherwise
     ///   the banned replicas are tried anyway, as PgCat does).
     /// Runs for every transaction: no intermediate arrays, at most one random draw.
-    public static func pick<R: RandomNumberGenerator>(
-        _ candidates: [Candidate], role: TargetRole, mode: Mode, replicaToPrimaryFailover: Bool,
+    @inlinable
+    public static func pick<C: Collection, R: RandomNumberGenerator>(
+        _ candidates: C, role: TargetRole, mode: Mode, replicaToPrimaryFailover: Bool,
         using random: inout R
-    ) -> Choice? {
+    ) -> Choice? where C.Element == Candidate {
         func eligible(_ candidate: Candidate) -> Bool {
             switch role {
             case .primary: return candidate.isPrimary
@@ -71,9 +79,10 @@ public enum LoadBalancer {
 
     /// Among the candidates `include` admits (in order): the only one, or (`loc`) among those with the fewest in
     /// flight, one at random by weight (uniformly when no weight is positive).
-    private static func choose<R: RandomNumberGenerator>(
-        _ all: [Candidate], where include: (Candidate) -> Bool, mode: Mode, using random: inout R
-    ) -> Int? {
+    @inlinable
+    static func choose<C: Collection, R: RandomNumberGenerator>(
+        _ all: C, where include: (Candidate) -> Bool, mode: Mode, using random: inout R
+    ) -> Int? where C.Element == Candidate {
         var count = 0
         var least = Int.max
         var only = -1

@@ -15,7 +15,8 @@ extension ClientConnection {
                                              password: known ? admin?.config.password : nil,
                                              verifier: known ? admin?.scramVerifier : nil)
         let action = machine.start()
-        phase = .authenticating(machine)
+        authMachine = machine
+        phase = .authenticating
         carryOut(action)
     }
 

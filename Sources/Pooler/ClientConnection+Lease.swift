@@ -31,10 +31,10 @@ extension ClientConnection {
             attach(server)
             return true
         case .waiting:
-            logger.trace("waiting for a server")
             waiting = true
-            stats.startWaiting(now: eventLoop.now)
-            let deadline = eventLoop.now + .milliseconds(Int64(pool.settings.connectTimeout))
+            let now = eventLoop.now
+            stats.startWaiting(now: now)
+            let deadline = now + .milliseconds(Int64(pool.settings.connectTimeout))
             waitDeadline = deadline
             armWaitTimer(deadline)
             return false
@@ -173,12 +173,11 @@ extension ClientConnection {
     func attachLeased(_ server: ServerConnection) { attach(server) }
 
     private func attach(_ server: ServerConnection) {
-        logger.trace("attach", metadata: ["server_id": "\(server.id)"])
         self.server = server
         planRetry = nil
         leaseRetries = 0
         stats.set(.active)
-        server.lastApplicationName.withLockedValue { $0 = applicationName }
+        server.noteApplicationName(applicationName)
         server.resetRelayState()
         server.attach(owner: self)
         if context != nil, !clientWritable {
@@ -214,12 +213,11 @@ extension ClientConnection {
     /// Gives the server back to the pool after a finished transaction.
     func releaseServer() {
         guard let server else { return }
-        logger.trace("release", metadata: ["server_id": "\(server.id)"])
         self.server = nil
         stats.set(.idle)
         let cancelSent = inference?.cancelSent == true
         finishInference()
-        if leaseRole == .primary { lastPrimaryTransaction = eventLoop.now }
+        if leaseRole == .primary, pool?.routing.readYourWritesWindow ?? 0 > 0 { lastPrimaryTransaction = eventLoop.now }
         server.detach(owner: self)
         restoreReads(server)
         if cancelSent {

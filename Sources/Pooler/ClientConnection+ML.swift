@@ -30,7 +30,7 @@ extension ClientConnection {
     /// The pgml classification of the statements up to the first Sync (or the Query) at the front of `buffer`,
     /// with the model key resolved from Bind parameters; nil when ML routing is off or nothing involves pgml.
     func mlClassification(for buffer: ByteBuffer) -> (MLClassification, model: String?)? {
-        guard let pool, pool.ml != nil else { return nil }
+        guard let pool, pool.mlEnabled else { return nil }
         var best: MLClassification?
         var pendingParameterKey = false
         var unnamedText: String?
@@ -147,7 +147,7 @@ extension ClientConnection {
         if let current = pool, current.isRetired { adoptReloadedPool() }
         // Inference pools serve transactions: not session mode, not a pinned session, not a client that chose a
         // fixed role (SET SERVER ROLE), and not a client whose own recent write must be read on the primary.
-        guard pool?.ml != nil, releasesAfterTransaction, routing.role == nil, !withinReadYourWritesWindow else {
+        guard pool?.mlEnabled == true, releasesAfterTransaction, routing.role == nil, !withinReadYourWritesWindow else {
             return nil
         }
         guard let (classification, model) = mlClassification(for: buffer) else { return nil }

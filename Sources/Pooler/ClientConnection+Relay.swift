@@ -50,7 +50,7 @@ extension ClientConnection {
         let rewriting = rewritesStatements
         var detectsPins = releasesAfterTransaction
         // GPU inference sent on a connection that is not an inference one (the transaction was routed elsewhere).
-        let countsMisplaced = inference == nil && pool?.ml != nil
+        let countsMisplaced = inference == nil && pool?.mlEnabled == true
         if server.requestStart == nil {
             let now = NIODeadline.now()
             server.requestStart = now

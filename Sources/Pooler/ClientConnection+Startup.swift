@@ -30,7 +30,8 @@ extension ClientConnection {
                 guard let packet else { return }
                 inbox = buffer.readableBytes > 0 ? buffer : nil
                 handle(packet)
-            case .authenticating(var machine):
+            case .authenticating:
+                guard var machine = authMachine else { return }
                 let frame: Frame?
                 do {
                     frame = try Frame.read(from: &buffer, limit: ProtocolCode.maxStartupPacketLength)
@@ -47,7 +48,7 @@ extension ClientConnection {
                     return
                 }
                 let action = machine.receive(frame.payload)
-                phase = .authenticating(machine)
+                authMachine = machine
                 carryOut(action)
             default:
                 return
@@ -181,7 +182,8 @@ extension ClientConnection {
     private func startAuthentication(authType: AuthType?, password: String?, verifier: SCRAMVerifier?) {
         var machine = ClientAuthStateMachine(user: user, authType: authType, password: password, verifier: verifier)
         let action = machine.start()
-        phase = .authenticating(machine)
+        authMachine = machine
+        phase = .authenticating
         carryOut(action)
         if inbox != nil { driveStartup() }
     }
@@ -241,6 +243,7 @@ extension ClientConnection {
     }
 
     private func authenticated(clientKey: [UInt8]?) {
+        authMachine = nil
         if isAdmin {
             adminWelcome()
             return

@@ -13,7 +13,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
 
     enum Phase {
         case startup
-        case authenticating(ClientAuthStateMachine)
+        /// The password exchange (`authMachine`).
+        case authenticating
         /// auth_query is looking up the user's password on a server.
         case lookingUpPassword
         /// Authenticated; waiting for a server connection to learn the parameters to report.
@@ -26,7 +27,11 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     let eventLoop: EventLoop
     var logger: Logger
     var context: ChannelHandlerContext?
+    /// A payload-free enum: the relay checks it several times per message, and an enum carrying the auth machine
+    /// was copied (with retains) at every check.
     var phase: Phase = .startup
+    /// The password exchange in progress (phase `.authenticating`).
+    var authMachine: ClientAuthStateMachine?
     /// Client bytes not handled yet.
     var inbox: ByteBuffer?
     var needsFlush = false
@@ -120,6 +125,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
 
     /// A session on the admin console (database `pgcat` or `pgbouncer`).
     var isAdmin = false
+
+    var ownedServerState: ServerState { .active }
 
     /// Whether the server connection goes back to the pool when a transaction ends.
     var releasesAfterTransaction: Bool { poolMode == .transaction && pin == nil }
@@ -276,6 +283,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         let wasReady: Bool
         if case .ready = phase { wasReady = true } else { wasReady = false }
         phase = .closed
+        authMachine = nil
         inbox = nil
         loginTimer?.cancel()
         loginTimer = nil

@@ -98,7 +98,7 @@ extension ConnectionPool {
                 }
             }
             // A warm connection first (it already ran this model), then one on the client's event loop.
-            let result = slot.machine.leaseRequested(by: WaiterRef(waiter: waiter), now: now.uptimeNanoseconds,
+            let result = slot.machine.leaseRequested(by: WaiterRef(waiter: waiter),
                                                      prefer: { connection in
                 if let model { return connection.hasLoaded(model) }
                 return connection.eventLoop === loop

@@ -41,6 +41,10 @@ public final class ConnectionPool: @unchecked Sendable {
     let inferenceSlots: [ServerSlot]
     /// `ml_routing`, when enabled.
     let ml: MLRoutingConfig?
+    /// `ml != nil`, read on every lease (a plain flag: reading `ml` copies the whole config to test it).
+    let mlEnabled: Bool
+    /// `ml_routing.dedicated`: servers tagged for inference take no ordinary reads.
+    let dedicatedInference: Bool
     /// Inference counters per (model, server).
     let mlStats: MLStats
     /// Whether shard 0 has replicas (read/write splitting has a choice to make).
@@ -158,12 +162,17 @@ public final class ConnectionPool: @unchecked Sendable {
         let lagBytes = Counter()
         /// Whether it is the primary now: as configured, or as detected for `role: auto`.
         var isPrimary: Bool {
-            switch address.role {
-            case "primary": return true
-            case "replica": return false
-            default: return detectedPrimary.load(ordering: .relaxed) == 1
+            switch configuredRole {
+            case .primary: return true
+            case .replica: return false
+            case .auto: return detectedPrimary.load(ordering: .relaxed) == 1
             }
         }
+        /// `role: auto` and no health check has answered yet: it may be the primary.
+        var roleUnknown: Bool { configuredRole == .auto && detectedPrimary.load(ordering: .relaxed) == -1 }
+        /// `address.role`, decided once (every lease asks).
+        let configuredRole: ConfiguredRole
+        enum ConfiguredRole { case primary, replica, auto }
         var machine: PoolStateMachine<ServerConnection, WaiterRef>
         /// Connections opening or open (under the pool lock), for SHOW SERVERS and the address totals.
         var live: [ObjectIdentifier: ServerConnection] = [:]
@@ -185,6 +194,7 @@ public final class ConnectionPool: @unchecked Sendable {
             self.address = address
             self.index = index
             self.isInference = isInference
+            self.configuredRole = address.role == "primary" ? .primary : address.role == "replica" ? .replica : .auto
             self.machine = PoolStateMachine(settings: settings)
         }
     }
@@ -250,6 +260,8 @@ public final class ConnectionPool: @unchecked Sendable {
         self.slots = slots
         self.inferenceSlots = inferenceSlots
         self.ml = ml
+        self.mlEnabled = ml != nil
+        self.dedicatedInference = ml?.dedicated == true
         self.shardCount = max(1, pool.shards.count)
         self.fanOutEnabled = pool.fanOut
         self.slotsByShard = (0..<max(1, pool.shards.count)).map { shard in
@@ -343,34 +355,56 @@ public final class ConnectionPool: @unchecked Sendable {
         let shardSlots = slotsByShard[min(max(shard, 0), slotsByShard.count - 1)]
         if shardSlots.count == 1 { return shardSlots[0] }
         let now = NIODeadline.now().uptimeNanoseconds
-        let busy: [Int]? = routing.loadBalancing == .leastOutstanding || affinityKey != nil
-            ? lock.withLock { shardSlots.map { $0.machine.leasedCount + $0.machine.waitingCount } } : nil
-        var candidates: [LoadBalancer.Candidate] = []
-        candidates.reserveCapacity(shardSlots.count)
-        let dedicated = ml?.dedicated == true && role != .primary
-        for (position, slot) in shardSlots.enumerated() {
-            // `dedicated`: servers tagged for inference take no ordinary reads (writes still reach a tagged primary).
-            if dedicated && slot.tagged && !slot.isPrimary { continue }
-            candidates.append(LoadBalancer.Candidate(
-                index: position, isPrimary: slot.isPrimary, weight: slot.weight,
-                banned: slot.bannedUntil.load(ordering: .relaxed) > now || slot.lagging.load(ordering: .relaxed),
-                busy: busy?[position] ?? 0,
-                roleUnknown: slot.address.role == "auto" && slot.detectedPrimary.load(ordering: .relaxed) == -1))
-        }
-        if let affinityKey {
-            let eligible = candidates.filter { !$0.banned && (role == .any || $0.isPrimary == (role == .primary)) }
-            let servers = eligible.map { candidate in
-                ModelPlacement.Server(id: "\(shardSlots[candidate.index].address.host):\(shardSlots[candidate.index].address.port)",
-                                      weight: candidate.weight, load: candidate.busy)
+        if let affinityKey, let slot = pickByAffinity(affinityKey, in: shardSlots, role: role, now: now) { return slot }
+        // Every transaction with more than one server comes here: the candidates live on the stack.
+        let byLoad = routing.loadBalancing == .leastOutstanding
+        let index = withUnsafeTemporaryAllocation(of: LoadBalancer.Candidate.self, capacity: shardSlots.count) {
+            buffer -> Int? in
+            var count = 0
+            for position in shardSlots.indices {
+                guard let candidate = candidate(at: position, in: shardSlots, role: role, now: now) else { continue }
+                buffer.initializeElement(at: count, to: candidate)
+                count += 1
             }
-            if let choice = ModelPlacement.place(model: affinityKey, servers: servers) {
-                return shardSlots[eligible[choice.index].index]
+            let candidates = UnsafeMutableBufferPointer(rebasing: buffer[..<count])
+            if byLoad {
+                lock.withLock {
+                    for i in candidates.indices {
+                        let machine = shardSlots[candidates[i].index].machine
+                        candidates[i].busy = machine.leasedCount + machine.waitingCount
+                    }
+                }
             }
+            var random = PoolRandom(state: randomState)
+            return LoadBalancer.pick(candidates, role: role, mode: routing.loadBalancing,
+                                     replicaToPrimaryFailover: routing.replicaToPrimaryFailover, using: &random)?.index
         }
-        var random = PoolRandom(state: randomState)
-        let choice = LoadBalancer.pick(candidates, role: role, mode: routing.loadBalancing,
-                                       replicaToPrimaryFailover: routing.replicaToPrimaryFailover, using: &random)
-        return shardSlots[choice?.index ?? 0]
+        return shardSlots[index ?? 0]
+    }
+
+    /// The load balancer's view of `shardSlots[position]`; nil when it takes no part (`dedicated`: servers tagged
+    /// for inference take no ordinary reads, while writes still reach a tagged primary). `busy` is left at 0.
+    private func candidate(at position: Int, in shardSlots: [ServerSlot], role: TargetRole,
+                           now: UInt64) -> LoadBalancer.Candidate? {
+        let slot = shardSlots[position]
+        if dedicatedInference && role != .primary && slot.tagged && !slot.isPrimary { return nil }
+        return LoadBalancer.Candidate(
+            index: position, isPrimary: slot.isPrimary, weight: slot.weight,
+            banned: slot.bannedUntil.load(ordering: .relaxed) > now || slot.lagging.load(ordering: .relaxed),
+            roleUnknown: slot.roleUnknown)
+    }
+
+    /// CPU inference: rendezvous hashing of the key over the servers the role allows, with bounded load.
+    private func pickByAffinity(_ key: String, in shardSlots: [ServerSlot], role: TargetRole, now: UInt64) -> ServerSlot? {
+        let busy = lock.withLock { shardSlots.map { $0.machine.leasedCount + $0.machine.waitingCount } }
+        let eligible = shardSlots.indices.compactMap { candidate(at: $0, in: shardSlots, role: role, now: now) }
+            .filter { !$0.banned && (role == .any || $0.isPrimary == (role == .primary)) }
+        let servers = eligible.map { candidate in
+            ModelPlacement.Server(id: "\(shardSlots[candidate.index].address.host):\(shardSlots[candidate.index].address.port)",
+                                  weight: candidate.weight, load: busy[candidate.index])
+        }
+        guard let choice = ModelPlacement.place(model: key, servers: servers) else { return nil }
+        return shardSlots[eligible[choice.index].index]
     }
 
     enum LeaseOutcome {
@@ -384,13 +418,12 @@ public final class ConnectionPool: @unchecked Sendable {
                affinityKey: String? = nil, shard: Int? = nil) -> LeaseOutcome {
         let slot = pickSlot(role: role ?? routing.defaultRole, affinityKey: affinityKey, shard: shard ?? resolvedDefaultShard())
         let loop = waiter.eventLoop
-        let now = NIODeadline.now().uptimeNanoseconds
         let result: PoolStateMachine<ServerConnection, WaiterRef>.LeaseResult? = lock.withLock {
             if paused && !bypassPause {
                 pausedWaiters.append(WaiterRef(waiter: waiter))
                 return nil
             }
-            return slot.machine.leaseRequested(by: WaiterRef(waiter: waiter), now: now, prefer: { $0.eventLoop === loop })
+            return slot.machine.leaseRequested(by: WaiterRef(waiter: waiter), prefer: { $0.eventLoop === loop })
         }
         switch result {
         case .leased(let server)?:

@@ -64,7 +64,7 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     // MARK: events
 
     /// A client wants a connection. `prefer` picks among idle connections (e.g. one on the client's event loop).
-    public mutating func leaseRequested(by waiter: Waiter, now: UInt64, prefer: (Connection) -> Bool = { _ in true }) -> LeaseResult {
+    public mutating func leaseRequested(by waiter: Waiter, prefer: (Connection) -> Bool = { _ in true }) -> LeaseResult {
         if let index = pickIdle(prefer: prefer) {
             let entry = idle.remove(at: index)
             leased.insert(entry.connection)
@@ -98,7 +98,7 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     public mutating func connectionReleased(_ connection: Connection, now: UInt64,
                                             prefer: (Waiter) -> Bool = { _ in true }) -> ReturnResult {
         guard leased.remove(connection) != nil else { return .keptIdle }
-        if let born = createdAt[connection], settings.lifetime > 0, now &- born >= settings.lifetime {
+        if settings.lifetime > 0, let born = createdAt[connection], now &- born >= settings.lifetime {
             createdAt[connection] = nil
             return .close(connection, createConnection: reserveCreationIfNeeded())
         }

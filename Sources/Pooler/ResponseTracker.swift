@@ -34,6 +34,17 @@ struct ResponseTracker {
         enum Injected: Equatable { case parse(statement: String), close(statement: String), query }
 
         /// Entries answered by ReadyForQuery.
+        /// Case checks without the synthesized `==` (it builds and compares whole payloads; these run per reply).
+        var isInjectedQuery: Bool {
+            if case .injected(.query) = self { return true }
+            return false
+        }
+
+        var isSync: Bool {
+            if case .sync = self { return true }
+            return false
+        }
+
         var isSyncPoint: Bool {
             switch self {
             case .sync, .query, .functionCall, .injected(.query): return true
@@ -166,11 +177,11 @@ struct ResponseTracker {
 
     /// Queues an entry the relay built itself (synthetic or injected).
     mutating func append(_ entry: Entry) {
-        if copyIn && entry == .sync { return }  // ignored by the server during COPY FROM
+        if copyIn && entry.isSync { return }  // ignored by the server during COPY FROM
         if serverSkipping {
             // The server skips everything up to the next Sync (Queries included), so it answers none of it;
             // that Sync ends the skipping for whatever the client sends after it.
-            guard entry == .sync else {
+            guard entry.isSync else {
                 noteSkipped(entry)
                 return
             }
@@ -201,7 +212,7 @@ struct ResponseTracker {
 
     /// A frame from the server: decides whether it reaches the client and advances the order.
     mutating func received(_ id: UInt8) -> Disposition {
-        if head < entries.count, entries[head] == .injected(.query), id != BackendID.readyForQuery {
+        if head < entries.count, entries[head].isInjectedQuery, id != BackendID.readyForQuery {
             return .drop  // every reply to the pooler's own query, notices included
         }
         switch id {
@@ -211,7 +222,7 @@ struct ResponseTracker {
             serverSkipping = false
             guard let index = entries[head...].firstIndex(where: \.isSyncPoint) else { return .forward }
             head = index
-            let dropped = entries[head] == .injected(.query)
+            let dropped = entries[head].isInjectedQuery
             pop()
             return dropped ? .drop : .forward
         case BackendID.copyInResponse:
@@ -222,8 +233,8 @@ struct ResponseTracker {
             break
         }
         guard head < entries.count else { return .forward }
+        if entries[head].isInjectedQuery { return .drop }
         let entry = entries[head]
-        if entry == .injected(.query) { return .drop }
         if id == BackendID.errorResponse {
             switch entry {
             case .query, .functionCall, .sync:
@@ -285,7 +296,7 @@ struct ResponseTracker {
     /// Sync, Queries and FunctionCalls included. Drop those entries, noting the statements that were not prepared
     /// or closed after all; if that Sync was sent already, skipping ends there.
     private mutating func skipToSync() {
-        while head < entries.count, entries[head] != .sync {
+        while head < entries.count, !entries[head].isSync {
             noteSkipped(entries[head])
             pop()
         }
@@ -309,7 +320,7 @@ struct ResponseTracker {
     private mutating func dropSyncsAfterHead() {
         let start = head + 1
         guard start < entries.count else { return }
-        let kept = entries[start...].filter { $0 != .sync }
+        let kept = entries[start...].filter { !$0.isSync }
         pendingSyncPoints -= entries.count - start - kept.count
         entries.replaceSubrange(start..., with: kept)
     }

@@ -98,6 +98,15 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     let stats = ServerStats()
     /// The application_name of the client that used it last (SHOW SERVERS, as PgBouncer).
     let lastApplicationName = NIOLockedValueBox("")
+    /// What `lastApplicationName` was last set to, read by the lease holder only: most leases change nothing and
+    /// take no lock.
+    private var applicationNameSet = ""
+
+    func noteApplicationName(_ name: String) {
+        guard name != applicationNameSet else { return }
+        applicationNameSet = name
+        lastApplicationName.withLockedValue { $0 = name }
+    }
 
     /// Set once at startup.
     /// The server's current reported parameters (startup, then ParameterStatus while leased).
@@ -300,8 +309,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     func attach(owner newOwner: ServerOwner) {
         if eventLoop.inEventLoop {
             owner = newOwner
-            let state: ServerState = newOwner is ClientConnection ? .active : newOwner is ServerProbe ? .tested : .used
-            stats.stateValue.store(state.rawValue)
+            stats.stateValue.store(newOwner.ownedServerState.rawValue)
             if context == nil {
                 // Died while in the pool: tell the new owner at once.
                 newOwner.eventLoop.execute { newOwner.serverClosed(self, reason: "server closed the connection") }

@@ -9,4 +9,10 @@ protocol ServerOwner: AnyObject, Sendable {
     func serverReadComplete(from server: ServerConnection)
     /// The server connection closed or failed; called on `eventLoop`.
     func serverClosed(_ server: ServerConnection, reason: String)
+    /// The state SHOW SERVERS reports while this owner holds the connection.
+    var ownedServerState: ServerState { get }
+}
+
+extension ServerOwner {
+    var ownedServerState: ServerState { .used }
 }

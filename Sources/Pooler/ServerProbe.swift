@@ -4,6 +4,7 @@ import NIOCore
 import PostgresWire
 
 final class ServerProbe: ServerOwner, @unchecked Sendable {
+    var ownedServerState: ServerState { .tested }
     let server: ServerConnection
     var eventLoop: EventLoop { server.eventLoop }
     private let promise: EventLoopPromise<[[[String?]]]>

@@ -16,7 +16,7 @@ final class PoolStateMachineTests: XCTestCase {
               file: StaticString = #filePath, line: UInt = #line) -> Pool {
         var pool = Pool(settings: settings)
         for connection in connections {
-            XCTAssertEqual(pool.leaseRequested(by: "setup", now: now), .wait(createConnection: true), file: file, line: line)
+            XCTAssertEqual(pool.leaseRequested(by: "setup"), .wait(createConnection: true), file: file, line: line)
             XCTAssertEqual(pool.connectionOpened(connection, now: now), .handOver(connection, to: "setup"), file: file, line: line)
         }
         for connection in connections {
@@ -39,9 +39,9 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testReleasePrefersAWaiterWithinTheWindowOnly() {
         var p = pool(idle: [1], settings(max: 1))
-        XCTAssertEqual(p.leaseRequested(by: "holder", now: 0), .leased(1))
+        XCTAssertEqual(p.leaseRequested(by: "holder"), .leased(1))
         for name in ["a0", "a1", "b2", "a3", "a4", "a5", "a6", "a7", "b8"] {
-            XCTAssertEqual(p.leaseRequested(by: name, now: 0), .wait(createConnection: false))
+            XCTAssertEqual(p.leaseRequested(by: name), .wait(createConnection: false))
         }
         // "b2" is inside the window of the 8 oldest waiters: it may overtake a0 and a1.
         XCTAssertEqual(p.connectionReleased(1, now: 1, prefer: { $0.hasPrefix("b") }), .handOver(1, to: "b2"))
@@ -55,53 +55,53 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testPreferenceCannotReachBeyondTheWindow() {
         var p = pool(idle: [1], settings(max: 1))
-        XCTAssertEqual(p.leaseRequested(by: "holder", now: 0), .leased(1))
+        XCTAssertEqual(p.leaseRequested(by: "holder"), .leased(1))
         let names = (0..<Pool.preferenceWindow).map { "a\($0)" } + ["b"]
-        for name in names { _ = p.leaseRequested(by: name, now: 0) }
+        for name in names { _ = p.leaseRequested(by: name) }
         XCTAssertEqual(p.connectionReleased(1, now: 1, prefer: { $0 == "b" }), .handOver(1, to: "a0"))
         XCTAssertEqual(p.connectionReleased(1, now: 2, prefer: { $0 == "b" }), .handOver(1, to: "b"))
     }
 
     func testLeaseFromIdle() {
         var pool = Pool(settings: settings(max: 2))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(1, now: 1), .handOver(1, to: "a"))
         XCTAssertEqual(pool.connectionReleased(1, now: 2), .keptIdle)
         assertCounts(pool, idle: 1, leased: 0, connecting: 0, waiting: 0)
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 3), .leased(1))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .leased(1))
         assertCounts(pool, idle: 0, leased: 1, connecting: 0, waiting: 0)
     }
 
     func testWaitAndCreateUpToMaxSizeAndNoMore() {
         var pool = Pool(settings: settings(max: 2))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 0), .wait(createConnection: true))
-        XCTAssertEqual(pool.leaseRequested(by: "c", now: 0), .wait(createConnection: false))
-        XCTAssertEqual(pool.leaseRequested(by: "d", now: 0), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "c"), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "d"), .wait(createConnection: false))
         assertCounts(pool, idle: 0, leased: 0, connecting: 2, waiting: 4)
         XCTAssertEqual(pool.connectionOpened(1, now: 1), .handOver(1, to: "a"))
         XCTAssertEqual(pool.connectionOpened(2, now: 1), .handOver(2, to: "b"))
-        XCTAssertEqual(pool.leaseRequested(by: "e", now: 2), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "e"), .wait(createConnection: false))
         assertCounts(pool, idle: 0, leased: 2, connecting: 0, waiting: 3)
     }
 
     func testCreatesOnlyWhileWaitersOutnumberConnectionsBeingOpened() {
         var pool = Pool(settings: settings(max: 5))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(1, now: 0), .handOver(1, to: "a"))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: true))
         XCTAssertEqual(pool.waiterCancelled("b"), true)
         // One connection is still being opened for nobody: the next waiter takes it instead of a new one.
-        XCTAssertEqual(pool.leaseRequested(by: "c", now: 0), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "c"), .wait(createConnection: false))
         XCTAssertEqual(pool.connectionOpened(2, now: 1), .handOver(2, to: "c"))
         assertCounts(pool, idle: 0, leased: 2, connecting: 0, waiting: 0)
     }
 
     func testWaitersAreServedFIFOAsConnectionsOpen() {
         var pool = Pool(settings: settings(max: 3))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 0), .wait(createConnection: true))
-        XCTAssertEqual(pool.leaseRequested(by: "c", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "c"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(30, now: 1), .handOver(30, to: "a"))
         XCTAssertEqual(pool.connectionOpened(10, now: 1), .handOver(10, to: "b"))
         XCTAssertEqual(pool.connectionOpened(20, now: 1), .handOver(20, to: "c"))
@@ -109,10 +109,10 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testWaitersAreServedFIFOOnRelease() {
         var pool = Pool(settings: settings(max: 1))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(1, now: 0), .handOver(1, to: "a"))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 1), .wait(createConnection: false))
-        XCTAssertEqual(pool.leaseRequested(by: "c", now: 2), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "c"), .wait(createConnection: false))
         XCTAssertEqual(pool.connectionReleased(1, now: 3), .handOver(1, to: "b"))
         XCTAssertEqual(pool.connectionReleased(1, now: 4), .handOver(1, to: "c"))
         XCTAssertEqual(pool.connectionReleased(1, now: 5), .keptIdle)
@@ -121,9 +121,9 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testFIFOHoldsAcrossQueueCompactionAndCancellations() {
         var pool = Pool(settings: settings(max: 1))
-        XCTAssertEqual(pool.leaseRequested(by: "w0", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "w0"), .wait(createConnection: true))
         for i in 1..<100 {
-            XCTAssertEqual(pool.leaseRequested(by: "w\(i)", now: 0), .wait(createConnection: false))
+            XCTAssertEqual(pool.leaseRequested(by: "w\(i)"), .wait(createConnection: false))
         }
         XCTAssertEqual(pool.connectionOpened(1, now: 0), .handOver(1, to: "w0"))
         var cancelled: Set<Int> = []
@@ -142,17 +142,17 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testConnectionFailedStrandsWaitersWhenNothingElseExists() {
         var pool = Pool(settings: settings(max: 2))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionFailed(), ["a"])
         assertCounts(pool, idle: 0, leased: 0, connecting: 0, waiting: 0)
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 1), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: true))
     }
 
     func testConnectionFailedKeepsWaitersWhileAConnectionIsLeased() {
         var pool = Pool(settings: settings(max: 2))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(1, now: 0), .handOver(1, to: "a"))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 1), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionFailed(), [])
         assertCounts(pool, idle: 0, leased: 1, connecting: 0, waiting: 1)
         XCTAssertEqual(pool.connectionReleased(1, now: 2), .handOver(1, to: "b"))
@@ -160,8 +160,8 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testConnectionFailedKeepsWaitersWhileAnotherIsBeingOpened() {
         var pool = Pool(settings: settings(max: 2))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionFailed(), [])
         XCTAssertEqual(pool.connectionFailed(), ["a", "b"])
         assertCounts(pool, idle: 0, leased: 0, connecting: 0, waiting: 0)
@@ -169,21 +169,21 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testConnectionFailedReturnsOnlyWaitersNotYetServed() {
         var pool = Pool(settings: settings(max: 3))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 0), .wait(createConnection: true))
-        XCTAssertEqual(pool.leaseRequested(by: "c", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "c"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(1, now: 1), .handOver(1, to: "a"))
         XCTAssertEqual(pool.connectionClosed(1), false)  // two waiters, two connections being opened
         XCTAssertEqual(pool.connectionFailed(), [])
         XCTAssertEqual(pool.connectionFailed(), ["b", "c"])
         assertCounts(pool, idle: 0, leased: 0, connecting: 0, waiting: 0)
-        XCTAssertEqual(pool.leaseRequested(by: "d", now: 2), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "d"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(2, now: 3), .handOver(2, to: "d"))
     }
 
     func testWaiterCancelled() {
         var pool = Pool(settings: settings(max: 1))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
         XCTAssertEqual(pool.waiterCancelled("a"), true)
         XCTAssertEqual(pool.waiterCancelled("a"), false)
         XCTAssertEqual(pool.waiterCancelled("never-waited"), false)
@@ -193,16 +193,16 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testWaiterCancelledAfterBeingServed() {
         var pool = Pool(settings: settings(max: 1))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(1, now: 1), .handOver(1, to: "a"))
         XCTAssertEqual(pool.waiterCancelled("a"), false)
     }
 
     func testCancelledWaiterInTheMiddleIsSkipped() {
         var pool = Pool(settings: settings(max: 1))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 0), .wait(createConnection: false))
-        XCTAssertEqual(pool.leaseRequested(by: "c", now: 0), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "c"), .wait(createConnection: false))
         XCTAssertEqual(pool.waiterCancelled("b"), true)
         XCTAssertEqual(pool.connectionOpened(1, now: 1), .handOver(1, to: "a"))
         XCTAssertEqual(pool.connectionReleased(1, now: 2), .handOver(1, to: "c"))
@@ -213,9 +213,9 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testLifetimeExpiryOnReleaseClosesAndRequestsAReplacementForAWaiter() {
         var pool = Pool(settings: settings(max: 1, lifetime: 100))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(1, now: 0), .handOver(1, to: "a"))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 50), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: false))
         XCTAssertEqual(pool.connectionReleased(1, now: 100), .close(1, createConnection: true))
         XCTAssertEqual(pool.connectionClosed(1), false)  // the replacement is already being opened
         assertCounts(pool, idle: 0, leased: 0, connecting: 1, waiting: 1)
@@ -225,21 +225,21 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testLifetimeExpiryOnReleaseWithoutWaiters() {
         var pool = Pool(settings: settings(max: 1, lifetime: 100))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(1, now: 10), .handOver(1, to: "a"))
         XCTAssertEqual(pool.connectionReleased(1, now: 109), .keptIdle)
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 109), .leased(1))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .leased(1))
         XCTAssertEqual(pool.connectionReleased(1, now: 110), .close(1, createConnection: false))
         assertCounts(pool, idle: 0, leased: 0, connecting: 0, waiting: 0)
     }
 
     func testShrinkClosesOnRelease() {
         var pool = Pool(settings: settings(max: 2))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(1, now: 0), .handOver(1, to: "a"))
         XCTAssertEqual(pool.connectionOpened(2, now: 0), .handOver(2, to: "b"))
-        XCTAssertEqual(pool.leaseRequested(by: "c", now: 1), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "c"), .wait(createConnection: false))
         pool.settings.maxSize = 1  // reload
         XCTAssertEqual(pool.connectionReleased(1, now: 2), .close(1, createConnection: false))
         XCTAssertEqual(pool.connectionClosed(1), false)
@@ -252,14 +252,14 @@ final class PoolStateMachineTests: XCTestCase {
         var pool = pool(idle: [1, 2], settings())
         XCTAssertEqual(pool.connectionClosed(1), false)
         assertCounts(pool, idle: 1, leased: 0, connecting: 0, waiting: 0)
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 1), .leased(2))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .leased(2))
     }
 
     func testConnectionClosedWhileLeasedOpensAReplacementForAWaiter() {
         var pool = Pool(settings: settings(max: 1))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: true))
         XCTAssertEqual(pool.connectionOpened(1, now: 0), .handOver(1, to: "a"))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 1), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: false))
         XCTAssertEqual(pool.connectionClosed(1), true)
         XCTAssertEqual(pool.connectionOpened(2, now: 2), .handOver(2, to: "b"))
     }
@@ -288,19 +288,19 @@ final class PoolStateMachineTests: XCTestCase {
         XCTAssertEqual(due.close, [1, 2])
         XCTAssertEqual(due.open, 0)
         assertCounts(pool, idle: 1, leased: 0, connecting: 0, waiting: 0)
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 11), .leased(3))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .leased(3))
     }
 
     func testSweepCountsLeasedConnectionsTowardMinSize() {
         var pool = pool(idle: [1, 2], settings(max: 3, min: 1, idleTimeout: 10))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 0), .leased(1))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .leased(1))
         XCTAssertEqual(pool.sweep(now: 10).close, [2])
         assertCounts(pool, idle: 0, leased: 1, connecting: 0, waiting: 0)
     }
 
     func testReleaseRestartsTheIdleClock() {
         var pool = pool(idle: [1], settings(idleTimeout: 10))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 5), .leased(1))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .leased(1))
         XCTAssertEqual(pool.connectionReleased(1, now: 8), .keptIdle)
         XCTAssertEqual(pool.sweep(now: 17).close, [])
         XCTAssertEqual(pool.sweep(now: 18).close, [1])
@@ -325,7 +325,7 @@ final class PoolStateMachineTests: XCTestCase {
         XCTAssertEqual(first.open, 2)
         XCTAssertEqual(pool.sweep(now: 1).open, 0)  // already being opened
         // A waiter that arrives meanwhile takes one of them rather than opening a third.
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 1), .wait(createConnection: false))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .wait(createConnection: false))
         XCTAssertEqual(pool.connectionOpened(1, now: 2), .handOver(1, to: "a"))
         XCTAssertEqual(pool.connectionOpened(2, now: 2), .keptIdle)
         assertCounts(pool, idle: 1, leased: 1, connecting: 0, waiting: 0)
@@ -341,39 +341,39 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testRoundRobinHandsOutTheLongestIdleFirst() {
         var pool = pool(idle: [1, 2, 3], settings(roundRobin: true))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 1), .leased(1))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 1), .leased(2))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .leased(1))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .leased(2))
         XCTAssertEqual(pool.connectionReleased(1, now: 2), .keptIdle)
-        XCTAssertEqual(pool.leaseRequested(by: "c", now: 3), .leased(3))
-        XCTAssertEqual(pool.leaseRequested(by: "d", now: 3), .leased(1))
+        XCTAssertEqual(pool.leaseRequested(by: "c"), .leased(3))
+        XCTAssertEqual(pool.leaseRequested(by: "d"), .leased(1))
     }
 
     func testLIFOHandsOutTheMostRecentlyUsedFirst() {
         var pool = pool(idle: [1, 2, 3], settings(roundRobin: false))
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 1), .leased(3))
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 1), .leased(2))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .leased(3))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .leased(2))
         XCTAssertEqual(pool.connectionReleased(3, now: 2), .keptIdle)
-        XCTAssertEqual(pool.leaseRequested(by: "c", now: 3), .leased(3))
-        XCTAssertEqual(pool.leaseRequested(by: "d", now: 3), .leased(1))
+        XCTAssertEqual(pool.leaseRequested(by: "c"), .leased(3))
+        XCTAssertEqual(pool.leaseRequested(by: "d"), .leased(1))
     }
 
     func testPreferPicksAMatchingIdleConnection() {
         var fifo = pool(idle: [1, 2, 3, 4], settings(max: 4, roundRobin: true))
-        XCTAssertEqual(fifo.leaseRequested(by: "a", now: 1, prefer: { $0 % 2 == 0 }), .leased(2))
-        XCTAssertEqual(fifo.leaseRequested(by: "b", now: 1, prefer: { $0 > 10 }), .leased(1))  // none match: usual order
+        XCTAssertEqual(fifo.leaseRequested(by: "a", prefer: { $0 % 2 == 0 }), .leased(2))
+        XCTAssertEqual(fifo.leaseRequested(by: "b", prefer: { $0 > 10 }), .leased(1))  // none match: usual order
         var lifo = pool(idle: [1, 2, 3, 4], settings(max: 4, roundRobin: false))
-        XCTAssertEqual(lifo.leaseRequested(by: "a", now: 1, prefer: { $0 % 2 == 1 }), .leased(3))
-        XCTAssertEqual(lifo.leaseRequested(by: "b", now: 1, prefer: { $0 > 10 }), .leased(4))
+        XCTAssertEqual(lifo.leaseRequested(by: "a", prefer: { $0 % 2 == 1 }), .leased(3))
+        XCTAssertEqual(lifo.leaseRequested(by: "b", prefer: { $0 > 10 }), .leased(4))
     }
 
     // MARK: drain
 
     func testDrainIdleRemovesOnlyIdleConnections() {
         var pool = pool(idle: [1, 2, 3], settings())
-        XCTAssertEqual(pool.leaseRequested(by: "a", now: 1), .leased(1))
+        XCTAssertEqual(pool.leaseRequested(by: "a"), .leased(1))
         XCTAssertEqual(pool.drainIdle(), [2, 3])
         assertCounts(pool, idle: 0, leased: 1, connecting: 0, waiting: 0)
         XCTAssertEqual(pool.drainIdle(), [])
-        XCTAssertEqual(pool.leaseRequested(by: "b", now: 2), .wait(createConnection: true))
+        XCTAssertEqual(pool.leaseRequested(by: "b"), .wait(createConnection: true))
     }
 }
