@@ -42,6 +42,7 @@ let package = Package(
             dependencies: [
                 "CPgQuery",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),
         .target(name: "Failover"),

@@ -36,14 +36,17 @@ extension ClientConnection {
         scan: while let header = FrameHeader.peek(buffer, at: index), header.length >= 4,
                     header.frameSize <= maxMessageSize, buffer.writerIndex - index >= header.frameSize {
             let payloadStart = index + FrameHeader.size
-            var text: String?
+            // The statement text's place in `buffer` (read as bytes: most texts are plain reads, told apart
+            // without making a String).
+            var text: Range<Int>?
             switch header.id {
             case FrontendID.query:
-                text = buffer.getString(at: payloadStart, length: max(0, header.payloadSize - 1))
+                text = payloadStart..<(payloadStart + max(0, header.payloadSize - 1))
             case FrontendID.parse:
-                guard var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize) else { break scan }
-                _ = payload.readNullTerminatedString()
-                text = payload.readNullTerminatedString()
+                let end = index + header.frameSize
+                guard let nameEnd = Self.nul(in: buffer, from: payloadStart, to: end),
+                      let textEnd = Self.nul(in: buffer, from: nameEnd + 1, to: end) else { break scan }
+                text = (nameEnd + 1)..<textEnd
             case FrontendID.bind:
                 guard var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize) else { break scan }
                 _ = payload.readNullTerminatedString()
@@ -68,7 +71,7 @@ extension ClientConnection {
                 break
             }
             if let text {
-                let decided = ReadWriteRouting.role(for: intent(of: text, limit: settings.maxParseLength),
+                let decided = ReadWriteRouting.role(for: intent(of: text, in: buffer, limit: settings.maxParseLength),
                                                     primaryReads: primaryReads, fallback: settings.defaultRole)
                 role = role.map { ReadWriteRouting.combine($0, decided) } ?? decided
                 if role == .primary || header.id == FrontendID.query { break scan }
@@ -88,9 +91,33 @@ extension ClientConnection {
         return eventLoop.now - wrote < .milliseconds(Int64(pool.routing.readYourWritesWindow))
     }
 
+    /// The index of the first NUL in `buffer` within `start..<end`.
+    static func nul(in buffer: ByteBuffer, from start: Int, to end: Int) -> Int? {
+        guard start >= buffer.readerIndex, start <= end, end <= buffer.writerIndex else { return nil }
+        return buffer.withUnsafeReadableBytes { raw in
+            let base = start - buffer.readerIndex
+            guard let found = raw[base..<(end - buffer.readerIndex)].firstIndex(of: 0) else { return nil }
+            return found + buffer.readerIndex
+        }
+    }
+
+    /// The intent of the UTF-8 text at `range` of `buffer`.
+    private func intent(of range: Range<Int>, in buffer: ByteBuffer, limit: Int?) -> ReadWriteRouting.Intent? {
+        if let limit, range.count > limit { return nil }  // too long to parse: the primary
+        let parser = runtime.queryParser
+        let found = buffer.withUnsafeReadableBytes { raw in
+            parser.intent(utf8: UnsafeRawBufferPointer(rebasing: raw[(range.lowerBound - buffer.readerIndex)..<(range.upperBound - buffer.readerIndex)]))
+        }
+        return Self.routingIntent(found)
+    }
+
     private func intent(of text: String, limit: Int?) -> ReadWriteRouting.Intent? {
         if let limit, text.utf8.count > limit { return nil }  // too long to parse: the primary
-        guard let intent = runtime.queryParser.intent(text) else { return nil }
+        return Self.routingIntent(runtime.queryParser.intent(text))
+    }
+
+    private static func routingIntent(_ found: QueryFacts.Intent?) -> ReadWriteRouting.Intent? {
+        guard let intent = found else { return nil }
         switch intent {
         case .read: return .read
         case .write: return .write

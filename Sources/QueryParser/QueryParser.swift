@@ -1,5 +1,6 @@
 /// The PostgreSQL parser (libpg_query) behind a cache: facts per query text, parsed once. Thread-safe; the cache is
 /// bounded and cleared when full (query texts in a pool are few and repeat).
+import Atomics
 import CPgQuery
 import NIOConcurrencyHelpers
 
@@ -39,17 +40,29 @@ public final class QueryParser: Sendable {
     public var cacheStats: (hits: Int, misses: Int) { stats.withLockedValue { $0 } }
 
     /// Texts classified as plain reads without the parser (see QuickReadCheck).
-    public var quickReads: Int { quick.withLockedValue { $0 } }
-    private let quick = NIOLockedValueBox(0)
+    public var quickReads: Int { quick.load(ordering: .relaxed) }
+    /// Counted for every plain read (most statements): an atomic add rather than a lock.
+    private let quick = ManagedAtomic(0)
 
     /// Read/write intent only (what read/write splitting needs): a plain SELECT is recognised lexically, the rest
     /// through `facts`. nil: the text does not parse (route it to the primary).
     public func intent(_ sql: String) -> QueryFacts.Intent? {
         if QuickReadCheck.isPlainRead(sql) {
-            quick.withLockedValue { $0 += 1 }
+            quick.wrappingIncrement(ordering: .relaxed)
             return .read
         }
         guard case .success(let facts) = facts(sql) else { return nil }
+        return facts.intent
+    }
+
+    /// `intent` of UTF-8 text as it arrived (a Query or Parse payload): most texts are plain reads, recognised on
+    /// the bytes without making a String.
+    public func intent(utf8 bytes: UnsafeRawBufferPointer) -> QueryFacts.Intent? {
+        if QuickReadCheck.isPlainRead(bytes: bytes.assumingMemoryBound(to: UInt8.self)) {
+            quick.wrappingIncrement(ordering: .relaxed)
+            return .read
+        }
+        guard case .success(let facts) = facts(String(decoding: bytes, as: UTF8.self)) else { return nil }
         return facts.intent
     }
 

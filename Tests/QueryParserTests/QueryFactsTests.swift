@@ -153,4 +153,17 @@ final class QueryFactsTests: XCTestCase {
         XCTAssertEqual(facts("SELECT 1 FOR UPDATE").intent, .write)
         XCTAssertEqual(facts("").intent, .write, "empty: nothing to go on")
     }
+
+    /// The byte entry point (the relay's) agrees with the String one, counts plain reads, and parses the rest.
+    func testIntentOfBytesAgreesWithText() {
+        let parser = QueryParser()
+        let texts = ["SELECT abalance FROM pgbench_accounts WHERE aid = 1;", "INSERT INTO t VALUES (1)", "BEGIN READ ONLY",
+                     "SELECT 1 FOR UPDATE", "SET search_path TO x", "", "SELECT 'é' AS accent", "not sql at all"]
+        for text in texts {
+            let fromBytes = Array(text.utf8).withUnsafeBytes { parser.intent(utf8: $0) }
+            XCTAssertEqual(fromBytes, QueryParser().intent(text), text)
+        }
+        XCTAssertEqual(parser.quickReads, 2, "the two plain SELECTs need no parser")
+        XCTAssertGreaterThan(parser.cacheStats.misses, 0)
+    }
 }
