@@ -7,7 +7,9 @@
 #
 # Workloads: select-only (`-S`) with `-M simple`, `-M extended` and `-M prepared` at 1, 10, 50, 200 and 1,000
 # clients; TPC-B (pgbench's default script) at 20 clients; select-only with a new connection per transaction (`-C`,
-# SCRAM every time) at 10 clients; each for a fixed duration, `-j 2`. Both poolers run in transaction mode with the
+# SCRAM every time) at 10 clients; select-only simple at a fixed rate (`-R`, 10 clients), where every pooler does the
+# same work per second and its CPU per transaction is not skewed by how much it batches when saturated; each for a
+# fixed duration, `-j 2`. Both poolers run in transaction mode with the
 # same pool size. For every run the report gives TPS, average and p99 latency (from pgbench's per-transaction
 # log), the pooler's CPU time (utime+stime from /proc/<pid>/stat) per 1,000 transactions and its largest RSS during
 # the run; then the ratios against PgBouncer and direct Postgres, the targets of issue 9, the resident memory of
@@ -23,10 +25,14 @@
 #   BENCH_IDLE_CLIENTS    idle clients each pooler holds for the memory figure, 0 = skip [10000]
 #   BENCH_JOBS            pgbench -j [2]
 #   BENCH_SCALE           pgbench -i scale [10]
-#   BENCH_TARGETS         any of: direct pgbouncer pgcat pgcat-parser [all four]
+#   BENCH_TARGETS         any of: direct pgbouncer pgcat pgcat-noparser pgcat-parser [all five]; pgcat-noparser
+#                         and pgcat-parser list the same Postgres twice (primary, replica), parser off and on: the
+#                         parser's cost is their ratio (pgcat-noparser runs the select-only workloads only)
 #   BENCH_WORKLOADS       any of: select-simple select-extended select-prepared tpcb-simple connect-simple
-#                         (also tpcb-extended, tpcb-prepared, connect-extended)
-#                         [select-simple select-extended select-prepared tpcb-simple connect-simple]
+#                         rate-simple (also tpcb-extended, tpcb-prepared, connect-extended)
+#                         [select-simple select-extended select-prepared tpcb-simple connect-simple rate-simple]
+#   BENCH_RATE            transactions per second of rate-simple [4000]
+#   BENCH_RATE_CLIENTS    client counts of rate-simple [10]
 #   BENCH_CLUSTER_PORT    Postgres primary port for scripts/cluster.sh [16432] (replicas use +1, +2 and are
 #                         stopped during the benchmark)
 #   BENCH_CLUSTER_DIR     cluster data directory [/tmp/pgcat-bench-cluster-$BENCH_CLUSTER_PORT] (kept for reuse)
@@ -49,11 +55,13 @@ WORKER_THREADS="${BENCH_WORKER_THREADS:-0}"
 CLIENTS="${BENCH_CLIENTS:-1 10 50 200 1000}"
 TPCB_CLIENTS="${BENCH_TPCB_CLIENTS:-20}"
 CONNECT_CLIENTS="${BENCH_CONNECT_CLIENTS:-10}"
+RATE="${BENCH_RATE:-4000}"
+RATE_CLIENTS="${BENCH_RATE_CLIENTS:-10}"
 IDLE_CLIENTS="${BENCH_IDLE_CLIENTS:-10000}"
 JOBS="${BENCH_JOBS:-2}"
 SCALE="${BENCH_SCALE:-10}"
-TARGETS="${BENCH_TARGETS:-direct pgbouncer pgcat pgcat-parser}"
-WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended select-prepared tpcb-simple connect-simple}"
+TARGETS="${BENCH_TARGETS:-direct pgbouncer pgcat pgcat-noparser pgcat-parser}"
+WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended select-prepared tpcb-simple connect-simple rate-simple}"
 PG_PORT="${BENCH_CLUSTER_PORT:-16432}"
 CLUSTER_DIR="${BENCH_CLUSTER_DIR:-/tmp/pgcat-bench-cluster-$PG_PORT}"
 WRITE_DOCS=0
@@ -76,11 +84,12 @@ isnum "$POOL_SIZE" && (( POOL_SIZE > 0 )) || die "BENCH_POOL_SIZE must be a posi
 isnum "$WORKER_THREADS" || die "BENCH_WORKER_THREADS must be a non-negative integer (got '$WORKER_THREADS')"
 isnum "$JOBS" && (( JOBS > 0 )) || die "BENCH_JOBS must be a positive integer (got '$JOBS')"
 isnum "$SCALE" && (( SCALE > 0 )) || die "BENCH_SCALE must be a positive integer (got '$SCALE')"
-for c in $CLIENTS $TPCB_CLIENTS $CONNECT_CLIENTS; do isnum "$c" && (( c > 0 )) || die "client counts must be positive integers (got '$c')"; done
+isnum "$RATE" && (( RATE > 0 )) || die "BENCH_RATE must be a positive integer (got '$RATE')"
+for c in $CLIENTS $TPCB_CLIENTS $CONNECT_CLIENTS $RATE_CLIENTS; do isnum "$c" && (( c > 0 )) || die "client counts must be positive integers (got '$c')"; done
 isnum "$IDLE_CLIENTS" || die "BENCH_IDLE_CLIENTS must be a non-negative integer (got '$IDLE_CLIENTS')"
-for t in $TARGETS; do [[ "$t" =~ ^(direct|pgbouncer|pgcat|pgcat-parser)$ ]] || die "BENCH_TARGETS: unknown target '$t'"; done
+for t in $TARGETS; do [[ "$t" =~ ^(direct|pgbouncer|pgcat|pgcat-noparser|pgcat-parser)$ ]] || die "BENCH_TARGETS: unknown target '$t'"; done
 for w in $WORKLOADS; do
-    [[ "$w" =~ ^(select|tpcb)-(simple|extended|prepared)$|^connect-(simple|extended)$ ]] || die "BENCH_WORKLOADS: unknown workload '$w'"
+    [[ "$w" =~ ^(select|tpcb)-(simple|extended|prepared)$|^connect-(simple|extended)$|^rate-simple$ ]] || die "BENCH_WORKLOADS: unknown workload '$w'"
 done
 [[ "$CLUSTER_DIR" = /* ]] || die "BENCH_CLUSTER_DIR must be an absolute path"
 
@@ -107,6 +116,8 @@ mkdir -p "$WORK/runs"
 PGCAT_PID=""
 PGCAT_PARSER_PID=""
 PGCAT_PARSER_PORT=""
+PGCAT_NOPARSER_PID=""
+PGCAT_NOPARSER_PORT=""
 PGBOUNCER_PID=""
 CLUSTER_STARTED=0
 PGCAT_PORT=""
@@ -133,6 +144,7 @@ cleanup() {
     trap - EXIT INT TERM
     stop_pid "$PGCAT_PID" pgcat
     stop_pid "$PGCAT_PARSER_PID" pgcat-parser
+    stop_pid "$PGCAT_NOPARSER_PID" pgcat-noparser
     stop_pid "$PGBOUNCER_PID" pgbouncer
     if (( CLUSTER_STARTED )); then
         cluster stop >&2 || note "cluster.sh stop failed"
@@ -314,17 +326,18 @@ EOF
     note "pgcat (pid $PGCAT_PID) on 127.0.0.1:$PGCAT_PORT"
 }
 
-# pgcat with read/write splitting by the parser: the same Postgres listed twice (as primary, and as a replica under
-# the name localhost) with primary reads on, so reads spread over both entries like the plain pgcat target and the
-# difference is the parser's cost. Half the pool size per entry keeps the total at BENCH_POOL_SIZE.
-start_pgcat_parser() {
-    local dir="$WORK/pgcat-parser" half=$(( POOL_SIZE / 2 > 0 ? POOL_SIZE / 2 : 1 ))
+# pgcat-parser and pgcat-noparser: the same Postgres listed twice (as primary, and as a replica under the name
+# localhost) with primary reads on, half the pool size per entry (the total stays BENCH_POOL_SIZE); one with read/write
+# splitting by the parser, one without. Their ratio is the parser's cost alone: against the plain pgcat target it
+# would also count the second entry (a random choice of server per transaction, each with half the connections).
+start_pgcat_split() { # name parser(true|false): sets SPLIT_PORT and SPLIT_PID
+    local name="$1" parser="$2" dir="$WORK/$1" half=$(( POOL_SIZE / 2 > 0 ? POOL_SIZE / 2 : 1 ))
     mkdir -p "$dir"
-    PGCAT_PARSER_PORT="$(free_port)"
+    SPLIT_PORT="$(free_port)"
     cat >"$dir/pgcat.yaml" <<EOF
 general:
   host: 127.0.0.1
-  port: $PGCAT_PARSER_PORT
+  port: $SPLIT_PORT
   admin_username: admin
   admin_password: admin
   connect_timeout: 10000
@@ -334,8 +347,8 @@ general:
 pools:
   app:
     pool_mode: transaction
-    query_parser_enabled: true
-    query_parser_read_write_splitting: true
+    query_parser_enabled: $parser
+    query_parser_read_write_splitting: $parser
     primary_reads_enabled: true
     users:
       - {username: app, password: app, pool_size: $half, auth_type: scram-sha-256}
@@ -344,10 +357,9 @@ pools:
         servers: [[127.0.0.1, $PG_PORT, primary], [localhost, $PG_PORT, replica]]
 EOF
     "$BIN" "$dir/pgcat.yaml" >>"$dir/pgcat.log" 2>&1 &
-    PGCAT_PARSER_PID=$!
-    wait_accepting "$PGCAT_PARSER_PORT" pgcat-parser "$PGCAT_PARSER_PID" \
-        || { tail -n 20 "$dir/pgcat.log" >&2; return 1; }
-    note "pgcat with the parser (pid $PGCAT_PARSER_PID) on 127.0.0.1:$PGCAT_PARSER_PORT"
+    SPLIT_PID=$!
+    wait_accepting "$SPLIT_PORT" "$name" "$SPLIT_PID" || { tail -n 20 "$dir/pgcat.log" >&2; return 1; }
+    note "$name (parser $parser, pid $SPLIT_PID) on 127.0.0.1:$SPLIT_PORT"
 }
 
 has_target pgbouncer && start_pgbouncer
@@ -355,7 +367,12 @@ if has_target pgcat; then
     start_pgcat || die "pgcat did not start (log above)"
 fi
 if has_target pgcat-parser; then
-    start_pgcat_parser || die "pgcat (parser) did not start (log above)"
+    start_pgcat_split pgcat-parser true || die "pgcat (parser) did not start (log above)"
+    PGCAT_PARSER_PORT="$SPLIT_PORT" PGCAT_PARSER_PID="$SPLIT_PID"
+fi
+if has_target pgcat-noparser; then
+    start_pgcat_split pgcat-noparser false || die "pgcat (two entries, no parser) did not start (log above)"
+    PGCAT_NOPARSER_PORT="$SPLIT_PORT" PGCAT_NOPARSER_PID="$SPLIT_PID"
 fi
 PGBOUNCER_VERSION="$(pgbouncer --version 2>/dev/null | head -n1 || echo "not installed")"
 
@@ -389,6 +406,7 @@ run_one() { # workload clients target
     mode="${workload#*-}"
     [[ "$workload" == select-* ]] && script_args=(-S)
     [[ "$workload" == connect-* ]] && script_args=(-S -C)
+    [[ "$workload" == rate-* ]] && script_args=(-S -R "$RATE")
     local jobs=$(( clients < JOBS ? clients : JOBS ))
     if [[ "$target" == direct ]] && (( clients > PG_MAX_CONNECTIONS - 10 )); then
         printf '%s\t%s\t%s\t-\t-\t-\t-\t-\tnot run: over max_connections (%s)\n' "$workload" "$clients" "$target" \
@@ -405,6 +423,7 @@ run_one() { # workload clients target
             fi
             port="$PGCAT_PORT"; pid="$PGCAT_PID" ;;
         pgcat-parser) port="$PGCAT_PARSER_PORT"; pid="$PGCAT_PARSER_PID" ;;
+        pgcat-noparser) port="$PGCAT_NOPARSER_PORT"; pid="$PGCAT_NOPARSER_PID" ;;
     esac
     id="$workload-c$clients-$target"
     mkdir -p "$WORK/runs/$id"
@@ -488,10 +507,13 @@ for workload in $WORKLOADS; do
     case "$workload" in
         tpcb-*) counts="$TPCB_CLIENTS" ;;
         connect-*) counts="$CONNECT_CLIENTS" ;;
+        rate-*) counts="$RATE_CLIENTS" ;;
         *) counts="$CLIENTS" ;;
     esac
     for clients in $counts; do
         for target in $TARGETS; do
+            # The parser's baseline is needed where its cost is judged (select-only) and at the fixed rate.
+            [[ "$target" == pgcat-noparser && "$workload" != select-* && "$workload" != rate-* ]] && continue
             run_one "$workload" "$clients" "$target"
         done
     done
@@ -553,7 +575,7 @@ report() {
     has_target pgcat && echo "- pgcat commit $COMMIT, binary ${BIN#"$ROOT"/}"
     echo "- Parameters: ${DURATION}s per run, pgbench -j $JOBS (fewer with fewer clients), pool size $POOL_SIZE (poolers in"
     echo "  transaction mode), pgcat worker_threads $wt, SCRAM-SHA-256 client and server auth, no TLS,"
-    echo "  Postgres max_connections $PG_MAX_CONNECTIONS, $IDLE_CLIENTS idle clients for the memory figure"
+    echo "  Postgres max_connections $PG_MAX_CONNECTIONS, $IDLE_CLIENTS idle clients for the memory figure, fixed rate $RATE tps"
     echo "- CPU busy (whole machine) in the 2 s before the first run: $BUSY_START; other work running skews every number"
     echo
     python3 "$ROOT/scripts/lib/bench_report.py" "$RESULTS" "$IDLE" "$CHART" "$CHART_LINK"
@@ -564,7 +586,8 @@ report() {
     if has_target pgcat-parser; then
         echo
         echo "pgcat-parser: read/write splitting by the PostgreSQL parser, the same Postgres listed as primary and as"
-        echo "replica (primary reads on), half the pool size each; compare with pgcat to see the parser's cost."
+        echo "replica (primary reads on), half the pool size each; pgcat-noparser is the same without the parser, so"
+        echo "their ratio is the parser's cost (against pgcat it would also count the second server entry)."
         [[ -n "$PARSER_STATS" ]] && echo "$PARSER_STATS."
     fi
     if (( ${#NOTES[@]} )); then

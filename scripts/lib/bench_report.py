@@ -21,6 +21,7 @@ LABELS = {
     "tpcb-prepared": "TPC-B, prepared",
     "connect-simple": "select-only, connect per transaction (-C), simple",
     "connect-extended": "select-only, connect per transaction (-C), extended",
+    "rate-simple": "select-only (-S), simple, fixed rate (-R)",
 }
 
 
@@ -64,18 +65,21 @@ def main() -> None:
 
     # Ratios per (workload, clients), measured in this run.
     print()
-    print("Ratios from the table above (pgcat against PgBouncer and direct Postgres; the parser against pgcat):")
+    print("Ratios from the table above (pgcat against PgBouncer and direct Postgres; the parser on against off, both with")
+    print("the same two server entries: pgcat-parser / pgcat-noparser, or / pgcat where pgcat-noparser did not run):")
     print()
-    print("| Workload | Clients | pgcat / PgBouncer TPS | pgcat / direct TPS | PgBouncer / direct TPS | pgcat / PgBouncer CPU per tx | parser on / off TPS |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| Workload | Clients | pgcat / PgBouncer TPS | pgcat / direct TPS | PgBouncer / direct TPS | pgcat / PgBouncer CPU per tx | parser on / off TPS | parser on / off CPU per tx |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     keys = sorted({(r["workload"], r["clients"]) for r in rows}, key=lambda k: (list(LABELS).index(k[0]) if k[0] in LABELS else 99, k[1]))
     for workload, clients in keys:
         get = lambda t: by.get((workload, clients, t))  # noqa: E731
         pc, pb, d, pp = get("pgcat"), get("pgbouncer"), get("direct"), get("pgcat-parser")
+        off = get("pgcat-noparser") or pc
         tps = lambda r: r["tps"] if r else None  # noqa: E731
         cpu = lambda r: r["cpu"] if r else None  # noqa: E731
         print(f"| {LABELS.get(workload, workload)} | {clients} | {ratio(tps(pc), tps(pb))} | {ratio(tps(pc), tps(d))} | "
-              f"{ratio(tps(pb), tps(d))} | {ratio(cpu(pc), cpu(pb))} | {ratio(tps(pp), tps(pc))} |")
+              f"{ratio(tps(pb), tps(d))} | {ratio(cpu(pc), cpu(pb))} | {ratio(tps(pp), tps(off))} | "
+              f"{ratio(cpu(pp), cpu(off))} |")
 
     idle = []
     try:
@@ -106,17 +110,20 @@ def main() -> None:
             good = None if not (pc and pb) else pc["tps"] >= 1.1 * pb["tps"]
             print(f"- {LABELS[workload]}, {clients} clients, TPS at least 1.1x PgBouncer's: "
                   f"{ratio(pc and pc['tps'], pb and pb['tps'])}, {verdict(good)}")
-    for workload in ("select-simple", "select-extended"):
+    for workload in ("select-simple", "select-extended", "rate-simple"):
         pc, pb = by.get((workload, 10, "pgcat")), by.get((workload, 10, "pgbouncer"))
+        if workload == "rate-simple" and not (pc or pb):
+            continue
         good = None if not (pc and pb and pc["cpu"] and pb["cpu"]) else pc["cpu"] <= pb["cpu"]
         detail = f"{pc['cpu']:.1f} vs {pb['cpu']:.1f} µs" if good is not None else "-"
         print(f"- {LABELS[workload]}, 10 clients, pooler CPU per transaction no more than PgBouncer's: {detail}, {verdict(good)}")
-    parser = [(w, c, by[(w, c, "pgcat-parser")]["tps"] / by[(w, c, "pgcat")]["tps"]) for w, c in keys
-              if w.startswith("select") and (w, c, "pgcat-parser") in by and (w, c, "pgcat") in by]
+    baseline = "pgcat-noparser" if any(r["target"] == "pgcat-noparser" for r in ok) else "pgcat"
+    parser = [(w, c, by[(w, c, "pgcat-parser")]["tps"] / by[(w, c, baseline)]["tps"]) for w, c in keys
+              if w.startswith("select") and (w, c, "pgcat-parser") in by and (w, c, baseline) in by]
     if parser:
         worst = min(parser, key=lambda x: x[2])
-        print(f"- parser on at most 15% below parser off (select-only): worst {worst[2]:.2f}x "
-              f"({LABELS[worst[0]]}, {worst[1]} clients), {verdict(worst[2] >= 0.85)}")
+        print(f"- parser on at most 15% below parser off (select-only, pgcat-parser / {baseline}): worst "
+              f"{worst[2]:.2f}x ({LABELS[worst[0]]}, {worst[1]} clients), {verdict(worst[2] >= 0.85)}")
     for t, connected, failed, base, rss, seconds in idle:
         if t == "pgcat":
             print(f"- {connected + failed} idle clients under 100 MB RSS: {rss / 1024:.1f} MB with {connected} connected, "
@@ -139,7 +146,8 @@ def main() -> None:
     if not panels:
         return
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5 * (len(panels) + 1), 4.2))
-    colours = {"direct": "#7f7f7f", "pgbouncer": "#1f77b4", "pgcat": "#d62728", "pgcat-parser": "#ff9896"}
+    colours = {"direct": "#7f7f7f", "pgbouncer": "#1f77b4", "pgcat": "#d62728", "pgcat-noparser": "#9467bd",
+               "pgcat-parser": "#ff9896"}
     for ax, workload in zip(axes, panels):
         for target, colour in colours.items():
             points = sorted((r["clients"], r["tps"]) for r in ok if r["workload"] == workload and r["target"] == target)
