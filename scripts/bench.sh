@@ -7,7 +7,7 @@
 #
 # Workloads: select-only (`-S`) with `-M simple`, `-M extended` and `-M prepared` at 1, 10, 50, 200 and 1,000
 # clients; TPC-B (pgbench's default script) at 20 clients; select-only with a new connection per transaction (`-C`,
-# SCRAM every time) at 10 clients; select-only simple at a fixed rate (`-R`, 10 clients), where every pooler does the
+# SCRAM every time) at 10 clients; select-only simple and extended at a fixed rate (`-R`, 10 clients), where every pooler does the
 # same work per second and its CPU per transaction is not skewed by how much it batches when saturated; each for a
 # fixed duration, `-j 2`. Both poolers run in transaction mode with the
 # same pool size. For every run the report gives TPS, average and p99 latency (from pgbench's per-transaction
@@ -29,10 +29,11 @@
 #                         and pgcat-parser list the same Postgres twice (primary, replica), parser off and on: the
 #                         parser's cost is their ratio (pgcat-noparser runs the select-only workloads only)
 #   BENCH_WORKLOADS       any of: select-simple select-extended select-prepared tpcb-simple connect-simple
-#                         rate-simple (also tpcb-extended, tpcb-prepared, connect-extended)
-#                         [select-simple select-extended select-prepared tpcb-simple connect-simple rate-simple]
-#   BENCH_RATE            transactions per second of rate-simple [4000]
-#   BENCH_RATE_CLIENTS    client counts of rate-simple [10]
+#                         rate-simple rate-extended (also tpcb-extended, tpcb-prepared, connect-extended)
+#                         [select-simple select-extended select-prepared tpcb-simple connect-simple rate-simple
+#                         rate-extended]
+#   BENCH_RATE            transactions per second of the rate-* workloads [4000]
+#   BENCH_RATE_CLIENTS    client counts of the rate-* workloads [10]
 #   BENCH_CLUSTER_PORT    Postgres primary port for scripts/cluster.sh [16432] (replicas use +1, +2 and are
 #                         stopped during the benchmark)
 #   BENCH_CLUSTER_DIR     cluster data directory [/tmp/pgcat-bench-cluster-$BENCH_CLUSTER_PORT] (kept for reuse)
@@ -61,7 +62,7 @@ IDLE_CLIENTS="${BENCH_IDLE_CLIENTS:-10000}"
 JOBS="${BENCH_JOBS:-2}"
 SCALE="${BENCH_SCALE:-10}"
 TARGETS="${BENCH_TARGETS:-direct pgbouncer pgcat pgcat-noparser pgcat-parser}"
-WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended select-prepared tpcb-simple connect-simple rate-simple}"
+WORKLOADS="${BENCH_WORKLOADS:-select-simple select-extended select-prepared tpcb-simple connect-simple rate-simple rate-extended}"
 PG_PORT="${BENCH_CLUSTER_PORT:-16432}"
 CLUSTER_DIR="${BENCH_CLUSTER_DIR:-/tmp/pgcat-bench-cluster-$PG_PORT}"
 WRITE_DOCS=0
@@ -89,7 +90,7 @@ for c in $CLIENTS $TPCB_CLIENTS $CONNECT_CLIENTS $RATE_CLIENTS; do isnum "$c" &&
 isnum "$IDLE_CLIENTS" || die "BENCH_IDLE_CLIENTS must be a non-negative integer (got '$IDLE_CLIENTS')"
 for t in $TARGETS; do [[ "$t" =~ ^(direct|pgbouncer|pgcat|pgcat-noparser|pgcat-parser)$ ]] || die "BENCH_TARGETS: unknown target '$t'"; done
 for w in $WORKLOADS; do
-    [[ "$w" =~ ^(select|tpcb)-(simple|extended|prepared)$|^connect-(simple|extended)$|^rate-simple$ ]] || die "BENCH_WORKLOADS: unknown workload '$w'"
+    [[ "$w" =~ ^(select|tpcb)-(simple|extended|prepared)$|^connect-(simple|extended)$|^rate-(simple|extended)$ ]] || die "BENCH_WORKLOADS: unknown workload '$w'"
 done
 [[ "$CLUSTER_DIR" = /* ]] || die "BENCH_CLUSTER_DIR must be an absolute path"
 

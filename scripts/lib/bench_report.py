@@ -22,6 +22,7 @@ LABELS = {
     "connect-simple": "select-only, connect per transaction (-C), simple",
     "connect-extended": "select-only, connect per transaction (-C), extended",
     "rate-simple": "select-only (-S), simple, fixed rate (-R)",
+    "rate-extended": "select-only (-S), extended, fixed rate (-R)",
 }
 
 
@@ -110,9 +111,9 @@ def main() -> None:
             good = None if not (pc and pb) else pc["tps"] >= 1.1 * pb["tps"]
             print(f"- {LABELS[workload]}, {clients} clients, TPS at least 1.1x PgBouncer's: "
                   f"{ratio(pc and pc['tps'], pb and pb['tps'])}, {verdict(good)}")
-    for workload in ("select-simple", "select-extended", "rate-simple"):
+    for workload in ("select-simple", "select-extended", "rate-simple", "rate-extended"):
         pc, pb = by.get((workload, 10, "pgcat")), by.get((workload, 10, "pgbouncer"))
-        if workload == "rate-simple" and not (pc or pb):
+        if workload.startswith("rate-") and not (pc or pb):
             continue
         good = None if not (pc and pb and pc["cpu"] and pb["cpu"]) else pc["cpu"] <= pb["cpu"]
         detail = f"{pc['cpu']:.1f} vs {pb['cpu']:.1f} µs" if good is not None else "-"
