@@ -43,9 +43,10 @@ extension ClientConnection {
             case FrontendID.query:
                 text = payloadStart..<(payloadStart + max(0, header.payloadSize - 1))
             case FrontendID.parse:
-                let end = index + header.frameSize
-                guard let nameEnd = Self.nul(in: buffer, from: payloadStart, to: end),
-                      let textEnd = Self.nul(in: buffer, from: nameEnd + 1, to: end) else { break scan }
+                // (ByteBufferView indices are the buffer's own, and the whole frame is readable here.)
+                let frame = buffer.readableBytesView[payloadStart..<(index + header.frameSize)]
+                guard let nameEnd = frame.firstIndex(of: 0),
+                      let textEnd = frame[(nameEnd + 1)...].firstIndex(of: 0) else { break scan }
                 text = (nameEnd + 1)..<textEnd
             case FrontendID.bind:
                 guard var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize) else { break scan }
@@ -89,16 +90,6 @@ extension ClientConnection {
     var withinReadYourWritesWindow: Bool {
         guard let pool, pool.routing.readYourWritesWindow > 0, let wrote = lastPrimaryTransaction else { return false }
         return eventLoop.now - wrote < .milliseconds(Int64(pool.routing.readYourWritesWindow))
-    }
-
-    /// The index of the first NUL in `buffer` within `start..<end`.
-    static func nul(in buffer: ByteBuffer, from start: Int, to end: Int) -> Int? {
-        guard start >= buffer.readerIndex, start <= end, end <= buffer.writerIndex else { return nil }
-        return buffer.withUnsafeReadableBytes { raw in
-            let base = start - buffer.readerIndex
-            guard let found = raw[base..<(end - buffer.readerIndex)].firstIndex(of: 0) else { return nil }
-            return found + buffer.readerIndex
-        }
     }
 
     /// The intent of the UTF-8 text at `range` of `buffer`.

@@ -232,8 +232,7 @@ struct ResponseTracker {
         default:
             break
         }
-        guard head < entries.count else { return .forward }
-        if entries[head].isInjectedQuery { return .drop }
+        guard head < entries.count else { return .forward }  // (an injected Query at the head dropped it above)
         let entry = entries[head]
         if id == BackendID.errorResponse {
             switch entry {

@@ -47,22 +47,23 @@ public final class QueryParser: Sendable {
     /// Read/write intent only (what read/write splitting needs): a plain SELECT is recognised lexically, the rest
     /// through `facts`. nil: the text does not parse (route it to the primary).
     public func intent(_ sql: String) -> QueryFacts.Intent? {
-        if QuickReadCheck.isPlainRead(sql) {
-            quick.wrappingIncrement(ordering: .relaxed)
-            return .read
-        }
-        guard case .success(let facts) = facts(sql) else { return nil }
-        return facts.intent
+        intent(isPlainRead: QuickReadCheck.isPlainRead(sql), sql)
     }
 
     /// `intent` of UTF-8 text as it arrived (a Query or Parse payload): most texts are plain reads, recognised on
     /// the bytes without making a String.
     public func intent(utf8 bytes: UnsafeRawBufferPointer) -> QueryFacts.Intent? {
-        if QuickReadCheck.isPlainRead(bytes: bytes.assumingMemoryBound(to: UInt8.self)) {
+        intent(isPlainRead: QuickReadCheck.isPlainRead(bytes: bytes.assumingMemoryBound(to: UInt8.self)),
+               String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// A plain read is counted and answered at once; anything else is parsed (the text is made only then).
+    private func intent(isPlainRead: Bool, _ sql: @autoclosure () -> String) -> QueryFacts.Intent? {
+        if isPlainRead {
             quick.wrappingIncrement(ordering: .relaxed)
             return .read
         }
-        guard case .success(let facts) = facts(String(decoding: bytes, as: UTF8.self)) else { return nil }
+        guard case .success(let facts) = facts(sql()) else { return nil }
         return facts.intent
     }
 
