@@ -108,5 +108,11 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
+        .testTarget(name: "PgCatServerTests", dependencies: [
+            "PgCatServer",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
     ]
 )

@@ -38,6 +38,10 @@ struct NIOServerConnector: ServerConnector {
         }
     }
 
+    func plaintextDescriptor(of channel: Channel) -> CInt? {
+        ChannelDescriptor.plaintextTCP(channel)
+    }
+
     @discardableResult
     func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         ClientBootstrap(group: eventLoop)

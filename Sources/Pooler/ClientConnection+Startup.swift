@@ -283,6 +283,7 @@ extension ClientConnection {
         write(buffer)
         flushIfNeeded()
         phase = .ready
+        startDirectWrites()
         loginTimer?.cancel()
         loginTimer = nil
         stats.set(.idle)

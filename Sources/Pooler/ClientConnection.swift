@@ -35,6 +35,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     /// Client bytes not handled yet.
     var inbox: ByteBuffer?
     var needsFlush = false
+    /// Writes to the client, straight to its socket once logged in (plaintext only).
+    let writer = DirectSocketWriter()
     var admitted = false
     let maxMessageSize: Int
     let idleTransactionTimeout: Int64
@@ -200,6 +202,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        writer.stop()
         clientGone()
         context.fireChannelInactive()
     }
@@ -234,14 +237,21 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
 
     func write(_ buffer: ByteBuffer) {
         guard let context else { return }
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        writer.write(buffer, context: context)
         needsFlush = true
     }
 
     func flushIfNeeded() {
         guard needsFlush, let context else { return }
         needsFlush = false
-        context.flush()
+        writer.flush(context: context)
+    }
+
+    /// Logged in without TLS: relay writes go straight to the socket (see DirectSocketWriter).
+    func startDirectWrites() {
+        guard !tlsActive, let context, let descriptor = runtime.connector.plaintextDescriptor(of: context.channel)
+        else { return }
+        writer.start(descriptor: descriptor, context: context)
     }
 
     func allocate(_ capacity: Int = 64) -> ByteBuffer {
@@ -273,6 +283,7 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
 
     func closeClient() {
         guard let context else { return }
+        writer.stop()
         context.close(promise: nil)
         clientGone()
     }

@@ -45,6 +45,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     private let ready: EventLoopPromise<Void>
     private var owner: ServerOwner?
     private var needsFlush = false
+    /// Writes to the server, straight to its socket after the login (plaintext only).
+    private let writer = DirectSocketWriter()
     /// Called once, on `eventLoop`, when the connection is gone after a successful startup.
     var onClose: (@Sendable (ServerConnection) -> Void)?
 
@@ -265,6 +267,9 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
             stats.stateValue.store(ServerState.idle.rawValue)
             startup = nil
             startupBuffer = nil
+            if let descriptor = connector.plaintextDescriptor(of: context.channel) {
+                writer.start(descriptor: descriptor, context: context)
+            }
             completeStartup(.success(()))
             return false
         case .fail(let reason):
@@ -281,6 +286,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     }
 
     private func finish(reason: String) {
+        writer.stop()
         guard context != nil else { return }
         context = nil
         if startup != nil {
@@ -337,17 +343,16 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
         stats.bytesSent.add(buffer.readableBytes)
         if eventLoop.inEventLoop {
             guard let context else { return }
-            context.write(wrapOutboundOut(buffer), promise: nil)
+            writer.write(buffer, context: context)
             needsFlush = true
             if !mirrors.isEmpty { copyToMirrors(buffer) }
         } else {
             eventLoop.execute {
                 guard let context = self.context else { return }
-                context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
-                if !self.mirrors.isEmpty {
-                    self.copyToMirrors(buffer)
-                    for mirror in self.mirrors { mirror.flush() }
-                }
+                self.writer.write(buffer, context: context)
+                self.needsFlush = true
+                if !self.mirrors.isEmpty { self.copyToMirrors(buffer) }
+                self.flush()
             }
         }
     }
@@ -374,7 +379,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     func flush() {
         if eventLoop.inEventLoop, needsFlush, let context {
             needsFlush = false
-            context.flush()
+            writer.flush(context: context)
             for mirror in mirrors { mirror.flush() }
         }
     }
@@ -417,7 +422,9 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
             guard let context else { return }
             var buffer = context.channel.allocator.buffer(capacity: 5)
             MessageEncoder.terminate(into: &buffer)
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            writer.write(buffer, context: context)
+            writer.flush(context: context)
+            writer.stop()
             context.close(promise: nil)
         } else {
             eventLoop.execute { self.close() }

@@ -10,6 +10,13 @@ public protocol ServerConnector: Sendable {
     /// Sends a CancelRequest to `host:port` on a fresh connection; completes when that connection is closed.
     @discardableResult
     func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) -> EventLoopFuture<Void>
+    /// The socket descriptor of a plaintext TCP channel (no TLS handler in its pipeline) for direct relay writes
+    /// (`DirectSocketWriter`), client or server side; nil to keep every write in NIO. Called on the channel's loop.
+    func plaintextDescriptor(of channel: Channel) -> CInt?
+}
+
+extension ServerConnector {
+    public func plaintextDescriptor(of channel: Channel) -> CInt? { nil }
 }
 
 import PostgresWire
