@@ -177,6 +177,10 @@ extension ClientConnection {
         planRetry = nil
         leaseRetries = 0
         stats.set(.active)
+        if leasesBeforeDirectWrites > 0 {
+            leasesBeforeDirectWrites -= 1
+            if leasesBeforeDirectWrites == 0 { startDirectWrites() }
+        }
         server.noteApplicationName(applicationName)
         server.resetRelayState()
         server.attach(owner: self)

@@ -283,7 +283,6 @@ extension ClientConnection {
         write(buffer)
         flushIfNeeded()
         phase = .ready
-        startDirectWrites()
         loginTimer?.cancel()
         loginTimer = nil
         stats.set(.idle)

@@ -37,6 +37,9 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var needsFlush = false
     /// Writes to the client, straight to its socket once logged in (plaintext only).
     let writer = DirectSocketWriter()
+    /// Server leases left before writes go direct: finding the descriptor costs about as much as the direct path
+    /// saves in 15-20 transactions, so a client that connects for a few transactions keeps NIO's path (`-C`).
+    var leasesBeforeDirectWrites = 16
     var admitted = false
     let maxMessageSize: Int
     let idleTransactionTimeout: Int64
