@@ -9,8 +9,8 @@
 /// channel, a NIO whose internals the lookup does not recognise) every write goes through NIO as before.
 ///
 /// Used on the channel's event loop only. The owner must call `stop()` before the channel's descriptor is closed or
-/// reused: NIO closes it inside `close0` and fires `channelInactive` right after, before any other code of the owner
-/// can run, so `stop()` in `channelInactive` is in time.
+/// reused: NIO closes it inside `close0` and fires `channelInactive` right after; in between only failed write
+/// promises and `errorCaught` can run, and neither writes, so `stop()` in `channelInactive` is in time.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -47,6 +47,7 @@ final class DirectSocketWriter {
     func stop() {
         descriptor = -1
         queued = nil
+        queuedIsCopy = false
     }
 
     func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
@@ -101,7 +102,9 @@ final class DirectSocketWriter {
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.write(NIOAny(ByteBuffer()), promise: promise)
         promise.futureResult.whenSuccess { [self] in
-            if outstanding == mark { outstanding = 0 }
+            // Writes handed to NIO after this mark but not flushed yet are still ahead of any direct send (the
+            // next flush puts a new mark behind them).
+            if outstanding == mark && !wroteThroughNIO { outstanding = 0 }
         }
     }
 

@@ -25,6 +25,12 @@ final class DirectSocketWriterTests: XCTestCase {
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             if holding { held.append((data, promise)) } else { context.write(data, promise: promise) }
         }
+        /// Passes on the oldest held write only, and flushes it.
+        func releaseFirst() {
+            let (data, promise) = held.removeFirst()
+            context!.write(data, promise: promise)
+            context!.flush()
+        }
         func release() {
             holding = false
             for (data, promise) in held { context!.write(data, promise: promise) }
@@ -139,6 +145,21 @@ final class DirectSocketWriterTests: XCTestCase {
         writer.flush(context: context)
         XCTAssertEqual(String(decoding: try readNIO(), as: UTF8.self), "first ")
         XCTAssertEqual(String(decoding: readSocket(), as: UTF8.self), "second")
+    }
+
+    func testAWriteNIOHasNotFlushedKeepsLaterWritesBehindIt() throws {
+        let writer = DirectSocketWriter()
+        holder.holding = true
+        writer.start(descriptor: sockets[0], context: context)  // its mark is held
+        writer.write(buffer("B"), context: context)  // to NIO, not flushed yet
+        holder.releaseFirst()  // NIO writes the mark: everything before it is out, but B is not
+        XCTAssertFalse(writer.isDirect, "B is still in NIO")
+        writer.write(buffer("C"), context: context)
+        writer.flush(context: context)
+        holder.release()
+        XCTAssertEqual(readSocket(), [])
+        XCTAssertEqual(String(decoding: try readNIO(), as: UTF8.self), "BC")
+        XCTAssertTrue(writer.isDirect, "the mark behind C completed")
     }
 
     func testAStoppedWriterNeverTouchesTheDescriptor() throws {
