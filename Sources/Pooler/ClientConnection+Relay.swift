@@ -150,11 +150,9 @@ extension ClientConnection {
         buffer.moveReaderIndex(to: index)
         emitDueReplies(from: server)
         if releasesAfterTransaction, server.isCleanlyIdle, !scanner.isMidFrame, self.server === server {
-            server.flush()  // what was relayed (a Flush, say) goes out before the next owner writes
             releaseServer()  // everything was answered here (e.g. DEALLOCATE of a protocol-level statement)
         }
         if terminate {
-            server.flush()
             buffer.clear()
             closeClient()
             return false

@@ -34,8 +34,8 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     var authMachine: ClientAuthStateMachine?
     /// Client bytes not handled yet.
     var inbox: ByteBuffer?
-    var needsFlush = false
-    /// Writes to the client, straight to its socket once logged in (plaintext only).
+    /// Writes to the client (it knows whether anything awaits a flush), straight to the socket from the client's
+    /// 16th lease (plaintext only).
     let writer = DirectSocketWriter()
     /// Server leases left before writes go direct: finding the descriptor costs about as much as the direct path
     /// saves in 15-20 transactions, so a client that connects for a few transactions keeps NIO's path (`-C`).
@@ -241,16 +241,14 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     func write(_ buffer: ByteBuffer) {
         guard let context else { return }
         writer.write(buffer, context: context)
-        needsFlush = true
     }
 
     func flushIfNeeded() {
-        guard needsFlush, let context else { return }
-        needsFlush = false
+        guard let context else { return }
         writer.flush(context: context)
     }
 
-    /// Logged in without TLS: relay writes go straight to the socket (see DirectSocketWriter).
+    /// Without TLS, relay writes go straight to the socket from now on (see DirectSocketWriter).
     func startDirectWrites() {
         guard !tlsActive, let context, let descriptor = runtime.connector.plaintextDescriptor(of: context.channel)
         else { return }

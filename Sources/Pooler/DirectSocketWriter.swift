@@ -33,7 +33,7 @@ final class DirectSocketWriter {
     /// Above this much queued, a write is sent at once instead of growing the copy.
     static let coalesceLimit = 64 * 1024
 
-    /// Whether writes currently bypass NIO (for tests and logs).
+    /// Whether writes currently bypass NIO (no descriptor, or NIO still holds bytes of ours: not).
     var isDirect: Bool { descriptor >= 0 && outstanding == 0 }
 
     /// From now on, write to `descriptor` directly, after whatever NIO still holds for this channel.

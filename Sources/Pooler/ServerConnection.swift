@@ -44,8 +44,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     private var startupBuffer: ByteBuffer?
     private let ready: EventLoopPromise<Void>
     private var owner: ServerOwner?
-    private var needsFlush = false
-    /// Writes to the server, straight to its socket after the login (plaintext only).
+    /// Writes to the server (it knows whether anything awaits a flush), straight to the socket after the login
+    /// (plaintext only).
     private let writer = DirectSocketWriter()
     /// Called once, on `eventLoop`, when the connection is gone after a successful startup.
     var onClose: (@Sendable (ServerConnection) -> Void)?
@@ -326,9 +326,11 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     }
 
     /// Detaches `oldOwner` if it still holds the lease. Conditional, because a detach queued from another loop
-    /// may run after the next holder attached itself directly on this loop.
+    /// may run after the next holder attached itself directly on this loop. What the owner sent goes out first
+    /// (the relay may give a server up right after relaying a Flush, or on the client's Terminate).
     func detach(owner oldOwner: ServerOwner) {
         if eventLoop.inEventLoop {
+            flush()
             if owner === oldOwner {
                 owner = nil
                 stats.stateValue.store(ServerState.idle.rawValue)
@@ -344,13 +346,11 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
         if eventLoop.inEventLoop {
             guard let context else { return }
             writer.write(buffer, context: context)
-            needsFlush = true
             if !mirrors.isEmpty { copyToMirrors(buffer) }
         } else {
             eventLoop.execute {
                 guard let context = self.context else { return }
                 self.writer.write(buffer, context: context)
-                self.needsFlush = true
                 if !self.mirrors.isEmpty { self.copyToMirrors(buffer) }
                 self.flush()
             }
@@ -377,8 +377,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     }
 
     func flush() {
-        if eventLoop.inEventLoop, needsFlush, let context {
-            needsFlush = false
+        if eventLoop.inEventLoop, let context {
             writer.flush(context: context)
             for mirror in mirrors { mirror.flush() }
         }
