@@ -23,8 +23,6 @@ struct NIOServerConnector: ServerConnector {
         }
         let connected = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 keepalive.apply(to: channel).flatMapThrowing {
                     try channel.pipeline.syncOperations.addHandler((negotiator as ChannelHandler?) ?? handler)
@@ -54,33 +52,5 @@ struct NIOServerConnector: ServerConnector {
                 let deadline = channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
                 return channel.writeAndFlush(buffer).flatMap { channel.closeFuture }.always { _ in deadline.cancel() }
             }
-    }
-}
-
-/// TCP keepalive settings from `general` (seconds, and milliseconds for the user timeout).
-struct TCPKeepalive: Sendable {
-    var idle: Int
-    var interval: Int
-    var count: Int
-    var userTimeout: Int
-
-    func apply(to channel: Channel) -> EventLoopFuture<Void> {
-        #if os(Linux)
-        let options: [(Int32, Int)] = [
-            (Int32(TCP_KEEPIDLE), idle),
-            (Int32(TCP_KEEPINTVL), interval),
-            (Int32(TCP_KEEPCNT), count),
-            (Int32(TCP_USER_TIMEOUT), userTimeout),
-        ]
-        var future = channel.eventLoop.makeSucceededVoidFuture()
-        for (name, value) in options where value > 0 {
-            future = future.flatMap {
-                channel.setOption(ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: name)), value: SocketOptionValue(value))
-            }
-        }
-        return future.recover { _ in }
-        #else
-        return channel.eventLoop.makeSucceededVoidFuture()
-        #endif
     }
 }

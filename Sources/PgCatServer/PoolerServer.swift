@@ -77,6 +77,8 @@ public final class PoolerServer: @unchecked Sendable {
         configured > 0 ? configured : max(1, System.coreCount / 2)
     }
 
+    static let clientRecvAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
+
     /// Binds the listener and starts the janitor. Returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
@@ -86,14 +88,10 @@ public final class PoolerServer: @unchecked Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
-            // Each channel keeps its receive buffer between reads: start small (NIO's default is 2 KiB) so that
-            // thousands of idle clients cost little; the allocator grows it for clients that send more.
-            .childChannelOption(ChannelOptions.recvAllocator,
-                                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
             .childChannelInitializer { channel in
-                keepalive.apply(to: channel).flatMapThrowing {
+                // Each channel keeps its receive buffer between reads: start small (NIO's default is 2 KiB) so
+                // that thousands of idle clients cost little; the allocator grows it for clients that send more.
+                keepalive.apply(to: channel, recvAllocator: Self.clientRecvAllocator).flatMapThrowing {
                     try channel.pipeline.syncOperations.addHandler(runtime.makeClientHandler(on: channel.eventLoop))
                 }
             }

@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
+import XCTest
+@testable import PgCatServer
+
+/// The socket options of client and server connections, set synchronously in an initializer (the listener's path)
+/// and through futures from another thread, on real loopback sockets.
+final class TCPKeepaliveTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private let settings = TCPKeepalive(idle: 7, interval: 3, count: 4, userTimeout: 9000)
+
+    override func setUp() { group = MultiThreadedEventLoopGroup(numberOfThreads: 1) }
+    override func tearDown() { try? group.syncShutdownGracefully() }
+
+    private func tcp(_ name: CInt) -> ChannelOptions.Types.SocketOption {
+        ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: name))
+    }
+
+    private func assertOptions(_ channel: Channel, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertNotEqual(try channel.getOption(ChannelOptions.socketOption(.tcp_nodelay)).wait(), 0, file: file, line: line)
+        XCTAssertNotEqual(try channel.getOption(ChannelOptions.socketOption(.so_keepalive)).wait(), 0, file: file, line: line)
+        XCTAssertEqual(try channel.getOption(tcp(CInt(TCP_KEEPIDLE))).wait(), 7, file: file, line: line)
+        XCTAssertEqual(try channel.getOption(tcp(CInt(TCP_KEEPINTVL))).wait(), 3, file: file, line: line)
+        XCTAssertEqual(try channel.getOption(tcp(CInt(TCP_KEEPCNT))).wait(), 4, file: file, line: line)
+        XCTAssertEqual(try channel.getOption(tcp(CInt(TCP_USER_TIMEOUT))).wait(), 9000, file: file, line: line)
+    }
+
+    func testOptionsSetInTheInitializerAndFromAnotherThread() throws {
+        let settings = self.settings
+        let accepted = group.next().makePromise(of: Channel.self)
+        let allocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 4096)
+        let listener = try ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                settings.apply(to: channel, recvAllocator: allocator).map { accepted.succeed(channel) }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        defer { try? listener.close().wait() }
+        let connected = try ClientBootstrap(group: group).connect(to: listener.localAddress!).wait()
+        defer { try? connected.close().wait() }
+        let server = try accepted.futureResult.wait()
+
+        try assertOptions(server)
+        let used = try server.getOption(ChannelOptions.recvAllocator).wait()
+        XCTAssertEqual((used as? AdaptiveRecvByteBufferAllocator)?.maximum, 4096)
+
+        XCTAssertNotEqual(try connected.getOption(tcp(CInt(TCP_KEEPIDLE))).wait(), 7, "not set yet")
+        try settings.apply(to: connected).wait()  // from the test thread: the future path
+        try assertOptions(connected)
+    }
+
+    func testZeroLeavesTheKernelDefault() throws {
+        let connectedDefault = try pairedClient()
+        let before = try connectedDefault.getOption(tcp(CInt(TCP_KEEPIDLE))).wait()
+        try TCPKeepalive(idle: 0, interval: 0, count: 0, userTimeout: 0).apply(to: connectedDefault).wait()
+        XCTAssertEqual(try connectedDefault.getOption(tcp(CInt(TCP_KEEPIDLE))).wait(), before)
+        XCTAssertNotEqual(try connectedDefault.getOption(ChannelOptions.socketOption(.so_keepalive)).wait(), 0)
+    }
+
+    private func pairedClient() throws -> Channel {
+        let listener = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+        addTeardownBlock { try? listener.close().wait() }
+        let connected = try ClientBootstrap(group: group).connect(to: listener.localAddress!).wait()
+        addTeardownBlock { try? connected.close().wait() }
+        return connected
+    }
+}
