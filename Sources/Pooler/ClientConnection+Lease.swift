@@ -97,9 +97,9 @@ extension ClientConnection {
         pool?.waitTimer.recordNanoseconds(Int64(waited) * 1000)
         switch phase {
         case .awaitingParameters:
-            let parameters = server.parameters
+            let report = ParameterReport(server.parameters)
             pool?.release(server)
-            welcome(serverParameters: parameters)
+            welcome(report)
         case .ready:
             if let lease = inference {
                 pool?.mlStats.waited(model: lease.label, nanoseconds: (eventLoop.now - lease.started).nanoseconds)

@@ -10,6 +10,7 @@ extension ClientConnection {
     static let trackedParameterNames: Set<String> = [
         "application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
     ]
+    static let trackedParameterNamesSorted = trackedParameterNames.sorted()
 
     func driveStartup() {
         while var buffer = inbox, buffer.readableBytes > 0 {
@@ -259,8 +260,8 @@ extension ClientConnection {
         if runtime.general.logClientConnections {
             logger.info("client connected", metadata: ["application_name": "\(applicationName)"])
         }
-        if let parameters = pool.serverParameters {
-            welcome(serverParameters: parameters)
+        if let report = pool.parameterReport {
+            welcome(report)
             return
         }
         // No server has been reached yet: borrow one to learn what to report.
@@ -269,14 +270,15 @@ extension ClientConnection {
         requestServer()
     }
 
-    /// ParameterStatus, BackendKeyData and the first ReadyForQuery.
-    func welcome(serverParameters: [String: String]) {
-        var reported = serverParameters
-        for (name, value) in trackedParameters { reported[name] = value }
-        if reported["application_name"] == nil { reported["application_name"] = applicationName }
-        var buffer = allocate(512)
-        for (name, value) in reported.sorted(by: { $0.key < $1.key }) {
-            MessageEncoder.parameterStatus(name, value, into: &buffer)
+    /// ParameterStatus, BackendKeyData and the first ReadyForQuery. The parameters a client may set itself come
+    /// from its startup packet where it gave them, otherwise from the server.
+    func welcome(_ report: ParameterReport) {
+        var buffer = allocate(report.untrackedStatus.readableBytes + 256)
+        buffer.writeImmutableBuffer(report.untrackedStatus)
+        for name in Self.trackedParameterNamesSorted {
+            var value = trackedParameters[name] ?? report.parameters[name]
+            if value == nil, name == "application_name" { value = applicationName }
+            if let value { MessageEncoder.parameterStatus(name, value, into: &buffer) }
         }
         MessageEncoder.backendKeyData(key, into: &buffer)
         MessageEncoder.readyForQuery(.idle, into: &buffer)

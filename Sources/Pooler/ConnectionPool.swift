@@ -117,7 +117,10 @@ public final class ConnectionPool: @unchecked Sendable {
     let statementCacheSize: Int
     /// `cleanup_server_connections`: reset session state a client left behind before the next client.
     let cleanupServerConnections: Bool
-    var cachedParameters: [String: String]?
+    var cachedParameters: [String: String]? {
+        didSet { cachedReport = cachedParameters.map(ParameterReport.init) }
+    }
+    private var cachedReport: ParameterReport?
     /// PAUSE: new leases wait here until RESUME (under the lock).
     var paused = false
     var pausedWaiters: [WaiterRef] = []
@@ -312,6 +315,8 @@ public final class ConnectionPool: @unchecked Sendable {
 
     /// Parameters reported to clients at login (from the first server connection); nil until one connected.
     var serverParameters: [String: String]? { lock.withLock { cachedParameters } }
+    /// The same, with the messages every login sends encoded once.
+    var parameterReport: ParameterReport? { lock.withLock { cachedReport } }
 
     /// The shard for a statement that names none: `default_shard`.
     func resolvedDefaultShard() -> Int {

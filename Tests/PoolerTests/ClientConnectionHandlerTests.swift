@@ -126,6 +126,26 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertEqual(h.serverChannels[0].drainOutbound().readableBytes, 0)
     }
 
+    /// A later login is answered from the pool's stored report (its ParameterStatus messages encoded once): the
+    /// server's parameters, with what this client set in its startup packet in place of the server's values.
+    func testLaterLoginReportsStoredParametersWithItsOwnOverlay() throws {
+        let h = PoolerHarness()
+        _ = h.loginFirstClient(extra: [("application_name", "first")])
+        let client = h.makeClient()
+        h.sendStartup(client, extra: [("application_name", "second"), ("DateStyle", "German, DMY")])
+        let welcome = client.drainMessages()
+        XCTAssertEqual(ids(welcome), "R" + String(repeating: "S", count: PoolerHarness.serverParameters.count) + "KZ")
+        XCTAssertEqual(h.connector.connects.count, 1, "no server was needed for the second login")
+
+        var expected: [String: String] = [:]
+        for (name, value) in PoolerHarness.serverParameters { expected[name] = value }
+        expected["application_name"] = "second"
+        expected["DateStyle"] = "German, DMY"
+        var reported: [String: String] = [:]
+        for message in welcome { if let (name, value) = message.parameterStatus { reported[name] = value } }
+        XCTAssertEqual(reported, expected)
+    }
+
     // MARK: 5. transaction mode relay
 
     func testTransactionModeRelaysBytesExactlyAndReleasesTheServer() {
