@@ -174,7 +174,7 @@ extension ClientConnection {
 
     private func attach(_ server: ServerConnection) {
         self.server = server
-        planRetry = nil
+        if planRetry != nil { planRetry = nil }  // (storing nil destroys the large payload: a profiled ~1%)
         leaseRetries = 0
         stats.set(.active)
         if leasesBeforeDirectWrites > 0 {

@@ -134,6 +134,7 @@ extension ClientConnection {
     /// A ReadyForQuery reached the client: one query (request) done, and a transaction if the server is idle.
     private func countRequest(on server: ServerConnection) {
         let now = NIODeadline.now()
+        server.readyAt = now.uptimeNanoseconds
         stats.queries.add()
         server.stats.queries.add()
         if let start = server.requestStart {

@@ -466,7 +466,9 @@ public final class ConnectionPool: @unchecked Sendable {
             deliver(server, to: waiter.waiter)  // stays leased: a statement waiting for this warm backend
             return
         }
-        let now = NIODeadline.now().uptimeNanoseconds
+        // The ReadyForQuery that ended the transaction was just timed: one clock read fewer per transaction.
+        let now = server.readyAt > 0 ? server.readyAt : NIODeadline.now().uptimeNanoseconds
+        server.readyAt = 0
         let loop = server.eventLoop
         let result = lock.withLock {
             // Prefer a waiter on the connection's own event loop: its relay then needs no thread hop.

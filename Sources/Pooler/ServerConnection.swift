@@ -74,6 +74,9 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     /// When the current request (up to its ReadyForQuery) and transaction began, for query and transaction times.
     var requestStart: NIODeadline?
     var transactionStart: NIODeadline?
+    /// When the last ReadyForQuery arrived (uptime nanoseconds, 0 after use): the pool takes it as the release time
+    /// instead of reading the clock again.
+    var readyAt: UInt64 = 0
 
     /// The pooler closed it (not the server or the network); set from any thread before the close.
     var closedByPooler: Bool {

@@ -14,28 +14,40 @@ enum SessionPin: String, Equatable, Sendable {
     case holdCursor = "WITH HOLD cursor"
 
     /// Cheap first look (no allocation): does the text contain a word that could start one of these
-    /// ("listen", "advisory", "temp", "hold"), case-insensitively? Most queries contain none.
+    /// ("listen", "temp", "hold" as words; "advisory" after an underscore, as in `pg_advisory_lock`),
+    /// case-insensitively? Most queries contain none. (The scan runs for every query in transaction mode.)
     static func mightPin(_ text: ByteBuffer) -> Bool {
         text.withUnsafeReadableBytes { bytes in
             let count = bytes.count
+            var previous: UInt8 = 0x20
             var index = 0
             while index < count {
-                switch bytes[index] | 0x20 {
-                case UInt8(ascii: "l"):
+                let byte = bytes[index]
+                switch byte | 0x20 {
+                case UInt8(ascii: "l") where !isWordByte(previous):
                     if matches(bytes, index, "listen") { return true }
-                case UInt8(ascii: "a"):
+                case UInt8(ascii: "a") where previous == UInt8(ascii: "_"):
                     if matches(bytes, index, "advisory") { return true }
-                case UInt8(ascii: "t"):
+                case UInt8(ascii: "t") where !isWordByte(previous):
                     if matches(bytes, index, "temp") { return true }
-                case UInt8(ascii: "h"):
+                case UInt8(ascii: "h") where !isWordByte(previous):
                     if matches(bytes, index, "hold") { return true }
                 default:
                     break
                 }
+                previous = byte
                 index += 1
             }
             return false
         }
+    }
+
+    /// A byte after which `SQLWords` cannot start a word (it would continue one): letters, `_` and non-ASCII.
+    /// Digits and `$` are not in it, so "1temp" still counts: `SQLWords` reads a word TEMP there.
+    @inline(__always)
+    private static func isWordByte(_ byte: UInt8) -> Bool {
+        let lower = byte | 0x20
+        return (lower >= UInt8(ascii: "a") && lower <= UInt8(ascii: "z")) || byte == UInt8(ascii: "_") || byte >= 0x80
     }
 
     private static func matches(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ word: StaticString) -> Bool {

@@ -46,4 +46,17 @@ final class SessionPinTests: XCTestCase {
         XCTAssertTrue(SessionPin.mightPin(ByteBuffer(string: "LiStEn")))
         XCTAssertFalse(SessionPin.mightPin(ByteBuffer(string: "select abalance from pgbench_accounts where aid = $1")))
     }
+
+    /// The prefilter looks only where the full check could match: whole words, and "advisory" after an underscore.
+    func testPrefilterLooksAtWordStartsOnly() {
+        XCTAssertFalse(SessionPin.mightPin(ByteBuffer(string: "select relisten, attempt, uphold from t")))
+        XCTAssertFalse(SessionPin.mightPin(ByteBuffer(string: "select advisory from t")))
+        XCTAssertTrue(SessionPin.mightPin(ByteBuffer(string: "select pg_try_ADVISORY_lock(1)")))
+        XCTAssertTrue(SessionPin.mightPin(ByteBuffer(string: "create temporary table t (a int)")))
+        XCTAssertTrue(SessionPin.mightPin(ByteBuffer(string: "declare c cursor with hold for select 1")))
+        XCTAssertTrue(SessionPin.mightPin(ByteBuffer(string: "/*x*/listen ch")))
+        XCTAssertTrue(SessionPin.mightPin(ByteBuffer(string: "select 1;temp")))
+        XCTAssertNotNil(SessionPin.detect(in: ByteBuffer(string: "select 1;LISTEN ch")))
+        XCTAssertEqual(SessionPin.detect(in: ByteBuffer(string: "create 1temp table t (a int)")), .temporaryTable)
+    }
 }
