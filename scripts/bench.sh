@@ -17,6 +17,8 @@
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION        seconds per pgbench run [15]
+#   BENCH_ROUNDS          runs of every (workload, clients, target); the targets alternate within each round and the
+#                         report gives the median of each figure (RSS: the largest) and the spread of TPS [1]
 #   BENCH_POOL_SIZE       server connections per pooler [10]
 #   BENCH_WORKER_THREADS  pgcat general.worker_threads, 0 = pgcat's default, one per two cores [0]
 #   BENCH_CLIENTS         client counts of the select-only workloads [1 10 50 200 1000]
@@ -51,6 +53,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DOCS="$ROOT/docs/benchmarks.md"
 
 DURATION="${BENCH_DURATION:-15}"
+ROUNDS="${BENCH_ROUNDS:-1}"
 POOL_SIZE="${BENCH_POOL_SIZE:-10}"
 WORKER_THREADS="${BENCH_WORKER_THREADS:-0}"
 CLIENTS="${BENCH_CLIENTS:-1 10 50 200 1000}"
@@ -86,6 +89,7 @@ isnum "$WORKER_THREADS" || die "BENCH_WORKER_THREADS must be a non-negative inte
 isnum "$JOBS" && (( JOBS > 0 )) || die "BENCH_JOBS must be a positive integer (got '$JOBS')"
 isnum "$SCALE" && (( SCALE > 0 )) || die "BENCH_SCALE must be a positive integer (got '$SCALE')"
 isnum "$RATE" && (( RATE > 0 )) || die "BENCH_RATE must be a positive integer (got '$RATE')"
+isnum "$ROUNDS" && (( ROUNDS > 0 )) || die "BENCH_ROUNDS must be a positive integer (got '$ROUNDS')"
 for c in $CLIENTS $TPCB_CLIENTS $CONNECT_CLIENTS $RATE_CLIENTS; do isnum "$c" && (( c > 0 )) || die "client counts must be positive integers (got '$c')"; done
 isnum "$IDLE_CLIENTS" || die "BENCH_IDLE_CLIENTS must be a non-negative integer (got '$IDLE_CLIENTS')"
 for t in $TARGETS; do [[ "$t" =~ ^(direct|pgbouncer|pgcat|pgcat-noparser|pgcat-parser)$ ]] || die "BENCH_TARGETS: unknown target '$t'"; done
@@ -380,7 +384,8 @@ PGBOUNCER_VERSION="$(pgbouncer --version 2>/dev/null | head -n1 || echo "not ins
 # ---------------------------------------------------------------- runs
 
 RESULTS="$WORK/results.tsv" # workload clients target tps avg_ms p99_ms cpu_ms_per_1k rss_mb status
-: >"$RESULTS"
+ROUND_RESULTS="$WORK/rounds.tsv" # the same columns, one line per run; RESULTS holds their medians
+: >"$ROUND_RESULTS"
 
 # Per-transaction latencies (µs, column 3 of pgbench's --log files) -> "avg_ms p99_ms count" (nearest rank).
 latency_stats() {
@@ -402,8 +407,8 @@ else:
 EOF
 }
 
-run_one() { # workload clients target
-    local workload="$1" clients="$2" target="$3" port pid="" mode script_args=() id
+run_one() { # workload clients target round
+    local workload="$1" clients="$2" target="$3" round="$4" port pid="" mode script_args=() id
     mode="${workload#*-}"
     [[ "$workload" == select-* ]] && script_args=(-S)
     [[ "$workload" == connect-* ]] && script_args=(-S -C)
@@ -411,7 +416,7 @@ run_one() { # workload clients target
     local jobs=$(( clients < JOBS ? clients : JOBS ))
     if [[ "$target" == direct ]] && (( clients > PG_MAX_CONNECTIONS - 10 )); then
         printf '%s\t%s\t%s\t-\t-\t-\t-\t-\tnot run: over max_connections (%s)\n' "$workload" "$clients" "$target" \
-            "$PG_MAX_CONNECTIONS" >>"$RESULTS"
+            "$PG_MAX_CONNECTIONS" >>"$ROUND_RESULTS"
         return
     fi
     case "$target" in
@@ -420,13 +425,14 @@ run_one() { # workload clients target
         pgcat)
             if ! kill -0 "$PGCAT_PID" 2>/dev/null; then
                 NOTES+=("pgcat was not running before $workload c=$clients (see its log); restarted it")
-                start_pgcat || { printf '%s\t%s\t%s\t-\t-\t-\t-\t-\tpgcat did not restart\n' "$workload" "$clients" "$target" >>"$RESULTS"; return; }
+                start_pgcat || { printf '%s\t%s\t%s\t-\t-\t-\t-\t-\tpgcat did not restart\n' "$workload" "$clients" "$target" >>"$ROUND_RESULTS"; return; }
             fi
             port="$PGCAT_PORT"; pid="$PGCAT_PID" ;;
         pgcat-parser) port="$PGCAT_PARSER_PORT"; pid="$PGCAT_PARSER_PID" ;;
         pgcat-noparser) port="$PGCAT_NOPARSER_PORT"; pid="$PGCAT_NOPARSER_PID" ;;
     esac
     id="$workload-c$clients-$target"
+    (( ROUNDS > 1 )) && id="$id-r$round"
     mkdir -p "$WORK/runs/$id"
     note "run $id (${DURATION}s)"
     # What pgbench does before a run unless -n, done straight on Postgres so every target starts alike.
@@ -481,7 +487,7 @@ run_one() { # workload clients target
             $((cpu1 - cpu0)) "$tx" "$(getconf CLK_TCK)")"
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$clients" "$target" "${tps:--}" "${avg:--}" "${p99:--}" \
-        "$cpu" "$rss" "$status" >>"$RESULTS"
+        "$cpu" "$rss" "$status" >>"$ROUND_RESULTS"
     rm -f "$WORK"/runs/"$id"/txlog.*
 }
 
@@ -512,13 +518,16 @@ for workload in $WORKLOADS; do
         *) counts="$CLIENTS" ;;
     esac
     for clients in $counts; do
-        for target in $TARGETS; do
-            # The parser's baseline is needed where its cost is judged (select-only) and at the fixed rate.
-            [[ "$target" == pgcat-noparser && "$workload" != select-* && "$workload" != rate-* ]] && continue
-            run_one "$workload" "$clients" "$target"
+        for (( round = 1; round <= ROUNDS; round++ )); do
+            for target in $TARGETS; do
+                # The parser's baseline is needed where its cost is judged (select-only) and at the fixed rate.
+                [[ "$target" == pgcat-noparser && "$workload" != select-* && "$workload" != rate-* ]] && continue
+                run_one "$workload" "$clients" "$target" "$round"
+            done
         done
     done
 done
+SPREAD="$(python3 "$ROOT/scripts/lib/bench_rounds.py" "$ROUND_RESULTS" "$RESULTS")"
 
 # Idle clients: each pooler holds BENCH_IDLE_CLIENTS logged-in, idle connections; its RSS before and with them.
 IDLE="$WORK/idle.tsv" # target connected failed baseline_kb rss_kb seconds
@@ -578,6 +587,10 @@ report() {
     echo "  transaction mode), pgcat worker_threads $wt, SCRAM-SHA-256 client and server auth, no TLS,"
     echo "  Postgres max_connections $PG_MAX_CONNECTIONS, $IDLE_CLIENTS idle clients for the memory figure, fixed rate $RATE tps"
     echo "- CPU busy (whole machine) in the 2 s before the first run: $BUSY_START; other work running skews every number"
+    if (( ROUNDS > 1 )); then
+        echo "- Rounds: every figure is the median of $ROUNDS runs (RSS: the largest), the targets alternating within"
+        echo "  each round; $SPREAD"
+    fi
     echo
     python3 "$ROOT/scripts/lib/bench_report.py" "$RESULTS" "$IDLE" "$CHART" "$CHART_LINK"
     echo
