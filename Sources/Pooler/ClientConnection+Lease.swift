@@ -224,10 +224,13 @@ extension ClientConnection {
         if leaseRole == .primary, pool?.routing.readYourWritesWindow ?? 0 > 0 { lastPrimaryTransaction = eventLoop.now }
         server.detach(owner: self)
         restoreReads(server)
+        // The ReadyForQuery that ended the transaction was just timed: one clock read fewer per transaction.
+        let readyAt = server.readyAt
+        server.readyAt = 0
         if cancelSent {
             pool?.discard(server)  // a CancelRequest may still be on its way to this backend
         } else {
-            pool?.release(server)
+            pool?.release(server, at: readyAt)
         }
     }
 

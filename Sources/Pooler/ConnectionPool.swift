@@ -455,8 +455,9 @@ public final class ConnectionPool: @unchecked Sendable {
         }
     }
 
-    /// A clean, idle connection comes back.
-    func release(_ server: ServerConnection) {
+    /// A clean, idle connection comes back. `at`: when it became idle (uptime nanoseconds), if the caller just read
+    /// the clock; otherwise it is read here.
+    func release(_ server: ServerConnection, at readyAt: UInt64 = 0) {
         guard let slot = slot(of: server) else { server.close(); return }
         if server.epoch < reconnectEpoch.load || isRetired && lock.withLock({ slot.machine.waitingCount == 0 }) {
             discard(server)  // RECONNECT asked for fresh connections, or the pool was replaced by a reload
@@ -466,9 +467,7 @@ public final class ConnectionPool: @unchecked Sendable {
             deliver(server, to: waiter.waiter)  // stays leased: a statement waiting for this warm backend
             return
         }
-        // The ReadyForQuery that ended the transaction was just timed: one clock read fewer per transaction.
-        let now = server.readyAt > 0 ? server.readyAt : NIODeadline.now().uptimeNanoseconds
-        server.readyAt = 0
+        let now = readyAt > 0 ? readyAt : NIODeadline.now().uptimeNanoseconds
         let loop = server.eventLoop
         let result = lock.withLock {
             // Prefer a waiter on the connection's own event loop: its relay then needs no thread hop.

@@ -74,8 +74,8 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     /// When the current request (up to its ReadyForQuery) and transaction began, for query and transaction times.
     var requestStart: NIODeadline?
     var transactionStart: NIODeadline?
-    /// When the last ReadyForQuery arrived (uptime nanoseconds, 0 after use): the pool takes it as the release time
-    /// instead of reading the clock again.
+    /// When the last ReadyForQuery of the current lease reached the client (uptime nanoseconds; 0 at the lease's
+    /// start): the relay's release passes it to the pool as the release time instead of reading the clock again.
     var readyAt: UInt64 = 0
 
     /// The pooler closed it (not the server or the network); set from any thread before the close.
@@ -445,6 +445,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
         tracker.reset()
         requestStart = nil
         transactionStart = nil
+        readyAt = 0
         unsynced = false
         inCopy = false
         scanner.reset()

@@ -6,6 +6,7 @@ import NIOPosix
 import XCTest
 @testable import PgCatServer
 
+#if os(Linux)  // TCP_KEEPIDLE and the others are set on Linux only
 /// The socket options of client and server connections, set synchronously in an initializer (the listener's path)
 /// and through futures from another thread, on real loopback sockets.
 final class TCPKeepaliveTests: XCTestCase {
@@ -67,3 +68,4 @@ final class TCPKeepaliveTests: XCTestCase {
         return connected
     }
 }
+#endif

@@ -738,6 +738,29 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertTrue(server.isActive)
     }
 
+    /// `idle_timeout` counts from the connection's return to the pool, not from the last reply the client got: a
+    /// session that sat idle longer than the timeout must not hand back a connection the next sweep closes.
+    func testConnectionReturnedAfterALongSessionIsIdleFromItsReturn() {
+        var options = Options(poolSize: 1, poolMode: .session)
+        options.idleTimeout = 250
+        let h = PoolerHarness(options)
+        let (a, server) = h.loginFirstClient()
+        h.send(Frontend.query("SELECT 1"), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 1"))
+        h.send(concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle)), to: server)
+        _ = a.drainOutbound()
+        usleep(400_000)  // the client idles past idle_timeout, holding its server (session mode)
+
+        h.send(Frontend.terminate(), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("DISCARD ALL"))
+        h.send(concat(Backend.commandComplete("DISCARD ALL"), Backend.ready(.idle)), to: server)
+        XCTAssertEqual(h.pool.counts().idle, 1)
+        h.runtime.sweep(loops: { h.loop })
+        h.loop.run()
+        XCTAssertEqual(h.pool.counts().idle, 1, "just returned: not idle for 250 ms yet")
+        XCTAssertTrue(server.isActive)
+    }
+
     // MARK: more: cleanup of unsynced exchanges, COPY, server login failures
 
     func testClientDisconnectWithUnsyncedExtendedExchangeInTransactionSendsSyncThenRollback() {

@@ -388,6 +388,7 @@ final class PoolerHarness {
         var poolMode: PoolMode = .transaction
         var maxClientConn = 0
         var statementCacheSize = 500
+        var idleTimeout = 600_000
     }
 
     init(_ options: Options = Options()) {
@@ -403,6 +404,7 @@ final class PoolerHarness {
         general.queryTimeout = options.queryTimeout
         general.maxMessageSize = options.maxMessageSize
         general.maxClientConn = options.maxClientConn
+        general.idleTimeout = options.idleTimeout
         general.adminUsername = "admin"
         general.adminAuthType = .trust
         var user = UserConfig()
