@@ -5,7 +5,8 @@ Usage: bench_rounds.py ROUNDS_TSV RESULTS_TSV
 Columns of both: workload clients target tps avg_ms p99_ms cpu_ms_per_1k rss_mb status ("-" where there is no
 figure). Each figure becomes the median of the runs that have it; RSS the largest. The status is "ok" when every
 run was, otherwise the first problem and how many runs had one. Prints one line about the spread of TPS between
-the runs of a cell, for the report.
+the runs of a cell (runs without problems only), for the report. With an even number of runs the median is the
+mean of the middle two.
 """
 import statistics
 import sys
@@ -37,12 +38,12 @@ def main(rounds_path, results_path):
             problems = [run[5] for run in runs if run[5] != "ok"]
             if not problems:
                 row.append("ok")
-            elif len(runs) == 1:
-                row.append(problems[0])
+            elif len(problems) == len(runs) and len(set(problems)) == 1:
+                row.append(problems[0])  # e.g. "not run: over max_connections"
             else:
                 row.append(f"{problems[0]} ({len(problems)} of {len(runs)} runs)")
             out.write("\t".join(row) + "\n")
-            tps = [v for v in (number(run[0]) for run in runs) if v is not None]
+            tps = [v for v in (number(run[0]) for run in runs if run[5] == "ok") if v is not None]
             if len(tps) >= 2 and statistics.median(tps) > 0:
                 spreads.append(((max(tps) - min(tps)) / statistics.median(tps), f"{key[0]} c={key[1]} {key[2]}"))
     if spreads:
