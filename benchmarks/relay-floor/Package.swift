@@ -7,6 +7,7 @@ let package = Package(
         .executableTarget(name: "NIORelay", dependencies: [.product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .target(name: "CEpoll"),
         .executableTarget(name: "EpollRelay", dependencies: ["CEpoll"]),
+        .executableTarget(name: "PipelineRelay", dependencies: ["CEpoll", .product(name: "NIOCore", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The floor of a relay's CPU per transaction: pgbench select-only through two minimal 1:1 TCP relays (no protocol
-# logic, one connection to Postgres per client), one on SwiftNIO and one on a hand-written epoll loop, alternating.
+# The floor of a relay's CPU per transaction: pgbench select-only through three minimal 1:1 TCP relays (no protocol
+# logic, one connection to Postgres per client), alternating: one on SwiftNIO (NIOPosix), one on a hand-written
+# epoll loop, and one on that epoll loop with each socket behind a small custom NIO Channel and its ChannelPipeline
+# (what NIO's pipeline costs without NIOPosix).
 # It shows what the I/O layer alone costs per transaction, before any pooler logic (docs/benchmarks.md, "What would
 # close the gap").
 #
@@ -18,12 +20,16 @@ RATE="${RELAY_FLOOR_RATE:-4000}" PG_PORT="${BENCH_CLUSTER_PORT:-16432}"
 export PGPASSWORD=app
 
 (cd "$HERE" && swift build -c release >/dev/null)
-PGCAT_CLUSTER_PORT="$PG_PORT" PGCAT_CLUSTER_DIR="/tmp/pgcat-bench-cluster-$PG_PORT" "$ROOT/scripts/cluster.sh" start >/dev/null
+# Started only when not running: a start resets app's password, and with it the verifier another pooler may hold.
+if ! pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
+    PGCAT_CLUSTER_PORT="$PG_PORT" PGCAT_CLUSTER_DIR="/tmp/pgcat-bench-cluster-$PG_PORT" "$ROOT/scripts/cluster.sh" start >/dev/null
+fi
 "$HERE/.build/release/NIORelay" 6701 "$PG_PORT" & NIO_PID=$!
 "$HERE/.build/release/EpollRelay" 6702 "$PG_PORT" & EPOLL_PID=$!
-trap 'kill $NIO_PID $EPOLL_PID 2>/dev/null || true' EXIT
+"$HERE/.build/release/PipelineRelay" 6703 "$PG_PORT" & PIPELINE_PID=$!
+trap 'kill $NIO_PID $EPOLL_PID $PIPELINE_PID 2>/dev/null || true' EXIT
 sleep 1
-TARGETS="nio-relay:6701:$NIO_PID epoll-relay:6702:$EPOLL_PID ${RELAY_FLOOR_EXTRA:-}"
+TARGETS="nio-relay:6701:$NIO_PID epoll-relay:6702:$EPOLL_PID pipeline-relay:6703:$PIPELINE_PID ${RELAY_FLOOR_EXTRA:-}"
 
 measure() { # name port pid [pgbench args...]
     local name=$1 port=$2 pid=$3 u0 s0 u1 s1 out tx tps
@@ -50,6 +56,6 @@ for line in sys.stdin:
 print(f"{sys.argv[1]}, {sys.argv[2]} clients, mean of {sys.argv[3]} alternating runs:")
 for name, runs in rows.items():
     n = len(runs); tps, user, sys_ = (sum(r[i] for r in runs) / n for i in range(3))
-    print(f"  {name:12} {tps:8.0f} tps  user {user:5.1f}  system {sys_:5.1f}  total {user + sys_:5.1f} µs/tx")
+    print(f"  {name:14} {tps:8.0f} tps  user {user:5.1f}  system {sys_:5.1f}  total {user + sys_:5.1f} µs/tx")
 ' "$label" "$CLIENTS" "$ROUNDS"
 done
