@@ -11,32 +11,24 @@ struct TCPKeepalive: Sendable {
     var count: Int
     var userTimeout: Int
 
-    /// Sets the options, synchronously when the channel allows it (always for NIOPosix sockets, in an
-    /// initializer). Through futures, as bootstrap options are applied, they were an eighth of the pooler's user
-    /// CPU per login under `pgbench -C`. A failing keepalive option is ignored: the connection works without it.
+    /// Sets the options synchronously on the channel's loop (the initializers already run there). Through futures, as
+    /// bootstrap options are applied, they were an eighth of the pooler's user CPU per login under `pgbench -C`. A
+    /// failing keepalive option is ignored: the connection works without it.
     func apply(to channel: Channel, recvAllocator: RecvByteBufferAllocator? = nil) -> EventLoopFuture<Void> {
-        let options = socketOptions
-        if channel.eventLoop.inEventLoop, let sync = channel.syncOptions {
-            do {
-                try sync.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-                if let recvAllocator { try sync.setOption(ChannelOptions.recvAllocator, value: recvAllocator) }
-            } catch {
-                return channel.eventLoop.makeFailedFuture(error)
-            }
-            for (option, value) in options { try? sync.setOption(option, value: value) }
-            return channel.eventLoop.makeSucceededVoidFuture()
+        guard channel.eventLoop.inEventLoop else {
+            return channel.eventLoop.flatSubmit { self.apply(to: channel, recvAllocator: recvAllocator) }
         }
-        var future = channel.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-        if let recvAllocator {
-            future = future.flatMap { channel.setOption(ChannelOptions.recvAllocator, value: recvAllocator) }
+        guard let sync = channel.syncOptions else {
+            return channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)  // not a NIOPosix socket
         }
-        return future.flatMap {
-            var optional = channel.eventLoop.makeSucceededVoidFuture()
-            for (option, value) in options {
-                optional = optional.flatMap { channel.setOption(option, value: value) }
-            }
-            return optional.recover { _ in }
+        do {
+            try sync.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            if let recvAllocator { try sync.setOption(ChannelOptions.recvAllocator, value: recvAllocator) }
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
         }
+        for (option, value) in socketOptions { try? sync.setOption(option, value: value) }
+        return channel.eventLoop.makeSucceededVoidFuture()
     }
 
     /// SO_KEEPALIVE and the TCP keepalive settings that are not 0.

@@ -97,7 +97,7 @@ extension ClientConnection {
         pool?.waitTimer.recordNanoseconds(Int64(waited) * 1000)
         switch phase {
         case .awaitingParameters:
-            let report = ParameterReport(server.parameters)
+            let report = pool?.parameterReport ?? ParameterReport(server.parameters)
             pool?.release(server)
             welcome(report)
         case .ready:

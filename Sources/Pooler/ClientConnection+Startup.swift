@@ -10,7 +10,6 @@ extension ClientConnection {
     static let trackedParameterNames: Set<String> = [
         "application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
     ]
-    static let trackedParameterNamesSorted = trackedParameterNames.sorted()
 
     func driveStartup() {
         while var buffer = inbox, buffer.readableBytes > 0 {
@@ -275,7 +274,7 @@ extension ClientConnection {
     func welcome(_ report: ParameterReport) {
         var buffer = allocate(report.untrackedStatus.readableBytes + 256)
         buffer.writeImmutableBuffer(report.untrackedStatus)
-        for name in Self.trackedParameterNamesSorted {
+        for name in ParameterFingerprint.names {  // the tracked names, sorted
             var value = trackedParameters[name] ?? report.parameters[name]
             if value == nil, name == "application_name" { value = applicationName }
             if let value { MessageEncoder.parameterStatus(name, value, into: &buffer) }

@@ -33,7 +33,7 @@ extension ConnectionPool {
                 // the pool a side table, and every lease retains the pool.
                 server.onClose = { server in self.connectionClosed(server) }
                 self.lock.withLock {
-                    if self.cachedParameters == nil { self.cachedParameters = server.parameters }
+                    if self.cachedReport == nil { self.cachedReport = ParameterReport(server.parameters) }
                 }
                 let now = NIODeadline.now().uptimeNanoseconds
                 let outcome = self.lock.withLock { slot.machine.connectionOpened(server, now: now) }

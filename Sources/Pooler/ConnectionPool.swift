@@ -117,10 +117,8 @@ public final class ConnectionPool: @unchecked Sendable {
     let statementCacheSize: Int
     /// `cleanup_server_connections`: reset session state a client left behind before the next client.
     let cleanupServerConnections: Bool
-    var cachedParameters: [String: String]? {
-        didSet { cachedReport = cachedParameters.map(ParameterReport.init) }
-    }
-    private var cachedReport: ParameterReport?
+    /// What logins report, from the first server connection (under the lock; set once).
+    var cachedReport: ParameterReport?
     /// PAUSE: new leases wait here until RESUME (under the lock).
     var paused = false
     var pausedWaiters: [WaiterRef] = []
@@ -314,8 +312,6 @@ public final class ConnectionPool: @unchecked Sendable {
     public var name: String { "\(database)/\(user)" }
 
     /// Parameters reported to clients at login (from the first server connection); nil until one connected.
-    var serverParameters: [String: String]? { lock.withLock { cachedParameters } }
-    /// The same, with the messages every login sends encoded once.
     var parameterReport: ParameterReport? { lock.withLock { cachedReport } }
 
     /// The shard for a statement that names none: `default_shard`.
@@ -338,8 +334,8 @@ public final class ConnectionPool: @unchecked Sendable {
 
     /// A reload's replacement reports what its predecessor's servers reported, until a server says otherwise.
     func inheritServerParameters(from old: ConnectionPool) {
-        guard let parameters = old.serverParameters else { return }
-        lock.withLock { if cachedParameters == nil { cachedParameters = parameters } }
+        guard let report = old.parameterReport else { return }
+        lock.withLock { if cachedReport == nil { cachedReport = report } }
     }
 
     /// Remembers the ClientKey recovered from a client's SCRAM login, for servers holding the same verifier.

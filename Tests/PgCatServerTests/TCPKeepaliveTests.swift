@@ -7,8 +7,8 @@ import XCTest
 @testable import PgCatServer
 
 #if os(Linux)  // TCP_KEEPIDLE and the others are set on Linux only
-/// The socket options of client and server connections, set synchronously in an initializer (the listener's path)
-/// and through futures from another thread, on real loopback sockets.
+/// The socket options of client and server connections, set in an initializer (the listener's path) and from
+/// another thread (hopping to the channel's loop), on real loopback sockets.
 final class TCPKeepaliveTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
     private let settings = TCPKeepalive(idle: 7, interval: 3, count: 4, userTimeout: 9000)
@@ -48,7 +48,7 @@ final class TCPKeepaliveTests: XCTestCase {
         XCTAssertEqual((used as? AdaptiveRecvByteBufferAllocator)?.maximum, 4096)
 
         XCTAssertNotEqual(try connected.getOption(tcp(CInt(TCP_KEEPIDLE))).wait(), 7, "not set yet")
-        try settings.apply(to: connected).wait()  // from the test thread: the future path
+        try settings.apply(to: connected).wait()  // from the test thread: hops to the loop
         try assertOptions(connected)
     }
 

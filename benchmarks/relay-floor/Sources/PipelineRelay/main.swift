@@ -4,7 +4,9 @@
 import CEpoll
 import Dispatch
 import Glibc
+import LoopbackSockets
 import NIOCore
+import RelayGlue
 
 final class EpollLoop: EventLoop, @unchecked Sendable {
     let ep = epoll_create1(0)
@@ -73,9 +75,7 @@ final class FDChannel: Channel, ChannelCore, @unchecked Sendable {
         self.closePromise = loop.makePromise()
         self.inbound = ByteBufferAllocator().buffer(capacity: 65536)
         self._pipeline = ChannelPipeline(channel: self)
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(4))
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        makeRelaySocket(fd)
     }
 
     var eventLoop: EventLoop { loop }
@@ -120,20 +120,7 @@ final class FDChannel: Channel, ChannelCore, @unchecked Sendable {
     }
     func flush0() {
         for buffer in outbound {
-            buffer.withUnsafeReadableBytes { bytes in
-                var offset = 0
-                while offset < bytes.count {
-                    let sent = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
-                    if sent > 0 { offset += sent; continue }
-                    if sent < 0 && errno == EAGAIN {
-                        var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                        poll(&pfd, 1, -1)  // spike: block until writable
-                        continue
-                    }
-                    if sent < 0 && errno == EINTR { continue }
-                    return
-                }
-            }
+            buffer.withUnsafeReadableBytes { sendAll(fd, $0.baseAddress!, $0.count) }
         }
         outbound.removeAll(keepingCapacity: true)
     }
@@ -152,53 +139,14 @@ final class FDChannel: Channel, ChannelCore, @unchecked Sendable {
     func errorCaught0(error: Error) {}
 }
 
-final class Glue: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-    var partner: Glue?
-    var context: ChannelHandlerContext?
-    var pending = false
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        partner?.context?.write(data, promise: nil)
-        partner?.pending = true
-    }
-    func channelReadComplete(context: ChannelHandlerContext) {
-        if let p = partner, p.pending { p.pending = false; p.context?.flush() }
-    }
-    func channelInactive(context: ChannelHandlerContext) { partner?.context?.close(promise: nil) }
-}
-
 let listenPort = UInt16(CommandLine.arguments[1])!
 let upstreamPort = UInt16(CommandLine.arguments[2])!
-func loopback(_ port: UInt16) -> sockaddr_in {
-    var a = sockaddr_in()
-    a.sin_family = sa_family_t(AF_INET)
-    a.sin_port = port.bigEndian
-    a.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return a
-}
-let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-var one: Int32 = 1
-setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(4))
-var la = loopback(listenPort)
-precondition(withUnsafePointer(to: &la) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-} == 0)
-listen(listener, 1024)
+let listener = listenOnLoopback(port: listenPort)
 let loop = EpollLoop()
 loop.run(listener: listener) { clientFD in
-    let serverFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var ua = loopback(upstreamPort)
-    _ = withUnsafePointer(to: &ua) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(serverFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
     let client = FDChannel(fd: clientFD, loop: loop)
-    let server = FDChannel(fd: serverFD, loop: loop)
-    let clientGlue = Glue()
-    let serverGlue = Glue()
-    clientGlue.partner = serverGlue
-    serverGlue.partner = clientGlue
+    let server = FDChannel(fd: connectToLoopback(port: upstreamPort), loop: loop)
+    let (clientGlue, serverGlue) = Glue.pair()
     try! client.pipeline.syncOperations.addHandler(clientGlue)
     try! server.pipeline.syncOperations.addHandler(serverGlue)
     client.pipeline.fireChannelActive()
