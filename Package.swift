@@ -3,6 +3,7 @@ import PackageDescription
 
 // Dependency direction (see docs/architecture.md):
 // pgcat -> PgCatServer -> Pooler -> {Auth, Config} ; Auth -> PostgresWire ; Pooler -> PostgresWire
+// PgCatServer -> EpollTransport (NIOCore only)
 let package = Package(
     name: "pgcat-swift",
     platforms: [.macOS(.v14)],
@@ -66,10 +67,21 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The pooler's own epoll event loop and TCP channels (Linux), behind NIO's EventLoop and Channel APIs.
+        .target(name: "CEpoll"),
+        .target(
+            name: "EpollTransport",
+            dependencies: [
+                "CEpoll",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
         .target(
             name: "PgCatServer",
             dependencies: [
-                "Pooler", "Config", "PostgresWire", "Auth",
+                "Pooler", "Config", "PostgresWire", "Auth", "EpollTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -107,6 +119,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "Atomics", package: "swift-atomics"),
+        ]),
+        .testTarget(name: "EpollTransportTests", dependencies: [
+            "EpollTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         .testTarget(name: "PgCatServerTests", dependencies: [
             "PgCatServer",

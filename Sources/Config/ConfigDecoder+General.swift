@@ -55,6 +55,7 @@ extension DecodeContext {
         r.read("log_client_disconnections", into: &g.logClientDisconnections)
         g.autoreload = decodeAutoreload(&r)
         r.read("worker_threads", into: &g.workerThreads)
+        r.read("io_engine", into: &g.ioEngine)
         r.read("tcp_keepalives_idle", into: &g.tcpKeepalivesIdle)
         r.read("tcp_keepalives_count", into: &g.tcpKeepalivesCount)
         r.read("tcp_keepalives_interval", into: &g.tcpKeepalivesInterval)

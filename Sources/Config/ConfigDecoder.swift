@@ -93,6 +93,7 @@ extension DefaultRole: ConfigEnum {}
 extension ShardingFunction: ConfigEnum {}
 extension AuthType: ConfigEnum {}
 extension ClientTLSMode: ConfigEnum {}
+extension IOEngine: ConfigEnum {}
 extension MLFallback: ConfigEnum {}
 extension MLAffinity: ConfigEnum {}
 extension LoadBalancingMode: ConfigEnum {

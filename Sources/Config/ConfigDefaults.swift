@@ -46,7 +46,7 @@ public enum ConfigDefaults {
             "shutdown_timeout": "\(g.shutdownTimeout)", "ban_time": "\(g.banTime)",
             "log_client_connections": "\(g.logClientConnections)",
             "log_client_disconnections": "\(g.logClientDisconnections)", "autoreload": show(g.autoreload, "(off)"),
-            "worker_threads": "\(g.workerThreads)", "tcp_keepalives_idle": "\(g.tcpKeepalivesIdle)",
+            "worker_threads": "\(g.workerThreads)", "io_engine": g.ioEngine.rawValue, "tcp_keepalives_idle": "\(g.tcpKeepalivesIdle)",
             "tcp_keepalives_count": "\(g.tcpKeepalivesCount)", "tcp_keepalives_interval": "\(g.tcpKeepalivesInterval)",
             "tcp_user_timeout": "\(g.tcpUserTimeout)", "tls_certificate": show(g.tlsCertificate),
             "tls_private_key": show(g.tlsPrivateKey), "client_tls_mode": g.clientTLSMode.rawValue,

@@ -36,6 +36,11 @@ public enum ClientTLSMode: String, Sendable, Equatable, Codable, CaseIterable {
     case disable, allow, require
 }
 
+/// What runs the client and server connections: the pooler's own epoll event loop (Linux) or SwiftNIO's.
+public enum IOEngine: String, Sendable, Equatable, Codable, CaseIterable {
+    case epoll, nio
+}
+
 public struct PgCatConfig: Sendable, Equatable {
     public var general: GeneralConfig
     /// Pools in file order; the key is the database name clients connect to.
@@ -89,6 +94,8 @@ public struct GeneralConfig: Sendable, Equatable {
     public var autoreload: Int? = nil
     /// Event-loop threads; 0 means one per two CPU cores (at least one).
     public var workerThreads: Int = 0
+    /// `epoll` (Linux; elsewhere `nio` is used) or `nio`. Read at start only.
+    public var ioEngine: IOEngine = .epoll
     public var tcpKeepalivesIdle: Int = 5
     public var tcpKeepalivesCount: Int = 5
     public var tcpKeepalivesInterval: Int = 5

@@ -1,9 +1,14 @@
-/// Opens TCP connections to PostgreSQL servers with NIOPosix (every resolved address is tried in turn).
+/// Opens TCP connections to PostgreSQL servers on the connection's event loop: through `EpollConnector` on the
+/// pooler's own loops, through NIOPosix's ClientBootstrap on NIO's (every resolved address is tried in turn).
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Pooler
 import PostgresWire
+#if os(Linux)
+import EpollTransport
+#endif
 
 struct NIOServerConnector: ServerConnector {
     let keepalive: TCPKeepalive
@@ -21,14 +26,12 @@ struct NIOServerConnector: ServerConnector {
         let negotiator = policy.map {
             ServerTLSNegotiator(policy: $0, host: host, handler: handler, done: eventLoop.makePromise())
         }
-        let connected = ClientBootstrap(group: eventLoop)
-            .connectTimeout(timeout)
-            .channelInitializer { channel in
-                keepalive.apply(to: channel).flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler((negotiator as ChannelHandler?) ?? handler)
-                }
+        let keepalive = self.keepalive
+        let connected = open(host: host, port: port, on: eventLoop, timeout: timeout) { channel in
+            keepalive.apply(to: channel).flatMapThrowing {
+                try channel.pipeline.syncOperations.addHandler((negotiator as ChannelHandler?) ?? handler)
             }
-            .connect(host: host, port: port)
+        }
         guard let negotiator else { return connected.map { _ in } }
         return connected.flatMap { channel in
             negotiator.arm(timeout: timeout, on: channel)
@@ -37,14 +40,20 @@ struct NIOServerConnector: ServerConnector {
     }
 
     func plaintextDescriptor(of channel: Channel) -> CInt? {
-        ChannelDescriptor.plaintextTCP(channel)
+        #if os(Linux)
+        if let socket = channel as? EpollSocketChannel {
+            guard socket.eventLoop.inEventLoop, socket.isActive,
+                  (try? socket.pipeline.syncOperations.context(handlerType: NIOSSLHandler.self)) == nil
+            else { return nil }
+            return socket.descriptor
+        }
+        #endif
+        return ChannelDescriptor.plaintextTCP(channel)
     }
 
     @discardableResult
     func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
-        ClientBootstrap(group: eventLoop)
-            .connectTimeout(.seconds(5))
-            .connect(host: host, port: port)
+        open(host: host, port: port, on: eventLoop, timeout: .seconds(5)) { $0.eventLoop.makeSucceededVoidFuture() }
             .flatMap { channel in
                 var buffer = channel.allocator.buffer(capacity: 16)
                 MessageEncoder.cancelRequest(key, into: &buffer)
@@ -53,4 +62,28 @@ struct NIOServerConnector: ServerConnector {
                 return channel.writeAndFlush(buffer).flatMap { channel.closeFuture }.always { _ in deadline.cancel() }
             }
     }
+
+    /// A connected channel to `host:port` on `eventLoop`, set up by `initializer` before it becomes active.
+    private func open(host: String, port: Int, on eventLoop: EventLoop, timeout: TimeAmount,
+                      initializer: @escaping @Sendable (Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<Channel> {
+        #if os(Linux)
+        if let loop = eventLoop as? EpollEventLoop {
+            return resolve(host: host, port: port, on: loop).flatMap { addresses in
+                EpollConnector.connect(to: addresses, on: loop, timeout: timeout, initializer: initializer)
+            }
+        }
+        #endif
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelInitializer(initializer)
+            .connect(host: host, port: port)
+    }
+
+    #if os(Linux)
+    /// A numeric address at once; a name through getaddrinfo on the thread pool (it blocks).
+    private func resolve(host: String, port: Int, on loop: EventLoop) -> EventLoopFuture<[SocketAddress]> {
+        if let numeric = try? SocketAddress(ipAddress: host, port: port) { return loop.makeSucceededFuture([numeric]) }
+        return threadPool.runIfActive(eventLoop: loop) { try EpollConnector.resolve(host: host, port: port) }
+    }
+    #endif
 }

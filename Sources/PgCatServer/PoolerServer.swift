@@ -5,16 +5,21 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Metrics
 import NIOPosix
+#if os(Linux)
+import EpollTransport
+#endif
 import Pooler
 import Prometheus
 
 public final class PoolerServer: @unchecked Sendable {
     public let runtime: PoolerRuntime
-    let group: MultiThreadedEventLoopGroup
+    /// The loops that run client and server connections (`io_engine`).
+    let engine: IOEngineLoops
+    var group: EventLoopGroup { engine.group }
     let keepalive: TCPKeepalive
     let threadPool: NIOThreadPool
     let logger: Logger
-    private var listener: Channel?
+    private var closeListener: (() -> EventLoopFuture<Void>)?
     private var exporter: PrometheusExporter?
     private var exporterChannel: Channel?
 
@@ -28,7 +33,7 @@ public final class PoolerServer: @unchecked Sendable {
 
     public init(config: PgCatConfig, logger: Logger) {
         let threads = Self.eventLoopThreads(configured: config.general.workerThreads)
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        self.engine = IOEngineLoops(config.general.ioEngine, threads: threads, logger: logger)
         self.logger = logger
         let general = config.general
         let keepalive = TCPKeepalive(idle: general.tcpKeepalivesIdle, interval: general.tcpKeepalivesInterval,
@@ -85,18 +90,31 @@ public final class PoolerServer: @unchecked Sendable {
         let general = runtime.config.general
         let runtime = self.runtime
         let keepalive = self.keepalive
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 1024)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                // Each channel keeps its receive buffer between reads: start small (NIO's default is 2 KiB) so
-                // that thousands of idle clients cost little; the allocator grows it for clients that send more.
-                keepalive.apply(to: channel, recvAllocator: Self.clientRecvAllocator).flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler(runtime.makeClientHandler(on: channel.eventLoop))
-                }
+        let initializer: @Sendable (Channel) -> EventLoopFuture<Void> = { channel in
+            // Each channel keeps its receive buffer between reads: start small (NIO's default is 2 KiB) so
+            // that thousands of idle clients cost little; the allocator grows it for clients that send more.
+            keepalive.apply(to: channel, recvAllocator: Self.clientRecvAllocator).flatMapThrowing {
+                try channel.pipeline.syncOperations.addHandler(runtime.makeClientHandler(on: channel.eventLoop))
             }
-        let channel = try await bootstrap.bind(host: general.host, port: general.port).get()
-        listener = channel
+        }
+        let boundPort: Int?
+        switch engine {
+        case .nio(let group):
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(ChannelOptions.backlog, value: 1024)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer(initializer)
+                .bind(host: general.host, port: general.port).get()
+            closeListener = { channel.close() }
+            boundPort = channel.localAddress?.port
+        #if os(Linux)
+        case .epoll(let group, _):
+            let listener = try await EpollListener.bind(host: general.host, port: general.port, backlog: 1024,
+                                                        group: group, childInitializer: initializer).get()
+            closeListener = { listener.close() }
+            boundPort = listener.localAddress?.port
+        #endif
+        }
         let loops = group
         janitor = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .seconds(1)) { _ in
             runtime.sweep(loops: { loops.next() })
@@ -126,11 +144,12 @@ public final class PoolerServer: @unchecked Sendable {
         }
         if let exporter {
             exporterChannel = try await exporter.start(host: general.host, port: general.prometheusExporterPort,
-                                                       group: group, logger: logger)
+                                                       group: engine.nioGroup, logger: logger)
         }
-        let port = channel.localAddress?.port ?? general.port
+        let port = boundPort ?? general.port
         logger.info("pgcat listening", metadata: ["host": "\(general.host)", "port": "\(port)",
-                                                  "worker_threads": "\(Self.eventLoopThreads(configured: general.workerThreads))"])
+                                                  "worker_threads": "\(Self.eventLoopThreads(configured: general.workerThreads))",
+                                                  "io_engine": "\(engine.name)"])
         return port
     }
 
@@ -166,9 +185,9 @@ public final class PoolerServer: @unchecked Sendable {
         statsSampler?.cancel()
         autoreloader?.cancel()
         runtime.closeIdleServers()
-        try? await listener?.close()
+        try? await closeListener?().get()
         try? await exporterChannel?.close()
-        try? await group.shutdownGracefully()
+        await engine.shutdown()
         try? await threadPool.shutdownGracefully()
     }
 }

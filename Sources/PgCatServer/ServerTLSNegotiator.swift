@@ -9,7 +9,8 @@ struct ServerTLSError: Error, CustomStringConvertible {
     var description: String
 }
 
-final class ServerTLSNegotiator: ChannelInboundHandler, RemovableChannelHandler {
+// Unchecked: created off the loop, then used only on its channel's loop (like the ServerConnection it guards).
+final class ServerTLSNegotiator: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
 
     private let policy: ServerTLSPolicy

@@ -195,6 +195,12 @@ final class ValidationTests: XCTestCase {
         XCTAssertEqual(ok.config.general.clientTLSMode, .require)
     }
 
+    func testIOEngineIsEpollUnlessNIOIsAskedForAndNothingElseIsAccepted() throws {
+        XCTAssertEqual(try Fixtures.load(Fixtures.yaml(general: admin)).config.general.ioEngine, .epoll)
+        XCTAssertEqual(try Fixtures.load(Fixtures.yaml(general: admin + ["io_engine: nio"])).config.general.ioEngine, .nio)
+        assertProblem(Fixtures.yaml(general: admin + ["io_engine: kqueue"]), at: "general.io_engine")
+    }
+
     func testAdminCredentials() throws {
         assertProblem(Fixtures.yaml(general: ["admin_password: x"]), at: "general.admin_username")
         assertProblem(Fixtures.yaml(general: ["admin_username: x"]), at: "general.admin_password")

@@ -1,0 +1,475 @@
+/// A connected TCP socket on an `EpollEventLoop`, behind NIO's `Channel` API: handlers, NIOSSL and the pooler's
+/// backpressure (auto-read, writability) work on it as on a NIOPosix socket channel.
+///
+/// What it does the way NIOPosix does, because handlers rely on it:
+/// - reads: up to `maxMessagesPerRead` reads per readiness, each fired as `channelRead`, then one
+///   `channelReadComplete`; sizes from the `RecvByteBufferAllocator`; with auto-read off, one read per `read()`.
+///   The receive buffer is reused when the pipeline let go of it (ByteBuffer's `clear` copies on write otherwise).
+/// - end of input closes the channel (`ChannelError.eof`); a read error is fired as `errorCaught`, then closes.
+/// - writes queue with their promises until `flush`; what the kernel does not take waits for EPOLLOUT;
+///   writability follows the write-buffer water marks (32/64 KiB) and fires `channelWritabilityChanged`.
+/// - close: deregister, close the descriptor, fail pending writes, succeed the promise, fire `channelInactive`;
+///   `channelUnregistered`, handler removal and `closeFuture` follow on the next loop tick.
+///
+/// It is created only around a descriptor that is already connected (`EpollListener` accepts,
+/// `EpollConnector` connects), so `connect` and `bind` are unsupported. Used on its loop, except the
+/// `isActive` / `isWritable` flags and the addresses, which any thread may read.
+#if os(Linux)
+import Atomics
+import CEpoll
+import Glibc
+import NIOConcurrencyHelpers
+import NIOCore
+
+public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unchecked Sendable {
+    /// The socket; the pooler's relay writes to it directly (see `plaintextDescriptor`).
+    public let descriptor: CInt
+    let loop: EpollEventLoop
+    public let allocator = ByteBufferAllocator()
+    private var _pipeline: ChannelPipeline!
+    private let closePromise: EventLoopPromise<Void>
+    private let activeFlag = ManagedAtomic(false)
+    private let writableFlag = ManagedAtomic(true)
+    private var open = true
+    private var registered = false
+    private var firedRegistered = false
+    private var interest: UInt32 = 0
+
+    // Reading.
+    private var autoRead = true
+    private var readRequested = false
+    private var recvAllocator: RecvByteBufferAllocator = AdaptiveRecvByteBufferAllocator()
+    private var inbound = ByteBuffer()
+    private var reallocate = true
+    private var maxMessagesPerRead = 4
+    private var allowRemoteHalfClosure = false
+
+    // Writing.
+    private struct PendingWrite {
+        var buffer: ByteBuffer
+        let promise: EventLoopPromise<Void>?
+    }
+    private var pendingWrites = CircularBuffer<PendingWrite>(initialCapacity: 4)
+    /// The first `flushedCount` pending writes were flushed and go out as the socket takes them.
+    private var flushedCount = 0
+    private var pendingBytes = 0
+    private var waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 * 1024, high: 64 * 1024)
+    private var flushing = false
+
+    // Addresses (any thread).
+    private let addressLock = NIOLock()
+    private var cachedLocal: SocketAddress?
+    private let remote: SocketAddress?
+
+    init(descriptor: CInt, remote: SocketAddress?, loop: EpollEventLoop) {
+        self.descriptor = descriptor
+        self.remote = remote
+        self.loop = loop
+        self.closePromise = loop.makePromise()
+        self._pipeline = ChannelPipeline(channel: self)
+    }
+
+    /// Registers the socket with the loop and fires `channelRegistered` and `channelActive` (after the initializer
+    /// added the handlers). Called on the loop.
+    func activate() {
+        guard open else { return }
+        firedRegistered = true
+        pipeline.syncOperations.fireChannelRegistered()
+        activeFlag.store(true, ordering: .releasing)
+        pipeline.syncOperations.fireChannelActive()
+        guard open else { return }
+        interest = wantedEvents
+        do {
+            try loop.register(descriptor, self, events: interest)
+            registered = true
+        } catch {
+            pipeline.syncOperations.fireErrorCaught(error)
+            close0(error: error, mode: .all, promise: nil)
+        }
+    }
+
+    // MARK: Channel
+
+    public var eventLoop: EventLoop { loop }
+    public var pipeline: ChannelPipeline { _pipeline }
+    public var closeFuture: EventLoopFuture<Void> { closePromise.futureResult }
+    public var parent: Channel? { nil }
+    public var isWritable: Bool { writableFlag.load(ordering: .relaxed) }
+    public var isActive: Bool { activeFlag.load(ordering: .acquiring) }
+    public var _channelCore: ChannelCore { self }
+    public var remoteAddress: SocketAddress? { remote }
+
+    public var localAddress: SocketAddress? {
+        addressLock.withLock {
+            if cachedLocal == nil { cachedLocal = Self.address(of: descriptor, getsockname) }
+            return cachedLocal
+        }
+    }
+
+    public var syncOptions: NIOSynchronousChannelOptions? { EpollSocketOptions(channel: self) }
+
+    public func setOption<Option: ChannelOption>(_ option: Option, value: Option.Value) -> EventLoopFuture<Void> {
+        if loop.inEventLoop {
+            do {
+                try setOption0(option, value: value)
+                return loop.makeSucceededVoidFuture()
+            } catch {
+                return loop.makeFailedFuture(error)
+            }
+        }
+        return loop.submit { try self.setOption0(option, value: value) }
+    }
+
+    public func getOption<Option: ChannelOption>(_ option: Option) -> EventLoopFuture<Option.Value> {
+        if loop.inEventLoop {
+            do { return loop.makeSucceededFuture(try getOption0(option)) } catch { return loop.makeFailedFuture(error) }
+        }
+        return loop.submit { try self.getOption0(option) }
+    }
+
+    // MARK: ChannelCore
+
+    public func localAddress0() throws -> SocketAddress {
+        guard let address = localAddress else { throw ChannelError.unknownLocalAddress }
+        return address
+    }
+
+    public func remoteAddress0() throws -> SocketAddress {
+        guard let remote else { throw ChannelError.operationUnsupported }
+        return remote
+    }
+
+    public func register0(promise: EventLoopPromise<Void>?) { promise?.succeed() }
+    public func registerAlreadyConfigured0(promise: EventLoopPromise<Void>?) { promise?.succeed() }
+    public func bind0(to: SocketAddress, promise: EventLoopPromise<Void>?) {
+        promise?.fail(ChannelError.operationUnsupported)
+    }
+    public func connect0(to: SocketAddress, promise: EventLoopPromise<Void>?) {
+        promise?.fail(ChannelError.operationUnsupported)
+    }
+
+    public func write0(_ data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard open else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        guard case .byteBuffer(let buffer)? = tryUnwrapData(data, as: IOData.self) else {
+            promise?.fail(ChannelError.operationUnsupported)
+            return
+        }
+        pendingWrites.append(PendingWrite(buffer: buffer, promise: promise))
+        pendingBytes += buffer.readableBytes
+        if pendingBytes > waterMark.high && writableFlag.load(ordering: .relaxed) {
+            writableFlag.store(false, ordering: .relaxed)
+            pipeline.syncOperations.fireChannelWritabilityChanged()
+        }
+    }
+
+    public func flush0() {
+        guard open else { return }
+        flushedCount = pendingWrites.count
+        flushNow()
+    }
+
+    public func read0() {
+        guard open, !autoRead, !readRequested else { return }
+        readRequested = true
+        updateInterest()
+    }
+
+    public func close0(error: Error, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all else {
+            promise?.fail(ChannelError.operationUnsupported)
+            return
+        }
+        guard open else {
+            promise?.fail(ChannelError.alreadyClosed)
+            return
+        }
+        open = false
+        let wasActive = activeFlag.exchange(false, ordering: .acquiringAndReleasing)
+        if registered {
+            loop.deregister(descriptor)
+            registered = false
+        }
+        Glibc.close(descriptor)
+        let writes = pendingWrites
+        pendingWrites.removeAll()
+        flushedCount = 0
+        pendingBytes = 0
+        for write in writes { write.promise?.fail(error) }
+        promise?.succeed()
+        if wasActive { pipeline.syncOperations.fireChannelInactive() }
+        let pipeline = self.pipeline
+        let fireUnregistered = firedRegistered
+        loop.execute { [self] in
+            // A tick later, as NIO does: handlers may still be walking the pipeline.
+            if fireUnregistered { pipeline.syncOperations.fireChannelUnregistered() }
+            removeHandlers(pipeline: pipeline)
+            closePromise.succeed()
+        }
+    }
+
+    public func triggerUserOutboundEvent0(_ event: Any, promise: EventLoopPromise<Void>?) {
+        promise?.fail(ChannelError.operationUnsupported)
+    }
+
+    public func channelRead0(_ data: NIOAny) {}
+    public func errorCaught0(error: Error) {}
+
+    // MARK: EpollSource
+
+    func epollReady(_ events: UInt32) {
+        if events & EPOLLOUT.rawValue != 0 { flushNow() }
+        guard open else { return }
+        if interest & EPOLLIN.rawValue != 0 {
+            if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { readFromSocket() }
+        } else if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            // Not reading (backpressure), but the connection is gone: level-triggered epoll would report it forever.
+            let error = socketError() ?? ChannelError.eof
+            if !(error is ChannelError) { pipeline.syncOperations.fireErrorCaught(error) }
+            close0(error: error, mode: .all, promise: nil)
+        }
+    }
+
+    func loopClosing() { close0(error: EventLoopError.shutdown, mode: .all, promise: nil) }
+
+    // MARK: reading
+
+    private func readFromSocket() {
+        var reads = 0
+        while open {
+            if reallocate {
+                inbound = recvAllocator.buffer(allocator: allocator)
+                reallocate = false
+            } else {
+                inbound.clear()  // new storage only if the pipeline kept the last read
+            }
+            var result = 0
+            var code: CInt = 0
+            let capacity = inbound.writableBytes
+            inbound.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { pointer in
+                result = Glibc.recv(descriptor, pointer.baseAddress, pointer.count, 0)
+                if result < 0 { code = errno }
+                return max(0, result)
+            }
+            if result > 0 {
+                reads += 1
+                reallocate = recvAllocator.record(actualReadBytes: result)
+                if !autoRead { readRequested = false }
+                pipeline.syncOperations.fireChannelRead(NIOAny(inbound))
+                if result < capacity || reads >= maxMessagesPerRead || !(autoRead || readRequested) { break }
+            } else if result == 0 {
+                if reads > 0 { pipeline.syncOperations.fireChannelReadComplete() }
+                close0(error: ChannelError.eof, mode: .all, promise: nil)
+                return
+            } else if code == EINTR {
+                continue
+            } else if code == EAGAIN || code == EWOULDBLOCK {
+                break
+            } else {
+                if reads > 0 { pipeline.syncOperations.fireChannelReadComplete() }
+                let error = IOError(errnoCode: code, reason: "read(descriptor:pointer:size:)")
+                pipeline.syncOperations.fireErrorCaught(error)
+                close0(error: error, mode: .all, promise: nil)
+                return
+            }
+        }
+        if reads > 0 && open { pipeline.syncOperations.fireChannelReadComplete() }
+        updateInterest()
+    }
+
+    // MARK: writing
+
+    /// Writes flushed data until the socket is full; completes the promises of what went out.
+    private func flushNow() {
+        guard !flushing else { return }  // a promise callback flushed again: the loop below picks that up
+        flushing = true
+        defer { flushing = false }
+        while open && flushedCount > 0 {
+            if pendingWrites[pendingWrites.startIndex].buffer.readableBytes == 0 {
+                let write = pendingWrites.removeFirst()
+                flushedCount -= 1
+                write.promise?.succeed()
+                continue
+            }
+            let (sent, code) = writeFlushed()
+            if sent < 0 {
+                if code == EINTR { continue }
+                if code == EAGAIN || code == EWOULDBLOCK { break }
+                let error = IOError(errnoCode: code, reason: "writev(descriptor:iovecs:)")
+                close0(error: error, mode: .all, promise: nil)
+                return
+            }
+            if !consume(sent) { break }  // the socket took only part: wait for EPOLLOUT
+        }
+        guard open else { return }
+        if !writableFlag.load(ordering: .relaxed) && pendingBytes <= waterMark.low {
+            writableFlag.store(true, ordering: .relaxed)
+            pipeline.syncOperations.fireChannelWritabilityChanged()
+        }
+        updateInterest()
+    }
+
+    /// One send (or writev over several flushed writes) of the flushed data at the head.
+    private func writeFlushed() -> (Int, CInt) {
+        let count = min(flushedCount, EpollEventLoop.maxIOVectors)
+        if count == 1 {
+            let result = pendingWrites[pendingWrites.startIndex].buffer.withUnsafeReadableBytes {
+                Glibc.send(descriptor, $0.baseAddress, $0.count, CInt(MSG_NOSIGNAL))
+            }
+            return (result, result < 0 ? errno : 0)
+        }
+        let vectors = loop.ioVectors
+        var index = pendingWrites.startIndex
+        for slot in 0..<count {
+            // The buffers stay in `pendingWrites`, unchanged, until writev returns: their storage outlives the call.
+            pendingWrites[index].buffer.withUnsafeReadableBytes {
+                vectors[slot] = iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count)
+            }
+            index = pendingWrites.index(after: index)
+        }
+        let result = Glibc.writev(descriptor, vectors, CInt(count))
+        return (result, result < 0 ? errno : 0)
+    }
+
+    /// Drops `sent` bytes from the head of the queue, completing the writes that are done. Returns whether
+    /// everything attempted went out (false: the socket is full).
+    private func consume(_ sent: Int) -> Bool {
+        var remaining = sent
+        while remaining > 0 || (flushedCount > 0 && pendingWrites[pendingWrites.startIndex].buffer.readableBytes == 0) {
+            guard open, flushedCount > 0 else { return false }
+            let size = pendingWrites[pendingWrites.startIndex].buffer.readableBytes
+            if size <= remaining {
+                remaining -= size
+                pendingBytes -= size
+                let write = pendingWrites.removeFirst()
+                flushedCount -= 1
+                write.promise?.succeed()
+            } else {
+                pendingWrites[pendingWrites.startIndex].buffer.moveReaderIndex(forwardBy: remaining)
+                pendingBytes -= remaining
+                return false
+            }
+        }
+        return true
+    }
+
+    // MARK: interest and options
+
+    private var wantedEvents: UInt32 {
+        var events: UInt32 = 0
+        if autoRead || readRequested { events |= EPOLLIN.rawValue }
+        if flushedCount > 0 { events |= EPOLLOUT.rawValue }
+        return events
+    }
+
+    private func updateInterest() {
+        guard registered, open else { return }
+        let wanted = wantedEvents
+        if wanted != interest {
+            interest = wanted
+            loop.modify(descriptor, events: wanted)
+        }
+    }
+
+    func setOption0<Option: ChannelOption>(_ option: Option, value: Option.Value) throws {
+        switch option {
+        case let socketOption as ChannelOptions.Types.SocketOption:
+            var raw = value as! SocketOptionValue
+            let result = setsockopt(descriptor, socketOption.optionLevel.rawValue, socketOption.optionName.rawValue,
+                                    &raw, socklen_t(MemoryLayout<SocketOptionValue>.size))
+            guard result == 0 else { throw IOError(errnoCode: errno, reason: "setsockopt") }
+        case is ChannelOptions.Types.AutoReadOption:
+            autoRead = value as! Bool
+            if !autoRead { readRequested = false }
+            updateInterest()
+        case is ChannelOptions.Types.RecvAllocatorOption:
+            recvAllocator = value as! RecvByteBufferAllocator
+            reallocate = true
+        case is ChannelOptions.Types.WriteBufferWaterMarkOption:
+            waterMark = value as! ChannelOptions.Types.WriteBufferWaterMark
+        case is ChannelOptions.Types.MaxMessagesPerReadOption:
+            maxMessagesPerRead = max(1, Int(value as! UInt))
+        case is ChannelOptions.Types.AllowRemoteHalfClosureOption:
+            guard !(value as! Bool) else { throw ChannelError.operationUnsupported }
+        case is ChannelOptions.Types.WriteSpinOption, is ChannelOptions.Types.ConnectTimeoutOption,
+             is ChannelOptions.Types.AllocatorOption:
+            break  // nothing to tune here
+        default:
+            throw ChannelError.operationUnsupported
+        }
+    }
+
+    func getOption0<Option: ChannelOption>(_ option: Option) throws -> Option.Value {
+        switch option {
+        case let socketOption as ChannelOptions.Types.SocketOption:
+            var raw: SocketOptionValue = 0
+            var length = socklen_t(MemoryLayout<SocketOptionValue>.size)
+            let result = getsockopt(descriptor, socketOption.optionLevel.rawValue, socketOption.optionName.rawValue,
+                                    &raw, &length)
+            guard result == 0 else { throw IOError(errnoCode: errno, reason: "getsockopt") }
+            return raw as! Option.Value
+        case is ChannelOptions.Types.AutoReadOption: return autoRead as! Option.Value
+        case is ChannelOptions.Types.RecvAllocatorOption: return recvAllocator as! Option.Value
+        case is ChannelOptions.Types.WriteBufferWaterMarkOption: return waterMark as! Option.Value
+        case is ChannelOptions.Types.MaxMessagesPerReadOption: return UInt(maxMessagesPerRead) as! Option.Value
+        case is ChannelOptions.Types.AllowRemoteHalfClosureOption: return allowRemoteHalfClosure as! Option.Value
+        case is ChannelOptions.Types.AllocatorOption: return allocator as! Option.Value
+        case is ChannelOptions.Types.BufferedWritableBytesOption: return pendingBytes as! Option.Value
+        default: throw ChannelError.operationUnsupported
+        }
+    }
+
+    /// The pending socket error (SO_ERROR), if any.
+    private func socketError() -> Error? {
+        var code: CInt = 0
+        var length = socklen_t(MemoryLayout<CInt>.size)
+        guard getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &code, &length) == 0, code != 0 else { return nil }
+        return IOError(errnoCode: code, reason: "socket")
+    }
+
+    /// The socket's address as `query` (getsockname, getpeername) reports it.
+    static func address(
+        of descriptor: CInt,
+        _ query: (CInt, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> CInt
+    ) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { query(descriptor, $0, &length) == 0 }
+        }
+        return ok ? SocketAddress(storage: storage) : nil
+    }
+}
+
+/// `Channel.syncOptions` for `EpollSocketChannel` (on its loop).
+struct EpollSocketOptions: NIOSynchronousChannelOptions {
+    let channel: EpollSocketChannel
+
+    func setOption<Option: ChannelOption>(_ option: Option, value: Option.Value) throws {
+        channel.loop.preconditionInEventLoop()
+        try channel.setOption0(option, value: value)
+    }
+
+    func getOption<Option: ChannelOption>(_ option: Option) throws -> Option.Value {
+        channel.loop.preconditionInEventLoop()
+        return try channel.getOption0(option)
+    }
+}
+
+extension SocketAddress {
+    /// An IPv4 or IPv6 address from a `sockaddr_storage` (nil for other families).
+    init?(storage: sockaddr_storage) {
+        var storage = storage
+        switch CInt(storage.ss_family) {
+        case AF_INET:
+            self.init(withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in.self) })
+        case AF_INET6:
+            self.init(withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in6.self) })
+        default:
+            return nil
+        }
+    }
+}
+#endif

@@ -1,0 +1,195 @@
+#if os(Linux)
+import Glibc
+import EpollTransport
+import NIOConcurrencyHelpers
+import NIOCore
+import XCTest
+
+/// Real loopback sockets between an `EpollListener` and `EpollConnector`, with ordinary ChannelHandlers.
+final class EpollSocketChannelTests: XCTestCase {
+    private var group: EpollEventLoopGroup!
+
+    override func setUpWithError() throws {
+        group = try EpollEventLoopGroup(numberOfThreads: 2, name: "test-io")
+    }
+
+    override func tearDown() {
+        try? group.syncShutdownGracefully()
+        group = nil
+    }
+
+    /// Echoes what it reads, flushed on read-complete.
+    private final class Echo: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.write(data, promise: nil) }
+        func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
+    }
+
+    /// Collects what it reads and the events it sees.
+    private final class Collector: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let received = NIOLockedValueBox(ByteBuffer())
+        let events = NIOLockedValueBox<[String]>([])
+        let writabilityChanges = NIOLockedValueBox<[Bool]>([])
+        func channelActive(context: ChannelHandlerContext) { events.withLockedValue { $0.append("active") } }
+        func channelInactive(context: ChannelHandlerContext) { events.withLockedValue { $0.append("inactive") } }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            received.withLockedValue { $0.writeBuffer(&buffer) }
+        }
+        func channelWritabilityChanged(context: ChannelHandlerContext) {
+            let writable = context.channel.isWritable
+            writabilityChanges.withLockedValue { $0.append(writable) }
+        }
+        var count: Int { received.withLockedValue { $0.readableBytes } }
+    }
+
+    private func listen(_ initializer: @escaping EpollListener.Initializer) throws -> EpollListener {
+        try EpollListener.bind(host: "127.0.0.1", port: 0, backlog: 64, group: group,
+                               childInitializer: initializer).wait()
+    }
+
+    private func connect(to listener: EpollListener, _ handler: ChannelHandler & Sendable) throws -> Channel {
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: listener.localAddress!.port!)
+        return try EpollConnector.connect(to: [address], on: group.loops[1], timeout: .seconds(5)) { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+        }.wait()
+    }
+
+    private func waitUntil(_ condition: () -> Bool, file: StaticString = #filePath, line: UInt = #line) {
+        let deadline = NIODeadline.now() + .seconds(10)
+        while !condition() && NIODeadline.now() < deadline { usleep(2000) }
+        XCTAssertTrue(condition(), "timed out", file: file, line: line)
+    }
+
+    func testBytesMakeTheRoundTripAndTheChannelsKnowTheirAddresses() throws {
+        let listener = try listen { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Echo()) }
+        }
+        defer { _ = try? listener.close().wait() }
+        let collector = Collector()
+        let client = try connect(to: listener, collector)
+        XCTAssertTrue(client.isActive)
+        XCTAssertEqual(client.remoteAddress?.port, listener.localAddress?.port)
+        XCTAssertNotNil(client.localAddress?.port)
+        var message = client.allocator.buffer(capacity: 16)
+        message.writeString("hello, pooler")
+        try client.writeAndFlush(message).wait()
+        waitUntil { collector.count == 13 }
+        XCTAssertEqual(collector.received.withLockedValue { $0.getString(at: 0, length: 13) }, "hello, pooler")
+
+        // Larger than the receive buffer and several writes in one flush (writev).
+        var expected = ByteBuffer()
+        for i in 0..<50 {
+            var chunk = client.allocator.buffer(capacity: 4096)
+            chunk.writeRepeatingByte(UInt8(i), count: 4096)
+            expected.writeImmutableBuffer(chunk)
+            client.write(chunk, promise: nil)
+        }
+        client.flush()
+        waitUntil { collector.count == 13 + 50 * 4096 }
+        let tail = collector.received.withLockedValue { $0.getSlice(at: 13, length: 50 * 4096) }
+        XCTAssertEqual(tail, expected)
+        XCTAssertEqual(collector.events.withLockedValue { $0 }, ["active"])
+        try client.close().wait()
+        XCTAssertFalse(client.isActive)
+        XCTAssertEqual(collector.events.withLockedValue { $0 }, ["active", "inactive"])
+        try client.closeFuture.wait()
+        XCTAssertThrowsError(try client.close().wait())  // already closed
+    }
+
+    func testAReaderThatStopsMakesTheWriterUnwritableUntilItReadsAgain() throws {
+        let serverSide = NIOLockedValueBox<Channel?>(nil)
+        let reader = Collector()
+        let listener = try listen { channel in
+            serverSide.withLockedValue { $0 = channel }
+            return channel.eventLoop.makeCompletedFuture {
+                try channel.syncOptions!.setOption(ChannelOptions.autoRead, value: false)
+                try channel.pipeline.syncOperations.addHandler(reader)
+            }
+        }
+        defer { _ = try? listener.close().wait() }
+        let writer = Collector()
+        let client = try connect(to: listener, writer)
+        let chunk = ByteBuffer(repeating: 7, count: 64 * 1024)
+        let total = 128
+        let written = try client.eventLoop.submit { () -> [EventLoopFuture<Void>] in
+            (0..<total).map { _ in client.writeAndFlush(chunk) }
+        }.wait()
+        waitUntil { writer.writabilityChanges.withLockedValue { $0 } == [false] }
+        XCTAssertFalse(client.isWritable)
+        XCTAssertEqual(reader.count, 0, "auto-read is off: nothing is read before read()")
+
+        waitUntil { serverSide.withLockedValue { $0 } != nil }
+        let server = serverSide.withLockedValue { $0! }
+        try server.eventLoop.submit { server.read() }.wait()
+        waitUntil { reader.count > 0 }
+        try server.setOption(ChannelOptions.autoRead, value: true).wait()
+        for future in written { try future.wait() }
+        waitUntil { reader.count == total * chunk.readableBytes }
+        XCTAssertEqual(writer.writabilityChanges.withLockedValue { $0 }, [false, true])
+        XCTAssertTrue(client.isWritable)
+    }
+
+    func testThePeerClosingFiresInactiveAndLaterWritesFail() throws {
+        let serverSide = NIOLockedValueBox<Channel?>(nil)
+        let listener = try listen { channel in
+            serverSide.withLockedValue { $0 = channel }
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        defer { _ = try? listener.close().wait() }
+        let collector = Collector()
+        let client = try connect(to: listener, collector)
+        waitUntil { serverSide.withLockedValue { $0?.isActive } == true }
+        try serverSide.withLockedValue { $0! }.close().wait()
+        try client.closeFuture.wait()
+        XCTAssertEqual(collector.events.withLockedValue { $0 }, ["active", "inactive"])
+        XCTAssertThrowsError(try client.writeAndFlush(ByteBuffer(string: "late")).wait()) { error in
+            XCTAssertEqual(error as? ChannelError, .ioOnClosedChannel)
+        }
+    }
+
+    func testARefusedConnectNamesTheAddressAndNeverRunsTheInitializer() throws {
+        let listener = try listen { $0.eventLoop.makeSucceededVoidFuture() }
+        let port = listener.localAddress!.port!
+        try listener.close().wait()
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        let refused = EpollConnector.connect(to: [address], on: group.loops[0], timeout: .seconds(5)) { channel in
+            XCTFail("the initializer runs only after a connect succeeded")
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        XCTAssertThrowsError(try refused.wait()) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("127.0.0.1") && text.contains("\(port)"), text)
+            XCTAssertTrue((error as? EpollConnectError)?.failures.first?.error.errnoCode == ECONNREFUSED, text)
+        }
+    }
+
+    func testSocketOptionsAreSetAndReadBackThroughSyncOptions() throws {
+        let listener = try listen { $0.eventLoop.makeSucceededVoidFuture() }
+        defer { _ = try? listener.close().wait() }
+        let client = try connect(to: listener, Collector())
+        defer { _ = try? client.close().wait() }
+        let (nodelay, keepalive) = try client.eventLoop.submit { () -> (SocketOptionValue, SocketOptionValue) in
+            let options = client.syncOptions!
+            try options.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            try options.setOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            return (try options.getOption(ChannelOptions.socketOption(.tcp_nodelay)),
+                    try options.getOption(ChannelOptions.socketOption(.so_keepalive)))
+        }.wait()
+        XCTAssertNotEqual(nodelay, 0)
+        XCTAssertNotEqual(keepalive, 0)
+        XCTAssertThrowsError(try client.setOption(ChannelOptions.allowRemoteHalfClosure, value: true).wait())
+        XCTAssertEqual(try client.getOption(ChannelOptions.autoRead).wait(), true)
+    }
+
+    func testResolvingANumericAddressNeedsNoLookupAndLocalhostResolves() throws {
+        XCTAssertEqual(try EpollConnector.resolve(host: "127.0.0.1", port: 5432).map(\.port), [5432])
+        let localhost = try EpollConnector.resolve(host: "localhost", port: 6432)
+        XCTAssertFalse(localhost.isEmpty)
+        XCTAssertTrue(localhost.allSatisfy { $0.port == 6432 })
+        XCTAssertThrowsError(try EpollConnector.resolve(host: "no-such-host.invalid", port: 1))
+    }
+}
+#endif

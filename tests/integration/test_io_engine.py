@@ -1,0 +1,51 @@
+"""`io_engine`: the rest of the suite runs on the default (pgcat's own epoll loops); these keep SwiftNIO's loops
+(`io_engine: nio`) working end to end, TLS on both sides included, and check which engine each run reports."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from support import pgbench, tls_dir
+
+pytestmark = pytest.mark.pooler_only
+
+
+def engine_in_log(t) -> str:
+    """The engine named on the "pgcat listening" line (logfmt `io_engine=epoll` or JSON `"io_engine":"epoll"`)."""
+    for line in t.log().splitlines():
+        found = re.search(r'io_engine"?[=:]"?(\w+)', line)
+        if "pgcat listening" in line and found:
+            return found.group(1)
+    raise AssertionError(f"no listening line with io_engine in the log:\n{t.log()[-4000:]}")
+
+
+def test_the_default_engine_is_epoll(pgcat):
+    t = pgcat()
+    with t.connect() as c:
+        assert c.execute("select 1").fetchone() == (1,)
+    assert engine_in_log(t) == "epoll"
+
+
+def test_nio_engine_relays_simple_extended_and_large_results(pgcat, pgbench_tables):
+    t = pgcat(general={"io_engine": "nio"}, pool_size=3)
+    assert engine_in_log(t) == "nio"
+    with t.connect() as c:
+        assert c.execute("select %s::int + 1", (41,)).fetchone() == (42,)
+        rows = c.execute("select g, repeat('x', 500) from generate_series(1, 20000) g").fetchall()
+        assert len(rows) == 20000 and rows[-1][0] == 20000
+    for mode in ("simple", "extended", "prepared"):
+        r = pgbench(t, ["-n", "-S", "-M", mode, "-c", "4", "-j", "2", "-t", "100"])
+        assert r.returncode == 0, r.stderr
+        assert "number of failed transactions: 0" in r.stdout, r.stdout
+
+
+def test_nio_engine_with_tls_on_both_sides(pgcat):
+    certs = tls_dir()
+    t = pgcat(general={"io_engine": "nio", "tls_certificate": str(certs / "server.crt"),
+                       "tls_private_key": str(certs / "server.key"), "client_tls_mode": "require",
+                       "server_tls": True, "verify_server_certificate": False})
+    with t.connect(sslmode="require") as c:
+        assert c.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()").fetchone() == (True,)
+        assert c.pgconn.ssl_in_use
