@@ -78,6 +78,10 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     public var inEventLoop: Bool { pthread_equal(pthread_self(), thread) != 0 }
 
     public func execute(_ task: @escaping @Sendable () -> Void) {
+        if inEventLoop {  // the loop runs its queue before it sleeps: no wake-up needed
+            lock.withLock { if acceptsTasks { queued.append(task) } }
+            return
+        }
         var wake = false
         lock.withLock {
             guard acceptsTasks else { return }
@@ -192,16 +196,19 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
 
     private func cancelTimer(_ box: TimerBox) { box.cancel(in: &timers) }
 
-    private func runDueTimers() {
-        guard !timers.isEmpty else { return }
+    /// Fires the timers due at the current time; returns that time (0 without timers: no clock read).
+    private func runDueTimers() -> UInt64 {
+        guard !timers.isEmpty else { return 0 }
         let now = NIODeadline.now().uptimeNanoseconds
         while let timer = timers.popDue(now: now) { timer.fire() }
+        return now
     }
 
-    /// epoll_wait's timeout in milliseconds: -1 without timers, rounded up so that no timer fires early.
-    private func waitTimeout() -> CInt {
+    /// epoll_wait's timeout in milliseconds: -1 without timers, rounded up so that no timer fires early. `now` may
+    /// be a little old (the tasks since ran): the wait is then that much longer, never shorter.
+    private func waitTimeout(now: UInt64) -> CInt {
         guard let first = timers.first else { return -1 }
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = now > 0 ? now : NIODeadline.now().uptimeNanoseconds
         guard first.deadline > now else { return 0 }
         let milliseconds = (first.deadline - now + 999_999) / 1_000_000
         return CInt(min(milliseconds, UInt64(CInt.max)))
@@ -209,31 +216,33 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
 
     // MARK: the loop
 
-    private func runTasks() {
-        for _ in 0..<16 {  // bounded, so that tasks queuing tasks cannot starve I/O
-            lock.withLock {
-                sleeping = false
+    /// Runs the queued tasks and what they queue, in bounded rounds so that tasks queuing tasks cannot starve I/O.
+    /// Returns true when the queue was found empty; `sleeping` was then set in the same critical section, so a task
+    /// queued from now on wakes the loop.
+    private func runTasks() -> Bool {
+        for _ in 0..<16 {
+            let idle = lock.withLock { () -> Bool in
                 swap(&queued, &running)
+                sleeping = running.isEmpty
+                return sleeping
             }
-            if running.isEmpty { return }
+            if idle { return true }
             for task in running { task() }
             running.removeAll(keepingCapacity: true)
         }
+        return false
     }
 
     private func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         while true {
-            runTasks()
-            runDueTimers()
+            let now = runDueTimers()
+            let idle = runTasks()
             if stopping {
                 finish()
                 return
             }
-            var timeout = waitTimeout()
-            lock.withLock {
-                if queued.isEmpty { sleeping = true } else { timeout = 0 }
-            }
+            let timeout = idle ? waitTimeout(now: now) : 0
             let count = events.withUnsafeMutableBufferPointer {
                 epoll_wait(epollDescriptor, $0.baseAddress, CInt($0.count), timeout)
             }
@@ -253,10 +262,7 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     /// Closes every source, runs what that queues, fails the timers left, and releases the descriptors.
     private func finish() {
         for source in sources { source?.loopClosing() }
-        for _ in 0..<64 {
-            runTasks()
-            if lock.withLock({ queued.isEmpty }) { break }
-        }
+        for _ in 0..<64 { if runTasks() { break } }
         for timer in timers.removeAll() { timer.abandon(EventLoopError.shutdown) }
         let callbacks = lock.withLock { () -> [(DispatchQueue, @Sendable (Error?) -> Void)] in
             acceptsTasks = false

@@ -30,6 +30,7 @@ final class EpollSocketChannelTests: XCTestCase {
     private final class Collector: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         let received = NIOLockedValueBox(ByteBuffer())
+        let reads = NIOLockedValueBox(0)
         let events = NIOLockedValueBox<[String]>([])
         let writabilityChanges = NIOLockedValueBox<[Bool]>([])
         func channelActive(context: ChannelHandlerContext) { events.withLockedValue { $0.append("active") } }
@@ -37,6 +38,7 @@ final class EpollSocketChannelTests: XCTestCase {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var buffer = unwrapInboundIn(data)
             received.withLockedValue { $0.writeBuffer(&buffer) }
+            reads.withLockedValue { $0 += 1 }
         }
         func channelWritabilityChanged(context: ChannelHandlerContext) {
             let writable = context.channel.isWritable
@@ -182,6 +184,25 @@ final class EpollSocketChannelTests: XCTestCase {
         XCTAssertNotEqual(keepalive, 0)
         XCTAssertThrowsError(try client.setOption(ChannelOptions.allowRemoteHalfClosure, value: true).wait())
         XCTAssertEqual(try client.getOption(ChannelOptions.autoRead).wait(), true)
+    }
+
+    func testAReceiveAllocatorOtherThanTheAdaptiveOneSizesTheReads() throws {
+        let reader = Collector()
+        let listener = try listen { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.syncOptions!.setOption(ChannelOptions.recvAllocator,
+                                                   value: FixedSizeRecvByteBufferAllocator(capacity: 16))
+                XCTAssertEqual(try channel.syncOptions!.getOption(ChannelOptions.recvAllocator) is
+                               FixedSizeRecvByteBufferAllocator, true)
+                try channel.pipeline.syncOperations.addHandler(reader)
+            }
+        }
+        defer { _ = try? listener.close().wait() }
+        let client = try connect(to: listener, Collector())
+        defer { _ = try? client.close().wait() }
+        try client.writeAndFlush(ByteBuffer(repeating: 1, count: 100)).wait()
+        waitUntil { reader.count == 100 }
+        XCTAssertGreaterThanOrEqual(reader.reads.withLockedValue { $0 }, 7, "16-byte reads: at least 7 for 100 bytes")
     }
 
     func testResolvingANumericAddressNeedsNoLookupAndLocalhostResolves() throws {
