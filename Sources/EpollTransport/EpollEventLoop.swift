@@ -44,8 +44,12 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     private var running: [@Sendable () -> Void] = []
     private var timers = TimerHeap()
     private var timerOrder: UInt64 = 0
-    private var sources: [EpollSource?] = []
+    /// Registered sources by descriptor. The slot's generation travels in the epoll event with the descriptor, so
+    /// an event for a descriptor closed earlier in the same batch never reaches a new source with the same number.
+    private var sources: [(source: EpollSource?, generation: UInt32)] = []
     private var stopping = false
+    /// `finish()` runs: no new registrations.
+    private var closing = false
     /// Scratch iovecs for a channel's writev (loop thread only, one writev at a time).
     static let maxIOVectors = 64
     let ioVectors = UnsafeMutablePointer<iovec>.allocate(capacity: EpollEventLoop.maxIOVectors)
@@ -61,17 +65,29 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
             Glibc.close(epollDescriptor)
             throw IOError(errnoCode: code, reason: "eventfd")
         }
+        // The sockets are written with MSG_NOSIGNAL; this covers any other write to a reset peer (NIOPosix does the
+        // same when it creates a socket, and with this engine it may create none).
+        _ = signal(SIGPIPE, SIG_IGN)
         var event = epoll_event()
         event.events = EPOLLIN.rawValue
-        event.data.fd = wakeDescriptor
+        event.data.u64 = Self.wakeToken
         guard epoll_ctl(epollDescriptor, EPOLL_CTL_ADD, wakeDescriptor, &event) == 0 else {
             let code = errno
             Glibc.close(wakeDescriptor)
             Glibc.close(epollDescriptor)
             throw IOError(errnoCode: code, reason: "epoll_ctl")
         }
-        try startThread()
+        do {
+            try startThread()
+        } catch {
+            Glibc.close(wakeDescriptor)
+            Glibc.close(epollDescriptor)
+            throw error
+        }
     }
+
+    /// The eventfd's token in epoll events (no source has this generation).
+    private static let wakeToken = UInt64.max
 
     // MARK: EventLoop
 
@@ -82,23 +98,24 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
             lock.withLock { if acceptsTasks { queued.append(task) } }
             return
         }
-        var wake = false
         lock.withLock {
-            guard acceptsTasks else { return }
+            guard acceptsTasks else { return }  // stopped: dropped, as NIOPosix does
             queued.append(task)
             if sleeping && !wakePending {
                 wakePending = true
-                wake = true
+                // Under the lock: the descriptor is closed under it too, once no task is accepted.
+                var one: UInt64 = 1
+                _ = Glibc.write(wakeDescriptor, &one, 8)
             }
-        }
-        if wake {
-            var one: UInt64 = 1
-            _ = Glibc.write(wakeDescriptor, &one, 8)
         }
     }
 
     public func scheduleTask<T>(deadline: NIODeadline, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
         let promise: EventLoopPromise<T> = makePromise()
+        guard lock.withLock({ acceptsTasks }) else {
+            promise.fail(EventLoopError.shutdown)
+            return Scheduled(promise: promise, cancellationTask: {})
+        }
         let timer = LoopTimer(
             deadline: deadline.uptimeNanoseconds,
             fire: {
@@ -141,38 +158,49 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     // MARK: registration (loop thread only)
 
     func register(_ descriptor: CInt, _ source: EpollSource, events: UInt32) throws {
+        guard !closing else { throw EventLoopError.shutdown }
         let index = Int(descriptor)
-        if index >= sources.count { sources.append(contentsOf: repeatElement(nil, count: index + 1 - sources.count + 64)) }
-        var event = epoll_event()
-        event.events = events
-        event.data.fd = descriptor
+        if index >= sources.count {
+            let empty: (source: EpollSource?, generation: UInt32) = (nil, 0)
+            sources.append(contentsOf: repeatElement(empty, count: index + 1 - sources.count + 64))
+        }
+        let generation = sources[index].generation &+ 1
+        var event = Self.event(descriptor, generation: generation, events: events)
         guard epoll_ctl(epollDescriptor, EPOLL_CTL_ADD, descriptor, &event) == 0 else {
             throw IOError(errnoCode: errno, reason: "epoll_ctl(ADD)")
         }
-        sources[index] = source
+        sources[index] = (source, generation)
     }
 
     func modify(_ descriptor: CInt, events: UInt32) {
-        var event = epoll_event()
-        event.events = events
-        event.data.fd = descriptor
+        let index = Int(descriptor)
+        guard index >= 0, index < sources.count, sources[index].source != nil else { return }
+        var event = Self.event(descriptor, generation: sources[index].generation, events: events)
         _ = epoll_ctl(epollDescriptor, EPOLL_CTL_MOD, descriptor, &event)
     }
 
     /// Takes the descriptor out of the set (before it is closed or handed to another source).
     func deregister(_ descriptor: CInt) {
         let index = Int(descriptor)
-        guard index >= 0, index < sources.count, sources[index] != nil else { return }
-        sources[index] = nil
+        guard index >= 0, index < sources.count, sources[index].source != nil else { return }
+        sources[index].source = nil
         var event = epoll_event()
         _ = epoll_ctl(epollDescriptor, EPOLL_CTL_DEL, descriptor, &event)
+    }
+
+    private static func event(_ descriptor: CInt, generation: UInt32, events: UInt32) -> epoll_event {
+        var event = epoll_event()
+        event.events = events
+        event.data.u64 = UInt64(UInt32(bitPattern: descriptor)) | UInt64(generation) << 32
+        return event
     }
 
     // MARK: timers
 
     /// Lets the cancellation (any thread) find the timer once it is in the heap.
     private final class TimerBox: @unchecked Sendable {
-        var timer: LoopTimer?
+        /// Weak: the heap holds a pending timer; once it fired, its task is not kept alive by the `Scheduled`.
+        weak var timer: LoopTimer?
         var cancelled = false
 
         func cancel(in heap: inout TimerHeap) {
@@ -247,22 +275,31 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
                 epoll_wait(epollDescriptor, $0.baseAddress, CInt($0.count), timeout)
             }
             for i in 0..<max(0, Int(count)) {
-                let descriptor = events[i].data.fd
-                if descriptor == wakeDescriptor {
+                let token = events[i].data.u64
+                if token == Self.wakeToken {
                     var value: UInt64 = 0
                     _ = Glibc.read(wakeDescriptor, &value, 8)
                     lock.withLock { wakePending = false }
-                } else if Int(descriptor) < sources.count, let source = sources[Int(descriptor)] {
-                    source.epollReady(events[i].events)
+                    continue
                 }
+                let index = Int(UInt32(truncatingIfNeeded: token))
+                guard index < sources.count, sources[index].generation == UInt32(truncatingIfNeeded: token >> 32),
+                      let source = sources[index].source else { continue }
+                source.epollReady(events[i].events)
             }
         }
     }
 
     /// Closes every source, runs what that queues, fails the timers left, and releases the descriptors.
     private func finish() {
-        for source in sources { source?.loopClosing() }
-        for _ in 0..<64 { if runTasks() { break } }
+        // Closing sources queues tasks, and those may register more (a connect that was under way): repeat until
+        // none is left; registrations are refused from the second round on.
+        for round in 0..<64 {
+            for entry in sources { entry.source?.loopClosing() }
+            if round == 0 { closing = true }
+            let idle = runTasks()
+            if idle && !sources.contains(where: { $0.source != nil }) { break }
+        }
         for timer in timers.removeAll() { timer.abandon(EventLoopError.shutdown) }
         let callbacks = lock.withLock { () -> [(DispatchQueue, @Sendable (Error?) -> Void)] in
             acceptsTasks = false

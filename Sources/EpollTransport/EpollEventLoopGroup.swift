@@ -10,7 +10,14 @@ public final class EpollEventLoopGroup: EventLoopGroup, @unchecked Sendable {
 
     public init(numberOfThreads: Int, name: String = "pgcat-loop") throws {
         precondition(numberOfThreads > 0, "at least one loop")
-        loops = try (0..<numberOfThreads).map { try EpollEventLoop(name: "\(name)-\($0)") }
+        var started: [EpollEventLoop] = []
+        do {
+            for index in 0..<numberOfThreads { started.append(try EpollEventLoop(name: "\(name)-\(index)")) }
+        } catch {
+            for loop in started { loop.shutdownGracefully(queue: .global()) { _ in } }
+            throw error
+        }
+        loops = started
     }
 
     public func next() -> EventLoop { nextLoop() }

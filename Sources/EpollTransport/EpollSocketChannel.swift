@@ -56,14 +56,17 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
     private var waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 * 1024, high: 64 * 1024)
     private var flushing = false
 
-    // Addresses (any thread).
-    private let addressLock = NIOLock()
-    private var cachedLocal: SocketAddress?
+    /// Set when a write failed: later writes fail with it until the deferred close.
+    private var writeError: Error?
+
+    // Addresses (any thread; read once, while the descriptor is surely this socket's).
+    private let local: SocketAddress?
     private let remote: SocketAddress?
 
     init(descriptor: CInt, remote: SocketAddress?, loop: EpollEventLoop) {
         self.descriptor = descriptor
         self.remote = remote
+        self.local = Self.address(of: descriptor, getsockname)
         self.loop = loop
         self.closePromise = loop.makePromise()
         self._pipeline = ChannelPipeline(channel: self)
@@ -75,6 +78,7 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
         guard open else { return }
         firedRegistered = true
         pipeline.syncOperations.fireChannelRegistered()
+        guard open else { return }  // a handler closed it on registration
         activeFlag.store(true, ordering: .releasing)
         pipeline.syncOperations.fireChannelActive()
         guard open else { return }
@@ -99,12 +103,7 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
     public var _channelCore: ChannelCore { self }
     public var remoteAddress: SocketAddress? { remote }
 
-    public var localAddress: SocketAddress? {
-        addressLock.withLock {
-            if cachedLocal == nil { cachedLocal = Self.address(of: descriptor, getsockname) }
-            return cachedLocal
-        }
-    }
+    public var localAddress: SocketAddress? { local }
 
     public var syncOptions: NIOSynchronousChannelOptions? { EpollSocketOptions(channel: self) }
 
@@ -151,6 +150,10 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
     public func write0(_ data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard open else {
             promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        if let writeError {
+            promise?.fail(writeError)
             return
         }
         guard case .byteBuffer(let buffer)? = tryUnwrapData(data, as: IOData.self) else {
@@ -236,7 +239,8 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
 
     // MARK: reading
 
-    private func readFromSocket() {
+    /// `draining`: the connection is being closed after a write error; read what is there regardless of auto-read.
+    private func readFromSocket(draining: Bool = false) {
         var reads = 0
         while open {
             if reallocate {
@@ -258,7 +262,7 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
                 reallocate = sizer.record(actualReadBytes: result)
                 if !autoRead { readRequested = false }
                 pipeline.syncOperations.fireChannelRead(NIOAny(inbound))
-                if result < capacity || reads >= maxMessagesPerRead || !(autoRead || readRequested) { break }
+                if result < capacity || reads >= maxMessagesPerRead || !(autoRead || readRequested || draining) { break }
             } else if result == 0 {
                 if reads > 0 { pipeline.syncOperations.fireChannelReadComplete() }
                 close0(error: ChannelError.eof, mode: .all, promise: nil)
@@ -297,8 +301,7 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
             if sent < 0 {
                 if code == EINTR { continue }
                 if code == EAGAIN || code == EWOULDBLOCK { break }
-                let error = IOError(errnoCode: code, reason: "writev(descriptor:iovecs:)")
-                close0(error: error, mode: .all, promise: nil)
+                failWrites(IOError(errnoCode: code, reason: "sendmsg(descriptor:iovecs:)"))
                 return
             }
             if !consume(sent) { break }  // the socket took only part: wait for EPOLLOUT
@@ -311,7 +314,23 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
         updateInterest()
     }
 
-    /// One send (or writev over several flushed writes) of the flushed data at the head.
+    /// The peer is gone for writes. What it sent before (a server's FATAL, say) may still wait in the receive
+    /// buffer: like NIOPosix, read it before closing, but on the next tick, not inside the handler that flushed.
+    private func failWrites(_ error: Error) {
+        writeError = error
+        let writes = pendingWrites
+        pendingWrites.removeAll()
+        flushedCount = 0
+        pendingBytes = 0
+        for write in writes { write.promise?.fail(error) }
+        loop.execute { [self] in
+            guard open else { return }
+            readFromSocket(draining: true)
+            if open { close0(error: error, mode: .all, promise: nil) }
+        }
+    }
+
+    /// One send (or sendmsg over several flushed writes) of the flushed data at the head.
     private func writeFlushed() -> (Int, CInt) {
         let count = min(flushedCount, EpollEventLoop.maxIOVectors)
         if count == 1 {
@@ -329,7 +348,11 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
             }
             index = pendingWrites.index(after: index)
         }
-        let result = Glibc.writev(descriptor, vectors, CInt(count))
+        // sendmsg rather than writev: writev has no MSG_NOSIGNAL, and a reset peer would raise SIGPIPE.
+        var message = msghdr()
+        message.msg_iov = vectors
+        message.msg_iovlen = count
+        let result = Glibc.sendmsg(descriptor, &message, CInt(MSG_NOSIGNAL))
         return (result, result < 0 ? errno : 0)
     }
 
@@ -381,7 +404,9 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
                                     &raw, socklen_t(MemoryLayout<SocketOptionValue>.size))
             guard result == 0 else { throw IOError(errnoCode: errno, reason: "setsockopt") }
         case is ChannelOptions.Types.AutoReadOption:
-            autoRead = value as! Bool
+            let enabled = value as! Bool
+            guard enabled != autoRead else { break }  // as NIO: an unchanged value keeps a requested read
+            autoRead = enabled
             if !autoRead { readRequested = false }
             updateInterest()
         case is ChannelOptions.Types.RecvAllocatorOption:

@@ -205,6 +205,48 @@ final class EpollSocketChannelTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(reader.reads.withLockedValue { $0 }, 7, "16-byte reads: at least 7 for 100 bytes")
     }
 
+    /// Several buffers in one flush go out with one sendmsg; to a reset peer that must fail the writes and close the
+    /// channel, never raise SIGPIPE (which would end this test process: it did with writev).
+    func testWritingSeveralBuffersToAResetPeerFailsTheWritesAndClosesTheChannel() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        XCTAssertTrue(bound)
+        XCTAssertEqual(Glibc.listen(listener, 4), 0)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let collector = Collector()
+        let target = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        let client = try EpollConnector.connect(to: [target], on: group.loops[0], timeout: .seconds(5)) { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
+        }.wait()
+        let peer = accept(listener, nil, nil)
+        XCTAssertGreaterThanOrEqual(peer, 0)
+        let writes = try client.eventLoop.submit { () -> [EventLoopFuture<Void>] in
+            // Reset the peer and write before the loop can see the reset: the writes meet it.
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            _ = setsockopt(peer, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            Glibc.close(peer)
+            // A direct send (as the relay's DirectSocketWriter makes) meets the reset first; the channel's writes
+            // then meet EPIPE, which raises SIGPIPE unless suppressed.
+            var byte: UInt8 = 0
+            _ = Glibc.send((client as! EpollSocketChannel).descriptor, &byte, 1, CInt(MSG_NOSIGNAL))
+            let futures = (0..<3).map { _ in client.write(ByteBuffer(repeating: 9, count: 1000)) }
+            client.flush()
+            return futures
+        }.wait()
+        for future in writes { XCTAssertThrowsError(try future.wait()) }
+        try client.closeFuture.wait()
+        XCTAssertEqual(collector.events.withLockedValue { $0 }, ["active", "inactive"])
+    }
+
     func testResolvingANumericAddressNeedsNoLookupAndLocalhostResolves() throws {
         XCTAssertEqual(try EpollConnector.resolve(host: "127.0.0.1", port: 5432).map(\.port), [5432])
         let localhost = try EpollConnector.resolve(host: "localhost", port: 6432)
