@@ -124,7 +124,11 @@ private final class ConnectAttempt: EpollSource, @unchecked Sendable {  // loop 
                     return
                 } catch let error as IOError {
                     failures.append((address, error))
-                } catch {}
+                } catch {
+                    Glibc.close(candidate)  // the loop is shutting down
+                    finish(.failure(error))
+                    return
+                }
             } else {
                 failures.append((address, IOError(errnoCode: code, reason: "connect")))
             }

@@ -94,28 +94,32 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     public var inEventLoop: Bool { pthread_equal(pthread_self(), thread) != 0 }
 
     public func execute(_ task: @escaping @Sendable () -> Void) {
+        _ = enqueue(task)  // refused once stopped: dropped, as NIOPosix does
+    }
+
+    /// Queues `task`; false once the loop has stopped (every task accepted before that runs).
+    private func enqueue(_ task: @escaping @Sendable () -> Void) -> Bool {
         if inEventLoop {  // the loop runs its queue before it sleeps: no wake-up needed
-            lock.withLock { if acceptsTasks { queued.append(task) } }
-            return
+            return lock.withLock {
+                if acceptsTasks { queued.append(task) }
+                return acceptsTasks
+            }
         }
-        lock.withLock {
-            guard acceptsTasks else { return }  // stopped: dropped, as NIOPosix does
+        return lock.withLock {
+            guard acceptsTasks else { return false }
             queued.append(task)
             if sleeping && !wakePending {
                 wakePending = true
-                // Under the lock: the descriptor is closed under it too, once no task is accepted.
+                // Under the lock: the descriptor is closed only after `acceptsTasks` was cleared under it.
                 var one: UInt64 = 1
                 _ = Glibc.write(wakeDescriptor, &one, 8)
             }
+            return true
         }
     }
 
     public func scheduleTask<T>(deadline: NIODeadline, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
         let promise: EventLoopPromise<T> = makePromise()
-        guard lock.withLock({ acceptsTasks }) else {
-            promise.fail(EventLoopError.shutdown)
-            return Scheduled(promise: promise, cancellationTask: {})
-        }
         let timer = LoopTimer(
             deadline: deadline.uptimeNanoseconds,
             fire: {
@@ -132,8 +136,8 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         })
         if inEventLoop {
             insert(timer, into: box)
-        } else {
-            execute { self.insert(timer, into: box) }
+        } else if !enqueue({ self.insert(timer, into: box) }) {
+            promise.fail(EventLoopError.shutdown)
         }
         return scheduled
     }
@@ -292,22 +296,29 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
 
     /// Closes every source, runs what that queues, fails the timers left, and releases the descriptors.
     private func finish() {
-        // Closing sources queues tasks, and those may register more (a connect that was under way): repeat until
-        // none is left; registrations are refused from the second round on.
+        // Closing sources queues tasks, failing timers too, and those may register more (a connect that was under
+        // way): repeat until nothing is left. Registrations are refused once the first round closed the sources.
         for round in 0..<64 {
             for entry in sources { entry.source?.loopClosing() }
             if round == 0 { closing = true }
+            for timer in timers.removeAll() { timer.abandon(EventLoopError.shutdown) }
             let idle = runTasks()
-            if idle && !sources.contains(where: { $0.source != nil }) { break }
+            if idle && timers.isEmpty && !sources.contains(where: { $0.source != nil }) { break }
         }
-        for timer in timers.removeAll() { timer.abandon(EventLoopError.shutdown) }
-        let callbacks = lock.withLock { () -> [(DispatchQueue, @Sendable (Error?) -> Void)] in
+        let (callbacks, accepted) = lock.withLock {
+            () -> ([(DispatchQueue, @Sendable (Error?) -> Void)], [@Sendable () -> Void]) in
             acceptsTasks = false
             stopped = true
-            queued.removeAll()
-            defer { shutdownCallbacks = [] }
-            return shutdownCallbacks
+            defer {
+                shutdownCallbacks = []
+                queued = []
+            }
+            return (shutdownCallbacks, queued)
         }
+        // Tasks accepted before the stop still run (a timer queued for insertion fails its promise); what they
+        // queue now is refused.
+        for task in accepted { task() }
+        for timer in timers.removeAll() { timer.abandon(EventLoopError.shutdown) }
         Glibc.close(wakeDescriptor)
         Glibc.close(epollDescriptor)
         for (queue, callback) in callbacks { queue.async { callback(nil) } }
@@ -322,6 +333,7 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     private func startThread() throws {
         let start = ThreadStart(loop: self)
         var handle = pthread_t()
+        let argument = Unmanaged.passRetained(start)
         let result = pthread_create(&handle, nil, { argument in
             let start = Unmanaged<ThreadStart>.fromOpaque(argument!).takeRetainedValue()
             let loop = start.loop
@@ -330,8 +342,11 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
             start.started.signal()
             loop.run()
             return nil
-        }, Unmanaged.passRetained(start).toOpaque())
-        guard result == 0 else { throw IOError(errnoCode: result, reason: "pthread_create") }
+        }, argument.toOpaque())
+        guard result == 0 else {
+            argument.release()
+            throw IOError(errnoCode: result, reason: "pthread_create")
+        }
         pthread_detach(handle)
         start.started.wait()
     }

@@ -224,7 +224,7 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
 
     func epollReady(_ events: UInt32) {
         if events & EPOLLOUT.rawValue != 0 { flushNow() }
-        guard open else { return }
+        guard open, writeError == nil else { return }  // a failed write reads what is left, then closes (failWrites)
         if interest & EPOLLIN.rawValue != 0 {
             if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { readFromSocket() }
         } else if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
@@ -287,7 +287,8 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
 
     /// Writes flushed data until the socket is full; completes the promises of what went out.
     private func flushNow() {
-        guard !flushing else { return }  // a promise callback flushed again: the loop below picks that up
+        // A promise callback flushed again: the loop below picks that up. After a write error nothing is sent.
+        guard !flushing, writeError == nil else { return }
         flushing = true
         defer { flushing = false }
         while open && flushedCount > 0 {
