@@ -15,13 +15,7 @@ public enum EpollConnector {
         loop.execute { ConnectAttempt(addresses: addresses, loop: loop, promise: connected).start(timeout: timeout) }
         return connected.futureResult.flatMap { descriptor, address in
             let channel = EpollSocketChannel(descriptor: descriptor, remote: address, loop: loop)
-            return initializer(channel).hop(to: loop).flatMapError { error in
-                channel.close0(error: error, mode: .all, promise: nil)
-                return loop.makeFailedFuture(error)
-            }.map {
-                channel.activate()
-                return channel as Channel
-            }
+            return channel.start(initializer).map { channel as Channel }
         }
     }
 

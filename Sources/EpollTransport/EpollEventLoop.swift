@@ -36,8 +36,8 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     private var queued: [@Sendable () -> Void] = []
     private var sleeping = false
     private var wakePending = false
+    /// Cleared when the loop stops; from then on tasks are refused.
     private var acceptsTasks = true
-    private var stopped = false
     private var shutdownCallbacks: [(DispatchQueue, @Sendable (Error?) -> Void)] = []
 
     // The loop thread's own.
@@ -55,6 +55,8 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     let ioVectors = UnsafeMutablePointer<iovec>.allocate(capacity: EpollEventLoop.maxIOVectors)
 
     /// Starts the loop's thread.
+    deinit { ioVectors.deallocate() }
+
     public init(name: String) throws {
         self.name = name
         epollDescriptor = epoll_create1(CInt(EPOLL_CLOEXEC))
@@ -99,16 +101,11 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
 
     /// Queues `task`; false once the loop has stopped (every task accepted before that runs).
     private func enqueue(_ task: @escaping @Sendable () -> Void) -> Bool {
-        if inEventLoop {  // the loop runs its queue before it sleeps: no wake-up needed
-            return lock.withLock {
-                if acceptsTasks { queued.append(task) }
-                return acceptsTasks
-            }
-        }
+        let onLoop = inEventLoop  // the loop runs its queue before it sleeps: no wake-up needed
         return lock.withLock {
             guard acceptsTasks else { return false }
             queued.append(task)
-            if sleeping && !wakePending {
+            if !onLoop && sleeping && !wakePending {
                 wakePending = true
                 // Under the lock: the descriptor is closed only after `acceptsTasks` was cleared under it.
                 var one: UInt64 = 1
@@ -126,17 +123,15 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
                 do { promise.succeed(try task()) } catch { promise.fail(error) }
             },
             abandon: { promise.fail($0) })
-        let box = TimerBox()
-        let scheduled = Scheduled(promise: promise, cancellationTask: { [self] in
-            if inEventLoop {
-                box.cancel(in: &timers)
-            } else {
-                execute { self.cancelTimer(box) }
-            }
+        // Weak: a fired timer's task is not kept alive by the `Scheduled`. Until it fires, the heap (or the queued
+        // insertion) holds it.
+        let scheduled = Scheduled(promise: promise, cancellationTask: { [self, weak timer] in
+            guard let timer else { return }
+            if inEventLoop { cancel(timer) } else { execute { self.cancel(timer) } }
         })
         if inEventLoop {
-            insert(timer, into: box)
-        } else if !enqueue({ self.insert(timer, into: box) }) {
+            insert(timer)
+        } else if !enqueue({ self.insert(timer) }) {
             promise.fail(EventLoopError.shutdown)
         }
         return scheduled
@@ -148,7 +143,7 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
 
     public func shutdownGracefully(queue: DispatchQueue, _ callback: @escaping @Sendable (Error?) -> Void) {
         let alreadyStopped = lock.withLock { () -> Bool in
-            if stopped { return true }
+            if !acceptsTasks { return true }
             shutdownCallbacks.append((queue, callback))
             return false
         }
@@ -201,32 +196,21 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
 
     // MARK: timers
 
-    /// Lets the cancellation (any thread) find the timer once it is in the heap.
-    private final class TimerBox: @unchecked Sendable {
-        /// Weak: the heap holds a pending timer; once it fired, its task is not kept alive by the `Scheduled`.
-        weak var timer: LoopTimer?
-        var cancelled = false
-
-        func cancel(in heap: inout TimerHeap) {
-            cancelled = true
-            if let timer { heap.remove(timer) }
-            timer = nil
-        }
-    }
-
-    private func insert(_ timer: LoopTimer, into box: TimerBox) {
-        guard !box.cancelled else { return }
+    private func insert(_ timer: LoopTimer) {
+        guard !timer.cancelled else { return }  // cancelled before its insertion ran
         if stopping {
             timer.abandon(EventLoopError.shutdown)
             return
         }
         timerOrder &+= 1
         timer.order = timerOrder
-        box.timer = timer
         timers.insert(timer)
     }
 
-    private func cancelTimer(_ box: TimerBox) { box.cancel(in: &timers) }
+    private func cancel(_ timer: LoopTimer) {
+        timer.cancelled = true
+        timers.remove(timer)
+    }
 
     /// Fires the timers due at the current time; returns that time (0 without timers: no clock read).
     private func runDueTimers() -> UInt64 {
@@ -308,7 +292,6 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         let (callbacks, accepted) = lock.withLock {
             () -> ([(DispatchQueue, @Sendable (Error?) -> Void)], [@Sendable () -> Void]) in
             acceptsTasks = false
-            stopped = true
             defer {
                 shutdownCallbacks = []
                 queued = []

@@ -106,13 +106,7 @@ public final class EpollListener: EpollSource, @unchecked Sendable {
     }
 
     private func start(_ descriptor: CInt, remote: SocketAddress?, on child: EpollEventLoop) {
-        let channel = EpollSocketChannel(descriptor: descriptor, remote: remote, loop: child)
-        childInitializer(channel).hop(to: child).whenComplete { result in
-            switch result {
-            case .success: channel.activate()
-            case .failure(let error): channel.close0(error: error, mode: .all, promise: nil)
-            }
-        }
+        _ = EpollSocketChannel(descriptor: descriptor, remote: remote, loop: child).start(childInitializer)
     }
 
     private static func listeningSocket(_ address: SocketAddress, backlog: CInt) throws -> CInt {

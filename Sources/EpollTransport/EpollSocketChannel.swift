@@ -42,7 +42,6 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
     private var inbound = ByteBuffer()
     private var reallocate = true
     private var maxMessagesPerRead = 4
-    private var allowRemoteHalfClosure = false
 
     // Writing.
     private struct PendingWrite {
@@ -72,9 +71,19 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
         self._pipeline = ChannelPipeline(channel: self)
     }
 
-    /// Registers the socket with the loop and fires `channelRegistered` and `channelActive` (after the initializer
-    /// added the handlers). Called on the loop.
-    func activate() {
+    /// Runs `initializer` (it adds the handlers), then makes the channel active; a failed initializer closes the
+    /// socket. As NIO's bootstraps do, for accepted and connected sockets alike.
+    func start(_ initializer: (Channel) -> EventLoopFuture<Void>) -> EventLoopFuture<Void> {
+        initializer(self).hop(to: loop).always { [self] result in
+            switch result {
+            case .success: activate()
+            case .failure(let error): close0(error: error, mode: .all, promise: nil)
+            }
+        }
+    }
+
+    /// Registers the socket with the loop and fires `channelRegistered` and `channelActive`. Called on the loop.
+    private func activate() {
         guard open else { return }
         firedRegistered = true
         pipeline.syncOperations.fireChannelRegistered()
@@ -108,22 +117,13 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
     public var syncOptions: NIOSynchronousChannelOptions? { EpollSocketOptions(channel: self) }
 
     public func setOption<Option: ChannelOption>(_ option: Option, value: Option.Value) -> EventLoopFuture<Void> {
-        if loop.inEventLoop {
-            do {
-                try setOption0(option, value: value)
-                return loop.makeSucceededVoidFuture()
-            } catch {
-                return loop.makeFailedFuture(error)
-            }
-        }
-        return loop.submit { try self.setOption0(option, value: value) }
+        guard loop.inEventLoop else { return loop.submit { try self.setOption0(option, value: value) } }
+        return loop.makeCompletedFuture { try setOption0(option, value: value) }
     }
 
     public func getOption<Option: ChannelOption>(_ option: Option) -> EventLoopFuture<Option.Value> {
-        if loop.inEventLoop {
-            do { return loop.makeSucceededFuture(try getOption0(option)) } catch { return loop.makeFailedFuture(error) }
-        }
-        return loop.submit { try self.getOption0(option) }
+        guard loop.inEventLoop else { return loop.submit { try self.getOption0(option) } }
+        return loop.makeCompletedFuture { try getOption0(option) }
     }
 
     // MARK: ChannelCore
@@ -196,11 +196,7 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
             registered = false
         }
         Glibc.close(descriptor)
-        let writes = pendingWrites
-        pendingWrites.removeAll()
-        flushedCount = 0
-        pendingBytes = 0
-        for write in writes { write.promise?.fail(error) }
+        failPendingWrites(error)
         promise?.succeed()
         if wasActive { pipeline.syncOperations.fireChannelInactive() }
         let pipeline = self.pipeline
@@ -319,16 +315,21 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
     /// buffer: like NIOPosix, read it before closing, but on the next tick, not inside the handler that flushed.
     private func failWrites(_ error: Error) {
         writeError = error
-        let writes = pendingWrites
-        pendingWrites.removeAll()
-        flushedCount = 0
-        pendingBytes = 0
-        for write in writes { write.promise?.fail(error) }
+        failPendingWrites(error)
         loop.execute { [self] in
             guard open else { return }
             readFromSocket(draining: true)
             if open { close0(error: error, mode: .all, promise: nil) }
         }
+    }
+
+    /// Empties the write queue, failing every promise in it (the queue is emptied first: a callback may write).
+    private func failPendingWrites(_ error: Error) {
+        let writes = pendingWrites
+        pendingWrites.removeAll()
+        flushedCount = 0
+        pendingBytes = 0
+        for write in writes { write.promise?.fail(error) }
     }
 
     /// One send (or sendmsg over several flushed writes) of the flushed data at the head.
@@ -440,7 +441,7 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
         case is ChannelOptions.Types.RecvAllocatorOption: return sizer.allocator as! Option.Value
         case is ChannelOptions.Types.WriteBufferWaterMarkOption: return waterMark as! Option.Value
         case is ChannelOptions.Types.MaxMessagesPerReadOption: return UInt(maxMessagesPerRead) as! Option.Value
-        case is ChannelOptions.Types.AllowRemoteHalfClosureOption: return allowRemoteHalfClosure as! Option.Value
+        case is ChannelOptions.Types.AllowRemoteHalfClosureOption: return false as! Option.Value  // unsupported
         case is ChannelOptions.Types.AllocatorOption: return allocator as! Option.Value
         case is ChannelOptions.Types.BufferedWritableBytesOption: return pendingBytes as! Option.Value
         default: throw ChannelError.operationUnsupported

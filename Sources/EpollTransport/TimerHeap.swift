@@ -5,6 +5,8 @@ final class LoopTimer: @unchecked Sendable {  // loop thread only
     let deadline: UInt64
     /// Scheduling order, set when inserted: equal deadlines run in the order they were scheduled.
     var order: UInt64 = 0
+    /// Cancelled (possibly before its insertion ran: then it is never inserted).
+    var cancelled = false
     /// Runs the task and completes its promise.
     let fire: () -> Void
     /// Fails its promise (the loop shut down first).

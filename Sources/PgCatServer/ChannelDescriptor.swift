@@ -1,6 +1,6 @@
-/// The socket descriptor under a plaintext NIOPosix TCP channel, for the relay's direct writes (`DirectSocketWriter`).
+/// The socket descriptor under a plaintext TCP channel, for the relay's direct writes (`DirectSocketWriter`).
 ///
-/// NIO keeps the descriptor private, so it is read by reflection (`BaseSocketChannel.socket` -> `BaseSocket.descriptor`)
+/// pgcat's own channels (`EpollSocketChannel`) give it out. NIOPosix keeps the descriptor private, so it is read by reflection (`BaseSocketChannel.socket` -> `BaseSocket.descriptor`)
 /// once per connection and then checked against the channel itself: it must be a socket whose local and peer
 /// addresses are the channel's. Anything that does not match (another NIO layout, a TLS handler in the pipeline, a
 /// channel that is not TCP) gives nil and the relay keeps writing through NIO.
@@ -11,12 +11,19 @@ import Darwin
 #endif
 import NIOCore
 import NIOSSL
+#if os(Linux)
+import EpollTransport
+#endif
 
 enum ChannelDescriptor {
     static func plaintextTCP(_ channel: Channel) -> CInt? {
         guard channel.eventLoop.inEventLoop, channel.isActive,
-              (try? channel.pipeline.syncOperations.context(handlerType: NIOSSLHandler.self)) == nil,
-              let local = channel.localAddress, let remote = channel.remoteAddress,
+              (try? channel.pipeline.syncOperations.context(handlerType: NIOSSLHandler.self)) == nil
+        else { return nil }
+        #if os(Linux)
+        if let socket = channel as? EpollSocketChannel { return socket.descriptor }
+        #endif
+        guard let local = channel.localAddress, let remote = channel.remoteAddress,
               let socket = storedProperty("socket", of: channel),
               let descriptor = storedProperty("descriptor", of: socket) as? CInt, descriptor >= 0
         else { return nil }

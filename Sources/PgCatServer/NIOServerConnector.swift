@@ -3,7 +3,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import NIOSSL
 import Pooler
 import PostgresWire
 #if os(Linux)
@@ -40,15 +39,7 @@ struct NIOServerConnector: ServerConnector {
     }
 
     func plaintextDescriptor(of channel: Channel) -> CInt? {
-        #if os(Linux)
-        if let socket = channel as? EpollSocketChannel {
-            guard socket.eventLoop.inEventLoop, socket.isActive,
-                  (try? socket.pipeline.syncOperations.context(handlerType: NIOSSLHandler.self)) == nil
-            else { return nil }
-            return socket.descriptor
-        }
-        #endif
-        return ChannelDescriptor.plaintextTCP(channel)
+        ChannelDescriptor.plaintextTCP(channel)
     }
 
     @discardableResult

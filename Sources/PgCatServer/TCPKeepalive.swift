@@ -19,7 +19,7 @@ struct TCPKeepalive: Sendable {
             return channel.eventLoop.flatSubmit { self.apply(to: channel, recvAllocator: recvAllocator) }
         }
         guard let sync = channel.syncOptions else {
-            return channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)  // not a NIOPosix socket
+            return channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)  // not a socket channel
         }
         do {
             try sync.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)

@@ -6,6 +6,9 @@ import NIOPosix
 import NIOSSL
 import XCTest
 @testable import PgCatServer
+#if os(Linux)
+import EpollTransport
+#endif
 
 /// The descriptor lookup reads NIO internals by reflection: these tests fail if a NIO upgrade moves them (the relay
 /// would then quietly fall back to NIO's write path) or if the lookup ever answered for a channel it must not.
@@ -69,4 +72,28 @@ final class ChannelDescriptorTests: XCTestCase {
         try accepted.close().wait()
         XCTAssertNil(try lookup(accepted))
     }
+
+    #if os(Linux)
+    /// pgcat's own channels give their descriptor out, under the same conditions (on the loop, open, no TLS).
+    func testPgcatsOwnChannelsGiveTheirDescriptorUnderTheSameConditions() throws {
+        let epoll = try EpollEventLoopGroup(numberOfThreads: 1, name: "test-descriptor")
+        defer { try? epoll.syncShutdownGracefully() }
+        let listener = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+        addTeardownBlock { try? listener.close().wait() }
+        let channel = try EpollConnector.connect(to: [listener.localAddress!], on: epoll.loops[0], timeout: .seconds(5)) {
+            $0.eventLoop.makeSucceededVoidFuture()
+        }.wait()
+        let descriptor = try XCTUnwrap(try lookup(channel))
+        XCTAssertEqual(descriptor, (channel as? EpollSocketChannel)?.descriptor)
+        XCTAssertEqual(peerPort(descriptor), listener.localAddress?.port)
+        XCTAssertNil(ChannelDescriptor.plaintextTCP(channel), "called off the channel's loop")
+        let context = try NIOSSLContext(configuration: .makeClientConfiguration())
+        try channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil))
+        }.wait()
+        XCTAssertNil(try lookup(channel), "TLS bytes must go through the TLS handler")
+        try channel.close().wait()
+        XCTAssertNil(try lookup(channel))
+    }
+    #endif
 }

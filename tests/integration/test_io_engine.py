@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -12,13 +13,18 @@ from support import pgbench, tls_dir
 pytestmark = pytest.mark.pooler_only
 
 
-def engine_in_log(t) -> str:
-    """The engine named on the "pgcat listening" line (logfmt `io_engine=epoll` or JSON `"io_engine":"epoll"`)."""
-    for line in t.log().splitlines():
-        found = re.search(r'io_engine"?[=:]"?(\w+)', line)
-        if "pgcat listening" in line and found:
-            return found.group(1)
-    raise AssertionError(f"no listening line with io_engine in the log:\n{t.log()[-4000:]}")
+def engine_in_log(t, timeout: float = 10.0) -> str:
+    """The engine named on the "pgcat listening" line (logfmt `io_engine=epoll` or JSON `"io_engine":"epoll"`).
+    The line is written just after the listener accepts, so it is waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in t.log().splitlines():
+            found = re.search(r'io_engine"?[=:]"?(\w+)', line)
+            if "pgcat listening" in line and found:
+                return found.group(1)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no listening line with io_engine in the log:\n{t.log()[-4000:]}")
+        time.sleep(0.05)
 
 
 def test_the_default_engine_is_epoll(pgcat):
