@@ -6,6 +6,8 @@
 ///   `channelReadComplete`; sizes from the `RecvByteBufferAllocator`; with auto-read off, one read per `read()`.
 ///   The receive buffer is reused when the pipeline let go of it (ByteBuffer's `clear` copies on write otherwise).
 /// - end of input closes the channel (`ChannelError.eof`); a read error is fired as `errorCaught`, then closes.
+///   The peer's shutdown is watched (EPOLLRDHUP) with auto-read off too: what is left is then read and the channel
+///   closed, as NIOPosix does on readEOF, so a server that went away is noticed under backpressure.
 /// - writes queue with their promises until `flush`; what the kernel does not take waits for EPOLLOUT;
 ///   writability follows the write-buffer water marks (32/64 KiB) and fires `channelWritabilityChanged`.
 /// - close: deregister, close the descriptor, fail pending writes, succeed the promise, fire `channelInactive`;
@@ -221,13 +223,14 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
     func epollReady(_ events: UInt32) {
         if events & EPOLLOUT.rawValue != 0 { flushNow() }
         guard open, writeError == nil else { return }  // a failed write reads what is left, then closes (failWrites)
+        let ended = EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
         if interest & EPOLLIN.rawValue != 0 {
-            if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { readFromSocket() }
-        } else if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
-            // Not reading (backpressure), but the connection is gone: level-triggered epoll would report it forever.
-            let error = socketError() ?? ChannelError.eof
-            if !(error is ChannelError) { pipeline.syncOperations.fireErrorCaught(error) }
-            close0(error: error, mode: .all, promise: nil)
+            if events & (EPOLLIN.rawValue | ended) != 0 { readFromSocket() }
+        } else if events & ended != 0 {
+            // Not reading (backpressure), but the peer sent its last byte or is gone. As NIOPosix does on readEOF:
+            // read what is left regardless of auto-read, and close at the end of it. (Level-triggered: reported
+            // until then, so a drain cut short by maxMessagesPerRead goes on at the next wait.)
+            readFromSocket(draining: true)
         }
     }
 
@@ -383,7 +386,8 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
     // MARK: interest and options
 
     private var wantedEvents: UInt32 {
-        var events: UInt32 = 0
+        // The peer's shutdown is watched even while not reading, so that a closed connection is noticed.
+        var events: UInt32 = EPOLLRDHUP.rawValue
         if autoRead || readRequested { events |= EPOLLIN.rawValue }
         if flushedCount > 0 { events |= EPOLLOUT.rawValue }
         return events
@@ -446,14 +450,6 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
         case is ChannelOptions.Types.BufferedWritableBytesOption: return pendingBytes as! Option.Value
         default: throw ChannelError.operationUnsupported
         }
-    }
-
-    /// The pending socket error (SO_ERROR), if any.
-    private func socketError() -> Error? {
-        var code: CInt = 0
-        var length = socklen_t(MemoryLayout<CInt>.size)
-        guard getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &code, &length) == 0, code != 0 else { return nil }
-        return IOError(errnoCode: code, reason: "socket")
     }
 
     /// The socket's address as `query` (getsockname, getpeername) reports it.
