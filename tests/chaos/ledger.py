@@ -4,6 +4,7 @@ run, the table must hold every committed write exactly once and nothing that was
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -36,6 +37,10 @@ class Ledger:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # worker -> (statement, started, client port): what each worker waits for now, named when one hangs
+    _current: dict = field(default_factory=dict)
+    # called when a worker hangs; its text joins the assertion (e.g. the pooler's SHOW CLIENTS)
+    diagnose: object = None
 
     def start(self) -> "Ledger":
         self.started_at = time.monotonic()
@@ -50,7 +55,18 @@ class Ledger:
         for thread in self._threads:
             thread.join(timeout=CLIENT_TIMEOUT + 10)
         hung = [t for t in self._threads if t.is_alive()]
-        assert not hung, f"{len(hung)} workload clients hung past {CLIENT_TIMEOUT}s"
+        if hung:
+            now = time.monotonic()
+            with self._lock:
+                waits = [f"worker {w}: {op} for {now - at:.1f}s (client port {port})"
+                         for w, (op, at, port) in sorted(self._current.items()) if op]
+            extra = ""
+            if self.diagnose is not None:
+                try:
+                    extra = "\n" + str(self.diagnose())
+                except Exception as error:  # the diagnosis must not hide the hang
+                    extra = f"\n(diagnosis failed: {error})"
+            raise AssertionError(f"{len(hung)} workload clients hung past {CLIENT_TIMEOUT}s: " + "; ".join(waits) + extra)
 
     def commits(self) -> int:
         with self._lock:
@@ -70,27 +86,48 @@ class Ledger:
             if error:
                 self.errors[error] += 1
 
+    def _doing(self, worker: int, op: str | None, port: int | None = None) -> None:
+        with self._lock:
+            self._current[worker] = (op, time.monotonic(), port)
+
+    @staticmethod
+    def _local_port(connection) -> int | None:
+        """The client's own port: the pooler's SHOW CLIENTS lists it."""
+        try:
+            with socket.fromfd(connection.pgconn.socket, socket.AF_INET, socket.SOCK_STREAM) as duplicate:
+                return duplicate.getsockname()[1]
+        except OSError:
+            return None
+
     def _run(self, worker: int) -> None:
         seq = 0
         connection = None
+        port = None
         while not self._stop.is_set():
             started = time.monotonic()
             committing = False
             try:
                 if connection is None or connection.closed:
+                    self._doing(worker, "connect")
                     connection = psycopg.connect(self.conninfo, connect_timeout=5, prepare_threshold=None, autocommit=True,
                                                  options=f"-c statement_timeout={int(CLIENT_TIMEOUT * 500)}")
+                    port = self._local_port(connection)
                 seq += 1
+                self._doing(worker, "begin", port)
                 connection.execute("begin")
+                self._doing(worker, f"insert ({worker}, {seq})", port)
                 connection.execute(f"insert into {TABLE} (worker, seq) values (%s, %s)", (worker, seq))
                 committing = True
+                self._doing(worker, "commit", port)
                 connection.execute("commit")
                 committing = False
                 with self._lock:
                     self.committed.add((worker, seq))
                     self.commit_times.append(time.monotonic())
                 if self.reads:
+                    self._doing(worker, "select count(*)", port)
                     connection.execute(f"select count(*) from {TABLE} where worker = %s", (worker,)).fetchone()
+                self._doing(worker, None)
                 self._note(started)
             except psycopg.Error as error:
                 # A failure while committing leaves the outcome unknown; before that, nothing was written.
@@ -104,6 +141,7 @@ class Ledger:
                 except Exception:
                     pass
                 connection = None
+                self._doing(worker, None)
                 time.sleep(0.05)
         if connection is not None:
             connection.close()

@@ -64,6 +64,18 @@ def admin(t):
                            autocommit=True, connect_timeout=5)
 
 
+def admin_state(t) -> str:
+    """The pooler's own view of its clients and servers (printed when a workload client hangs)."""
+    lines = []
+    with admin(t) as a:
+        for command in ("SHOW CLIENTS", "SHOW SERVERS", "SHOW POOLS"):
+            cursor = a.execute(command)
+            names = [d.name for d in cursor.description]
+            lines.append(f"{command}: " + " | ".join(names))
+            lines += ["  " + " | ".join(str(v) for v in row) for row in cursor.fetchall()]
+    return "\n".join(lines)
+
+
 def settle_and_check_servers(t, server_ports: list[int], timeout: float = 15) -> None:
     """Once every client is gone: each server connection the pooler lists is a backend the server lists, and
     none is left in a transaction."""
@@ -129,7 +141,7 @@ def run_workload(t, primary, fault, *, workers: int = 6, reads: bool = True, aft
     """Runs the ledger workload, lets it make progress, applies `fault()`, lets it recover and checks it. The
     summary adds `fault_s` (how long the fault phase lasted) and `outage_s`, the longest time from the start of the
     fault on during which no write committed: the time to recover from it."""
-    ledger = Ledger(t.conninfo(), workers=workers, reads=reads).start()
+    ledger = Ledger(t.conninfo(), workers=workers, reads=reads, diagnose=lambda: admin_state(t)).start()
     try:
         ledger.wait_for_commits(20, timeout=20)
         fault_started = time.monotonic()
@@ -299,7 +311,7 @@ def test_primary_stopped_and_replica_promoted(pgcat, cluster):
         t = pgcat(general=FAST, pool=RW, users=["app"],
                   servers=[[HOST, own.primary, "auto"], [HOST, own.replica1, "auto"], [HOST, own.replica2, "auto"]])
         wait_for_replicas(own.primary, own.replicas)
-        ledger = Ledger(t.conninfo(), workers=6, reads=True).start()
+        ledger = Ledger(t.conninfo(), workers=6, reads=True, diagnose=lambda: admin_state(t)).start()
         try:
             ledger.wait_for_commits(20, timeout=20)
             fault_started = time.monotonic()
@@ -347,7 +359,7 @@ def test_soak_memory_stays_flat(pgcat, cluster, primary, ledger_table):
 
     churner = threading.Thread(target=churn, daemon=True)
     churner.start()
-    ledger = Ledger(t.conninfo(), workers=4, reads=True).start()
+    ledger = Ledger(t.conninfo(), workers=4, reads=True, diagnose=lambda: admin_state(t)).start()
     samples = []
     try:
         started = time.monotonic()
