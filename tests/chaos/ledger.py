@@ -4,7 +4,6 @@ run, the table must hold every committed write exactly once and nothing that was
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import Counter
@@ -37,7 +36,8 @@ class Ledger:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    # worker -> (statement, started, client port): what each worker waits for now, named when one hangs
+    # worker -> (statement, started): what each worker waits for now, named when one hangs (by then the others
+    # have disconnected, so the pooler's SHOW CLIENTS lists only the hung ones)
     _current: dict = field(default_factory=dict)
     # called when a worker hangs; its text joins the assertion (e.g. the pooler's SHOW CLIENTS)
     diagnose: object = None
@@ -58,8 +58,8 @@ class Ledger:
         if hung:
             now = time.monotonic()
             with self._lock:
-                waits = [f"worker {w}: {op} for {now - at:.1f}s (client port {port})"
-                         for w, (op, at, port) in sorted(self._current.items()) if op]
+                waits = [f"worker {w}: {op} for {now - at:.1f}s"
+                         for w, (op, at) in sorted(self._current.items()) if op]
             extra = ""
             if self.diagnose is not None:
                 try:
@@ -86,23 +86,13 @@ class Ledger:
             if error:
                 self.errors[error] += 1
 
-    def _doing(self, worker: int, op: str | None, port: int | None = None) -> None:
+    def _doing(self, worker: int, op: str | None) -> None:
         with self._lock:
-            self._current[worker] = (op, time.monotonic(), port)
-
-    @staticmethod
-    def _local_port(connection) -> int | None:
-        """The client's own port: the pooler's SHOW CLIENTS lists it."""
-        try:
-            with socket.fromfd(connection.pgconn.socket, socket.AF_INET, socket.SOCK_STREAM) as duplicate:
-                return duplicate.getsockname()[1]
-        except OSError:
-            return None
+            self._current[worker] = (op, time.monotonic())
 
     def _run(self, worker: int) -> None:
         seq = 0
         connection = None
-        port = None
         while not self._stop.is_set():
             started = time.monotonic()
             committing = False
@@ -111,21 +101,20 @@ class Ledger:
                     self._doing(worker, "connect")
                     connection = psycopg.connect(self.conninfo, connect_timeout=5, prepare_threshold=None, autocommit=True,
                                                  options=f"-c statement_timeout={int(CLIENT_TIMEOUT * 500)}")
-                    port = self._local_port(connection)
                 seq += 1
-                self._doing(worker, "begin", port)
+                self._doing(worker, "begin")
                 connection.execute("begin")
-                self._doing(worker, f"insert ({worker}, {seq})", port)
+                self._doing(worker, f"insert ({worker}, {seq})")
                 connection.execute(f"insert into {TABLE} (worker, seq) values (%s, %s)", (worker, seq))
                 committing = True
-                self._doing(worker, "commit", port)
+                self._doing(worker, "commit")
                 connection.execute("commit")
                 committing = False
                 with self._lock:
                     self.committed.add((worker, seq))
                     self.commit_times.append(time.monotonic())
                 if self.reads:
-                    self._doing(worker, "select count(*)", port)
+                    self._doing(worker, "select count(*)")
                     connection.execute(f"select count(*) from {TABLE} where worker = %s", (worker,)).fetchone()
                 self._doing(worker, None)
                 self._note(started)
