@@ -65,14 +65,26 @@ def admin(t):
 
 
 def admin_state(t) -> str:
-    """The pooler's own view of its clients and servers (printed when a workload client hangs)."""
+    """The pooler's own view of its clients and servers (printed when a workload client hangs), and the log lines
+    that name each client still connected."""
     lines = []
+    client_ids = []
     with admin(t) as a:
         for command in ("SHOW CLIENTS", "SHOW SERVERS", "SHOW POOLS"):
             cursor = a.execute(command)
             names = [d.name for d in cursor.description]
+            rows = cursor.fetchall()
+            if command == "SHOW CLIENTS":
+                # shown as the key's 32 bits in hex (PgCat), logged as a signed decimal
+                unsigned = [int(str(row[names.index("client_id")]), 0) for row in rows]
+                client_ids = [str(u - (1 << 32) if u >= 1 << 31 else u) for u in unsigned]
             lines.append(f"{command}: " + " | ".join(names))
-            lines += ["  " + " | ".join(str(v) for v in row) for row in cursor.fetchall()]
+            lines += ["  " + " | ".join(str(v) for v in row) for row in rows]
+    log = t.log().splitlines()
+    for client_id in client_ids:
+        mentions = [line for line in log if f"client_id={client_id}" in line]
+        lines.append(f"log lines naming client {client_id}: {len(mentions)}")
+        lines += ["  " + line for line in mentions[-10:]]
     return "\n".join(lines)
 
 
