@@ -37,7 +37,7 @@ final class EpollSocketChannelTests: XCTestCase {
         func channelInactive(context: ChannelHandlerContext) { events.withLockedValue { $0.append("inactive") } }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var buffer = unwrapInboundIn(data)
-            received.withLockedValue { $0.writeBuffer(&buffer) }
+            _ = received.withLockedValue { $0.writeBuffer(&buffer) }
             reads.withLockedValue { $0 += 1 }
         }
         func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -50,6 +50,20 @@ final class EpollSocketChannelTests: XCTestCase {
     private func listen(_ initializer: @escaping EpollListener.Initializer) throws -> EpollListener {
         try EpollListener.bind(host: "127.0.0.1", port: 0, backlog: 64, group: group,
                                childInitializer: initializer).wait()
+    }
+
+    /// A listener whose accepted channels start with auto-read off and hand what they read to `reader`; the box
+    /// holds the last accepted channel.
+    private func listenWithAutoReadOff(_ reader: Collector) throws -> (EpollListener, NIOLockedValueBox<Channel?>) {
+        let serverSide = NIOLockedValueBox<Channel?>(nil)
+        let listener = try listen { channel in
+            serverSide.withLockedValue { $0 = channel }
+            return channel.eventLoop.makeCompletedFuture {
+                try channel.syncOptions!.setOption(ChannelOptions.autoRead, value: false)
+                try channel.pipeline.syncOperations.addHandler(reader)
+            }
+        }
+        return (listener, serverSide)
     }
 
     private func connect(to listener: EpollListener, _ handler: ChannelHandler & Sendable) throws -> Channel {
@@ -102,15 +116,8 @@ final class EpollSocketChannelTests: XCTestCase {
     }
 
     func testAReaderThatStopsMakesTheWriterUnwritableUntilItReadsAgain() throws {
-        let serverSide = NIOLockedValueBox<Channel?>(nil)
         let reader = Collector()
-        let listener = try listen { channel in
-            serverSide.withLockedValue { $0 = channel }
-            return channel.eventLoop.makeCompletedFuture {
-                try channel.syncOptions!.setOption(ChannelOptions.autoRead, value: false)
-                try channel.pipeline.syncOperations.addHandler(reader)
-            }
-        }
+        let (listener, serverSide) = try listenWithAutoReadOff(reader)
         defer { _ = try? listener.close().wait() }
         let writer = Collector()
         let client = try connect(to: listener, writer)
@@ -153,15 +160,8 @@ final class EpollSocketChannelTests: XCTestCase {
     }
 
     func testThePeerClosingIsNoticedWithAutoReadOffAndWhatItSentIsRead() throws {
-        let serverSide = NIOLockedValueBox<Channel?>(nil)
         let reader = Collector()
-        let listener = try listen { channel in
-            serverSide.withLockedValue { $0 = channel }
-            return channel.eventLoop.makeCompletedFuture {
-                try channel.syncOptions!.setOption(ChannelOptions.autoRead, value: false)
-                try channel.pipeline.syncOperations.addHandler(reader)
-            }
-        }
+        let (listener, serverSide) = try listenWithAutoReadOff(reader)
         defer { _ = try? listener.close().wait() }
         let client = try connect(to: listener, Collector())
         waitUntil { serverSide.withLockedValue { $0?.isActive } == true }
