@@ -150,11 +150,13 @@ def test_replica_to_primary_failover(pgcat, cluster):
         cluster_script(cluster.primary, "start")
 
 
-def test_promotion_with_auto_roles_moves_writes_without_reload(pgcat):
-    port = free_port()
+def test_promotion_with_auto_roles_moves_writes_without_reload(pgcat, cluster):
+    # Three ports in a row, below the ephemeral range: a free port from the OS may have a client socket on port + 1
+    # or + 2 (cluster.sh then failed to start once here, with another suite's connections churning beside it).
+    port = cluster.primary + 10
     directory = f"/tmp/pgcat-failover-{port}"
-    cluster_script(port, "start", directory)
     try:
+        cluster_script(port, "start", directory)  # inside: a start that fails halfway is reset too
         own = Cluster(port, port + 1, port + 2)
         t = pgcat(pool_size=2, users=["app"], general=FAST,
                   servers=[[HOST, own.primary, "auto"], [HOST, own.replica1, "auto"], [HOST, own.replica2, "auto"]],
