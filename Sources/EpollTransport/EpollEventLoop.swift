@@ -48,15 +48,15 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     /// an event for a descriptor closed earlier in the same batch never reaches a new source with the same number.
     private var sources: [(source: EpollSource?, generation: UInt32)] = []
     private var stopping = false
-    /// `finish()` runs: no new registrations.
+    /// `finish()` runs: registrations are refused.
     private var closing = false
     /// Scratch iovecs for a channel's writev (loop thread only, one writev at a time).
     static let maxIOVectors = 64
     let ioVectors = UnsafeMutablePointer<iovec>.allocate(capacity: EpollEventLoop.maxIOVectors)
 
-    /// Starts the loop's thread.
     deinit { ioVectors.deallocate() }
 
+    /// Starts the loop's thread.
     public init(name: String) throws {
         self.name = name
         epollDescriptor = epoll_create1(CInt(EPOLL_CLOEXEC))
@@ -278,17 +278,14 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         }
     }
 
-    /// Closes every source, runs what that queues, fails the timers left, and releases the descriptors.
+    /// Closes every source, fails the timers left, runs what that queues, and releases the descriptors.
     private func finish() {
-        // Closing sources queues tasks, failing timers too, and those may register more (a connect that was under
-        // way): repeat until nothing is left. Registrations are refused once the first round closed the sources.
-        for round in 0..<64 {
-            for entry in sources { entry.source?.loopClosing() }
-            if round == 0 { closing = true }
-            for timer in timers.removeAll() { timer.abandon(EventLoopError.shutdown) }
-            let idle = runTasks()
-            if idle && timers.isEmpty && !sources.contains(where: { $0.source != nil }) { break }
-        }
+        // From here on nothing registers (`closing`) and no timer is inserted (`stopping`), so one pass over the
+        // sources and the heap is enough; the tasks they queue (a connect under way fails) run until none is left.
+        closing = true
+        for entry in sources { entry.source?.loopClosing() }
+        for timer in timers.removeAll() { timer.abandon(EventLoopError.shutdown) }
+        for _ in 0..<64 { if runTasks() { break } }
         let (callbacks, accepted) = lock.withLock {
             () -> ([(DispatchQueue, @Sendable (Error?) -> Void)], [@Sendable () -> Void]) in
             acceptsTasks = false
@@ -301,7 +298,6 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         // Tasks accepted before the stop still run (a timer queued for insertion fails its promise); what they
         // queue now is refused.
         for task in accepted { task() }
-        for timer in timers.removeAll() { timer.abandon(EventLoopError.shutdown) }
         Glibc.close(wakeDescriptor)
         Glibc.close(epollDescriptor)
         for (queue, callback) in callbacks { queue.async { callback(nil) } }

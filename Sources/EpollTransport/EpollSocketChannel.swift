@@ -238,7 +238,8 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
 
     // MARK: reading
 
-    /// `draining`: the connection is being closed after a write error; read what is there regardless of auto-read.
+    /// `draining`: read what is there regardless of auto-read, because the connection is ending (the peer shut
+    /// down, or a write failed and the channel closes after this read).
     private func readFromSocket(draining: Bool = false) {
         var reads = 0
         while open {

@@ -1,9 +1,10 @@
 /// The socket descriptor under a plaintext TCP channel, for the relay's direct writes (`DirectSocketWriter`).
 ///
-/// pgcat's own channels (`EpollSocketChannel`) give it out. NIOPosix keeps the descriptor private, so it is read by reflection (`BaseSocketChannel.socket` -> `BaseSocket.descriptor`)
-/// once per connection and then checked against the channel itself: it must be a socket whose local and peer
-/// addresses are the channel's. Anything that does not match (another NIO layout, a TLS handler in the pipeline, a
-/// channel that is not TCP) gives nil and the relay keeps writing through NIO.
+/// pgcat's own channels (`EpollSocketChannel`) give it out. NIOPosix keeps the descriptor private, so it is read by
+/// reflection (`BaseSocketChannel.socket` -> `BaseSocket.descriptor`) once per connection and then checked against
+/// the channel itself: it must be a socket whose local and peer addresses are the channel's. Anything that does not
+/// match (another NIO layout, a TLS handler in the pipeline, a channel that is not TCP) gives nil and the relay keeps
+/// writing through NIO.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
