@@ -225,6 +225,16 @@ def _quote(v) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def wait_for(predicate, timeout: float = 8.0, interval: float = 0.05):
+    """Calls `predicate` until it returns something truthy or `timeout` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
 def wait_for_port(host: str, port: int, proc: subprocess.Popen | None, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:

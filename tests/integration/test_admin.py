@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from pgwire import ConnectionClosed, PgError, RawConn
-from support import HOST, psql
+from support import HOST, psql, wait_for
 
 pytestmark = pytest.mark.pooler_only
 
@@ -81,15 +81,6 @@ def pool_row(conn, database: str = "app", user: str = "app") -> dict:
     rows = [r for r in show(conn, "POOLS") if r["database"] == database and r["user"] == user]
     assert len(rows) == 1, rows
     return rows[0]
-
-
-def wait_for(predicate, timeout: float = 8.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def backend_pid(conn) -> int:

@@ -4,27 +4,27 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from support import pgbench, tls_dir
+from support import pgbench, tls_dir, wait_for
 
 pytestmark = pytest.mark.pooler_only
 
 
-def engine_in_log(t, timeout: float = 10.0) -> str:
+def engine_in_log(t) -> str:
     """The engine named on the "pgcat listening" line (logfmt `io_engine=epoll` or JSON `"io_engine":"epoll"`).
     The line is written just after the listener accepts, so it is waited for."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def engine() -> str | None:
         for line in t.log().splitlines():
             found = re.search(r'io_engine"?[=:]"?(\w+)', line)
             if "pgcat listening" in line and found:
                 return found.group(1)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no listening line with io_engine in the log:\n{t.log()[-4000:]}")
-        time.sleep(0.05)
+        return None
+
+    found = wait_for(engine, timeout=10)
+    assert found, f"no listening line with io_engine in the log:\n{t.log()[-4000:]}"
+    return found
 
 
 def test_the_default_engine_is_epoll(pgcat):

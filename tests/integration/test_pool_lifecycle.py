@@ -7,19 +7,9 @@ import time
 import psycopg
 import pytest
 
-from support import pooler_ports_to
+from support import pooler_ports_to, wait_for
 
 pytestmark = pytest.mark.pooler_only
-
-
-def wait_for(predicate, timeout: float = 8.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def backend_pid(conn) -> int:

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from pgwire import PgError, RawConn
-from support import HOST, build_config, free_port, pooler_ports_to, to_yaml
+from support import HOST, build_config, free_port, pooler_ports_to, to_yaml, wait_for
 
 pytestmark = pytest.mark.pooler_only
 
@@ -37,15 +37,6 @@ def pool_sizes(conn) -> dict[tuple[str, str], int]:
 
 def config_value(conn, key: str) -> str:
     return {r["key"]: r["value"] for r in show(conn, "CONFIG")}[key]
-
-
-def wait_for(predicate, timeout: float = 8.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def write_config(t, text: str) -> None:
