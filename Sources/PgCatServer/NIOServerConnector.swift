@@ -42,6 +42,18 @@ struct NIOServerConnector: ServerConnector {
         ChannelDescriptor.plaintextTCP(channel)
     }
 
+    func deliverReads(of channel: Channel, to receiver: DirectReadReceiver) -> Bool {
+        #if os(Linux)
+        // The same checks as for direct writes: on its loop, open, no TLS handler.
+        guard let socket = channel as? EpollSocketChannel, ChannelDescriptor.plaintextTCP(channel) != nil
+        else { return false }
+        socket.deliverReads(to: ReadForwarder(receiver))
+        return true
+        #else
+        return false
+        #endif
+    }
+
     @discardableResult
     func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         open(host: host, port: port, on: eventLoop, timeout: .seconds(5)) { $0.eventLoop.makeSucceededVoidFuture() }
@@ -71,6 +83,14 @@ struct NIOServerConnector: ServerConnector {
     }
 
     #if os(Linux)
+    /// The pooler's handlers behind the transport's read hook (the pooler does not know the transport).
+    private final class ReadForwarder: EpollReadReceiver {
+        let receiver: DirectReadReceiver
+        init(_ receiver: DirectReadReceiver) { self.receiver = receiver }
+        func channelRead(_ buffer: ByteBuffer) { receiver.directRead(buffer) }
+        func channelReadComplete() { receiver.directReadComplete() }
+    }
+
     /// A numeric address at once; a name through getaddrinfo on the thread pool (it blocks).
     private func resolve(host: String, port: Int, on loop: EventLoop) -> EventLoopFuture<[SocketAddress]> {
         if let numeric = try? SocketAddress(ipAddress: host, port: port) { return loop.makeSucceededFuture([numeric]) }

@@ -7,7 +7,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import PostgresWire
 
-final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @unchecked Sendable {
+final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWaiter, ServerOwner, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -178,7 +178,11 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let incoming = unwrapInboundIn(data)
+        directRead(unwrapInboundIn(data))
+    }
+
+    /// What the client sent (through the pipeline, or straight from the socket: `startDirectWrites`).
+    func directRead(_ incoming: ByteBuffer) {
         if var inbox {
             var incoming = incoming
             inbox.writeBuffer(&incoming)
@@ -200,6 +204,10 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        directReadComplete()
+    }
+
+    func directReadComplete() {
         server?.flush()
         flushIfNeeded()
     }
@@ -248,11 +256,13 @@ final class ClientConnection: ChannelInboundHandler, LeaseWaiter, ServerOwner, @
         writer.flush(context: context)
     }
 
-    /// Without TLS, relay writes go straight to the socket from now on (see DirectSocketWriter).
+    /// Without TLS, relay writes go straight to the socket from now on (see DirectSocketWriter), and reads come
+    /// straight from it where the transport allows (`ServerConnector.deliverReads`).
     func startDirectWrites() {
         guard !tlsActive, let context, let descriptor = runtime.connector.plaintextDescriptor(of: context.channel)
         else { return }
         writer.start(descriptor: descriptor, context: context)
+        _ = runtime.connector.deliverReads(of: context.channel, to: self)
     }
 
     func allocate(_ capacity: Int = 64) -> ByteBuffer {

@@ -29,7 +29,7 @@ public struct ServerAddress: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(host):\(port)/\(database)" }
 }
 
-public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked Sendable {
+public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, Hashable, @unchecked Sendable {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
@@ -200,11 +200,18 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        stats.bytesReceived.add(buffer.readableBytes)
         if startup != nil {
+            stats.bytesReceived.add(buffer.readableBytes)
             continueStartup(context: context, with: buffer)
             return
         }
+        directRead(buffer)
+    }
+
+    /// What the server sent after startup (through the pipeline, or straight from the socket once startup is done:
+    /// `ServerConnector.deliverReads`).
+    public func directRead(_ buffer: ByteBuffer) {
+        stats.bytesReceived.add(buffer.readableBytes)
         guard let owner else { return }  // notices while idle in the pool carry nothing a client needs
         if owner.eventLoop === eventLoop {
             owner.serverRead(buffer, from: self)
@@ -217,6 +224,10 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
+        directReadComplete()
+    }
+
+    public func directReadComplete() {
         if let owner, owner.eventLoop === eventLoop { owner.serverReadComplete(from: self) }
     }
 
@@ -272,6 +283,7 @@ public final class ServerConnection: ChannelInboundHandler, Hashable, @unchecked
             startupBuffer = nil
             if let descriptor = connector.plaintextDescriptor(of: context.channel) {
                 writer.start(descriptor: descriptor, context: context)
+                _ = connector.deliverReads(of: context.channel, to: self)
             }
             completeStartup(.success(()))
             return false

@@ -173,6 +173,54 @@ final class EpollSocketChannelTests: XCTestCase {
         XCTAssertFalse(serverSide.withLockedValue { $0!.isActive })
     }
 
+    /// Takes reads past the pipeline (`deliverReads(to:)`).
+    private final class DirectReceiver: EpollReadReceiver, @unchecked Sendable {
+        let received = NIOLockedValueBox(ByteBuffer())
+        let completes = NIOLockedValueBox(0)
+        func channelRead(_ buffer: ByteBuffer) {
+            var buffer = buffer
+            _ = received.withLockedValue { $0.writeBuffer(&buffer) }
+        }
+        func channelReadComplete() { completes.withLockedValue { $0 += 1 } }
+        var count: Int { received.withLockedValue { $0.readableBytes } }
+    }
+
+    func testReadsDeliveredPastThePipelineReachTheReceiverAndOtherEventsStillReachTheHandlers() throws {
+        let handler = Collector()
+        let serverSide = NIOLockedValueBox<Channel?>(nil)
+        let listener = try listen { channel in
+            serverSide.withLockedValue { $0 = channel }
+            return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+        }
+        defer { _ = try? listener.close().wait() }
+        let client = try connect(to: listener, Collector())
+        var first = client.allocator.buffer(capacity: 8)
+        first.writeString("pipeline")
+        try client.writeAndFlush(first).wait()
+        waitUntil { handler.count == 8 }
+
+        var receiver: DirectReceiver! = DirectReceiver()
+        weak var weakReceiver = receiver
+        let socket = try XCTUnwrap(serverSide.withLockedValue { $0 } as? EpollSocketChannel)
+        try socket.eventLoop.submit { [receiver] in socket.deliverReads(to: receiver) }.wait()
+        var second = client.allocator.buffer(capacity: 6)
+        second.writeString("direct")
+        try client.writeAndFlush(second).wait()
+        waitUntil { receiver.count == 6 }
+        XCTAssertEqual(receiver.received.withLockedValue { $0.getString(at: 0, length: 6) }, "direct")
+        XCTAssertGreaterThanOrEqual(receiver.completes.withLockedValue { $0 }, 1)
+        XCTAssertEqual(handler.count, 8, "the pipeline's handler saw only what came before")
+
+        // The peer's close still goes through the pipeline, and the channel lets go of the receiver.
+        try client.close().wait()
+        waitUntil { handler.events.withLockedValue { $0 } == ["active", "inactive"] }
+        try socket.closeFuture.wait()
+        XCTAssertEqual(receiver.count, 6)
+        receiver = nil
+        XCTAssertNil(weakReceiver, "the closed channel (still referenced here) must not keep the receiver")
+        try socket.eventLoop.submit { socket.deliverReads(to: DirectReceiver()) }.wait()  // ignored once closed
+    }
+
     func testARefusedConnectNamesTheAddressAndNeverRunsTheInitializer() throws {
         let listener = try listen { $0.eventLoop.makeSucceededVoidFuture() }
         let port = listener.localAddress!.port!
