@@ -223,10 +223,10 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     /// epoll_wait's timeout in milliseconds: -1 without timers, rounded up so that no timer fires early. `now` may
     /// be a little old (the tasks since ran): the wait is then that much longer, never shorter.
     private func waitTimeout(now: UInt64) -> CInt {
-        guard let first = timers.first else { return -1 }
+        guard let deadline = timers.firstDeadline else { return -1 }
         let now = now > 0 ? now : NIODeadline.now().uptimeNanoseconds
-        guard first.deadline > now else { return 0 }
-        let milliseconds = (first.deadline - now + 999_999) / 1_000_000
+        guard deadline > now else { return 0 }
+        let milliseconds = (deadline - now + 999_999) / 1_000_000
         return CInt(min(milliseconds, UInt64(CInt.max)))
     }
 
@@ -250,7 +250,10 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
     }
 
     private func run() {
-        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        // Allocated once: an array here would be checked for uniqueness on every turn.
+        let events = UnsafeMutableBufferPointer<epoll_event>.allocate(capacity: 256)
+        events.initialize(repeating: epoll_event())
+        defer { events.deallocate() }
         while true {
             let now = runDueTimers()
             let idle = runTasks()
@@ -259,9 +262,7 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
                 return
             }
             let timeout = idle ? waitTimeout(now: now) : 0
-            let count = events.withUnsafeMutableBufferPointer {
-                epoll_wait(epollDescriptor, $0.baseAddress, CInt($0.count), timeout)
-            }
+            let count = epoll_wait(epollDescriptor, events.baseAddress, CInt(events.count), timeout)
             for i in 0..<max(0, Int(count)) {
                 let token = events[i].data.u64
                 if token == Self.wakeToken {

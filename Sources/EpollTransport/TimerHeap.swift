@@ -32,6 +32,9 @@ struct TimerHeap {
     var count: Int { items.count }
     /// The timer due first.
     var first: LoopTimer? { items.first }
+    /// Its deadline, read without retaining the timer (the loop asks on every turn; a timer's cancellation holds
+    /// it weakly, so its reference count lives in a side table and retaining it is slow).
+    var firstDeadline: UInt64? { items.isEmpty ? nil : items[0].deadline }
 
     mutating func insert(_ timer: LoopTimer) {
         precondition(timer.index < 0, "a timer is in the heap once")
@@ -55,7 +58,8 @@ struct TimerHeap {
 
     /// Removes and returns the first timer if it is due at `now` (nanoseconds of uptime).
     mutating func popDue(now: UInt64) -> LoopTimer? {
-        guard let top = items.first, top.deadline <= now else { return nil }
+        guard let deadline = firstDeadline, deadline <= now else { return nil }
+        let top = items[0]
         remove(top)
         return top
     }

@@ -38,6 +38,7 @@ final class TimerHeapTests: XCTestCase {
                 }
                 XCTAssertEqual(heap.count, model.count)
                 XCTAssertTrue(heap.first === model.first)
+                XCTAssertEqual(heap.firstDeadline, model.first?.deadline)
             }
         }
     }
