@@ -21,24 +21,26 @@ enum PoolerCommand: Equatable {
     /// `PRIMARY`? Every query passes here, so SELECTs must be turned away in a few byte comparisons.
     static func mightMatch(_ payload: ByteBuffer) -> Bool {
         guard payload.readableBytes < 64 else { return false }
-        var index = payload.readerIndex
-        while let byte = payload.getInteger(at: index, as: UInt8.self), byte == 0x20 { index += 1 }
-        @inline(__always) func lower(_ offset: Int) -> UInt8 {
-            (payload.getInteger(at: index + offset, as: UInt8.self) ?? 0) | 0x20
+        return payload.withUnsafeReadableBytes { bytes in
+            var index = 0
+            while index < bytes.count, bytes[index] == 0x20 { index += 1 }
+            @inline(__always) func lower(_ offset: Int) -> UInt8 {
+                index + offset < bytes.count ? bytes[index + offset] | 0x20 : 0x20
+            }
+            guard lower(0) == UInt8(ascii: "s") else { return false }
+            let wordLength: Int
+            if lower(1) == UInt8(ascii: "e"), lower(2) == UInt8(ascii: "t"), lower(3) == 0x20 {
+                wordLength = 3
+            } else if lower(1) == UInt8(ascii: "h"), lower(2) == UInt8(ascii: "o"), lower(3) == UInt8(ascii: "w"),
+                      lower(4) == 0x20 {
+                wordLength = 4
+            } else {
+                return false
+            }
+            index += wordLength
+            while index < bytes.count, bytes[index] == 0x20 { index += 1 }
+            return lower(0) == UInt8(ascii: "s") || lower(0) == UInt8(ascii: "p")
         }
-        guard lower(0) == UInt8(ascii: "s") else { return false }
-        let wordLength: Int
-        if lower(1) == UInt8(ascii: "e"), lower(2) == UInt8(ascii: "t"), lower(3) == 0x20 {
-            wordLength = 3
-        } else if lower(1) == UInt8(ascii: "h"), lower(2) == UInt8(ascii: "o"), lower(3) == UInt8(ascii: "w"),
-                  lower(4) == 0x20 {
-            wordLength = 4
-        } else {
-            return false
-        }
-        index += wordLength
-        while let byte = payload.getInteger(at: index, as: UInt8.self), byte == 0x20 { index += 1 }
-        return lower(0) == UInt8(ascii: "s") || lower(0) == UInt8(ascii: "p")
     }
 
     /// Parses a Query payload (NUL-terminated SQL).
