@@ -200,7 +200,7 @@ final class EpollSocketChannelTests: XCTestCase {
         waitUntil { handler.count == 8 }
 
         var receiver: DirectReceiver! = DirectReceiver()
-        weak var weakReceiver = receiver
+        weak let weakReceiver = receiver
         let socket = try XCTUnwrap(serverSide.withLockedValue { $0 } as? EpollSocketChannel)
         try socket.eventLoop.submit { [receiver] in socket.deliverReads(to: receiver) }.wait()
         var second = client.allocator.buffer(capacity: 6)
