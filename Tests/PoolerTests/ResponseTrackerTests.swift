@@ -87,6 +87,57 @@ final class ResponseTrackerTests: XCTestCase {
         XCTAssertEqual(t.received(ready), .forward)
     }
 
+    /// Entries with payloads live beside the queue: each must stay matched to its own place in the order when the
+    /// queue empties and fills again, and when a COPY drops the Syncs pipelined behind it.
+    func testPayloadsStayWithTheirEntriesAcrossRefillsAndDroppedSyncs() {
+        var t = ResponseTracker()
+        for round in 1...3 {
+            for id in [P, B, E] { t.sent(id) }  // unnamed: no payloads, so slots and payloads are numbered apart
+            t.append(.parse(statement: "PGCAT_\(round)", client: "s\(round)"))
+            t.append(.bind(statement: "PGCAT_\(round)"))
+            t.append(.synthetic(synthetic(UInt8(round))))
+            t.sent(S)
+            XCTAssertTrue(t.hasUnresolvedStatementsBeforeSync)
+            for id in [parseComplete, bindComplete, commandComplete] { XCTAssertEqual(t.received(id), .forward) }
+            XCTAssertEqual(t.takeSucceededStatements(), [], "an unnamed Parse names nothing")
+            XCTAssertNil(t.headStatement)
+            XCTAssertEqual(t.received(parseComplete), .forward)
+            XCTAssertEqual(t.takeSucceededStatements(), ["PGCAT_\(round)"])
+            XCTAssertEqual(t.headStatement, "PGCAT_\(round)")
+            XCTAssertEqual(t.received(bindComplete), .forward)
+            XCTAssertEqual(t.dueSynthetic(status: .idle), synthetic(UInt8(round)), "round \(round)")
+            XCTAssertEqual(t.received(ready), .forward)
+            XCTAssertTrue(t.isEmpty)
+        }
+        // COPY FROM by Execute, with a Sync and then pooler entries pipelined behind it.
+        t.sent(B)
+        t.sent(E)
+        t.sent(S)
+        t.append(.injected(.close(statement: "PGCAT_9")))
+        t.append(.synthetic(synthetic(9)))
+        t.sent(S)
+        XCTAssertEqual(t.received(bindComplete), .forward)
+        XCTAssertEqual(t.received(BackendID.copyInResponse), .forward)
+        t.sent(FrontendID.copyDone)
+        t.sent(S)  // the Syncs sent during the COPY were ignored: this one ends it
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+        XCTAssertEqual(t.received(commandComplete), .forward)
+        XCTAssertTrue(t.nextReplyIsDropped, "the injected Close is next")
+        XCTAssertEqual(t.received(closeComplete), .drop)
+        XCTAssertEqual(t.dueSynthetic(status: .idle), synthetic(9))
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+        // An error skips a named Parse: it is reported with its client name.
+        t.append(.parse(statement: "PGCAT_10", client: "s10"))
+        t.sent(S)
+        XCTAssertEqual(t.received(error), .forward)
+        let outcomes = t.takeStatementOutcomes()
+        XCTAssertEqual(outcomes.failed.map(\.statement), ["PGCAT_10"])
+        XCTAssertEqual(outcomes.failed.map(\.client), ["s10"])
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.isEmpty)
+    }
+
     func testSyntheticReplyAtTheHeadIsDueAtOnce() {
         var t = ResponseTracker()
         t.append(.synthetic(synthetic(parseComplete)))
