@@ -169,8 +169,9 @@ struct ResponseTracker {
 
     /// Queues an entry the relay built itself (synthetic or injected).
     mutating func append(_ entry: Entry) {
-        guard let kind = Kind(payloadOf: entry) else {
-            appendPlain(Kind(plain: entry))
+        let kind = Kind(entry)
+        guard Kind.carriesPayload(entry) else {
+            appendPlain(kind)
             return
         }
         guard !serverSkipping else {
@@ -359,24 +360,7 @@ struct ResponseTracker {
             }
         }
 
-        /// The kind of an entry that carries something (kept in `payloads`); nil for one that does not.
-        init?(payloadOf entry: Entry) {
-            switch entry {
-            case .parse(nil, nil), .bind(nil), .describeStatement(nil): return nil
-            case .parse: self = .parse
-            case .bind: self = .bind
-            case .describeStatement: self = .describeStatement
-            case .synthetic: self = .synthetic
-            case .syntheticStatement: self = .syntheticStatement
-            case .injected(.parse): self = .injectedParse
-            case .injected(.close): self = .injectedClose
-            case .describePortal, .execute, .close, .sync, .query, .functionCall, .syntheticReady, .injected(.query):
-                return nil
-            }
-        }
-
-        /// The kind of an entry without a payload (`init(payloadOf:)` returned nil for it).
-        init(plain entry: Entry) {
+        init(_ entry: Entry) {
             switch entry {
             case .parse: self = .parse
             case .bind: self = .bind
@@ -387,10 +371,23 @@ struct ResponseTracker {
             case .sync: self = .sync
             case .query: self = .query
             case .functionCall: self = .functionCall
+            case .synthetic: self = .synthetic
+            case .syntheticStatement: self = .syntheticStatement
             case .syntheticReady: self = .syntheticReady
+            case .injected(.parse): self = .injectedParse
+            case .injected(.close): self = .injectedClose
             case .injected(.query): self = .injectedQuery
-            case .synthetic, .syntheticStatement, .injected(.parse), .injected(.close):
-                preconditionFailure("\(entry) carries a payload")
+            }
+        }
+
+        /// Whether `entry` carries something the queue must keep (in `payloads`).
+        static func carriesPayload(_ entry: Entry) -> Bool {
+            switch entry {
+            case .parse(nil, nil), .bind(nil), .describeStatement(nil), .describePortal, .execute, .close, .sync,
+                 .query, .functionCall, .syntheticReady, .injected(.query):
+                return false
+            case .parse, .bind, .describeStatement, .synthetic, .syntheticStatement, .injected:
+                return true
             }
         }
     }
