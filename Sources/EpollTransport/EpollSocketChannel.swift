@@ -30,7 +30,7 @@ public protocol EpollReadReceiver: AnyObject {
 }
 
 public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unchecked Sendable {
-    /// The socket; the pooler's relay writes to it directly (see `plaintextDescriptor`).
+    /// The socket; the pooler's relay writes to it directly (see `ServerConnector.startDirectIO` in the pooler).
     public let descriptor: CInt
     let loop: EpollEventLoop
     public let allocator = ByteBufferAllocator()
@@ -305,12 +305,12 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
     }
 
     /// From now on, hands every read and read-complete to `receiver` directly instead of firing them through the
-    /// pipeline (nil: through the pipeline again). Everything else (errors, inactive, writability, outbound) still
+    /// pipeline. Everything else (errors, inactive, writability, outbound) still
     /// goes through the pipeline. Only for a receiver that is the pipeline's one inbound handler and consumes what
     /// it reads, so that skipping the pipeline walk changes nothing: the pooler's relay, once any TLS handshake is
     /// over. Called on the loop. Why: the walk (NIOAny boxing, two handler contexts) was about a tenth of the
     /// pooler's CPU per relayed message.
-    public func deliverReads(to receiver: EpollReadReceiver?) {
+    public func deliverReads(to receiver: EpollReadReceiver) {
         loop.preconditionInEventLoop()
         readReceiver = open ? receiver : nil
     }

@@ -38,20 +38,12 @@ struct NIOServerConnector: ServerConnector {
         }
     }
 
-    func plaintextDescriptor(of channel: Channel) -> CInt? {
-        ChannelDescriptor.plaintextTCP(channel)
-    }
-
-    func deliverReads(of channel: Channel, to receiver: DirectReadReceiver) -> Bool {
+    func startDirectIO(of channel: Channel, readsTo receiver: DirectReadReceiver) -> CInt? {
+        guard let descriptor = ChannelDescriptor.plaintextTCP(channel) else { return nil }
         #if os(Linux)
-        // The same checks as for direct writes: on its loop, open, no TLS handler.
-        guard let socket = channel as? EpollSocketChannel, ChannelDescriptor.plaintextTCP(channel) != nil
-        else { return false }
-        socket.deliverReads(to: ReadForwarder(receiver))
-        return true
-        #else
-        return false
+        if let socket = channel as? EpollSocketChannel { socket.deliverReads(to: ReadForwarder(receiver)) }
         #endif
+        return descriptor
     }
 
     @discardableResult

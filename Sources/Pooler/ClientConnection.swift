@@ -257,12 +257,12 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     }
 
     /// Without TLS, relay writes go straight to the socket from now on (see DirectSocketWriter), and reads come
-    /// straight from it where the transport allows (`ServerConnector.deliverReads`).
+    /// straight from it where the transport allows (`ServerConnector.startDirectIO`).
     func startDirectWrites() {
-        guard !tlsActive, let context, let descriptor = runtime.connector.plaintextDescriptor(of: context.channel)
+        guard !tlsActive, let context,
+              let descriptor = runtime.connector.startDirectIO(of: context.channel, readsTo: self)
         else { return }
         writer.start(descriptor: descriptor, context: context)
-        _ = runtime.connector.deliverReads(of: context.channel, to: self)
     }
 
     func allocate(_ capacity: Int = 64) -> ByteBuffer {

@@ -108,7 +108,7 @@ struct ResponseTracker {
         for slot in slots[head...] {
             switch slot.kind {
             case .parse:
-                if slot.payload >= 0, case .parse(_?, _) = payloads[Int(slot.payload)] { unresolved = true }
+                if case .parse(_?, _) = payload(of: slot) { unresolved = true }
             case .injectedParse, .injectedClose, .syntheticStatement:
                 unresolved = true
             case .sync:
@@ -122,8 +122,8 @@ struct ResponseTracker {
 
     /// The pooler-named statement the next reply concerns (a Bind or statement Describe of one), if any.
     var headStatement: String? {
-        guard head < slots.count, slots[head].payload >= 0 else { return nil }
-        switch payloads[Int(slots[head].payload)] {
+        guard head < slots.count else { return nil }
+        switch payload(of: slots[head]) {
         case .bind(let statement?), .describeStatement(let statement?): return statement
         default: return nil
         }
@@ -169,8 +169,8 @@ struct ResponseTracker {
 
     /// Queues an entry the relay built itself (synthetic or injected).
     mutating func append(_ entry: Entry) {
-        let kind = Kind(entry)
-        guard Kind.carriesPayload(entry) else {
+        let (kind, carriesPayload) = Kind.of(entry)
+        guard carriesPayload else {
             appendPlain(kind)
             return
         }
@@ -202,13 +202,12 @@ struct ResponseTracker {
         guard head < slots.count else { return nil }
         switch slots[head].kind {
         case .synthetic, .syntheticStatement:
-            let reply: ByteBuffer?
-            switch payloads[Int(slots[head].payload)] {
-            case .synthetic(let buffer), .syntheticStatement(let buffer, _): reply = buffer
-            default: reply = nil
-            }
+            let entry = payload(of: slots[head])
             pop()
-            return reply
+            switch entry {
+            case .synthetic(let reply)?, .syntheticStatement(let reply, _)?: return reply
+            default: preconditionFailure("a synthetic entry keeps its reply")
+            }
         case .syntheticReady:
             pop()
             var ready = ByteBuffer()
@@ -260,7 +259,7 @@ struct ResponseTracker {
         switch slot.kind {
         case .parse:
             completes = id == BackendID.parseComplete
-            if completes, slot.payload >= 0, case .parse(let statement?, _) = payloads[Int(slot.payload)] {
+            if completes, case .parse(let statement?, _) = payload(of: slot) {
                 succeededStatements.append(statement)
             }
         case .bind: completes = id == BackendID.bindComplete
@@ -271,10 +270,10 @@ struct ResponseTracker {
             completes = id == BackendID.commandComplete || id == BackendID.portalSuspended
                 || id == BackendID.emptyQueryResponse
         case .injectedParse:
-            let entry = payloads[Int(slot.payload)]
+            let entry = payload(of: slot)
             pop()
             guard id == BackendID.parseComplete else { return .forward }
-            if case .injected(.parse(let statement)) = entry { succeededStatements.append(statement) }
+            if case .injected(.parse(let statement))? = entry { succeededStatements.append(statement) }
             return .drop
         case .injectedClose:
             pop()
@@ -297,6 +296,11 @@ struct ResponseTracker {
 
     // MARK: helpers
 
+    /// The entry kept for `slot`, if it carries something.
+    private func payload(of slot: Slot) -> Entry? {
+        slot.payload >= 0 ? payloads[Int(slot.payload)] : nil
+    }
+
     private mutating func pop() {
         if slots[head].kind.isSyncPoint { pendingSyncPoints -= 1 }
         head += 1
@@ -312,7 +316,7 @@ struct ResponseTracker {
     /// or closed after all; if that Sync was sent already, skipping ends there.
     private mutating func skipToSync() {
         while head < slots.count, slots[head].kind != .sync {
-            if slots[head].payload >= 0 { noteSkipped(payloads[Int(slots[head].payload)]) }
+            if let entry = payload(of: slots[head]) { noteSkipped(entry) }
             pop()
         }
         serverSkipping = head == slots.count
@@ -360,34 +364,24 @@ struct ResponseTracker {
             }
         }
 
-        init(_ entry: Entry) {
+        /// The kind of `entry`, and whether it carries something the queue must keep (in `payloads`).
+        static func of(_ entry: Entry) -> (kind: Kind, carriesPayload: Bool) {
             switch entry {
-            case .parse: self = .parse
-            case .bind: self = .bind
-            case .describeStatement: self = .describeStatement
-            case .describePortal: self = .describePortal
-            case .execute: self = .execute
-            case .close: self = .close
-            case .sync: self = .sync
-            case .query: self = .query
-            case .functionCall: self = .functionCall
-            case .synthetic: self = .synthetic
-            case .syntheticStatement: self = .syntheticStatement
-            case .syntheticReady: self = .syntheticReady
-            case .injected(.parse): self = .injectedParse
-            case .injected(.close): self = .injectedClose
-            case .injected(.query): self = .injectedQuery
-            }
-        }
-
-        /// Whether `entry` carries something the queue must keep (in `payloads`).
-        static func carriesPayload(_ entry: Entry) -> Bool {
-            switch entry {
-            case .parse(nil, nil), .bind(nil), .describeStatement(nil), .describePortal, .execute, .close, .sync,
-                 .query, .functionCall, .syntheticReady, .injected(.query):
-                return false
-            case .parse, .bind, .describeStatement, .synthetic, .syntheticStatement, .injected:
-                return true
+            case .parse(let statement, let client): return (.parse, statement != nil || client != nil)
+            case .bind(let statement): return (.bind, statement != nil)
+            case .describeStatement(let statement): return (.describeStatement, statement != nil)
+            case .describePortal: return (.describePortal, false)
+            case .execute: return (.execute, false)
+            case .close: return (.close, false)
+            case .sync: return (.sync, false)
+            case .query: return (.query, false)
+            case .functionCall: return (.functionCall, false)
+            case .synthetic: return (.synthetic, true)
+            case .syntheticStatement: return (.syntheticStatement, true)
+            case .syntheticReady: return (.syntheticReady, false)
+            case .injected(.parse): return (.injectedParse, true)
+            case .injected(.close): return (.injectedClose, true)
+            case .injected(.query): return (.injectedQuery, false)
             }
         }
     }

@@ -209,7 +209,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     }
 
     /// What the server sent after startup (through the pipeline, or straight from the socket once startup is done:
-    /// `ServerConnector.deliverReads`).
+    /// `ServerConnector.startDirectIO`).
     public func directRead(_ buffer: ByteBuffer) {
         stats.bytesReceived.add(buffer.readableBytes)
         guard let owner else { return }  // notices while idle in the pool carry nothing a client needs
@@ -281,9 +281,8 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
             stats.stateValue.store(ServerState.idle.rawValue)
             startup = nil
             startupBuffer = nil
-            if let descriptor = connector.plaintextDescriptor(of: context.channel) {
+            if let descriptor = connector.startDirectIO(of: context.channel, readsTo: self) {
                 writer.start(descriptor: descriptor, context: context)
-                _ = connector.deliverReads(of: context.channel, to: self)
             }
             completeStartup(.success(()))
             return false

@@ -10,18 +10,16 @@ public protocol ServerConnector: Sendable {
     /// Sends a CancelRequest to `host:port` on a fresh connection; completes when that connection is closed.
     @discardableResult
     func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) -> EventLoopFuture<Void>
-    /// The socket descriptor of a plaintext TCP channel (no TLS handler in its pipeline) for direct relay writes
-    /// (`DirectSocketWriter`), client or server side; nil to keep every write in NIO. Called on the channel's loop.
-    func plaintextDescriptor(of channel: Channel) -> CInt?
-    /// Hands the channel's reads to `receiver` directly, past the pipeline, where the transport can (the pooler's
-    /// own event loop, no TLS). `receiver` must be the channel's only inbound handler. Called on the channel's
-    /// loop, after any TLS negotiation; false leaves the reads in the pipeline.
-    func deliverReads(of channel: Channel, to receiver: DirectReadReceiver) -> Bool
+    /// Switches a plaintext TCP channel (no TLS handler in its pipeline), client or server side, to the relay's
+    /// direct I/O: returns its socket descriptor for direct writes (`DirectSocketWriter`) and, where the transport
+    /// can (pgcat's own event loop), hands its reads to `receiver` past the pipeline from now on; `receiver` must
+    /// be the channel's only inbound handler. nil keeps every read and write in NIO. Called on the channel's loop,
+    /// after any TLS negotiation.
+    func startDirectIO(of channel: Channel, readsTo receiver: DirectReadReceiver) -> CInt?
 }
 
 extension ServerConnector {
-    public func plaintextDescriptor(of channel: Channel) -> CInt? { nil }
-    public func deliverReads(of channel: Channel, to receiver: DirectReadReceiver) -> Bool { false }
+    public func startDirectIO(of channel: Channel, readsTo receiver: DirectReadReceiver) -> CInt? { nil }
 }
 
 /// A handler that can take its channel's reads without the pipeline walk: the same calls as `channelRead` and
