@@ -252,7 +252,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     }
 
     func flushIfNeeded() {
-        guard let context else { return }
+        guard writer.needsFlush, let context else { return }
         writer.flush(context: context)
     }
 

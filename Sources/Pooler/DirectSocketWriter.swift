@@ -36,6 +36,10 @@ final class DirectSocketWriter {
     /// Whether writes currently bypass NIO (no descriptor, or NIO still holds bytes of ours: not).
     var isDirect: Bool { descriptor >= 0 && outstanding == 0 }
 
+    /// Whether `flush(context:)` has anything to do. Callers check this first: most flushes find nothing queued,
+    /// and skipping them skips the retains of the context and the loop they would take.
+    var needsFlush: Bool { queued != nil || wroteThroughNIO }
+
     /// From now on, write to `descriptor` directly, after whatever NIO still holds for this channel.
     func start(descriptor: CInt, context: ChannelHandlerContext) {
         self.descriptor = descriptor

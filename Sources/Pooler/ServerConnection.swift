@@ -391,6 +391,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     }
 
     func flush() {
+        guard writer.needsFlush || !mirrors.isEmpty else { return }
         if eventLoop.inEventLoop, let context {
             writer.flush(context: context)
             for mirror in mirrors { mirror.flush() }

@@ -92,6 +92,29 @@ final class DirectSocketWriterTests: XCTestCase {
         XCTAssertFalse(writer.isDirect)
     }
 
+    /// Callers skip flushes when `needsFlush` is false, so it must be true whenever a flush would send something,
+    /// on either path.
+    func testNeedsFlushWhileSomethingWaitsOnEitherPath() throws {
+        let writer = DirectSocketWriter()
+        XCTAssertFalse(writer.needsFlush)
+        writer.write(buffer("nio"), context: context)
+        XCTAssertTrue(writer.needsFlush, "a write handed to NIO still needs NIO's flush")
+        writer.flush(context: context)
+        XCTAssertFalse(writer.needsFlush)
+        XCTAssertEqual(String(decoding: try readNIO(), as: UTF8.self), "nio")
+
+        writer.start(descriptor: sockets[0], context: context)
+        XCTAssertFalse(writer.needsFlush, "start flushes what NIO held")
+        writer.write(buffer("direct"), context: context)
+        XCTAssertTrue(writer.needsFlush, "a queued direct write")
+        writer.flush(context: context)
+        XCTAssertFalse(writer.needsFlush)
+        XCTAssertEqual(String(decoding: readSocket(), as: UTF8.self), "direct")
+        writer.write(buffer("dropped"), context: context)
+        writer.stop()
+        XCTAssertFalse(writer.needsFlush, "a stopped writer holds nothing")
+    }
+
     func testStartWaitsForWhatNIOHeldThenWritesToTheSocket() throws {
         let writer = DirectSocketWriter()
         context.write(NIOAny(buffer("login")), promise: nil)  // an earlier write NIO still holds
