@@ -247,6 +247,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     // MARK: writing to the client
 
     func write(_ buffer: ByteBuffer) {
+        if writer.queueIfFirstDirect(buffer) { return }
         guard let context else { return }
         writer.write(buffer, context: context)
     }

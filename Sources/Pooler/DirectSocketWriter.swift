@@ -54,6 +54,16 @@ final class DirectSocketWriter {
         queuedIsCopy = false
     }
 
+    /// Queues `buffer` when that needs nothing from the channel: writes are direct and nothing is queued yet (the
+    /// common case: one reply per flush). Returns false otherwise, and the caller goes on to `write(_:context:)`.
+    /// Lets callers skip retaining their channel context for most writes.
+    @inline(__always)
+    func queueIfFirstDirect(_ buffer: ByteBuffer) -> Bool {
+        guard queued == nil, isDirect else { return false }
+        queued = buffer
+        return true
+    }
+
     func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         guard isDirect else {
             context.write(NIOAny(buffer), promise: nil)

@@ -358,8 +358,10 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     func send(_ buffer: ByteBuffer) {
         stats.bytesSent.add(buffer.readableBytes)
         if eventLoop.inEventLoop {
-            guard let context else { return }
-            writer.write(buffer, context: context)
+            if !writer.queueIfFirstDirect(buffer) {
+                guard let context else { return }
+                writer.write(buffer, context: context)
+            }
             if !mirrors.isEmpty { copyToMirrors(buffer) }
         } else {
             eventLoop.execute {

@@ -115,6 +115,24 @@ final class DirectSocketWriterTests: XCTestCase {
         XCTAssertFalse(writer.needsFlush, "a stopped writer holds nothing")
     }
 
+    /// The context-free fast path takes only a first direct write; everything else is left to `write(_:context:)`,
+    /// and the bytes still arrive once and in order.
+    func testQueueIfFirstDirectTakesOnlyTheFirstDirectWrite() throws {
+        let writer = DirectSocketWriter()
+        XCTAssertFalse(writer.queueIfFirstDirect(buffer("x")), "no descriptor: NIO's path")
+        XCTAssertFalse(writer.needsFlush)
+        writer.start(descriptor: sockets[0], context: context)
+        _ = try readNIO()
+        XCTAssertTrue(writer.queueIfFirstDirect(buffer("first ")))
+        XCTAssertFalse(writer.queueIfFirstDirect(buffer("second")), "something is queued already")
+        writer.write(buffer("second"), context: context)
+        writer.flush(context: context)
+        XCTAssertEqual(String(decoding: readSocket(), as: UTF8.self), "first second")
+        writer.stop()
+        XCTAssertFalse(writer.queueIfFirstDirect(buffer("late")), "a stopped writer takes nothing")
+        XCTAssertFalse(writer.needsFlush)
+    }
+
     func testStartWaitsForWhatNIOHeldThenWritesToTheSocket() throws {
         let writer = DirectSocketWriter()
         context.write(NIOAny(buffer("login")), promise: nil)  // an earlier write NIO still holds
