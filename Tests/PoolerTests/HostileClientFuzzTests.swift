@@ -72,13 +72,13 @@ final class HostileClientFuzzTests: XCTestCase {
             var chunk = ByteBuffer()
             chunk.writeBytes(stream[offset..<(offset + size)])
             offset += size
-            try? client.writeInbound(chunk)
+            _ = try? client.writeInbound(chunk)
             h.loop.run()
             _ = client.drainOutbound()
             for channel in h.serverChannels where channel.isActive {
                 let sent = channel.drainOutbound()
                 if sent.readableBytes > 0 {
-                    try? channel.writeInbound(concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle)))
+                    _ = try? channel.writeInbound(concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle)))
                     h.loop.run()
                 }
             }
@@ -89,7 +89,7 @@ final class HostileClientFuzzTests: XCTestCase {
         h.loop.run()
         for channel in h.serverChannels where channel.isActive {
             if channel.drainOutbound().readableBytes > 0 {  // a cleanup (ROLLBACK, DISCARD ALL) to answer
-                try? channel.writeInbound(concat(Backend.commandComplete("ROLLBACK"), Backend.ready(.idle)))
+                _ = try? channel.writeInbound(concat(Backend.commandComplete("ROLLBACK"), Backend.ready(.idle)))
                 h.loop.run()
             }
         }

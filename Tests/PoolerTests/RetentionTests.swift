@@ -40,7 +40,7 @@ final class RetentionTests: XCTestCase {
         var channels: [EmbeddedChannel] = []
         for _ in 0..<5 {
             let channel = h.loginClient()
-            weak var handler = h.handler(of: channel)
+            weak let handler = h.handler(of: channel)
             weakClients.append { handler }
             channels.append(channel)
         }
