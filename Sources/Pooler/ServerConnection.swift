@@ -212,7 +212,17 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     /// `ServerConnector.startDirectIO`).
     public func directRead(_ buffer: ByteBuffer) {
         stats.bytesReceived.add(buffer.readableBytes)
-        guard let owner else { return }  // notices while idle in the pool carry nothing a client needs
+        guard let owner else {
+            // Notices while idle in the pool carry nothing a client needs. Anything else (a FATAL as the server
+            // shuts down, part of a frame) must not meet the next owner: the connection goes.
+            // Closed as if by the server (no Terminate, not `closedByPooler`): the pool treats it as a server that
+            // went away, as it will a moment later when a FATAL is followed by the server's close.
+            if ClientConnection.wholeNoticesLength(buffer) < buffer.readableBytes {
+                isBroken = true
+                context?.close(promise: nil)
+            }
+            return
+        }
         if owner.eventLoop === eventLoop {
             owner.serverRead(buffer, from: self)
         } else {

@@ -480,6 +480,70 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertEqual(a.drainOutbound(), reply)
     }
 
+    /// A FATAL the server sends as it shuts down, right after a transaction's last ReadyForQuery and cut by the
+    /// read: before, its first part went to the client and the next transaction's bytes completed it ("message
+    /// contents do not agree with length"). Now nothing of it reaches the client and the connection is discarded.
+    func testAFrameCutAfterTheLastReadyForQueryReachesNoClientAndTheConnectionIsDiscarded() {
+        let h = PoolerHarness()
+        let (a, server) = h.loginFirstClient()
+        h.send(Frontend.query("COMMIT"), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("COMMIT"))
+
+        var fatal = ByteBuffer()
+        MessageEncoder.errorResponse(severity: .fatal, state: .adminShutdown,
+                                     message: "terminating connection due to administrator command", into: &fatal)
+        let reply = concat(Backend.commandComplete("COMMIT"), Backend.ready(.idle))
+        h.send(concat(reply, fatal.getSlice(at: 0, length: 20)!), to: server)
+        XCTAssertEqual(a.drainOutbound(), reply, "the transaction's reply, and nothing of the cut frame")
+        XCTAssertEqual(h.pool.counts().idle + h.pool.counts().active, 0, "the connection is discarded")
+
+        // The next query runs on a fresh connection; the rest of the frame reaches nobody.
+        h.send(Frontend.query("SELECT 2"), to: a)
+        XCTAssertEqual(h.connector.connects.count, 2)
+        guard h.serverChannels.count == 2 else { return }
+        let fresh = h.serverChannels[1]
+        h.playServerStartup(fresh)
+        XCTAssertEqual(fresh.drainOutbound(), Frontend.query("SELECT 2"))
+        let second = concat(Backend.commandComplete("SELECT 0"), Backend.ready(.idle))
+        h.send(second, to: fresh)
+        XCTAssertEqual(a.drainOutbound(), second)
+    }
+
+    /// Whole notices after the last ReadyForQuery still go to the client, and the connection back to the pool.
+    func testWholeNoticesAfterTheLastReadyForQueryReachTheClientAndTheServerIsKept() {
+        let h = PoolerHarness()
+        let (a, server) = h.loginFirstClient()
+        h.send(Frontend.query("SELECT 1"), to: a)
+        _ = server.drainOutbound()
+
+        var notice = ByteBuffer()
+        MessageEncoder.errorResponse(severity: .notice, state: SQLState("00000"), message: "late notice",
+                                     id: BackendID.noticeResponse, into: &notice)
+        let reply = concat(Backend.commandComplete("SELECT 0"), Backend.ready(.idle), notice)
+        h.send(reply, to: server)
+        XCTAssertEqual(a.drainOutbound(), reply)
+        XCTAssertEqual(h.pool.counts().idle, 1)
+    }
+
+    /// A FATAL reaching a connection idle in the pool: the connection goes, so the next client never reads it.
+    func testAFatalWhileIdleInThePoolClosesTheConnection() {
+        let h = PoolerHarness()
+        let (a, server) = h.loginFirstClient()
+        h.send(Frontend.query("SELECT 1"), to: a)
+        _ = server.drainOutbound()
+        h.send(concat(Backend.commandComplete("SELECT 0"), Backend.ready(.idle)), to: server)
+        _ = a.drainOutbound()
+        XCTAssertEqual(h.pool.counts().idle, 1)
+
+        var fatal = ByteBuffer()
+        MessageEncoder.errorResponse(severity: .fatal, state: .adminShutdown,
+                                     message: "terminating connection due to administrator command", into: &fatal)
+        h.send(fatal.getSlice(at: 0, length: 20)!, to: server)
+        XCTAssertFalse(server.isActive)
+        XCTAssertEqual(h.pool.counts().idle + h.pool.counts().active, 0)
+        XCTAssertEqual(a.drainOutbound().readableBytes, 0)
+    }
+
     // MARK: 13. max_message_size
 
     func testMessageLargerThanMaxMessageSizeIsRefusedWithFatal08P01() {

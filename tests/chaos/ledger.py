@@ -30,6 +30,8 @@ class Ledger:
     committed: set = field(default_factory=set)
     ambiguous: set = field(default_factory=set)
     errors: Counter = field(default_factory=Counter)
+    # error class -> its first message with SQLSTATE: what a client actually saw, for the report
+    error_samples: dict = field(default_factory=dict)
     slowest: float = 0.0
     commit_times: list = field(default_factory=list)  # monotonic time of every commit, in order
     started_at: float = 0.0
@@ -80,11 +82,12 @@ class Ledger:
             assert time.monotonic() < deadline, f"the workload made no progress for {timeout}s: {dict(self.errors)}"
             time.sleep(0.05)
 
-    def _note(self, started: float, error: str | None = None) -> None:
+    def _note(self, started: float, error: str | None = None, message: str = "") -> None:
         with self._lock:
             self.slowest = max(self.slowest, time.monotonic() - started)
             if error:
                 self.errors[error] += 1
+                self.error_samples.setdefault(error, message)
 
     def _doing(self, worker: int, op: str | None) -> None:
         with self._lock:
@@ -123,7 +126,8 @@ class Ledger:
                 if committing:
                     with self._lock:
                         self.ambiguous.add((worker, seq))
-                self._note(started, type(error).__name__)
+                self._note(started, type(error).__name__,
+                           f"{getattr(error, 'sqlstate', None)}: {str(error).strip()[:200]}")
                 try:
                     if connection is not None:
                         connection.close()
@@ -156,4 +160,4 @@ class Ledger:
         assert not phantom, f"{len(phantom)} writes present that never committed: {sorted(phantom)[:10]}"
         assert self.slowest < CLIENT_TIMEOUT + 5, f"an operation took {self.slowest:.1f}s"
         return {"committed": len(self.committed), "ambiguous": len(self.ambiguous), "errors": dict(self.errors),
-                "slowest_s": round(self.slowest, 2)}
+                "slowest_s": round(self.slowest, 2), "error_samples": dict(self.error_samples)}
