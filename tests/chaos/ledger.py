@@ -126,8 +126,9 @@ class Ledger:
                 if committing:
                     with self._lock:
                         self.ambiguous.add((worker, seq))
+                doing = self._current.get(worker, (None, 0))[0]
                 self._note(started, type(error).__name__,
-                           f"{getattr(error, 'sqlstate', None)}: {str(error).strip()[:200]}")
+                           f"{getattr(error, 'sqlstate', None)} at {doing}: {str(error).strip()[:200]}")
                 try:
                     if connection is not None:
                         connection.close()
