@@ -382,12 +382,7 @@ final class ClientConnectionHandlerTests: XCTestCase {
 
     func testAClientThatIsNotWritableWhenItGetsAServerPausesItsReads() {
         let h = PoolerHarness()
-        let (a, server) = h.loginFirstClient()
-        h.send(Frontend.query("SELECT 1"), to: a)
-        _ = server.drainOutbound()
-        h.send(concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle)), to: server)
-        _ = a.drainOutbound()
-        XCTAssertEqual(h.pool.counts().idle, 1)
+        let (a, server) = loginWithOneIdleServer(h)
 
         a.isWritable = false
         a.pipeline.fireChannelWritabilityChanged()  // between transactions: no server to pause yet
@@ -469,15 +464,41 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertTrue(a.isActive)
         XCTAssertEqual(h.pool.counts().idle + h.pool.counts().active, 0, "the connection is discarded")
 
-        // The next query gets a fresh server connection.
-        h.send(Frontend.query("SELECT 2"), to: a)
-        XCTAssertEqual(h.connector.connects.count, 2)
+        assertNextQueryRunsOnASecondConnection(h, a)
+    }
+
+    /// A logged-in client whose one query is answered, so that its server connection is back in the pool, idle.
+    private func loginWithOneIdleServer(_ h: PoolerHarness, file: StaticString = #filePath,
+                                        line: UInt = #line) -> (client: EmbeddedChannel, server: EmbeddedChannel) {
+        let (client, server) = h.loginFirstClient()
+        h.send(Frontend.query("SELECT 1"), to: client)
+        _ = server.drainOutbound()
+        h.send(concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle)), to: server)
+        _ = client.drainOutbound()
+        XCTAssertEqual(h.pool.counts().idle, 1, file: file, line: line)
+        return (client, server)
+    }
+
+    /// The client's next query opens the pool's second server connection and gets its reply from it.
+    private func assertNextQueryRunsOnASecondConnection(_ h: PoolerHarness, _ client: EmbeddedChannel,
+                                                        file: StaticString = #filePath, line: UInt = #line) {
+        h.send(Frontend.query("SELECT 2"), to: client)
+        XCTAssertEqual(h.connector.connects.count, 2, file: file, line: line)
+        guard h.serverChannels.count == 2 else { return }
         let fresh = h.serverChannels[1]
         h.playServerStartup(fresh)
-        XCTAssertEqual(fresh.drainOutbound(), Frontend.query("SELECT 2"))
+        XCTAssertEqual(fresh.drainOutbound(), Frontend.query("SELECT 2"), file: file, line: line)
         let reply = concat(Backend.dataRow(["2"]), Backend.commandComplete("SELECT 1"), Backend.ready(.idle))
         h.send(reply, to: fresh)
-        XCTAssertEqual(a.drainOutbound(), reply)
+        XCTAssertEqual(client.drainOutbound(), reply, file: file, line: line)
+    }
+
+    /// The first bytes of the FATAL a backend sends when the server shuts down: a frame cut by the read.
+    private var cutShutdownFatal: ByteBuffer {
+        var fatal = ByteBuffer()
+        MessageEncoder.errorResponse(severity: .fatal, state: .adminShutdown,
+                                     message: "terminating connection due to administrator command", into: &fatal)
+        return fatal.getSlice(at: 0, length: 20)!
     }
 
     /// A FATAL the server sends as it shuts down, right after a transaction's last ReadyForQuery and cut by the
@@ -489,24 +510,11 @@ final class ClientConnectionHandlerTests: XCTestCase {
         h.send(Frontend.query("COMMIT"), to: a)
         XCTAssertEqual(server.drainOutbound(), Frontend.query("COMMIT"))
 
-        var fatal = ByteBuffer()
-        MessageEncoder.errorResponse(severity: .fatal, state: .adminShutdown,
-                                     message: "terminating connection due to administrator command", into: &fatal)
         let reply = concat(Backend.commandComplete("COMMIT"), Backend.ready(.idle))
-        h.send(concat(reply, fatal.getSlice(at: 0, length: 20)!), to: server)
+        h.send(concat(reply, cutShutdownFatal), to: server)
         XCTAssertEqual(a.drainOutbound(), reply, "the transaction's reply, and nothing of the cut frame")
         XCTAssertEqual(h.pool.counts().idle + h.pool.counts().active, 0, "the connection is discarded")
-
-        // The next query runs on a fresh connection; the rest of the frame reaches nobody.
-        h.send(Frontend.query("SELECT 2"), to: a)
-        XCTAssertEqual(h.connector.connects.count, 2)
-        guard h.serverChannels.count == 2 else { return }
-        let fresh = h.serverChannels[1]
-        h.playServerStartup(fresh)
-        XCTAssertEqual(fresh.drainOutbound(), Frontend.query("SELECT 2"))
-        let second = concat(Backend.commandComplete("SELECT 0"), Backend.ready(.idle))
-        h.send(second, to: fresh)
-        XCTAssertEqual(a.drainOutbound(), second)
+        assertNextQueryRunsOnASecondConnection(h, a)  // the rest of the cut frame reaches nobody
     }
 
     /// Whole notices after the last ReadyForQuery still go to the client, and the connection back to the pool.
@@ -528,17 +536,9 @@ final class ClientConnectionHandlerTests: XCTestCase {
     /// A FATAL reaching a connection idle in the pool: the connection goes, so the next client never reads it.
     func testAFatalWhileIdleInThePoolClosesTheConnection() {
         let h = PoolerHarness()
-        let (a, server) = h.loginFirstClient()
-        h.send(Frontend.query("SELECT 1"), to: a)
-        _ = server.drainOutbound()
-        h.send(concat(Backend.commandComplete("SELECT 0"), Backend.ready(.idle)), to: server)
-        _ = a.drainOutbound()
-        XCTAssertEqual(h.pool.counts().idle, 1)
+        let (a, server) = loginWithOneIdleServer(h)
 
-        var fatal = ByteBuffer()
-        MessageEncoder.errorResponse(severity: .fatal, state: .adminShutdown,
-                                     message: "terminating connection due to administrator command", into: &fatal)
-        h.send(fatal.getSlice(at: 0, length: 20)!, to: server)
+        h.send(cutShutdownFatal, to: server)
         XCTAssertFalse(server.isActive)
         XCTAssertEqual(h.pool.counts().idle + h.pool.counts().active, 0)
         XCTAssertEqual(a.drainOutbound().readableBytes, 0)
