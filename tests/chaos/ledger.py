@@ -22,6 +22,11 @@ def create_table(connection) -> None:
     connection.execute(f"grant all on {TABLE} to public")
 
 
+# What libpq says when the bytes it reads do not parse as protocol messages.
+GARBLED_STREAM = ("lost synchronization with server", "message contents do not agree with length",
+                  "unexpected message type", "insufficient data in")
+
+
 @dataclass
 class Ledger:
     conninfo: str
@@ -32,6 +37,8 @@ class Ledger:
     errors: Counter = field(default_factory=Counter)
     # error class -> its first message with SQLSTATE: what a client actually saw, for the report
     error_samples: dict = field(default_factory=dict)
+    # errors that mean the byte stream from the pooler was garbled (libpq lost its place in it); never acceptable
+    garbled: list = field(default_factory=list)
     slowest: float = 0.0
     commit_times: list = field(default_factory=list)  # monotonic time of every commit, in order
     started_at: float = 0.0
@@ -88,6 +95,8 @@ class Ledger:
             if error:
                 self.errors[error] += 1
                 self.error_samples.setdefault(error, message)
+                if any(sign in message for sign in GARBLED_STREAM):
+                    self.garbled.append(message)
 
     def _doing(self, worker: int, op: str | None) -> None:
         with self._lock:
@@ -159,6 +168,7 @@ class Ledger:
         assert not duplicated, f"writes applied more than once: {sorted(duplicated)[:10]}"
         assert not lost, f"{len(lost)} committed writes lost: {sorted(lost)[:10]}"
         assert not phantom, f"{len(phantom)} writes present that never committed: {sorted(phantom)[:10]}"
+        assert not self.garbled, f"clients saw a garbled stream from the pooler: {self.garbled[:3]}"
         assert self.slowest < CLIENT_TIMEOUT + 5, f"an operation took {self.slowest:.1f}s"
         return {"committed": len(self.committed), "ambiguous": len(self.ambiguous), "errors": dict(self.errors),
                 "slowest_s": round(self.slowest, 2), "error_samples": dict(self.error_samples)}
