@@ -104,15 +104,16 @@ extension ClientConnection {
             // After the final ReadyForQuery: whole notices go with this transaction. Anything else (a FATAL as the
             // server shuts down, a frame cut by the read) reaches no client, and the connection no pool: a partial
             // frame written here would be completed by the next transaction's bytes in the client's stream.
-            let notices = Self.wholeNoticesLength(buffer)
-            if notices > 0 { write(buffer.getSlice(at: buffer.readerIndex, length: notices)!) }
-            if notices < buffer.readableBytes { server.isBroken = true }
+            if buffer.readableBytes > 0 {  // (rarely: the check stays off the per-transaction path)
+                let notices = ServerConnection.wholeNoticesLength(buffer)
+                if notices > 0 { write(buffer.getSlice(at: buffer.readerIndex, length: notices)!) }
+                if notices < buffer.readableBytes { server.isBroken = true }
+            }
             server.scanner.reset()
-            if server.isBroken {
-                self.server = nil
-                returnServer(server, clientLeft: false)  // a broken connection is discarded
-            } else if !releasesAfterTransaction || server.isDirty && pool?.cleanupServerConnections != false {
-                // Session state must not reach the next client: reset it first (draining, pinned, SET, PREPARE).
+            if server.isBroken || !releasesAfterTransaction
+                || server.isDirty && pool?.cleanupServerConnections != false {
+                // Session state must not reach the next client: reset it first (draining, pinned, SET, PREPARE);
+                // a broken connection is discarded.
                 self.server = nil
                 returnServer(server, clientLeft: !releasesAfterTransaction)
             } else {
@@ -176,18 +177,6 @@ extension ClientConnection {
         default:
             return false
         }
-    }
-
-    /// How many bytes from the reader index are whole NoticeResponse or NotificationResponse frames: what a server
-    /// may send unasked between transactions and a client can take at any time.
-    static func wholeNoticesLength(_ buffer: ByteBuffer) -> Int {
-        var index = buffer.readerIndex
-        while let header = FrameHeader.peek(buffer, at: index), header.length >= 4,
-              header.id == BackendID.noticeResponse || header.id == BackendID.notificationResponse,
-              buffer.writerIndex - index >= header.frameSize {
-            index += header.frameSize
-        }
-        return index - buffer.readerIndex
     }
 
     /// Transaction over: give the connection back (transaction mode), or close this client (draining).

@@ -214,10 +214,9 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         stats.bytesReceived.add(buffer.readableBytes)
         guard let owner else {
             // Notices while idle in the pool carry nothing a client needs. Anything else (a FATAL as the server
-            // shuts down, part of a frame) must not meet the next owner: the connection goes.
-            // Closed as if by the server (no Terminate, not `closedByPooler`): the pool treats it as a server that
-            // went away, as it will a moment later when a FATAL is followed by the server's close.
-            if ClientConnection.wholeNoticesLength(buffer) < buffer.readableBytes {
+            // shuts down, part of a frame) must not meet the next owner, so the connection is closed as if by the
+            // server (no Terminate, not `closedByPooler`): the pool handles it as a server that went away.
+            if Self.wholeNoticesLength(buffer) < buffer.readableBytes {
                 isBroken = true
                 context?.close(promise: nil)
             }
@@ -473,6 +472,18 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         unsynced = false
         inCopy = false
         scanner.reset()
+    }
+
+    /// How many bytes from the reader index are whole NoticeResponse or NotificationResponse frames: what a server
+    /// may send unasked between transactions and a client can take at any time.
+    static func wholeNoticesLength(_ buffer: ByteBuffer) -> Int {
+        var index = buffer.readerIndex
+        while let header = FrameHeader.peek(buffer, at: index), header.length >= 4,
+              header.id == BackendID.noticeResponse || header.id == BackendID.notificationResponse,
+              buffer.writerIndex - index >= header.frameSize {
+            index += header.frameSize
+        }
+        return index - buffer.readerIndex
     }
 
     /// Whether the connection can go back to the pool as it is.

@@ -94,8 +94,8 @@ class Ledger:
             self.slowest = max(self.slowest, time.monotonic() - started)
             if error:
                 self.errors[error] += 1
-                self.error_samples.setdefault(error, message)
-                if any(sign in message for sign in GARBLED_STREAM):
+                self.error_samples.setdefault(error, message[:300])
+                if any(sign in message for sign in GARBLED_STREAM):  # (the whole text: libpq appends these)
                     self.garbled.append(message)
 
     def _doing(self, worker: int, op: str | None) -> None:
@@ -137,7 +137,7 @@ class Ledger:
                         self.ambiguous.add((worker, seq))
                 doing = self._current.get(worker, (None, 0))[0]
                 self._note(started, type(error).__name__,
-                           f"{getattr(error, 'sqlstate', None)} at {doing}: {str(error).strip()[:200]}")
+                           f"{getattr(error, 'sqlstate', None)} at {doing}: {str(error).strip()}")
                 try:
                     if connection is not None:
                         connection.close()
