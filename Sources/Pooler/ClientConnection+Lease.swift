@@ -98,6 +98,10 @@ extension ClientConnection {
         switch phase {
         case .awaitingParameters:
             let report = pool?.parameterReport ?? ParameterReport(server.parameters)
+            if !settingsToCheck.isEmpty {
+                checkSettings(on: server, then: report)
+                return
+            }
             pool?.release(server)
             welcome(report)
         case .ready:
@@ -194,21 +198,28 @@ extension ClientConnection {
         }
     }
 
-    /// A Query setting the client's reported parameters where `server` differs, or nil when it does not.
+    /// A Query setting the client's reported parameters and login settings where `server` differs, or nil when it
+    /// does not.
     func parameterReplay(for server: ServerConnection) -> ByteBuffer? {
+        var statements = ""
+        // Login settings: most clients have none, and the connection none from its last client.
+        if !(sessionSettings.isEmpty && server.appliedSettings?.isEmpty == true),
+           server.appliedSettings != sessionSettings {
+            statements = StartupSettings.replay(from: server.appliedSettings, to: sessionSettings)
+            server.appliedSettings = sessionSettings
+        }
         // Fast path for every lease: this server was last found to hold values like this client's (clients of a
         // pool usually send the same ones), and nothing has changed on it since: no comparison by name.
         let mine = trackedFingerprint ?? ParameterFingerprint.of(trackedParameters)
         trackedFingerprint = mine
-        if server.matchedFingerprint == mine { return nil }
-        var statements = ""
-        for (name, value) in trackedParameters where server.parameters[name] != value {
-            statements += "SET \(name) TO '\(value.replacingOccurrences(of: "'", with: "''"))';"
+        if server.matchedFingerprint != mine {
+            let before = statements.utf8.count
+            for (name, value) in trackedParameters where server.parameters[name] != value {
+                statements += "SET \(name) TO \(StartupSettings.literal(value));"
+            }
+            if statements.utf8.count == before { server.matchedFingerprint = mine }
         }
-        guard !statements.isEmpty else {
-            server.matchedFingerprint = mine
-            return nil
-        }
+        guard !statements.isEmpty else { return nil }
         var buffer = allocate(statements.utf8.count + 8)
         MessageEncoder.query(statements, into: &buffer)
         return buffer
@@ -294,7 +305,10 @@ extension ClientConnection {
             pin = nil
         }
         if !pool.cleanupServerConnections {
-            server.dirtySettings = false  // PgCat's `cleanup_server_connections: false`: state is kept as it is
+            // PgCat's `cleanup_server_connections: false`: state is kept as it is, so a SET may have changed the
+            // login settings applied here.
+            if server.dirtySettings { server.appliedSettings = nil }
+            server.dirtySettings = false
             server.dirtyPrepared = false
         }
         if server.isCleanlyIdle && !resetSession && !server.isDirty {

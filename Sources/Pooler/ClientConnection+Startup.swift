@@ -138,15 +138,25 @@ extension ClientConnection {
         database = values["database"].flatMap { $0.isEmpty ? nil : $0 } ?? user
         applicationName = values["application_name"] ?? ""
         reportedApplicationName.withLockedValue { $0 = applicationName }
-        for name in Self.trackedParameterNames {
-            if let value = values[name] { trackedParameters[name] = value }
-        }
         logger[metadataKey: "user"] = "\(user)"
         logger[metadataKey: "database"] = "\(database)"
 
         if Self.adminDatabases.contains(database) && !runtime.hasDatabase(database) {
             startAdminSession()  // admin logins work during a shutdown too
             return
+        }
+        do {
+            let startup = try StartupSettings(parameters, trackedNames: Self.trackedParameterNames)
+            trackedParameters = startup.tracked
+            sessionSettings = startup.settings
+            settingsToCheck = startup.toCheck
+        } catch {
+            fatal(error.state, error.message)  // as PostgreSQL refuses such a login
+            return
+        }
+        if values["application_name"] == nil, let name = trackedParameters["application_name"] {
+            applicationName = name  // from `options`
+            reportedApplicationName.withLockedValue { $0 = name }
         }
         if runtime.isShuttingDown {
             fatal(.adminShutdown, "the pooler is shutting down")
@@ -259,11 +269,14 @@ extension ClientConnection {
         if runtime.general.logClientConnections {
             logger.info("client connected", metadata: ["application_name": "\(applicationName)"])
         }
-        if let report = pool.parameterReport {
+        if !settingsToCheck.isEmpty, pool.settingsWereChecked(StartupSettings.checkKey(settingsToCheck)) {
+            settingsToCheck = []
+        }
+        if let report = pool.parameterReport, settingsToCheck.isEmpty {
             welcome(report)
             return
         }
-        // No server has been reached yet: borrow one to learn what to report.
+        // No server has been reached yet, or one must accept the client's settings: borrow one.
         phase = .awaitingParameters
         flushIfNeeded()
         requestServer()

@@ -17,7 +17,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         case authenticating
         /// auth_query is looking up the user's password on a server.
         case lookingUpPassword
-        /// Authenticated; waiting for a server connection to learn the parameters to report.
+        /// Authenticated; waiting for a server connection to learn the parameters to report, or to check the
+        /// client's login settings on.
         case awaitingParameters
         case ready
         case closed
@@ -55,6 +56,11 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var trackedParameters: [String: String] = [:] { didSet { trackedFingerprint = nil } }
     /// `ParameterFingerprint` of `trackedParameters`, computed when first needed after a change.
     var trackedFingerprint: Int?
+    /// Other settings the client chose at login (`options`, or any other startup parameter), applied on each server
+    /// connection it uses.
+    var sessionSettings: [SessionSetting] = []
+    /// Login settings a server has yet to accept (a pool remembers the ones it has seen accepted).
+    var settingsToCheck: [SessionSetting] = []
     var pool: ConnectionPool?
     var poolMode: PoolMode = .transaction
     let key: BackendKeyData

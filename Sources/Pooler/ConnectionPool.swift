@@ -119,6 +119,9 @@ public final class ConnectionPool: @unchecked Sendable {
     let cleanupServerConnections: Bool
     /// What logins report, from the first server connection (under the lock; set once).
     var cachedReport: ParameterReport?
+    /// Login settings a server has accepted (`StartupSettings.checkKey`), so later logins skip the check (under the
+    /// lock; forgotten all at once when full).
+    private var checkedSettings: Set<String> = []
     /// PAUSE: new leases wait here until RESUME (under the lock).
     var paused = false
     var pausedWaiters: [WaiterRef] = []
@@ -453,6 +456,17 @@ public final class ConnectionPool: @unchecked Sendable {
 
     /// A clean, idle connection comes back. `at`: when it became idle (uptime nanoseconds), if the caller just read
     /// the clock; otherwise it is read here.
+    func settingsWereChecked(_ key: String) -> Bool {
+        lock.withLock { checkedSettings.contains(key) }
+    }
+
+    func noteSettingsChecked(_ key: String) {
+        lock.withLock {
+            if checkedSettings.count >= 1_000 { checkedSettings.removeAll() }
+            checkedSettings.insert(key)
+        }
+    }
+
     func release(_ server: ServerConnection, at readyAt: UInt64 = 0) {
         guard let slot = slot(of: server) else { server.close(); return }
         if server.epoch < reconnectEpoch.load || isRetired && lock.withLock({ slot.machine.waitingCount == 0 }) {

@@ -55,12 +55,16 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
         } else if resetSession && !didReset {
             didReset = true
             sql = "DISCARD ALL"
+            server.appliedSettings = []
             server.dirtySettings = false
             server.dirtyPrepared = false
             server.forgetAllStatements()
         } else if server.isDirty {
             var parts: [String] = []
-            if server.dirtySettings { parts.append("RESET ALL") }
+            if server.dirtySettings {
+                parts.append("RESET ALL")
+                server.appliedSettings = []
+            }
             if server.dirtyPrepared {
                 parts.append("DEALLOCATE ALL")
                 server.forgetAllStatements()

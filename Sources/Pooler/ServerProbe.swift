@@ -10,7 +10,7 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
     private let promise: EventLoopPromise<[[[String?]]]>
     /// Rows per statement, in order.
     private var results: [[[String?]]] = [[]]
-    private var error: String?
+    private var error: (message: String, sqlState: String?)?
     private var timeout: Scheduled<Void>?
     private var done = false
 
@@ -77,9 +77,11 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
                 case BackendID.commandComplete, BackendID.emptyQueryResponse:
                     self.results.append([])
                 case BackendID.errorResponse:
-                    self.error = Self.message(payload)
+                    self.error = Self.fields(payload)
                 case BackendID.readyForQuery:
                     _ = server.tracker.received(header.id)
+                    server.status = payload.getInteger(at: payload.readerIndex, as: UInt8.self)
+                        .flatMap(TransactionStatus.init) ?? .idle
                     finished = true
                     return false
                 default:
@@ -96,7 +98,8 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
         guard finished else { return }
         server.scanner.reset()
         if let error {
-            fail(error)
+            // The server refused the statement and is ready again: the connection itself is fine.
+            fail(error.message, sqlState: error.sqlState, connectionUsable: server.status == .idle)
         } else {
             finish(results)
         }
@@ -116,17 +119,19 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
         promise.succeed(values)
     }
 
-    private func fail(_ reason: String) {
+    private func fail(_ reason: String, sqlState: String? = nil, connectionUsable: Bool = false) {
         guard !done else { return }
         done = true
         timeout?.cancel()
         server.detach(owner: self)
-        server.isBroken = true
-        promise.fail(ProbeError(reason: reason))
+        if !connectionUsable { server.isBroken = true }
+        promise.fail(ProbeError(reason: reason, sqlState: sqlState))
     }
 
     struct ProbeError: Error, CustomStringConvertible {
         var reason: String
+        /// The server's SQLSTATE when the server refused the statement.
+        var sqlState: String?
         var description: String { reason }
     }
 
@@ -142,12 +147,15 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
         return values
     }
 
-    private static func message(_ payload: ByteBuffer) -> String {
+    private static func fields(_ payload: ByteBuffer) -> (message: String, sqlState: String?) {
         var payload = payload
+        var message = "error"
+        var state: String?
         while let field = payload.readInteger(as: UInt8.self), field != 0 {
             let value = payload.readNullTerminatedString() ?? ""
-            if field == UInt8(ascii: "M") { return value }
+            if field == UInt8(ascii: "M") { message = value }
+            if field == UInt8(ascii: "C") { state = value }
         }
-        return "error"
+        return (message, state)
     }
 }

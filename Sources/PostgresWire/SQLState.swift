@@ -21,6 +21,7 @@ public struct SQLState: Sendable, Hashable, CustomStringConvertible {
     public static let internalError = SQLState("XX000")
     public static let syntaxError = SQLState("42601")
     public static let undefinedObject = SQLState("42704")
+    public static let invalidName = SQLState("42602")
     public static let configFileError = SQLState("F0000")
 }
 

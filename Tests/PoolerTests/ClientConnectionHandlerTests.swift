@@ -615,7 +615,7 @@ final class ClientConnectionHandlerTests: XCTestCase {
         let (a, server) = h.loginFirstClient(extra: [("application_name", "psql-test")])
         h.send(Frontend.query("SELECT 1"), to: a)
         XCTAssertEqual(server.drainOutbound(),
-                       concat(Frontend.query("SET application_name TO 'psql-test';"), Frontend.query("SELECT 1")))
+                       concat(Frontend.query("SET application_name TO E'psql-test';"), Frontend.query("SELECT 1")))
         h.send(concat(Backend.parameterStatus("application_name", "psql-test"), Backend.commandComplete("SET"),
                       Backend.ready(.idle)), to: server)
         XCTAssertEqual(a.drainOutbound().readableBytes, 0, "the SET's reply is the pooler's")

@@ -1,0 +1,107 @@
+/// What a client's startup packet asks of its session, as PostgreSQL would apply it: the `options` switches first,
+/// then every other parameter of the packet (PostgreSQL takes any it does not know as a setting, as asyncpg's
+/// `server_settings` and JDBC's `extra_float_digits` rely on). Reported parameters (TimeZone, DateStyle, ...) follow
+/// the client through ParameterStatus as before; any other setting is kept here and applied to each server
+/// connection the client uses, with `set_config`, as `-c name=value` would.
+import PostgresWire
+
+/// One setting a client chose at login. The name is lower case: PostgreSQL matches setting names without case.
+struct SessionSetting: Equatable, Sendable {
+    let name: String
+    let value: String
+}
+
+struct StartupSettings: Equatable {
+    /// Reported parameters the client chose, by their reported spelling.
+    var tracked: [String: String] = [:]
+    /// Every other setting, one per name (the last given wins), in the order first given.
+    var settings: [SessionSetting] = []
+    /// What a server must accept before the login succeeds: everything `options` set, and every setting the packet
+    /// gave beyond the reported parameters (a reported parameter outside `options` is applied as before, unchecked).
+    var toCheck: [SessionSetting] = []
+
+    /// Startup parameters that are not settings.
+    static let protocolParameters: Set<String> = ["user", "database", "options", "replication"]
+
+    init(_ parameters: [(String, String)], trackedNames: Set<String>) throws(StartupOptions.Failure) {
+        var canonical: [String: String] = [:]
+        for name in trackedNames { canonical[name.lowercased()] = name }
+        var fromOptions: [(name: String, value: String)] = []
+        if let options = parameters.last(where: { $0.0 == "options" })?.1 {
+            fromOptions = try StartupOptions.settings(in: options)
+        }
+        let given = fromOptions.map { ($0.name, $0.value, true) }
+            + parameters.filter { !Self.protocolParameters.contains($0.0) }.map { ($0.0, $0.1, false) }
+        var checked: [SessionSetting] = []
+        for (name, value, viaOptions) in given {
+            let lower = name.lowercased()
+            guard Self.isValidName(lower) else {
+                throw StartupOptions.Failure(state: .invalidName, message: "invalid configuration parameter name \"\(name)\"")
+            }
+            if let reported = canonical[lower] {
+                tracked[reported] = value
+                if viaOptions && lower != "application_name" { Self.put(SessionSetting(name: lower, value: value), in: &checked) }
+            } else {
+                Self.put(SessionSetting(name: lower, value: value), in: &settings)
+                Self.put(SessionSetting(name: lower, value: value), in: &checked)
+            }
+        }
+        toCheck = checked
+    }
+
+    /// PostgreSQL's setting names: letters, digits, `_` and `$`, with dots between the parts of a custom one.
+    static func isValidName(_ name: String) -> Bool {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        return !name.isEmpty && parts.allSatisfy { part in
+            !part.isEmpty && part.utf8.allSatisfy { byte in
+                (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                    || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "$") || byte >= 0x80
+            }
+        }
+    }
+
+    private static func put(_ setting: SessionSetting, in list: inout [SessionSetting]) {
+        if let index = list.firstIndex(where: { $0.name == setting.name }) {
+            list[index] = setting
+        } else {
+            list.append(setting)
+        }
+    }
+
+    // MARK: SQL
+
+    /// The statement that checks `settings` at login: each is set for that statement only, so nothing stays behind.
+    static func checkQuery(_ settings: [SessionSetting]) -> String {
+        "SELECT " + settings.map { "pg_catalog.set_config(\(literal($0.name)), \(literal($0.value)), true)" }
+            .joined(separator: ", ")
+    }
+
+    /// Statements that turn a server connection holding `applied` (nil: unknown) into one holding `wanted`: RESET
+    /// for what only the previous client had, `set_config` for what differs. Empty when nothing differs.
+    static func replay(from applied: [SessionSetting]?, to wanted: [SessionSetting]) -> String {
+        var sql = ""
+        for setting in applied ?? [] where !wanted.contains(where: { $0.name == setting.name }) {
+            sql += "RESET \(identifier(setting.name));"
+        }
+        for setting in wanted where applied?.contains(setting) != true {
+            sql += "SELECT pg_catalog.set_config(\(literal(setting.name)), \(literal(setting.value)), false);"
+        }
+        return sql
+    }
+
+    /// A string constant that reads the same whatever `standard_conforming_strings` is.
+    static func literal(_ value: String) -> String {
+        "E'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''") + "'"
+    }
+
+    /// A setting name as SQL: each dotted part quoted.
+    static func identifier(_ name: String) -> String {
+        name.split(separator: ".", omittingEmptySubsequences: false)
+            .map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: ".")
+    }
+
+    /// The key under which a pool remembers that a server accepted `settings`.
+    static func checkKey(_ settings: [SessionSetting]) -> String {
+        settings.map { "\($0.name)=\($0.value)" }.joined(separator: "\u{0}")
+    }
+}

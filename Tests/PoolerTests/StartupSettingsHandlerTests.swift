@@ -1,0 +1,121 @@
+/// Handler tests for a client's login settings (`options`, startup parameters PostgreSQL takes as settings): a
+/// server checks them before the welcome, they follow the client to each server connection it uses, and the next
+/// client of that connection gets them reset.
+import NIOCore
+import NIOEmbedded
+import PostgresWire
+import XCTest
+@testable import Pooler
+
+final class StartupSettingsHandlerTests: XCTestCase {
+    private let timeout = [("options", "-c statement_timeout=5s")]
+
+    private func setConfigReply() -> ByteBuffer {
+        concat(Backend.rowDescription(["set_config"]), Backend.dataRow(["5s"]), Backend.commandComplete("SELECT 1"),
+               Backend.ready(.idle))
+    }
+
+    private func checkQuery() -> ByteBuffer {
+        Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', true)")
+    }
+
+    func testSettingsAreCheckedOnAServerBeforeTheWelcomeOncePerPool() {
+        let h = PoolerHarness()
+        let (_, server) = h.loginFirstClient()
+        let b = h.makeClient()
+        h.sendStartup(b, extra: timeout)
+        XCTAssertEqual(ids(b.drainMessages()), "R", "no welcome before a server accepted the settings")
+        XCTAssertEqual(server.drainOutbound(), checkQuery())
+        h.send(setConfigReply(), to: server)
+        XCTAssertEqual(b.drainMessages().last?.readyStatus, "I")
+        XCTAssertEqual(h.pool.counts().idle, 1, "the connection went back to the pool")
+
+        _ = h.loginClient(extra: timeout)  // (asserts the welcome)
+        XCTAssertEqual(server.drainOutbound().readableBytes, 0, "the same settings are not checked again")
+        let c = h.makeClient()
+        h.sendStartup(c, extra: [("options", "-c statement_timeout=6s")])
+        XCTAssertEqual(ids(c.drainMessages()), "R", "other settings are")
+        XCTAssertTrue(server.drainOutbound().readableBytes > 0)
+    }
+
+    func testRefusedSettingsFailTheLoginWithTheServersErrorAndKeepTheConnection() {
+        let h = PoolerHarness()
+        let (_, server) = h.loginFirstClient()
+        let b = h.makeClient()
+        h.sendStartup(b, extra: timeout)
+        _ = server.drainOutbound()
+        h.send(Backend.error(SQLState("22023"), "invalid value for parameter \"statement_timeout\": \"5s\""),
+               Backend.ready(.idle), to: server)
+        let messages = b.drainMessages()
+        XCTAssertEqual(ids(messages), "RE")
+        XCTAssertEqual(messages.last?.errorFields["S"], "FATAL")
+        XCTAssertEqual(messages.last?.errorFields["C"], "22023")
+        XCTAssertEqual(messages.last?.errorFields["M"], "invalid value for parameter \"statement_timeout\": \"5s\"")
+        XCTAssertFalse(b.isActive)
+        XCTAssertEqual(h.pool.counts().idle, 1, "the server only refused the statement: its connection is kept")
+        XCTAssertTrue(server.isActive)
+    }
+
+    func testAServerLostDuringTheCheckFailsTheLoginWith08006() {
+        let h = PoolerHarness()
+        let (_, server) = h.loginFirstClient()
+        let b = h.makeClient()
+        h.sendStartup(b, extra: timeout)
+        server.pipeline.fireChannelInactive()
+        h.loop.run()
+        let messages = b.drainMessages()
+        XCTAssertEqual(messages.last?.errorFields["C"], "08006")
+        XCTAssertFalse(b.isActive)
+    }
+
+    func testSettingsFollowTheirClientAndAreResetForTheNext() {
+        let h = PoolerHarness()
+        let (plain, server) = h.loginFirstClient()
+        let a = h.makeClient()
+        h.sendStartup(a, extra: timeout)
+        _ = server.drainOutbound()
+        h.send(setConfigReply(), to: server)
+        _ = a.drainMessages()
+
+        let select = Frontend.query("SELECT 1")
+        let done = concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle))
+        h.send(select, to: a)
+        XCTAssertEqual(server.drainOutbound(), concat(
+            Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"), select))
+        h.send(setConfigReply(), done, to: server)
+        XCTAssertEqual(a.drainOutbound(), done, "the replay's reply reaches nobody")
+
+        h.send(select, to: a)
+        XCTAssertEqual(server.drainOutbound(), select, "nothing to replay where the settings are already in place")
+        h.send(done, to: server)
+        _ = a.drainOutbound()
+
+        h.send(select, to: plain)
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.query("RESET \"statement_timeout\";"), select))
+        h.send(concat(Backend.commandComplete("RESET"), Backend.ready(.idle)), done, to: server)
+        XCTAssertEqual(plain.drainOutbound(), done)
+        XCTAssertEqual(h.pool.counts().idle, 1)
+    }
+
+    func testASetAfterTheSettingsIsUndoneAndTheSettingsAppliedAgain() {
+        let h = PoolerHarness()
+        let (_, server) = h.loginFirstClient()
+        let a = h.makeClient()
+        h.sendStartup(a, extra: timeout)
+        _ = server.drainOutbound()
+        h.send(setConfigReply(), to: server)
+        _ = a.drainMessages()
+
+        h.send(Frontend.query("SET statement_timeout = 1"), to: a)
+        _ = server.drainOutbound()
+        h.send(setConfigReply(), Backend.commandComplete("SET"), Backend.ready(.idle), to: server)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("RESET ALL"), "a SET is undone after its transaction")
+        h.send(Backend.commandComplete("RESET"), Backend.ready(.idle), to: server)
+        _ = a.drainOutbound()
+
+        let select = Frontend.query("SELECT 1")
+        h.send(select, to: a)
+        XCTAssertEqual(server.drainOutbound(), concat(
+            Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"), select))
+    }
+}

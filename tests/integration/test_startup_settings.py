@@ -1,0 +1,159 @@
+"""Settings a client asks for at login: the `options` startup parameter (libpq's `options`, PGOPTIONS) and startup
+parameters PostgreSQL takes as settings (asyncpg's `server_settings`). They hold for the whole session as they would
+on PostgreSQL, on every server connection the client uses, and never reach another client; a value PostgreSQL would
+refuse fails the login with PostgreSQL's error. Unmarked tests also pass straight against PostgreSQL
+(PGCAT_TEST_DIRECT=1)."""
+
+import asyncio
+
+import psycopg
+import pytest
+
+from pgwire import PgError, RawConn
+from support import PASSWORDS
+
+
+def show(conn, name: str) -> str:
+    return conn.execute(f"show {name}").fetchone()[0]
+
+
+def refused_login(t, **params) -> PgError:
+    with RawConn(t.host, t.port) as c:
+        with pytest.raises(PgError) as refused:
+            c.startup("app", "app", PASSWORDS["app"], **params)
+        return refused.value
+
+
+def test_options_setting_holds_for_the_session(pgcat):
+    t = pgcat()
+    with t.connect(options="-c statement_timeout=1234") as conn:
+        for _ in range(3):
+            assert show(conn, "statement_timeout") == "1234ms"
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("select pg_sleep(3)")
+        assert show(conn, "statement_timeout") == "1234ms"
+
+
+def test_options_forms_as_postgres_reads_them(pgcat):
+    """`-c name=value`, `-cname=value` and `--name=value`; a dash in a name is an underscore; a backslash keeps a
+    space inside a value."""
+    t = pgcat()
+    options = r"-c work_mem=7MB -cmaintenance_work_mem=9MB --lock-timeout=4s -c search_path=pg_catalog,\ public"
+    with t.connect(options=options) as conn:
+        assert show(conn, "work_mem") == "7MB"
+        assert show(conn, "maintenance_work_mem") == "9MB"
+        assert show(conn, "lock_timeout") == "4s"
+        assert show(conn, "search_path") == "pg_catalog, public"
+
+
+def test_reported_parameter_from_options_is_reported_at_login(pgcat):
+    t = pgcat()
+    with t.connect(options="-c TimeZone=Asia/Tokyo -c application_name=from_options") as conn:
+        assert conn.info.parameter_status("TimeZone") == "Asia/Tokyo"
+        assert show(conn, "timezone") == "Asia/Tokyo"
+        assert show(conn, "application_name") == "from_options"
+
+
+def test_startup_parameter_taken_as_setting(pgcat):
+    t = pgcat()
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", PASSWORDS["app"], statement_timeout="4321", extra_float_digits="2")
+        assert c.query("show statement_timeout") == [["4321ms"]]
+        assert c.query("show extra_float_digits") == [["2"]]
+        c.terminate()
+
+
+def test_asyncpg_server_settings(pgcat):
+    t = pgcat()
+
+    async def run():
+        conn = await t.aconnect(server_settings={"statement_timeout": "2500", "search_path": "pg_catalog"})
+        try:
+            return [await conn.fetchval("show statement_timeout") for _ in range(2)] + [await conn.fetchval("show search_path")]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == ["2500ms", "2500ms", "pg_catalog"]
+
+
+def test_invalid_value_refuses_the_login_22023(pgcat):
+    t = pgcat()
+    e = refused_login(t, options="-c statement_timeout=soon")
+    assert (e.severity, e.sqlstate) == ("FATAL", "22023"), e.fields
+    assert "statement_timeout" in e.message
+
+
+def test_invalid_reported_parameter_in_options_refuses_the_login(pgcat):
+    t = pgcat()
+    e = refused_login(t, options="-c TimeZone=Nowhere/Atlantis")
+    assert (e.severity, e.sqlstate) == ("FATAL", "22023"), e.fields
+
+
+def test_unknown_setting_refuses_the_login_42704(pgcat):
+    t = pgcat()
+    e = refused_login(t, options="-c no_such_setting=1")
+    assert (e.severity, e.sqlstate) == ("FATAL", "42704"), e.fields
+    e = refused_login(t, no_such_setting="1")
+    assert (e.severity, e.sqlstate) == ("FATAL", "42704"), e.fields
+
+
+def test_setting_without_value_refuses_the_login_42601(pgcat):
+    t = pgcat()
+    e = refused_login(t, options="-c statement_timeout")
+    assert (e.severity, e.sqlstate) == ("FATAL", "42601"), e.fields
+
+
+@pytest.mark.pooler_only  # PostgreSQL applies -B (shared_buffers) and refuses it later, with 55P02
+def test_server_switch_refused_0a000(pgcat):
+    t = pgcat()
+    e = refused_login(t, options="-B 100")
+    assert (e.severity, e.sqlstate) == ("FATAL", "0A000"), e.fields
+
+
+@pytest.mark.pooler_only
+def test_a_refused_login_leaves_the_pool_serving(pgcat):
+    t = pgcat(pool_size=1)
+    for _ in range(3):
+        refused_login(t, options="-c statement_timeout=soon")
+    with t.connect() as conn:
+        assert show(conn, "statement_timeout") == "0"
+
+
+@pytest.mark.pooler_only
+def test_login_settings_never_reach_another_client(pgcat):
+    """One server connection, taken in turns: each client sees its own settings, one without any sees the
+    server's defaults."""
+    t = pgcat(pool_size=1)
+    with (
+        t.connect(options="-c statement_timeout=1234 -c work_mem=7MB") as a,
+        t.connect(options="-c statement_timeout=5678") as b,
+        t.connect() as plain,
+    ):
+        default_work_mem = show(plain, "work_mem")
+        for _ in range(2):
+            assert show(a, "statement_timeout") == "1234ms"
+            assert show(a, "work_mem") == "7MB"
+            assert show(b, "statement_timeout") == "5678ms"
+            assert show(b, "work_mem") == default_work_mem
+            assert show(plain, "statement_timeout") == "0"
+            assert show(plain, "work_mem") == default_work_mem
+
+
+@pytest.mark.pooler_only
+def test_login_settings_come_back_after_a_set_in_transaction_mode(pgcat):
+    """In transaction mode a SET lasts for its transaction's server connection only (then RESET ALL, as for any
+    SET); the login's settings are applied again on the next one."""
+    t = pgcat(pool_size=1)
+    with t.connect(options="-c statement_timeout=1234") as a, t.connect() as b:
+        a.execute("set statement_timeout = 99")
+        assert show(b, "statement_timeout") == "0"
+        assert show(a, "statement_timeout") == "1234ms"
+
+
+@pytest.mark.pooler_only
+def test_login_settings_in_session_mode(pgcat):
+    t = pgcat(pool_mode="session", pool_size=1)
+    with t.connect(options="-c statement_timeout=1234") as a:
+        assert show(a, "statement_timeout") == "1234ms"
+    with t.connect() as b:
+        assert show(b, "statement_timeout") == "0"
