@@ -194,20 +194,33 @@ extension ClientConnection {
         }
         if let replay = parameterReplay(for: server) {
             server.tracker.append(.injected(.query))
-            server.send(replay)
+            server.send(replay.query)
+            // Login settings must be in place before the client's statements run (a statement_timeout, a role):
+            // they wait for the answer, and a refusal fails the request instead of passing unseen.
+            if replay.appliesSettings { awaitingSettingsReplay = true }
         }
+    }
+
+    /// The pooler's own query bringing a server connection in line with its client.
+    struct ParameterReplay {
+        var query: ByteBuffer
+        /// It changes login settings (`sessionSettings`), not only reported parameters.
+        var appliesSettings: Bool
     }
 
     /// A Query setting the client's reported parameters and login settings where `server` differs, or nil when it
     /// does not.
-    func parameterReplay(for server: ServerConnection) -> ByteBuffer? {
+    func parameterReplay(for server: ServerConnection) -> ParameterReplay? {
         var statements = ""
         // Login settings: most clients have none, and the connection none from its last client.
-        if !(sessionSettings.isEmpty && server.appliedSettings?.isEmpty == true),
-           server.appliedSettings != sessionSettings {
-            statements = StartupSettings.replay(from: server.appliedSettings, to: sessionSettings)
-            server.appliedSettings = sessionSettings
+        if !(sessionSettings.isEmpty && server.appliedSettings.isEmpty),
+           !server.appliedSettingsKnown || server.appliedSettings != sessionSettings {
+            statements = StartupSettings.replay(from: server.appliedSettings, known: server.appliedSettingsKnown,
+                                                to: sessionSettings)
+            server.appliedSettings = sessionSettings  // (a refusal discards the connection)
+            server.appliedSettingsKnown = true
         }
+        let appliesSettings = !statements.isEmpty
         // Fast path for every lease: this server was last found to hold values like this client's (clients of a
         // pool usually send the same ones), and nothing has changed on it since: no comparison by name.
         let mine = trackedFingerprint ?? ParameterFingerprint.of(trackedParameters)
@@ -222,7 +235,7 @@ extension ClientConnection {
         guard !statements.isEmpty else { return nil }
         var buffer = allocate(statements.utf8.count + 8)
         MessageEncoder.query(statements, into: &buffer)
-        return buffer
+        return ParameterReplay(query: buffer, appliesSettings: appliesSettings)
     }
 
     /// Gives the server back to the pool after a finished transaction.
@@ -307,7 +320,7 @@ extension ClientConnection {
         if !pool.cleanupServerConnections {
             // PgCat's `cleanup_server_connections: false`: state is kept as it is, so a SET may have changed the
             // login settings applied here.
-            if server.dirtySettings { server.appliedSettings = nil }
+            if server.dirtySettings { server.appliedSettingsKnown = false }
             server.dirtySettings = false
             server.dirtyPrepared = false
         }

@@ -47,6 +47,7 @@ extension ClientConnection {
     /// With a server: forward whole runs of frames as one slice, noting each request in the server's tracker.
     /// Named prepared statements (transaction mode) are rewritten to their server-side names on the way.
     private func relay(_ buffer: inout ByteBuffer, to server: ServerConnection) throws(WireError) -> Bool {
+        if awaitingSettingsReplay { return false }  // (resumed by settingsReplayAnswered)
         let rewriting = rewritesStatements
         var detectsPins = releasesAfterTransaction
         // GPU inference sent on a connection that is not an inference one (the transaction was routed elsewhere).

@@ -13,6 +13,7 @@ extension ClientConnection {
         var runStart = buffer.readerIndex
         var index = runStart
         var release = false
+        var settingsReplayDone = false
 
         /// Sends the bytes between `runStart` and `upTo` to the client.
         func flushRun(upTo: Int) {
@@ -52,6 +53,9 @@ extension ClientConnection {
                 }
             case BackendID.errorResponse:
                 server.inCopy = false
+                if awaitingSettingsReplay, disposition == .drop, whole {
+                    settingsReplayError = buffer.getSlice(at: index, length: header.frameSize)
+                }
                 if disposition == .forward {
                     stats.errors.add()
                     server.stats.errors.add()
@@ -92,14 +96,24 @@ extension ClientConnection {
                 flushRun(upTo: index)
                 write(reply)
             }
-            if header.id == BackendID.readyForQuery, server.tracker.pendingSyncPoints == 0,
-               shouldRelease(server) {
-                release = true
-                break
+            if header.id == BackendID.readyForQuery, server.tracker.pendingSyncPoints == 0 {
+                if awaitingSettingsReplay {
+                    settingsReplayDone = true  // the client's messages were held back: nothing else is owed
+                    break
+                }
+                if shouldRelease(server) {
+                    release = true
+                    break
+                }
             }
         }
         flushRun(upTo: index)
         buffer.moveReaderIndex(to: index)
+        if settingsReplayDone {
+            server.scanner.keep(buffer)
+            settingsReplayAnswered(by: server)
+            return
+        }
         if release {
             // After the final ReadyForQuery: whole notices go with this transaction. Anything else (a FATAL as the
             // server shuts down, a frame cut by the read) reaches no client, and the connection no pool: a partial
@@ -194,6 +208,9 @@ extension ClientConnection {
             server.dirtySettings = true
         case 8 where buffer.getString(at: index, length: 7) == "PREPARE":
             server.dirtyPrepared = true
+        case 12 where buffer.getString(at: index, length: 11) == "DISCARD ALL":
+            server.appliedSettings = []  // gone with everything else: the next lease applies them again
+            server.appliedSettingsKnown = true
         default:
             break
         }

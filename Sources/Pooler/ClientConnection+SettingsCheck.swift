@@ -33,3 +33,29 @@ extension ClientConnection {
             }
     }
 }
+
+extension ClientConnection {
+    /// The server answered the query applying this client's login settings on a newly leased connection (the
+    /// client's messages waited for it). Refused (a role revoked since the login, a server unlike the one that
+    /// checked them): the connection's session state is unknown, so it is discarded, and the request fails with
+    /// the server's error rather than running without the settings.
+    func settingsReplayAnswered(by server: ServerConnection) {
+        awaitingSettingsReplay = false
+        guard let error = settingsReplayError else {
+            drive()
+            flushIfNeeded()
+            return
+        }
+        settingsReplayError = nil
+        var payload = error
+        payload.moveReaderIndex(forwardBy: min(FrameHeader.size, payload.readableBytes))
+        let fields = try? ErrorFields.decode(payload)
+        server.isBroken = true
+        self.server = nil
+        returnServer(server, clientLeft: false)
+        logger.warning("a server refused the client's login settings",
+                       metadata: ["server": "\(server)", "error": "\(fields?.message ?? "?")"])
+        failRequest(SQLState(fields?.sqlState ?? SQLState.connectionFailure.code),
+                    "the login settings could not be applied on \(server): \(fields?.message ?? "error")")
+    }
+}

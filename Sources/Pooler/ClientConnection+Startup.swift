@@ -178,6 +178,10 @@ extension ClientConnection {
             poolMode = pool.settings.poolMode
             rewritesStatements = poolMode == .transaction && pool.statementCacheSize > 0
         }
+        if poolMode == .transaction, let refusal = StartupSettings.refusalInTransactionMode(sessionSettings) {
+            fatal(refusal.state, refusal.message)
+            return
+        }
         if let auth, let pool, auth.config.password == nil, auth.config.authType != .trust, pool.authQuery != nil {
             phase = .lookingUpPassword
             pool.lookUpPassword(on: eventLoop).hop(to: eventLoop).whenComplete { [self] result in

@@ -104,6 +104,10 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var leaseRetries = 0
     /// The relay stopped before a message about named statements until an earlier batch's outcome is known.
     var awaitingStatementOutcome = false
+    /// The relay holds the client's messages until the server answered the pooler's query applying login settings.
+    var awaitingSettingsReplay = false
+    /// The server's ErrorResponse to that query, if it refused it.
+    var settingsReplayError: ByteBuffer?
     /// Backpressure pauses in force (see channelWritabilityChanged).
     var serverReadsPaused = false
     var clientReadsPaused = false

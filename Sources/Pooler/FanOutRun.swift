@@ -73,7 +73,8 @@ final class FanOutRun {
         // part of the statement's.
         if let replay = client.parameterReplay(for: server) {
             leg.repliesToSkip = 1
-            server.send(replay)
+            leg.replayAppliesSettings = replay.appliesSettings
+            server.send(replay.query)
         }
         server.tracker.sent(extended ? FrontendID.sync : FrontendID.query)
         server.send(batch)
@@ -185,6 +186,8 @@ final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
     var done = false
     /// ReadyForQuery-terminated replies to drop first (the parameter replay).
     var repliesToSkip = 0
+    /// The replay applies the client's login settings: a refusal fails the statement (and discards the connection).
+    var replayAppliesSettings = false
     private(set) var reply = ByteBuffer()
     private var pending = ByteBuffer()
     private var discarding = false
@@ -222,6 +225,13 @@ final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
                 return
             }
             let frame = pending.readSlice(length: header.frameSize)!
+            if repliesToSkip > 0, replayAppliesSettings, header.id == BackendID.errorResponse {
+                let fields = try? ErrorFields.decode(frame.getSlice(at: frame.readerIndex + FrameHeader.size,
+                                                                    length: header.payloadSize)!)
+                server.isBroken = true
+                run.fail(SQLState(fields?.sqlState ?? SQLState.connectionFailure.code),
+                         "shard \(shard): the login settings could not be applied: \(fields?.message ?? "error")")
+            }
             if header.id == BackendID.readyForQuery {
                 server.status = frame.getInteger(at: frame.readerIndex + FrameHeader.size, as: UInt8.self)
                     .flatMap(TransactionStatus.init) ?? .idle

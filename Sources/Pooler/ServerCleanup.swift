@@ -1,7 +1,7 @@
 /// Readies a server connection for the next client after its client left, timed out, or left session state
 /// behind: finish the unsynced extended-protocol exchange, roll back an open transaction, reset the session
-/// (`DISCARD ALL` in session mode; `RESET ALL` after SET and `DEALLOCATE ALL` after PREPARE in transaction mode),
-/// then return it to the pool.
+/// (`DISCARD ALL` in session mode; `RESET ALL; RESET SESSION AUTHORIZATION` after SET and `DEALLOCATE ALL` after
+/// PREPARE in transaction mode), then return it to the pool.
 import Logging
 import NIOCore
 import PostgresWire
@@ -56,14 +56,18 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
             didReset = true
             sql = "DISCARD ALL"
             server.appliedSettings = []
+            server.appliedSettingsKnown = true
             server.dirtySettings = false
             server.dirtyPrepared = false
             server.forgetAllStatements()
         } else if server.isDirty {
             var parts: [String] = []
             if server.dirtySettings {
-                parts.append("RESET ALL")
+                // RESET ALL leaves the role and session authorization alone (PostgreSQL's GUC_NO_RESET_ALL): a
+                // client's SET ROLE must not reach the next client. RESET SESSION AUTHORIZATION resets the role too.
+                parts.append("RESET ALL; RESET SESSION AUTHORIZATION")
                 server.appliedSettings = []
+                server.appliedSettingsKnown = true
             }
             if server.dirtyPrepared {
                 parts.append("DEALLOCATE ALL")
@@ -79,18 +83,23 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
         }
         var buffer = ByteBufferAllocator().buffer(capacity: 32)
         MessageEncoder.query(sql, into: &buffer)
+        runningOwnStatement = true
         server.tracker.sent(FrontendID.query)
         server.send(buffer)
         server.flush()
     }
 
     private var didReset = false
+    /// One of the statements below is in flight (the Sync finishing a client's exchange may answer its errors).
+    private var runningOwnStatement = false
+    private var statementFailed = false
 
     func serverRead(_ incoming: ByteBuffer, from server: ServerConnection) {
         var buffer = server.scanner.merge(incoming)
         var reachedIdle = false
         do {
             let count = try server.scanner.scan(buffer, limit: Int(Int32.max), classify: { header in
+                if header.id == BackendID.errorResponse, self.runningOwnStatement { self.statementFailed = true }
                 if header.id == BackendID.readyForQuery || header.id == BackendID.parameterStatus { return .inspect }
                 _ = server.tracker.received(header.id)
                 return .passThrough
@@ -116,6 +125,10 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
         server.scanner.keep(buffer)
         if reachedIdle {
             server.scanner.reset()
+            if statementFailed {
+                fail("a cleanup statement failed")  // the session state is unknown: never hand it on
+                return
+            }
             nextStep()
         }
     }

@@ -69,9 +69,11 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     /// A client ran SQL-level PREPARE here: `DEALLOCATE ALL` before the next client.
     var dirtyPrepared = false
     var isDirty: Bool { dirtySettings || dirtyPrepared }
-    /// The login settings (`SessionSetting`) the pooler applied here for the client that last used it; nil when a
-    /// client's SET may have changed them and no RESET ALL followed (`cleanup_server_connections: false`).
-    var appliedSettings: [SessionSetting]? = []
+    /// The login settings (`SessionSetting`) the pooler applied here for the client that last used it.
+    var appliedSettings: [SessionSetting] = []
+    /// False when a client's SET or RESET may have changed their values and no RESET ALL followed
+    /// (`cleanup_server_connections: false`): the next client's are all set again.
+    var appliedSettingsKnown = true
     var isBroken = false
     var scanner = FrameStreamScanner()
     /// When the current request (up to its ReadyForQuery) and transaction began, for query and transaction times.

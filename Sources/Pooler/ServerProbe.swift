@@ -14,8 +14,9 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
     private var timeout: Scheduled<Void>?
     private var done = false
 
-    static let query = "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
-        + "ELSE pg_current_wal_lsn() END"
+    /// Schema-qualified: a client's search_path left on a pooled connection must not change what it calls.
+    static let query = "SELECT pg_catalog.pg_is_in_recovery(), CASE WHEN pg_catalog.pg_is_in_recovery() "
+        + "THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END"
 
     private init(server: ServerConnection) {
         self.server = server
@@ -23,7 +24,7 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
     }
 
     /// Sends `sql` as a simple query on `server` (which must be idle and not leased to anyone) within `timeout`;
-    /// the first row.
+    /// the first row any of its statements returned.
     static func run(_ sql: String, on server: ServerConnection, timeout: TimeAmount) -> EventLoopFuture<[String?]> {
         let probe = ServerProbe(server: server)
         server.eventLoop.execute {
@@ -31,7 +32,7 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
             MessageEncoder.query(sql, into: &buffer)
             probe.start(buffer, messages: [FrontendID.query], timeout: timeout)
         }
-        return probe.promise.futureResult.map { $0.first?.first ?? [] }
+        return probe.promise.futureResult.map { $0.first(where: { !$0.isEmpty })?.first ?? [] }
     }
 
     /// Sends `statements` with the extended protocol and one Sync; every statement's rows.

@@ -49,6 +49,15 @@ struct StartupSettings: Equatable {
         toCheck = checked
     }
 
+    /// A setting that cannot mean what the client wants through a pooler in transaction mode: the pooler, not the
+    /// client, holds connections idle, so `idle_session_timeout` would end pooled connections between clients.
+    static func refusalInTransactionMode(_ settings: [SessionSetting]) -> StartupOptions.Failure? {
+        guard let setting = settings.first(where: { $0.name == "idle_session_timeout" }),
+              setting.value.contains(where: { $0.isNumber && $0 != "0" }) else { return nil }
+        return StartupOptions.Failure(state: .featureNotSupported,
+                                      message: "idle_session_timeout cannot be set in transaction mode: the pooler keeps server connections idle between clients")
+    }
+
     /// PostgreSQL's setting names: letters, digits, `_` and `$`, with dots between the parts of a custom one.
     static func isValidName(_ name: String) -> Bool {
         let parts = name.split(separator: ".", omittingEmptySubsequences: false)
@@ -76,14 +85,15 @@ struct StartupSettings: Equatable {
             .joined(separator: ", ")
     }
 
-    /// Statements that turn a server connection holding `applied` (nil: unknown) into one holding `wanted`: RESET
-    /// for what only the previous client had, `set_config` for what differs. Empty when nothing differs.
-    static func replay(from applied: [SessionSetting]?, to wanted: [SessionSetting]) -> String {
+    /// Statements that turn a server connection holding `applied` into one holding `wanted`: RESET for what only the
+    /// previous client had, `set_config` for what differs (for all of `wanted` when the values applied are not
+    /// `known`). Empty when nothing differs.
+    static func replay(from applied: [SessionSetting], known: Bool = true, to wanted: [SessionSetting]) -> String {
         var sql = ""
-        for setting in applied ?? [] where !wanted.contains(where: { $0.name == setting.name }) {
+        for setting in applied where !wanted.contains(where: { $0.name == setting.name }) {
             sql += "RESET \(identifier(setting.name));"
         }
-        for setting in wanted where applied?.contains(setting) != true {
+        for setting in wanted where !known || !applied.contains(setting) {
             sql += "SELECT pg_catalog.set_config(\(literal(setting.name)), \(literal(setting.value)), false);"
         }
         return sql

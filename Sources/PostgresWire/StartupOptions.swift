@@ -23,6 +23,12 @@ public enum StartupOptions {
         while index < words.count {
             let word = words[index]
             index += 1
+            if word == "--" {  // getopt's end of switches: nothing may follow
+                guard index == words.count else {
+                    throw Failure(state: .syntaxError, message: "invalid command-line argument in options: \"\(words[index])\"")
+                }
+                break
+            }
             guard word.hasPrefix("-"), word.count >= 2 else {
                 throw Failure(state: .syntaxError, message: "invalid command-line argument in options: \"\(word)\"")
             }
@@ -55,29 +61,30 @@ public enum StartupOptions {
         return result
     }
 
-    /// PostgreSQL's `pg_split_opts`: words separated by unescaped white space; a backslash escapes the next character.
+    /// PostgreSQL's `pg_split_opts`: words separated by unescaped ASCII white space (C's `isspace`); a backslash
+    /// escapes the next character. By code point, as the C code goes by byte.
     static func split(_ options: String) -> [String] {
         var words: [String] = []
-        var current = ""
+        var current = String.UnicodeScalarView()
         var inWord = false
         var escaped = false
-        for character in options {
+        for character in options.unicodeScalars {
             if escaped {
                 current.append(character)
                 escaped = false
             } else if character == "\\" {
                 escaped = true
                 inWord = true
-            } else if character.isWhitespace {
-                if inWord { words.append(current) }
-                current = ""
+            } else if character == " " || ("\t"..."\r").contains(character) {  // space, \t \n \v \f \r
+                if inWord { words.append(String(current)) }
+                current = String.UnicodeScalarView()
                 inWord = false
             } else {
                 current.append(character)
                 inWord = true
             }
         }
-        if inWord { words.append(current) }
+        if inWord { words.append(String(current)) }
         return words
     }
 }

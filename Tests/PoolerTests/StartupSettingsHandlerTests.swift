@@ -80,10 +80,14 @@ final class StartupSettingsHandlerTests: XCTestCase {
         let select = Frontend.query("SELECT 1")
         let done = concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle))
         h.send(select, to: a)
-        XCTAssertEqual(server.drainOutbound(), concat(
-            Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"), select))
-        h.send(setConfigReply(), done, to: server)
-        XCTAssertEqual(a.drainOutbound(), done, "the replay's reply reaches nobody")
+        XCTAssertEqual(server.drainOutbound(),
+                       Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"),
+                       "the client's query waits until the settings are in place")
+        h.send(setConfigReply(), to: server)
+        XCTAssertEqual(server.drainOutbound(), select)
+        XCTAssertEqual(a.drainOutbound().readableBytes, 0, "the replay's reply reaches nobody")
+        h.send(done, to: server)
+        XCTAssertEqual(a.drainOutbound(), done)
 
         h.send(select, to: a)
         XCTAssertEqual(server.drainOutbound(), select, "nothing to replay where the settings are already in place")
@@ -91,8 +95,10 @@ final class StartupSettingsHandlerTests: XCTestCase {
         _ = a.drainOutbound()
 
         h.send(select, to: plain)
-        XCTAssertEqual(server.drainOutbound(), concat(Frontend.query("RESET \"statement_timeout\";"), select))
-        h.send(concat(Backend.commandComplete("RESET"), Backend.ready(.idle)), done, to: server)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("RESET \"statement_timeout\";"))
+        h.send(concat(Backend.commandComplete("RESET"), Backend.ready(.idle)), to: server)
+        XCTAssertEqual(server.drainOutbound(), select)
+        h.send(done, to: server)
         XCTAssertEqual(plain.drainOutbound(), done)
         XCTAssertEqual(h.pool.counts().idle, 1)
     }
@@ -108,14 +114,59 @@ final class StartupSettingsHandlerTests: XCTestCase {
 
         h.send(Frontend.query("SET statement_timeout = 1"), to: a)
         _ = server.drainOutbound()
-        h.send(setConfigReply(), Backend.commandComplete("SET"), Backend.ready(.idle), to: server)
-        XCTAssertEqual(server.drainOutbound(), Frontend.query("RESET ALL"), "a SET is undone after its transaction")
-        h.send(Backend.commandComplete("RESET"), Backend.ready(.idle), to: server)
+        h.send(setConfigReply(), to: server)
+        _ = server.drainOutbound()
+        h.send(Backend.commandComplete("SET"), Backend.ready(.idle), to: server)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("RESET ALL; RESET SESSION AUTHORIZATION"),
+                       "a SET is undone after its transaction (a SET ROLE too)")
+        h.send(Backend.commandComplete("RESET"), Backend.commandComplete("RESET"), Backend.ready(.idle), to: server)
         _ = a.drainOutbound()
 
-        let select = Frontend.query("SELECT 1")
-        h.send(select, to: a)
-        XCTAssertEqual(server.drainOutbound(), concat(
-            Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"), select))
+        h.send(Frontend.query("SELECT 1"), to: a)
+        XCTAssertEqual(server.drainOutbound(),
+                       Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"))
+    }
+
+    func testAClientsDiscardAllMeansTheSettingsAreAppliedAgain() {
+        let h = PoolerHarness()
+        let (_, server) = h.loginFirstClient()
+        let a = h.makeClient()
+        h.sendStartup(a, extra: timeout)
+        _ = server.drainOutbound()
+        h.send(setConfigReply(), to: server)
+        _ = a.drainMessages()
+        h.send(Frontend.query("DISCARD ALL"), to: a)
+        _ = server.drainOutbound()
+        h.send(setConfigReply(), to: server)
+        _ = server.drainOutbound()
+        h.send(Backend.commandComplete("DISCARD ALL"), Backend.ready(.idle), to: server)
+        _ = a.drainOutbound()
+        h.send(Frontend.query("SELECT 1"), to: a)
+        XCTAssertEqual(server.drainOutbound(),
+                       Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"))
+    }
+
+    func testARefusedReplayFailsTheRequestAndDiscardsTheConnection() {
+        let h = PoolerHarness()
+        let (_, server) = h.loginFirstClient()
+        let a = h.makeClient()
+        h.sendStartup(a, extra: [("options", "-c role=tenant")])
+        _ = server.drainOutbound()
+        h.send(setConfigReply(), to: server)
+        _ = a.drainMessages()
+
+        h.send(Frontend.query("INSERT INTO t VALUES (1)"), to: a)
+        XCTAssertEqual(server.drainOutbound(),
+                       Frontend.query("SELECT pg_catalog.set_config(E'role', E'tenant', false);"))
+        h.send(Backend.error(SQLState("42501"), "permission denied to set role \"tenant\""), Backend.ready(.idle),
+               to: server)
+        let messages = a.drainMessages()
+        XCTAssertEqual(ids(messages), "EZ", "the request fails; the insert never ran")
+        XCTAssertEqual(messages.first?.errorFields["C"], "42501")
+        XCTAssertEqual(messages.first?.errorFields["S"], "ERROR")
+        XCTAssertEqual(server.drainOutbound(), Frontend.terminate(), "the insert never reached the server")
+        XCTAssertFalse(server.isActive, "the connection's session state is unknown: it is closed")
+        XCTAssertTrue(a.isActive)
+        XCTAssertEqual(h.pool.counts().active, 0)
     }
 }

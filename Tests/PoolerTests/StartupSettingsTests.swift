@@ -60,9 +60,16 @@ final class StartupSettingsTests: XCTestCase {
         XCTAssertEqual(StartupSettings.replay(from: [a, b], to: [a2]),
                        #"RESET "work_mem";SELECT pg_catalog.set_config(E'statement_timeout', E'6s', false);"#)
         XCTAssertEqual(StartupSettings.replay(from: [a], to: []), #"RESET "statement_timeout";"#)
-        XCTAssertEqual(StartupSettings.replay(from: nil, to: [a]),
-                       "SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);",
-                       "unknown state: everything is set again")
+        XCTAssertEqual(StartupSettings.replay(from: [a, b], known: false, to: [a]),
+                       #"RESET "work_mem";SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"#,
+                       "values unknown: every wanted one is set again, the rest still reset")
+    }
+
+    func testIdleSessionTimeoutIsRefusedInTransactionMode() {
+        XCTAssertEqual(StartupSettings.refusalInTransactionMode([SessionSetting(name: "idle_session_timeout", value: "5s")])?.state,
+                       .featureNotSupported)
+        XCTAssertNil(StartupSettings.refusalInTransactionMode([SessionSetting(name: "idle_session_timeout", value: "0")]))
+        XCTAssertNil(StartupSettings.refusalInTransactionMode([SessionSetting(name: "statement_timeout", value: "5s")]))
     }
 
     func testTheCheckSetsEverythingForOneStatementOnly() {

@@ -37,6 +37,16 @@ final class StartupOptionsTests: XCTestCase {
         XCTAssertEqual(try settings(#"-c\ x=1"#), [" x=1"])  // the name is refused later, as PostgreSQL does
     }
 
+    func testOnlyASCIIWhiteSpaceSeparates() throws {
+        XCTAssertEqual(try settings("-c application_name=a\u{00A0}b"), ["application_name=a\u{00A0}b"])
+        XCTAssertEqual(try settings("-c a=1\u{0B}-c b=2\u{0C}-c c=3\r"), ["a=1", "b=2", "c=3"])
+    }
+
+    func testDoubleDashEndsTheSwitches() throws {
+        XCTAssertEqual(try settings("-c a=1 --"), ["a=1"])
+        XCTAssertEqual(failure("-c a=1 -- -c b=2")?.state, .syntaxError)
+    }
+
     func testAnEmptyValueIsAValue() throws {
         XCTAssertEqual(try settings("-c search_path="), ["search_path="])
     }

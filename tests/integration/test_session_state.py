@@ -22,6 +22,23 @@ def test_set_does_not_leak_to_the_next_client(pgcat):
         assert show(b, "statement_timeout") == "0"
 
 
+def test_set_role_does_not_leak_to_the_next_client(pgcat, cluster):
+    """RESET ALL leaves the role alone (PostgreSQL's GUC_NO_RESET_ALL): the cleanup resets it by itself."""
+    from support import HOST, PASSWORDS
+
+    with psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password=PASSWORDS["postgres"],
+                         dbname="app", autocommit=True) as su:
+        su.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgcat_set_role') THEN "
+                   "CREATE ROLE pgcat_set_role; END IF; END $$")
+        su.execute("GRANT pgcat_set_role TO app")
+    t = pgcat(pool_size=1)
+    with t.connect() as a, t.connect() as b:
+        a.execute("set role pgcat_set_role")
+        assert b.execute("select current_user").fetchone()[0] == "app"
+        a.execute("set session authorization app")
+        assert b.execute("select current_user, session_user").fetchone() == ("app", "app")
+
+
 def test_set_inside_a_committed_transaction_does_not_leak(pgcat):
     t = pgcat(pool_size=1)
     with t.connect(autocommit=False) as a, t.connect() as b:

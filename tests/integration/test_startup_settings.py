@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from pgwire import PgError, RawConn
-from support import PASSWORDS
+from support import HOST, PASSWORDS
 
 
 def show(conn, name: str) -> str:
@@ -157,3 +157,62 @@ def test_login_settings_in_session_mode(pgcat):
         assert show(a, "statement_timeout") == "1234ms"
     with t.connect() as b:
         assert show(b, "statement_timeout") == "0"
+
+
+def superuser(cluster):
+    return psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password=PASSWORDS["postgres"],
+                           dbname="app", autocommit=True)
+
+
+def ensure_role(cluster, role: str, member: bool = True) -> None:
+    """`role` exists (replicated to the replicas) and `app` is (or is not) a member."""
+    with superuser(cluster) as su:
+        su.execute(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+                   f"CREATE ROLE {role}; END IF; END $$")
+        su.execute(f"{'GRANT' if member else 'REVOKE'} {role} {'TO' if member else 'FROM'} app")
+
+
+def test_role_from_options(pgcat, cluster):
+    ensure_role(cluster, "pgcat_options_role")
+    t = pgcat()
+    with t.connect(options="-c role=pgcat_options_role") as conn:
+        for _ in range(2):
+            assert conn.execute("select current_user").fetchone()[0] == "pgcat_options_role"
+
+
+@pytest.mark.pooler_only
+def test_role_from_options_never_reaches_another_client(pgcat, cluster):
+    """Also after the client's own SET: RESET ALL leaves the role alone, so the cleanup resets it by itself."""
+    ensure_role(cluster, "pgcat_options_role")
+    t = pgcat(pool_size=1)
+    with t.connect(options="-c role=pgcat_options_role") as a, t.connect() as b:
+        assert a.execute("select current_user").fetchone()[0] == "pgcat_options_role"
+        assert b.execute("select current_user").fetchone()[0] == "app"
+        a.execute("set work_mem = '5MB'")
+        assert b.execute("select current_user").fetchone()[0] == "app"
+        assert a.execute("select current_user").fetchone()[0] == "pgcat_options_role"
+
+
+@pytest.mark.pooler_only
+def test_settings_refused_after_login_fail_the_request_not_silently(pgcat, cluster):
+    """The role was revoked after the login's check: the next server connection refuses it, and the client's
+    statement fails with PostgreSQL's error instead of running as `app`; other clients go on."""
+    ensure_role(cluster, "pgcat_revoked_role")
+    t = pgcat(pool_size=1)
+    try:
+        with t.connect(options="-c role=pgcat_revoked_role") as a, t.connect() as b:
+            assert a.execute("select current_user").fetchone()[0] == "pgcat_revoked_role"
+            ensure_role(cluster, "pgcat_revoked_role", member=False)
+            assert b.execute("select current_user").fetchone()[0] == "app"  # the connection moves to b (RESET)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                a.execute("select current_user")
+            assert b.execute("select current_user").fetchone()[0] == "app"
+    finally:
+        ensure_role(cluster, "pgcat_revoked_role")
+
+
+@pytest.mark.pooler_only
+def test_idle_session_timeout_refused_in_transaction_mode(pgcat):
+    t = pgcat()
+    e = refused_login(t, options="-c idle_session_timeout=5s")
+    assert (e.severity, e.sqlstate) == ("FATAL", "0A000"), e.fields
