@@ -207,7 +207,7 @@ public final class ConnectionPool: @unchecked Sendable {
          connector: ServerConnector, keyCache: SCRAMKeyCache?, logger: Logger, statementNames: StatementNames? = nil) {
         self.database = database
         self.user = user
-        self.statementNames = statementNames ?? StatementNames()
+        self.statementNames = statementNames ?? StatementNames(capacity: max(10_000, 4 * pool.preparedStatementsCacheSize))
         self.identity = Identity(pool: pool, user: userConfig, general: general)
         self.mlStats = MLStats(pool: database)
         let dimensions = [("pool", database), ("user", user)]

@@ -38,33 +38,73 @@ struct ServerStatementCache {
 
 /// Server-side names for statement definitions, shared by a pool's clients: the same query text and parameter
 /// types always get the same name, so a statement prepared for one client is reused by all.
+///
+/// Bounded: an application that prepares ever new statement texts (literals in the SQL, varying IN lists) would
+/// otherwise grow it for as long as the pooler runs. Past `capacity` definitions the least recently used tenth is
+/// forgotten. That is safe because names are never reused: a forgotten definition gets a fresh name when it comes
+/// again, and clients and servers that still hold the old name keep using it (a server lacking it has it prepared
+/// again from the client's own copy of the definition).
 final class StatementNames: @unchecked Sendable {
-    private var names: [ByteBufferKey: String] = [:]
+    private struct Entry {
+        let name: String
+        /// A server accepted this definition's Parse.
+        var valid = false
+        var lastUse: UInt64
+    }
+
+    let capacity: Int
+    private var entries: [ByteBufferKey: Entry] = [:]
+    private var keysByName: [String: ByteBufferKey] = [:]
     private var counter = 0
-    private var valid: Set<String> = []
+    private var clock: UInt64 = 0
     private let lock = NIOLock()
+
+    init(capacity: Int = 10_000) { self.capacity = max(1, capacity) }
+
+    var count: Int { lock.withLock { entries.count } }
 
     /// A server accepted this statement's Parse, so its definition is known to be valid.
     func markValid(_ name: String) {
-        lock.withLock { _ = valid.insert(name) }
+        lock.withLock {
+            guard let key = keysByName[name] else { return }  // forgotten meanwhile: nothing to mark
+            entries[key]?.valid = true
+        }
     }
 
     /// The server-side name for `definition` if a server has accepted it before.
     func validName(for definition: ByteBuffer) -> String? {
         lock.withLock {
-            guard let name = names[ByteBufferKey(definition)], valid.contains(name) else { return nil }
-            return name
+            let key = ByteBufferKey(definition)
+            guard let entry = entries[key], entry.valid else { return nil }
+            clock += 1
+            entries[key]?.lastUse = clock
+            return entry.name
         }
     }
 
     func name(for definition: ByteBuffer) -> String {
         lock.withLock {
             let key = ByteBufferKey(definition)
-            if let name = names[key] { return name }
+            clock += 1
+            if let entry = entries[key] {
+                entries[key]?.lastUse = clock
+                return entry.name
+            }
             counter += 1
             let name = "PGCAT_\(counter)"
-            names[key] = name
+            entries[key] = Entry(name: name, lastUse: clock)
+            keysByName[name] = key
+            if entries.count > capacity { forgetLeastRecentlyUsed() }
             return name
+        }
+    }
+
+    /// Drops the least recently used tenth (at least one), so eviction runs once per that many new definitions.
+    private func forgetLeastRecentlyUsed() {
+        let drop = max(1, entries.count / 10)
+        for (key, entry) in entries.sorted(by: { $0.value.lastUse < $1.value.lastUse }).prefix(drop) {
+            entries[key] = nil
+            keysByName[entry.name] = nil
         }
     }
 }
