@@ -65,6 +65,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var poolMode: PoolMode = .transaction
     let key: BackendKeyData
     let connectedAt = NIODeadline.now()
+    /// The client's address (SHOW CLIENTS), set when the handler is added, before the client is listed anywhere.
+    private(set) var peer: SocketAddress?
 
     // Relay state
     var server: ServerConnection?
@@ -163,6 +165,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        peer = context.channel.remoteAddress
         let timeout = runtime.general.clientLoginTimeout
         if timeout > 0 {
             // Strong capture (no weak reference, see PoolerRuntime.CancelTarget): the timer is cancelled and dropped

@@ -21,7 +21,8 @@ ADMIN_PASSWORD = "pgcat_admin"
 
 TEXT, INT4, INT8 = 25, 23, 20
 
-# Column names in PgCat's order (reference/pgcat.md §1.9; SHOW CLIENTS has the extra `pinned`) and the type OIDs
+# Column names in PgCat's order (reference/pgcat.md §1.9; SHOW CLIENTS has the extra `pinned`, and PgBouncer's `addr`
+# and `port`) and the type OIDs
 # (SPEC §1e: names and states text, sizes int4, counters int8).
 COLUMNS: dict[str, list[tuple[str, int]]] = {
     "CONFIG": [("key", TEXT), ("value", TEXT), ("default", TEXT), ("changeable", TEXT)],
@@ -36,7 +37,7 @@ COLUMNS: dict[str, list[tuple[str, int]]] = {
     ],
     "CLIENTS": [("client_id", TEXT), ("database", TEXT), ("user", TEXT), ("application_name", TEXT), ("state", TEXT)]
     + [(c, INT8) for c in ("transaction_count", "query_count", "error_count", "age_seconds", "maxwait", "maxwait_us")]
-    + [("pinned", TEXT)],
+    + [("pinned", TEXT), ("addr", TEXT), ("port", INT4)],
     "SERVERS": [("server_id", TEXT), ("database_name", TEXT), ("user", TEXT), ("address_id", TEXT),
                 ("application_name", TEXT), ("state", TEXT)]
     + [(c, INT8) for c in ("transaction_count", "query_count", "bytes_sent", "bytes_received", "age_seconds",
@@ -311,6 +312,14 @@ def test_pinned_client_shows_its_reason(pgcat):
         assert len(show(a, "SERVERS")) >= 2
         assert pool_row(a)["sv_idle"] <= 1, pool_row(a)
         locker.execute("select pg_advisory_unlock(777)")
+
+
+def test_clients_show_where_they_connected_from(pgcat):
+    t = pgcat(users=["app"])
+    with RawConn(t.host, t.port) as c, admin(t) as a:
+        c.startup("app", "app", "app")
+        rows = show(a, "CLIENTS")
+        assert [(r["addr"], r["port"]) for r in rows] == [c.sock.getsockname()[:2]], rows
 
 
 def test_prepared_statement_cache_counters(pgcat):

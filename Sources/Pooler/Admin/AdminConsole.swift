@@ -218,6 +218,7 @@ struct AdminConsole {
             ("client_id", .text), ("database", .text), ("user", .text), ("application_name", .text),
             ("state", .text), ("transaction_count", .int8), ("query_count", .int8), ("error_count", .int8),
             ("age_seconds", .int8), ("maxwait", .int8), ("maxwait_us", .int8), ("pinned", .text),
+            ("addr", .text), ("port", .int4),  // PgBouncer's names: where the client connected from
         ])
         let clients = runtime.clients.sorted { $0.connectedAt < $1.connectedAt }
         for client in clients {
@@ -229,6 +230,7 @@ struct AdminConsole {
                 .int(Int((now - client.connectedAt).nanoseconds / 1_000_000_000)),
                 .int(wait / 1_000_000), .int(wait % 1_000_000),
                 .text(client.reportedPin.withLockedValue { $0?.rawValue } ?? ""),
+                .text(client.peer.map(Self.hostName) ?? ""), client.peer?.port.map { .int($0) } ?? .null,
             ])
         }
         return result
@@ -375,6 +377,12 @@ struct AdminConsole {
     }
 
     // MARK: names
+
+    /// An address as PgBouncer shows it: the IP address, or the socket path for a Unix socket.
+    static func hostName(_ address: SocketAddress) -> String {
+        if let ip = address.ipAddress { return ip }
+        return address.pathname ?? "\(address)"
+    }
 
     /// PgCat's address name: `{pool}_shard_{n}_primary` or `{pool}_shard_{n}_replica_{i}`.
     static func addressName(pool: ConnectionPool, slot: ConnectionPool.ServerSlot) -> String {
