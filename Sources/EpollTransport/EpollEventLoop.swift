@@ -119,8 +119,8 @@ public final class EpollEventLoop: EventLoop, @unchecked Sendable {
         let promise: EventLoopPromise<T> = makePromise()
         let timer = LoopTimer(
             deadline: deadline.uptimeNanoseconds,
-            fire: {
-                do { promise.succeed(try task()) } catch { promise.fail(error) }
+            fire: {  // on this loop: the value never crosses threads
+                do { promise.assumeIsolatedUnsafeUnchecked().succeed(try task()) } catch { promise.fail(error) }
             },
             abandon: { promise.fail($0) })
         // Weak: a fired timer's task is not kept alive by the `Scheduled`. Until it fires, the heap (or the queued

@@ -21,6 +21,11 @@ final class PrometheusExporter: @unchecked Sendable {
     }
 
     /// Refreshes PgCat's metrics from the runtime and renders everything in the registry.
+    /// A series name as the pooler gives it (PgCat's names already end in their unit), with no help text.
+    private static func descriptor(_ name: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: "")
+    }
+
     func render() -> [UInt8] {
         let samples = runtime.metricSamples()
         return lock.withLock {
@@ -30,13 +35,13 @@ final class PrometheusExporter: @unchecked Sendable {
                 let key = sample.name + "{" + sample.labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",") + "}"
                 switch sample.kind {
                 case .counter:
-                    let counter = counters[key] ?? registry.makeCounter(name: sample.name, labels: sample.labels)
+                    let counter = counters[key] ?? registry.makeCounter(descriptor: Self.descriptor(sample.name), labels: sample.labels)
                     counters[key] = counter
                     counter.reset()  // counters are totals kept by the pooler: set, not add
                     counter.increment(by: Int64(sample.value))
                     seenCounters.insert(key)
                 case .gauge:
-                    let gauge = gauges[key] ?? registry.makeGauge(name: sample.name, labels: sample.labels)
+                    let gauge = gauges[key] ?? registry.makeGauge(descriptor: Self.descriptor(sample.name), labels: sample.labels)
                     gauges[key] = gauge
                     gauge.set(Int64(sample.value))
                     seenGauges.insert(key)
@@ -122,6 +127,6 @@ final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive { done.whenComplete { _ in context.close(promise: nil) } }
+        if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }
 }

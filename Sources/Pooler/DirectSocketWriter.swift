@@ -115,7 +115,7 @@ final class DirectSocketWriter {
         outstanding = mark
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.write(NIOAny(ByteBuffer()), promise: promise)
-        promise.futureResult.whenSuccess { [self] in
+        promise.futureResult.assumeIsolatedUnsafeUnchecked().whenSuccess { [self] in  // (on the channel's loop)
             // Writes handed to NIO after this mark but not flushed yet are still ahead of any direct send (the
             // next flush puts a new mark behind them).
             if outstanding == mark && !wroteThroughNIO { outstanding = 0 }

@@ -37,7 +37,7 @@ final class FanOutRun {
 
     func start() {
         let timeout = TimeAmount.milliseconds(Int64(max(pool.settings.connectTimeout, 1)))
-        timer = client.eventLoop.scheduleTask(in: timeout) { [weak self] in self?.waitTimedOut() }
+        timer = client.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in self?.waitTimedOut() }
         leaseNext()
     }
 
