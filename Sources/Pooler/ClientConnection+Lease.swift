@@ -196,8 +196,14 @@ extension ClientConnection {
             server.tracker.append(.injected(.query))
             server.send(replay.query)
             // Login settings must be in place before the client's statements run (a statement_timeout, a role):
-            // they wait for the answer, and a refusal fails the request instead of passing unseen.
-            if replay.appliesSettings { awaitingSettingsReplay = true }
+            // they wait for the answer, and a refusal fails the request instead of passing unseen. The request's
+            // clock starts now, so query_timeout also covers a server that never answers the replay.
+            if replay.appliesSettings {
+                awaitingSettingsReplay = true
+                let now = NIODeadline.now()
+                server.requestStart = now
+                server.transactionStart = now
+            }
         }
     }
 
@@ -278,6 +284,14 @@ extension ClientConnection {
         let pending = server.tracker.pendingSyncPoints
         let unsynced = server.unsynced
         logger.warning("server connection lost", metadata: ["reason": "\(reason)"])
+        if awaitingSettingsReplay {
+            // Lost while applying the login settings: the client's request, held back, never reached the server.
+            awaitingSettingsReplay = false
+            settingsReplayError = nil
+            scanner.reset()
+            failRequest(.connectionFailure, "server connection lost: \(reason)")
+            return
+        }
         if inTransaction {
             fatal(.connectionFailure, "server connection lost inside a transaction: \(reason)")
             return

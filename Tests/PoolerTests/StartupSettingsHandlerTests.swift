@@ -146,6 +146,53 @@ final class StartupSettingsHandlerTests: XCTestCase {
                        Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"))
     }
 
+    func testQueryTimeoutCoversAServerThatNeverAnswersTheReplay() {
+        let h = PoolerHarness(PoolerHarness.Options(queryTimeout: 1000))
+        let (_, server) = h.loginFirstClient()
+        let a = h.makeClient()
+        h.sendStartup(a, extra: timeout)
+        _ = server.drainOutbound()
+        h.send(setConfigReply(), to: server)
+        _ = a.drainMessages()
+        h.send(Frontend.query("SELECT 1"), to: a)
+        XCTAssertEqual(server.drainOutbound(),
+                       Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"))
+        let client = h.runtime.clients.first { $0.sessionSettings.isEmpty == false }!
+        client.checkQueryTimeout(limit: 1000, now: .now() + .milliseconds(1500))
+        h.loop.run()
+        let messages = a.drainMessages()
+        XCTAssertEqual(messages.last?.errorFields["C"], "57014", "the client is not left waiting")
+        XCTAssertFalse(a.isActive)
+        XCTAssertFalse(server.isActive)
+    }
+
+    func testAServerLostDuringTheReplayFailsTheHeldRequestOnceAndTheNextOneRuns() {
+        let h = PoolerHarness()
+        let (_, server) = h.loginFirstClient()
+        let a = h.makeClient()
+        h.sendStartup(a, extra: timeout)
+        _ = server.drainOutbound()
+        h.send(setConfigReply(), to: server)
+        _ = a.drainMessages()
+        h.send(Frontend.query("SELECT 1"), to: a)
+        _ = server.drainOutbound()
+        server.pipeline.fireChannelInactive()
+        h.loop.run()
+        let messages = a.drainMessages()
+        XCTAssertEqual(ids(messages), "EZ", "one error and one ReadyForQuery for the one request")
+        XCTAssertEqual(messages.first?.errorFields["C"], "08006")
+        XCTAssertTrue(a.isActive)
+
+        h.send(Frontend.query("SELECT 2"), to: a)  // a new connection: the settings first, then the query
+        XCTAssertEqual(h.serverChannels.count, 2)
+        let second = h.serverChannels[1]
+        h.playServerStartup(second)
+        XCTAssertEqual(second.drainOutbound(),
+                       Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"))
+        h.send(setConfigReply(), to: second)
+        XCTAssertEqual(second.drainOutbound(), Frontend.query("SELECT 2"))
+    }
+
     func testARefusedReplayFailsTheRequestAndDiscardsTheConnection() {
         let h = PoolerHarness()
         let (_, server) = h.loginFirstClient()
