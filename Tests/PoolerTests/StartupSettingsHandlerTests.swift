@@ -19,6 +19,27 @@ final class StartupSettingsHandlerTests: XCTestCase {
         Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', true)")
     }
 
+    /// A later login with `extra` settings, checked on `server` (the pool's one idle connection) and accepted.
+    private func loginWithSettings(_ h: PoolerHarness, on server: EmbeddedChannel,
+                                   _ extra: [(String, String)]? = nil) -> EmbeddedChannel {
+        let client = h.makeClient()
+        h.sendStartup(client, extra: extra ?? timeout)
+        _ = server.drainOutbound()
+        h.send(setConfigReply(), to: server)
+        _ = client.drainMessages()
+        return client
+    }
+
+    /// `client` runs `sql` on `server`, which answers the settings replay first and then with `reply`.
+    private func runAfterReplay(_ h: PoolerHarness, _ sql: String, by client: EmbeddedChannel,
+                                on server: EmbeddedChannel, reply: ByteBuffer) {
+        h.send(Frontend.query(sql), to: client)
+        _ = server.drainOutbound()
+        h.send(setConfigReply(), to: server)
+        _ = server.drainOutbound()
+        h.send(reply, to: server)
+    }
+
     func testSettingsAreCheckedOnAServerBeforeTheWelcomeOncePerPool() {
         let h = PoolerHarness()
         let (_, server) = h.loginFirstClient()
@@ -71,11 +92,7 @@ final class StartupSettingsHandlerTests: XCTestCase {
     func testSettingsFollowTheirClientAndAreResetForTheNext() {
         let h = PoolerHarness()
         let (plain, server) = h.loginFirstClient()
-        let a = h.makeClient()
-        h.sendStartup(a, extra: timeout)
-        _ = server.drainOutbound()
-        h.send(setConfigReply(), to: server)
-        _ = a.drainMessages()
+        let a = loginWithSettings(h, on: server)
 
         let select = Frontend.query("SELECT 1")
         let done = concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle))
@@ -106,17 +123,10 @@ final class StartupSettingsHandlerTests: XCTestCase {
     func testASetAfterTheSettingsIsUndoneAndTheSettingsAppliedAgain() {
         let h = PoolerHarness()
         let (_, server) = h.loginFirstClient()
-        let a = h.makeClient()
-        h.sendStartup(a, extra: timeout)
-        _ = server.drainOutbound()
-        h.send(setConfigReply(), to: server)
-        _ = a.drainMessages()
+        let a = loginWithSettings(h, on: server)
 
-        h.send(Frontend.query("SET statement_timeout = 1"), to: a)
-        _ = server.drainOutbound()
-        h.send(setConfigReply(), to: server)
-        _ = server.drainOutbound()
-        h.send(Backend.commandComplete("SET"), Backend.ready(.idle), to: server)
+        runAfterReplay(h, "SET statement_timeout = 1", by: a, on: server,
+                       reply: concat(Backend.commandComplete("SET"), Backend.ready(.idle)))
         XCTAssertEqual(server.drainOutbound(), Frontend.query("RESET ALL; RESET SESSION AUTHORIZATION"),
                        "a SET is undone after its transaction (a SET ROLE too)")
         h.send(Backend.commandComplete("RESET"), Backend.commandComplete("RESET"), Backend.ready(.idle), to: server)
@@ -130,16 +140,9 @@ final class StartupSettingsHandlerTests: XCTestCase {
     func testAClientsDiscardAllMeansTheSettingsAreAppliedAgain() {
         let h = PoolerHarness()
         let (_, server) = h.loginFirstClient()
-        let a = h.makeClient()
-        h.sendStartup(a, extra: timeout)
-        _ = server.drainOutbound()
-        h.send(setConfigReply(), to: server)
-        _ = a.drainMessages()
-        h.send(Frontend.query("DISCARD ALL"), to: a)
-        _ = server.drainOutbound()
-        h.send(setConfigReply(), to: server)
-        _ = server.drainOutbound()
-        h.send(Backend.commandComplete("DISCARD ALL"), Backend.ready(.idle), to: server)
+        let a = loginWithSettings(h, on: server)
+        runAfterReplay(h, "DISCARD ALL", by: a, on: server,
+                       reply: concat(Backend.commandComplete("DISCARD ALL"), Backend.ready(.idle)))
         _ = a.drainOutbound()
         h.send(Frontend.query("SELECT 1"), to: a)
         XCTAssertEqual(server.drainOutbound(),
@@ -149,11 +152,7 @@ final class StartupSettingsHandlerTests: XCTestCase {
     func testQueryTimeoutCoversAServerThatNeverAnswersTheReplay() {
         let h = PoolerHarness(PoolerHarness.Options(queryTimeout: 1000))
         let (_, server) = h.loginFirstClient()
-        let a = h.makeClient()
-        h.sendStartup(a, extra: timeout)
-        _ = server.drainOutbound()
-        h.send(setConfigReply(), to: server)
-        _ = a.drainMessages()
+        let a = loginWithSettings(h, on: server)
         h.send(Frontend.query("SELECT 1"), to: a)
         XCTAssertEqual(server.drainOutbound(),
                        Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"))
@@ -169,11 +168,7 @@ final class StartupSettingsHandlerTests: XCTestCase {
     func testAServerLostDuringTheReplayFailsTheHeldRequestOnceAndTheNextOneRuns() {
         let h = PoolerHarness()
         let (_, server) = h.loginFirstClient()
-        let a = h.makeClient()
-        h.sendStartup(a, extra: timeout)
-        _ = server.drainOutbound()
-        h.send(setConfigReply(), to: server)
-        _ = a.drainMessages()
+        let a = loginWithSettings(h, on: server)
         h.send(Frontend.query("SELECT 1"), to: a)
         _ = server.drainOutbound()
         server.pipeline.fireChannelInactive()
@@ -196,11 +191,7 @@ final class StartupSettingsHandlerTests: XCTestCase {
     func testARefusedReplayFailsTheRequestAndDiscardsTheConnection() {
         let h = PoolerHarness()
         let (_, server) = h.loginFirstClient()
-        let a = h.makeClient()
-        h.sendStartup(a, extra: [("options", "-c role=tenant")])
-        _ = server.drainOutbound()
-        h.send(setConfigReply(), to: server)
-        _ = a.drainMessages()
+        let a = loginWithSettings(h, on: server, [("options", "-c role=tenant")])
 
         h.send(Frontend.query("INSERT INTO t VALUES (1)"), to: a)
         XCTAssertEqual(server.drainOutbound(),

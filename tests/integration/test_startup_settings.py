@@ -76,31 +76,17 @@ def test_asyncpg_server_settings(pgcat):
     assert asyncio.run(run()) == ["2500ms", "2500ms", "pg_catalog"]
 
 
-def test_invalid_value_refuses_the_login_22023(pgcat):
+@pytest.mark.parametrize("params, sqlstate", [
+    ({"options": "-c statement_timeout=soon"}, "22023"),  # an invalid value
+    ({"options": "-c TimeZone=Nowhere/Atlantis"}, "22023"),  # of a reported parameter too
+    ({"options": "-c no_such_setting=1"}, "42704"),  # an unknown setting
+    ({"no_such_setting": "1"}, "42704"),  # also as a startup parameter of its own
+    ({"options": "-c statement_timeout"}, "42601"),  # no value
+], ids=["invalid-value", "invalid-reported", "unknown-in-options", "unknown-parameter", "no-value"])
+def test_settings_postgres_would_refuse_refuse_the_login(pgcat, params, sqlstate):
     t = pgcat()
-    e = refused_login(t, options="-c statement_timeout=soon")
-    assert (e.severity, e.sqlstate) == ("FATAL", "22023"), e.fields
-    assert "statement_timeout" in e.message
-
-
-def test_invalid_reported_parameter_in_options_refuses_the_login(pgcat):
-    t = pgcat()
-    e = refused_login(t, options="-c TimeZone=Nowhere/Atlantis")
-    assert (e.severity, e.sqlstate) == ("FATAL", "22023"), e.fields
-
-
-def test_unknown_setting_refuses_the_login_42704(pgcat):
-    t = pgcat()
-    e = refused_login(t, options="-c no_such_setting=1")
-    assert (e.severity, e.sqlstate) == ("FATAL", "42704"), e.fields
-    e = refused_login(t, no_such_setting="1")
-    assert (e.severity, e.sqlstate) == ("FATAL", "42704"), e.fields
-
-
-def test_setting_without_value_refuses_the_login_42601(pgcat):
-    t = pgcat()
-    e = refused_login(t, options="-c statement_timeout")
-    assert (e.severity, e.sqlstate) == ("FATAL", "42601"), e.fields
+    e = refused_login(t, **params)
+    assert (e.severity, e.sqlstate) == ("FATAL", sqlstate), e.fields
 
 
 @pytest.mark.pooler_only  # PostgreSQL applies -B (shared_buffers) and refuses it later, with 55P02
