@@ -20,7 +20,7 @@ final class FanOutRun {
     let role: TargetRole?
     private(set) var legs: [FanOutLeg] = []
     private var nextShard = 0
-    private var failure: (SQLState, String)?
+    private(set) var failure: (SQLState, String)?
     private var buffered = 0
     private var timer: Scheduled<Void>?
     private var finished = false
@@ -73,13 +73,24 @@ final class FanOutRun {
         // part of the statement's.
         if let replay = client.parameterReplay(for: server) {
             leg.repliesToSkip = 1
-            leg.replayAppliesSettings = replay.appliesSettings
             server.send(replay.query)
+            if replay.appliesSettings {
+                // The statement waits until the shard accepted the client's login settings (a role, a
+                // statement_timeout): it must never run without them. FanOutLeg.serverRead sends it.
+                leg.holdsBatch = true
+                server.flush()
+                leaseNext()
+                return
+            }
         }
+        sendBatch(on: server)
+        leaseNext()
+    }
+
+    func sendBatch(on server: ServerConnection) {
         server.tracker.sent(extended ? FrontendID.sync : FrontendID.query)
         server.send(batch)
         server.flush()
-        leaseNext()
     }
 
     func leaseFailed(_ leg: FanOutLeg, _ error: PoolError) {
@@ -186,8 +197,10 @@ final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
     var done = false
     /// ReadyForQuery-terminated replies to drop first (the parameter replay).
     var repliesToSkip = 0
-    /// The replay applies the client's login settings: a refusal fails the statement (and discards the connection).
-    var replayAppliesSettings = false
+    /// The replay applies the client's login settings: the statement is sent after its answer, never after a
+    /// refusal (which fails the run and discards the connection).
+    var holdsBatch = false
+    private var replayRefused = false
     private(set) var reply = ByteBuffer()
     private var pending = ByteBuffer()
     private var discarding = false
@@ -225,10 +238,11 @@ final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
                 return
             }
             let frame = pending.readSlice(length: header.frameSize)!
-            if repliesToSkip > 0, replayAppliesSettings, header.id == BackendID.errorResponse {
+            if repliesToSkip > 0, holdsBatch, header.id == BackendID.errorResponse {
                 let fields = try? ErrorFields.decode(frame.getSlice(at: frame.readerIndex + FrameHeader.size,
                                                                     length: header.payloadSize)!)
                 server.isBroken = true
+                replayRefused = true
                 run.fail(SQLState(fields?.sqlState ?? SQLState.connectionFailure.code),
                          "shard \(shard): the login settings could not be applied: \(fields?.message ?? "error")")
             }
@@ -237,6 +251,15 @@ final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
                     .flatMap(TransactionStatus.init) ?? .idle
                 if repliesToSkip > 0 {
                     repliesToSkip -= 1
+                    if repliesToSkip == 0, holdsBatch {
+                        holdsBatch = false
+                        if replayRefused || run.failure != nil {
+                            pending.clear()
+                            run.legFinished(self)  // the statement never ran here (a refusal discards the connection)
+                            return
+                        }
+                        run.sendBatch(on: server)
+                    }
                     continue
                 }
                 _ = server.tracker.received(header.id)

@@ -23,7 +23,7 @@ import pytest
 
 from faulty_proxy import FaultyProxy
 from ledger import Ledger, TABLE, create_table
-from support import HOST, Cluster, build_config, free_port, pooler_ports_to, to_yaml
+from support import HOST, Cluster, build_config, cluster_script, free_port, pg_ctl, pooler_ports_to, superuser, to_yaml
 
 PHASE = float(os.environ.get("CHAOS_SECONDS", "8"))
 SOAK = float(os.environ.get("CHAOS_SOAK_SECONDS", "60"))
@@ -32,31 +32,8 @@ FAST = {"ban_time": 2, "healthcheck_delay": 300, "healthcheck_timeout": 1000, "c
 RW = {"query_parser_enabled": True, "query_parser_read_write_splitting": True}
 
 
-def superuser(port: int, dbname: str = "app"):
-    return psycopg.connect(host=HOST, port=port, user="postgres", password="postgres", dbname=dbname,
-                           autocommit=True, connect_timeout=5)
-
-
 def cluster_dir(port: int) -> str:
     return os.environ.get("PGCAT_CLUSTER_DIR") or f"/tmp/pgcat-cluster-{port}"
-
-
-def pg_ctl(data_dir: str, *args: str) -> None:
-    bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
-    if not os.path.exists(f"{bindir}/pg_ctl"):
-        bindir = "/usr/lib/postgresql/15/bin"
-    cmd = [f"{bindir}/pg_ctl", "-D", data_dir, *args]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-
-
-def cluster_script(port: int, command: str, directory: str | None = None) -> None:
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PGCAT_CLUSTER_PORT=str(port))
-    if directory:
-        env["PGCAT_CLUSTER_DIR"] = directory
-    subprocess.run([f"{root}/scripts/cluster.sh", command], check=True, env=env, capture_output=True, timeout=300)
 
 
 def admin(t):

@@ -38,6 +38,33 @@ class Cluster:
         return [self.replica1, self.replica2]
 
 
+def superuser(port: int, dbname: str = "app"):
+    """A psycopg connection as the cluster's superuser, straight to the server on `port`."""
+    return psycopg.connect(host=HOST, port=port, user="postgres", password=PASSWORDS["postgres"], dbname=dbname,
+                           autocommit=True, connect_timeout=5)
+
+
+def pg_ctl(data_dir: str, *args: str) -> None:
+    """Debian's pg_ctl (found with pg_config), as the postgres user when run as root."""
+    bindir = os.environ.get("PG_BINDIR") or subprocess.run(
+        ["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+    if not os.path.exists(f"{bindir}/pg_ctl"):
+        bindir = "/usr/lib/postgresql/15/bin"
+    cmd = [f"{bindir}/pg_ctl", "-D", data_dir, *args]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+
+def cluster_script(port: int, command: str, directory: str | None = None) -> None:
+    """scripts/cluster.sh COMMAND for a cluster of its own on `port` (and `directory`)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PGCAT_CLUSTER_PORT=str(port))
+    if directory:
+        env["PGCAT_CLUSTER_DIR"] = directory
+    subprocess.run([f"{root}/scripts/cluster.sh", command], check=True, env=env, capture_output=True, timeout=300)
+
+
 def cluster_from_env() -> Cluster:
     port = int(os.environ.get("PGCAT_CLUSTER_PORT", "25432"))
     return Cluster(port, port + 1, port + 2)

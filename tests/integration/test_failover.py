@@ -2,7 +2,6 @@
 a replica whose replay is paused leaves rotation under max_replica_lag_bytes; replica_to_primary_failover; and a
 promotion with `role: auto` (writes reach the new primary without a reload) on a throwaway cluster."""
 
-import glob
 import os
 import subprocess
 import threading
@@ -11,37 +10,16 @@ import time
 import psycopg
 import pytest
 
-from support import HOST, Cluster, free_port
+from support import HOST, Cluster, cluster_script, free_port, pg_ctl, superuser
 
 pytestmark = pytest.mark.pooler_only
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = {"ban_time": 2, "healthcheck_delay": 300, "healthcheck_timeout": 500, "connect_timeout": 3000}
 
 
 def cluster_dir(port: int) -> str:
     return os.environ.get("PGCAT_CLUSTER_DIR") if port == int(os.environ.get("PGCAT_CLUSTER_PORT", "25432")) \
         and os.environ.get("PGCAT_CLUSTER_DIR") else f"/tmp/pgcat-cluster-{port}"
-
-
-def pg_ctl(data_dir: str, *args: str) -> None:
-    bindir = os.environ.get("PG_BINDIR") or sorted(glob.glob("/usr/lib/postgresql/15/bin"))[-1]
-    cmd = [f"{bindir}/pg_ctl", "-D", data_dir, *args]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-
-
-def cluster_script(port: int, command: str, directory: str | None = None) -> None:
-    env = dict(os.environ, PGCAT_CLUSTER_PORT=str(port))
-    if directory:
-        env["PGCAT_CLUSTER_DIR"] = directory
-    subprocess.run([f"{ROOT}/scripts/cluster.sh", command], check=True, env=env, capture_output=True, timeout=300)
-
-
-def superuser(port: int, dbname: str = "app"):
-    return psycopg.connect(host=HOST, port=port, user="postgres", password="postgres", dbname=dbname,
-                           autocommit=True, connect_timeout=5)
 
 
 def wait_for(predicate, timeout: float, what: str):

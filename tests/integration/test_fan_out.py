@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from support import HOST, build_config, free_port, psql
+from support import HOST, build_config, free_port, psql, superuser
 
 pytestmark = pytest.mark.pooler_only
 
@@ -179,3 +179,38 @@ def test_without_fan_out_unkeyed_statements_go_to_the_default_shard(pgcat, clust
     with t.connect(dbname="sharded") as c:
         assert c.execute("select current_database()").fetchone()[0] == "shard2"
         c.execute("select count(*) from fo")  # PgCat's behaviour: whatever shard 2 holds
+
+
+def test_login_settings_hold_on_every_shard_and_a_refused_one_runs_nothing(pgcat, cluster, fan):
+    """A client's login settings (here a role) reach each shard before its statement. When a shard refuses them
+    (the role was revoked after the login), the statement fails and runs on no shard: a DDL never runs without
+    the role."""
+    role = "pgcat_fan_out_role"
+    with superuser(cluster.primary) as su:
+        su.execute(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+                   f"CREATE ROLE {role}; END IF; END $$")
+        su.execute(f"GRANT {role} TO app")
+    config = build_config(cluster, free_port(), users=["app"], pool_size=1, databases=("sharded",),
+                          pool={"sharding_function": "pg_bigint_hash", "automatic_sharding_key": "fo.id", "fan_out": True})
+    config["pools"]["sharded"]["shards"] = {
+        str(n): {"database": f"shard{n}", "servers": [[HOST, cluster.primary, "primary"]]} for n in range(3)}
+    t = pgcat(config=config)
+    probe = "select current_user, id from fo order by id limit 5"
+    try:
+        with t.connect(dbname="sharded", options=f"-c role={role}") as a, t.connect(dbname="sharded") as b:
+            assert {row[0] for row in a.execute(probe).fetchall()} == {role}
+            with superuser(cluster.primary) as su:
+                su.execute(f"REVOKE {role} FROM app")
+            assert {row[0] for row in b.execute(probe).fetchall()} == {"app"}  # resets the role on every shard
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                a.execute("create table fo_refused_probe (x int)")
+            assert {row[0] for row in b.execute(probe).fetchall()} == {"app"}
+        for shard in range(3):
+            with superuser(cluster.primary, f"shard{shard}") as su:
+                assert su.execute("select to_regclass('fo_refused_probe')").fetchone()[0] is None, shard
+    finally:
+        with superuser(cluster.primary) as su:
+            su.execute(f"GRANT {role} TO app")
+        for shard in range(3):
+            with superuser(cluster.primary, f"shard{shard}") as su:
+                su.execute("drop table if exists fo_refused_probe")

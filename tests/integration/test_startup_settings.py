@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from pgwire import PgError, RawConn
-from support import HOST, PASSWORDS
+from support import PASSWORDS, superuser
 
 
 def show(conn, name: str) -> str:
@@ -145,14 +145,9 @@ def test_login_settings_in_session_mode(pgcat):
         assert show(b, "statement_timeout") == "0"
 
 
-def superuser(cluster):
-    return psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password=PASSWORDS["postgres"],
-                           dbname="app", autocommit=True)
-
-
 def ensure_role(cluster, role: str, member: bool = True) -> None:
     """`role` exists (replicated to the replicas) and `app` is (or is not) a member."""
-    with superuser(cluster) as su:
+    with superuser(cluster.primary) as su:
         su.execute(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
                    f"CREATE ROLE {role}; END IF; END $$")
         su.execute(f"{'GRANT' if member else 'REVOKE'} {role} {'TO' if member else 'FROM'} app")
