@@ -214,3 +214,19 @@ def test_login_settings_hold_on_every_shard_and_a_refused_one_runs_nothing(pgcat
         for shard in range(3):
             with superuser(cluster.primary, f"shard{shard}") as su:
                 su.execute("drop table if exists fo_refused_probe")
+
+
+def test_a_set_run_on_every_shard_does_not_reach_the_next_client(pgcat, cluster, fan):
+    """Transaction mode: a SET fanned out to every shard is reset (RESET ALL) before another client gets those
+    connections, as for any SET."""
+    config = build_config(cluster, free_port(), users=["app"], pool_size=1, databases=("sharded",),
+                          pool={"sharding_function": "pg_bigint_hash", "automatic_sharding_key": "fo.id", "fan_out": True})
+    config["pools"]["sharded"]["shards"] = {
+        str(n): {"database": f"shard{n}", "servers": [[HOST, cluster.primary, "primary"]]} for n in range(3)}
+    t = pgcat(config=config)
+    probe = "select current_setting('work_mem'), id from fo order by id limit 5"
+    with t.connect(dbname="sharded") as a, t.connect(dbname="sharded") as b:
+        default = {row[0] for row in b.execute(probe).fetchall()}
+        assert default != {"7MB"}
+        a.execute("set work_mem = '7MB'")
+        assert {row[0] for row in b.execute(probe).fetchall()} == default
