@@ -232,11 +232,12 @@ extension ClientConnection {
         let mine = trackedFingerprint ?? ParameterFingerprint.of(trackedParameters)
         trackedFingerprint = mine
         if server.matchedFingerprint != mine {
-            let before = statements.utf8.count
+            var differs = false
             for (name, value) in trackedParameters where server.parameters[name] != value {
+                differs = true
                 statements += "SET \(name) TO \(StartupSettings.literal(value));"
             }
-            if statements.utf8.count == before { server.matchedFingerprint = mine }
+            if !differs { server.matchedFingerprint = mine }
         }
         guard !statements.isEmpty else { return nil }
         var buffer = allocate(statements.utf8.count + 8)
@@ -331,18 +332,7 @@ extension ClientConnection {
             logger.info("pinned session ends: resetting its server connection with DISCARD ALL")
             pin = nil
         }
-        if !pool.cleanupServerConnections {
-            // PgCat's `cleanup_server_connections: false`: state is kept as it is, so a SET may have changed the
-            // login settings applied here.
-            if server.dirtySettings { server.appliedSettingsKnown = false }
-            server.dirtySettings = false
-            server.dirtyPrepared = false
-        }
-        if server.isCleanlyIdle && !resetSession && !server.isDirty {
-            pool.release(server)
-            return
-        }
-        ServerCleanup(server: server, pool: pool, resetSession: resetSession, logger: logger).start()
+        pool.reclaim(server, resetSession: resetSession, logger: logger)
     }
 
     // MARK: idle in transaction

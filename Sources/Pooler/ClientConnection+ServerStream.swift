@@ -49,7 +49,7 @@ extension ClientConnection {
             case BackendID.commandComplete:
                 server.inCopy = false
                 if disposition == .forward {  // the pooler's own parameter replay leaves nothing to reset
-                    noteCommandTag(buffer, at: index + FrameHeader.size, length: header.payloadSize, on: server)
+                    server.noteCommandTag(buffer, at: index + FrameHeader.size, length: header.payloadSize)
                 }
             case BackendID.errorResponse:
                 server.inCopy = false
@@ -197,23 +197,6 @@ extension ClientConnection {
     private func shouldRelease(_ server: ServerConnection) -> Bool {
         guard server.isCleanlyIdle, !scanner.isMidFrame else { return false }
         return releasesAfterTransaction || closeWhenIdle
-    }
-
-    /// `SET`/`RESET` and `PREPARE` leave session state on the server that the next client must not inherit.
-    private func noteCommandTag(_ buffer: ByteBuffer, at index: Int, length: Int, on server: ServerConnection) {
-        switch length {
-        case 4 where buffer.getInteger(at: index, as: UInt32.self) == 0x5345_5400:  // "SET\0"
-            server.dirtySettings = true
-        case 6 where buffer.getString(at: index, length: 5) == "RESET":
-            server.dirtySettings = true
-        case 8 where buffer.getString(at: index, length: 7) == "PREPARE":
-            server.dirtyPrepared = true
-        case 12 where buffer.getString(at: index, length: 11) == "DISCARD ALL":
-            server.appliedSettings = []  // gone with everything else: the next lease applies them again
-            server.appliedSettingsKnown = true
-        default:
-            break
-        }
     }
 
     private func noteParameterStatus(_ payload: ByteBuffer, from server: ServerConnection, reportedToClient: Bool) {

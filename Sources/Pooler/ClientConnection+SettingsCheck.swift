@@ -9,16 +9,13 @@ extension ClientConnection {
     func checkSettings(on server: ServerConnection, then report: ParameterReport) {
         guard let pool else { return }
         let settings = settingsToCheck
-        // Another client's login settings (a role) may still be on the connection: reset them first, in the same
-        // implicit transaction, so the check sees what a fresh session would.
-        let reset = StartupSettings.replay(from: server.appliedSettings, to: [])
-        ServerProbe.run(reset + StartupSettings.checkQuery(settings), on: server, timeout: .seconds(10))
+        // (ServerProbe resets another client's login settings first: the check sees what a fresh session would.)
+        ServerProbe.run(StartupSettings.checkQuery(settings), on: server, timeout: .seconds(10))
             .hop(to: eventLoop).whenComplete { [self] result in
                 let stillLoggingIn: Bool
                 if case .awaitingParameters = phase { stillLoggingIn = true } else { stillLoggingIn = false }
                 switch result {
                 case .success:
-                    if !reset.isEmpty { server.appliedSettings = [] }
                     pool.release(server)
                     pool.noteSettingsChecked(StartupSettings.checkKey(settings))
                     guard stillLoggingIn else { return }

@@ -1,9 +1,27 @@
 /// Operating a pool: retiring it on reload, PAUSE/RESUME, RECONNECT, KILL, and the read-only views SHOW and the
 /// metrics take of it.
 import Atomics
+import Logging
 import NIOCore
 
 extension ConnectionPool {
+    /// A connection a client (or a fan-out leg) is done with, idle and whole: back to the pool, after a reset when
+    /// it carries session state (`resetSession`: DISCARD ALL; SET or PREPARE: RESET ALL, DEALLOCATE ALL).
+    func reclaim(_ server: ServerConnection, resetSession: Bool, logger: Logger) {
+        if !cleanupServerConnections {
+            // PgCat's `cleanup_server_connections: false`: state is kept as it is, so a SET may have changed the
+            // login settings applied here.
+            if server.dirtySettings { server.appliedSettingsKnown = false }
+            server.dirtySettings = false
+            server.dirtyPrepared = false
+        }
+        if server.isCleanlyIdle && !resetSession && !server.isDirty {
+            release(server)
+            return
+        }
+        ServerCleanup(server: server, pool: self, resetSession: resetSession, logger: logger).start()
+    }
+
     /// A reload replaced this pool: close what is idle now, and the rest as it comes back.
     func retire() {
         retired.store(true, ordering: .relaxed)

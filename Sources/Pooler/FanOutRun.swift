@@ -130,18 +130,8 @@ final class FanOutRun {
         if let server = leg.server {
             leg.server = nil
             server.detach(owner: leg)
-            if !server.isCleanlyIdle {
-                pool.discard(server)
-            } else if server.isDirty && pool.cleanupServerConnections {
-                // A SET or PREPARE run on every shard must not reach the shards' next clients (RESET ALL, as for
-                // any transaction-mode connection).
-                ServerCleanup(server: server, pool: pool, resetSession: false, logger: client.logger).start()
-            } else {
-                if server.dirtySettings { server.appliedSettingsKnown = false }  // (cleanup_server_connections off)
-                server.dirtySettings = false
-                server.dirtyPrepared = false
-                pool.release(server)
-            }
+            // A SET or PREPARE run on every shard is reset before the shards' next clients, as for any connection.
+            if server.isCleanlyIdle { pool.reclaim(server, resetSession: false, logger: client.logger) } else { pool.discard(server) }
         }
         finishIfDone()
     }
@@ -281,7 +271,9 @@ final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
                 return
             }
             guard repliesToSkip == 0, !discarding else { continue }
-            if header.id == BackendID.commandComplete { noteSessionState(frame, on: server) }
+            if header.id == BackendID.commandComplete {
+                server.noteCommandTag(frame, at: frame.readerIndex + FrameHeader.size, length: header.payloadSize)
+            }
             var copy = frame
             if run.received(copy.readableBytes) {
                 reply.writeBuffer(&copy)
@@ -290,20 +282,6 @@ final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
             }
         }
         pending.discardReadBytes()
-    }
-
-    /// Command tags that leave session state behind on the shard's connection (as the relay notes them).
-    private func noteSessionState(_ frame: ByteBuffer, on server: ServerConnection) {
-        guard let tag = frame.getString(at: frame.readerIndex + FrameHeader.size,
-                                        length: max(0, frame.readableBytes - FrameHeader.size - 1)) else { return }
-        switch tag {
-        case "SET", "RESET": server.dirtySettings = true
-        case "PREPARE": server.dirtyPrepared = true
-        case "DISCARD ALL":
-            server.appliedSettings = []
-            server.appliedSettingsKnown = true
-        default: break
-        }
     }
 
     func serverReadComplete(from server: ServerConnection) {}

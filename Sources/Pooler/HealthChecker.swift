@@ -61,16 +61,9 @@ extension ConnectionPool {
     func probe(_ slot: ServerSlot, timeout: TimeAmount, on loop: EventLoop) -> EventLoopFuture<ServerHealth.Probe>? {
         let result: EventLoopFuture<[String?]>
         if let server = lock.withLock({ slot.machine.takeIdle() }) {
-            // Login settings a client left on the connection (a statement_timeout, a search_path) must not bend
-            // the probe: RESET them first (so the next client gets its own applied again anyway).
-            let reset = StartupSettings.replay(from: server.appliedSettings, to: [])
-            result = ServerProbe.run(reset + ServerProbe.query, on: server, timeout: timeout).always { outcome in
-                if case .success = outcome {
-                    server.appliedSettings = []
-                    self.release(server)
-                } else {
-                    self.discard(server)
-                }
+            // (ServerProbe resets login settings a client left there: they cannot bend the probe.)
+            result = ServerProbe.run(ServerProbe.query, on: server, timeout: timeout).always { outcome in
+                if case .success = outcome { self.release(server) } else { self.discard(server) }
             }
         } else if waitsForClientLogin {
             return nil

@@ -55,8 +55,7 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
         } else if resetSession && !didReset {
             didReset = true
             sql = "DISCARD ALL"
-            server.appliedSettings = []
-            server.appliedSettingsKnown = true
+            server.forgetAppliedSettings()
             server.dirtySettings = false
             server.dirtyPrepared = false
             server.forgetAllStatements()
@@ -66,8 +65,7 @@ final class ServerCleanup: ServerOwner, @unchecked Sendable {
                 // RESET ALL leaves the role and session authorization alone (PostgreSQL's GUC_NO_RESET_ALL): a
                 // client's SET ROLE must not reach the next client. RESET SESSION AUTHORIZATION resets the role too.
                 parts.append("RESET ALL; RESET SESSION AUTHORIZATION")
-                server.appliedSettings = []
-                server.appliedSettingsKnown = true
+                server.forgetAppliedSettings()
             }
             if server.dirtyPrepared {
                 parts.append("DEALLOCATE ALL")

@@ -74,6 +74,29 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     /// False when a client's SET or RESET may have changed their values and no RESET ALL followed
     /// (`cleanup_server_connections: false`): the next client's are all set again.
     var appliedSettingsKnown = true
+
+    /// The session was reset (RESET ALL, DISCARD ALL, the pooler's RESETs): no login settings are applied here.
+    func forgetAppliedSettings() {
+        appliedSettings = []
+        appliedSettingsKnown = true
+    }
+
+    /// A CommandComplete tag (`length` bytes with its NUL, at `index`) from a statement run for a client: `SET`/
+    /// `RESET` and `PREPARE` leave session state the next client must not inherit; `DISCARD ALL` removed it all.
+    func noteCommandTag(_ buffer: ByteBuffer, at index: Int, length: Int) {
+        switch length {
+        case 4 where buffer.getInteger(at: index, as: UInt32.self) == 0x5345_5400:  // "SET\0"
+            dirtySettings = true
+        case 6 where buffer.getString(at: index, length: 5) == "RESET":
+            dirtySettings = true
+        case 8 where buffer.getString(at: index, length: 7) == "PREPARE":
+            dirtyPrepared = true
+        case 12 where buffer.getString(at: index, length: 11) == "DISCARD ALL":
+            forgetAppliedSettings()  // the next lease applies the login settings again
+        default:
+            break
+        }
+    }
     var isBroken = false
     var scanner = FrameStreamScanner()
     /// When the current request (up to its ReadyForQuery) and transaction began, for query and transaction times.

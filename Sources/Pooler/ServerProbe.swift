@@ -13,6 +13,8 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
     private var error: (message: String, sqlState: String?)?
     private var timeout: Scheduled<Void>?
     private var done = false
+    /// `sql` is preceded by RESETs of the login settings applied on the connection (undone with it on an error).
+    private var resetsLoginSettings = false
 
     /// Schema-qualified: a client's search_path left on a pooled connection must not change what it calls.
     static let query = "SELECT pg_catalog.pg_is_in_recovery(), CASE WHEN pg_catalog.pg_is_in_recovery() "
@@ -24,12 +26,16 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
     }
 
     /// Sends `sql` as a simple query on `server` (which must be idle and not leased to anyone) within `timeout`;
-    /// the first row any of its statements returned.
+    /// the first row any of its statements returned. Login settings a client left on the connection (a role, a
+    /// statement_timeout, a search_path) are RESET first, in the same implicit transaction, so `sql` runs as in a
+    /// fresh session (and the next client has its own applied again).
     static func run(_ sql: String, on server: ServerConnection, timeout: TimeAmount) -> EventLoopFuture<[String?]> {
         let probe = ServerProbe(server: server)
         server.eventLoop.execute {
-            var buffer = ByteBufferAllocator().buffer(capacity: sql.utf8.count + 8)
-            MessageEncoder.query(sql, into: &buffer)
+            probe.resetsLoginSettings = !server.appliedSettings.isEmpty
+            let text = StartupSettings.replay(from: server.appliedSettings, to: []) + sql
+            var buffer = ByteBufferAllocator().buffer(capacity: text.utf8.count + 8)
+            MessageEncoder.query(text, into: &buffer)
             probe.start(buffer, messages: [FrontendID.query], timeout: timeout)
         }
         return probe.promise.futureResult.map { $0.first(where: { !$0.isEmpty })?.first ?? [] }
@@ -116,6 +122,7 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
         guard !done else { return }
         done = true
         timeout?.cancel()
+        if resetsLoginSettings { server.forgetAppliedSettings() }
         server.detach(owner: self)
         promise.succeed(values)
     }
