@@ -44,6 +44,14 @@ def superuser(port: int, dbname: str = "app"):
                            autocommit=True, connect_timeout=5)
 
 
+def ensure_role(cluster: Cluster, role: str, member: bool = True) -> None:
+    """`role` exists (roles are cluster-wide and replicate) and `app` is (or is not) a member of it."""
+    with superuser(cluster.primary) as su:
+        su.execute(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+                   f"CREATE ROLE {role}; END IF; END $$")
+        su.execute(f"{'GRANT' if member else 'REVOKE'} {role} {'TO' if member else 'FROM'} app")
+
+
 def pg_ctl(data_dir: str, *args: str) -> None:
     """Debian's pg_ctl (found with pg_config), as the postgres user when run as root."""
     bindir = os.environ.get("PG_BINDIR") or subprocess.run(

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from support import HOST, build_config, free_port, psql, superuser
+from support import HOST, build_config, ensure_role, free_port, psql, superuser
 
 pytestmark = pytest.mark.pooler_only
 
@@ -50,10 +50,11 @@ def fan_tables(cluster):
     return True
 
 
-def sharded(pgcat, cluster, **pool):
+def sharded(pgcat, cluster, pool_size: int = 5, **pool):
     config_pool = {"sharding_function": "pg_bigint_hash", "automatic_sharding_key": "fo.id", "fan_out": True}
     config_pool.update(pool)
-    config = build_config(cluster, free_port(), users=["app"], pool=config_pool, databases=("sharded",))
+    config = build_config(cluster, free_port(), users=["app"], pool_size=pool_size, pool=config_pool,
+                          databases=("sharded",))
     config["pools"]["sharded"]["shards"] = {
         str(n): {"database": f"shard{n}", "servers": [[HOST, cluster.primary, "primary"]]} for n in range(3)}
     return pgcat(config=config)
@@ -186,21 +187,13 @@ def test_login_settings_hold_on_every_shard_and_a_refused_one_runs_nothing(pgcat
     (the role was revoked after the login), the statement fails and runs on no shard: a DDL never runs without
     the role."""
     role = "pgcat_fan_out_role"
-    with superuser(cluster.primary) as su:
-        su.execute(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
-                   f"CREATE ROLE {role}; END IF; END $$")
-        su.execute(f"GRANT {role} TO app")
-    config = build_config(cluster, free_port(), users=["app"], pool_size=1, databases=("sharded",),
-                          pool={"sharding_function": "pg_bigint_hash", "automatic_sharding_key": "fo.id", "fan_out": True})
-    config["pools"]["sharded"]["shards"] = {
-        str(n): {"database": f"shard{n}", "servers": [[HOST, cluster.primary, "primary"]]} for n in range(3)}
-    t = pgcat(config=config)
+    ensure_role(cluster, role)
+    t = sharded(pgcat, cluster, pool_size=1)  # one connection per shard, taken in turns
     probe = "select current_user, id from fo order by id limit 5"
     try:
         with t.connect(dbname="sharded", options=f"-c role={role}") as a, t.connect(dbname="sharded") as b:
             assert {row[0] for row in a.execute(probe).fetchall()} == {role}
-            with superuser(cluster.primary) as su:
-                su.execute(f"REVOKE {role} FROM app")
+            ensure_role(cluster, role, member=False)
             assert {row[0] for row in b.execute(probe).fetchall()} == {"app"}  # resets the role on every shard
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 a.execute("create table fo_refused_probe (x int)")
@@ -209,8 +202,7 @@ def test_login_settings_hold_on_every_shard_and_a_refused_one_runs_nothing(pgcat
             with superuser(cluster.primary, f"shard{shard}") as su:
                 assert su.execute("select to_regclass('fo_refused_probe')").fetchone()[0] is None, shard
     finally:
-        with superuser(cluster.primary) as su:
-            su.execute(f"GRANT {role} TO app")
+        ensure_role(cluster, role)
         for shard in range(3):
             with superuser(cluster.primary, f"shard{shard}") as su:
                 su.execute("drop table if exists fo_refused_probe")
@@ -219,11 +211,7 @@ def test_login_settings_hold_on_every_shard_and_a_refused_one_runs_nothing(pgcat
 def test_a_set_run_on_every_shard_does_not_reach_the_next_client(pgcat, cluster, fan):
     """Transaction mode: a SET fanned out to every shard is reset (RESET ALL) before another client gets those
     connections, as for any SET."""
-    config = build_config(cluster, free_port(), users=["app"], pool_size=1, databases=("sharded",),
-                          pool={"sharding_function": "pg_bigint_hash", "automatic_sharding_key": "fo.id", "fan_out": True})
-    config["pools"]["sharded"]["shards"] = {
-        str(n): {"database": f"shard{n}", "servers": [[HOST, cluster.primary, "primary"]]} for n in range(3)}
-    t = pgcat(config=config)
+    t = sharded(pgcat, cluster, pool_size=1)  # one connection per shard, taken in turns
     probe = "select current_setting('work_mem'), id from fo order by id limit 5"
     with t.connect(dbname="sharded") as a, t.connect(dbname="sharded") as b:
         default = {row[0] for row in b.execute(probe).fetchall()}

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.pooler_only
 
 
 def test_writes_reach_the_mirror_and_a_dead_mirror_changes_nothing(pgcat, cluster, primary):
-    mirror_port = free_port()
+    # Below the ephemeral port range (cluster.sh also takes port + 1 and + 2, which a client socket may hold near a
+    # free_port()), and apart from test_failover's own cluster at + 10.
+    mirror_port = cluster.primary + 20
     directory = f"/tmp/pgcat-mirror-{mirror_port}"
     cluster_script(mirror_port, "start", directory)
     try:

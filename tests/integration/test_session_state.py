@@ -5,7 +5,7 @@ chose (application_name, TimeZone, ...) follow that client to every server conne
 import psycopg
 import pytest
 
-from support import superuser
+from support import ensure_role
 
 pytestmark = pytest.mark.pooler_only
 
@@ -26,10 +26,7 @@ def test_set_does_not_leak_to_the_next_client(pgcat):
 
 def test_set_role_does_not_leak_to_the_next_client(pgcat, cluster):
     """RESET ALL leaves the role alone (PostgreSQL's GUC_NO_RESET_ALL): the cleanup resets it by itself."""
-    with superuser(cluster.primary) as su:
-        su.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgcat_set_role') THEN "
-                   "CREATE ROLE pgcat_set_role; END IF; END $$")
-        su.execute("GRANT pgcat_set_role TO app")
+    ensure_role(cluster, "pgcat_set_role")
     t = pgcat(pool_size=1)
     with t.connect() as a, t.connect() as b:
         a.execute("set role pgcat_set_role")

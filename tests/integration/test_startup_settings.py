@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from pgwire import PgError, RawConn
-from support import PASSWORDS, superuser
+from support import PASSWORDS, ensure_role
 
 
 def show(conn, name: str) -> str:
@@ -143,14 +143,6 @@ def test_login_settings_in_session_mode(pgcat):
         assert show(a, "statement_timeout") == "1234ms"
     with t.connect() as b:
         assert show(b, "statement_timeout") == "0"
-
-
-def ensure_role(cluster, role: str, member: bool = True) -> None:
-    """`role` exists (replicated to the replicas) and `app` is (or is not) a member."""
-    with superuser(cluster.primary) as su:
-        su.execute(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
-                   f"CREATE ROLE {role}; END IF; END $$")
-        su.execute(f"{'GRANT' if member else 'REVOKE'} {role} {'TO' if member else 'FROM'} app")
 
 
 def test_role_from_options(pgcat, cluster):
