@@ -43,10 +43,18 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
         case close(Connection, createConnection: Bool)
     }
 
+    /// What the pool knows about one open connection. One table for both facts, so a lease and a release each
+    /// cost one hash lookup (they run on every transaction).
+    struct Member: Sendable {
+        var createdAt: UInt64
+        var leased: Bool
+    }
+
     public var settings: Settings
     private(set) var idle: [IdleEntry] = []
-    private(set) var createdAt: [Connection: UInt64] = [:]
-    private(set) var leased: Set<Connection> = []
+    /// Open connections, idle or leased.
+    private(set) var members: [Connection: Member] = [:]
+    public private(set) var leasedCount = 0
     public private(set) var connecting = 0
     private(set) var waiters: [Waiter] = []
     private var waiterHead = 0
@@ -56,10 +64,9 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     }
 
     public var idleCount: Int { idle.count }
-    public var leasedCount: Int { leased.count }
     public var waitingCount: Int { waiters.count - waiterHead }
     /// Connections that exist or are being opened.
-    public var totalCount: Int { idle.count + leased.count + connecting }
+    public var totalCount: Int { idle.count + leasedCount + connecting }
 
     // MARK: events
 
@@ -67,7 +74,7 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     public mutating func leaseRequested(by waiter: Waiter, prefer: (Connection) -> Bool = { _ in true }) -> LeaseResult {
         if let index = pickIdle(prefer: prefer) {
             let entry = idle.remove(at: index)
-            leased.insert(entry.connection)
+            markLeased(entry.connection)
             return .leased(entry.connection)
         }
         waiters.append(waiter)
@@ -77,8 +84,14 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     /// A new server connection finished its startup.
     public mutating func connectionOpened(_ connection: Connection, now: UInt64) -> ReturnResult {
         connecting -= 1
-        createdAt[connection] = now
-        return placeReturned(connection, now: now)
+        if let waiter = nextWaiter() {
+            members[connection] = Member(createdAt: now, leased: true)
+            leasedCount += 1
+            return .handOver(connection, to: waiter)
+        }
+        members[connection] = Member(createdAt: now, leased: false)
+        idle.append(IdleEntry(connection: connection, since: now))
+        return .keptIdle
     }
 
     /// Opening a connection failed. Returns the waiters that can no longer be served by anything in flight
@@ -97,25 +110,39 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     /// loop); the oldest waiter is served otherwise, so no waiter is overtaken by more than the window.
     public mutating func connectionReleased(_ connection: Connection, now: UInt64,
                                             prefer: (Waiter) -> Bool = { _ in true }) -> ReturnResult {
-        guard leased.remove(connection) != nil else { return .keptIdle }
-        if settings.lifetime > 0, let born = createdAt[connection], now &- born >= settings.lifetime {
-            createdAt[connection] = nil
+        // One lookup; the entry is then changed through its index.
+        guard let position = members.index(forKey: connection), members.values[position].leased else {
+            return .keptIdle
+        }
+        if settings.lifetime > 0, now &- members.values[position].createdAt >= settings.lifetime {
+            members.remove(at: position)
+            leasedCount -= 1
             return .close(connection, createConnection: reserveCreationIfNeeded())
         }
-        if totalCount >= settings.maxSize {
+        if totalCount > settings.maxSize {
             // The pool was shrunk (reload) while this connection was out.
-            createdAt[connection] = nil
+            members.remove(at: position)
+            leasedCount -= 1
             return .close(connection, createConnection: false)
         }
-        return placeReturned(connection, now: now, prefer: prefer)
+        if let waiter = nextWaiter(prefer: prefer) {
+            return .handOver(connection, to: waiter)  // stays leased
+        }
+        members.values[position].leased = false
+        leasedCount -= 1
+        idle.append(IdleEntry(connection: connection, since: now))
+        return .keptIdle
     }
 
     /// A connection is gone (broken, closed by the server, or closed by us). Safe to call for unknown connections.
     /// Returns whether a replacement should be opened for waiters.
     public mutating func connectionClosed(_ connection: Connection) -> Bool {
-        createdAt[connection] = nil
-        if leased.remove(connection) == nil, let index = idle.firstIndex(where: { $0.connection == connection }) {
-            idle.remove(at: index)
+        if let member = members.removeValue(forKey: connection) {
+            if member.leased {
+                leasedCount -= 1
+            } else if let index = idle.firstIndex(where: { $0.connection == connection }) {
+                idle.remove(at: index)
+            }
         }
         return reserveCreationIfNeeded()
     }
@@ -125,7 +152,7 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     public mutating func takeIdle() -> Connection? {
         guard !idle.isEmpty else { return nil }
         let entry = idle.removeLast()
-        leased.insert(entry.connection)
+        markLeased(entry.connection)
         return entry.connection
     }
 
@@ -133,7 +160,7 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     public mutating func takeIdle(where matching: (Connection) -> Bool) -> Connection? {
         guard let index = idle.lastIndex(where: { matching($0.connection) }) else { return nil }
         let entry = idle.remove(at: index)
-        leased.insert(entry.connection)
+        markLeased(entry.connection)
         return entry.connection
     }
 
@@ -159,11 +186,12 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
         var kept: [IdleEntry] = []
         var remaining = totalCount
         for entry in idle {
-            let tooOld = settings.lifetime > 0 && (createdAt[entry.connection].map { now &- $0 >= settings.lifetime } ?? false)
+            let tooOld = settings.lifetime > 0
+                && (members[entry.connection].map { now &- $0.createdAt >= settings.lifetime } ?? false)
             let tooIdle = settings.idleTimeout > 0 && now &- entry.since >= settings.idleTimeout && remaining > settings.minSize
             if tooOld || tooIdle {
                 close.append(entry.connection)
-                createdAt[entry.connection] = nil
+                members[entry.connection] = nil
                 remaining -= 1
             } else {
                 kept.append(entry)
@@ -178,7 +206,7 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     /// Removes every idle connection (e.g. the pool is being retired); leased ones close when returned.
     public mutating func drainIdle() -> [Connection] {
         let drained = idle.map(\.connection)
-        for connection in drained { createdAt[connection] = nil }
+        for connection in drained { members[connection] = nil }
         idle.removeAll()
         return drained
     }
@@ -188,8 +216,8 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
     /// How many of the oldest waiters a `prefer` predicate may choose among.
     public static var preferenceWindow: Int { 8 }
 
-    private mutating func placeReturned(_ connection: Connection, now: UInt64,
-                                        prefer: (Waiter) -> Bool = { _ in true }) -> ReturnResult {
+    /// Takes the waiter a returned connection goes to, if anyone waits.
+    private mutating func nextWaiter(prefer: (Waiter) -> Bool = { _ in true }) -> Waiter? {
         if waiterHead < waiters.count {
             var chosen = waiterHead
             let end = min(waiters.count, waiterHead + Self.preferenceWindow)
@@ -211,11 +239,14 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
             } else {
                 waiters.remove(at: chosen)
             }
-            leased.insert(connection)
-            return .handOver(connection, to: waiter)
+            return waiter
         }
-        idle.append(IdleEntry(connection: connection, since: now))
-        return .keptIdle
+        return nil
+    }
+
+    private mutating func markLeased(_ connection: Connection) {
+        members[connection]?.leased = true
+        leasedCount += 1
     }
 
     /// Opens a connection only while waiters outnumber connections being opened and the limit allows.
