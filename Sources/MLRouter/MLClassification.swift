@@ -69,11 +69,13 @@ public enum MLClassifier {
         }
     }
 
-    /// Classifies a statement from its text (for the hint) and the parser's facts.
-    public static func classify(text: String, facts: QueryFacts) -> MLClassification {
+    /// Classifies a statement from its text (for the hint) and the parser's facts. `pgmlOnSearchPath`: the
+    /// session's `search_path` names `pgml`, so `embed(...)` without a schema is `pgml.embed(...)`.
+    public static func classify(text: String, facts: QueryFacts, pgmlOnSearchPath: Bool = false) -> MLClassification {
         var result = MLClassification.none
         var decisive: FunctionCall?
-        for call in facts.pgmlCalls {
+        let calls = pgmlOnSearchPath ? facts.pgmlCalls + facts.unqualifiedPGMLCalls : facts.pgmlCalls
+        for call in calls {
             let base = call.baseName
             let callClass: MLClass
             if writeFunctions.contains(base) {

@@ -31,6 +31,8 @@ extension ClientConnection {
     /// with the model key resolved from Bind parameters; nil when ML routing is off or nothing involves pgml.
     func mlClassification(for buffer: ByteBuffer) -> (MLClassification, model: String?)? {
         guard let pool, pool.mlEnabled else { return nil }
+        // A new transaction: a SET search_path of an earlier one was undone with its server connection's reset.
+        pgmlOnSearchPath = pgmlOnLoginSearchPath
         var best: MLClassification?
         var pendingParameterKey = false
         var unnamedText: String?
@@ -130,15 +132,30 @@ extension ClientConnection {
     }
 
     private func classify(_ text: String) -> MLClassification? {
-        guard MLClassifier.mightInvolvePGML(text) else { return nil }
-        if let known = runtime.mlClassifications.withLockedValue({ $0[text] }) { return known.mlClass == .none ? nil : known }
+        noteSearchPathChange(text)  // `SET search_path TO pgml; SELECT embed(...)` in one Query
+        let onPath = pgmlOnSearchPath
+        // With pgml on the search_path a call needs no `pgml` in its text: every statement is parsed (cached).
+        guard onPath || MLClassifier.mightInvolvePGML(text) else { return nil }
+        let key = MLClassificationKey(text: text, pgmlOnSearchPath: onPath)
+        if let known = runtime.mlClassifications.withLockedValue({ $0[key] }) { return known.mlClass == .none ? nil : known }
         guard case .success(let facts) = runtime.queryParser.facts(text) else { return nil }
-        let result = MLClassifier.classify(text: text, facts: facts)
+        let result = MLClassifier.classify(text: text, facts: facts, pgmlOnSearchPath: onPath)
         runtime.mlClassifications.withLockedValue { cache in
             if cache.count >= 10_000 { cache.removeAll(keepingCapacity: true) }  // bounded; texts repeat in practice
-            cache[text] = result
+            cache[key] = result
         }
         return result.mlClass == .none ? nil : result
+    }
+
+    /// Follows the client's own changes of `search_path` within a transaction (ML routing only), as sent: a SET
+    /// that fails still counts, and `SET LOCAL` does not (it lasts as long as the transaction anyway).
+    private func noteSearchPathChange(_ text: String) {
+        guard SearchPath.mightChange(text), case .success(let facts) = runtime.queryParser.facts(text),
+              let change = facts.searchPath else { return }
+        switch change {
+        case .set(let schemas): pgmlOnSearchPath = SearchPath.includesPGML(schemas)
+        case .reset: pgmlOnSearchPath = pgmlOnLoginSearchPath
+        }
     }
 
     /// Leases a server for the statements at the front of `buffer` when they involve pgml; nil when they do not
@@ -312,4 +329,10 @@ struct BindMessage {
             return format == 1
         }
     }
+}
+
+/// A statement text classified under a search_path with or without `pgml` (the same text can mean either).
+struct MLClassificationKey: Hashable {
+    let text: String
+    let pgmlOnSearchPath: Bool
 }

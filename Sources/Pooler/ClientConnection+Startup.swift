@@ -1,6 +1,7 @@
 /// Client startup: SSL/GSS negotiation, cancel requests, the startup packet, authentication and the welcome.
 import Auth
 import Config
+import MLRouter
 import NIOConcurrencyHelpers
 import NIOCore
 import PostgresWire
@@ -150,6 +151,10 @@ extension ClientConnection {
             trackedParameters = startup.tracked
             sessionSettings = startup.settings
             settingsToCheck = startup.toCheck
+            if let path = startup.settings.last(where: { $0.name == "search_path" }) {
+                pgmlOnLoginSearchPath = SearchPath.schemas(inSetting: path.value).map(SearchPath.includesPGML) ?? false
+                pgmlOnSearchPath = pgmlOnLoginSearchPath
+            }
         } catch {
             fatal(error.state, error.message)  // as PostgreSQL refuses such a login
             return

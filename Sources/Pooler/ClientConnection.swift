@@ -61,6 +61,11 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var sessionSettings: [SessionSetting] = []
     /// Login settings a server has yet to accept (a pool remembers the ones it has seen accepted).
     var settingsToCheck: [SessionSetting] = []
+    /// The `search_path` names `pgml` (ML routing only): the login's `search_path` at each transaction's start, then
+    /// as the transaction's own SET / RESET / DISCARD ALL change it (in transaction mode a SET does not outlive its
+    /// transaction: the server connection is reset after it).
+    var pgmlOnSearchPath = false
+    var pgmlOnLoginSearchPath = false
     var pool: ConnectionPool?
     var poolMode: PoolMode = .transaction
     let key: BackendKeyData

@@ -52,8 +52,9 @@ public final class PoolerRuntime: @unchecked Sendable {
     let probesInFlight = NIOLockedValueBox<Set<AddressKey>>([])
     /// The PostgreSQL parser with its cache of facts per query text, shared by all pools.
     public let queryParser = QueryParser()
-    /// ML classification per statement text (the parser's facts are cached; classifying them again is not free).
-    let mlClassifications = NIOLockedValueBox<[String: MLClassification]>([:])
+    /// ML classification per statement text and search_path (the parser's facts are cached; classifying them again
+    /// is not free).
+    let mlClassifications = NIOLockedValueBox<[MLClassificationKey: MLClassification]>([:])
     /// Pools replaced by reloads, kept while their connections drain (under `lock`).
     var retiredPools: [ConnectionPool] = []
 

@@ -28,6 +28,11 @@ public struct QueryFacts: Equatable, Sendable {
     public var aliases: [String: String] = [:]
     /// Calls of `pgml.*` functions with their arguments (for the ML router), in the order found.
     public var pgmlCalls: [FunctionCall] = []
+    /// Calls of pgml's functions without a schema (`embed(...)`), which are pgml's when the session's
+    /// `search_path` has `pgml` (the ML router decides). Window calls (`rank() OVER ...`) are not among them.
+    public var unqualifiedPGMLCalls: [FunctionCall] = []
+    /// The text changes the session's `search_path` (the last change if several).
+    public var searchPath: SearchPathChange?
     /// Tables named anywhere, schema-qualified as written (`public.users`, `users`).
     public var tables: [String] = []
     /// The (last) transaction control statement in the text.
@@ -40,6 +45,23 @@ public struct QueryFacts: Equatable, Sendable {
     public var select: SelectShape?
 
     public init() {}
+
+    /// A statement that sets the session's `search_path`.
+    public enum SearchPathChange: Equatable, Sendable {
+        /// `SET [SESSION] search_path TO a, b`: the schemas as the server takes them (each value is one schema,
+        /// case kept; `'a, b'` is one schema named `a, b`, as in PostgreSQL).
+        case set([String])
+        /// `SET search_path TO DEFAULT`, `RESET search_path`, `RESET ALL`, `DISCARD ALL`: back to the session's
+        /// starting value. (`SET LOCAL` lasts one transaction and is not a change of the session.)
+        case reset
+    }
+
+    /// pgml's functions whose names mean nothing else in pg_catalog, so an unqualified call can be pgml's.
+    static let pgmlFunctionNames: Set<String> = [
+        "embed", "transform", "transform_stream", "rank", "generate", "predict", "predict_proba", "predict_joint",
+        "predict_batch", "decompose", "train", "train_joint", "tune", "deploy", "snapshot", "load_dataset",
+        "load_all", "dump_all", "chunk",
+    ]
 
     /// What the text means for read/write routing.
     public enum Intent: Equatable, Sendable {
@@ -119,10 +141,15 @@ extension QueryFacts {
                     inner.walk(node, cteNames: &innerCTEs)
                     functions += inner.functions
                     pgmlCalls += inner.pgmlCalls
+                    unqualifiedPGMLCalls += inner.unqualifiedPGMLCalls
                     continue
                 }
             case "PrepareStmt":
                 continue  // PREPARE runs nothing; its EXECUTE is not a read we can see
+            case "VariableSetStmt":
+                if let change = Self.searchPathChange(node) { searchPath = change }
+            case "DiscardStmt":
+                if node["target"]?.stringValue == "DISCARD_ALL" { searchPath = .reset }
             default:
                 break
             }
@@ -167,6 +194,9 @@ extension QueryFacts {
                         functions.append(name)
                         if name.hasPrefix("pgml."), let call = FunctionCall(funcCall: value, name: name) {
                             pgmlCalls.append(call)
+                        } else if Self.pgmlFunctionNames.contains(name), value["over"] == nil,
+                                  value["agg_within_group"] == nil, let call = FunctionCall(funcCall: value, name: name) {
+                            unqualifiedPGMLCalls.append(call)
                         }
                         let bare = name.hasPrefix("pg_catalog.") ? String(name.dropFirst("pg_catalog.".count)) : name
                         if Self.writeFunctions.contains(bare) || Self.pgmlWriteFunctions.contains(bare) { markWrite(bare) }
@@ -219,6 +249,21 @@ extension QueryFacts {
         case "TRANS_STMT_COMMIT", "TRANS_STMT_COMMIT_PREPARED": return .commit
         case "TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_PREPARED": return .rollback
         default: return .other
+        }
+    }
+
+    private static func searchPathChange(_ node: ParseTreeJSON) -> SearchPathChange? {
+        let kind = node["kind"]?.stringValue
+        if kind == "VAR_RESET_ALL" { return .reset }
+        guard node["name"]?.stringValue?.lowercased() == "search_path" else { return nil }
+        if case .bool(true)? = node["is_local"] { return nil }
+        switch kind {
+        case "VAR_SET_DEFAULT", "VAR_RESET":
+            return .reset
+        case "VAR_SET_VALUE":
+            return .set((node["args"]?.arrayValue ?? []).compactMap { $0["A_Const"]?["sval"]?["sval"]?.stringValue })
+        default:
+            return nil
         }
     }
 

@@ -99,6 +99,46 @@ def test_a_transaction_that_writes_stays_off_the_gpu_server(pgcat, cluster, pgml
         assert c.execute(EMBED, ("m",)).fetchone()[1] == cluster.primary
 
 
+BARE_EMBED = "select embed(%s, 'hello') is not null, inet_server_port()"
+
+
+def test_unqualified_calls_follow_the_search_path(pgcat, cluster, pgml):
+    """reference/pgml.md §3.1: `embed(...)` without a schema is pgml's when the search_path names pgml (the login's
+    `search_path`, or a SET earlier in the same transaction), and whatever else the path finds otherwise: here a
+    public.embed, an ordinary read that keeps off the GPU server."""
+    with psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password="postgres", dbname="app",
+                         autocommit=True) as su:
+        su.execute("create or replace function public.embed(text, text) returns text language sql "
+                   "as $$ select 'public' $$")
+    for port in cluster.replicas:
+        with psycopg.connect(host=HOST, port=port, user="postgres", password="postgres", dbname="app",
+                             autocommit=True) as standby:
+            deadline = time.monotonic() + 20
+            while standby.execute("select to_regprocedure('public.embed(text, text)') is null").fetchone()[0]:
+                assert time.monotonic() < deadline, "public.embed did not reach the replicas"
+                time.sleep(0.1)
+    t = start(pgcat, cluster)
+    with t.connect() as c:  # the server's search_path: "$user", public
+        assert {c.execute(BARE_EMBED, ("m",)).fetchone()[1] for _ in range(5)} == {cluster.replica1}
+        cur = c.execute("set search_path to pgml, public; select embed('m', 'hello')::text, inet_server_port()")
+        cur.nextset()
+        row = cur.fetchone()
+        assert row[1] == cluster.replica2 and row[0] != "public"
+        # A SET does not outlive its transaction in transaction mode (its server connection is reset).
+        assert c.execute("select embed('m', 'hello')::text, inet_server_port()").fetchone() == ("public", cluster.replica1)
+    with t.connect(options="-c search_path=pgml,public") as c:
+        assert {c.execute(BARE_EMBED, ("m",)).fetchone()[1] for _ in range(5)} == {cluster.replica2}
+        cur = c.execute("set search_path to public; select embed('m', 'hello')::text, inet_server_port()")
+        cur.nextset()
+        assert cur.fetchone() == ("public", cluster.replica1)
+        # pg_catalog's functions and window calls stay ordinary reads
+        assert c.execute("select version() is not null, rank() over (), inet_server_port()").fetchone()[2] == cluster.replica1
+        assert c.execute(BARE_EMBED, ("m",)).fetchone() == (True, cluster.replica2)
+    with admin(t) as a:
+        requests = {r[1]: r[5] for r in a.execute("show ml_models").fetchall()}
+        assert requests.get("m") == 7
+
+
 def test_parameterised_model_key_from_bind(pgcat, cluster, pgml):
     t = start(pgcat, cluster, gpu_replicas=(1, 2))
     with t.connect(prepare_threshold=0) as c:

@@ -1,0 +1,75 @@
+import XCTest
+@testable import MLRouter
+import QueryParser
+
+/// An unqualified pgml call counts when the session's search_path names pgml: the setting's syntax, the SET forms
+/// the parser reports, and the classification with and without pgml on the path.
+final class SearchPathTests: XCTestCase {
+    func testSettingValuesAreSplitAsPostgreSQLSplitsThem() {
+        XCTAssertEqual(SearchPath.schemas(inSetting: "pgml, public"), ["pgml", "public"])
+        XCTAssertEqual(SearchPath.schemas(inSetting: " PGML ,public "), ["pgml", "public"])
+        XCTAssertEqual(SearchPath.schemas(inSetting: "\"$user\", public"), ["$user", "public"])
+        XCTAssertEqual(SearchPath.schemas(inSetting: "\"PGML\""), ["PGML"])
+        XCTAssertEqual(SearchPath.schemas(inSetting: "\"a\"\"b\",c"), ["a\"b", "c"])
+        XCTAssertEqual(SearchPath.schemas(inSetting: ""), [])
+        XCTAssertNil(SearchPath.schemas(inSetting: "a,,b"))
+        XCTAssertNil(SearchPath.schemas(inSetting: "\"open"))
+        XCTAssertNil(SearchPath.schemas(inSetting: "a b"))
+        XCTAssertTrue(SearchPath.includesPGML(SearchPath.schemas(inSetting: "public,pgml")!))
+        XCTAssertFalse(SearchPath.includesPGML(SearchPath.schemas(inSetting: "\"PGML\"")!))  // another schema
+        XCTAssertFalse(SearchPath.includesPGML(SearchPath.schemas(inSetting: "pgml_old, public")!))
+    }
+
+    func testCheapLookFindsTheStatementsThatCanChangeIt() {
+        XCTAssertTrue(SearchPath.mightChange("SET SEARCH_PATH TO pgml"))
+        XCTAssertTrue(SearchPath.mightChange("reset all"))
+        XCTAssertTrue(SearchPath.mightChange("DISCARD ALL"))
+        XCTAssertFalse(SearchPath.mightChange("SELECT embed('m', 'x')"))
+        XCTAssertFalse(SearchPath.mightChange("SET statement_timeout = 5"))
+    }
+
+    private func facts(_ sql: String) -> QueryFacts {
+        guard case .success(let facts) = QueryParser.parse(sql) else {
+            XCTFail("does not parse: \(sql)")
+            return QueryFacts()
+        }
+        return facts
+    }
+
+    func testTheParserReportsSessionChangesOfSearchPath() {
+        XCTAssertEqual(facts("SET search_path TO pgml, \"Public\"").searchPath, .set(["pgml", "Public"]))
+        XCTAssertEqual(facts("set session search_path = public").searchPath, .set(["public"]))
+        XCTAssertEqual(facts("SET search_path = 'pgml, public'").searchPath, .set(["pgml, public"]))  // one schema
+        XCTAssertEqual(facts("SET search_path TO DEFAULT").searchPath, .reset)
+        XCTAssertEqual(facts("RESET search_path").searchPath, .reset)
+        XCTAssertEqual(facts("RESET ALL").searchPath, .reset)
+        XCTAssertEqual(facts("DISCARD ALL").searchPath, .reset)
+        XCTAssertEqual(facts("SET search_path TO public; SET search_path TO pgml").searchPath, .set(["pgml"]))
+        XCTAssertNil(facts("SET LOCAL search_path TO pgml").searchPath)  // one transaction only
+        XCTAssertNil(facts("SET statement_timeout = 5").searchPath)
+        XCTAssertNil(facts("RESET statement_timeout").searchPath)
+        XCTAssertNil(facts("DISCARD PLANS").searchPath)
+    }
+
+    private func classify(_ sql: String, onPath: Bool) -> MLClassification {
+        MLClassifier.classify(text: sql, facts: facts(sql), pgmlOnSearchPath: onPath)
+    }
+
+    func testUnqualifiedCallsArePGMLsOnlyWithPGMLOnThePath() {
+        let embed = "SELECT embed('intfloat/e5-small-v2', 'hello')"
+        XCTAssertEqual(classify(embed, onPath: false).mlClass, .none)
+        XCTAssertEqual(classify(embed, onPath: true).mlClass, .gpuInference)
+        XCTAssertEqual(classify(embed, onPath: true).modelKey, .model("intfloat/e5-small-v2"))
+        XCTAssertEqual(classify("SELECT * FROM transform(task => 'summarization', inputs => ARRAY['x'])", onPath: true).modelKey,
+                       .model("task:summarization"))
+        XCTAssertEqual(classify("SELECT predict('Project A', ARRAY[1.0])", onPath: true).mlClass, .cpuInference)
+        XCTAssertEqual(classify("SELECT * FROM train('p', 'classification', 'pgml.digits', 'target')", onPath: true).mlClass, .write)
+        XCTAssertEqual(classify("WITH q AS (SELECT embed('m', $1) AS v) SELECT * FROM q", onPath: true).modelKey, .model("m"))
+        // pg_catalog comes first on every search_path: its functions, and window or ordered-set calls, stay plain.
+        XCTAssertEqual(classify("SELECT version(), now()", onPath: true).mlClass, .none)
+        XCTAssertEqual(classify("SELECT id, rank() OVER (ORDER BY id) FROM t", onPath: true).mlClass, .none)
+        XCTAssertEqual(classify("SELECT rank(3) WITHIN GROUP (ORDER BY x) FROM t", onPath: true).mlClass, .none)
+        // A qualified call classifies the same either way.
+        XCTAssertEqual(classify("SELECT pgml.embed('m', 'x')", onPath: false).mlClass, .gpuInference)
+    }
+}
