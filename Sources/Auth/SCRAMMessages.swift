@@ -9,15 +9,29 @@ enum SCRAMAttributes {
     /// Splits `a=v,b=w,...` into attributes: each one ASCII letter, `=`, and a value without commas
     /// (commas cannot occur in values: names encode them as `=2C`, and base64 and nonces have none).
     static func parse(_ bytes: ArraySlice<UInt8>, in message: String) -> Result<[SCRAMAttribute], SCRAMError> {
-        guard !bytes.contains(0) else { return .failure(.malformedMessage("\(message) contains a NUL byte")) }
         var attributes: [SCRAMAttribute] = []
-        for part in bytes.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-            guard part.count >= 2, isLetter(part[part.startIndex]), part[part.startIndex + 1] == UInt8(ascii: "=") else {
+        attributes.reserveCapacity(4)
+        // One pass (every login parses two messages): items end at a comma or at the end.
+        var start = bytes.startIndex
+        var index = start
+        while true {
+            let atEnd = index == bytes.endIndex
+            if !atEnd {
+                let byte = bytes[index]
+                if byte == 0 { return .failure(.malformedMessage("\(message) contains a NUL byte")) }
+                if byte != UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+            }
+            guard index - start >= 2, isLetter(bytes[start]), bytes[start + 1] == UInt8(ascii: "=") else {
                 return .failure(.malformedMessage("\(message) has an item that is not attribute=value"))
             }
-            attributes.append(SCRAMAttribute(name: part[part.startIndex], value: part.dropFirst(2)))
+            attributes.append(SCRAMAttribute(name: bytes[start], value: bytes[(start + 2)..<index]))
+            if atEnd { return .success(attributes) }
+            index += 1
+            start = index
         }
-        return .success(attributes)
     }
 
     /// `printable = %x21-2B / %x2D-7E`: visible ASCII except the comma.

@@ -24,8 +24,7 @@ struct StartupSettings: Equatable {
     static let protocolParameters: Set<String> = ["user", "database", "options", "replication"]
 
     init(_ parameters: [(String, String)], trackedNames: Set<String>) throws(StartupOptions.Failure) {
-        var canonical: [String: String] = [:]
-        for name in trackedNames { canonical[name.lowercased()] = name }
+        let canonical = Self.canonicalNames(trackedNames)
         var fromOptions: [(name: String, value: String)] = []
         if let options = parameters.last(where: { $0.0 == "options" })?.1 {
             fromOptions = try StartupOptions.settings(in: options)
@@ -58,15 +57,30 @@ struct StartupSettings: Equatable {
                                       message: "idle_session_timeout cannot be set in transaction mode: the pooler keeps server connections idle between clients")
     }
 
+    /// Lower-case name -> reported spelling. Every login asks: the usual set is mapped once.
+    private static let usualCanonicalNames = (ClientConnection.trackedParameterNames, canonicalMap(ClientConnection.trackedParameterNames))
+
+    private static func canonicalNames(_ trackedNames: Set<String>) -> [String: String] {
+        trackedNames == usualCanonicalNames.0 ? usualCanonicalNames.1 : canonicalMap(trackedNames)
+    }
+
+    private static func canonicalMap(_ names: Set<String>) -> [String: String] {
+        var map: [String: String] = [:]
+        for name in names { map[name.lowercased()] = name }
+        return map
+    }
+
     /// PostgreSQL's setting names: letters, digits, `_` and `$`, with dots between the parts of a custom one.
     static func isValidName(_ name: String) -> Bool {
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        return !name.isEmpty && parts.allSatisfy { part in
-            !part.isEmpty && part.utf8.allSatisfy { byte in
-                (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
-                    || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "$") || byte >= 0x80
-            }
+        var previous = UInt8(ascii: ".")  // a name cannot start with a dot
+        for byte in name.utf8 {
+            let isPart = (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "$") || byte >= 0x80
+            guard isPart || (byte == UInt8(ascii: ".") && previous != UInt8(ascii: ".")) else { return false }
+            previous = byte
         }
+        return previous != UInt8(ascii: ".")  // not empty, and no dot at the end
     }
 
     private static func put(_ setting: SessionSetting, in list: inout [SessionSetting]) {

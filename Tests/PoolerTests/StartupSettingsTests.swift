@@ -40,6 +40,8 @@ final class StartupSettingsTests: XCTestCase {
         }
         XCTAssertThrowsError(try settings([("bad name", "1")]))
         XCTAssertThrowsError(try settings([("a..b", "1")]))
+        for name in [".a", "a.", "", "A", "a-b"] { XCTAssertFalse(StartupSettings.isValidName(name), name) }
+        for name in ["a", "my_ext.setting", "a$1", "x.y.z", "é"] { XCTAssertTrue(StartupSettings.isValidName(name), name) }
         XCTAssertThrowsError(try settings([("options", "-B 10")])) {
             XCTAssertEqual(($0 as? StartupOptions.Failure)?.state, .featureNotSupported)
         }
