@@ -313,6 +313,13 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
             }
             return false
         case .ready(let parameters, let key):
+            if let rest = startupBuffer, Self.wholeNoticesLength(rest) < rest.readableBytes {
+                // More than notices after the first ReadyForQuery (a FATAL as the server shuts down): the
+                // connection goes, as one that receives them idle in the pool does.
+                failStartup("the server sent \(rest.readableBytes) unexpected bytes after its first ReadyForQuery",
+                            context: context)
+                return false
+            }
             self.parameters = parameters
             self.backendKey = key
             stats.stateValue.store(ServerState.idle.rawValue)

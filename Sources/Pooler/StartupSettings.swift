@@ -113,9 +113,26 @@ struct StartupSettings: Equatable {
         return sql
     }
 
-    /// A string constant that reads the same whatever `standard_conforming_strings` is.
+    /// A string constant that reads the same whatever `standard_conforming_strings` and the connection's
+    /// `client_encoding` are: other characters than ASCII are written as `\u` escapes, so the statement is ASCII and
+    /// the server does not read UTF-8 bytes as, say, LATIN1 on a connection whose client uses that encoding.
     static func literal(_ value: String) -> String {
-        "E'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''") + "'"
+        var sql = "E'"
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\\": sql += "\\\\"
+            case "'": sql += "''"
+            case _ where scalar.isASCII: sql.unicodeScalars.append(scalar)
+            case _ where scalar.value <= 0xFFFF: sql += "\\u" + hex(scalar.value, digits: 4)
+            default: sql += "\\U" + hex(scalar.value, digits: 8)
+            }
+        }
+        return sql + "'"
+    }
+
+    private static func hex(_ value: UInt32, digits: Int) -> String {
+        let text = String(value, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, digits - text.count)) + text
     }
 
     /// A setting name as SQL: each dotted part quoted.

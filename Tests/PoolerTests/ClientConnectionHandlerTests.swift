@@ -517,6 +517,36 @@ final class ClientConnectionHandlerTests: XCTestCase {
         assertNextQueryRunsOnASecondConnection(h, a)  // the rest of the cut frame reaches nobody
     }
 
+    /// A new server connection whose first ReadyForQuery comes with more than notices (here the start of a FATAL as
+    /// the server shuts down) is not used: before, the rest of its read was dropped and the connection pooled.
+    func testAServerConnectionWithAFrameAfterItsFirstReadyForQueryIsNotUsed() {
+        var options = Options()
+        options.poolSize = 2
+        let h = PoolerHarness(options)
+        let (a, first) = h.loginFirstClient()
+        h.send(Frontend.query("BEGIN"), to: a)
+        XCTAssertEqual(first.drainOutbound(), Frontend.query("BEGIN"))
+        h.send(concat(Backend.commandComplete("BEGIN"), Backend.ready(.inTransaction)), to: first)
+        _ = a.drainOutbound()
+
+        let b = h.loginClient()
+        h.send(Frontend.query("SELECT 2"), to: b)
+        XCTAssertEqual(h.connector.connects.count, 2, "the first connection is in a transaction: a second opens")
+        let second = h.serverChannels[1]
+        var startup = second.drainOutbound()
+        XCTAssertNotNil(try? StartupPacket.decode(from: &startup))
+        h.send(concat(Backend.authenticationOK(), Backend.backendKeyData(BackendKeyData(processID: 7, secretKey: 7)),
+                      Backend.ready(.idle), cutShutdownFatal), to: second)
+        XCTAssertFalse(second.isActive, "the connection is closed")
+        XCTAssertEqual(second.drainOutbound(), Frontend.terminate(), "and nothing but a Terminate was sent on it")
+        XCTAssertEqual(b.drainOutbound().readableBytes, 0, "the client still waits")
+
+        h.send(Frontend.query("COMMIT"), to: a)
+        XCTAssertEqual(first.drainOutbound(), Frontend.query("COMMIT"))
+        h.send(concat(Backend.commandComplete("COMMIT"), Backend.ready(.idle)), to: first)
+        XCTAssertEqual(first.drainOutbound(), Frontend.query("SELECT 2"), "its query runs on the first connection")
+    }
+
     /// Whole notices after the last ReadyForQuery still go to the client, and the connection back to the pool.
     func testWholeNoticesAfterTheLastReadyForQueryReachTheClientAndTheServerIsKept() {
         let h = PoolerHarness()

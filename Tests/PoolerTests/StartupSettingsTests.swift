@@ -50,6 +50,7 @@ final class StartupSettingsTests: XCTestCase {
 
     func testLiteralsReadTheSameWhateverStandardConformingStringsIs() {
         XCTAssertEqual(StartupSettings.literal(#"it's a\b"#), #"E'it''s a\\b'"#)
+        XCTAssertEqual(StartupSettings.literal("é😀x"), #"E'\u00E9\U0001F600x'"#)  // ASCII whatever the encoding
         XCTAssertEqual(StartupSettings.identifier("my_ext.name"), #""my_ext"."name""#)
     }
 

@@ -46,6 +46,17 @@ def test_options_forms_as_postgres_reads_them(pgcat):
         assert show(conn, "search_path") == "pg_catalog, public"
 
 
+def test_a_value_beyond_ascii_under_another_client_encoding(pgcat):
+    """The value reaches the server as the client meant it when the client's encoding is not UTF-8: the pooler's
+    own statements applying it must not depend on the encoding of the server connection they run on."""
+    t = pgcat(pool_size=1)
+    with t.connect(client_encoding="LATIN1") as first:  # leaves the one server connection in LATIN1
+        assert first.execute("show client_encoding").fetchone()[0] == "LATIN1"
+    with t.connect(options="-c pgcat_it.greeting=h\u00e9llo", client_encoding="LATIN1") as conn:
+        for _ in range(3):
+            assert conn.execute("select current_setting('pgcat_it.greeting')").fetchone()[0] == "h\u00e9llo"
+
+
 def test_reported_parameter_from_options_is_reported_at_login(pgcat):
     t = pgcat()
     with t.connect(options="-c TimeZone=Asia/Tokyo -c application_name=from_options") as conn:
