@@ -21,7 +21,7 @@ import pytest
 
 from support import (
     DIRECT, HOST, PGCAT_BIN, START_TIMEOUT, Cluster, Primary, Target, build_config, cluster_from_env, free_port,
-    pgbench, stop_process, to_yaml, wait_for_port,
+    pgbench, stop_process, to_yaml, wait_for_port, wait_on_replicas,
 )
 
 TARGETS_KEY = pytest.StashKey[list]()
@@ -182,11 +182,5 @@ def pgml(cluster):
         su.execute("drop table if exists it_train_data; create table it_train_data (x real, y real); "
                    "insert into it_train_data select g, g * 2 from generate_series(1, 50) g; "
                    "grant all on it_train_data to public")
-    for port in cluster.replicas:  # replication is asynchronous
-        with psycopg.connect(host=HOST, port=port, user="postgres", password="postgres", dbname="app",
-                             autocommit=True) as standby:
-            deadline = time.monotonic() + 20
-            while standby.execute("select to_regclass('it_train_data') is null").fetchone()[0]:
-                assert time.monotonic() < deadline, "the stub did not reach the replicas"
-                time.sleep(0.1)
+    wait_on_replicas(cluster, "select to_regclass('it_train_data') is not null", "the stub")
     return True

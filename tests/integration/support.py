@@ -260,6 +260,13 @@ def _quote(v) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def wait_on_replicas(cluster: Cluster, present_sql: str, what: str, timeout: float = 20) -> None:
+    """Replication is asynchronous: waits until `present_sql` (one boolean) is true on every replica."""
+    for port in cluster.replicas:
+        with superuser(port) as standby:
+            assert wait_for(lambda: standby.execute(present_sql).fetchone()[0], timeout), f"{what} did not reach {port}"
+
+
 def wait_for(predicate, timeout: float = 8.0, interval: float = 0.05):
     """Calls `predicate` until it returns something truthy or `timeout` passes; returns its last value."""
     deadline = time.monotonic() + timeout

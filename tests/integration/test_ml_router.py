@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from support import HOST
+from support import HOST, wait_on_replicas
 from test_failover import FAST, cluster_dir, cluster_script, pg_ctl
 
 pytestmark = pytest.mark.pooler_only
@@ -110,13 +110,7 @@ def test_unqualified_calls_follow_the_search_path(pgcat, cluster, pgml):
                          autocommit=True) as su:
         su.execute("create or replace function public.embed(text, text) returns text language sql "
                    "as $$ select 'public' $$")
-    for port in cluster.replicas:
-        with psycopg.connect(host=HOST, port=port, user="postgres", password="postgres", dbname="app",
-                             autocommit=True) as standby:
-            deadline = time.monotonic() + 20
-            while standby.execute("select to_regprocedure('public.embed(text, text)') is null").fetchone()[0]:
-                assert time.monotonic() < deadline, "public.embed did not reach the replicas"
-                time.sleep(0.1)
+    wait_on_replicas(cluster, "select to_regprocedure('public.embed(text, text)') is not null", "public.embed")
     t = start(pgcat, cluster)
     with t.connect() as c:  # the server's search_path: "$user", public
         assert {c.execute(BARE_EMBED, ("m",)).fetchone()[1] for _ in range(5)} == {cluster.replica1}
