@@ -70,11 +70,16 @@ public enum MLClassifier {
     }
 
     /// Classifies a statement from its text (for the hint) and the parser's facts. `pgmlOnSearchPath`: the
-    /// session's `search_path` names `pgml`, so `embed(...)` without a schema is `pgml.embed(...)`.
+    /// `search_path` names `pgml` as the text starts, so `embed(...)` without a schema is `pgml.embed(...)`; a SET
+    /// of search_path in the text counts for the statements after it.
     public static func classify(text: String, facts: QueryFacts, pgmlOnSearchPath: Bool = false) -> MLClassification {
         var result = MLClassification.none
         var decisive: FunctionCall?
-        let calls = pgmlOnSearchPath ? facts.pgmlCalls + facts.unqualifiedPGMLCalls : facts.pgmlCalls
+        var calls = facts.pgmlCalls
+        for call in facts.unqualifiedPGMLCalls
+        where SearchPath.includesPGML(at: call.statement, startingWith: pgmlOnSearchPath, changes: facts.searchPathChanges) {
+            calls.append(call)
+        }
         for call in calls {
             let base = call.baseName
             let callClass: MLClass

@@ -1,12 +1,14 @@
 /// The schemas of a `search_path` value, read as PostgreSQL reads a list setting (`SplitIdentifierString`), so the
 /// ML router knows whether an unqualified `embed(...)` is pgml's. Pure.
+import QueryParser
+
 public enum SearchPath {
     /// `pgml, "Public"` -> `["pgml", "Public"]`: comma-separated; white space around an element is dropped; a
     /// double-quoted element keeps its case (`""` is a quote), others are lower-cased. Nil when malformed.
     public static func schemas(inSetting value: String) -> [String]? {
         var schemas: [String] = []
         var characters = Array(value.unicodeScalars)[...]
-        func skipSpace() { while let first = characters.first, first.properties.isWhitespace { characters.removeFirst() } }
+        func skipSpace() { while let first = characters.first, isSpace(first) { characters.removeFirst() } }
         skipSpace()
         if characters.isEmpty { return [] }
         while true {
@@ -23,7 +25,7 @@ public enum SearchPath {
                 }
                 if name.isEmpty { return nil }
             } else {
-                while let next = characters.first, next != ",", !next.properties.isWhitespace {
+                while let next = characters.first, next != ",", !isSpace(next) {
                     name.unicodeScalars.append(next)
                     characters.removeFirst()
                 }
@@ -38,18 +40,47 @@ public enum SearchPath {
         }
     }
 
-    /// Whether a search_path with these schemas finds pgml's functions by their bare names.
+    /// PostgreSQL's `scanner_isspace`: ASCII white space only.
+    private static func isSpace(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar {
+        case " ", "\t", "\n", "\r", "\u{0B}", "\u{0C}": return true
+        default: return false
+        }
+    }
+
+    /// Whether a search_path with these schemas finds pgml's functions by their bare names. (`"$user"` is not
+    /// followed: a role named pgml would find them through it.)
     public static func includesPGML(_ schemas: [String]) -> Bool {
         schemas.contains("pgml")
+    }
+
+    /// Whether pgml is on the search_path at statement `statement` of a text: as the text started, changed by the
+    /// text's earlier statements. A reset goes back to the server connection's default, which the pooler does not
+    /// know (the client's login value was applied with `set_config`, which RESET does not return to): not pgml.
+    public static func includesPGML(at statement: Int, startingWith initial: Bool,
+                                    changes: [QueryFacts.SearchPathStep]) -> Bool {
+        var onPath = initial
+        for step in changes where step.statement < statement { onPath = includesPGML(after: step.change) }
+        return onPath
+    }
+
+    /// Whether pgml is on the search_path after `change`.
+    public static func includesPGML(after change: QueryFacts.SearchPathChange) -> Bool {
+        switch change {
+        case .set(let schemas): return includesPGML(schemas)
+        case .reset: return false
+        }
     }
 }
 
 extension SearchPath {
-    /// Cheap first look (no allocation): could the text change search_path (`search_path`, `RESET`, `DISCARD`)?
+    /// Cheap first look (no allocation): could the text change search_path (`search_path`, `SET SCHEMA`, `RESET`,
+    /// `DISCARD`)?
     public static func mightChange(_ text: String) -> Bool {
         var text = text
         return text.withUTF8 { bytes in
-            contains(bytes, "search_path") || contains(bytes, "reset") || contains(bytes, "discard")
+            contains(bytes, "search_path") || contains(bytes, "schema") || contains(bytes, "reset")
+                || contains(bytes, "discard")
         }
     }
 

@@ -222,7 +222,7 @@ extension ClientConnection {
         if !(sessionSettings.isEmpty && server.appliedSettings.isEmpty),
            !server.appliedSettingsKnown || server.appliedSettings != sessionSettings {
             statements = StartupSettings.replay(from: server.appliedSettings, known: server.appliedSettingsKnown,
-                                                to: sessionSettings)
+                                                to: sessionSettings, escapingNonASCII: server.needsASCIILiterals)
             server.appliedSettings = sessionSettings  // (a refusal discards the connection)
             server.appliedSettingsKnown = true
         }
@@ -235,7 +235,7 @@ extension ClientConnection {
             var differs = false
             for (name, value) in trackedParameters where server.parameters[name] != value {
                 differs = true
-                statements += "SET \(name) TO \(StartupSettings.literal(value));"
+                statements += "SET \(name) TO \(StartupSettings.literal(value, escapingNonASCII: server.needsASCIILiterals));"
             }
             if !differs { server.matchedFingerprint = mine }
         }

@@ -31,7 +31,8 @@ extension ClientConnection {
     /// with the model key resolved from Bind parameters; nil when ML routing is off or nothing involves pgml.
     func mlClassification(for buffer: ByteBuffer) -> (MLClassification, model: String?)? {
         guard let pool, pool.mlEnabled else { return nil }
-        // A new transaction: a SET search_path of an earlier one was undone with its server connection's reset.
+        // A new transaction: a SET search_path of an earlier one was undone with its server connection's reset
+        // (`cleanup_server_connections`), and the login's settings are applied again.
         pgmlOnSearchPath = pgmlOnLoginSearchPath
         var best: MLClassification?
         var pendingParameterKey = false
@@ -132,8 +133,8 @@ extension ClientConnection {
     }
 
     private func classify(_ text: String) -> MLClassification? {
-        noteSearchPathChange(text)  // `SET search_path TO pgml; SELECT embed(...)` in one Query
-        let onPath = pgmlOnSearchPath
+        let onPath = pgmlOnSearchPath  // as the text starts; its own SETs count inside it (MLClassifier)
+        defer { noteSearchPathChange(text) }  // for the texts after it
         // With pgml on the search_path a call needs no `pgml` in its text: every statement is parsed (cached).
         guard onPath || MLClassifier.mightInvolvePGML(text) else { return nil }
         let key = MLClassificationKey(text: text, pgmlOnSearchPath: onPath)
@@ -148,14 +149,12 @@ extension ClientConnection {
     }
 
     /// Follows the client's own changes of `search_path` within a transaction (ML routing only), as sent: a SET
-    /// that fails still counts, and `SET LOCAL` does not (it lasts as long as the transaction anyway).
+    /// that fails still counts. A RESET goes back to the server connection's default, not the login's value
+    /// (`SearchPath.includesPGML(after:)`).
     private func noteSearchPathChange(_ text: String) {
         guard SearchPath.mightChange(text), case .success(let facts) = runtime.queryParser.facts(text),
               let change = facts.searchPath else { return }
-        switch change {
-        case .set(let schemas): pgmlOnSearchPath = SearchPath.includesPGML(schemas)
-        case .reset: pgmlOnSearchPath = pgmlOnLoginSearchPath
-        }
+        pgmlOnSearchPath = SearchPath.includesPGML(after: change)
     }
 
     /// Leases a server for the statements at the front of `buffer` when they involve pgml; nil when they do not

@@ -10,7 +10,8 @@ extension ClientConnection {
         guard let pool else { return }
         let settings = settingsToCheck
         // (ServerProbe resets another client's login settings first: the check sees what a fresh session would.)
-        ServerProbe.run(StartupSettings.checkQuery(settings), on: server, timeout: .seconds(10))
+        let query = StartupSettings.checkQuery(settings, escapingNonASCII: server.needsASCIILiterals)
+        ServerProbe.run(query, on: server, timeout: .seconds(10))
             .hop(to: eventLoop).whenComplete { [self] result in
                 let stillLoggingIn: Bool
                 if case .awaitingParameters = phase { stillLoggingIn = true } else { stillLoggingIn = false }

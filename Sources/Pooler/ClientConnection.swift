@@ -63,7 +63,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var settingsToCheck: [SessionSetting] = []
     /// The `search_path` names `pgml` (ML routing only): the login's `search_path` at each transaction's start, then
     /// as the transaction's own SET / RESET / DISCARD ALL change it (in transaction mode a SET does not outlive its
-    /// transaction: the server connection is reset after it).
+    /// transaction: the server connection is reset after it, unless `cleanup_server_connections` is off).
     var pgmlOnSearchPath = false
     var pgmlOnLoginSearchPath = false
     var pool: ConnectionPool?

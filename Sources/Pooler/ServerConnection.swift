@@ -144,6 +144,14 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     /// Set once at startup.
     /// The server's current reported parameters (startup, then ParameterStatus while leased).
     public internal(set) var parameters: [String: String] = [:] { didSet { matchedFingerprint = nil } }
+    /// The server reads this connection's statements in an encoding that is neither UTF-8 nor SQL_ASCII (a LATIN1
+    /// client's replay set it): the pooler's own literals must spell other characters than ASCII as escapes.
+    var needsASCIILiterals: Bool {
+        guard let encoding = parameters["client_encoding"]?.uppercased().filter({ $0 != "_" && $0 != "-" }) else {
+            return false
+        }
+        return encoding != "UTF8" && encoding != "UNICODE" && encoding != "SQLASCII"
+    }
     /// The `ParameterFingerprint` of the last client parameters found to need no replay here (nil once
     /// `parameters` changes).
     var matchedFingerprint: Int?

@@ -94,35 +94,42 @@ struct StartupSettings: Equatable {
     // MARK: SQL
 
     /// The statement that checks `settings` at login: each is set for that statement only, so nothing stays behind.
-    static func checkQuery(_ settings: [SessionSetting]) -> String {
-        "SELECT " + settings.map { "pg_catalog.set_config(\(literal($0.name)), \(literal($0.value)), true)" }
-            .joined(separator: ", ")
+    /// `escapingNonASCII`: see `literal`.
+    static func checkQuery(_ settings: [SessionSetting], escapingNonASCII: Bool = false) -> String {
+        "SELECT " + settings.map {
+            "pg_catalog.set_config(\(literal($0.name, escapingNonASCII: escapingNonASCII)), "
+                + "\(literal($0.value, escapingNonASCII: escapingNonASCII)), true)"
+        }.joined(separator: ", ")
     }
 
     /// Statements that turn a server connection holding `applied` into one holding `wanted`: RESET for what only the
     /// previous client had, `set_config` for what differs (for all of `wanted` when the values applied are not
     /// `known`). Empty when nothing differs.
-    static func replay(from applied: [SessionSetting], known: Bool = true, to wanted: [SessionSetting]) -> String {
+    static func replay(from applied: [SessionSetting], known: Bool = true, to wanted: [SessionSetting],
+                       escapingNonASCII: Bool = false) -> String {
         var sql = ""
         for setting in applied where !wanted.contains(where: { $0.name == setting.name }) {
             sql += "RESET \(identifier(setting.name));"
         }
         for setting in wanted where !known || !applied.contains(setting) {
-            sql += "SELECT pg_catalog.set_config(\(literal(setting.name)), \(literal(setting.value)), false);"
+            sql += "SELECT pg_catalog.set_config(\(literal(setting.name, escapingNonASCII: escapingNonASCII)), "
+                + "\(literal(setting.value, escapingNonASCII: escapingNonASCII)), false);"
         }
         return sql
     }
 
-    /// A string constant that reads the same whatever `standard_conforming_strings` and the connection's
-    /// `client_encoding` are: other characters than ASCII are written as `\u` escapes, so the statement is ASCII and
-    /// the server does not read UTF-8 bytes as, say, LATIN1 on a connection whose client uses that encoding.
-    static func literal(_ value: String) -> String {
+    /// A string constant that reads the same whatever `standard_conforming_strings` is. The statement goes out as
+    /// UTF-8; `escapingNonASCII` (for a server connection whose `client_encoding` is neither UTF8 nor SQL_ASCII, as
+    /// a LATIN1 client leaves it) writes other characters than ASCII as `\u` escapes instead, which the server
+    /// reads as those characters whatever the encoding (raw UTF-8 bytes it would read as LATIN1). Not always:
+    /// a SQL_ASCII database refuses such escapes.
+    static func literal(_ value: String, escapingNonASCII: Bool = false) -> String {
         var sql = "E'"
         for scalar in value.unicodeScalars {
             switch scalar {
             case "\\": sql += "\\\\"
             case "'": sql += "''"
-            case _ where scalar.isASCII: sql.unicodeScalars.append(scalar)
+            case _ where scalar.isASCII || !escapingNonASCII: sql.unicodeScalars.append(scalar)
             case _ where scalar.value <= 0xFFFF: sql += "\\u" + hex(scalar.value, digits: 4)
             default: sql += "\\U" + hex(scalar.value, digits: 8)
             }

@@ -15,6 +15,8 @@ public struct FunctionCall: Equatable, Sendable {
     public var arguments: [Argument]
     /// Named arguments (`task => ...`), by lower-case name.
     public var named: [String: Argument]
+    /// The index of its statement in the text (`QueryFacts.statementKinds`).
+    public var statement = 0
 
     /// The function name without its schema.
     public var baseName: Substring {

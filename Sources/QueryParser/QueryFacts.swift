@@ -28,11 +28,14 @@ public struct QueryFacts: Equatable, Sendable {
     public var aliases: [String: String] = [:]
     /// Calls of `pgml.*` functions with their arguments (for the ML router), in the order found.
     public var pgmlCalls: [FunctionCall] = []
-    /// Calls of pgml's functions without a schema (`embed(...)`), which are pgml's when the session's
-    /// `search_path` has `pgml` (the ML router decides). Window calls (`rank() OVER ...`) are not among them.
+    /// Calls of pgml's functions without a schema (`embed(...)`), which are pgml's when the `search_path` in force
+    /// at their statement has `pgml` (the ML router decides). Window and ordered-set calls (`rank() OVER ...`) are
+    /// not among them.
     public var unqualifiedPGMLCalls: [FunctionCall] = []
-    /// The text changes the session's `search_path` (the last change if several).
-    public var searchPath: SearchPathChange?
+    /// Changes of `search_path` in the text, in order, each with the index of its statement (`statementKinds`).
+    public var searchPathChanges: [SearchPathStep] = []
+    /// The text's last change of `search_path`, if any.
+    public var searchPath: SearchPathChange? { searchPathChanges.last?.change }
     /// Tables named anywhere, schema-qualified as written (`public.users`, `users`).
     public var tables: [String] = []
     /// The (last) transaction control statement in the text.
@@ -46,17 +49,28 @@ public struct QueryFacts: Equatable, Sendable {
 
     public init() {}
 
-    /// A statement that sets the session's `search_path`.
+    /// A statement that sets `search_path`.
     public enum SearchPathChange: Equatable, Sendable {
-        /// `SET [SESSION] search_path TO a, b`: the schemas as the server takes them (each value is one schema,
-        /// case kept; `'a, b'` is one schema named `a, b`, as in PostgreSQL).
+        /// `SET [SESSION | LOCAL] search_path TO a, b`, `SET SCHEMA 'a'`: the schemas as the server takes them
+        /// (each value is one schema, case kept; `'a, b'` is one schema named `a, b`, as in PostgreSQL).
         case set([String])
-        /// `SET search_path TO DEFAULT`, `RESET search_path`, `RESET ALL`, `DISCARD ALL`: back to the session's
-        /// starting value. (`SET LOCAL` lasts one transaction and is not a change of the session.)
+        /// `SET search_path TO DEFAULT`, `RESET search_path`, `RESET ALL`, `DISCARD ALL`: back to the default.
         case reset
     }
 
-    /// pgml's functions whose names mean nothing else in pg_catalog, so an unqualified call can be pgml's.
+    /// One change of `search_path` and the index of its statement.
+    public struct SearchPathStep: Equatable, Sendable {
+        public var statement: Int
+        public var change: SearchPathChange
+
+        public init(statement: Int, change: SearchPathChange) {
+            self.statement = statement
+            self.change = change
+        }
+    }
+
+    /// pgml's functions that an unqualified call can mean: pg_catalog has none of these names but `rank`, whose
+    /// window and ordered-set forms the walk leaves out.
     static let pgmlFunctionNames: Set<String> = [
         "embed", "transform", "transform_stream", "rank", "generate", "predict", "predict_proba", "predict_joint",
         "predict_batch", "decompose", "train", "train_joint", "tune", "deploy", "snapshot", "load_dataset",
@@ -141,15 +155,23 @@ extension QueryFacts {
                     inner.walk(node, cteNames: &innerCTEs)
                     functions += inner.functions
                     pgmlCalls += inner.pgmlCalls
-                    unqualifiedPGMLCalls += inner.unqualifiedPGMLCalls
+                    unqualifiedPGMLCalls += inner.unqualifiedPGMLCalls.map { call in
+                        var call = call
+                        call.statement = statementKinds.count - 1
+                        return call
+                    }
                     continue
                 }
             case "PrepareStmt":
                 continue  // PREPARE runs nothing; its EXECUTE is not a read we can see
             case "VariableSetStmt":
-                if let change = Self.searchPathChange(node) { searchPath = change }
+                if let change = Self.searchPathChange(node) {
+                    searchPathChanges.append(SearchPathStep(statement: statementKinds.count - 1, change: change))
+                }
             case "DiscardStmt":
-                if node["target"]?.stringValue == "DISCARD_ALL" { searchPath = .reset }
+                if node["target"]?.stringValue == "DISCARD_ALL" {
+                    searchPathChanges.append(SearchPathStep(statement: statementKinds.count - 1, change: .reset))
+                }
             default:
                 break
             }
@@ -195,7 +217,8 @@ extension QueryFacts {
                         if name.hasPrefix("pgml."), let call = FunctionCall(funcCall: value, name: name) {
                             pgmlCalls.append(call)
                         } else if Self.pgmlFunctionNames.contains(name), value["over"] == nil,
-                                  value["agg_within_group"] == nil, let call = FunctionCall(funcCall: value, name: name) {
+                                  value["agg_within_group"] == nil, var call = FunctionCall(funcCall: value, name: name) {
+                            call.statement = statementKinds.count - 1
                             unqualifiedPGMLCalls.append(call)
                         }
                         let bare = name.hasPrefix("pg_catalog.") ? String(name.dropFirst("pg_catalog.".count)) : name
@@ -256,7 +279,6 @@ extension QueryFacts {
         let kind = node["kind"]?.stringValue
         if kind == "VAR_RESET_ALL" { return .reset }
         guard node["name"]?.stringValue?.lowercased() == "search_path" else { return nil }
-        if case .bool(true)? = node["is_local"] { return nil }
         switch kind {
         case "VAR_SET_DEFAULT", "VAR_RESET":
             return .reset

@@ -15,6 +15,7 @@ final class SearchPathTests: XCTestCase {
         XCTAssertNil(SearchPath.schemas(inSetting: "a,,b"))
         XCTAssertNil(SearchPath.schemas(inSetting: "\"open"))
         XCTAssertNil(SearchPath.schemas(inSetting: "a b"))
+        XCTAssertEqual(SearchPath.schemas(inSetting: "pgml\u{A0}"), ["pgml\u{A0}"])  // only ASCII space separates
         XCTAssertTrue(SearchPath.includesPGML(SearchPath.schemas(inSetting: "public,pgml")!))
         XCTAssertFalse(SearchPath.includesPGML(SearchPath.schemas(inSetting: "\"PGML\"")!))  // another schema
         XCTAssertFalse(SearchPath.includesPGML(SearchPath.schemas(inSetting: "pgml_old, public")!))
@@ -24,6 +25,7 @@ final class SearchPathTests: XCTestCase {
         XCTAssertTrue(SearchPath.mightChange("SET SEARCH_PATH TO pgml"))
         XCTAssertTrue(SearchPath.mightChange("reset all"))
         XCTAssertTrue(SearchPath.mightChange("DISCARD ALL"))
+        XCTAssertTrue(SearchPath.mightChange("SET SESSION SCHEMA 'pgml'"))  // pgjdbc's setSchema
         XCTAssertFalse(SearchPath.mightChange("SELECT embed('m', 'x')"))
         XCTAssertFalse(SearchPath.mightChange("SET statement_timeout = 5"))
     }
@@ -45,7 +47,9 @@ final class SearchPathTests: XCTestCase {
         XCTAssertEqual(facts("RESET ALL").searchPath, .reset)
         XCTAssertEqual(facts("DISCARD ALL").searchPath, .reset)
         XCTAssertEqual(facts("SET search_path TO public; SET search_path TO pgml").searchPath, .set(["pgml"]))
-        XCTAssertNil(facts("SET LOCAL search_path TO pgml").searchPath)  // one transaction only
+        XCTAssertEqual(facts("SET LOCAL search_path TO pgml").searchPath, .set(["pgml"]))
+        XCTAssertEqual(facts("SET SCHEMA 'pgml'").searchPath, .set(["pgml"]))
+        XCTAssertEqual(facts("SELECT 1; RESET ALL").searchPathChanges, [QueryFacts.SearchPathStep(statement: 1, change: .reset)])
         XCTAssertNil(facts("SET statement_timeout = 5").searchPath)
         XCTAssertNil(facts("RESET statement_timeout").searchPath)
         XCTAssertNil(facts("DISCARD PLANS").searchPath)
@@ -69,6 +73,15 @@ final class SearchPathTests: XCTestCase {
         XCTAssertEqual(classify("SELECT version(), now()", onPath: true).mlClass, .none)
         XCTAssertEqual(classify("SELECT id, rank() OVER (ORDER BY id) FROM t", onPath: true).mlClass, .none)
         XCTAssertEqual(classify("SELECT rank(3) WITHIN GROUP (ORDER BY x) FROM t", onPath: true).mlClass, .none)
+        // A change of search_path in the text counts for the statements after it, not before.
+        XCTAssertEqual(classify("SET search_path TO pgml, public; SELECT embed('m', 'x')", onPath: false).mlClass, .gpuInference)
+        XCTAssertEqual(classify("SELECT embed('m', 'x'); SET search_path TO pgml", onPath: false).mlClass, .none)
+        XCTAssertEqual(classify("SELECT embed('m', 'x'); SET search_path TO public", onPath: true).mlClass, .gpuInference)
+        XCTAssertEqual(classify("SET search_path TO public; SELECT embed('m', 'x')", onPath: true).mlClass, .none)
+        // A reset goes back to the server connection's default, which the pooler does not know: not pgml.
+        XCTAssertEqual(classify("RESET search_path; SELECT embed('m', 'x')", onPath: true).mlClass, .none)
+        XCTAssertEqual(classify("DISCARD ALL; SELECT embed('m', 'x')", onPath: true).mlClass, .none)
+        XCTAssertFalse(SearchPath.includesPGML(after: .reset))
         // A qualified call classifies the same either way.
         XCTAssertEqual(classify("SELECT pgml.embed('m', 'x')", onPath: false).mlClass, .gpuInference)
     }

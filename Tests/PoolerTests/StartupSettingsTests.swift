@@ -50,7 +50,9 @@ final class StartupSettingsTests: XCTestCase {
 
     func testLiteralsReadTheSameWhateverStandardConformingStringsIs() {
         XCTAssertEqual(StartupSettings.literal(#"it's a\b"#), #"E'it''s a\\b'"#)
-        XCTAssertEqual(StartupSettings.literal("é😀x"), #"E'\u00E9\U0001F600x'"#)  // ASCII whatever the encoding
+        XCTAssertEqual(StartupSettings.literal("é😀x"), "E'é😀x'")  // UTF-8, as the statement goes out
+        // For a server connection reading another encoding: escapes the server reads as these characters
+        XCTAssertEqual(StartupSettings.literal("é😀x", escapingNonASCII: true), #"E'\u00E9\U0001F600x'"#)
         XCTAssertEqual(StartupSettings.identifier("my_ext.name"), #""my_ext"."name""#)
     }
 

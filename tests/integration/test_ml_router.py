@@ -120,9 +120,21 @@ def test_unqualified_calls_follow_the_search_path(pgcat, cluster, pgml):
         assert row[1] == cluster.replica2 and row[0] != "public"
         # A SET does not outlive its transaction in transaction mode (its server connection is reset).
         assert c.execute("select embed('m', 'hello')::text, inet_server_port()").fetchone() == ("public", cluster.replica1)
+        # SET LOCAL counts for the rest of its transaction
+        cur = c.execute("begin read only; set local search_path to pgml, public; "
+                        "select embed('m', 'hello')::text, inet_server_port()")
+        cur.nextset()
+        cur.nextset()
+        row = cur.fetchone()
+        assert row[1] == cluster.replica2 and row[0] != "public"
+        c.execute("commit")
     with t.connect(options="-c search_path=pgml,public") as c:
         assert {c.execute(BARE_EMBED, ("m",)).fetchone()[1] for _ in range(5)} == {cluster.replica2}
         cur = c.execute("set search_path to public; select embed('m', 'hello')::text, inet_server_port()")
+        cur.nextset()
+        assert cur.fetchone() == ("public", cluster.replica1)
+        # RESET goes back to the server's default ("$user", public), not to the login's value
+        cur = c.execute("reset search_path; select embed('m', 'hello')::text, inet_server_port()")
         cur.nextset()
         assert cur.fetchone() == ("public", cluster.replica1)
         # pg_catalog's functions and window calls stay ordinary reads
@@ -130,7 +142,7 @@ def test_unqualified_calls_follow_the_search_path(pgcat, cluster, pgml):
         assert c.execute(BARE_EMBED, ("m",)).fetchone() == (True, cluster.replica2)
     with admin(t) as a:
         requests = {r[1]: r[5] for r in a.execute("show ml_models").fetchall()}
-        assert requests.get("m") == 7
+        assert requests.get("m") == 8
 
 
 def test_parameterised_model_key_from_bind(pgcat, cluster, pgml):
