@@ -145,9 +145,13 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     /// The server's current reported parameters (startup, then ParameterStatus while leased).
     public internal(set) var parameters: [String: String] = [:] { didSet { matchedFingerprint = nil } }
     /// The server reads this connection's statements in an encoding that is neither UTF-8 nor SQL_ASCII (a LATIN1
-    /// client's replay set it): the pooler's own literals must spell other characters than ASCII as escapes.
+    /// client's replay set it) and converts them: the pooler's own literals must spell other characters than ASCII
+    /// as escapes. Not on a SQL_ASCII database, which converts nothing and refuses such escapes.
     var needsASCIILiterals: Bool {
-        guard let encoding = parameters["client_encoding"]?.uppercased().filter({ $0 != "_" && $0 != "-" }) else {
+        func normalized(_ name: String) -> String? {
+            parameters[name]?.uppercased().filter { $0 != "_" && $0 != "-" }
+        }
+        guard let encoding = normalized("client_encoding"), normalized("server_encoding") != "SQLASCII" else {
             return false
         }
         return encoding != "UTF8" && encoding != "UNICODE" && encoding != "SQLASCII"

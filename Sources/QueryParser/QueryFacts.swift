@@ -151,15 +151,12 @@ extension QueryFacts {
                     // EXPLAIN without ANALYZE writes nothing, but the planner folds immutable calls with constant
                     // arguments (pgml's inference functions), so the calls it names still count.
                     var inner = QueryFacts()
+                    inner.statementKinds = statementKinds  // the calls' statement index is this statement's
                     var innerCTEs: Set<String> = []
                     inner.walk(node, cteNames: &innerCTEs)
                     functions += inner.functions
                     pgmlCalls += inner.pgmlCalls
-                    unqualifiedPGMLCalls += inner.unqualifiedPGMLCalls.map { call in
-                        var call = call
-                        call.statement = statementKinds.count - 1
-                        return call
-                    }
+                    unqualifiedPGMLCalls += inner.unqualifiedPGMLCalls
                     continue
                 }
             case "PrepareStmt":
@@ -214,7 +211,8 @@ extension QueryFacts {
                         .map { $0.lowercased() }.joined(separator: ".") ?? ""
                     if !name.isEmpty {
                         functions.append(name)
-                        if name.hasPrefix("pgml."), let call = FunctionCall(funcCall: value, name: name) {
+                        if name.hasPrefix("pgml."), var call = FunctionCall(funcCall: value, name: name) {
+                            call.statement = statementKinds.count - 1
                             pgmlCalls.append(call)
                         } else if Self.pgmlFunctionNames.contains(name), value["over"] == nil,
                                   value["agg_within_group"] == nil, var call = FunctionCall(funcCall: value, name: name) {

@@ -78,6 +78,7 @@ final class SearchPathTests: XCTestCase {
         XCTAssertEqual(classify("SELECT embed('m', 'x'); SET search_path TO pgml", onPath: false).mlClass, .none)
         XCTAssertEqual(classify("SELECT embed('m', 'x'); SET search_path TO public", onPath: true).mlClass, .gpuInference)
         XCTAssertEqual(classify("SET search_path TO public; SELECT embed('m', 'x')", onPath: true).mlClass, .none)
+        XCTAssertEqual(classify("SET search_path TO pgml; EXPLAIN SELECT embed('m', 'x')", onPath: false).mlClass, .gpuInference)
         // A reset goes back to the server connection's default, which the pooler does not know: not pgml.
         XCTAssertEqual(classify("RESET search_path; SELECT embed('m', 'x')", onPath: true).mlClass, .none)
         XCTAssertEqual(classify("DISCARD ALL; SELECT embed('m', 'x')", onPath: true).mlClass, .none)
