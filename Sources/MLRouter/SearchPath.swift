@@ -60,39 +60,12 @@ public enum SearchPath {
     public static func includesPGML(at statement: Int, startingWith initial: Bool,
                                     changes: [QueryFacts.SearchPathStep]) -> Bool {
         var onPath = initial
-        for step in changes where step.statement < statement { onPath = includesPGML(after: step.change) }
+        for step in changes where step.statement < statement {
+            switch step.change {
+            case .set(let schemas): onPath = includesPGML(schemas)
+            case .reset: onPath = false
+            }
+        }
         return onPath
-    }
-
-    /// Whether pgml is on the search_path after `change`.
-    public static func includesPGML(after change: QueryFacts.SearchPathChange) -> Bool {
-        switch change {
-        case .set(let schemas): return includesPGML(schemas)
-        case .reset: return false
-        }
-    }
-}
-
-extension SearchPath {
-    /// Cheap first look (no allocation): could the text change search_path (`search_path`, `SET SCHEMA`, `RESET`,
-    /// `DISCARD`)?
-    public static func mightChange(_ text: String) -> Bool {
-        var text = text
-        return text.withUTF8 { bytes in
-            contains(bytes, "search_path") || contains(bytes, "schema") || contains(bytes, "reset")
-                || contains(bytes, "discard")
-        }
-    }
-
-    /// Whether `bytes` contain `word` (lower-case ASCII letters and `_`), ignoring ASCII case.
-    private static func contains(_ bytes: UnsafeBufferPointer<UInt8>, _ word: StaticString) -> Bool {
-        let count = word.utf8CodeUnitCount
-        guard bytes.count >= count else { return false }
-        let pattern = UnsafeBufferPointer(start: word.utf8Start, count: count)
-        outer: for start in 0...(bytes.count - count) {
-            for offset in 0..<count where bytes[start + offset] | 0x20 != pattern[offset] | 0x20 { continue outer }
-            return true
-        }
-        return false
     }
 }

@@ -232,12 +232,12 @@ extension ClientConnection {
         let mine = trackedFingerprint ?? ParameterFingerprint.of(trackedParameters)
         trackedFingerprint = mine
         if server.matchedFingerprint != mine {
-            var differs = false
-            for (name, value) in trackedParameters where server.parameters[name] != value {
-                differs = true
-                statements += "SET \(name) TO \(StartupSettings.literal(value, escapingNonASCII: server.needsASCIILiterals));"
+            let differing = trackedParameters.filter { server.parameters[$0.key] != $0.value }
+            let escaping = !differing.isEmpty && server.needsASCIILiterals
+            for (name, value) in differing {
+                statements += "SET \(name) TO \(StartupSettings.literal(value, escapingNonASCII: escaping));"
             }
-            if !differs { server.matchedFingerprint = mine }
+            if differing.isEmpty { server.matchedFingerprint = mine }
         }
         guard !statements.isEmpty else { return nil }
         var buffer = allocate(statements.utf8.count + 8)

@@ -132,29 +132,30 @@ extension ClientConnection {
         }
     }
 
+    /// Classifies `text` under the search_path as it starts, and follows the text's own changes of search_path for
+    /// the texts after it (a SET that fails still counts). Without pgml on the path, a text that could put it
+    /// there names `pgml`, so the cheap look skips no such change.
     private func classify(_ text: String) -> MLClassification? {
-        let onPath = pgmlOnSearchPath  // as the text starts; its own SETs count inside it (MLClassifier)
-        defer { noteSearchPathChange(text) }  // for the texts after it
+        let onPath = pgmlOnSearchPath
         // With pgml on the search_path a call needs no `pgml` in its text: every statement is parsed (cached).
         guard onPath || MLClassifier.mightInvolvePGML(text) else { return nil }
         let key = MLClassificationKey(text: text, pgmlOnSearchPath: onPath)
-        if let known = runtime.mlClassifications.withLockedValue({ $0[key] }) { return known.mlClass == .none ? nil : known }
-        guard case .success(let facts) = runtime.queryParser.facts(text) else { return nil }
-        let result = MLClassifier.classify(text: text, facts: facts, pgmlOnSearchPath: onPath)
-        runtime.mlClassifications.withLockedValue { cache in
-            if cache.count >= 10_000 { cache.removeAll(keepingCapacity: true) }  // bounded; texts repeat in practice
-            cache[key] = result
+        let entry: MLClassificationEntry
+        if let known = runtime.mlClassifications.withLockedValue({ $0[key] }) {
+            entry = known
+        } else {
+            guard case .success(let facts) = runtime.queryParser.facts(text) else { return nil }
+            entry = MLClassificationEntry(
+                classification: MLClassifier.classify(text: text, facts: facts, pgmlOnSearchPath: onPath),
+                pgmlOnSearchPathAfter: SearchPath.includesPGML(at: .max, startingWith: onPath,
+                                                               changes: facts.searchPathChanges))
+            runtime.mlClassifications.withLockedValue { cache in
+                if cache.count >= 10_000 { cache.removeAll(keepingCapacity: true) }  // bounded; texts repeat in practice
+                cache[key] = entry
+            }
         }
-        return result.mlClass == .none ? nil : result
-    }
-
-    /// Follows the client's own changes of `search_path` within a transaction (ML routing only), as sent: a SET
-    /// that fails still counts. A RESET goes back to the server connection's default, not the login's value
-    /// (`SearchPath.includesPGML(after:)`).
-    private func noteSearchPathChange(_ text: String) {
-        guard SearchPath.mightChange(text), case .success(let facts) = runtime.queryParser.facts(text),
-              let change = facts.searchPath else { return }
-        pgmlOnSearchPath = SearchPath.includesPGML(after: change)
+        pgmlOnSearchPath = entry.pgmlOnSearchPathAfter
+        return entry.classification.mlClass == .none ? nil : entry.classification
     }
 
     /// Leases a server for the statements at the front of `buffer` when they involve pgml; nil when they do not
@@ -334,4 +335,10 @@ struct BindMessage {
 struct MLClassificationKey: Hashable {
     let text: String
     let pgmlOnSearchPath: Bool
+}
+
+/// What a text asks of pgml, and whether pgml is on the search_path after it.
+struct MLClassificationEntry {
+    let classification: MLClassification
+    let pgmlOnSearchPathAfter: Bool
 }

@@ -11,6 +11,9 @@ extension ClientConnection {
     static let trackedParameterNames: Set<String> = [
         "application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
     ]
+    /// The same by lower-case name (PostgreSQL matches setting names without case): name -> reported spelling.
+    static let trackedParameterSpellings = Dictionary(
+        uniqueKeysWithValues: trackedParameterNames.map { ($0.lowercased(), $0) })
 
     func driveStartup() {
         while var buffer = inbox, buffer.readableBytes > 0 {
@@ -147,7 +150,7 @@ extension ClientConnection {
             return
         }
         do {
-            let startup = try StartupSettings(parameters, trackedNames: Self.trackedParameterNames)
+            let startup = try StartupSettings(parameters, trackedSpellings: Self.trackedParameterSpellings)
             trackedParameters = startup.tracked
             sessionSettings = startup.settings
             settingsToCheck = startup.toCheck

@@ -54,7 +54,7 @@ public final class PoolerRuntime: @unchecked Sendable {
     public let queryParser = QueryParser()
     /// ML classification per statement text and search_path (the parser's facts are cached; classifying them again
     /// is not free).
-    let mlClassifications = NIOLockedValueBox<[MLClassificationKey: MLClassification]>([:])
+    let mlClassifications = NIOLockedValueBox<[MLClassificationKey: MLClassificationEntry]>([:])
     /// Pools replaced by reloads, kept while their connections drain (under `lock`).
     var retiredPools: [ConnectionPool] = []
 

@@ -74,11 +74,12 @@ final class StatementNames: @unchecked Sendable {
     /// The server-side name for `definition` if a server has accepted it before.
     func validName(for definition: ByteBuffer) -> String? {
         lock.withLock {
-            let key = ByteBufferKey(definition)
-            guard let entry = entries[key], entry.valid else { return nil }
+            guard let index = entries.index(forKey: ByteBufferKey(definition)), entries.values[index].valid else {
+                return nil
+            }
             clock += 1
-            entries[key]?.lastUse = clock
-            return entry.name
+            entries.values[index].lastUse = clock
+            return entries.values[index].name
         }
     }
 
@@ -86,9 +87,9 @@ final class StatementNames: @unchecked Sendable {
         lock.withLock {
             let key = ByteBufferKey(definition)
             clock += 1
-            if let entry = entries[key] {
-                entries[key]?.lastUse = clock
-                return entry.name
+            if let index = entries.index(forKey: key) {
+                entries.values[index].lastUse = clock
+                return entries.values[index].name
             }
             counter += 1
             let name = "PGCAT_\(counter)"

@@ -23,8 +23,8 @@ struct StartupSettings: Equatable {
     /// Startup parameters that are not settings.
     static let protocolParameters: Set<String> = ["user", "database", "options", "replication"]
 
-    init(_ parameters: [(String, String)], trackedNames: Set<String>) throws(StartupOptions.Failure) {
-        let canonical = Self.canonicalNames(trackedNames)
+    /// `trackedSpellings`: the reported parameters, lower-case name -> reported spelling.
+    init(_ parameters: [(String, String)], trackedSpellings canonical: [String: String]) throws(StartupOptions.Failure) {
         var fromOptions: [(name: String, value: String)] = []
         if let options = parameters.last(where: { $0.0 == "options" })?.1 {
             fromOptions = try StartupOptions.settings(in: options)
@@ -57,19 +57,6 @@ struct StartupSettings: Equatable {
                                       message: "idle_session_timeout cannot be set in transaction mode: the pooler keeps server connections idle between clients")
     }
 
-    /// Lower-case name -> reported spelling. Every login asks: the usual set is mapped once.
-    private static let usualCanonicalNames = (ClientConnection.trackedParameterNames, canonicalMap(ClientConnection.trackedParameterNames))
-
-    private static func canonicalNames(_ trackedNames: Set<String>) -> [String: String] {
-        trackedNames == usualCanonicalNames.0 ? usualCanonicalNames.1 : canonicalMap(trackedNames)
-    }
-
-    private static func canonicalMap(_ names: Set<String>) -> [String: String] {
-        var map: [String: String] = [:]
-        for name in names { map[name.lowercased()] = name }
-        return map
-    }
-
     /// PostgreSQL's setting names: letters, digits, `_` and `$`, with dots between the parts of a custom one.
     static func isValidName(_ name: String) -> Bool {
         var previous = UInt8(ascii: ".")  // a name cannot start with a dot
@@ -96,10 +83,8 @@ struct StartupSettings: Equatable {
     /// The statement that checks `settings` at login: each is set for that statement only, so nothing stays behind.
     /// `escapingNonASCII`: see `literal`.
     static func checkQuery(_ settings: [SessionSetting], escapingNonASCII: Bool = false) -> String {
-        "SELECT " + settings.map {
-            "pg_catalog.set_config(\(literal($0.name, escapingNonASCII: escapingNonASCII)), "
-                + "\(literal($0.value, escapingNonASCII: escapingNonASCII)), true)"
-        }.joined(separator: ", ")
+        "SELECT " + settings.map { setConfig($0, isLocal: true, escapingNonASCII: escapingNonASCII) }
+            .joined(separator: ", ")
     }
 
     /// Statements that turn a server connection holding `applied` into one holding `wanted`: RESET for what only the
@@ -112,10 +97,15 @@ struct StartupSettings: Equatable {
             sql += "RESET \(identifier(setting.name));"
         }
         for setting in wanted where !known || !applied.contains(setting) {
-            sql += "SELECT pg_catalog.set_config(\(literal(setting.name, escapingNonASCII: escapingNonASCII)), "
-                + "\(literal(setting.value, escapingNonASCII: escapingNonASCII)), false);"
+            sql += "SELECT \(setConfig(setting, isLocal: false, escapingNonASCII: escapingNonASCII));"
         }
         return sql
+    }
+
+    /// `pg_catalog.set_config(name, value, isLocal)`.
+    private static func setConfig(_ setting: SessionSetting, isLocal: Bool, escapingNonASCII: Bool) -> String {
+        "pg_catalog.set_config(\(literal(setting.name, escapingNonASCII: escapingNonASCII)), "
+            + "\(literal(setting.value, escapingNonASCII: escapingNonASCII)), \(isLocal))"
     }
 
     /// A string constant that reads the same whatever `standard_conforming_strings` is. The statement goes out as

@@ -34,8 +34,6 @@ public struct QueryFacts: Equatable, Sendable {
     public var unqualifiedPGMLCalls: [FunctionCall] = []
     /// Changes of `search_path` in the text, in order, each with the index of its statement (`statementKinds`).
     public var searchPathChanges: [SearchPathStep] = []
-    /// The text's last change of `search_path`, if any.
-    public var searchPath: SearchPathChange? { searchPathChanges.last?.change }
     /// Tables named anywhere, schema-qualified as written (`public.users`, `users`).
     public var tables: [String] = []
     /// The (last) transaction control statement in the text.

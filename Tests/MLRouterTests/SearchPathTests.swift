@@ -21,13 +21,27 @@ final class SearchPathTests: XCTestCase {
         XCTAssertFalse(SearchPath.includesPGML(SearchPath.schemas(inSetting: "pgml_old, public")!))
     }
 
-    func testCheapLookFindsTheStatementsThatCanChangeIt() {
-        XCTAssertTrue(SearchPath.mightChange("SET SEARCH_PATH TO pgml"))
-        XCTAssertTrue(SearchPath.mightChange("reset all"))
-        XCTAssertTrue(SearchPath.mightChange("DISCARD ALL"))
-        XCTAssertTrue(SearchPath.mightChange("SET SESSION SCHEMA 'pgml'"))  // pgjdbc's setSchema
-        XCTAssertFalse(SearchPath.mightChange("SELECT embed('m', 'x')"))
-        XCTAssertFalse(SearchPath.mightChange("SET statement_timeout = 5"))
+    /// The search_path after a whole text, for the texts after it. Without pgml on the path only texts that name
+    /// `pgml` are parsed: every change that puts pgml there names it.
+    func testThePathAfterATextFollowsItsChanges() {
+        for sql in ["SET SEARCH_PATH TO pgml", "SET SESSION SCHEMA 'pgml'"] {  // (pgjdbc's setSchema)
+            XCTAssertTrue(MLClassifier.mightInvolvePGML(sql), sql)
+            XCTAssertTrue(after(sql, startingWith: false), sql)
+        }
+        for sql in ["reset all", "DISCARD ALL", "SET search_path TO public"] {
+            XCTAssertFalse(after(sql, startingWith: true), sql)
+        }
+        XCTAssertTrue(after("SELECT embed('m', 'x')", startingWith: true))
+        XCTAssertTrue(after("SET statement_timeout = 5", startingWith: true))
+    }
+
+    private func after(_ sql: String, startingWith initial: Bool) -> Bool {
+        SearchPath.includesPGML(at: .max, startingWith: initial, changes: facts(sql).searchPathChanges)
+    }
+
+    /// The text's last change of search_path.
+    private func lastChange(_ sql: String) -> QueryFacts.SearchPathChange? {
+        facts(sql).searchPathChanges.last?.change
     }
 
     private func facts(_ sql: String) -> QueryFacts {
@@ -39,20 +53,20 @@ final class SearchPathTests: XCTestCase {
     }
 
     func testTheParserReportsSessionChangesOfSearchPath() {
-        XCTAssertEqual(facts("SET search_path TO pgml, \"Public\"").searchPath, .set(["pgml", "Public"]))
-        XCTAssertEqual(facts("set session search_path = public").searchPath, .set(["public"]))
-        XCTAssertEqual(facts("SET search_path = 'pgml, public'").searchPath, .set(["pgml, public"]))  // one schema
-        XCTAssertEqual(facts("SET search_path TO DEFAULT").searchPath, .reset)
-        XCTAssertEqual(facts("RESET search_path").searchPath, .reset)
-        XCTAssertEqual(facts("RESET ALL").searchPath, .reset)
-        XCTAssertEqual(facts("DISCARD ALL").searchPath, .reset)
-        XCTAssertEqual(facts("SET search_path TO public; SET search_path TO pgml").searchPath, .set(["pgml"]))
-        XCTAssertEqual(facts("SET LOCAL search_path TO pgml").searchPath, .set(["pgml"]))
-        XCTAssertEqual(facts("SET SCHEMA 'pgml'").searchPath, .set(["pgml"]))
+        XCTAssertEqual(lastChange("SET search_path TO pgml, \"Public\""), .set(["pgml", "Public"]))
+        XCTAssertEqual(lastChange("set session search_path = public"), .set(["public"]))
+        XCTAssertEqual(lastChange("SET search_path = 'pgml, public'"), .set(["pgml, public"]))  // one schema
+        XCTAssertEqual(lastChange("SET search_path TO DEFAULT"), .reset)
+        XCTAssertEqual(lastChange("RESET search_path"), .reset)
+        XCTAssertEqual(lastChange("RESET ALL"), .reset)
+        XCTAssertEqual(lastChange("DISCARD ALL"), .reset)
+        XCTAssertEqual(lastChange("SET search_path TO public; SET search_path TO pgml"), .set(["pgml"]))
+        XCTAssertEqual(lastChange("SET LOCAL search_path TO pgml"), .set(["pgml"]))
+        XCTAssertEqual(lastChange("SET SCHEMA 'pgml'"), .set(["pgml"]))
         XCTAssertEqual(facts("SELECT 1; RESET ALL").searchPathChanges, [QueryFacts.SearchPathStep(statement: 1, change: .reset)])
-        XCTAssertNil(facts("SET statement_timeout = 5").searchPath)
-        XCTAssertNil(facts("RESET statement_timeout").searchPath)
-        XCTAssertNil(facts("DISCARD PLANS").searchPath)
+        XCTAssertNil(lastChange("SET statement_timeout = 5"))
+        XCTAssertNil(lastChange("RESET statement_timeout"))
+        XCTAssertNil(lastChange("DISCARD PLANS"))
     }
 
     private func classify(_ sql: String, onPath: Bool) -> MLClassification {
@@ -82,7 +96,8 @@ final class SearchPathTests: XCTestCase {
         // A reset goes back to the server connection's default, which the pooler does not know: not pgml.
         XCTAssertEqual(classify("RESET search_path; SELECT embed('m', 'x')", onPath: true).mlClass, .none)
         XCTAssertEqual(classify("DISCARD ALL; SELECT embed('m', 'x')", onPath: true).mlClass, .none)
-        XCTAssertFalse(SearchPath.includesPGML(after: .reset))
+        XCTAssertFalse(SearchPath.includesPGML(at: 1, startingWith: true,
+                                               changes: [QueryFacts.SearchPathStep(statement: 0, change: .reset)]))
         // A qualified call classifies the same either way.
         XCTAssertEqual(classify("SELECT pgml.embed('m', 'x')", onPath: false).mlClass, .gpuInference)
     }

@@ -4,10 +4,8 @@ import XCTest
 @testable import Pooler
 
 final class StartupSettingsTests: XCTestCase {
-    let tracked = ClientConnection.trackedParameterNames
-
     func settings(_ parameters: [(String, String)]) throws -> StartupSettings {
-        try StartupSettings(parameters, trackedNames: tracked)
+        try StartupSettings(parameters, trackedSpellings: ClientConnection.trackedParameterSpellings)
     }
 
     func testPlainLoginsHaveNoSettings() throws {
