@@ -72,10 +72,12 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
     private let local: SocketAddress?
     private let remote: SocketAddress?
 
-    init(descriptor: CInt, remote: SocketAddress?, loop: EpollEventLoop) {
+    /// `local`: the socket's own address when the caller knows it (an accepting listener bound to one address);
+    /// nil asks the kernel.
+    init(descriptor: CInt, remote: SocketAddress?, local: SocketAddress? = nil, loop: EpollEventLoop) {
         self.descriptor = descriptor
         self.remote = remote
-        self.local = Self.address(of: descriptor, getsockname)
+        self.local = local ?? Self.address(of: descriptor, getsockname)
         self.loop = loop
         self.closePromise = loop.makePromise()
         self._pipeline = ChannelPipeline(channel: self)
@@ -433,6 +435,23 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
             interest = wanted
             loop.modify(descriptor, events: wanted)
         }
+    }
+
+    /// Sets an integer socket option with setsockopt(2), without `ChannelOption`'s generic casts (those were most
+    /// of the cost of a login's five or six options). On the loop.
+    public func setSocketOption(level: CInt, name: CInt, value: CInt) throws {
+        loop.preconditionInEventLoop()
+        var raw = value
+        guard setsockopt(descriptor, level, name, &raw, socklen_t(MemoryLayout<CInt>.size)) == 0 else {
+            throw IOError(errnoCode: errno, reason: "setsockopt")
+        }
+    }
+
+    /// Sizes the channel's receive buffers with `allocator` (as `ChannelOptions.recvAllocator`). On the loop.
+    public func setReceiveAllocator(_ allocator: AdaptiveRecvByteBufferAllocator) {
+        loop.preconditionInEventLoop()
+        sizer = .adaptive(allocator)
+        reallocate = true
     }
 
     func setOption0<Option: ChannelOption>(_ option: Option, value: Option.Value) throws {

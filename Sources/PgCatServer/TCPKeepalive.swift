@@ -1,51 +1,83 @@
 /// The socket options of every client and server connection: TCP_NODELAY, SO_KEEPALIVE and the keepalive
 /// settings from `general`.
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
+#if os(Linux)
+import EpollTransport
+#endif
 
 /// TCP keepalive settings from `general` (seconds, and milliseconds for the user timeout; 0 leaves the
 /// kernel's default).
 struct TCPKeepalive: Sendable {
-    var idle: Int
-    var interval: Int
-    var count: Int
-    var userTimeout: Int
+    /// An integer socket option as setsockopt(2) takes it.
+    struct RawOption: Sendable, Equatable {
+        let level: CInt
+        let name: CInt
+        let value: CInt
+    }
+
+    let idle: Int
+    let interval: Int
+    let count: Int
+    let userTimeout: Int
+    /// SO_KEEPALIVE and the TCP keepalive settings that are not 0, worked out once (not per connection).
+    let keepaliveOptions: [RawOption]
+
+    init(idle: Int, interval: Int, count: Int, userTimeout: Int) {
+        self.idle = idle
+        self.interval = interval
+        self.count = count
+        self.userTimeout = userTimeout
+        var options = [RawOption(level: SOL_SOCKET, name: SO_KEEPALIVE, value: 1)]
+        #if os(Linux)
+        let tcp: [(CInt, Int)] = [(CInt(TCP_KEEPIDLE), idle), (CInt(TCP_KEEPINTVL), interval),
+                                  (CInt(TCP_KEEPCNT), count), (CInt(TCP_USER_TIMEOUT), userTimeout)]
+        for (name, value) in tcp where value > 0 {
+            options.append(RawOption(level: CInt(IPPROTO_TCP), name: name, value: CInt(clamping: value)))
+        }
+        #endif
+        self.keepaliveOptions = options
+    }
 
     /// Sets the options synchronously on the channel's loop (the initializers already run there). Through futures, as
-    /// bootstrap options are applied, they were an eighth of the pooler's user CPU per login under `pgbench -C`. A
-    /// failing keepalive option is ignored: the connection works without it.
-    func apply(to channel: Channel, recvAllocator: RecvByteBufferAllocator? = nil) -> EventLoopFuture<Void> {
+    /// bootstrap options are applied, they were an eighth of the pooler's user CPU per login under `pgbench -C`;
+    /// on pgcat's own channels they go straight to setsockopt(2). A failing keepalive option is ignored: the
+    /// connection works without it.
+    func apply(to channel: Channel, recvAllocator: AdaptiveRecvByteBufferAllocator? = nil) -> EventLoopFuture<Void> {
         guard channel.eventLoop.inEventLoop else {
             return channel.eventLoop.flatSubmit { self.apply(to: channel, recvAllocator: recvAllocator) }
         }
+        #if os(Linux)
+        if let socket = channel as? EpollSocketChannel {
+            do {
+                try socket.setSocketOption(level: CInt(IPPROTO_TCP), name: CInt(TCP_NODELAY), value: 1)
+            } catch {
+                return channel.eventLoop.makeFailedFuture(error)
+            }
+            if let recvAllocator { socket.setReceiveAllocator(recvAllocator) }
+            for option in keepaliveOptions {
+                try? socket.setSocketOption(level: option.level, name: option.name, value: option.value)
+            }
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        #endif
         guard let sync = channel.syncOptions else {
             return channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)  // not a socket channel
         }
         do {
-            try sync.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            try sync.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             if let recvAllocator { try sync.setOption(ChannelOptions.recvAllocator, value: recvAllocator) }
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        for (option, value) in socketOptions { try? sync.setOption(option, value: value) }
-        return channel.eventLoop.makeSucceededVoidFuture()
-    }
-
-    /// SO_KEEPALIVE and the TCP keepalive settings that are not 0.
-    private var socketOptions: [(ChannelOptions.Types.SocketOption, SocketOptionValue)] {
-        var options = [(ChannelOptions.socketOption(.so_keepalive), SocketOptionValue(1))]
-        #if os(Linux)
-        let tcp: [(Int32, Int)] = [
-            (Int32(TCP_KEEPIDLE), idle),
-            (Int32(TCP_KEEPINTVL), interval),
-            (Int32(TCP_KEEPCNT), count),
-            (Int32(TCP_USER_TIMEOUT), userTimeout),
-        ]
-        for (name, value) in tcp where value > 0 {
-            options.append((ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: name)),
-                            SocketOptionValue(value)))
+        for option in keepaliveOptions {
+            let socketOption = ChannelOptions.Types.SocketOption(level: NIOBSDSocket.OptionLevel(rawValue: option.level),
+                                                                 name: NIOBSDSocket.Option(rawValue: option.name))
+            try? sync.setOption(socketOption, value: SocketOptionValue(option.value))
         }
-        #endif
-        return options
+        return channel.eventLoop.makeSucceededVoidFuture()
     }
 }

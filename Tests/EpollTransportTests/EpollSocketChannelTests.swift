@@ -66,6 +66,24 @@ final class EpollSocketChannelTests: XCTestCase {
         return (listener, serverSide)
     }
 
+    /// Bound to every interface, each accepted socket asks the kernel for its own address.
+    func testAcceptedSocketsOfAWildcardListenerKnowTheirLocalAddress() throws {
+        let serverSide = NIOLockedValueBox<Channel?>(nil)
+        let listener = try EpollListener.bind(host: "0.0.0.0", port: 0, backlog: 16, group: group) { channel in
+            serverSide.withLockedValue { $0 = channel }
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }.wait()
+        defer { _ = try? listener.close().wait() }
+        XCTAssertEqual(listener.localAddress?.ipAddress, "0.0.0.0")
+        let client = try connect(to: listener, Collector())
+        defer { _ = try? client.close().wait() }
+        waitUntil { serverSide.withLockedValue { $0 } != nil }
+        let accepted = try XCTUnwrap(serverSide.withLockedValue { $0 })
+        XCTAssertEqual(accepted.localAddress?.ipAddress, "127.0.0.1")
+        XCTAssertEqual(accepted.localAddress?.port, listener.localAddress?.port)
+        XCTAssertEqual(accepted.remoteAddress, client.localAddress)
+    }
+
     private func connect(to listener: EpollListener, _ handler: ChannelHandler & Sendable) throws -> Channel {
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: listener.localAddress!.port!)
         return try EpollConnector.connect(to: [address], on: group.loops[1], timeout: .seconds(5)) { channel in
@@ -80,8 +98,10 @@ final class EpollSocketChannelTests: XCTestCase {
     }
 
     func testBytesMakeTheRoundTripAndTheChannelsKnowTheirAddresses() throws {
+        let serverSide = NIOLockedValueBox<Channel?>(nil)
         let listener = try listen { channel in
-            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Echo()) }
+            serverSide.withLockedValue { $0 = channel }
+            return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Echo()) }
         }
         defer { _ = try? listener.close().wait() }
         let collector = Collector()
@@ -89,6 +109,11 @@ final class EpollSocketChannelTests: XCTestCase {
         XCTAssertTrue(client.isActive)
         XCTAssertEqual(client.remoteAddress?.port, listener.localAddress?.port)
         XCTAssertNotNil(client.localAddress?.port)
+        // The accepted side: its local address is the listener's (taken from it, not asked of the kernel).
+        waitUntil { serverSide.withLockedValue { $0 } != nil }
+        let accepted = try XCTUnwrap(serverSide.withLockedValue { $0 })
+        XCTAssertEqual(accepted.localAddress, listener.localAddress)
+        XCTAssertEqual(accepted.remoteAddress, client.localAddress)
         var message = client.allocator.buffer(capacity: 16)
         message.writeString("hello, pooler")
         try client.writeAndFlush(message).wait()
@@ -244,9 +269,9 @@ final class EpollSocketChannelTests: XCTestCase {
         defer { _ = try? client.close().wait() }
         let (nodelay, keepalive) = try client.eventLoop.submit { () -> (SocketOptionValue, SocketOptionValue) in
             let options = client.syncOptions!
-            try options.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            try options.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             try options.setOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
-            return (try options.getOption(ChannelOptions.socketOption(.tcp_nodelay)),
+            return (try options.getOption(ChannelOptions.tcpOption(.tcp_nodelay)),
                     try options.getOption(ChannelOptions.socketOption(.so_keepalive)))
         }.wait()
         XCTAssertNotEqual(nodelay, 0)

@@ -4,6 +4,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import XCTest
+import EpollTransport
 @testable import PgCatServer
 
 #if os(Linux)  // TCP_KEEPIDLE and the others are set on Linux only
@@ -21,7 +22,7 @@ final class TCPKeepaliveTests: XCTestCase {
     }
 
     private func assertOptions(_ channel: Channel, file: StaticString = #filePath, line: UInt = #line) throws {
-        XCTAssertNotEqual(try channel.getOption(ChannelOptions.socketOption(.tcp_nodelay)).wait(), 0, file: file, line: line)
+        XCTAssertNotEqual(try channel.getOption(ChannelOptions.tcpOption(.tcp_nodelay)).wait(), 0, file: file, line: line)
         XCTAssertNotEqual(try channel.getOption(ChannelOptions.socketOption(.so_keepalive)).wait(), 0, file: file, line: line)
         XCTAssertEqual(try channel.getOption(tcp(CInt(TCP_KEEPIDLE))).wait(), 7, file: file, line: line)
         XCTAssertEqual(try channel.getOption(tcp(CInt(TCP_KEEPINTVL))).wait(), 3, file: file, line: line)
@@ -58,6 +59,45 @@ final class TCPKeepaliveTests: XCTestCase {
         try TCPKeepalive(idle: 0, interval: 0, count: 0, userTimeout: 0).apply(to: connectedDefault).wait()
         XCTAssertEqual(try connectedDefault.getOption(tcp(CInt(TCP_KEEPIDLE))).wait(), before)
         XCTAssertNotEqual(try connectedDefault.getOption(ChannelOptions.socketOption(.so_keepalive)).wait(), 0)
+    }
+
+    /// pgcat's own channels take the options straight through setsockopt(2): the same values must arrive.
+    func testOptionsOnPgCatsOwnChannels() throws {
+        let epoll = try EpollEventLoopGroup(numberOfThreads: 1, name: "keepalive-test")
+        defer { try? epoll.syncShutdownGracefully() }
+        let settings = self.settings
+        let accepted = epoll.loops[0].makePromise(of: Channel.self)
+        let allocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 4096)
+        let listener = try EpollListener.bind(host: "127.0.0.1", port: 0, backlog: 16, group: epoll) { channel in
+            settings.apply(to: channel, recvAllocator: allocator).map { accepted.succeed(channel) }
+        }.wait()
+        defer { _ = try? listener.close().wait() }
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: listener.localAddress!.port!)
+        let connected = try EpollConnector.connect(to: [address], on: epoll.loops[0], timeout: .seconds(5)) {
+            $0.eventLoop.makeSucceededVoidFuture()
+        }.wait()
+        defer { _ = try? connected.close().wait() }
+        let server = try accepted.futureResult.wait()
+        XCTAssertTrue(server is EpollSocketChannel)
+
+        try assertOptions(server)
+        let used = try server.getOption(ChannelOptions.recvAllocator).wait()
+        XCTAssertEqual((used as? AdaptiveRecvByteBufferAllocator)?.maximum, 4096)
+
+        XCTAssertNotEqual(try connected.getOption(tcp(CInt(TCP_KEEPIDLE))).wait(), 7, "not set yet")
+        try settings.apply(to: connected).wait()  // from the test thread: hops to the loop
+        try assertOptions(connected)
+
+        let before = try connected.getOption(tcp(CInt(TCP_KEEPCNT))).wait()
+        try TCPKeepalive(idle: 0, interval: 0, count: 0, userTimeout: 0).apply(to: connected).wait()
+        XCTAssertEqual(try connected.getOption(tcp(CInt(TCP_KEEPCNT))).wait(), before, "0 leaves the value alone")
+    }
+
+    func testOnlyNonZeroSettingsBecomeOptions() {
+        XCTAssertEqual(TCPKeepalive(idle: 0, interval: 0, count: 0, userTimeout: 0).keepaliveOptions,
+                       [.init(level: SOL_SOCKET, name: SO_KEEPALIVE, value: 1)])
+        XCTAssertEqual(TCPKeepalive(idle: 5, interval: 0, count: 2, userTimeout: 0).keepaliveOptions.map(\.name),
+                       [SO_KEEPALIVE, CInt(TCP_KEEPIDLE), CInt(TCP_KEEPCNT)])
     }
 
     private func pairedClient() throws -> Channel {
