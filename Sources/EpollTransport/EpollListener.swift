@@ -14,6 +14,9 @@ public final class EpollListener: EpollSource, @unchecked Sendable {
     let childInitializer: Initializer
     /// The bound address (the real port when 0 was asked for).
     public let localAddress: SocketAddress?
+    /// Every accepted socket's local address, when the listener is bound to one address (not a wildcard): then
+    /// accepting needs no getsockname(2) per connection.
+    private let acceptedLocalAddress: SocketAddress?
     private var open = true
     private var paused = false
 
@@ -28,6 +31,17 @@ public final class EpollListener: EpollSource, @unchecked Sendable {
         self.loop = group.loops[0]
         self.childInitializer = childInitializer
         self.localAddress = EpollSocketChannel.address(of: descriptor, getsockname)
+        self.acceptedLocalAddress = localAddress.flatMap { Self.isWildcard($0) ? nil : $0 }
+    }
+
+    /// 0.0.0.0 or ::, where each accepted socket's local address is the interface it came in on.
+    static func isWildcard(_ address: SocketAddress) -> Bool {
+        switch address {
+        case .v4(let v4): return v4.address.sin_addr.s_addr == INADDR_ANY
+        case .v6(let v6):
+            return withUnsafeBytes(of: v6.address.sin6_addr) { bytes in bytes.allSatisfy { $0 == 0 } }
+        default: return true
+        }
     }
 
     /// Binds `host:port` (resolved here, blocking, like NIO's ServerBootstrap) and starts accepting.
@@ -106,7 +120,7 @@ public final class EpollListener: EpollSource, @unchecked Sendable {
     }
 
     private func start(_ descriptor: CInt, remote: SocketAddress?, on child: EpollEventLoop) {
-        _ = EpollSocketChannel(descriptor: descriptor, remote: remote, loop: child).start(childInitializer)
+        _ = EpollSocketChannel(descriptor: descriptor, remote: remote, local: acceptedLocalAddress, loop: child).start(childInitializer)
     }
 
     private static func listeningSocket(_ address: SocketAddress, backlog: CInt) throws -> CInt {

@@ -46,7 +46,7 @@ extension ClientConnection {
             let run = FanOutRun(client: self, pool: pool, plan: plan, batch: messages, extended: extended, role: role)
             fanOut = run
             stats.set(.active)
-            logger.debug("fan-out", metadata: ["shards": "\(pool.shardCount)", "plan": "\(plan)"])
+            if logsDebug { logger.debug("fan-out", metadata: ["shards": "\(pool.shardCount)", "plan": "\(plan)"]) }
             run.start()
             return true
         default:

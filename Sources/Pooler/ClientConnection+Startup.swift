@@ -142,8 +142,6 @@ extension ClientConnection {
         database = values["database"].flatMap { $0.isEmpty ? nil : $0 } ?? user
         applicationName = values["application_name"] ?? ""
         reportedApplicationName.withLockedValue { $0 = applicationName }
-        logger[metadataKey: "user"] = "\(user)"
-        logger[metadataKey: "database"] = "\(database)"
 
         if Self.adminDatabases.contains(database) && !runtime.hasDatabase(database) {
             startAdminSession()  // admin logins work during a shutdown too
