@@ -22,9 +22,11 @@ struct ConfigValidator {
 
     func run(into sink: inout ProblemSink) {
         validateGeneral(config.general, into: &sink)
+        warnNoEffectKeys(config.general, into: &sink)
         if config.pools.isEmpty { sink.add("pools", "must define at least one pool") }
         for pool in config.pools {
             validatePool(pool, into: &sink)
+            warnNoEffectKeys(pool, into: &sink)
         }
     }
 
