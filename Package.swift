@@ -114,7 +114,7 @@ let package = Package(
             "Sharding", "QueryParser", "PostgresWire", .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "PoolerTests", dependencies: [
-            "Pooler", "PostgresWire", "Config", "Auth",
+            "Pooler", "PostgresWire", "Config", "Auth", "QueryParser",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOEmbedded", package: "swift-nio"),

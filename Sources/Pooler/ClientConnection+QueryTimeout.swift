@@ -1,6 +1,9 @@
 /// `query_timeout` (PgBouncer's): a client that has waited too long for its server's answer loses the session, and
 /// the server connection is cancelled and closed. Checked by the janitor once a second, so the hot path pays
 /// nothing; meant for hung servers and silent network paths, where nothing else ends the wait.
+///
+/// A user's `statement_timeout` (PgCat's) does the same per user, to the millisecond: a timer per request, armed
+/// only for users that have one.
 import NIOCore
 
 extension ClientConnection {
@@ -15,5 +18,41 @@ extension ClientConnection {
         returnServer(server, clientLeft: true)  // pending answer: cancelled and discarded, never reused
         inbox = nil
         fatal(.queryCanceled, "canceling statement due to query_timeout: no answer from the server within \(limit) ms")
+    }
+
+    /// A request was just sent on `server` (its `requestStart` set): arm the user's `statement_timeout`.
+    func armStatementTimer() {
+        guard statementTimer == nil, let limit = pool?.settings.statementTimeout, limit > 0 else { return }
+        statementTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(limit))) { [self] in
+            statementTimerFired(limit: Int64(limit))
+        }
+    }
+
+    func cancelStatementTimer() {
+        statementTimer?.cancel()
+        statementTimer = nil
+    }
+
+    /// The wait is measured from the oldest unanswered request (`requestStart` moves on at each ReadyForQuery), so a
+    /// timer that fires early for the current request is armed again for the rest.
+    private func statementTimerFired(limit: Int64) {
+        statementTimer = nil
+        guard case .ready = phase, let server, let start = server.requestStart else { return }
+        let due = start + .milliseconds(limit)
+        if server.tracker.pendingSyncPoints == 0 {
+            // Extended-protocol messages sent, their Sync not yet: the wait for the server has not begun.
+            armStatementTimer()
+            return
+        }
+        if NIODeadline.now() < due {
+            statementTimer = eventLoop.scheduleTask(deadline: due) { [self] in statementTimerFired(limit: limit) }
+            return
+        }
+        logger.warning("statement_timeout: no answer from the server; closing the session and the server connection",
+                       metadata: ["server": "\(server.address.host):\(server.address.port)", "limit_ms": "\(limit)"])
+        self.server = nil
+        returnServer(server, clientLeft: true)  // pending answer: cancelled and discarded, never reused
+        inbox = nil
+        fatal(.queryCanceled, "pool statement timeout: no answer from the server within \(limit) ms")
     }
 }

@@ -52,10 +52,12 @@ extension ClientConnection {
         var detectsPins = releasesAfterTransaction
         // GPU inference sent on a connection that is not an inference one (the transaction was routed elsewhere).
         let countsMisplaced = inference == nil && pool?.mlEnabled == true
+        let plugins = pool?.plugins.flatMap { $0.inspectsQueries ? $0 : nil }
         if server.requestStart == nil {
             let now = NIODeadline.now()
             server.requestStart = now
             if server.transactionStart == nil { server.transactionStart = now }
+            if statementTimer == nil { armStatementTimer() }
         }
         let end = buffer.writerIndex
         let startIndex = buffer.readerIndex
@@ -93,14 +95,27 @@ extension ClientConnection {
                 awaitingStatementOutcome = true
                 break
             }
-            let inspectsText = detectsPins && (header.id == FrontendID.query || header.id == FrontendID.parse)
-            let mustBeWhole = needsRewrite || inspectsText || skipToSync || header.id == FrontendID.describe
+            let isStatementText = header.id == FrontendID.query || header.id == FrontendID.parse
+            let inspectsText = detectsPins && isStatementText
+            let pluginsInspect = plugins != nil && isStatementText
+            let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync
+                || header.id == FrontendID.describe
             if mustBeWhole && !whole { break }
             if skipToSync && header.id != FrontendID.sync {
                 flushRun(upTo: index)  // dropped: Postgres would skip it after the error
                 index += header.frameSize
                 runStart = index
                 continue
+            }
+            if pluginsInspect, let plugins {
+                let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
+                let frameStart = index
+                if applyPlugins(plugins, header.id, payload, on: server, before: { flushRun(upTo: frameStart) }) {
+                    if header.id == FrontendID.parse { unsynced = true }
+                    index += header.frameSize
+                    runStart = index
+                    continue
+                }
             }
             if inspectsText, let reason = Self.sessionPin(header, in: buffer, at: index) {
                 pinSession(reason, on: server)
@@ -214,6 +229,11 @@ extension ClientConnection {
         case FrontendID.parse:
             guard buffer.readableBytes >= header.frameSize else { return false }
             let payload = buffer.getSlice(at: buffer.readerIndex + FrameHeader.size, length: header.payloadSize)!
+            if let plugins = pool?.plugins, plugins.inspectsQueries,
+               applyPluginsWithoutServer(plugins, FrontendID.parse, payload) {
+                buffer.moveReaderIndex(forwardBy: header.frameSize)
+                return true
+            }
             if parseWithoutServer(payload) {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
@@ -229,6 +249,11 @@ extension ClientConnection {
             guard buffer.readableBytes >= header.frameSize else { return false }
             let payload = buffer.getSlice(at: buffer.readerIndex + FrameHeader.size, length: header.payloadSize)!
             if answerPoolerCommand(payload) {
+                buffer.moveReaderIndex(forwardBy: header.frameSize)
+                return true
+            }
+            if let plugins = pool?.plugins, plugins.inspectsQueries,
+               applyPluginsWithoutServer(plugins, FrontendID.query, payload) {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }

@@ -78,6 +78,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var pgmlOnSearchPath = false
     var pgmlOnLoginSearchPath = false
     var pool: ConnectionPool?
+    /// The Query or Parse the plugins passed before a server was leased for it (ClientConnection+Plugins).
+    var pluginsPassed: (id: UInt8, payload: ByteBuffer)?
     var poolMode: PoolMode = .transaction
     let key: BackendKeyData
     let connectedAt = NIODeadline.now()
@@ -92,6 +94,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// When the armed wait timer fires.
     var armedWaitDeadline: NIODeadline?
     var idleTransactionTimer: Scheduled<Void>?
+    /// The user's `statement_timeout` for the request in flight (ClientConnection+QueryTimeout).
+    var statementTimer: Scheduled<Void>?
     /// The idle-in-transaction timeout fired; the next message is answered with 25P03.
     var idleTimeoutFired = false
     /// After an error the pooler sent itself: drop messages up to the next Sync/Query, then ReadyForQuery.
@@ -344,6 +348,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         waitTimer?.cancel()
         waitTimer = nil
         cancelIdleTransactionTimer()
+        cancelStatementTimer()
         if waiting, let pool {
             waiting = false
             _ = pool.cancelWait(self)  // if a lease is already on its way, leaseGranted hands it back

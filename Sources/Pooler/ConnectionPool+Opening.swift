@@ -25,8 +25,9 @@ extension ConnectionPool {
         let startupTimeout = loop.scheduleTask(in: timeout + .milliseconds(250)) {
             server.openingTimedOut(after: timeout)
         }
-        connected.flatMap { server.startupFuture }.whenComplete { result in
-            startupTimeout.cancel()
+        let started = connected.flatMap { server.startupFuture }
+        started.whenComplete { _ in startupTimeout.cancel() }
+        started.flatMap { self.prewarm(server) }.whenComplete { result in
             switch result {
             case .success:
                 // Strong: the closure runs once and is dropped when the connection closes. A weak capture would give
@@ -54,6 +55,27 @@ extension ConnectionPool {
                 }
             }
         }
+    }
+
+    /// The `prewarmer` plugin: each query in turn on a new connection, before anyone uses it. A failing query fails
+    /// the opening (as in PgCat). A query may take long (`pg_prewarm` of a big table): each gets its own 5 minutes.
+    private func prewarm(_ server: ServerConnection) -> EventLoopFuture<Void> {
+        var done = server.eventLoop.makeSucceededVoidFuture()
+        for query in plugins?.prewarmQueries ?? [] {
+            done = done.flatMap {
+                ServerProbe.run(query, on: server, timeout: Self.prewarmTimeout).map { _ in }
+                    .flatMapErrorThrowing { error in throw PrewarmError(query: query, reason: "\(error)") }
+            }
+        }
+        return done
+    }
+
+    static let prewarmTimeout = TimeAmount.minutes(5)
+
+    struct PrewarmError: Error, CustomStringConvertible {
+        var query: String
+        var reason: String
+        var description: String { "prewarmer query failed (\(query)): \(reason)" }
     }
 
     /// Closes idle connections past `idle_timeout`/`server_lifetime` and opens up to `min_pool_size`.

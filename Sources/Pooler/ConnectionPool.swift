@@ -103,16 +103,21 @@ public final class ConnectionPool: @unchecked Sendable {
         var user: UserConfig
         var settings: EffectiveUserSettings
         var roundRobin: Bool
+        /// The plugins in force (a change of the global block concerns every pool that uses it).
+        var plugins: QueryPlugins?
 
-        init(pool: PoolConfig, user: UserConfig, general: GeneralConfig) {
+        init(pool: PoolConfig, user: UserConfig, general: GeneralConfig, plugins: QueryPlugins? = nil) {
             var pool = pool
             pool.users = []  // another user's change does not concern this pool
             self.pool = pool
             self.user = user
             self.settings = EffectiveUserSettings(pool: pool, user: user, general: general)
             self.roundRobin = general.serverRoundRobin
+            self.plugins = plugins
         }
     }
+    /// PgCat's plugins for this pool (nil: none enabled, or the pool's query parser is off).
+    let plugins: QueryPlugins?
     /// 0 = prepared statements pass through untouched.
     let statementCacheSize: Int
     /// `cleanup_server_connections`: reset session state a client left behind before the next client.
@@ -204,11 +209,13 @@ public final class ConnectionPool: @unchecked Sendable {
     }
 
     init(database: String, user: String, pool: PoolConfig, userConfig: UserConfig, general: GeneralConfig,
-         connector: ServerConnector, keyCache: SCRAMKeyCache?, logger: Logger, statementNames: StatementNames? = nil) {
+         connector: ServerConnector, keyCache: SCRAMKeyCache?, logger: Logger, statementNames: StatementNames? = nil,
+         plugins: QueryPlugins? = nil) {
         self.database = database
         self.user = user
         self.statementNames = statementNames ?? StatementNames(capacity: max(10_000, 4 * pool.preparedStatementsCacheSize))
-        self.identity = Identity(pool: pool, user: userConfig, general: general)
+        self.identity = Identity(pool: pool, user: userConfig, general: general, plugins: plugins)
+        self.plugins = plugins
         self.mlStats = MLStats(pool: database)
         let dimensions = [("pool", database), ("user", user)]
         self.queryTimer = Metrics.Timer(label: "pgcat_query_duration_seconds", dimensions: dimensions)

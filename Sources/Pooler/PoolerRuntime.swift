@@ -78,16 +78,19 @@ public final class PoolerRuntime: @unchecked Sendable {
         var replaced: [ConnectionPool] = []
         for named in config.pools {
             var poolUsers: [String: UserAuth] = [:]
+            let plugins = QueryPlugins(config.effectivePlugins(for: named.config))
             for user in named.config.users {
                 let key = PoolKey(database: named.name, user: user.username)
-                let identity = ConnectionPool.Identity(pool: named.config, user: user, general: config.general)
+                let identity = ConnectionPool.Identity(pool: named.config, user: user, general: config.general,
+                                                       plugins: plugins)
                 let old = previous?.pools[key]
                 if let old, old.identity == identity {
                     pools[key] = old
                 } else {
                     let fresh = ConnectionPool(database: named.name, user: user.username, pool: named.config,
                                                userConfig: user, general: config.general, connector: connector,
-                                               keyCache: keyCache, logger: logger, statementNames: old?.statementNames)
+                                               keyCache: keyCache, logger: logger, statementNames: old?.statementNames,
+                                               plugins: plugins)
                     if let old {
                         if old.isPaused { fresh.pause() }  // PAUSE (or KILL) lasts until RESUME, across reloads
                         fresh.inheritServerParameters(from: old)  // logins need no server (a paused pool has none)
