@@ -53,6 +53,7 @@ extension ClientConnection {
         // GPU inference sent on a connection that is not an inference one (the transaction was routed elsewhere).
         let countsMisplaced = inference == nil && pool?.mlEnabled == true
         let plugins = pool?.plugins.flatMap { $0.inspectsQueries ? $0 : nil }
+        let tracksUnnamed = poolMode == .transaction
         if server.requestStart == nil {
             let now = NIODeadline.now()
             server.requestStart = now
@@ -98,8 +99,9 @@ extension ClientConnection {
             let isStatementText = header.id == FrontendID.query || header.id == FrontendID.parse
             let inspectsText = detectsPins && isStatementText
             let pluginsInspect = plugins != nil && isStatementText
+            let unnamedUse = tracksUnnamed ? Self.unnamedStatementUse(header, in: buffer, at: index) : .none
             let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync
-                || header.id == FrontendID.describe
+                || header.id == FrontendID.describe || unnamedUse == .parse || unnamedUse == .undecided
             if mustBeWhole && !whole { break }
             if skipToSync && header.id != FrontendID.sync {
                 flushRun(upTo: index)  // dropped: Postgres would skip it after the error
@@ -116,6 +118,17 @@ extension ClientConnection {
                     runStart = index
                     continue
                 }
+            }
+            switch unnamedUse {
+            case .parse:
+                noteUnnamedParse(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!, on: server)
+            case .use:
+                let frameStart = index
+                ensureUnnamedStatement(on: server, before: { flushRun(upTo: frameStart) })
+            case .close:
+                savedUnnamedParse = nil
+            case .none, .undecided:
+                if tracksUnnamed && header.id == FrontendID.query { savedUnnamedParse = nil }  // as Postgres
             }
             if inspectsText, let reason = Self.sessionPin(header, in: buffer, at: index) {
                 pinSession(reason, on: server)

@@ -1,5 +1,6 @@
 /// One client of the pooler: startup and authentication, then relaying its messages to a leased server
 /// connection and the server's replies back. Runs entirely on the client channel's event loop.
+import Atomics
 import Config
 import Failover
 import Logging
@@ -78,6 +79,12 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var pgmlOnSearchPath = false
     var pgmlOnLoginSearchPath = false
     var pool: ConnectionPool?
+    /// Unique for the process's lifetime (ObjectIdentifiers are reused once a client is freed).
+    let serial = ClientConnection.serials.wrappingIncrementThenLoad(ordering: .relaxed)
+    static let serials = ManagedAtomic<UInt64>(0)
+    /// The client's last unnamed Parse (its payload after the empty name), kept to prepare it again on the server
+    /// connection of a later transaction (ClientConnection+UnnamedStatement).
+    var savedUnnamedParse: ByteBuffer?
     /// The Query or Parse the plugins passed before a server was leased for it (ClientConnection+Plugins).
     var pluginsPassed: (id: UInt8, payload: ByteBuffer)?
     var poolMode: PoolMode = .transaction

@@ -60,6 +60,9 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     /// Pooler-named statements the server still holds but that must be closed before they are prepared again
     /// (their plan went stale, or the Close evicting them was skipped after an error). Not in `statements`.
     var staleStatements: Set<String> = []
+    /// The client (`ClientConnection.serial`) whose unnamed statement this connection holds, parsed during the
+    /// current lease; 0 when unknown (every new lease starts so). See ClientConnection+UnnamedStatement.
+    var unnamedStatementOwner: UInt64 = 0
     /// Extended-protocol messages sent since the last Sync (the server holds unsynced state).
     var unsynced = false
     var status: TransactionStatus = .idle
@@ -385,6 +388,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     func attach(owner newOwner: ServerOwner) {
         if eventLoop.inEventLoop {
             owner = newOwner
+            unnamedStatementOwner = 0
             stats.stateValue.store(newOwner.ownedServerState.rawValue)
             if context == nil {
                 // Died while in the pool: tell the new owner at once.

@@ -112,11 +112,14 @@ final class SessionStateHandlerTests: XCTestCase {
         h.send(Backend.commandComplete("SELECT 1"), Backend.ready(.idle), to: server)
         _ = a.drainOutbound()
 
+        // The client never parsed an unnamed statement: the pooler closes the server's (someone else's) first, so
+        // the Bind fails as on Postgres.
         h.send(Frontend.bind(), Frontend.execute(), Frontend.parse(statement: "s2", "SELECT 2"), Frontend.sync(), to: a)
         XCTAssertEqual(server.drainOutbound(),
-                       concat(Frontend.bind(), Frontend.execute(), closeStatement("PGCAT_1"),
+                       concat(closeStatement(""), Frontend.bind(), Frontend.execute(), closeStatement("PGCAT_1"),
                               serverParse("PGCAT_2", "SELECT 2"), Frontend.sync()))
-        h.send(Backend.error(SQLState("42P01"), "no unnamed statement"), Backend.ready(.idle), to: server)
+        h.send(Backend.empty(BackendID.closeComplete), Backend.error(SQLState("26000"), "no unnamed statement"),
+               Backend.ready(.idle), to: server)
         XCTAssertEqual(ids(a.drainMessages()), "EZ")
 
         // s1 is still the client's; PGCAT_1 still exists on the server, so it is closed before being prepared.

@@ -1,0 +1,82 @@
+/// The unnamed prepared statement in transaction mode. PostgreSQL keeps it per session until the next unnamed Parse
+/// or simple Query, and drivers rely on that: lib/pq and pgx (describe mode) send Parse+Describe+Sync, then
+/// Bind+Execute+Sync. A Sync may end the transaction, so the Bind can land on another server connection, one that
+/// holds another client's unnamed statement: the Bind would run that client's query with these parameters.
+///
+/// So each server connection records whose unnamed statement it holds (parsed during the current lease), and a Bind
+/// or Describe of the unnamed statement on a connection that holds someone else's is preceded by this client's last
+/// unnamed Parse (its reply dropped), or by a Close of the unnamed statement when the client has none, which makes
+/// the server answer 26000 as PostgreSQL would.
+import NIOCore
+import PostgresWire
+
+extension ClientConnection {
+    enum UnnamedStatementUse {
+        case none
+        /// An unnamed Parse: the server's unnamed statement becomes this client's.
+        case parse
+        /// A Bind, or a Describe of the statement, that uses the unnamed statement.
+        case use
+        /// A Close of the unnamed statement.
+        case close
+        /// The frame's first bytes have not all arrived.
+        case undecided
+    }
+
+    /// What the frame at `index` does with the unnamed statement, from its first bytes.
+    static func unnamedStatementUse(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) -> UnnamedStatementUse {
+        let payload = index + FrameHeader.size
+        let available = min(header.payloadSize, buffer.writerIndex - payload)
+        @inline(__always) func byte(_ offset: Int) -> UInt8? {
+            offset < available ? buffer.getInteger(at: payload + offset, as: UInt8.self) : nil
+        }
+        switch header.id {
+        case FrontendID.parse:
+            guard let first = byte(0) else { return .undecided }
+            return first == 0 ? .parse : .none
+        case FrontendID.bind:
+            var offset = 0
+            while let b = byte(offset), b != 0 { offset += 1 }  // the portal name
+            guard byte(offset) == 0, let statement = byte(offset + 1) else { return .undecided }
+            return statement == 0 ? .use : .none
+        case FrontendID.describe, FrontendID.close:
+            guard let kind = byte(0) else { return .undecided }
+            guard kind == UInt8(ascii: "S") else { return .none }
+            guard let name = byte(1) else { return .undecided }
+            guard name == 0 else { return .none }
+            return header.id == FrontendID.close ? .close : .use
+        default:
+            return .none
+        }
+    }
+
+    /// A whole unnamed Parse is on its way to `server`: remember it (copied only when it changed).
+    func noteUnnamedParse(_ payload: ByteBuffer, on server: ServerConnection) {
+        var definition = payload
+        definition.moveReaderIndex(forwardBy: 1)  // the empty name
+        if savedUnnamedParse != definition {
+            savedUnnamedParse = ByteBuffer(ByteBufferView(definition.readableBytesView))
+        }
+        server.unnamedStatementOwner = serial
+    }
+
+    /// A Bind or Describe of the unnamed statement is about to go to `server`: make the statement there this
+    /// client's. `before` forwards the client's earlier messages first.
+    func ensureUnnamedStatement(on server: ServerConnection, before: () -> Void) {
+        guard server.unnamedStatementOwner != serial else { return }
+        before()
+        planRetry = nil
+        server.unnamedStatementOwner = serial
+        if let definition = savedUnnamedParse {
+            var parse = allocate(definition.readableBytes + 8)
+            MessageEncoder.frame(FrontendID.parse, into: &parse) {
+                $0.writeInteger(UInt8(0))
+                $0.writeImmutableBuffer(definition)
+            }
+            server.tracker.append(.injected(.parse(statement: "")))
+            server.send(parse)
+        } else {
+            injectClose("", on: server)  // the client has none: the server answers the Bind with 26000
+        }
+    }
+}
