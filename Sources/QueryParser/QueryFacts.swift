@@ -118,6 +118,11 @@ public struct QueryFacts: Equatable, Sendable {
         "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all",
         "pg_notify", "txid_current", "pg_current_xact_id", "lo_create", "lo_import", "lo_unlink", "lo_put",
         "lo_from_bytea", "pg_create_restore_point", "pg_switch_wal",
+        // Refused during recovery ("cannot assign OIDs", "recovery is in progress"), or writing through a
+        // descriptor that only a primary opens for writing.
+        "lo_creat", "lo_open", "lowrite", "lo_truncate", "lo_truncate64",
+        "pg_current_wal_lsn", "pg_current_wal_insert_lsn", "pg_current_wal_flush_lsn", "pg_logical_emit_message",
+        "pg_create_logical_replication_slot",
     ]
 }
 

@@ -106,12 +106,13 @@ enum QuickReadCheck {
         case 6: return equals(word, "insert") || equals(word, "update") || equals(word, "delete")
             || equals(word, "setval")
         case 7: return equals(word, "nextval") || equals(word, "currval") || equals(word, "lastval")
+            || equals(word, "lowrite")
         case 9: return equals(word, "pg_notify") || equals(word, "lo_create") || equals(word, "lo_import")
             || equals(word, "lo_unlink")
         default:
             return hasPrefix(word, "pg_advisory") || hasPrefix(word, "pg_try_advisory") || hasPrefix(word, "txid_")
-                || hasPrefix(word, "pg_current_xact") || hasPrefix(word, "lo_") || hasPrefix(word, "pg_switch_wal")
-                || hasPrefix(word, "pg_create_restore")
+                || hasPrefix(word, "pg_current_") || hasPrefix(word, "lo_") || hasPrefix(word, "pg_switch_wal")
+                || hasPrefix(word, "pg_create_") || hasPrefix(word, "pg_logical_emit")
         }
     }
 

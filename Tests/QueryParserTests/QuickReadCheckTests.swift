@@ -23,6 +23,8 @@ final class QuickReadCheckTests: XCTestCase {
             "INSERT INTO t VALUES (1)", "select 1; delete from t", "select $$ x $$", "select E'\\''",
             "SELECT substring('abc' from 1 for 2)", "select 'unterminated", "", "   ", "begin",
             "select lo_import('/x')", "select txid_current()", "SELECT * FROM pgml.train('p')",
+            "select lo_creat(-1)", "select pg_current_wal_lsn()", "select pg_logical_emit_message(true, 'p', 'x')",
+            "select lowrite(0, 'x')",
         ] {
             XCTAssertFalse(QuickReadCheck.isPlainRead(sql), sql)
         }
