@@ -133,6 +133,13 @@ extension ClientConnection {
             return
         }
         self.user = user
+        if let replication = values["replication"],
+           !["false", "off", "no", "0"].contains(replication.lowercased()) {
+            // Streaming and logical replication need a session of their own on the server; relayed through a
+            // pool they would run as ordinary queries (IDENTIFY_SYSTEM: syntax error).
+            fatal(.featureNotSupported, "replication connections are not supported by the pooler: connect to the server directly")
+            return
+        }
         guard tlsActive || runtime.general.clientTLSMode != .require else {
             // As PostgreSQL answers a plaintext login that only hostssl lines would accept.
             fatal(.invalidAuthorizationSpecification,

@@ -20,6 +20,8 @@ public struct WireError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidLength(let length):
             return "invalid message length \(length)"
         case .unexpectedMessage(let id):
+            // Only a printable byte is shown as a character: a NUL would end the error's message field.
+            guard (0x21...0x7E).contains(id) else { return "unexpected message type \(id)" }
             return "unexpected message type \"\(Character(Unicode.Scalar(id)))\" (\(id))"
         case .malformed(let what):
             return "malformed message: \(what)"

@@ -184,6 +184,7 @@ final class StartupPacketTests: XCTestCase {
         XCTAssertEqual("\(WireError(.unsupportedProtocol(major: 2, minor: 0)))",
                        "unsupported frontend protocol 2.0: server supports 3.0")
         XCTAssertEqual("\(WireError(.unexpectedMessage(UInt8(ascii: "Q"))))", "unexpected message type \"Q\" (81)")
+        XCTAssertEqual("\(WireError(.unexpectedMessage(0)))", "unexpected message type 0", "no NUL in an error text")
         XCTAssertEqual("\(WireError.malformed("x"))", "malformed message: x")
     }
 }

@@ -108,6 +108,28 @@ def test_unknown_message_type_after_login_08p01(pgcat):
     assert_still_serving(t)
 
 
+@pytest.mark.pooler_only  # Postgres starts a walsender
+def test_message_type_zero_gets_a_well_formed_error(pgcat):
+    t = pgcat()
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        c.send(message(b"\x00", b"junk"))
+        e = read_error_or_close(c)
+        assert e is not None and e.sqlstate == "08P01", e and e.fields
+        assert "\x00" not in e.message and e.message.endswith("unexpected message type 0"), e.fields
+    assert_still_serving(t)
+
+
+@pytest.mark.pooler_only  # Postgres starts a walsender
+@pytest.mark.parametrize("mode", ["true", "database"])
+def test_replication_connections_are_refused(pgcat, mode):
+    t = pgcat()
+    r = psql(t, "IDENTIFY_SYSTEM", conninfo=f"replication={mode}", check=False)
+    assert r.returncode != 0 and "replication connections are not supported" in r.stderr, r.stderr
+    assert psql(t, "select 1", conninfo="replication=false").stdout.strip() == "1"
+    assert_still_serving(t)
+
+
 def test_client_closing_during_startup_does_not_hurt(pgcat):
     t = pgcat()
     for n in range(10):
