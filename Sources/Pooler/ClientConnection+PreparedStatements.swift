@@ -10,11 +10,8 @@ extension ClientConnection {
     /// Parse, a Bind/Describe/Close of a named statement, or a Query that may be DEALLOCATE/DISCARD. Looks at a few
     /// bytes only, without allocating: unnamed statements (most traffic) stream straight through.
     static func mayNeedRewrite(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) -> Bool {
-        let payload = index + FrameHeader.size
-        let available = min(header.payloadSize, buffer.writerIndex - payload)
-        @inline(__always) func byte(_ offset: Int) -> UInt8? {
-            offset < available ? buffer.getInteger(at: payload + offset, as: UInt8.self) : nil
-        }
+        let prefix = FramePrefix(header, in: buffer, at: index)
+        @inline(__always) func byte(_ offset: Int) -> UInt8? { prefix[offset] }
         switch header.id {
         case FrontendID.parse:
             return byte(0) != 0
@@ -28,7 +25,7 @@ extension ClientConnection {
             return byte(offset + 1) != 0
         case FrontendID.query:
             return header.payloadSize < StatementCommand.maxTrackedLength
-                && StatementCommand.mightMatch(buffer.getSlice(at: payload, length: max(0, available))!)
+                && StatementCommand.mightMatch(prefix.slice)
         default:
             return false
         }

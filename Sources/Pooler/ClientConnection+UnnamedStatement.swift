@@ -25,11 +25,8 @@ extension ClientConnection {
 
     /// What the frame at `index` does with the unnamed statement, from its first bytes.
     static func unnamedStatementUse(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) -> UnnamedStatementUse {
-        let payload = index + FrameHeader.size
-        let available = min(header.payloadSize, buffer.writerIndex - payload)
-        @inline(__always) func byte(_ offset: Int) -> UInt8? {
-            offset < available ? buffer.getInteger(at: payload + offset, as: UInt8.self) : nil
-        }
+        let prefix = FramePrefix(header, in: buffer, at: index)
+        @inline(__always) func byte(_ offset: Int) -> UInt8? { prefix[offset] }
         switch header.id {
         case FrontendID.parse:
             guard let first = byte(0) else { return .undecided }
