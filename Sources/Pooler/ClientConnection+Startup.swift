@@ -305,8 +305,14 @@ extension ClientConnection {
         var buffer = allocate(report.untrackedStatus.readableBytes + 256)
         buffer.writeImmutableBuffer(report.untrackedStatus)
         for name in ParameterFingerprint.names {  // the tracked names, sorted
-            var value = trackedParameters[name] ?? report.parameters[name]
-            if value == nil, name == "application_name" { value = applicationName }
+            var value = trackedParameters[name]
+            if value == nil, let reported = report.parameters[name], name != "application_name" {
+                // The client now holds the server's default: recorded, so that a connection another client left
+                // in another TimeZone or DateStyle is set back before this client's statements run.
+                trackedParameters[name] = reported
+                value = reported
+            }
+            if value == nil, name == "application_name" { value = report.parameters[name] ?? applicationName }
             if let value { MessageEncoder.parameterStatus(name, value, into: &buffer) }
         }
         MessageEncoder.backendKeyData(key, into: &buffer)

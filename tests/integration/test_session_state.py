@@ -24,6 +24,18 @@ def test_set_does_not_leak_to_the_next_client(pgcat):
         assert show(b, "statement_timeout") == "0"
 
 
+def test_reported_parameters_another_client_set_do_not_reach_a_client_that_never_set_them(pgcat):
+    t = pgcat(pool_size=1)
+    with t.connect() as b:
+        zone, style = show(b, "timezone"), show(b, "datestyle")
+    with t.connect() as a, t.connect() as b:
+        a.execute("set timezone = 'Asia/Tokyo'")
+        a.execute("set datestyle = 'German'")
+        assert (show(b, "timezone"), show(b, "datestyle")) == (zone, style)
+        assert (show(a, "timezone"), show(a, "datestyle")) == ("Asia/Tokyo", "German, DMY")
+        assert (show(b, "timezone"), show(b, "datestyle")) == (zone, style)
+
+
 def test_set_role_does_not_leak_to_the_next_client(pgcat, cluster):
     """RESET ALL leaves the role alone (PostgreSQL's GUC_NO_RESET_ALL): the cleanup resets it by itself."""
     ensure_role(cluster, "pgcat_set_role")
