@@ -54,6 +54,9 @@ extension ClientConnection {
         let countsMisplaced = inference == nil && pool?.mlEnabled == true
         let plugins = pool?.plugins.flatMap { $0.inspectsQueries ? $0 : nil }
         let tracksUnnamed = poolMode == .transaction
+        // Pipelined transactions on a server chosen for reads: what follows a Sync or Query that may end the
+        // transaction is routed again once that answer is in (a write after a read must not reach the replica).
+        let holdsAtTransactionEnd = releasesAfterTransaction && leaseRole != .primary && routesEachTransaction
         if server.requestStart == nil {
             let now = NIODeadline.now()
             server.requestStart = now
@@ -82,6 +85,7 @@ extension ClientConnection {
                 index += scanner.consumeSkip(available: end - index)
                 continue
             }
+            if holdsAtTransactionEnd, server.status == .idle, server.tracker.awaitsClientSyncPoint { break }
             guard let header = FrameHeader.peek(buffer, at: index) else { break }
             try header.validate(limit: maxMessageSize)
             try check(header)
@@ -252,6 +256,7 @@ extension ClientConnection {
                 return true
             }
             noteShardComment(header, in: buffer)
+            if awaitsRestOfUnit(buffer) { return false }
             return leaseForStatements(&buffer)
         case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
             // Nothing to flush; copy messages outside COPY are ignored by Postgres too.
@@ -273,10 +278,30 @@ extension ClientConnection {
             noteShardComment(header, in: buffer)
             return leaseForStatements(&buffer)
         default:
+            if awaitsRestOfUnit(buffer) { return false }
             // Leased at once: the next round relays the buffer. Otherwise drive() keeps it until the lease.
             return leaseForStatements(&buffer)
         }
     }
+
+    /// With read/write splitting, extended-protocol messages are routed together with everything up to their Sync
+    /// (or a Flush, after which the client waits for answers), as PgCat does: a write later in the same implicit
+    /// transaction must take the whole of it to the primary. Past `unitBufferLimit` bytes they go with what is there.
+    private func awaitsRestOfUnit(_ buffer: ByteBuffer) -> Bool {
+        guard routesEachTransaction, buffer.readableBytes < Self.unitBufferLimit else { return false }
+        var index = buffer.readerIndex
+        while let header = FrameHeader.peek(buffer, at: index) {
+            switch header.id {
+            case FrontendID.sync, FrontendID.flush, FrontendID.query, FrontendID.terminate: return false
+            default: break
+            }
+            guard header.length >= 4 else { return false }  // malformed: the relay refuses it
+            index += header.frameSize
+        }
+        return true
+    }
+
+    static let unitBufferLimit = 1 << 20
 
     /// Leases a server for the transaction the messages at the front of `buffer` start: the shard (automatic key),
     /// then ML routing (inference pools), then read/write routing. True when leased at once, or when the request

@@ -86,6 +86,13 @@ extension ClientConnection {
         return decided
     }
 
+    /// Whether read/write splitting picks the server per transaction for this client (what `targetRole` checks).
+    var routesEachTransaction: Bool {
+        guard let pool, routing.role == nil else { return false }
+        let settings = pool.routing
+        return settings.readWriteSplitting && (routing.parser ?? settings.queryParserEnabled) && pool.hasReplicas
+    }
+
     /// The client's last transaction on the primary ended less than `read_your_writes_window` ago.
     var withinReadYourWritesWindow: Bool {
         guard let pool, pool.routing.readYourWritesWindow > 0, let wrote = lastPrimaryTransaction else { return false }

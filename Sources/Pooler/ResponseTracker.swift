@@ -347,6 +347,11 @@ struct ResponseTracker {
     // MARK: the queue's slots
 
     /// One entry of the queue: its kind, and where its payload is (-1: none).
+    /// A Sync, Query or FunctionCall of the client's is still unanswered (the pooler's own queries do not count).
+    var awaitsClientSyncPoint: Bool {
+        slots[head...].contains { $0.kind == .sync || $0.kind == .query || $0.kind == .functionCall }
+    }
+
     private struct Slot {
         var kind: Kind
         var payload: Int32

@@ -142,3 +142,48 @@ def test_weights_steer_reads(pgcat, cluster):
     with t.connect() as c:
         ports = [where(c)[1] for _ in range(100)]
     assert ports.count(cluster.replica1) > 70, ports.count(cluster.replica1)
+
+
+def test_pipelined_reads_and_writes_each_go_where_they_must(split, cluster, primary):
+    """A read and a write in one network write (pipelining): the write must not follow the read to a replica."""
+    import struct
+
+    from pgwire import RawConn, message, query_message
+
+    table = primary.make_table("rw_split_pipelined")
+    t = split()
+    sync = message(b"S", b"")
+
+    def extended(sql: str) -> bytes:
+        parse = message(b"P", b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
+        bind = message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0))
+        return parse + bind + message(b"E", b"\0" + struct.pack("!i", 0)) + sync
+
+    c = RawConn(t.host, t.port)
+    c.startup("app", "app", "app")
+    for i in range(20):
+        # simple protocol: read, write, read
+        c.send(query_message("select pg_is_in_recovery()") + query_message(f"insert into {table} values ({2 * i}, 's')")
+               + query_message("select pg_is_in_recovery()"))
+        assert c.read_until_ready() == [["t"]]
+        assert c.read_until_ready() == []
+        assert len(c.read_until_ready()) == 1  # a read after the write may stay on the primary
+        # extended protocol: read then write, two Syncs in one write
+        c.send(extended("select pg_is_in_recovery()") + extended(f"insert into {table} values ({2 * i + 1}, 'e')"))
+        assert c.read_until_ready() == [["t"]]
+        assert c.read_until_ready() == []
+    assert primary.value(f"select count(*) from {table}") == 40
+    c.terminate()
+
+    # psycopg's pipeline mode: reads, then writes in the same implicit transaction (one Sync at the end), which
+    # therefore runs on the primary as a whole; then reads alone go to the replicas again.
+    with t.connect() as conn:
+        with conn.pipeline():
+            reads = [conn.execute("select pg_is_in_recovery()") for _ in range(5)]
+            for i in range(100, 110):
+                conn.execute(f"insert into {table} values (%s, 'p')", (i,))
+        assert all(cur.fetchone() == (False,) for cur in reads)
+        with conn.pipeline():
+            reads = [conn.execute("select pg_is_in_recovery()") for _ in range(5)]
+        assert all(cur.fetchone() == (True,) for cur in reads)
+    assert primary.value(f"select count(*) from {table}") == 50
