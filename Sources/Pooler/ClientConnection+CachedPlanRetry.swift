@@ -28,6 +28,9 @@ struct PlanRetryRecording {
     private(set) var synced = false
     /// The ErrorResponse held back while the retry is decided.
     var heldError: ByteBuffer?
+    /// Something of the batch's answer already reached the client (a Describe's ParameterDescription comes before
+    /// the stale-plan error): sending the batch again would answer twice.
+    var answered = false
 
     /// Recording stops being worth it past this size (the batch then fails as it would without the pooler).
     static let maxBytes = 64 * 1024
@@ -89,7 +92,8 @@ extension ClientConnection {
         server.staleStatements.insert(statement)
         logger.debug("stale cached plan", metadata: ["statement": "\(statement)"])
         guard var recording = planRetry, recording.synced, recording.describes, recording.heldError == nil,
-              recording.statement == statement, server.tracker.pendingCount == recording.entries else {
+              !recording.answered, recording.statement == statement,
+              server.tracker.pendingCount == recording.entries else {
             planRetry = nil
             return false
         }

@@ -43,6 +43,7 @@ extension ClientConnection {
             }
             var disposition = server.tracker.received(header.id)
             if heldForRetry { disposition = .drop }
+            if planRetry != nil, disposition == .forward, Self.answersARequest(header.id) { planRetry?.answered = true }
             switch header.id {
             case BackendID.copyInResponse, BackendID.copyOutResponse, BackendID.copyBothResponse:
                 server.inCopy = true
@@ -177,6 +178,17 @@ extension ClientConnection {
 
     func serverReadComplete(from server: ServerConnection) {
         flushIfNeeded()
+    }
+
+    /// A server frame that is part of an answer (not asynchronous, not the closing ReadyForQuery).
+    static func answersARequest(_ id: UInt8) -> Bool {
+        switch id {
+        case BackendID.noticeResponse, BackendID.parameterStatus, BackendID.notificationResponse,
+             BackendID.readyForQuery:
+            return false
+        default:
+            return true
+        }
     }
 
     /// Frames the relay reads whole: ReadyForQuery (status), ParameterStatus (values), CommandComplete (tags that

@@ -62,6 +62,23 @@ final class SessionStateHandlerTests: XCTestCase {
         XCTAssertEqual(h.pool.counts().idle, 1)
     }
 
+    func testAStalePlanAfterAParameterDescriptionIsNotRetried() {
+        // Describe of the statement: the server sends ParameterDescription before it finds the plan stale. A retry
+        // would send the client a second one (asyncpg then fails); the client gets the error instead.
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        prepare(h, a, on: server)
+        h.send(Frontend.describeStatement("s1"), Frontend.sync(), to: a)
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.describeStatement("PGCAT_1"), Frontend.sync()))
+        h.send(Backend.parameterDescription(), stalePlan, Backend.ready(.idle), to: server)
+        XCTAssertEqual(ids(a.drainMessages()), "tEZ")
+        XCTAssertEqual(server.drainOutbound().readableBytes, 0, "nothing sent again")
+        // The client's own retry finds a fresh copy.
+        h.send(Frontend.describeStatement("s1"), Frontend.sync(), to: a)
+        XCTAssertEqual(server.drainOutbound(), concat(closeStatement("PGCAT_1"), serverParse("PGCAT_1", "SELECT * FROM t"),
+                                                      Frontend.describeStatement("PGCAT_1"), Frontend.sync()))
+    }
+
     func testStalePlanInsideATransactionReachesTheClientAndTheNextUseReprepares() {
         let h = PoolerHarness(Options(poolSize: 1))
         let (a, server) = h.loginFirstClient()
