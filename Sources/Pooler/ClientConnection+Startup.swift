@@ -179,8 +179,8 @@ extension ClientConnection {
             fatal(.invalidCatalogName, "no such database: \(database)")
             return
         }
-        guard runtime.admitClient(database: database, user: user) else {
-            fatal(.tooManyConnections, "too many client connections for \(database)/\(user) (max_client_conn or max_client_connections)")
+        guard runtime.admitClient() else {
+            fatal(.tooManyConnections, "too many client connections (max_client_conn)")
             return
         }
         admitted = true
@@ -280,6 +280,11 @@ extension ClientConnection {
             return
         }
         if let clientKey { pool.rememberClientKey(clientKey) }
+        guard runtime.admitUser(database: database, user: user) else {
+            fatal(.tooManyConnections, "too many client connections for \(database)/\(user) (max_client_connections)")
+            return
+        }
+        admittedForUser = true
         var buffer = allocate(16)
         MessageEncoder.authenticationOK(into: &buffer)
         write(buffer)

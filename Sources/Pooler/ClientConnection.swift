@@ -54,6 +54,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// saves in 15-20 transactions, so a client that connects for a few transactions keeps NIO's path (`-C`).
     var leasesBeforeDirectWrites = 16
     var admitted = false
+    /// Counted under its user's `max_client_connections` (after authentication).
+    var admittedForUser = false
     let maxMessageSize: Int
     let idleTransactionTimeout: Int64
 
@@ -369,7 +371,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         }
         if admitted {
             admitted = false
-            runtime.clientLeft(database: database, user: user)
+            runtime.clientLeft(database: database, user: user, admittedForUser: admittedForUser)
             runtime.unregisterCancelKey(key)
             if wasReady && runtime.general.logClientDisconnections {
                 logger.info("client disconnected", metadata: [

@@ -152,24 +152,33 @@ public final class PoolerRuntime: @unchecked Sendable {
 
     // MARK: client accounting
 
-    /// Admits a client under `max_client_conn` and the user's `max_client_connections`; false at a limit.
-    func admitClient(database: String, user: String) -> Bool {
+    /// Admits a connection under `max_client_conn` (every connection counts, logged in or not: it is a limit on
+    /// sockets); false at the limit.
+    func admitClient() -> Bool {
         lock.withLock {
             let limit = snapshot.config.general.maxClientConn
             if limit > 0 && clientCount >= limit { return false }
+            clientCount += 1
+            return true
+        }
+    }
+
+    /// Admits an authenticated client under its user's `max_client_connections`; false at the limit. Only after
+    /// the password: a stranger must not be able to fill a user's slots, nor learn from a 53300 that it exists.
+    func admitUser(database: String, user: String) -> Bool {
+        lock.withLock {
             let key = PoolKey(database: database, user: user)
             let userLimit = snapshot.users[database]?[user]?.config.maxClientConnections ?? 0
             if userLimit > 0 && clientsPerUser[key, default: 0] >= userLimit { return false }
-            clientCount += 1
             clientsPerUser[key, default: 0] += 1
             return true
         }
     }
 
-    func clientLeft(database: String, user: String) {
+    func clientLeft(database: String, user: String, admittedForUser: Bool) {
         lock.withLock {
             clientCount -= 1
-            clientsPerUser[PoolKey(database: database, user: user), default: 1] -= 1
+            if admittedForUser { clientsPerUser[PoolKey(database: database, user: user), default: 1] -= 1 }
         }
     }
 

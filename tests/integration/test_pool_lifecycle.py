@@ -68,6 +68,32 @@ def test_max_client_connections_per_user(pgcat):
     a.close()
 
 
+def test_max_client_connections_counts_only_logged_in_clients(pgcat):
+    """Connections that have not authenticated do not take a user's slots, and a wrong password at the limit is
+    told so (not 53300, which would tell a stranger the user exists and is busy)."""
+    from pgwire import RawConn, startup_packet
+
+    t = pgcat(users={"app": {"max_client_connections": 1}})
+    strangers = []
+    for _ in range(3):
+        c = RawConn(t.host, t.port)
+        c.send(startup_packet("app", "app"))
+        assert c.read_message()[0] == b"R"  # the password challenge: then silence
+        strangers.append(c)
+    a = t.connect()  # the one slot is still free
+    with pytest.raises(psycopg.OperationalError) as wrong:
+        t.connect(password="not-the-password")
+    assert "password authentication failed" in str(wrong.value)
+    with pytest.raises(psycopg.OperationalError) as refused:
+        t.connect()
+    assert "too many client connections" in str(refused.value)
+    a.close()
+    for c in strangers:
+        c.close()
+    with t.connect() as b:  # a freed slot can be used again
+        assert b.execute("select 1").fetchone() == (1,)
+
+
 def test_md5_hash_as_configured_password(pgcat):
     stored = "md5" + hashlib.md5(b"md5_user" + b"md5_user").hexdigest()
     t = pgcat(users={"md5_user": {"password": stored, "auth_type": "md5"}})
