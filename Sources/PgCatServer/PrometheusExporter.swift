@@ -38,12 +38,16 @@ final class PrometheusExporter: @unchecked Sendable {
                     let counter = counters[key] ?? registry.makeCounter(descriptor: Self.descriptor(sample.name), labels: sample.labels)
                     counters[key] = counter
                     counter.reset()  // counters are totals kept by the pooler: set, not add
-                    counter.increment(by: Int64(sample.value))
+                    if let exact = sample.exactValue {
+                        counter.increment(by: exact)
+                    } else {
+                        counter.increment(by: Int64(sample.value))
+                    }
                     seenCounters.insert(key)
                 case .gauge:
                     let gauge = gauges[key] ?? registry.makeGauge(descriptor: Self.descriptor(sample.name), labels: sample.labels)
                     gauges[key] = gauge
-                    gauge.set(Int64(sample.value))
+                    if let exact = sample.exactValue { gauge.set(exact) } else { gauge.set(Int64(sample.value)) }
                     seenGauges.insert(key)
                 }
             }

@@ -20,6 +20,7 @@ extension ClientConnection {
         if case .awaitingParameters = phase { loggingIn = true } else { loggingIn = false }
         leaseRole = role
         leaseAffinityKey = affinityKey
+        inferenceFallback = false
         switch pool.lease(for: self, role: role, bypassPause: loggingIn, affinityKey: affinityKey,
                           shard: leaseShard(in: pool)) {
         case .leased(let server):
@@ -252,7 +253,11 @@ extension ClientConnection {
         stats.set(.idle)
         let cancelSent = inference?.cancelSent == true
         finishInference()
-        if leaseRole == .primary, pool?.routing.readYourWritesWindow ?? 0 > 0 { lastPrimaryTransaction = eventLoop.now }
+        // Only a transaction that had to run on the primary opens the window, not a read the window sent there
+        // (a client reading more often than the window would never get back to the replicas).
+        if leaseRole == .primary, !primaryForReadYourWrites, pool?.routing.readYourWritesWindow ?? 0 > 0 {
+            lastPrimaryTransaction = eventLoop.now
+        }
         server.detach(owner: self)
         restoreReads(server)
         // The ReadyForQuery that ended the transaction was just timed: one clock read fewer per transaction.

@@ -212,8 +212,10 @@ extension ClientConnection {
             pool.mlStats.fellBack()
             logger.warning("no healthy inference server", metadata: ["model": "\(label)", "fallback": "\(fallback.rawValue)"])
             switch fallback {
-            case .replicas: return requestServer(role: .replica)
-            case .primary: return requestServer(role: .primary)
+            case .replicas, .primary:
+                let leased = requestServer(role: fallback == .primary ? .primary : .replica)
+                inferenceFallback = true  // (after requestServer, which clears it for every new lease)
+                return leased
             case .error:
                 sendError(.connectionFailure, "no healthy server tagged \(ml.targetTags) for inference of model \(label) "
                           + "(ml_routing.fallback: error)")

@@ -51,7 +51,7 @@ extension ClientConnection {
         let rewriting = rewritesStatements
         var detectsPins = releasesAfterTransaction
         // GPU inference sent on a connection that is not an inference one (the transaction was routed elsewhere).
-        let countsMisplaced = inference == nil && pool?.mlEnabled == true
+        let countsMisplaced = inference == nil && !inferenceFallback && pool?.mlEnabled == true
         let plugins = pool?.plugins.flatMap { $0.inspectsQueries ? $0 : nil }
         let tracksUnnamed = poolMode == .transaction
         // Pipelined transactions on a server chosen for reads: what follows a Sync or Query that may end the

@@ -21,6 +21,7 @@ struct ClientRouting {
 extension ClientConnection {
     /// The role for the transaction the messages at the front of `buffer` start.
     func targetRole(for buffer: ByteBuffer) -> TargetRole {
+        primaryForReadYourWrites = false
         guard let pool else { return .any }
         if let role = routing.role { return role }
         let settings = pool.routing
@@ -80,7 +81,8 @@ extension ClientConnection {
             index += header.frameSize
         }
         let decided = role ?? settings.defaultRole
-        if decided != .primary, withinReadYourWritesWindow {
+        primaryForReadYourWrites = decided != .primary && withinReadYourWritesWindow
+        if primaryForReadYourWrites {
             return .primary  // its own recent write may not have reached the replicas yet
         }
         return decided

@@ -131,6 +131,10 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var inference: InferenceLease?
     /// When this client's last transaction on the primary ended (read-your-writes window).
     var lastPrimaryTransaction: NIODeadline?
+    /// The current transaction went to the primary only because of `read_your_writes_window`.
+    var primaryForReadYourWrites = false
+    /// The current transaction is inference placed by `ml_routing.fallback` (not misplaced).
+    var inferenceFallback = false
     /// Times the current lease was retried on another server after a connection failure.
     var leaseRetries = 0
     /// The relay stopped before a message about named statements until an earlier batch's outcome is known.

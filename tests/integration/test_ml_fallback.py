@@ -93,11 +93,6 @@ def test_fallback_lasts_while_the_tagged_server_is_banned(pgcat, cluster, pgml):
     assert metric(t, "pgcat_ml_fallback_total") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "inference placed by the fallback is counted in pgcat_ml_misplaced_total{reason=\"in_txn\"}: every GPU "
-    "inference sent on a connection that is not an inference one counts (ClientConnection+Relay.swift "
-    "countsMisplaced = inference == nil). docs/ml-router.md: pgcat_ml_misplaced_total{reason=\"in_txn\"} is "
-    "'GPU inference that ran where its transaction was, because a transaction cannot move'"))
 def test_fallback_inference_is_not_counted_as_misplaced(pgcat, cluster, pgml):
     t = start(pgcat, cluster, fallback="primary")
     with t.connect() as c:

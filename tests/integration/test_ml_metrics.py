@@ -182,10 +182,6 @@ def test_queue_depth_in_flight_and_rejected_follow_the_queue(pgcat, cluster, pgm
     assert held - 0.1 <= wait_sum < held + 2, (wait_sum, held)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pgcat_ml_exec_seconds_total is exported in whole seconds, truncated (MetricSamples.swift: "
-    "entry.execMicros / 1_000_000): 1.2 s of inference reads 1, and a model's first second reads 0, while the "
-    "pgcat_ml_exec_seconds histogram's _sum for the same statement has the fractional value"))
 def test_exec_seconds_total_matches_the_histogram(pgcat, cluster, pgml):
     t, port = start(pgcat, cluster)
     gpu = f"{HOST}:{cluster.replica2}"

@@ -76,12 +76,6 @@ def test_without_a_window_a_read_after_a_write_goes_to_a_replica(ryw, cluster, p
         assert port_of(c) in cluster.replicas
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "read_your_writes_window is measured from the end of the client's last transaction on the primary, and the "
-    "reads the window itself sends to the primary count as such transactions (ClientConnection+Lease.swift "
-    "releaseServer sets lastPrimaryTransaction for every primary lease): a client that reads more often than once "
-    "per window never returns to the replicas. docs/configuration.md: 'after a client's write commits, its reads "
-    "go where the write is visible for this long'"))
 def test_reads_inside_the_window_do_not_extend_it(ryw, cluster, primary):
     table = primary.make_table("ryw_t4")
     window_ms = 1000

@@ -8,9 +8,11 @@ public struct MetricSample: Equatable, Sendable {
     public var kind: Kind
     public var labels: [(String, String)]
     public var value: Int
+    /// The value with its fraction, for series in seconds (exported instead of `value` when set).
+    public var exactValue: Double? = nil
 
     public static func == (a: MetricSample, b: MetricSample) -> Bool {
-        a.name == b.name && a.kind == b.kind && a.value == b.value
+        a.name == b.name && a.kind == b.kind && a.value == b.value && a.exactValue == b.exactValue
             && a.labels.map { "\($0.0)=\($0.1)" } == b.labels.map { "\($0.0)=\($0.1)" }
     }
 }
@@ -107,7 +109,9 @@ extension PoolerRuntime {
                 add("pgcat_ml_cold_starts_total", .counter, labels, entry.coldStarts)
                 add("pgcat_ml_affinity_hits_total", .counter, labels, entry.affinityHits)
                 add("pgcat_ml_in_flight", .gauge, labels, entry.inFlight)
-                add("pgcat_ml_exec_seconds_total", .counter, labels, entry.execMicros / 1_000_000)
+                let seconds = Double(entry.execMicros) / 1_000_000
+                samples.append(MetricSample(name: "pgcat_ml_exec_seconds_total", kind: .counter, labels: labels,
+                                            value: Int(seconds), exactValue: seconds))
             }
         }
         return samples
