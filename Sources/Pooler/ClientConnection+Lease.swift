@@ -83,7 +83,9 @@ extension ClientConnection {
         waiting = false
         stats.stopWaiting(now: eventLoop.now)
         stats.set(.idle)
-        let message = "timed out waiting for a server connection (pool \(pool.database)/\(pool.user) saturated)"
+        let message = pool.isPaused
+            ? "timed out waiting for a server connection (pool \(pool.database)/\(pool.user) is paused by PAUSE or KILL; RESUME ends it)"
+            : "timed out waiting for a server connection (pool \(pool.database)/\(pool.user) saturated)"
         if case .awaitingParameters = phase {
             fatal(.queryCanceled, message)  // still logging in: there is no session to keep
             return

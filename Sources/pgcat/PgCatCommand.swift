@@ -56,6 +56,7 @@ struct PgCatCommand: AsyncParsableCommand {
         for warning in loaded.warnings {
             logger.warning("config warning", metadata: ["warning": "\(warning)"])
         }
+        Runner.lastWarnings.withLockedValue { $0 = loaded.warnings.map { "\($0)" } }
         if check {
             for warning in loaded.warnings { print("warning: \(warning)") }
             print("\(path): OK")

@@ -3,6 +3,7 @@
 import Config
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import PgCatServer
 import Pooler
@@ -44,12 +45,21 @@ struct Runner {
         }
     }
 
+    /// The warnings of the config file as last read (start-up or reload).
+    static let lastWarnings = NIOLockedValueBox<[String]>([])
+
     /// Reads and validates the config file for a reload; problems name their keys.
     static func load(_ path: String, logger: Logger) -> Result<PgCatConfig, ReloadError> {
         do {
             let loaded = try ConfigLoader.load(path: path)
-            for warning in loaded.warnings {
-                logger.warning("config warning", metadata: ["warning": "\(warning)"])
+            let warnings = loaded.warnings.map { "\($0)" }
+            // Logged when they change, not at every re-read (autoreload reads the file every few seconds).
+            let changed = lastWarnings.withLockedValue { last in
+                defer { last = warnings }
+                return last != warnings
+            }
+            if changed {
+                for warning in warnings { logger.warning("config warning", metadata: ["warning": "\(warning)"]) }
             }
             return .success(loaded.config)
         } catch let error as ConfigError {

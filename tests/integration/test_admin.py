@@ -563,6 +563,7 @@ def test_waiting_on_paused_pool_times_out_57014(pgcat):
             c.execute("select 1")
         elapsed = time.monotonic() - started
         assert ei.value.diag.sqlstate == "57014"
+        assert "is paused by PAUSE or KILL" in str(ei.value), str(ei.value)  # not "saturated"
         assert 1.2 < elapsed < 6, elapsed
         a.execute("RESUME app")
         assert c.execute("select 2").fetchone()[0] == 2

@@ -363,6 +363,18 @@ def test_autoreload_picks_up_changes_without_a_signal(pgcat, cluster):
         assert c.execute("select 2").fetchone()[0] == 2
 
 
+def test_autoreload_logs_config_warnings_only_when_they_change(pgcat, cluster):
+    general = {"autoreload": 200, "dns_cache_enabled": True}  # a key that loads but has no effect: a warning
+    t = pgcat(pool_size=3, users=["app"], general=general)
+    assert wait_for(lambda: "dns_cache_enabled" in t.log(), 5), t.log()[-2000:]
+    time.sleep(1.2)  # several autoreload ticks
+    assert t.log().count("general.dns_cache_enabled") == 1, t.log()[-3000:]
+    rewrite(t, cluster, pool_size=3, users=["app"], general={**general, "dns_max_ttl": 5})
+    assert wait_for(lambda: "general.dns_max_ttl" in t.log(), 5), t.log()[-2000:]
+    time.sleep(0.6)
+    assert t.log().count("general.dns_max_ttl") == 1, t.log()[-3000:]
+
+
 def test_general_changes_apply_to_unchanged_pools(pgcat, cluster):
     """connect_timeout is a [general] value: after a reload it applies to a pool whose own section did not change
     (PgCat keeps the stale value there)."""

@@ -114,6 +114,28 @@ extension PoolerRuntime {
                                             value: Int(seconds), exactValue: seconds))
             }
         }
-        return samples
+        return Self.mergingDuplicates(samples)
+    }
+
+    /// Series with the same name and labels added up: the `pgcat_ml_*` series are labelled by pool, and a pool
+    /// with several users has a set of inference pools per user (an exporter would otherwise keep only one).
+    static func mergingDuplicates(_ samples: [MetricSample]) -> [MetricSample] {
+        var index: [String: Int] = [:]
+        var merged: [MetricSample] = []
+        merged.reserveCapacity(samples.count)
+        for sample in samples {
+            let key = sample.name + "{" + sample.labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",") + "}"
+            if let at = index[key] {
+                merged[at].value += sample.value
+                if merged[at].exactValue != nil || sample.exactValue != nil {
+                    merged[at].exactValue = (merged[at].exactValue ?? Double(merged[at].value - sample.value))
+                        + (sample.exactValue ?? Double(sample.value))
+                }
+            } else {
+                index[key] = merged.count
+                merged.append(sample)
+            }
+        }
+        return merged
     }
 }
