@@ -20,7 +20,13 @@ public enum EpollConnector {
     }
 
     /// Every address of `host` (numeric ones without a lookup), in getaddrinfo's order. Blocking for names.
+    /// A host that starts with `/` is a directory holding PostgreSQL's Unix-domain socket (`.s.PGSQL.<port>`), as
+    /// for libpq and PgBouncer.
     public static func resolve(host: String, port: Int) throws -> [SocketAddress] {
+        if host.hasPrefix("/") {
+            let directory = host.hasSuffix("/") ? String(host.dropLast()) : host
+            return [try SocketAddress(unixDomainSocketPath: directory + "/.s.PGSQL.\(port)")]
+        }
         if let numeric = try? SocketAddress(ipAddress: host, port: port) { return [numeric] }
         var hints = addrinfo()
         hints.ai_socktype = CInt(SOCK_STREAM.rawValue)

@@ -19,9 +19,15 @@ struct NIOServerConnector: ServerConnector {
         threadPool.runIfActive(eventLoop: eventLoop, work)
     }
 
+    /// PostgreSQL's socket file for a server whose host is a directory (`/var/run/postgresql`), as libpq names it.
+    static func unixSocketPath(_ host: String, _ port: Int) -> String {
+        (host.hasSuffix("/") ? String(host.dropLast()) : host) + "/.s.PGSQL.\(port)"
+    }
+
     func connect(host: String, port: Int, on eventLoop: EventLoop, timeout: TimeAmount,
                  handler: ServerConnection) -> EventLoopFuture<Void> {
-        let policy = serverTLS.withLockedValue { $0 }
+        // PostgreSQL does not speak TLS over its Unix-domain socket (libpq ignores sslmode there too).
+        let policy = host.hasPrefix("/") ? nil : serverTLS.withLockedValue { $0 }
         let negotiator = policy.map {
             ServerTLSNegotiator(policy: $0, host: host, handler: handler, done: eventLoop.makePromise())
         }
@@ -68,10 +74,9 @@ struct NIOServerConnector: ServerConnector {
             }
         }
         #endif
-        return ClientBootstrap(group: eventLoop)
-            .connectTimeout(timeout)
-            .channelInitializer(initializer)
-            .connect(host: host, port: port)
+        let bootstrap = ClientBootstrap(group: eventLoop).connectTimeout(timeout).channelInitializer(initializer)
+        if host.hasPrefix("/") { return bootstrap.connect(unixDomainSocketPath: Self.unixSocketPath(host, port)) }
+        return bootstrap.connect(host: host, port: port)
     }
 
     #if os(Linux)
@@ -86,6 +91,7 @@ struct NIOServerConnector: ServerConnector {
     /// A numeric address at once; a name through getaddrinfo on the thread pool (it blocks).
     private func resolve(host: String, port: Int, on loop: EventLoop) -> EventLoopFuture<[SocketAddress]> {
         if let numeric = try? SocketAddress(ipAddress: host, port: port) { return loop.makeSucceededFuture([numeric]) }
+        if host.hasPrefix("/") { return loop.makeCompletedFuture { try EpollConnector.resolve(host: host, port: port) } }
         return threadPool.runIfActive(eventLoop: loop) { try EpollConnector.resolve(host: host, port: port) }
     }
     #endif

@@ -50,6 +50,9 @@ struct TCPKeepalive: Sendable {
         guard channel.eventLoop.inEventLoop else {
             return channel.eventLoop.flatSubmit { self.apply(to: channel, recvAllocator: recvAllocator) }
         }
+        if case .unixDomainSocket? = channel.remoteAddress {
+            return channel.eventLoop.makeSucceededVoidFuture()  // a server's Unix socket: no TCP options to set
+        }
         #if os(Linux)
         if let socket = channel as? EpollSocketChannel {
             do {
