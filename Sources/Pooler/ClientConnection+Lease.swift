@@ -150,7 +150,7 @@ extension ClientConnection {
             }
             return
         }
-        let message = "no server available for pool \(pool): \(server): \(reason)"
+        let message = "no healthy server for pool \(pool): \(server): \(reason)"
         if case .awaitingParameters = phase {
             fatal(.connectionFailure, message)
             return

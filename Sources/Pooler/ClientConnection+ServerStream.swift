@@ -81,6 +81,16 @@ extension ClientConnection {
             default:
                 break
             }
+            if header.id == BackendID.errorResponse, disposition == .forward, whole, inference?.cancelSent == true,
+               Self.errorCode(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!) == "57014" {
+                // The pooler cancelled it for the model's statement_timeout: say so, not "due to user request".
+                flushRun(upTo: index)
+                var replacement = allocate(96)
+                MessageEncoder.errorResponse(severity: .error, state: .queryCanceled,
+                                             message: "canceling statement due to statement timeout", into: &replacement)
+                write(replacement)
+                disposition = .drop
+            }
             if disposition == .drop {
                 flushRun(upTo: index)
                 index += header.frameSize
@@ -178,6 +188,16 @@ extension ClientConnection {
 
     func serverReadComplete(from server: ServerConnection) {
         flushIfNeeded()
+    }
+
+    /// The SQLSTATE of an ErrorResponse payload.
+    static func errorCode(_ payload: ByteBuffer) -> String? {
+        var payload = payload
+        while let field = payload.readInteger(as: UInt8.self), field != 0 {
+            guard let value = payload.readNullTerminatedString() else { return nil }
+            if field == UInt8(ascii: "C") { return value }
+        }
+        return nil
     }
 
     /// A server frame that is part of an answer (not asynchronous, not the closing ReadyForQuery).

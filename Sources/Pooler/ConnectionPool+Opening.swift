@@ -48,7 +48,9 @@ extension ConnectionPool {
                 self.logger.warning("could not open server connection", metadata: [
                     "server": "\(slot.address)", "error": "\(error)"])
                 let stranded = self.lock.withLock { slot.machine.connectionFailed() }
-                let failure = PoolError.serverUnavailable(pool: self.name, server: "\(slot.address)", reason: "\(error)")
+                // Names the shard and the server's role too (SPEC 1d), for pools with several.
+                let server = "shard \(slot.address.shard) \(slot.address.role) \(slot.address)"
+                let failure = PoolError.serverUnavailable(pool: self.name, server: server, reason: "\(error)")
                 for ref in stranded {
                     let waiter = ref.waiter
                     waiter.eventLoop.execute { waiter.leaseFailed(failure) }

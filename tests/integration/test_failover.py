@@ -168,3 +168,12 @@ def test_promotion_with_auto_roles_moves_writes_without_reload(pgcat, cluster):
             cluster_script(port, "reset", directory)
         except subprocess.CalledProcessError:
             pass
+
+
+def test_no_reachable_server_is_08006_naming_pool_shard_and_role(pgcat, cluster):
+    dead = free_port()  # nothing listens there
+    t = pgcat(pool_size=1, users=["app"], servers=[[HOST, dead, "primary"]], general={"connect_timeout": 1000})
+    with pytest.raises(psycopg.OperationalError) as failure:
+        t.connect()  # the login itself needs a server (its parameters): FATAL 08006
+    message = str(failure.value)
+    assert "no healthy server for pool app/app" in message and "shard 0 primary" in message, message

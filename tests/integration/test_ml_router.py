@@ -212,10 +212,11 @@ def test_model_statement_timeout_cancels_the_inference(pgcat, cluster, pgml):
               models=[{"match": "slow/*", "statement_timeout": 400}])
     with t.connect() as c:
         started = time.monotonic()
-        with pytest.raises(psycopg.errors.QueryCanceled):
+        with pytest.raises(psycopg.errors.QueryCanceled) as cancelled:
             # a cold load of 5 s (the stand-in's simulated model loading), cut at 400 ms
             c.execute("begin read only; set local pgml_stub.cold_ms = 5000; select pgml.embed('slow/model', 'x')")
         assert time.monotonic() - started < 3
+        assert "canceling statement due to statement timeout" in str(cancelled.value), str(cancelled.value)
         c.execute("rollback")
         # other models have no timeout
         assert c.execute(EMBED, ("fast/model",)).fetchone()[0] is True
