@@ -36,6 +36,7 @@ extension ClientConnection {
                 break  // wait for the rest of a frame that must be read or dropped whole
             }
             var heldForRetry = false
+            let failedStatement = header.id == BackendID.errorResponse ? server.tracker.headStatement : nil
             if header.id == BackendID.errorResponse, let statement = server.tracker.headStatement,
                Self.isStalePlanError(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!) {
                 let error = buffer.getSlice(at: index, length: header.frameSize)!
@@ -89,6 +90,15 @@ extension ClientConnection {
                 MessageEncoder.errorResponse(severity: .error, state: .queryCanceled,
                                              message: "canceling statement due to statement timeout", into: &replacement)
                 write(replacement)
+                disposition = .drop
+            }
+            if header.id == BackendID.errorResponse, disposition == .forward, whole, let failedStatement,
+               let renamed = renamingStatement(in: buffer.getSlice(at: index + FrameHeader.size,
+                                                                   length: header.payloadSize)!,
+                                               serverName: failedStatement) {
+                // The server names the statement by the pooler's name (PGCAT_3): the client knows its own.
+                flushRun(upTo: index)
+                write(renamed)
                 disposition = .drop
             }
             if disposition == .drop {
@@ -188,6 +198,35 @@ extension ClientConnection {
 
     func serverReadComplete(from server: ServerConnection) {
         flushIfNeeded()
+    }
+
+    /// The ErrorResponse with the client's name for `serverName` where its text quotes the pooler's, or nil when it
+    /// does not (or the client has no name for it).
+    func renamingStatement(in payload: ByteBuffer, serverName: String) -> ByteBuffer? {
+        let quoted = "\"\(serverName)\""
+        guard payload.readableBytesView.count >= quoted.utf8.count,
+              let clientName = statements.first(where: { $0.value.serverName == serverName })?.key else { return nil }
+        var fields: [(UInt8, String)] = []
+        var reader = payload
+        var found = false
+        while let field = reader.readInteger(as: UInt8.self), field != 0 {
+            guard var value = reader.readNullTerminatedString() else { return nil }
+            if value.contains(quoted) {
+                value = value.replacingOccurrences(of: quoted, with: "\"\(clientName)\"")
+                found = true
+            }
+            fields.append((field, value))
+        }
+        guard found else { return nil }
+        var out = allocate(payload.readableBytes + 32)
+        MessageEncoder.frame(BackendID.errorResponse, into: &out) {
+            for (field, value) in fields {
+                $0.writeInteger(field)
+                $0.writeNullTerminatedString(value)
+            }
+            $0.writeInteger(UInt8(0))
+        }
+        return out
     }
 
     /// The SQLSTATE of an ErrorResponse payload.

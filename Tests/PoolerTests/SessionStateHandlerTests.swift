@@ -62,6 +62,20 @@ final class SessionStateHandlerTests: XCTestCase {
         XCTAssertEqual(h.pool.counts().idle, 1)
     }
 
+    func testServerErrorsNameTheClientsStatementNotThePoolersName() {
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        prepare(h, a, on: server)
+        h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        _ = server.drainOutbound()
+        h.send(Backend.error(SQLState("08P01"), "bind message supplies 0 parameters, but prepared statement \"PGCAT_1\" requires 1"),
+               Backend.ready(.idle), to: server)
+        let reply = a.drainMessages()
+        XCTAssertEqual(ids(reply), "EZ")
+        XCTAssertEqual(reply.first?.errorFields["M"], "bind message supplies 0 parameters, but prepared statement \"s1\" requires 1")
+        XCTAssertEqual(reply.first?.errorFields["C"], "08P01")
+    }
+
     func testAStalePlanAfterAParameterDescriptionIsNotRetried() {
         // Describe of the statement: the server sends ParameterDescription before it finds the plan stale. A retry
         // would send the client a second one (asyncpg then fails); the client gets the error instead.
