@@ -311,6 +311,10 @@ extension ClientConnection {
         }
         scanner.reset()
         flushIfNeeded()
+        if let held = inbox, held.readableBytes > 0 {
+            drive()  // messages the relay held for this server's answer go elsewhere now
+            flushIfNeeded()
+        }
     }
 
     /// The client is gone (or timed out) while holding `server`: make the server reusable or close it.

@@ -55,6 +55,7 @@ extension ClientConnection {
                 $0.writeImmutableBuffer(payload)
             }
             server.tracker.append(.bind(statement: statement.serverName))
+            lastNamedStatementUse = (statement.serverName, name)
             recordForRetry(bind, using: statement, startsBatch: startsBatch)
             server.send(bind)
             return true
@@ -81,6 +82,7 @@ extension ClientConnection {
                 $0.writeNullTerminatedString(statement.serverName)
             }
             server.tracker.append(.describeStatement(statement: statement.serverName))
+            lastNamedStatementUse = (statement.serverName, name)
             recordForRetry(describe, using: statement, startsBatch: startsBatch)
             server.send(describe)
             return true

@@ -85,7 +85,8 @@ extension ClientConnection {
                 index += scanner.consumeSkip(available: end - index)
                 continue
             }
-            if holdsAtTransactionEnd, server.status == .idle, server.tracker.awaitsClientSyncPoint { break }
+            // (Inside a transaction too: a pipelined COMMIT ends it, and a write after it needs the primary.)
+            if holdsAtTransactionEnd, server.tracker.awaitsClientSyncPoint { break }
             guard let header = FrameHeader.peek(buffer, at: index) else { break }
             try header.validate(limit: maxMessageSize)
             try check(header)
@@ -157,12 +158,17 @@ extension ClientConnection {
                 unsynced = false
                 skipToSync = false
                 server.tracker.sent(header.id)
+                // An error before this Sync makes the server skip the unit's unnamed Parse: only within its own unit
+                // is the unnamed statement surely this client's (ClientConnection+UnnamedStatement).
+                server.unnamedStatementOwner = 0
             case FrontendID.describe:
                 unsynced = true
                 let kind = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
                 server.tracker.sent(header.id, describesStatement: kind == UInt8(ascii: "S"))
-            case FrontendID.query, FrontendID.functionCall, FrontendID.flush,
-                 FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
+            case FrontendID.query, FrontendID.functionCall:
+                server.tracker.sent(header.id)
+                server.unnamedStatementOwner = 0
+            case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
                 server.tracker.sent(header.id)
             default:
                 unsynced = true
@@ -292,7 +298,8 @@ extension ClientConnection {
         var index = buffer.readerIndex
         while let header = FrameHeader.peek(buffer, at: index) {
             switch header.id {
-            case FrontendID.sync, FrontendID.flush, FrontendID.query, FrontendID.terminate: return false
+            case FrontendID.sync, FrontendID.flush, FrontendID.query, FrontendID.functionCall, FrontendID.terminate:
+                return false
             default: break
             }
             guard header.length >= 4 else { return false }  // malformed: the relay refuses it

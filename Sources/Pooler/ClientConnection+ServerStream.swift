@@ -168,6 +168,11 @@ extension ClientConnection {
             awaitingStatementOutcome = false
             drive()
             flushIfNeeded()
+        } else if let held = inbox, held.readableBytes > 0, !server.tracker.awaitsClientSyncPoint {
+            // The relay held these bytes until this answer (read/write splitting: the transaction might have
+            // ended); it did not end here, so they follow on this server.
+            drive()
+            flushIfNeeded()
         }
         if server.tracker.pendingSyncPoints == 0, server.status != .idle {
             startIdleTransactionTimer()
@@ -204,8 +209,16 @@ extension ClientConnection {
     /// does not (or the client has no name for it).
     func renamingStatement(in payload: ByteBuffer, serverName: String) -> ByteBuffer? {
         let quoted = "\"\(serverName)\""
-        guard payload.readableBytesView.count >= quoted.utf8.count,
-              let clientName = statements.first(where: { $0.value.serverName == serverName })?.key else { return nil }
+        guard payload.readableBytesView.count >= quoted.utf8.count else { return nil }
+        // Several client names can share one server statement (same text): the one used last is the likely one.
+        let clientName: String
+        if let last = lastNamedStatementUse, last.server == serverName {
+            clientName = last.client
+        } else if let any = statements.first(where: { $0.value.serverName == serverName })?.key {
+            clientName = any
+        } else {
+            return nil
+        }
         var fields: [(UInt8, String)] = []
         var reader = payload
         var found = false

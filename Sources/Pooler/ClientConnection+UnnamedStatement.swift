@@ -3,10 +3,12 @@
 /// Bind+Execute+Sync. A Sync may end the transaction, so the Bind can land on another server connection, one that
 /// holds another client's unnamed statement: the Bind would run that client's query with these parameters.
 ///
-/// So each server connection records whose unnamed statement it holds (parsed during the current lease), and a Bind
-/// or Describe of the unnamed statement on a connection that holds someone else's is preceded by this client's last
+/// So each server connection records whose unnamed Parse it was sent in the current unit (up to the next Sync or
+/// Query: an error in a unit makes the server skip its Parse, so only within the unit is the statement surely this
+/// client's), and a Bind or Describe of the unnamed statement anywhere else is preceded by this client's last
 /// unnamed Parse (its reply dropped), or by a Close of the unnamed statement when the client has none, which makes
-/// the server answer 26000 as PostgreSQL would.
+/// the server answer 26000 as PostgreSQL would. Parse and Bind in one unit (libpq, psycopg, JDBC, pgbench) need
+/// nothing added.
 import NIOCore
 import PostgresWire
 

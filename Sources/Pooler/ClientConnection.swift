@@ -87,6 +87,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// The client's last unnamed Parse (its payload after the empty name), kept to prepare it again on the server
     /// connection of a later transaction (ClientConnection+UnnamedStatement).
     var savedUnnamedParse: ByteBuffer?
+    /// The last named statement this client bound or described: its server name and the client's (for errors).
+    var lastNamedStatementUse: (server: String, client: String)?
     /// The Query or Parse the plugins passed before a server was leased for it (ClientConnection+Plugins).
     var pluginsPassed: (id: UInt8, payload: ByteBuffer)?
     var poolMode: PoolMode = .transaction

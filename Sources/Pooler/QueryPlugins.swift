@@ -51,7 +51,7 @@ struct QueryPlugins: Sendable, Equatable {
     func verdict(for text: String, facts: (String) -> QueryFacts?) -> Verdict {
         if !intercepts.isEmpty, let canned = intercepts[Self.normalized(text)] { return .intercept(canned) }
         if !deniedTables.isEmpty, let facts = facts(text) {
-            for table in facts.tables {
+            for table in facts.namedRelations {
                 let name = table.split(separator: ".").last.map(String.init) ?? table
                 if deniedTables.contains(name) { return .deny(table: name) }
             }

@@ -60,8 +60,8 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     /// Pooler-named statements the server still holds but that must be closed before they are prepared again
     /// (their plan went stale, or the Close evicting them was skipped after an error). Not in `statements`.
     var staleStatements: Set<String> = []
-    /// The client (`ClientConnection.serial`) whose unnamed statement this connection holds, parsed during the
-    /// current lease; 0 when unknown (every new lease starts so). See ClientConnection+UnnamedStatement.
+    /// The client (`ClientConnection.serial`) whose unnamed Parse went to this connection in the current unit (up to
+    /// its Sync); 0 when unknown (every lease and every unit starts so). See ClientConnection+UnnamedStatement.
     var unnamedStatementOwner: UInt64 = 0
     /// Extended-protocol messages sent since the last Sync (the server holds unsynced state).
     var unsynced = false

@@ -36,6 +36,10 @@ public struct QueryFacts: Equatable, Sendable {
     public var searchPathChanges: [SearchPathStep] = []
     /// Tables named anywhere, schema-qualified as written (`public.users`, `users`).
     public var tables: [String] = []
+    /// Every relation name in the text, schema-qualified as written: `tables` plus names that may be CTEs (a CTE's
+    /// scope is not tracked) and the relations inside PREPARE and plain EXPLAIN. For refusing tables, where a
+    /// false alarm is better than a miss.
+    public var namedRelations: [String] = []
     /// The (last) transaction control statement in the text.
     public var transaction: Transaction?
     /// The BEGIN / START TRANSACTION in the text, if any (`BEGIN; SELECT ...` opens a transaction too).
@@ -160,10 +164,16 @@ extension QueryFacts {
                     functions += inner.functions
                     pgmlCalls += inner.pgmlCalls
                     unqualifiedPGMLCalls += inner.unqualifiedPGMLCalls
+                    appendRelations(inner.namedRelations)
                     continue
                 }
             case "PrepareStmt":
-                continue  // PREPARE runs nothing; its EXECUTE is not a read we can see
+                // PREPARE runs nothing; its EXECUTE is not a read we can see. The relations it names still count.
+                var inner = QueryFacts()
+                var innerCTEs: Set<String> = []
+                inner.walk(node, cteNames: &innerCTEs)
+                appendRelations(inner.namedRelations)
+                continue
             case "VariableSetStmt":
                 if let change = Self.searchPathChange(node) {
                     searchPathChanges.append(SearchPathStep(statement: statementKinds.count - 1, change: change))
@@ -254,6 +264,11 @@ extension QueryFacts {
         guard let name = node["relname"]?.stringValue else { return }
         let qualified = node["schemaname"]?.stringValue.map { "\($0).\(name)" } ?? name
         if !tables.contains(qualified) { tables.append(qualified) }
+        if !namedRelations.contains(qualified) { namedRelations.append(qualified) }
+    }
+
+    private mutating func appendRelations(_ names: [String]) {
+        for name in names where !namedRelations.contains(name) { namedRelations.append(name) }
     }
 
     private static func transaction(_ node: ParseTreeJSON) -> Transaction {

@@ -52,6 +52,11 @@ final class QueryPluginsTests: XCTestCase {
         XCTAssertEqual(verdict(p, "with s as (select * from secrets) select * from s"), .deny(table: "secrets"))
         XCTAssertEqual(verdict(p, "insert into secrets values (1)"), .deny(table: "secrets"))
         XCTAssertEqual(verdict(p, "select 1; update secrets set v = 2"), .deny(table: "secrets"), "any statement")
+        XCTAssertEqual(verdict(p, "PREPARE q AS SELECT * FROM secrets"), .deny(table: "secrets"), "a PREPARE's body")
+        XCTAssertEqual(verdict(p, "EXPLAIN SELECT * FROM secrets"), .deny(table: "secrets"))
+        XCTAssertEqual(verdict(p, "SELECT * FROM secrets WHERE EXISTS (WITH secrets AS (SELECT 1) SELECT 1 FROM secrets)"),
+                       .deny(table: "secrets"), "a CTE of the same name elsewhere does not hide the table")
+        XCTAssertEqual(verdict(p, "WITH secrets AS (SELECT 1) SELECT 1; SELECT * FROM secrets"), .deny(table: "secrets"))
         XCTAssertEqual(verdict(p, "select * from \"Secrets\""), .pass, "a quoted name keeps its case, as in Postgres")
         XCTAssertEqual(verdict(p, "select * from secrets_archive"), .pass)
         XCTAssertEqual(verdict(p, "select 'secrets'"), .pass, "a string is not a table")

@@ -63,6 +63,22 @@ final class UnnamedStatementHandlerTests: XCTestCase {
                                                       Frontend.bind(), Frontend.execute(), Frontend.sync()))
     }
 
+    func testABindInALaterUnitOfTheSameLeaseIsPrecededByTheClientsParse() {
+        // One write, two units: if the first unit failed before its Parse, the server would skip it, and the second
+        // unit's Bind would meet whatever unnamed statement the connection held before.
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        h.send(Frontend.parse("SELECT $1::int"), Frontend.sync(), Frontend.bind(), Frontend.execute(), Frontend.sync(),
+               to: a)
+        XCTAssertEqual(server.drainOutbound(),
+                       concat(Frontend.parse("SELECT $1::int"), Frontend.sync(), Frontend.parse("SELECT $1::int"),
+                              Frontend.bind(), Frontend.execute(), Frontend.sync()))
+        h.send(Backend.empty(BackendID.parseComplete), Backend.ready(.idle), Backend.empty(BackendID.parseComplete),
+               Backend.empty(BackendID.bindComplete), Backend.commandComplete("SELECT 1"), Backend.ready(.idle),
+               to: server)
+        XCTAssertEqual(ids(a.drainMessages()), "1Z2CZ", "the injected Parse's reply is not the client's")
+    }
+
     func testAClientWithoutAnUnnamedStatementGetsTheServersError() {
         let h = PoolerHarness(Options(poolSize: 1))
         let (a, server) = h.loginFirstClient()

@@ -66,6 +66,13 @@ def test_table_access_refuses_listed_tables(pgcat, tables):
     assert f'permission for table "{SECRET_TABLE}" denied' in r.stderr, r.stderr
     r = psql(t, f"select 1; select v from {SECRET_TABLE}", check=False)
     assert r.returncode != 0 and "denied" in r.stderr, r.stderr
+    # SQL-level PREPARE names the table too (its EXECUTE would not)
+    r = psql(t, f"prepare p as select v from {SECRET_TABLE}", check=False)
+    assert r.returncode != 0 and "denied" in r.stderr, r.stderr
+    # a CTE of the same name elsewhere does not hide the table
+    r = psql(t, f"select v from {SECRET_TABLE} where exists (with {SECRET_TABLE} as (select 1) select 1 from {SECRET_TABLE})",
+             check=False)
+    assert r.returncode != 0 and "denied" in r.stderr, r.stderr
     assert psql(t, f"select v from {OPEN_TABLE}").stdout.strip() == "visible"
     # Nothing refused ever reached the server: the row is unchanged.
     assert psql(t, f"select count(*) from {OPEN_TABLE}").stdout.strip() == "1"
@@ -182,3 +189,26 @@ def test_a_users_statement_timeout_ends_a_slow_statement(pgcat):
         assert c.execute("select 1").fetchone() == (1,)
     with t.connect(user="md5_user") as c:
         assert c.execute("select pg_sleep(0.5), 2").fetchone()[1] == 2
+
+
+def test_query_logger_logs_a_batch_split_across_reads_once(pgcat, cluster, tables):
+    """With read/write splitting a Parse waits at the pooler for the rest of its batch; it is logged once, not once
+    per read that brings more of the batch."""
+    import struct
+
+    from pgwire import RawConn, message
+
+    servers = [["127.0.0.1", cluster.primary, "primary"], ["127.0.0.1", cluster.replica1, "replica"]]
+    t = pgcat(servers=servers, users=["app"], pool={"query_parser_enabled": True,
+                                                     "query_parser_read_write_splitting": True,
+                                                     "plugins": {"query_logger": {"enabled": True}}})
+    c = RawConn(t.host, t.port)
+    c.startup("app", "app", "app")
+    c.send(message(b"P", b"\0select 4646 as split_batch\0" + struct.pack("!H", 0)))
+    time.sleep(0.3)
+    c.send(message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0)))
+    time.sleep(0.3)
+    c.send(message(b"E", b"\0" + struct.pack("!i", 0)) + message(b"S", b""))
+    assert c.read_until_ready() == [["4646"]]
+    c.terminate()
+    assert t.log().count("select 4646 as split_batch") == 1, t.log()[-3000:]

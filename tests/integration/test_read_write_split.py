@@ -187,3 +187,45 @@ def test_pipelined_reads_and_writes_each_go_where_they_must(split, cluster, prim
             reads = [conn.execute("select pg_is_in_recovery()") for _ in range(5)]
         assert all(cur.fetchone() == (True,) for cur in reads)
     assert primary.value(f"select count(*) from {table}") == 50
+
+
+def test_held_pipelines_go_on_inside_transactions_and_after_commit(split, cluster, primary):
+    """What the relay holds behind a possible transaction end continues when the transaction goes on (no hang),
+    and a write pipelined behind the COMMIT of a read-only transaction reaches the primary."""
+    from pgwire import RawConn, query_message
+
+    table = primary.make_table("rw_split_held")
+    t = split()
+    c = RawConn(t.host, t.port, timeout=10)
+    c.startup("app", "app", "app")
+    c.send(query_message("begin read only") + query_message("select pg_is_in_recovery()")
+           + query_message("select 2") + query_message("commit")
+           + query_message(f"insert into {table} values (1, 'after commit')"))
+    assert c.read_until_ready() == []
+    assert c.read_until_ready() == [["t"]]
+    assert c.read_until_ready() == [["2"]]
+    assert c.read_until_ready() == []
+    assert c.read_until_ready() == []
+    assert primary.value(f"select v from {table} where id = 1") == "after commit"
+    c.terminate()
+
+
+def test_a_lone_function_call_is_answered_with_splitting_on(split):
+    """A FunctionCall message (libpq's PQfn, large objects in autocommit) ends its unit: it must not wait for a Sync."""
+    import struct
+
+    from pgwire import RawConn, message
+
+    t = split()
+    c = RawConn(t.host, t.port, timeout=10)
+    c.startup("app", "app", "app")
+    # pg_backend_pid() is OID 2026: no arguments, text result
+    c.send(message(b"F", struct.pack("!iHHH", 2026, 0, 0, 0)))
+    kinds = []
+    while True:
+        kind, _ = c.read_message()
+        kinds.append(kind)
+        if kind == b"Z":
+            break
+    assert kinds == [b"V", b"Z"], kinds
+    c.terminate()
