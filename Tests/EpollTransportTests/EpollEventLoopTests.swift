@@ -38,10 +38,11 @@ final class EpollEventLoopTests: XCTestCase {
     }
 
     func testASleepingLoopWakesForATaskAndForAFuture() throws {
+        let loop: EpollEventLoop = self.loop  // captured by value: the test case is not Sendable
         usleep(50_000)  // the loop is in epoll_wait without timers now
         let value = try loop.submit { 42 }.wait()
         XCTAssertEqual(value, 42)
-        let chained = try loop.makeSucceededFuture(1).flatMap { value in self.loop.submit { value + 1 } }.wait()
+        let chained = try loop.makeSucceededFuture(1).flatMap { value in loop.submit { value + 1 } }.wait()
         XCTAssertEqual(chained, 2)
     }
 
@@ -53,12 +54,13 @@ final class EpollEventLoopTests: XCTestCase {
     }
 
     func testTimersFireInDeadlineOrderAndEqualDeadlinesInSchedulingOrder() throws {
+        let loop: EpollEventLoop = self.loop  // captured by value: the test case is not Sendable
         let order = NIOLockedValueBox<[Int]>([])
         let base = NIODeadline.now() + .milliseconds(20)
         let offsets = [7, 3, 11, 3, 0, 19, 5, 3, 13, 1]
         let futures = try loop.submit {
             offsets.enumerated().map { index, offset in
-                self.loop.scheduleTask(deadline: base + .milliseconds(Int64(offset))) {
+                loop.scheduleTask(deadline: base + .milliseconds(Int64(offset))) {
                     order.withLockedValue { $0.append(index) }
                 }.futureResult
             }
@@ -69,11 +71,12 @@ final class EpollEventLoopTests: XCTestCase {
     }
 
     func testACancelledTaskNeverRunsOnOrOffTheLoop() throws {
+        let loop: EpollEventLoop = self.loop  // captured by value: the test case is not Sendable
         let ran = NIOLockedValueBox(0)
         let offLoop = loop.scheduleTask(in: .milliseconds(20)) { ran.withLockedValue { $0 += 1 } }
         offLoop.cancel()
         let onLoop = try loop.submit { () -> Scheduled<Void> in
-            let task = self.loop.scheduleTask(in: .milliseconds(20)) { ran.withLockedValue { $0 += 1 } }
+            let task = loop.scheduleTask(in: .milliseconds(20)) { ran.withLockedValue { $0 += 1 } }
             task.cancel()
             return task
         }.wait()
@@ -84,11 +87,12 @@ final class EpollEventLoopTests: XCTestCase {
     }
 
     func testManyCancelledTimersLeaveAndTheRestStillFire() throws {
+        let loop: EpollEventLoop = self.loop  // captured by value: the test case is not Sendable
         let fired = NIOLockedValueBox(0)
         let kept = try loop.submit { () -> [EventLoopFuture<Void>] in
             var keep: [EventLoopFuture<Void>] = []
             for i in 0..<1000 {
-                let task = self.loop.scheduleTask(in: .milliseconds(Int64(5 + i % 20))) {
+                let task = loop.scheduleTask(in: .milliseconds(Int64(5 + i % 20))) {
                     fired.withLockedValue { $0 += 1 }
                 }
                 if i % 10 == 0 { keep.append(task.futureResult) } else { task.cancel() }
