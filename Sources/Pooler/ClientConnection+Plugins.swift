@@ -11,8 +11,8 @@ extension ClientConnection {
     /// Without a server: a Query or Parse the plugins refuse or answer. True when handled here (the caller consumes
     /// the frame).
     func applyPluginsWithoutServer(_ plugins: QueryPlugins, _ id: UInt8, _ payload: ByteBuffer) -> Bool {
-        // Judged already (the frame waited for the rest of its batch, which came in another read).
-        if let passed = pluginsPassed, passed.id == id, passed.payload == payload { return false }
+        // Judged already: the frame waited for the rest of its batch, which came in another read.
+        if awaitingRestOfUnit, let passed = pluginsPassed, passed.id == id, passed.payload == payload { return false }
         switch pluginVerdict(plugins, id, payload) {
         case .pass:
             pluginsPassed = (id, payload)  // the relay sees this frame next: not logged or judged twice

@@ -258,11 +258,13 @@ extension ClientConnection {
                 return true
             }
             if parseWithoutServer(payload) {
+                awaitingRestOfUnit = false
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
             noteShardComment(header, in: buffer)
-            if awaitsRestOfUnit(buffer) { return false }
+            awaitingRestOfUnit = awaitsRestOfUnit(buffer)
+            if awaitingRestOfUnit { return false }
             return leaseForStatements(&buffer)
         case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
             // Nothing to flush; copy messages outside COPY are ignored by Postgres too.

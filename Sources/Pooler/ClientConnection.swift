@@ -91,6 +91,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var lastNamedStatementUse: (server: String, client: String)?
     /// The Query or Parse the plugins passed before a server was leased for it (ClientConnection+Plugins).
     var pluginsPassed: (id: UInt8, payload: ByteBuffer)?
+    /// The Parse at the front of the inbox waits for the rest of its batch (read/write splitting).
+    var awaitingRestOfUnit = false
     var poolMode: PoolMode = .transaction
     let key: BackendKeyData
     let connectedAt = NIODeadline.now()
