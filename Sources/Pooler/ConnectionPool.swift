@@ -427,8 +427,17 @@ public final class ConnectionPool: @unchecked Sendable {
     /// `bypassPause`: a login borrowing a server only to learn the parameters to report is not held by PAUSE.
     func lease(for waiter: LeaseWaiter, role: TargetRole? = nil, bypassPause: Bool = false,
                affinityKey: String? = nil, shard: Int? = nil) -> LeaseOutcome {
-        let slot = pickSlot(role: role ?? routing.defaultRole, affinityKey: affinityKey, shard: shard ?? resolvedDefaultShard())
+        let wanted = role ?? routing.defaultRole
+        let slot = pickSlot(role: wanted, affinityKey: affinityKey, shard: shard ?? resolvedDefaultShard())
         let loop = waiter.eventLoop
+        if wanted == .primary, !slot.isPrimary, !slot.roleUnknown {
+            // The shard has no primary (a pool of replicas, or `auto` servers that are all replicas now): say so
+            // (SPEC 1d: 08006 naming pool, shard and role) rather than let the replica refuse the write.
+            let failure = PoolError.serverUnavailable(
+                pool: name, server: "shard \(slot.address.shard) primary", reason: "the shard has no primary")
+            loop.execute { waiter.leaseFailed(failure) }
+            return .waiting
+        }
         let result: PoolStateMachine<ServerConnection, WaiterRef>.LeaseResult? = lock.withLock {
             if paused && !bypassPause {
                 pausedWaiters.append(WaiterRef(waiter: waiter))

@@ -177,3 +177,18 @@ def test_no_reachable_server_is_08006_naming_pool_shard_and_role(pgcat, cluster)
         t.connect()  # the login itself needs a server (its parameters): FATAL 08006
     message = str(failure.value)
     assert "no healthy server for pool app/app" in message and "shard 0 primary" in message, message
+
+
+def test_a_write_to_a_shard_without_a_primary_is_08006(pgcat, cluster):
+    """A pool of replicas only: reads work; a write is refused by the pooler naming the shard and the role, not
+    sent to a replica to fail there with 25006."""
+    t = pgcat(pool_size=2, users=["app"], servers=[[HOST, cluster.replica1, "replica"]],
+              pool={"query_parser_enabled": True, "query_parser_read_write_splitting": True})
+    with t.connect() as c:
+        assert c.execute("select pg_is_in_recovery()").fetchone() == (True,)
+        with pytest.raises(psycopg.errors.ConnectionFailure) as failure:
+            c.execute("create temp table never_here (x int)")
+        message = str(failure.value)
+        assert failure.value.diag.sqlstate == "08006"
+        assert "no healthy server for pool app/app: shard 0 primary: the shard has no primary" in message, message
+        assert c.execute("select 1").fetchone() == (1,)  # the session goes on
