@@ -147,20 +147,8 @@ extension ClientConnection {
     /// Whether an ErrorResponse payload is PostgreSQL's `cached plan must not change result type` (0A000 from
     /// RevalidateCachedQuery; the routine name is not translated, the message may be).
     static func isStalePlanError(_ payload: ByteBuffer) -> Bool {
-        var payload = payload
-        var code: String?
-        var routine: String?
-        var message: String?
-        while let field = payload.readInteger(as: UInt8.self), field != 0 {
-            guard let value = payload.readNullTerminatedString() else { return false }
-            switch field {
-            case UInt8(ascii: "C"): code = value
-            case UInt8(ascii: "R"): routine = value
-            case UInt8(ascii: "M"): message = value
-            default: break
-            }
-        }
-        guard code == "0A000" else { return false }
-        return routine == "RevalidateCachedQuery" || message == "cached plan must not change result type"
+        guard let error = try? ErrorFields.decode(payload), error.sqlState == "0A000" else { return false }
+        return error.fields[UInt8(ascii: "R")] == "RevalidateCachedQuery"
+            || error.message == "cached plan must not change result type"
     }
 }

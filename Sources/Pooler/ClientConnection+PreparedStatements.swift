@@ -9,25 +9,17 @@ extension ClientConnection {
     /// Whether the frame at `index` (header complete) may name a prepared statement the pooler renames: a named
     /// Parse, a Bind/Describe/Close of a named statement, or a Query that may be DEALLOCATE/DISCARD. Looks at a few
     /// bytes only, without allocating: unnamed statements (most traffic) stream straight through.
-    static func mayNeedRewrite(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) -> Bool {
-        let prefix = FramePrefix(header, in: buffer, at: index)
-        @inline(__always) func byte(_ offset: Int) -> UInt8? { prefix[offset] }
-        switch header.id {
-        case FrontendID.parse:
-            return byte(0) != 0
-        case FrontendID.describe, FrontendID.close:
-            return byte(0) == UInt8(ascii: "S") && byte(1) != 0
-        case FrontendID.bind:
-            // portal name, then statement name: is the statement name non-empty?
-            var offset = 0
-            while let b = byte(offset), b != 0 { offset += 1 }
-            guard byte(offset) == 0 else { return true }  // portal name not complete yet: decide when whole
-            return byte(offset + 1) != 0
-        case FrontendID.query:
-            return header.payloadSize < StatementCommand.maxTrackedLength
-                && StatementCommand.mightMatch(prefix.slice)
-        default:
+    /// `reference`: the frame's `StatementReference` (an undecided one is decided when the frame is whole).
+    static func mayNeedRewrite(_ header: FrameHeader, _ reference: StatementReference, in buffer: ByteBuffer,
+                               at index: Int) -> Bool {
+        switch reference {
+        case .named, .undecided:
+            return true
+        case .unnamed:
             return false
+        case .none:
+            return header.id == FrontendID.query && header.payloadSize < StatementCommand.maxTrackedLength
+                && StatementCommand.mightMatch(FramePrefix(header, in: buffer, at: index).slice)
         }
     }
 
@@ -55,7 +47,6 @@ extension ClientConnection {
                 $0.writeImmutableBuffer(payload)
             }
             server.tracker.append(.bind(statement: statement.serverName))
-            lastNamedStatementUse = (statement.serverName, name)
             recordForRetry(bind, using: statement, startsBatch: startsBatch)
             server.send(bind)
             return true
@@ -82,7 +73,6 @@ extension ClientConnection {
                 $0.writeNullTerminatedString(statement.serverName)
             }
             server.tracker.append(.describeStatement(statement: statement.serverName))
-            lastNamedStatementUse = (statement.serverName, name)
             recordForRetry(describe, using: statement, startsBatch: startsBatch)
             server.send(describe)
             return true

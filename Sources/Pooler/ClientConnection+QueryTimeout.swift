@@ -11,13 +11,19 @@ extension ClientConnection {
     func checkQueryTimeout(limit: Int64, now: NIODeadline = .now()) {
         guard limit > 0, case .ready = phase, let server, server.tracker.pendingSyncPoints > 0,
               let start = server.requestStart, now - start >= .milliseconds(limit) else { return }
-        logger.warning("query_timeout: no answer from the server; closing the session and the server connection",
-                       metadata: ["server": "\(server.address.host):\(server.address.port)",
-                                  "waited_ms": "\((now - start).nanoseconds / 1_000_000)"])
+        endSession(waitingOn: server, setting: "query_timeout", waitedMs: (now - start).nanoseconds / 1_000_000,
+                   message: "canceling statement due to query_timeout: no answer from the server within \(limit) ms")
+    }
+
+    /// A timeout passed with the server's answer still owed: the session ends (FATAL 57014), and its server
+    /// connection is cancelled and discarded, never reused.
+    private func endSession(waitingOn server: ServerConnection, setting: String, waitedMs: Int64, message: String) {
+        logger.warning("\(setting): no answer from the server; closing the session and the server connection",
+                       metadata: ["server": "\(server.address.host):\(server.address.port)", "waited_ms": "\(waitedMs)"])
         self.server = nil
-        returnServer(server, clientLeft: true)  // pending answer: cancelled and discarded, never reused
+        returnServer(server, clientLeft: true)
         inbox = nil
-        fatal(.queryCanceled, "canceling statement due to query_timeout: no answer from the server within \(limit) ms")
+        fatal(.queryCanceled, message)
     }
 
     /// A request was just sent on `server` (its `requestStart` set): arm the user's `statement_timeout`.
@@ -48,11 +54,7 @@ extension ClientConnection {
             statementTimer = eventLoop.scheduleTask(deadline: due) { [self] in statementTimerFired(limit: limit) }
             return
         }
-        logger.warning("statement_timeout: no answer from the server; closing the session and the server connection",
-                       metadata: ["server": "\(server.address.host):\(server.address.port)", "limit_ms": "\(limit)"])
-        self.server = nil
-        returnServer(server, clientLeft: true)  // pending answer: cancelled and discarded, never reused
-        inbox = nil
-        fatal(.queryCanceled, "pool statement timeout: no answer from the server within \(limit) ms")
+        endSession(waitingOn: server, setting: "statement_timeout", waitedMs: (NIODeadline.now() - start).nanoseconds / 1_000_000,
+                   message: "pool statement timeout: no answer from the server within \(limit) ms")
     }
 }

@@ -52,7 +52,7 @@ extension ClientConnection {
         var detectsPins = releasesAfterTransaction
         // GPU inference sent on a connection that is not an inference one (the transaction was routed elsewhere).
         let countsMisplaced = inference == nil && !inferenceFallback && pool?.mlEnabled == true
-        let plugins = pool?.plugins.flatMap { $0.inspectsQueries ? $0 : nil }
+        let plugins = pool?.queryPlugins
         let tracksUnnamed = poolMode == .transaction
         // Pipelined transactions on a server chosen for reads: what follows a Sync or Query that may end the
         // transaction is routed again once that answer is in (a write after a read must not reach the replica).
@@ -95,7 +95,9 @@ extension ClientConnection {
                 break
             }
             let whole = end - index >= header.frameSize
-            let needsRewrite = rewriting && Self.mayNeedRewrite(header, in: buffer, at: index)
+            // Which statement the frame names, read once for the rewrite (named) and the tracking (unnamed).
+            let reference = rewriting || tracksUnnamed ? StatementReference(header, in: buffer, at: index) : .none
+            let needsRewrite = rewriting && Self.mayNeedRewrite(header, reference, in: buffer, at: index)
             if needsRewrite && !skipToSync && server.tracker.hasUnresolvedStatementsBeforeSync {
                 // An earlier batch may still fail a Parse or Close this message depends on: wait for its answer.
                 awaitingStatementOutcome = true
@@ -104,7 +106,7 @@ extension ClientConnection {
             let isStatementText = header.id == FrontendID.query || header.id == FrontendID.parse
             let inspectsText = detectsPins && isStatementText
             let pluginsInspect = plugins != nil && isStatementText
-            let unnamedUse = tracksUnnamed ? Self.unnamedStatementUse(header, in: buffer, at: index) : .none
+            let unnamedUse = tracksUnnamed ? Self.unnamedStatementUse(header.id, reference) : .none
             let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync
                 || header.id == FrontendID.describe || unnamedUse == .parse || unnamedUse == .undecided
             if mustBeWhole && !whole { break }
@@ -160,14 +162,14 @@ extension ClientConnection {
                 server.tracker.sent(header.id)
                 // An error before this Sync makes the server skip the unit's unnamed Parse: only within its own unit
                 // is the unnamed statement surely this client's (ClientConnection+UnnamedStatement).
-                server.unnamedStatementOwner = 0
+                server.unnamedParsedInUnit = false
             case FrontendID.describe:
                 unsynced = true
                 let kind = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
                 server.tracker.sent(header.id, describesStatement: kind == UInt8(ascii: "S"))
             case FrontendID.query, FrontendID.functionCall:
                 server.tracker.sent(header.id)
-                server.unnamedStatementOwner = 0
+                server.unnamedParsedInUnit = false
             case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
                 server.tracker.sent(header.id)
             default:
@@ -252,8 +254,7 @@ extension ClientConnection {
         case FrontendID.parse:
             guard buffer.readableBytes >= header.frameSize else { return false }
             let payload = buffer.getSlice(at: buffer.readerIndex + FrameHeader.size, length: header.payloadSize)!
-            if let plugins = pool?.plugins, plugins.inspectsQueries,
-               applyPluginsWithoutServer(plugins, FrontendID.parse, payload) {
+            if let plugins = pool?.queryPlugins, applyPluginsWithoutServer(plugins, FrontendID.parse, payload) {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
@@ -278,8 +279,7 @@ extension ClientConnection {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
-            if let plugins = pool?.plugins, plugins.inspectsQueries,
-               applyPluginsWithoutServer(plugins, FrontendID.query, payload) {
+            if let plugins = pool?.queryPlugins, applyPluginsWithoutServer(plugins, FrontendID.query, payload) {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }

@@ -83,7 +83,8 @@ extension ClientConnection {
                 break
             }
             if header.id == BackendID.errorResponse, disposition == .forward, whole, inference?.cancelSent == true,
-               Self.errorCode(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!) == "57014" {
+               (try? ErrorFields.decode(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!))?
+                   .sqlState == "57014" {
                 // The pooler cancelled it for the model's statement_timeout: say so, not "due to user request".
                 flushRun(upTo: index)
                 var replacement = allocate(96)
@@ -210,46 +211,16 @@ extension ClientConnection {
     func renamingStatement(in payload: ByteBuffer, serverName: String) -> ByteBuffer? {
         let quoted = "\"\(serverName)\""
         guard payload.readableBytesView.count >= quoted.utf8.count else { return nil }
-        // Several client names can share one server statement (same text): the one used last is the likely one.
-        let clientName: String
-        if let last = lastNamedStatementUse, last.server == serverName {
-            clientName = last.client
-        } else if let any = statements.first(where: { $0.value.serverName == serverName })?.key {
-            clientName = any
-        } else {
-            return nil
+        // (Two client names for one text share the server statement: either names the same definition.)
+        guard let clientName = statements.first(where: { $0.value.serverName == serverName })?.key,
+              var error = try? ErrorFields.decode(payload),
+              error.fields.values.contains(where: { $0.contains(quoted) }) else { return nil }
+        for (code, value) in error.fields where value.contains(quoted) {
+            error.fields[code] = value.replacingOccurrences(of: quoted, with: "\"\(clientName)\"")
         }
-        var fields: [(UInt8, String)] = []
-        var reader = payload
-        var found = false
-        while let field = reader.readInteger(as: UInt8.self), field != 0 {
-            guard var value = reader.readNullTerminatedString() else { return nil }
-            if value.contains(quoted) {
-                value = value.replacingOccurrences(of: quoted, with: "\"\(clientName)\"")
-                found = true
-            }
-            fields.append((field, value))
-        }
-        guard found else { return nil }
         var out = allocate(payload.readableBytes + 32)
-        MessageEncoder.frame(BackendID.errorResponse, into: &out) {
-            for (field, value) in fields {
-                $0.writeInteger(field)
-                $0.writeNullTerminatedString(value)
-            }
-            $0.writeInteger(UInt8(0))
-        }
+        MessageEncoder.errorResponse(error, into: &out)
         return out
-    }
-
-    /// The SQLSTATE of an ErrorResponse payload.
-    static func errorCode(_ payload: ByteBuffer) -> String? {
-        var payload = payload
-        while let field = payload.readInteger(as: UInt8.self), field != 0 {
-            guard let value = payload.readNullTerminatedString() else { return nil }
-            if field == UInt8(ascii: "C") { return value }
-        }
-        return nil
     }
 
     /// A server frame that is part of an answer (not asynchronous, not the closing ReadyForQuery).

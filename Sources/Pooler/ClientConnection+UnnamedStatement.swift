@@ -25,27 +25,17 @@ extension ClientConnection {
         case undecided
     }
 
-    /// What the frame at `index` does with the unnamed statement, from its first bytes.
-    static func unnamedStatementUse(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) -> UnnamedStatementUse {
-        let prefix = FramePrefix(header, in: buffer, at: index)
-        @inline(__always) func byte(_ offset: Int) -> UInt8? { prefix[offset] }
-        switch header.id {
-        case FrontendID.parse:
-            guard let first = byte(0) else { return .undecided }
-            return first == 0 ? .parse : .none
-        case FrontendID.bind:
-            var offset = 0
-            while let b = byte(offset), b != 0 { offset += 1 }  // the portal name
-            guard byte(offset) == 0, let statement = byte(offset + 1) else { return .undecided }
-            return statement == 0 ? .use : .none
-        case FrontendID.describe, FrontendID.close:
-            guard let kind = byte(0) else { return .undecided }
-            guard kind == UInt8(ascii: "S") else { return .none }
-            guard let name = byte(1) else { return .undecided }
-            guard name == 0 else { return .none }
-            return header.id == FrontendID.close ? .close : .use
-        default:
-            return .none
+    /// What a frame with this `StatementReference` does with the unnamed statement.
+    static func unnamedStatementUse(_ id: UInt8, _ reference: StatementReference) -> UnnamedStatementUse {
+        switch reference {
+        case .none, .named: return .none
+        case .undecided: return .undecided
+        case .unnamed:
+            switch id {
+            case FrontendID.parse: return .parse
+            case FrontendID.close: return .close
+            default: return .use  // Bind, Describe
+            }
         }
     }
 
@@ -56,16 +46,16 @@ extension ClientConnection {
         if savedUnnamedParse != definition {
             savedUnnamedParse = ByteBuffer(ByteBufferView(definition.readableBytesView))
         }
-        server.unnamedStatementOwner = serial
+        server.unnamedParsedInUnit = true
     }
 
     /// A Bind or Describe of the unnamed statement is about to go to `server`: make the statement there this
     /// client's. `before` forwards the client's earlier messages first.
     func ensureUnnamedStatement(on server: ServerConnection, before: () -> Void) {
-        guard server.unnamedStatementOwner != serial else { return }
+        guard !server.unnamedParsedInUnit else { return }
         before()
         planRetry = nil
-        server.unnamedStatementOwner = serial
+        server.unnamedParsedInUnit = true
         if let definition = savedUnnamedParse {
             var parse = allocate(definition.readableBytes + 8)
             MessageEncoder.frame(FrontendID.parse, into: &parse) {

@@ -1,6 +1,5 @@
 /// One client of the pooler: startup and authentication, then relaying its messages to a leased server
 /// connection and the server's replies back. Runs entirely on the client channel's event loop.
-import Atomics
 import Config
 import Failover
 import Logging
@@ -81,14 +80,9 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var pgmlOnSearchPath = false
     var pgmlOnLoginSearchPath = false
     var pool: ConnectionPool?
-    /// Unique for the process's lifetime (ObjectIdentifiers are reused once a client is freed).
-    let serial = ClientConnection.serials.wrappingIncrementThenLoad(ordering: .relaxed)
-    static let serials = ManagedAtomic<UInt64>(0)
     /// The client's last unnamed Parse (its payload after the empty name), kept to prepare it again on the server
     /// connection of a later transaction (ClientConnection+UnnamedStatement).
     var savedUnnamedParse: ByteBuffer?
-    /// The last named statement this client bound or described: its server name and the client's (for errors).
-    var lastNamedStatementUse: (server: String, client: String)?
     /// The Query or Parse the plugins passed before a server was leased for it (ClientConnection+Plugins).
     var pluginsPassed: (id: UInt8, payload: ByteBuffer)?
     /// The Parse at the front of the inbox waits for the rest of its batch (read/write splitting).

@@ -118,6 +118,8 @@ public final class ConnectionPool: @unchecked Sendable {
     }
     /// PgCat's plugins for this pool (nil: none enabled, or the pool's query parser is off).
     let plugins: QueryPlugins?
+    /// `plugins` when they read query texts (not only the prewarmer): what the relay checks.
+    let queryPlugins: QueryPlugins?
     /// 0 = prepared statements pass through untouched.
     let statementCacheSize: Int
     /// `cleanup_server_connections`: reset session state a client left behind before the next client.
@@ -216,6 +218,7 @@ public final class ConnectionPool: @unchecked Sendable {
         self.statementNames = statementNames ?? StatementNames(capacity: max(10_000, 4 * pool.preparedStatementsCacheSize))
         self.identity = Identity(pool: pool, user: userConfig, general: general, plugins: plugins)
         self.plugins = plugins
+        self.queryPlugins = plugins.flatMap { $0.inspectsQueries ? $0 : nil }
         self.mlStats = MLStats(pool: database)
         let dimensions = [("pool", database), ("user", user)]
         self.queryTimer = Metrics.Timer(label: "pgcat_query_duration_seconds", dimensions: dimensions)

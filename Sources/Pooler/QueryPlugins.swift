@@ -3,13 +3,13 @@
 /// statements each new server connection runs first; ConnectionPool+Opening runs them).
 ///
 /// Built once per pool from `PgCatConfig.effectivePlugins(for:)`; nil when no plugin is enabled, so a pool without
-/// plugins pays one nil check per Query or Parse.
+/// plugins pays one nil check per relay call. A class: the relay takes it once per call, one retain.
 import Config
 import NIOCore
 import PostgresWire
 import QueryParser
 
-struct QueryPlugins: Sendable, Equatable {
+final class QueryPlugins: Sendable, Equatable {
     /// `query_logger`: every Query and Parse text is logged (info) with its pool and user.
     let logsQueries: Bool
     /// `table_access`: table names (the last part of a qualified name, as the parser gives it) that are refused.
@@ -36,6 +36,11 @@ struct QueryPlugins: Sendable, Equatable {
 
     /// Whether Query and Parse texts need looking at (the prewarmer alone does not).
     var inspectsQueries: Bool { logsQueries || !deniedTables.isEmpty || !intercepts.isEmpty }
+
+    static func == (a: QueryPlugins, b: QueryPlugins) -> Bool {
+        a.logsQueries == b.logsQueries && a.deniedTables == b.deniedTables && a.intercepts == b.intercepts
+            && a.prewarmQueries == b.prewarmQueries
+    }
 
     enum Verdict: Equatable {
         case pass

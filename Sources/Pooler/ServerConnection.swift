@@ -60,9 +60,9 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     /// Pooler-named statements the server still holds but that must be closed before they are prepared again
     /// (their plan went stale, or the Close evicting them was skipped after an error). Not in `statements`.
     var staleStatements: Set<String> = []
-    /// The client (`ClientConnection.serial`) whose unnamed Parse went to this connection in the current unit (up to
-    /// its Sync); 0 when unknown (every lease and every unit starts so). See ClientConnection+UnnamedStatement.
-    var unnamedStatementOwner: UInt64 = 0
+    /// An unnamed Parse went to this connection in the current unit (up to its Sync or Query), so the unnamed
+    /// statement is the lease holder's; false at every lease's and unit's start. See ClientConnection+UnnamedStatement.
+    var unnamedParsedInUnit = false
     /// Extended-protocol messages sent since the last Sync (the server holds unsynced state).
     var unsynced = false
     var status: TransactionStatus = .idle
@@ -388,7 +388,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     func attach(owner newOwner: ServerOwner) {
         if eventLoop.inEventLoop {
             owner = newOwner
-            unnamedStatementOwner = 0
+            unnamedParsedInUnit = false
             stats.stateValue.store(newOwner.ownedServerState.rawValue)
             if context == nil {
                 // Died while in the pool: tell the new owner at once.

@@ -70,6 +70,22 @@ public enum MessageEncoder {
         }
     }
 
+    /// An ErrorResponse (or NoticeResponse) with these fields: severity, code and message first, as PostgreSQL
+    /// sends them, then the rest by field code.
+    public static func errorResponse(_ error: ErrorFields, id: UInt8 = BackendID.errorResponse,
+                                     into buffer: inout ByteBuffer) {
+        let leading: [UInt8] = [UInt8(ascii: "S"), UInt8(ascii: "V"), UInt8(ascii: "C"), UInt8(ascii: "M")]
+        let order = leading.filter { error.fields[$0] != nil }
+            + error.fields.keys.filter { !leading.contains($0) }.sorted()
+        frame(id, into: &buffer) {
+            for code in order {
+                $0.writeInteger(code)
+                $0.writeNullTerminatedString(error.fields[code]!)
+            }
+            $0.writeInteger(UInt8(0))
+        }
+    }
+
     /// NegotiateProtocolVersion: the newest version supported (PostgreSQL sends the whole code, e.g. 3.0 = 196608)
     /// and the `_pq_.` options not recognised.
     public static func negotiateProtocolVersion(newestVersion: Int32, unrecognized: [String], into buffer: inout ByteBuffer) {

@@ -30,6 +30,18 @@ final class TCPKeepaliveTests: XCTestCase {
         XCTAssertEqual(try channel.getOption(tcp(CInt(TCP_USER_TIMEOUT))).wait(), 9000, file: file, line: line)
     }
 
+    /// `accepted` got the options (and a 4096-byte receive allocator) in its initializer; `connected` gets them
+    /// now, from the test thread (hopping to its loop).
+    private func assertAppliedOnBothSides(accepted server: Channel, connected: Channel,
+                                          file: StaticString = #filePath, line: UInt = #line) throws {
+        try assertOptions(server, file: file, line: line)
+        let used = try server.getOption(ChannelOptions.recvAllocator).wait()
+        XCTAssertEqual((used as? AdaptiveRecvByteBufferAllocator)?.maximum, 4096, file: file, line: line)
+        XCTAssertNotEqual(try connected.getOption(tcp(CInt(TCP_KEEPIDLE))).wait(), 7, "not set yet", file: file, line: line)
+        try settings.apply(to: connected).wait()
+        try assertOptions(connected, file: file, line: line)
+    }
+
     func testOptionsSetInTheInitializerAndFromAnotherThread() throws {
         let settings = self.settings
         let accepted = group.next().makePromise(of: Channel.self)
@@ -44,13 +56,7 @@ final class TCPKeepaliveTests: XCTestCase {
         defer { try? connected.close().wait() }
         let server = try accepted.futureResult.wait()
 
-        try assertOptions(server)
-        let used = try server.getOption(ChannelOptions.recvAllocator).wait()
-        XCTAssertEqual((used as? AdaptiveRecvByteBufferAllocator)?.maximum, 4096)
-
-        XCTAssertNotEqual(try connected.getOption(tcp(CInt(TCP_KEEPIDLE))).wait(), 7, "not set yet")
-        try settings.apply(to: connected).wait()  // from the test thread: hops to the loop
-        try assertOptions(connected)
+        try assertAppliedOnBothSides(accepted: server, connected: connected)
     }
 
     func testZeroLeavesTheKernelDefault() throws {
@@ -80,13 +86,7 @@ final class TCPKeepaliveTests: XCTestCase {
         let server = try accepted.futureResult.wait()
         XCTAssertTrue(server is EpollSocketChannel)
 
-        try assertOptions(server)
-        let used = try server.getOption(ChannelOptions.recvAllocator).wait()
-        XCTAssertEqual((used as? AdaptiveRecvByteBufferAllocator)?.maximum, 4096)
-
-        XCTAssertNotEqual(try connected.getOption(tcp(CInt(TCP_KEEPIDLE))).wait(), 7, "not set yet")
-        try settings.apply(to: connected).wait()  // from the test thread: hops to the loop
-        try assertOptions(connected)
+        try assertAppliedOnBothSides(accepted: server, connected: connected)
 
         let before = try connected.getOption(tcp(CInt(TCP_KEEPCNT))).wait()
         try TCPKeepalive(idle: 0, interval: 0, count: 0, userTimeout: 0).apply(to: connected).wait()
