@@ -120,6 +120,20 @@ public enum MLClassifier {
         return result
     }
 
+    /// SQL-level `EXECUTE name(...)` of `PREPARE name AS statement`: the prepared statement's class, its `$n` model
+    /// key read from the EXECUTE's argument (a constant; anything else leaves the model unknown). A hint counts in
+    /// either text, the EXECUTE's first.
+    public static func classify(execute: String, facts executeFacts: QueryFacts, prepare: String,
+                                facts prepareFacts: QueryFacts, pgmlOnSearchPath: Bool = false) -> MLClassification {
+        guard let statement = prepareFacts.preparedStatement else { return .none }
+        let hintText = MLHint(text: execute) != nil ? execute : prepare
+        var result = classify(text: hintText, facts: statement, pgmlOnSearchPath: pgmlOnSearchPath)
+        if let key = result.modelKey, case .parameter = key {
+            result.modelKey = resolve(key, arguments: executeFacts.executeArguments ?? [])
+        }
+        return result
+    }
+
     /// The affinity key of an inference call (reference/pgml.md §3.1).
     static func modelKey(of call: FunctionCall) -> ModelKey {
         let base = call.baseName
@@ -149,6 +163,18 @@ public enum MLClassifier {
             return "task:\(text)"
         default:
             return Int64(text).map { "model:\($0)" } ?? "project:\(text)"
+        }
+    }
+
+    /// A parameter's value from an SQL-level EXECUTE's arguments as a model key: constants as in the call itself.
+    public static func resolve(_ key: ModelKey, arguments: [FunctionCall.Argument]) -> ModelKey {
+        guard case .parameter(let number, let function) = key else { return key }
+        let index = number - 1
+        guard index >= 0, index < arguments.count else { return .unknown }
+        switch arguments[index] {
+        case .string(let text): return .model(keyText(text, function: function))
+        case .integer(let id): return .model("model:\(id)")
+        case .parameter, .expression: return .unknown
         }
     }
 

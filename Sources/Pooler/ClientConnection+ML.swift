@@ -51,8 +51,14 @@ extension ClientConnection {
             case FrontendID.query:
                 text = payload.readNullTerminatedString()
                 if let sql = text, StatementCommand.mightMatch(original), let command = StatementCommand(query: original),
-                   case .execute(let name) = command {
-                    text = sqlStatements[name] ?? sql  // EXECUTE: classify what was PREPAREd
+                   case .execute(let name) = command, let prepared = sqlStatements[name] {
+                    // EXECUTE: what was PREPAREd decides, with the model from the EXECUTE's arguments.
+                    if let found = classifyExecute(sql, of: prepared) {
+                        if best.map({ found.mlClass > $0.mlClass }) ?? true { best = found }
+                    } else {
+                        otherTexts.append(sql)
+                    }
+                    text = nil
                 }
             case FrontendID.parse:
                 let name = payload.readNullTerminatedString() ?? ""
@@ -156,6 +162,16 @@ extension ClientConnection {
         }
         pgmlOnSearchPath = entry.pgmlOnSearchPathAfter
         return entry.classification.mlClass == .none ? nil : entry.classification
+    }
+
+    /// An SQL-level `EXECUTE` of the `PREPARE` text `prepared`, classified under the search_path in force now.
+    private func classifyExecute(_ execute: String, of prepared: String) -> MLClassification? {
+        guard pgmlOnSearchPath || MLClassifier.mightInvolvePGML(prepared) || MLClassifier.mightInvolvePGML(execute),
+              case .success(let prepareFacts) = runtime.queryParser.facts(prepared),
+              case .success(let executeFacts) = runtime.queryParser.facts(execute) else { return nil }
+        let found = MLClassifier.classify(execute: execute, facts: executeFacts, prepare: prepared, facts: prepareFacts,
+                                          pgmlOnSearchPath: pgmlOnSearchPath)
+        return found.mlClass == .none ? nil : found
     }
 
     /// Leases a server for the statements at the front of `buffer` when they involve pgml; nil when they do not

@@ -48,6 +48,12 @@ public struct QueryFacts: Equatable, Sendable {
     public var parameterCount = 0
     /// The shape of the first statement when it is a SELECT (queries across shards).
     public var select: SelectShape?
+    /// `EXECUTE name(...)`: its arguments as routing can read them (constants, `$n`, or expressions).
+    public var executeArguments: [FunctionCall.Argument]?
+    /// `PREPARE name AS statement`: the facts of that statement, which its EXECUTE runs (the PREPARE itself runs
+    /// nothing, so its calls are not among this text's).
+    public var preparedStatement: QueryFacts? { preparedStatementStorage.first }
+    private var preparedStatementStorage: [QueryFacts] = []  // an array, as a struct cannot hold itself
 
     public init() {}
 
@@ -169,11 +175,16 @@ extension QueryFacts {
                 }
             case "PrepareStmt":
                 // PREPARE runs nothing; its EXECUTE is not a read we can see. The relations it names still count.
-                var inner = QueryFacts()
-                var innerCTEs: Set<String> = []
-                inner.walk(node, cteNames: &innerCTEs)
-                appendRelations(inner.namedRelations)
+                if let query = node["query"] {
+                    let inner = QueryFacts(parseTree: .object([
+                        .init(key: "stmts", value: .array([.object([.init(key: "stmt", value: query)])])),
+                    ]))
+                    appendRelations(inner.namedRelations)
+                    preparedStatementStorage = [inner]
+                }
                 continue
+            case "ExecuteStmt":
+                executeArguments = (node["params"]?.arrayValue ?? []).map { FunctionCall.value(of: $0) }
             case "VariableSetStmt":
                 if let change = Self.searchPathChange(node) {
                     searchPathChanges.append(SearchPathStep(statement: statementKinds.count - 1, change: change))

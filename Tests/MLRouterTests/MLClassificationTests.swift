@@ -139,4 +139,37 @@ final class MLClassificationTests: XCTestCase {
         XCTAssertNil(JSONField.string(named: "model", in: #"{"task": "x"}"#))
         XCTAssertNil(JSONField.string(named: "model", in: "not json"))
     }
+
+    /// SQL-level PREPARE/EXECUTE: the prepared statement decides, the EXECUTE's constant arguments give the model.
+    func testSQLLevelExecuteOfAPreparedStatement() throws {
+        func classify(_ execute: String, of prepare: String) throws -> MLClassification {
+            guard case .success(let executeFacts) = QueryParser.parse(execute),
+                  case .success(let prepareFacts) = QueryParser.parse(prepare) else {
+                XCTFail("does not parse")
+                return .none
+            }
+            return MLClassifier.classify(execute: execute, facts: executeFacts, prepare: prepare, facts: prepareFacts)
+        }
+        let embed = "PREPARE e(text, text) AS SELECT pgml.embed($1, $2)"
+        XCTAssertEqual(try classify("EXECUTE e('intfloat/e5-small-v2', 'hi')", of: embed).mlClass, .gpuInference)
+        XCTAssertEqual(try classify("EXECUTE e('intfloat/e5-small-v2', 'hi')", of: embed).modelKey, e5)
+        XCTAssertEqual(try classify("execute e ('intfloat/e5-small-v2'::text, 'hi')", of: embed).modelKey, e5)
+        XCTAssertEqual(try classify("EXECUTE e(lower('X'), 'hi')", of: embed).modelKey, .unknown)
+        XCTAssertEqual(try classify("EXECUTE e", of: embed).modelKey, .unknown)
+        // A constant model in the prepared text needs no argument; `$2` names the second argument.
+        XCTAssertEqual(try classify("EXECUTE c('x')", of: "PREPARE c AS SELECT pgml.embed('intfloat/e5-small-v2', $1)").modelKey, e5)
+        XCTAssertEqual(try classify("EXECUTE p(1, 'Project A')", of: "PREPARE p AS SELECT pgml.predict($2, ARRAY[$1::real])").modelKey,
+                       .model("project:Project A"))
+        XCTAssertEqual(try classify("EXECUTE p(7)", of: "PREPARE p AS SELECT pgml.predict($1, ARRAY[1.0])").modelKey,
+                       .model("model:7"))
+        // Writes that run inference, pgml writes, hints in either text, and statements without pgml.
+        XCTAssertEqual(try classify("EXECUTE w('intfloat/e5-small-v2')", of: "PREPARE w AS INSERT INTO t SELECT pgml.embed($1, 'x')").mlClass, .write)
+        XCTAssertEqual(try classify("EXECUTE t", of: "PREPARE t AS SELECT * FROM pgml.train('p', 'regression', 't', 'y')").mlClass, .write)
+        XCTAssertEqual(try classify("/* ml_route: gpu */ EXECUTE s", of: "PREPARE s AS SELECT 1").mlClass, .gpuInference)
+        XCTAssertEqual(try classify("EXECUTE s", of: "PREPARE s AS SELECT 1 /* ml_route: cpu */").mlClass, .cpuInference)
+        XCTAssertEqual(try classify("EXECUTE s", of: "PREPARE s AS SELECT 1").mlClass, .none)
+        // The PREPARE itself runs no inference.
+        guard case .success(let prepareFacts) = QueryParser.parse(embed) else { return XCTFail("does not parse") }
+        XCTAssertEqual(MLClassifier.classify(text: embed, facts: prepareFacts).mlClass, .none)
+    }
 }

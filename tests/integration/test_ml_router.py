@@ -152,6 +152,28 @@ def test_parameterised_model_key_from_bind(pgcat, cluster, pgml):
     assert len(set(ports)) == 1, "a prepared statement's model comes from its Bind and keeps its home"
 
 
+def test_sql_level_execute_runs_its_prepared_inference_on_the_models_home(pgcat, cluster, pgml):
+    """`PREPARE e AS SELECT pgml.embed($1, ...)` then `EXECUTE e('model')`: the EXECUTE is GPU inference, its model
+    read from the EXECUTE's argument, so each model keeps one home server and SHOW ML_MODELS names it."""
+    t = start(pgcat, cluster)
+    with t.connect() as c:
+        c.execute("prepare e(text) as select pgml.embed($1, 'hello') is not null, inet_server_port()")
+        for model in ("intfloat/e5-small-v2", "BAAI/bge-small-en"):
+            for _ in range(3):
+                assert c.execute(f"execute e('{model}')").fetchone() == (True, cluster.replica2)
+        # a prepared statement without pgml stays an ordinary statement
+        c.execute("prepare plain as select inet_server_port()")
+        assert c.execute("execute plain").fetchone()[0] != cluster.replica2
+    with admin(t) as a:
+        requests = {r[1]: r[5] for r in a.execute("show ml_models").fetchall()}
+        assert requests.get("intfloat/e5-small-v2") == 3 and requests.get("BAAI/bge-small-en") == 3, requests
+    t2 = start(pgcat, cluster, gpu_replicas=(1, 2))
+    with t2.connect() as c:
+        c.execute("prepare e(text) as select pgml.embed($1, 'hello') is not null, inet_server_port()")
+        homes = {m: {c.execute(f"execute e('{m}')").fetchone()[1] for _ in range(6)} for m in ("model-1", "model-2", "model-3")}
+    assert all(len(ports) == 1 for ports in homes.values()), homes
+
+
 def test_full_queue_and_queue_timeout_give_53400(pgcat, cluster, pgml):
     t = start(pgcat, cluster, inference_pool_size=1, queue_max=1, queue_timeout=1500)
     holder = t.connect()
