@@ -56,7 +56,9 @@ extension ClientConnection {
         let tracksUnnamed = poolMode == .transaction
         // Pipelined transactions on a server chosen for reads: what follows a Sync or Query that may end the
         // transaction is routed again once that answer is in (a write after a read must not reach the replica).
-        let holdsAtTransactionEnd = releasesAfterTransaction && leaseRole != .primary && routesEachTransaction
+        // A read that `read_your_writes_window` sent to the primary too: a write behind it opens a new window.
+        let holdsAtTransactionEnd = releasesAfterTransaction && (leaseRole != .primary || primaryForReadYourWrites)
+            && routesEachTransaction
         if server.requestStart == nil {
             let now = NIODeadline.now()
             server.requestStart = now

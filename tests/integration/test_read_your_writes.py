@@ -90,3 +90,29 @@ def test_reads_inside_the_window_do_not_extend_it(ryw, cluster, primary):
             time.sleep(0.2)
         late = [port for at, port in seen if at > window_ms / 1000 + 0.5]
         assert late and set(late) <= set(cluster.replicas), seen
+
+
+def test_a_write_pipelined_behind_a_window_read_opens_the_window_again(ryw, cluster, primary):
+    """Inside the window a read goes to the primary; a write pipelined behind it (its own Sync, same network write)
+    commits there too and must open a new window, so that the client reads it back on the primary later on."""
+    from pgwire import RawConn, query_message
+
+    table = primary.make_table("ryw_t5")
+    window_ms = 1500
+    t = ryw(window=window_ms)
+    c = RawConn(t.host, t.port)
+    c.startup("app", "app", "app")
+    c.send(query_message(f"insert into {table} values (1, 'w')"))
+    assert c.read_until_ready() == []
+    written = time.monotonic()
+    time.sleep(0.9)
+    c.send(query_message("select inet_server_port()") + query_message(f"update {table} set v = 'again' where id = 1"))
+    assert c.read_until_ready() == [[str(cluster.primary)]]
+    assert c.read_until_ready() == []
+    rewritten = time.monotonic()
+    # Past the first write's window, well inside the second's.
+    time.sleep(max(0.0, written + window_ms / 1000 + 0.3 - time.monotonic()))
+    assert time.monotonic() - rewritten < window_ms / 1000 - 0.3, "too slow to check inside the second window"
+    c.send(query_message("select inet_server_port()"))
+    assert c.read_until_ready() == [[str(cluster.primary)]]
+    c.terminate()
