@@ -43,6 +43,8 @@ extension ClientConnection {
         case (_, .runnable(_, let length, let extended)):
             let role = targetRole(for: buffer)
             let messages = buffer.readSlice(length: length)!
+            // Its unnamed statement is on every shard, a later lone Bind would land on one: 26000 instead.
+            savedUnnamedParse = nil
             let run = FanOutRun(client: self, pool: pool, plan: plan, batch: messages, extended: extended, role: role)
             fanOut = run
             stats.set(.active)

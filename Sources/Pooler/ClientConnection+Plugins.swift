@@ -22,6 +22,7 @@ extension ClientConnection {
             if id == FrontendID.query {
                 sendReady()
             } else {
+                forgetUnnamedStatement(ifParse: id, payload)
                 discardUntilSync = true  // as Postgres after an error: skip to Sync, which is answered then
             }
             return true
@@ -55,6 +56,7 @@ extension ClientConnection {
             if id == FrontendID.query {
                 server.tracker.append(.syntheticReady)
             } else {
+                forgetUnnamedStatement(ifParse: id, payload)
                 skipToSync = true
             }
         case .intercept(let canned):

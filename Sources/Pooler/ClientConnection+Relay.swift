@@ -114,6 +114,9 @@ extension ClientConnection {
             if mustBeWhole && !whole { break }
             if skipToSync && header.id != FrontendID.sync {
                 flushRun(upTo: index)  // dropped: Postgres would skip it after the error
+                if tracksUnnamed && unnamedUse == .parse {
+                    forgetUnnamedStatement(ifParse: header.id, buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!)
+                }
                 index += header.frameSize
                 runStart = index
                 continue
@@ -332,7 +335,7 @@ extension ClientConnection {
         let count = try scanner.scan(buffer, limit: maxMessageSize, classify: { header throws(WireError) in
             try check(header)
             switch header.id {
-            case FrontendID.sync, FrontendID.query, FrontendID.functionCall:
+            case FrontendID.sync, FrontendID.query, FrontendID.functionCall, FrontendID.parse:
                 return .inspect
             case FrontendID.terminate:
                 terminate = true
@@ -340,7 +343,11 @@ extension ClientConnection {
             default:
                 return .passThrough
             }
-        }, frame: { _, _ in
+        }, frame: { header, payload in
+            if header.id == FrontendID.parse {
+                forgetUnnamedStatement(ifParse: header.id, payload)
+                return true
+            }
             reachedSync = true
             return false
         })

@@ -49,6 +49,17 @@ extension ClientConnection {
         server.unnamedParsedInUnit = true
     }
 
+    /// An unnamed Parse that no server gets (the pooler refused it or skips it, or a fan-out ran it on every
+    /// shard): the client's last unnamed statement is gone, as after a Parse that fails in PostgreSQL, so a later
+    /// lone Bind gets 26000 instead of running the client's earlier statement with the new parameters. (PostgreSQL
+    /// keeps the earlier one when the Parse is only skipped after an earlier error; forgetting it there too turns
+    /// that rare Bind into an error, never into the wrong statement.)
+    func forgetUnnamedStatement(ifParse id: UInt8, _ payload: ByteBuffer) {
+        if id == FrontendID.parse, payload.getInteger(at: payload.readerIndex, as: UInt8.self) == 0 {
+            savedUnnamedParse = nil
+        }
+    }
+
     /// A Bind or Describe of the unnamed statement is about to go to `server`: make the statement there this
     /// client's. `before` forwards the client's earlier messages first.
     func ensureUnnamedStatement(on server: ServerConnection, before: () -> Void) {

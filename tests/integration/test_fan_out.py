@@ -218,3 +218,29 @@ def test_a_set_run_on_every_shard_does_not_reach_the_next_client(pgcat, cluster,
         assert default != {"7MB"}
         a.execute("set work_mem = '7MB'")
         assert {row[0] for row in b.execute(probe).fetchall()} == default
+
+
+def test_a_lone_bind_after_a_fanned_out_parse_is_26000(fan):
+    """The unnamed statement of a batch that ran on every shard is not this client's on any one server connection:
+    a later lone Bind gets 26000, never the client's earlier unnamed statement (one keyed to a shard) run again."""
+    import struct
+
+    from pgwire import PgError, RawConn, message
+
+    def parse(sql: str) -> bytes:
+        return message(b"P", b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
+
+    bind = message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0))
+    execute = message(b"E", b"\0" + struct.pack("!i", 0))
+    sync = message(b"S", b"")
+    c = RawConn(fan.host, fan.port)
+    c.startup("app", "sharded", "app")
+    c.send(parse("select v from fo where id = 5") + bind + execute + sync)
+    assert len(c.read_until_ready()) == 1
+    c.send(parse("select id from fo order by id limit 2") + bind + message(b"D", b"P\0") + execute + sync)
+    assert c.read_until_ready() == [["1"], ["2"]]
+    c.send(bind + execute + sync)
+    with pytest.raises(PgError) as e:
+        c.read_until_ready()
+    assert e.value.sqlstate == "26000", e.value.fields
+    c.terminate()

@@ -71,3 +71,39 @@ def test_a_later_bind_runs_the_clients_own_unnamed_statement(pgcat, primary):
         assert z.query("select 1") == [["1"]]
     finally:
         primary.sql("drop table if exists unnamed_victim")
+
+
+def test_a_refused_unnamed_parse_leaves_no_statement_to_bind(pgcat, primary):
+    """A Parse the pooler refuses (table_access) is a Parse that failed: a later lone Bind gets 26000, as from
+    PostgreSQL, never the client's earlier unnamed statement (an UPDATE here) run with the new parameter. Also
+    when the Parse is refused on a connection the client already holds (inside a transaction)."""
+    primary.sql("drop table if exists unnamed_refused, unnamed_secret")
+    primary.sql("create table unnamed_refused (id int primary key, v text)")
+    primary.sql("create table unnamed_secret (id int)")
+    primary.sql("insert into unnamed_refused values (1, 'original')")
+    primary.sql("grant all on unnamed_refused, unnamed_secret to public")
+    t = pgcat(pool_size=2, pool={"query_parser_enabled": True,
+                                 "plugins": {"table_access": {"enabled": True, "tables": ["unnamed_secret"]}}})
+    try:
+        c = login(t)
+        for prefix in (b"", message(b"Q", b"begin\0")):
+            c.send(prefix + parse("update unnamed_refused set v = $1::text where id = 1") + bind("first")
+                   + EXECUTE + SYNC)
+            c.read_until_ready()
+            if prefix:
+                c.read_until_ready()
+            c.send(parse("select $1::text from unnamed_secret") + describe_statement() + SYNC)
+            with pytest.raises(PgError) as e:
+                c.read_until_ready()
+            assert e.value.sqlstate == "42501", e.value.fields
+            c.send(bind("second") + EXECUTE + SYNC)
+            with pytest.raises(PgError) as e:
+                c.read_until_ready()
+            assert e.value.sqlstate == "26000", e.value.fields
+            if prefix:
+                c.send(message(b"Q", b"rollback\0"))
+                c.read_until_ready()
+            assert primary.value("select v from unnamed_refused") == "first", "the refused Parse's Bind ran the UPDATE"
+        c.terminate()
+    finally:
+        primary.sql("drop table if exists unnamed_refused, unnamed_secret")
