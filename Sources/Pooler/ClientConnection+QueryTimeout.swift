@@ -9,7 +9,7 @@ import NIOCore
 extension ClientConnection {
     /// On the client's event loop. `limit` in milliseconds.
     func checkQueryTimeout(limit: Int64, now: NIODeadline = .now()) {
-        guard limit > 0, case .ready = phase, let server, server.tracker.pendingSyncPoints > 0,
+        guard limit > 0, case .ready = phase, let server, server.awaitsReplies,
               let start = server.requestStart, now - start >= .milliseconds(limit) else { return }
         endSession(waitingOn: server, setting: "query_timeout", waitedMs: (now - start).nanoseconds / 1_000_000,
                    message: "canceling statement due to query_timeout: no answer from the server within \(limit) ms")
@@ -45,8 +45,8 @@ extension ClientConnection {
         statementTimer = nil
         guard case .ready = phase, let server, let start = server.requestStart else { return }
         let due = start + .milliseconds(limit)
-        if server.tracker.pendingSyncPoints == 0 {
-            // Extended-protocol messages sent, their Sync not yet: the wait for the server has not begun.
+        if !server.awaitsReplies {
+            // Extended-protocol messages sent, neither their Sync nor a Flush yet: the wait has not begun.
             armStatementTimer()
             return
         }

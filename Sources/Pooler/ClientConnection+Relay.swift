@@ -175,7 +175,9 @@ extension ClientConnection {
             case FrontendID.query, FrontendID.functionCall:
                 server.tracker.sent(header.id)
                 server.unnamedParsedInUnit = false
-            case FrontendID.flush, FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
+            case FrontendID.flush:
+                if !server.tracker.isEmpty { server.awaitsFlushedReplies = true }
+            case FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
                 server.tracker.sent(header.id)
             default:
                 unsynced = true

@@ -129,6 +129,12 @@ extension ClientConnection {
                 }
             }
         }
+        if server.awaitsFlushedReplies, server.tracker.isEmpty {
+            // All a Flush asked for is here (Parse+Describe+Flush, then the client thinks): the wait is over, and
+            // the client's next message starts the next one.
+            server.awaitsFlushedReplies = false
+            server.requestStart = nil
+        }
         flushRun(upTo: index)
         buffer.moveReaderIndex(to: index)
         if settingsReplayDone {

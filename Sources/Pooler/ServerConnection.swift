@@ -105,6 +105,11 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     /// When the current request (up to its ReadyForQuery) and transaction began, for query and transaction times.
     var requestStart: NIODeadline?
     var transactionStart: NIODeadline?
+    /// The client sent a Flush with replies owed and no Sync after them: the server is expected to answer now, so
+    /// timeouts count the wait (until those replies are in).
+    var awaitsFlushedReplies = false
+    /// The server owes answers it should be sending now (to a Sync, Query or Flush), as timeouts see it.
+    var awaitsReplies: Bool { tracker.pendingSyncPoints > 0 || awaitsFlushedReplies }
     /// When the last ReadyForQuery of the current lease reached the client (uptime nanoseconds; 0 at the lease's
     /// start): the relay's release passes it to the pool as the release time instead of reading the clock again.
     var readyAt: UInt64 = 0
@@ -519,6 +524,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         tracker.reset()
         requestStart = nil
         transactionStart = nil
+        awaitsFlushedReplies = false
         readyAt = 0
         unsynced = false
         inCopy = false

@@ -191,6 +191,35 @@ def test_a_users_statement_timeout_ends_a_slow_statement(pgcat):
         assert c.execute("select pg_sleep(0.5), 2").fetchone()[1] == 2
 
 
+def test_statement_timeout_counts_flushed_waits_and_not_the_clients_think_time(pgcat):
+    """Extended protocol with Flush (no Sync): an Execute the client flushed is a wait for the server, so a slow one
+    ends the session; the time a client spends between a flushed Describe's answer and its Bind is not a wait."""
+    import struct
+
+    from pgwire import RawConn, message
+
+    def parse(sql: str) -> bytes:
+        return message(b"P", b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
+
+    bind = message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0))
+    execute = message(b"E", b"\0" + struct.pack("!i", 0))
+    flush, sync = message(b"H", b""), message(b"S", b"")
+    t = pgcat(users={"app": {"statement_timeout": 1000}})
+    c = RawConn(t.host, t.port)
+    c.startup("app", "app", "app")
+    c.send(parse("select pg_sleep(0.6), 7") + message(b"D", b"S\0") + flush)
+    assert c.read_message()[0] == b"1" and c.read_message()[0] == b"t" and c.read_message()[0] == b"T"
+    time.sleep(1.5)  # thinking, with the answer in hand
+    c.send(bind + execute + sync)
+    assert c.read_until_ready() == [["", "7"]]
+    # A flushed Execute that takes longer than the limit: FATAL 57014 after about a second, not after 3 s.
+    c.send(parse("select pg_sleep(3)") + bind + execute + flush)
+    start = time.monotonic()
+    error = c.read_error()
+    assert error.sqlstate == "57014" and "pool statement timeout" in error.message, error.fields
+    assert time.monotonic() - start < 2.5
+
+
 def test_query_logger_logs_a_batch_split_across_reads_once(pgcat, cluster, tables):
     """With read/write splitting a Parse waits at the pooler for the rest of its batch; it is logged once, not once
     per read that brings more of the batch."""
