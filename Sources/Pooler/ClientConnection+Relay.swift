@@ -270,7 +270,11 @@ extension ClientConnection {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
-            noteShardComment(header, in: buffer)
+            guard noteShardComment(header, in: buffer) else {
+                forgetUnnamedStatement(ifParse: header.id, payload)
+                buffer.moveReaderIndex(forwardBy: header.frameSize)
+                return true
+            }
             awaitingRestOfUnit = awaitsRestOfUnit(buffer)
             if awaitingRestOfUnit { return false }
             return leaseForStatements(&buffer)
@@ -290,7 +294,10 @@ extension ClientConnection {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
-            noteShardComment(header, in: buffer)
+            guard noteShardComment(header, in: buffer) else {
+                buffer.moveReaderIndex(forwardBy: header.frameSize)
+                return true
+            }
             return leaseForStatements(&buffer)
         default:
             if awaitsRestOfUnit(buffer) { return false }

@@ -128,22 +128,31 @@ extension ClientConnection {
 
     /// PgCat's comment routing: `shard_id_regex` or `sharding_key_regex` (capture group 1) matched against the first
     /// `regex_search_limit` bytes of a Query or Parse sets the client's shard, and the message goes on as usual.
-    func noteShardComment(_ header: FrameHeader, in buffer: ByteBuffer) {
+    /// A shard number the pool does not have is refused (PgCat fails the checkout with InvalidShardId): ERROR 22023,
+    /// the Query answered, a Parse's messages skipped to Sync; returns false then.
+    func noteShardComment(_ header: FrameHeader, in buffer: ByteBuffer) -> Bool {
         guard let pool, pool.shardCount > 1, pool.shardIDRegex != nil || pool.shardingKeyRegex != nil,
-              header.id == FrontendID.query || header.id == FrontendID.parse else { return }
+              header.id == FrontendID.query || header.id == FrontendID.parse else { return true }
         let length = min(header.payloadSize, pool.regexSearchLimit)
-        guard let bytes = buffer.getBytes(at: buffer.readerIndex + FrameHeader.size, length: length) else { return }
+        guard let bytes = buffer.getBytes(at: buffer.readerIndex + FrameHeader.size, length: length) else { return true }
         let text = String(decoding: bytes, as: UTF8.self)
         let range = NSRange(text.startIndex..., in: text)
         if let regex = pool.shardIDRegex, let match = regex.firstMatch(in: text, range: range), match.numberOfRanges > 1,
-           let group = Range(match.range(at: 1), in: text), let shard = Int(text[group]), shard < pool.shardCount {
+           let group = Range(match.range(at: 1), in: text) {
+            guard let shard = Int(text[group]), shard < pool.shardCount else {
+                sendError(SQLState("22023"), "shard \(text[group]) named in the query's comment is not configured: the "
+                          + "pool has \(pool.shardCount) shards (shard numbers start at 0)")
+                if header.id == FrontendID.query { sendReady() } else { discardUntilSync = true }
+                return false
+            }
             routing.shard = shard
-            return
+            return true
         }
         if let regex = pool.shardingKeyRegex, let match = regex.firstMatch(in: text, range: range),
            match.numberOfRanges > 1, let group = Range(match.range(at: 1), in: text), let key = Int64(text[group]) {
             routing.shard = pool.sharder.shard(of: key, shards: pool.shardCount)
         }
+        return true
     }
 
     /// `automatic_sharding_key`: the shard of the statement at the front of `buffer` (a Query, or a Parse or named

@@ -229,10 +229,12 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
 
     /// What the client sent (through the pipeline, or straight from the socket: `startDirectWrites`).
     func directRead(_ incoming: ByteBuffer) {
-        if var inbox {
+        if var pending = inbox {
+            inbox = nil  // the only reference: appending does not copy what is already there (a large frame in
+                         // many reads would be copied once per read)
             var incoming = incoming
-            inbox.writeBuffer(&incoming)
-            self.inbox = inbox
+            pending.writeBuffer(&incoming)
+            inbox = pending
         } else {
             inbox = incoming
         }

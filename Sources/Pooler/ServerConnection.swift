@@ -299,11 +299,16 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     }
 
     private func continueStartup(context: ChannelHandlerContext, with incoming: ByteBuffer) {
+        guard startup != nil, var buffer = startupBuffer else { return }  // the login already ended (failed)
+        startupBuffer = nil  // the only reference while appending
         var incoming = incoming
-        startupBuffer!.writeBuffer(&incoming)
+        buffer.writeBuffer(&incoming)
+        startupBuffer = buffer
         guard !derivingKeys else { return }
         do {
-            while let frame = try Frame.read(from: &startupBuffer!) {
+            // A reply written here can end the login at once (TLS may close the channel inside the write, and
+            // `finish` clears `startup`): check before each frame.
+            while startup != nil, startupBuffer != nil, let frame = try Frame.read(from: &startupBuffer!) {
                 if !handleStartup(frame, context: context) { return }
             }
         } catch {
@@ -315,6 +320,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
 
     /// Feeds one startup frame to the machine; false when processing must pause (done, failed or deriving keys).
     private func handleStartup(_ frame: Frame, context: ChannelHandlerContext) -> Bool {
+        guard startup != nil else { return false }  // ended meanwhile (failed, closed, timed out)
         switch startup!.receive(frame) {
         case .wait:
             return true
@@ -369,6 +375,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         context = nil
         if startup != nil {
             startup = nil
+            startupBuffer = nil
             completeStartup(.failure(ServerStartupError(reason: reason)))
             return
         }

@@ -73,6 +73,14 @@ def test_comment_routing(pgcat, cluster, shard_tables):
             assert c.execute(f"/* shard_id: {shard} */ select current_database()").fetchone()[0] == f"shard{shard}"
         for key in range(100, 120):
             c.execute(f"/* sharding_key: {key} */ insert into data values ({key}, 'c')")
+        # A shard the pool does not have is refused, in both protocols, and the client's shard stays as it was.
+        c.execute("/* shard_id: 2 */ select 1")
+        for query in ("/* shard_id: 9 */ select current_database()", "/* shard_id: 99999999999999999999 */ select 1"):
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="is not configured: the pool has 3 shards"):
+                c.execute(query)
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="is not configured"):
+                c.execute(query + " where %s = 1", (1,))
+        assert c.execute("select current_database()").fetchone()[0] == "shard2"
 
 
 @pytest.mark.parametrize("mode", ["shard_1", "random"])
