@@ -212,3 +212,15 @@ def test_server_tls_verify_full_rejects_a_certificate_from_another_ca(pgcat, cer
     assert time.monotonic() - started < 15
     assert "TLS handshake with the server failed: CERTIFICATE_VERIFY_FAILED" in str(e.value), str(e.value)
     assert "CERTIFICATE_VERIFY_FAILED" in t.log()
+
+
+def test_a_large_first_query_over_server_tls(pgcat, certs):
+    """A 30 MB query text as a client's first request, while the server connection it needs logs in over TLS: the
+    answer comes back and the pooler lives (it once trapped when the login ended inside a TLS write, and copied
+    the growing message once per read)."""
+    t = pgcat(general=server_tls(certs, verify=False), pool_size=3)
+    size = 30_000_000
+    for _ in range(3):
+        with t.connect() as c:
+            assert c.execute(f"select length('{'x' * size}')").fetchone()[0] == size
+    assert t.proc.poll() is None, t.log()[-3000:]
