@@ -469,7 +469,11 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         }
         guard let server, let key = server.backendKey, let pool else { return }
         pool.cancelsInFlight.add()
+        server.cancelsInFlight.started()
         runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
-            .whenComplete { _ in pool.cancelsInFlight.add(-1) }
+            .whenComplete { _ in
+                pool.cancelsInFlight.add(-1)
+                server.cancelsInFlight.finished()
+            }
     }
 }

@@ -488,6 +488,10 @@ public final class ConnectionPool: @unchecked Sendable {
 
     func release(_ server: ServerConnection, at readyAt: UInt64 = 0) {
         guard let slot = slot(of: server) else { server.close(); return }
+        if server.cancelsInFlight.any,
+           server.cancelsInFlight.deferUntilDone({ [self] in release(server) }) {
+            return  // a cancel on its way to this backend would hit the next client's statement
+        }
         if server.epoch < reconnectEpoch.load || isRetired && lock.withLock({ slot.machine.waitingCount == 0 }) {
             discard(server)  // RECONNECT asked for fresh connections, or the pool was replaced by a reload
             return

@@ -167,8 +167,10 @@ final class FanOutRun {
     func cancel() {
         for leg in legs {
             guard let server = leg.server, let key = server.backendKey else { continue }
+            server.cancelsInFlight.started()
             client.runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key,
                                                 on: client.eventLoop)
+                .whenComplete { _ in server.cancelsInFlight.finished() }
         }
     }
 

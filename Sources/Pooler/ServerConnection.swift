@@ -110,6 +110,8 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     var awaitsFlushedReplies = false
     /// The server owes answers it should be sending now (to a Sync, Query or Flush), as timeouts see it.
     var awaitsReplies: Bool { tracker.pendingSyncPoints > 0 || awaitsFlushedReplies }
+    /// CancelRequests sent for this backend and not done yet: the pool holds the connection back meanwhile.
+    let cancelsInFlight = CancelsInFlight()
     /// When the last ReadyForQuery of the current lease reached the client (uptime nanoseconds; 0 at the lease's
     /// start): the relay's release passes it to the pool as the release time instead of reading the clock again.
     var readyAt: UInt64 = 0

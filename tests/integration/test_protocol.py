@@ -156,6 +156,51 @@ def test_cancel_request_cancels_only_that_query(pgcat):
 
 
 @pytest.mark.pooler_only
+def test_a_cancel_in_flight_never_reaches_the_next_clients_statement(pgcat):
+    """One server connection for two clients (transaction mode): a keeps cancelling its own short statements, b
+    never cancels anything. A cancel that is still on its way when a's statement ends must not cancel b's statement
+    on the same backend: the connection is held back until the cancel is done (as PgBouncer does)."""
+    t = pgcat(pool_size=1)
+    a, b = t.connect(prepare_threshold=None), t.connect(prepare_threshold=None)
+    stop = threading.Event()
+    b_errors: list[str] = []
+    counts = {"a": 0, "b": 0, "cancels": 0}
+
+    def run_a():
+        while not stop.is_set():
+            try:
+                a.execute("select pg_sleep(0.001)")
+            except psycopg.errors.QueryCanceled:
+                pass
+            counts["a"] += 1
+
+    def cancel_a():
+        while not stop.is_set():
+            a.cancel_safe()
+            counts["cancels"] += 1
+
+    def run_b():
+        while not stop.is_set():
+            try:
+                b.execute("select pg_sleep(0.002)")
+                counts["b"] += 1
+            except psycopg.Error as e:  # noqa: PERF203
+                b_errors.append(f"{type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=f) for f in (run_a, cancel_a, run_b)]
+    for th in threads:
+        th.start()
+    time.sleep(4)
+    stop.set()
+    for th in threads:
+        th.join(30)
+    a.close()
+    b.close()
+    assert counts["b"] > 20 and counts["cancels"] > 20, counts
+    assert b_errors == [], (len(b_errors), b_errors[:3], counts)
+
+
+@pytest.mark.pooler_only
 def test_cancel_while_waiting_for_a_server_connection(pgcat):
     """The client's query has not reached any server yet (the pool is saturated): a CancelRequest ends it with
     57014 "canceling statement due to user request", and the client keeps working afterwards."""
