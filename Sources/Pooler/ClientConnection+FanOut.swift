@@ -20,7 +20,7 @@ extension ClientConnection {
     /// taken, or an error is on its way); false: wait for more bytes.
     func fanOutIfNeeded(_ buffer: inout ByteBuffer) -> Bool? {
         guard let pool, pool.fanOutEnabled, pool.shardCount > 1, poolMode == .transaction, pin == nil,
-              routing.shard == nil, automaticShard == nil else { return nil }
+              routing.shard == nil, automaticShard == nil, !automaticShardAwaitsBind else { return nil }
         let batch = Self.fanOutBatch(buffer, maxMessageSize: maxMessageSize, statements: statements)
         let text: String?
         switch batch {

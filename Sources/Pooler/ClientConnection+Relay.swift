@@ -48,6 +48,8 @@ extension ClientConnection {
     /// Named prepared statements (transaction mode) are rewritten to their server-side names on the way.
     private func relay(_ buffer: inout ByteBuffer, to server: ServerConnection) throws(WireError) -> Bool {
         if awaitingSettingsReplay { return false }  // (resumed by settingsReplayAnswered)
+        // The unit ended early for automatic sharding: what follows is routed again once that Sync is answered.
+        if automaticShardAwaitsBind, server.tracker.awaitsInjectedSync { return false }
         let rewriting = rewritesStatements
         var detectsPins = releasesAfterTransaction
         // GPU inference sent on a connection that is not an inference one (the transaction was routed elsewhere).
@@ -57,8 +59,10 @@ extension ClientConnection {
         // Pipelined transactions on a server chosen for reads: what follows a Sync or Query that may end the
         // transaction is routed again once that answer is in (a write after a read must not reach the replica).
         // A read that `read_your_writes_window` sent to the primary too: a write behind it opens a new window.
-        let holdsAtTransactionEnd = releasesAfterTransaction && (leaseRole != .primary || primaryForReadYourWrites)
-            && routesEachTransaction
+        // With automatic sharding every transaction is routed by its own key.
+        let holdsAtTransactionEnd = releasesAfterTransaction && ((leaseRole != .primary || primaryForReadYourWrites)
+            && routesEachTransaction || shardsEachTransaction)
+        var endsUnitForBind = false
         if server.requestStart == nil {
             let now = NIODeadline.now()
             server.requestStart = now
@@ -168,6 +172,7 @@ extension ClientConnection {
                 // An error before this Sync makes the server skip the unit's unnamed Parse: only within its own unit
                 // is the unnamed statement surely this client's (ClientConnection+UnnamedStatement).
                 server.unnamedParsedInUnit = false
+                server.boundInUnit = false
             case FrontendID.describe:
                 unsynced = true
                 let kind = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
@@ -175,13 +180,19 @@ extension ClientConnection {
             case FrontendID.query, FrontendID.functionCall:
                 server.tracker.sent(header.id)
                 server.unnamedParsedInUnit = false
+                server.boundInUnit = false
             case FrontendID.flush:
                 if !server.tracker.isEmpty { server.awaitsFlushedReplies = true }
+                // asyncpg prepares (Parse, Describe, Flush) before it binds: the key is in the Bind to come. This
+                // server only describes; a Sync of the pooler's own ends its part, and the Bind is routed anew.
+                endsUnitForBind = automaticShardAwaitsBind && releasesAfterTransaction && pin == nil
+                    && !server.boundInUnit && server.status == .idle && !server.tracker.serverSkipping
             case FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
                 server.tracker.sent(header.id)
             default:
                 unsynced = true
                 server.tracker.sent(header.id)
+                if header.id == FrontendID.bind || header.id == FrontendID.execute { server.boundInUnit = true }
             }
             if planRetry != nil {
                 recordPassThrough(whole ? buffer.getSlice(at: index, length: header.frameSize) : nil)
@@ -192,8 +203,17 @@ extension ClientConnection {
                 scanner.startSkip(header.frameSize - (end - index))
                 index = end
             }
+            if endsUnitForBind { break }
         }
         flushRun(upTo: index)
+        if endsUnitForBind {
+            var sync = allocate(8)
+            MessageEncoder.sync(into: &sync)
+            server.tracker.append(.injected(.sync))
+            server.send(sync)
+            unsynced = false
+            server.unnamedParsedInUnit = false
+        }
         server.unsynced = unsynced
         buffer.moveReaderIndex(to: index)
         emitDueReplies(from: server)
@@ -310,7 +330,9 @@ extension ClientConnection {
     /// (or a Flush, after which the client waits for answers), as PgCat does: a write later in the same implicit
     /// transaction must take the whole of it to the primary. Past `unitBufferLimit` bytes they go with what is there.
     private func awaitsRestOfUnit(_ buffer: ByteBuffer) -> Bool {
-        guard routesEachTransaction, buffer.readableBytes < Self.unitBufferLimit else { return false }
+        guard routesEachTransaction || shardsEachTransaction, buffer.readableBytes < Self.unitBufferLimit else {
+            return false
+        }
         var index = buffer.readerIndex
         while let header = FrameHeader.peek(buffer, at: index) {
             switch header.id {

@@ -95,6 +95,12 @@ extension ClientConnection {
         return settings.readWriteSplitting && (routing.parser ?? settings.queryParserEnabled) && pool.hasReplicas
     }
 
+    /// `automatic_sharding_key` picks the shard of each transaction (the client set none itself).
+    var shardsEachTransaction: Bool {
+        guard let pool, routing.shard == nil else { return false }
+        return pool.automaticKey != nil && pool.shardCount > 1
+    }
+
     /// The client's last transaction on the primary ended less than `read_your_writes_window` ago.
     var withinReadYourWritesWindow: Bool {
         guard let pool, pool.routing.readYourWritesWindow > 0, let wrote = lastPrimaryTransaction else { return false }
@@ -155,30 +161,57 @@ extension ClientConnection {
         return true
     }
 
-    /// `automatic_sharding_key`: the shard of the statement at the front of `buffer` (a Query, or a Parse or named
-    /// statement with the Bind that follows). Returns false after refusing an INSERT whose rows span shards.
+    /// `automatic_sharding_key`: the shard of the request at the front of `buffer`: a Query (each of its
+    /// statements), or the extended-protocol statements up to the first Sync, each a Parse or a statement with the
+    /// Bind that follows. Returns false after refusing a request that would have to be split across shards.
     func prepareAutomaticShard(_ buffer: ByteBuffer) -> Bool {
         automaticShard = nil
+        automaticShardAwaitsBind = false
         guard let pool, let key = pool.automaticKey, pool.shardCount > 1, routing.shard == nil else { return true }
-        var text: String?
-        var bind: BindMessage?
+        var decisions: [AutomaticSharding.Decision] = []
+        var parsed: String?  // a Parse's text, waiting for its Bind
         var index = buffer.readerIndex
+        func decide(_ text: String, _ bind: BindMessage?) {
+            guard case .success(let facts) = runtime.queryParser.facts(text) else { return }
+            decisions.append(AutomaticSharding.decide(facts, key: key, sharder: pool.sharder, shards: pool.shardCount,
+                                                      bindArrived: bind != nil) { number in
+                guard let bind, number >= 1, number <= bind.values.count, let bytes = bind.values[number - 1] else {
+                    return nil
+                }
+                if bind.binary[number - 1] {
+                    // int2 / int4 / int8 in network order, by length (PgCat)
+                    guard [2, 4, 8].contains(bytes.count) else { return nil }
+                    let raw = bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                    switch bytes.count {
+                    case 2: return Int64(Int16(truncatingIfNeeded: raw))
+                    case 4: return Int64(Int32(truncatingIfNeeded: raw))
+                    default: return Int64(bitPattern: raw)
+                    }
+                }
+                return Int64(String(decoding: bytes, as: UTF8.self))
+            })
+        }
         scan: while let header = FrameHeader.peek(buffer, at: index), header.length >= 4,
                     header.frameSize <= maxMessageSize, buffer.writerIndex - index >= header.frameSize {
             guard var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize) else { break }
             switch header.id {
             case FrontendID.query:
-                text = payload.readNullTerminatedString()
+                if decisions.isEmpty, parsed == nil, let text = payload.readNullTerminatedString() { decide(text, nil) }
                 break scan
             case FrontendID.parse:
+                if let text = parsed { decide(text, nil) }  // a Parse without a Bind of its own
                 _ = payload.readNullTerminatedString()
-                text = payload.readNullTerminatedString()
+                parsed = payload.readNullTerminatedString()
             case FrontendID.bind:
-                bind = BindMessage(payload)
-                if text == nil, let name = bind?.statement, !name.isEmpty, var definition = statements[name]?.definition {
+                guard let bind = BindMessage(payload) else { break scan }
+                var text = parsed
+                if text == nil, bind.statement.isEmpty, var definition = savedUnnamedParse {
+                    text = definition.readNullTerminatedString()  // (the saved copy starts at the text)
+                } else if text == nil, var definition = statements[bind.statement]?.definition {
                     text = definition.readNullTerminatedString()
                 }
-                break scan
+                parsed = nil
+                if let text { decide(text, bind) }
             case FrontendID.sync:
                 break scan
             default:
@@ -186,23 +219,12 @@ extension ClientConnection {
             }
             index += header.frameSize
         }
-        guard let text, case .success(let facts) = runtime.queryParser.facts(text) else { return true }
-        let decision = AutomaticSharding.decide(facts, key: key, sharder: pool.sharder, shards: pool.shardCount) { number in
-            guard let bind, number >= 1, number <= bind.values.count, let bytes = bind.values[number - 1] else { return nil }
-            if bind.binary[number - 1] {
-                // int2 / int4 / int8 in network order, by length (PgCat)
-                guard [2, 4, 8].contains(bytes.count) else { return nil }
-                let raw = bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                switch bytes.count {
-                case 2: return Int64(Int16(truncatingIfNeeded: raw))
-                case 4: return Int64(Int32(truncatingIfNeeded: raw))
-                default: return Int64(bitPattern: raw)
-                }
-            }
-            return Int64(String(decoding: bytes, as: UTF8.self))
-        }
-        switch decision {
+        if let text = parsed { decide(text, nil) }
+        switch AutomaticSharding.combine(decisions) {
         case .none:
+            return true
+        case .awaitsBind:
+            automaticShardAwaitsBind = true
             return true
         case .shard(let shard):
             automaticShard = shard
@@ -215,6 +237,12 @@ extension ClientConnection {
         case .spansShards(let shards):
             sendError(.featureNotSupported, "the rows of this INSERT belong on different shards "
                       + "(\(shards.map(String.init).joined(separator: ", "))): send one statement per shard")
+            discardUntilSync = true
+            return false
+        case .statementsSpanShards(let shards):
+            sendError(.featureNotSupported, "the statements of this request belong on different shards "
+                      + "(\(shards.map(String.init).joined(separator: ", "))): send them separately, one Sync (or "
+                      + "Query) per shard")
             discardUntilSync = true
             return false
         }

@@ -121,6 +121,9 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var routing = ClientRouting()
     /// The shard `automatic_sharding_key` found for the transaction being leased.
     var automaticShard: Int?
+    /// The key of the transaction being leased is a `$n` whose Bind has not come (asyncpg: Parse, Describe, Flush):
+    /// the Flush's answers end that server's part, and the Bind is routed on its own.
+    var automaticShardAwaitsBind = false
     /// The role of the transaction being leased for (re-asked after RESUME or a reload).
     var leaseRole: TargetRole?
     /// The affinity key of the current lease request (CPU inference), asked again by `leaseAgain`.

@@ -30,8 +30,8 @@ struct ResponseTracker {
         case injected(Injected)
 
         /// `query`: the pooler's own simple query (parameter replay); its whole reply, ReadyForQuery included, is
-        /// dropped.
-        enum Injected: Equatable { case parse(statement: String), close(statement: String), query }
+        /// dropped. `sync`: the pooler's own Sync, ending the client's unit early; its ReadyForQuery is dropped.
+        enum Injected: Equatable { case parse(statement: String), close(statement: String), query, sync }
     }
 
     /// How to revert a client's statement-name change the pooler answered itself, when Postgres would have skipped
@@ -190,7 +190,7 @@ struct ResponseTracker {
             // The server skips everything up to the next Sync (Queries included), so it answers none of it;
             // that Sync ends the skipping for whatever the client sends after it. (Skipping an entry without a
             // payload undoes nothing.)
-            guard kind == .sync else { return }
+            guard kind == .sync || kind == .injectedSync else { return }
             serverSkipping = false
         }
         if kind.isSyncPoint { pendingSyncPoints += 1 }
@@ -232,7 +232,7 @@ struct ResponseTracker {
             serverSkipping = false
             guard let index = slots[head...].firstIndex(where: \.kind.isSyncPoint) else { return .forward }
             head = index
-            let dropped = slots[head].kind == .injectedQuery
+            let dropped = slots[head].kind == .injectedQuery || slots[head].kind == .injectedSync
             pop()
             return dropped ? .drop : .forward
         case BackendID.copyInResponse:
@@ -278,7 +278,8 @@ struct ResponseTracker {
         case .injectedClose:
             pop()
             return id == BackendID.closeComplete ? .drop : .forward
-        case .sync, .query, .functionCall, .synthetic, .syntheticStatement, .syntheticReady, .injectedQuery:
+        case .sync, .query, .functionCall, .synthetic, .syntheticStatement, .syntheticReady, .injectedQuery,
+             .injectedSync:
             return .forward
         }
         if completes { pop() }
@@ -315,7 +316,7 @@ struct ResponseTracker {
     /// Sync, Queries and FunctionCalls included. Drop those entries, noting the statements that were not prepared
     /// or closed after all; if that Sync was sent already, skipping ends there.
     private mutating func skipToSync() {
-        while head < slots.count, slots[head].kind != .sync {
+        while head < slots.count, slots[head].kind != .sync, slots[head].kind != .injectedSync {
             if let entry = payload(of: slots[head]) { noteSkipped(entry) }
             pop()
         }
@@ -352,6 +353,11 @@ struct ResponseTracker {
         slots[head...].contains { $0.kind == .sync || $0.kind == .query || $0.kind == .functionCall }
     }
 
+    /// A Sync of the pooler's own is still unanswered.
+    var awaitsInjectedSync: Bool {
+        slots[head...].contains { $0.kind == .injectedSync }
+    }
+
     private struct Slot {
         var kind: Kind
         var payload: Int32
@@ -360,11 +366,11 @@ struct ResponseTracker {
     /// The cases of `Entry` without their payloads.
     private enum Kind: UInt8 {
         case parse, bind, describeStatement, describePortal, execute, close, sync, query, functionCall
-        case synthetic, syntheticStatement, syntheticReady, injectedParse, injectedClose, injectedQuery
+        case synthetic, syntheticStatement, syntheticReady, injectedParse, injectedClose, injectedQuery, injectedSync
 
         var isSyncPoint: Bool {
             switch self {
-            case .sync, .query, .functionCall, .injectedQuery: return true
+            case .sync, .query, .functionCall, .injectedQuery, .injectedSync: return true
             default: return false
             }
         }
@@ -387,6 +393,7 @@ struct ResponseTracker {
             case .injected(.parse): return (.injectedParse, true)
             case .injected(.close): return (.injectedClose, true)
             case .injected(.query): return (.injectedQuery, false)
+            case .injected(.sync): return (.injectedSync, false)
             }
         }
     }

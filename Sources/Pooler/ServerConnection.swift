@@ -63,6 +63,8 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     /// An unnamed Parse went to this connection in the current unit (up to its Sync or Query), so the unnamed
     /// statement is the lease holder's; false at every lease's and unit's start. See ClientConnection+UnnamedStatement.
     var unnamedParsedInUnit = false
+    /// A Bind or Execute was sent since the last Sync or Query (a portal may be open).
+    var boundInUnit = false
     /// Extended-protocol messages sent since the last Sync (the server holds unsynced state).
     var unsynced = false
     var status: TransactionStatus = .idle
@@ -403,6 +405,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         if eventLoop.inEventLoop {
             owner = newOwner
             unnamedParsedInUnit = false
+            boundInUnit = false
             stats.stateValue.store(newOwner.ownedServerState.rawValue)
             if context == nil {
                 // Died while in the pool: tell the new owner at once.

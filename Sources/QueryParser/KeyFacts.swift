@@ -6,29 +6,37 @@ public struct ColumnCondition: Equatable, Sendable {
     public var column: String
     /// Several for `IN (...)` lists and for OR-ed equalities.
     public var values: [FunctionCall.Argument]
+    /// The index of its statement in the text (`QueryFacts.statementKinds`).
+    public var statement = 0
 }
 
 public struct UpdatedColumns: Equatable, Sendable {
     public var table: String
     public var columns: [String]
+    public var statement = 0
 }
 
 public struct InsertRows: Equatable, Sendable {
     public var table: String
     public var columns: [String]
     public var rows: [[FunctionCall.Argument]]
+    public var statement = 0
 }
 
 extension QueryFacts {
-    /// Reads the key conditions of one top-level statement (SELECT, UPDATE, DELETE, INSERT).
+    /// Reads the key conditions of one top-level statement (SELECT, UPDATE, DELETE, INSERT), the latest one in
+    /// `statementKinds`.
     mutating func collectKeyFacts(kind: String, node: ParseTreeJSON) {
+        let statement = statementKinds.count - 1
         switch kind {
         case "SelectStmt", "UpdateStmt", "DeleteStmt":
+            let before = keyConditions.count
             if let clause = node["whereClause"] { conditions(in: clause) }
             for from in node["fromClause"]?.arrayValue ?? [] { joinConditions(in: from) }
+            for index in before..<keyConditions.count { keyConditions[index].statement = statement }
             if kind == "UpdateStmt", let table = node["relation"]?["relname"]?.stringValue {
                 let columns = node["targetList"]?.arrayValue.compactMap { $0["ResTarget"]?["name"]?.stringValue } ?? []
-                update = UpdatedColumns(table: table, columns: columns)
+                updates.append(UpdatedColumns(table: table, columns: columns, statement: statement))
             }
         case "InsertStmt":
             guard let relation = node["relation"], let table = relation["relname"]?.stringValue else { return }
@@ -36,7 +44,7 @@ extension QueryFacts {
             let rows = node["selectStmt"]?["SelectStmt"]?["valuesLists"]?.arrayValue.map { list in
                 list["List"]?["items"]?.arrayValue.map { FunctionCall.value(of: $0) } ?? []
             } ?? []
-            insert = InsertRows(table: table, columns: columns, rows: rows)
+            inserts.append(InsertRows(table: table, columns: columns, rows: rows, statement: statement))
         default:
             break
         }

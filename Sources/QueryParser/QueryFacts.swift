@@ -20,10 +20,10 @@ public struct QueryFacts: Equatable, Sendable {
     public var functions: [String] = []
     /// `column = value` / `column IN (...)` conditions of the WHERE and JOIN clauses (automatic sharding).
     public var keyConditions: [ColumnCondition] = []
-    /// An INSERT's target, columns and VALUES rows (automatic sharding).
-    public var insert: InsertRows?
-    /// An UPDATE's target and the columns it sets (automatic sharding refuses updating the key).
-    public var update: UpdatedColumns?
+    /// Each INSERT's target, columns and VALUES rows (automatic sharding).
+    public var inserts: [InsertRows] = []
+    /// Each UPDATE's target and the columns it sets (automatic sharding refuses updating the key).
+    public var updates: [UpdatedColumns] = []
     /// Table aliases in the text: alias -> table name.
     public var aliases: [String: String] = [:]
     /// Calls of `pgml.*` functions with their arguments (for the ML router), in the order found.

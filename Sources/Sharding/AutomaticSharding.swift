@@ -11,8 +11,13 @@ public enum AutomaticSharding {
         case shard(Int)
         /// An INSERT whose rows belong on different shards.
         case spansShards([Int])
+        /// Statements of one request (a multi-statement Query, a pipelined batch) that belong on different shards.
+        case statementsSpanShards([Int])
         /// An UPDATE that sets the sharding key: the row would belong on another shard.
         case updatesKey
+        /// The key's value is a `$n` whose Bind has not arrived (Parse, Describe and Flush first, as asyncpg
+        /// prepares): routed as `none`, and the Bind decides.
+        case awaitsBind
     }
 
     public struct Key: Equatable, Sendable {
@@ -30,14 +35,58 @@ public enum AutomaticSharding {
         }
     }
 
-    /// - Parameter parameter: the value of `$n` from the Bind, when known.
-    public static func decide(_ facts: QueryFacts, key: Key, sharder: Sharder, shards: Int,
+    /// Decides each statement of the text, then the request: the one shard its statements name (statements without
+    /// a key go along), or `statementsSpanShards` when they name several.
+    /// - Parameters:
+    ///   - parameter: the value of `$n` from the Bind, when known.
+    ///   - bindArrived: the Bind is there (a `$n` it does not give, as an unsupported binary type, is no key then).
+    public static func decide(_ facts: QueryFacts, key: Key, sharder: Sharder, shards: Int, bindArrived: Bool = true,
                               parameter: (Int) -> Int64?) -> Decision {
+        var found: Set<Int> = []
+        var awaitsBind = false
+        for statement in 0..<max(1, facts.statementKinds.count) {
+            switch decide(statement: statement, of: facts, key: key, sharder: sharder, shards: shards,
+                          bindArrived: bindArrived, parameter: parameter) {
+            case .none: break
+            case .shard(let shard): found.insert(shard)
+            case .awaitsBind: awaitsBind = true
+            case let refused: return refused
+            }
+        }
+        if found.count > 1 { return .statementsSpanShards(found.sorted()) }
+        if let shard = found.first { return .shard(shard) }
+        return awaitsBind ? .awaitsBind : .none
+    }
+
+    /// Combines the decisions of the statements of one pipelined batch, as `decide` combines those of one text.
+    public static func combine(_ decisions: [Decision]) -> Decision {
+        var found: Set<Int> = []
+        var awaitsBind = false
+        for decision in decisions {
+            switch decision {
+            case .none: break
+            case .shard(let shard): found.insert(shard)
+            case .statementsSpanShards(let shards): found.formUnion(shards)
+            case .awaitsBind: awaitsBind = true
+            case .spansShards, .updatesKey: return decision
+            }
+        }
+        if found.count > 1 { return .statementsSpanShards(found.sorted()) }
+        if let shard = found.first { return .shard(shard) }
+        return awaitsBind ? .awaitsBind : .none
+    }
+
+    private static func decide(statement: Int, of facts: QueryFacts, key: Key, sharder: Sharder, shards: Int,
+                               bindArrived: Bool, parameter: (Int) -> Int64?) -> Decision {
+        var awaitsBind = false
         func keyValue(_ argument: FunctionCall.Argument) -> Int64? {
             switch argument {
             case .integer(let value): return value
             case .string(let text): return Int64(text)
-            case .parameter(let number): return parameter(number)
+            case .parameter(let number):
+                let value = parameter(number)
+                if value == nil, !bindArrived { awaitsBind = true }
+                return value
             case .expression: return nil
             }
         }
@@ -50,14 +99,17 @@ public enum AutomaticSharding {
             return found
         }
 
-        if let update = facts.update, key.table == "*" || update.table == key.table, update.columns.contains(key.column) {
+        if facts.updates.contains(where: { $0.statement == statement && (key.table == "*" || $0.table == key.table)
+                                           && $0.columns.contains(key.column) }) {
             return .updatesKey
         }
-        if let insert = facts.insert, key.table == "*" || insert.table == key.table,
-           let position = insert.columns.firstIndex(of: key.column) {
+        if let insert = facts.inserts.first(where: { $0.statement == statement }),
+           key.table == "*" || insert.table == key.table, let position = insert.columns.firstIndex(of: key.column) {
             var targets: [Int] = []
             for row in insert.rows {
-                guard position < row.count, let rowShards = shard(of: [row[position]]) else { return .none }
+                guard position < row.count, let rowShards = shard(of: [row[position]]) else {
+                    return awaitsBind ? .awaitsBind : .none
+                }
                 targets += rowShards
             }
             let distinct = Array(Set(targets)).sorted()
@@ -66,10 +118,11 @@ public enum AutomaticSharding {
         }
 
         var targets: Set<Int> = []
-        for condition in facts.keyConditions where condition.column == key.column {
+        for condition in facts.keyConditions where condition.statement == statement && condition.column == key.column {
             guard matches(condition, key: key, facts: facts), let found = shard(of: condition.values) else { continue }
             targets.formUnion(found)
         }
+        if awaitsBind { return .awaitsBind }  // the Bind may add a shard to those of the constants
         return targets.count == 1 ? .shard(targets.first!) : .none
     }
 

@@ -32,6 +32,30 @@ final class ResponseTrackerTests: XCTestCase {
         XCTAssertTrue(t.isEmpty)
     }
 
+    /// The pooler's own Sync after a flushed Parse/Describe (automatic sharding): the answers go to the client, its
+    /// ReadyForQuery does not; after a failed Parse it ends the skipping.
+    func testInjectedSyncEndsTheUnitAndItsReadyForQueryIsDropped() {
+        var t = ResponseTracker()
+        for id in [P, D, H] { t.sent(id) }
+        t.append(.injected(.sync))
+        XCTAssertTrue(t.awaitsInjectedSync)
+        XCTAssertFalse(t.awaitsClientSyncPoint)
+        XCTAssertEqual(t.pendingSyncPoints, 1)
+        for id in [parseComplete, BackendID.parameterDescription, rowDescription] { XCTAssertEqual(t.received(id), .forward) }
+        XCTAssertEqual(t.received(ready), .drop)
+        XCTAssertTrue(t.isEmpty)
+        XCTAssertFalse(t.awaitsInjectedSync)
+
+        for id in [P, D, H] { t.sent(id) }
+        t.append(.injected(.sync))
+        XCTAssertEqual(t.received(error), .forward)
+        XCTAssertEqual(t.pendingSyncPoints, 1, "the skipping ends at the pooler's Sync")
+        XCTAssertEqual(t.received(ready), .drop)
+        XCTAssertTrue(t.isEmpty)
+        t.sent(S)  // the client's own Sync after the error is a new request
+        XCTAssertEqual(t.received(ready), .forward)
+    }
+
     func testPipelinedExtendedRequestsAreAnsweredInOrder() {
         var t = ResponseTracker()
         for id in [P, B, D, E, S, P, B, E, S] { t.sent(id) }

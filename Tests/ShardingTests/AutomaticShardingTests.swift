@@ -61,4 +61,37 @@ final class AutomaticShardingTests: XCTestCase {
         XCTAssertEqual(decide("UPDATE data SET v = 'x', id = id + 1"), .updatesKey)
         XCTAssertEqual(decide("UPDATE other SET id = 5 WHERE id = 4"), .none)
     }
+
+    func testEachStatementOfATextDecides() {
+        let other = (1...60).map(Int64.init).first { shard($0) != shard(1) }!
+        let same = (2...90).map(Int64.init).first { shard($0) == shard(1) }!
+        XCTAssertEqual(decide("INSERT INTO data (id) VALUES (1); INSERT INTO data (id) VALUES (\(other))"),
+                       .statementsSpanShards([shard(1), shard(other)].sorted()))
+        XCTAssertEqual(decide("SELECT * FROM data WHERE id = 1; DELETE FROM data WHERE id = \(other)"),
+                       .statementsSpanShards([shard(1), shard(other)].sorted()))
+        XCTAssertEqual(decide("INSERT INTO data (id) VALUES (1); UPDATE data SET v = 'x' WHERE id = \(same)"), .shard(shard(1)))
+        XCTAssertEqual(decide("BEGIN; INSERT INTO data (id) VALUES (1); COMMIT"), .shard(shard(1)), "no key: goes along")
+        XCTAssertEqual(decide("SELECT 1; UPDATE data SET id = 2 WHERE id = 1"), .updatesKey)
+        XCTAssertEqual(decide("SELECT * FROM data WHERE id = 1; SELECT * FROM data WHERE id = 1 OR id = \(other)"),
+                       .shard(shard(1)), "a statement on several shards has no shard of its own, as alone")
+    }
+
+    func testAKeyParameterWithoutItsBindWaitsForIt() {
+        guard case .success(let facts) = QueryParser.parse("SELECT * FROM data WHERE id = $1"),
+              case .success(let insert) = QueryParser.parse("INSERT INTO data (id, v) VALUES ($1, $2)") else {
+            return XCTFail("does not parse")
+        }
+        func decide(_ facts: QueryFacts, bindArrived: Bool) -> AutomaticSharding.Decision {
+            AutomaticSharding.decide(facts, key: key, sharder: .pgBigintHash, shards: shards, bindArrived: bindArrived,
+                                     parameter: { _ in nil })
+        }
+        XCTAssertEqual(decide(facts, bindArrived: false), .awaitsBind)
+        XCTAssertEqual(decide(insert, bindArrived: false), .awaitsBind)
+        XCTAssertEqual(decide(facts, bindArrived: true), .none, "a Bind without a usable value: no key")
+        XCTAssertEqual(AutomaticSharding.combine([.awaitsBind, .none]), .awaitsBind)
+        XCTAssertEqual(AutomaticSharding.combine([.awaitsBind, .shard(2)]), .shard(2))
+        XCTAssertEqual(AutomaticSharding.combine([.shard(1), .none, .shard(2)]), .statementsSpanShards([1, 2]))
+        XCTAssertEqual(AutomaticSharding.combine([.shard(1), .spansShards([0, 2])]), .spansShards([0, 2]))
+        XCTAssertEqual(AutomaticSharding.combine([]), .none)
+    }
 }

@@ -148,3 +148,76 @@ def test_shards_show_in_admin_and_metrics(pgcat, cluster, shard_tables):
     for n in range(3):
         assert any(line.startswith("pgcat_stats_total_query_count{") and f'shard="{n}"' in line
                    and f'database="shard{n}"' in line for line in text.splitlines()), n
+
+
+@pytest.mark.parametrize("cache", [0, 100])
+def test_asyncpg_statements_go_to_the_shard_of_their_bind(pgcat, cluster, shard_tables, cache):
+    """asyncpg prepares a new statement (Parse, Describe, Flush) before it binds it: the key arrives with the Bind,
+    so each execution, the first included, goes to its key's shard (Postgres refuses a row on the wrong shard)."""
+    import asyncio
+
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id")
+    base = 700 + cache * 10
+
+    async def run():
+        conn = await t.aconnect(dbname="sharded", statement_cache_size=cache)
+        try:
+            for key in range(base, base + 9):
+                await conn.execute("insert into data (id, v) values ($1, 'asyncpg')", key)
+            for key in range(base, base + 9):
+                assert await conn.fetchval("select v from data where id = $1", key) == "asyncpg", key
+                assert await conn.fetchval(f"select {key}::int + 0 from data where id = $1", key) == key
+        finally:
+            await conn.close()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+
+
+def test_a_request_whose_statements_span_shards_is_refused(pgcat, cluster, shard_tables):
+    """A multi-statement Query, or extended-protocol statements under one Sync, whose keys belong on different
+    shards are refused with 0A000 (the pooler does not split a request); on one shard they run; statements each
+    with its own Sync, pipelined in one network write, each go to their own shard."""
+    import struct
+
+    from pgwire import PgError, RawConn, message
+
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id")
+    keys = [k for k in range(800, 900)]
+    by_shard: dict[int, list[int]] = {}
+    with t.connect(dbname="sharded") as c:
+        for k in keys[:12]:
+            c.execute("SET SHARDING KEY TO %s" % f"'{k}'")
+            by_shard.setdefault(int(c.execute("SHOW SHARD").fetchone()[0]), []).append(k)
+    a, b = by_shard[0][0], by_shard[1][0]
+    same = by_shard[2][:2]
+    with t.connect(dbname="sharded") as c:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="statements of this request belong on different"):
+            c.execute(f"insert into data (id, v) values ({a}, 'm'); insert into data (id, v) values ({b}, 'm')")
+        c.execute(f"insert into data (id, v) values ({same[0]}, 'm'); insert into data (id, v) values ({same[1]}, 'm')")
+        assert c.execute(f"select count(*) from data where id in ({same[0]}, {same[1]})").fetchone() == (2,)
+
+    def extended(sql: str, *params: str) -> bytes:
+        parse = message(b"P", b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
+        body = b"\0\0" + struct.pack("!HH", 0, len(params))
+        for p in params:
+            body += struct.pack("!i", len(p)) + p.encode()
+        return parse + message(b"B", body + struct.pack("!H", 0)) + message(b"E", b"\0" + struct.pack("!i", 0))
+
+    sync = message(b"S", b"")
+    r = RawConn(t.host, t.port)
+    r.startup("app", "sharded", "app")
+    insert = "insert into data (id, v) values ($1::bigint, 'x')"
+    r.send(extended(insert, str(by_shard[0][1])) + extended(insert, str(by_shard[1][1])) + sync)
+    with pytest.raises(PgError) as e:
+        r.read_until_ready()
+    assert e.value.sqlstate == "0A000", e.value.fields
+    # One Sync each: every statement goes to its own shard, in one network write.
+    r.send(b"".join(extended(insert, str(k)) + sync for k in (by_shard[0][2], by_shard[1][2], by_shard[2][2])))
+    for _ in range(3):
+        r.read_until_ready()
+    r.terminate()
+    with t.connect(dbname="sharded") as c:
+        for k in (by_shard[0][2], by_shard[1][2], by_shard[2][2]):
+            assert c.execute("select v from data where id = %s", (k,)).fetchone() == ("x",)
+        for k in (by_shard[0][1], by_shard[1][1], a, b):
+            assert c.execute("select count(*) from data where id = %s", (k,)).fetchone() == (0,), k
