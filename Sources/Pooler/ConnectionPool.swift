@@ -147,6 +147,8 @@ public final class ConnectionPool: @unchecked Sendable {
     let retired = ManagedAtomic(false)
     /// A reload replaced this pool: its connections close as they come back; clients move to the new pool.
     var isRetired: Bool { retired.load(ordering: .relaxed) }
+    /// `paused`, readable without the lock (the release path checks it per transaction).
+    let pausedFlag = ManagedAtomic(false)
 
     /// Latency histograms (swift-metrics; Prometheus `pgcat_query_duration_seconds` and
     /// `pgcat_wait_duration_seconds` when the exporter is on, no-ops otherwise).
@@ -492,8 +494,11 @@ public final class ConnectionPool: @unchecked Sendable {
            server.cancelsInFlight.deferUntilDone({ [self] in release(server) }) {
             return  // a cancel on its way to this backend would hit the next client's statement
         }
-        if server.epoch < reconnectEpoch.load || isRetired && lock.withLock({ slot.machine.waitingCount == 0 }) {
-            discard(server)  // RECONNECT asked for fresh connections, or the pool was replaced by a reload
+        if server.epoch < reconnectEpoch.load
+            || (isRetired || pausedFlag.load(ordering: .relaxed)) && lock.withLock({ slot.machine.waitingCount == 0 }) {
+            // RECONNECT asked for fresh connections, the pool was replaced by a reload, or PAUSE leaves no server
+            // connection open once its transaction is over (as PgBouncer's)
+            discard(server)
             return
         }
         if slot.isInference, let waiter = takeModelWaiter(for: server, in: slot) {

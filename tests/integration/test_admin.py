@@ -553,6 +553,24 @@ def test_pause_resume(pgcat):
         assert c.execute("select 9").fetchone()[0] == 9
 
 
+def test_pause_closes_connections_as_their_transactions_end(pgcat, primary):
+    """A server connection busy at PAUSE is closed when its transaction ends, not kept idle until RESUME."""
+    t = pgcat(pool_size=2, users=["app"])
+    with t.connect(autocommit=False) as c, admin(t) as a:
+        pid = backend_pid(c)  # a transaction is open: the connection is leased
+        a.execute("PAUSE app")
+        assert [r["current_connections"] for r in show(a, "DATABASES") if r["force_user"] == "app"] == [1]
+        c.commit()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and primary.value(f"select count(*) from pg_stat_activity where pid = {pid}"):
+            time.sleep(0.1)
+        assert primary.value(f"select count(*) from pg_stat_activity where pid = {pid}") == 0, "still connected"
+        assert [r["current_connections"] for r in show(a, "DATABASES") if r["force_user"] == "app"] == [0]
+        a.execute("RESUME app")
+        c.autocommit = True
+        assert backend_pid(c) != pid
+
+
 def test_waiting_on_paused_pool_times_out_57014(pgcat):
     t = pgcat(pool_size=1, users=["app"], general={"connect_timeout": 1500})
     with t.connect() as c, admin(t) as a:
