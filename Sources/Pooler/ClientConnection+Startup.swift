@@ -317,7 +317,11 @@ extension ClientConnection {
                 trackedParameters[name] = reported
                 value = reported
             }
-            if value == nil, name == "application_name" { value = report.parameters[name] ?? applicationName }
+            if value == nil, name == "application_name" {
+                // Recorded too: a connection another client left under its own name is set back to this one.
+                value = report.parameters[name] ?? applicationName
+                trackedParameters[name] = value
+            }
             if let value { MessageEncoder.parameterStatus(name, value, into: &buffer) }
         }
         MessageEncoder.backendKeyData(key, into: &buffer)

@@ -73,6 +73,21 @@ def test_reported_parameters_follow_their_client(pgcat):
         assert show(a, "timezone") == "Asia/Tokyo"
 
 
+def test_a_client_without_an_application_name_does_not_run_under_anothers(pgcat):
+    """A client that gives no application_name at login runs under the name it was told (ParameterStatus), not under
+    the name of the client that used the server connection before it."""
+    t = pgcat(pool_size=1)
+    with t.connect(application_name="secret_app_a") as a:
+        assert show(a, "application_name") == "secret_app_a"
+    for _ in range(2):
+        with t.connect() as b:
+            told = b.info.parameter_status("application_name")
+            assert told != "secret_app_a"
+            assert show(b, "application_name") == told
+        with t.connect(application_name="secret_app_a") as a:
+            assert show(a, "application_name") == "secret_app_a"
+
+
 def test_cleanup_server_connections_false_keeps_state(pgcat):
     """PgCat's `cleanup_server_connections: false`: the pooler resets nothing (documented footgun, kept for
     compatibility)."""
