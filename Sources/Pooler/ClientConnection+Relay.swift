@@ -92,7 +92,8 @@ extension ClientConnection {
                 continue
             }
             // (Inside a transaction too: a pipelined COMMIT ends it, and a write after it needs the primary.)
-            if holdsAtTransactionEnd, server.tracker.awaitsClientSyncPoint { break }
+            // (Not in COPY FROM STDIN: its data streams while its Query is unanswered.)
+            if holdsAtTransactionEnd, server.tracker.awaitsClientSyncPoint, !server.tracker.copyIn { break }
             guard let header = FrameHeader.peek(buffer, at: index) else { break }
             try header.validate(limit: maxMessageSize)
             try check(header)

@@ -175,7 +175,8 @@ extension ClientConnection {
             awaitingStatementOutcome = false
             drive()
             flushIfNeeded()
-        } else if let held = inbox, held.readableBytes > 0, !server.tracker.awaitsClientSyncPoint {
+        } else if let held = inbox, held.readableBytes > 0,
+                  !server.tracker.awaitsClientSyncPoint || server.tracker.copyIn {
             // The relay held these bytes until this answer (read/write splitting: the transaction might have
             // ended); it did not end here, so they follow on this server.
             drive()

@@ -221,3 +221,21 @@ def test_a_request_whose_statements_span_shards_is_refused(pgcat, cluster, shard
             assert c.execute("select v from data where id = %s", (k,)).fetchone() == ("x",)
         for k in (by_shard[0][1], by_shard[1][1], a, b):
             assert c.execute("select count(*) from data where id = %s", (k,)).fetchone() == (0,), k
+
+
+def test_copy_from_stdin_in_a_pool_with_automatic_sharding(pgcat, cluster, shard_tables):
+    """COPY FROM STDIN streams its rows while its Query is unanswered: routing each transaction by its key must
+    not hold them back."""
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id", default_shard="shard_0")
+    with t.connect(dbname="sharded") as c:
+        c.execute("SET SHARD TO '0'")
+        keys = []
+        for k in range(900, 1000):
+            c.execute(f"SET SHARDING KEY TO '{k}'")
+            if c.execute("SHOW SHARD").fetchone()[0] == "0":
+                keys.append(k)
+    with t.connect(dbname="sharded") as c:
+        with c.cursor().copy("copy data (id, v) from stdin") as copy:
+            for k in keys[:5]:
+                copy.write_row((k, "copied"))
+        assert c.execute("select count(*) from data where v = 'copied'").fetchone() == (5,)
