@@ -120,7 +120,8 @@ extension ClientConnection {
             if skipToSync && header.id != FrontendID.sync {
                 flushRun(upTo: index)  // dropped: Postgres would skip it after the error
                 if tracksUnnamed && unnamedUse == .parse {
-                    forgetUnnamedStatement(ifParse: header.id, buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!)
+                    let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
+                    forgetUnnamedStatement(ifParse: header.id, payload)
                 }
                 index += header.frameSize
                 runStart = index
@@ -186,7 +187,7 @@ extension ClientConnection {
                 if !server.tracker.isEmpty { server.awaitsFlushedReplies = true }
                 // asyncpg prepares (Parse, Describe, Flush) before it binds: the key is in the Bind to come. This
                 // server only describes; a Sync of the pooler's own ends its part, and the Bind is routed anew.
-                endsUnitForBind = automaticShardAwaitsBind && releasesAfterTransaction && pin == nil
+                endsUnitForBind = whole && automaticShardAwaitsBind && releasesAfterTransaction && pin == nil
                     && !server.boundInUnit && server.status == .idle && !server.tracker.serverSkipping
             case FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
                 server.tracker.sent(header.id)
