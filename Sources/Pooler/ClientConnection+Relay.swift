@@ -219,6 +219,11 @@ extension ClientConnection {
         server.unsynced = unsynced
         buffer.moveReaderIndex(to: index)
         emitDueReplies(from: server)
+        if server.awaitsFlushedReplies, server.tracker.isEmpty {
+            // The pooler answered all the Flush asked for itself (a Parse the server already had, a Close).
+            server.awaitsFlushedReplies = false
+            server.requestStart = nil
+        }
         if releasesAfterTransaction, server.isCleanlyIdle, !scanner.isMidFrame, self.server === server {
             releaseServer()  // everything was answered here (e.g. DEALLOCATE of a protocol-level statement)
         }

@@ -170,6 +170,7 @@ extension ClientConnection {
         guard let pool, let key = pool.automaticKey, pool.shardCount > 1, routing.shard == nil else { return true }
         var decisions: [AutomaticSharding.Decision] = []
         var parsed: String?  // a Parse's text, waiting for its Bind
+        var parsedName = ""
         var index = buffer.readerIndex
         func decide(_ text: String, _ bind: BindMessage?) {
             guard case .success(let facts) = runtime.queryParser.facts(text) else { return }
@@ -200,17 +201,19 @@ extension ClientConnection {
                 break scan
             case FrontendID.parse:
                 if let text = parsed { decide(text, nil) }  // a Parse without a Bind of its own
-                _ = payload.readNullTerminatedString()
+                parsedName = payload.readNullTerminatedString() ?? ""
                 parsed = payload.readNullTerminatedString()
             case FrontendID.bind:
                 guard let bind = BindMessage(payload) else { break scan }
-                var text = parsed
-                if text == nil, bind.statement.isEmpty, var definition = savedUnnamedParse {
+                var text: String?
+                if let statement = parsed, parsedName == bind.statement {
+                    text = statement
+                    parsed = nil
+                } else if bind.statement.isEmpty, var definition = savedUnnamedParse {
                     text = definition.readNullTerminatedString()  // (the saved copy starts at the text)
-                } else if text == nil, var definition = statements[bind.statement]?.definition {
+                } else if var definition = statements[bind.statement]?.definition {
                     text = definition.readNullTerminatedString()
                 }
-                parsed = nil
                 if let text { decide(text, bind) }
             case FrontendID.sync:
                 break scan

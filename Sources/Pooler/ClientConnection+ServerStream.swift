@@ -112,7 +112,12 @@ extension ClientConnection {
                 server.scanner.startSkip(header.frameSize - (end - index))
                 index = end
             }
-            if header.id == BackendID.errorResponse { forgetFailedStatements(on: server) }
+            if header.id == BackendID.errorResponse {
+                forgetFailedStatements(on: server)
+                // The server skips only to the pooler's own Sync (automatic sharding ended the unit early): the
+                // client's messages up to its Sync are skipped here, as PostgreSQL would skip them.
+                if server.tracker.takeErrorBeforeInjectedSync() { discardUntilSync = true }
+            }
             if header.id == BackendID.parseComplete { noteSucceededStatements(on: server) }
             while let reply = server.tracker.dueSynthetic(status: server.status) {
                 flushRun(upTo: index)

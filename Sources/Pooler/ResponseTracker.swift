@@ -67,6 +67,11 @@ struct ResponseTracker {
     private(set) var copyIn = false
     /// Sync points (Sync, Query, FunctionCall) not yet answered with ReadyForQuery.
     private(set) var pendingSyncPoints = 0
+    /// The client's own among them (Sync, Query, FunctionCall).
+    private var pendingClientSyncPoints = 0
+    /// An error made the server skip to a Sync of the pooler's own (`Injected.sync`): the client's messages up to
+    /// its own Sync must be skipped too (taken by `takeErrorBeforeInjectedSync`).
+    private(set) var errorBeforeInjectedSync = false
 
     /// Server-side statement names whose Parse succeeded since the last call to `takeSucceededStatements()`.
     private(set) var succeededStatements: [String] = []
@@ -194,6 +199,7 @@ struct ResponseTracker {
             serverSkipping = false
         }
         if kind.isSyncPoint { pendingSyncPoints += 1 }
+        if kind.isClientSyncPoint { pendingClientSyncPoints += 1 }
         slots.append(Slot(kind: kind, payload: -1))
     }
 
@@ -293,6 +299,8 @@ struct ResponseTracker {
         serverSkipping = false
         copyIn = false
         pendingSyncPoints = 0
+        pendingClientSyncPoints = 0
+        errorBeforeInjectedSync = false
     }
 
     // MARK: helpers
@@ -304,6 +312,7 @@ struct ResponseTracker {
 
     private mutating func pop() {
         if slots[head].kind.isSyncPoint { pendingSyncPoints -= 1 }
+        if slots[head].kind.isClientSyncPoint { pendingClientSyncPoints -= 1 }
         head += 1
         if head == slots.count {
             slots.removeAll(keepingCapacity: true)
@@ -320,6 +329,7 @@ struct ResponseTracker {
             if let entry = payload(of: slots[head]) { noteSkipped(entry) }
             pop()
         }
+        if head < slots.count, slots[head].kind == .injectedSync { errorBeforeInjectedSync = true }
         serverSkipping = head == slots.count
     }
 
@@ -342,6 +352,7 @@ struct ResponseTracker {
         guard start < slots.count else { return }
         let kept = slots[start...].filter { $0.kind != .sync }
         pendingSyncPoints -= slots.count - start - kept.count
+        pendingClientSyncPoints -= slots.count - start - kept.count
         slots.replaceSubrange(start..., with: kept)
     }
 
@@ -349,8 +360,11 @@ struct ResponseTracker {
 
     /// One entry of the queue: its kind, and where its payload is (-1: none).
     /// A Sync, Query or FunctionCall of the client's is still unanswered (the pooler's own queries do not count).
-    var awaitsClientSyncPoint: Bool {
-        slots[head...].contains { $0.kind == .sync || $0.kind == .query || $0.kind == .functionCall }
+    var awaitsClientSyncPoint: Bool { pendingClientSyncPoints > 0 }
+
+    mutating func takeErrorBeforeInjectedSync() -> Bool {
+        defer { errorBeforeInjectedSync = false }
+        return errorBeforeInjectedSync
     }
 
     /// A Sync of the pooler's own is still unanswered.
@@ -374,6 +388,8 @@ struct ResponseTracker {
             default: return false
             }
         }
+
+        var isClientSyncPoint: Bool { self == .sync || self == .query || self == .functionCall }
 
         /// The kind of `entry`, and whether it carries something the queue must keep (in `payloads`).
         static func of(_ entry: Entry) -> (kind: Kind, carriesPayload: Bool) {

@@ -404,8 +404,6 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     func attach(owner newOwner: ServerOwner) {
         if eventLoop.inEventLoop {
             owner = newOwner
-            unnamedParsedInUnit = false
-            boundInUnit = false
             stats.stateValue.store(newOwner.ownedServerState.rawValue)
             if context == nil {
                 // Died while in the pool: tell the new owner at once.
@@ -540,6 +538,10 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         readyAt = 0
         unsynced = false
         inCopy = false
+        // (Here, on the new holder's loop before it sends anything, not in `attach`, which may run later on this
+        // connection's own loop.)
+        unnamedParsedInUnit = false
+        boundInUnit = false
         scanner.reset()
     }
 

@@ -48,12 +48,40 @@ final class ResponseTrackerTests: XCTestCase {
 
         for id in [P, D, H] { t.sent(id) }
         t.append(.injected(.sync))
+        XCTAssertFalse(t.errorBeforeInjectedSync)
         XCTAssertEqual(t.received(error), .forward)
         XCTAssertEqual(t.pendingSyncPoints, 1, "the skipping ends at the pooler's Sync")
+        XCTAssertTrue(t.takeErrorBeforeInjectedSync(), "the client's messages up to its Sync are to be skipped")
+        XCTAssertFalse(t.takeErrorBeforeInjectedSync())
         XCTAssertEqual(t.received(ready), .drop)
         XCTAssertTrue(t.isEmpty)
         t.sent(S)  // the client's own Sync after the error is a new request
+        XCTAssertTrue(t.awaitsClientSyncPoint)
         XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertFalse(t.awaitsClientSyncPoint)
+    }
+
+    /// The count of the client's own pending Syncs, Queries and FunctionCalls follows skipping, COPY and errors.
+    func testClientSyncPointsAreCounted() {
+        var t = ResponseTracker()
+        for id in [P, B, E, S, Q] { t.sent(id) }
+        t.append(.injected(.query))
+        XCTAssertTrue(t.awaitsClientSyncPoint)
+        XCTAssertEqual(t.received(error), .forward)  // the Parse fails: skip to its Sync
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertTrue(t.awaitsClientSyncPoint, "the Query is still owed")
+        XCTAssertEqual(t.received(commandComplete), .forward)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertFalse(t.awaitsClientSyncPoint, "only the pooler's own query is left")
+        XCTAssertEqual(t.received(ready), .drop)
+        t.sent(Q)
+        t.sent(S)  // behind a COPY FROM: ignored by the server
+        XCTAssertEqual(t.received(BackendID.copyInResponse), .forward)
+        XCTAssertTrue(t.awaitsClientSyncPoint)
+        XCTAssertEqual(t.received(commandComplete), .forward)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertFalse(t.awaitsClientSyncPoint)
+        XCTAssertTrue(t.isEmpty)
     }
 
     func testPipelinedExtendedRequestsAreAnsweredInOrder() {

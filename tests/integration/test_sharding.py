@@ -2,6 +2,8 @@
 (id) with modulus 3 and only the partition of their own remainder (PgCat's query_routing_setup.sql pattern): a row
 sent to the wrong shard is refused by Postgres itself, so every successful insert proves the hash agrees."""
 
+import time
+
 import psycopg
 import pytest
 
@@ -239,3 +241,26 @@ def test_copy_from_stdin_in_a_pool_with_automatic_sharding(pgcat, cluster, shard
             for k in keys[:5]:
                 copy.write_row((k, "copied"))
         assert c.execute("select count(*) from data where v = 'copied'").fetchone() == (5,)
+
+
+def test_an_error_before_the_poolers_own_sync_skips_the_clients_pipelined_messages(pgcat, cluster, shard_tables):
+    """Parse (failing), Describe, Flush, then Bind, Execute, Sync without waiting, with the key a parameter: the
+    client gets the one error and one ReadyForQuery, as from PostgreSQL, which skips to the client's Sync."""
+    import struct
+
+    from pgwire import RawConn, message
+
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id")
+    r = RawConn(t.host, t.port)
+    r.startup("app", "sharded", "app")
+    parse = message(b"P", b"\0select no_such_column from data where id = $1\0" + struct.pack("!H", 0))
+    bind = message(b"B", b"\0\0" + struct.pack("!HH", 0, 1) + struct.pack("!i", 1) + b"5" + struct.pack("!H", 0))
+    r.send(parse + message(b"D", b"S\0") + message(b"H", b""))
+    time.sleep(0.2)  # (the Bind in a later read: the pooler routed the Parse without it)
+    r.send(bind + message(b"E", b"\0" + struct.pack("!i", 0)) + message(b"S", b""))
+    kinds = []
+    while not kinds or kinds[-1] != b"Z":
+        kinds.append(r.read_message()[0])
+    assert kinds.count(b"E") == 1, kinds
+    assert r.query("select 'next'") == [["next"]]
+    r.terminate()
