@@ -60,8 +60,9 @@ extension ClientConnection {
         // transaction is routed again once that answer is in (a write after a read must not reach the replica).
         // A read that `read_your_writes_window` sent to the primary too: a write behind it opens a new window.
         // With automatic sharding every transaction is routed by its own key.
+        let shardsEach = shardsEachTransaction
         let holdsAtTransactionEnd = releasesAfterTransaction && ((leaseRole != .primary || primaryForReadYourWrites)
-            && routesEachTransaction || shardsEachTransaction)
+            && routesEachTransaction || shardsEach)
         var endsUnitForBind = false
         if server.requestStart == nil {
             let now = NIODeadline.now()
@@ -114,7 +115,8 @@ extension ClientConnection {
             let inspectsText = detectsPins && isStatementText
             let pluginsInspect = plugins != nil && isStatementText
             let unnamedUse = tracksUnnamed ? Self.unnamedStatementUse(header.id, reference) : .none
-            let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync
+            let checksShard = shardsEach && header.id == FrontendID.bind
+            let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync || checksShard
                 || header.id == FrontendID.describe || unnamedUse == .parse || unnamedUse == .undecided
             if mustBeWhole && !whole { break }
             if skipToSync && header.id != FrontendID.sync {
@@ -123,6 +125,18 @@ extension ClientConnection {
                     let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
                     forgetUnnamedStatement(ifParse: header.id, payload)
                 }
+                index += header.frameSize
+                runStart = index
+                continue
+            }
+            if checksShard, let shard = bindNamesAnotherShard(
+                buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!, on: server) {
+                // A Bind that came after the lease names another shard than this request's: refused, and the
+                // server made to fail the unit too, so that it rolls back what the unit did before it.
+                flushRun(upTo: index)
+                refuseOnServer(server, "this statement belongs on shard \(shard), the request it is part of on shard "
+                               + "\(server.address.shard): send statements for different shards with a Sync each")
+                skipToSync = true
                 index += header.frameSize
                 runStart = index
                 continue
@@ -235,6 +249,22 @@ extension ClientConnection {
         return index > startIndex
     }
 
+    /// Answers the client's current message with ERROR 0A000 `message` in its place among the server's replies, and
+    /// sends the server a Parse that fails, so that it skips the rest of the unit up to the client's Sync and rolls
+    /// back what the unit did, as it would after an error of its own.
+    private func refuseOnServer(_ server: ServerConnection, _ message: String) {
+        var error = allocate(message.utf8.count + 64)
+        MessageEncoder.errorResponse(severity: .error, state: .featureNotSupported, message: message, into: &error)
+        server.tracker.append(.synthetic(error))
+        var parse = allocate(64)
+        MessageEncoder.frame(FrontendID.parse, into: &parse) {
+            $0.writeString("pgcat_refused\0pgcat refused this unit\0")
+            $0.writeInteger(Int16(0))
+        }
+        server.tracker.append(.injected(.refusal))
+        server.send(parse)
+    }
+
     /// The session-pinning operation in a whole Query or Parse frame at `index`, if any.
     static func sessionPin(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) -> SessionPin? {
         var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
@@ -337,9 +367,8 @@ extension ClientConnection {
     /// (or a Flush, after which the client waits for answers), as PgCat does: a write later in the same implicit
     /// transaction must take the whole of it to the primary. Past `unitBufferLimit` bytes they go with what is there.
     private func awaitsRestOfUnit(_ buffer: ByteBuffer) -> Bool {
-        guard routesEachTransaction || shardsEachTransaction, buffer.readableBytes < Self.unitBufferLimit else {
-            return false
-        }
+        let shards = shardsEachTransaction
+        guard routesEachTransaction || shards else { return false }
         var index = buffer.readerIndex
         while let header = FrameHeader.peek(buffer, at: index) {
             switch header.id {
@@ -348,9 +377,14 @@ extension ClientConnection {
             default: break
             }
             guard header.length >= 4 else { return false }  // malformed: the relay refuses it
+            if buffer.writerIndex - index < header.frameSize {
+                // A Bind carries the sharding key's value: it is waited for whole, however large.
+                if shards, header.id == FrontendID.bind, header.frameSize <= maxMessageSize { return true }
+                break
+            }
             index += header.frameSize
         }
-        return true
+        return buffer.readableBytes < Self.unitBufferLimit
     }
 
     static let unitBufferLimit = 1 << 20

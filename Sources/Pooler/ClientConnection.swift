@@ -124,6 +124,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// The key of the transaction being leased is a `$n` whose Bind has not come (asyncpg: Parse, Describe, Flush):
     /// the Flush's answers end that server's part, and the Bind is routed on its own.
     var automaticShardAwaitsBind = false
+    /// Binds the look-ahead of the lease decided; the relay checks the ones after them (`bindNamesAnotherShard`).
+    var automaticBindsDecided = 0
     /// The role of the transaction being leased for (re-asked after RESUME or a reload).
     var leaseRole: TargetRole?
     /// The affinity key of the current lease request (CPU inference), asked again by `leaseAgain`.

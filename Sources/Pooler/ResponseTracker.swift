@@ -31,7 +31,9 @@ struct ResponseTracker {
 
         /// `query`: the pooler's own simple query (parameter replay); its whole reply, ReadyForQuery included, is
         /// dropped. `sync`: the pooler's own Sync, ending the client's unit early; its ReadyForQuery is dropped.
-        enum Injected: Equatable { case parse(statement: String), close(statement: String), query, sync }
+        /// `refusal`: a Parse meant to fail, so that the server skips to the client's Sync and rolls back what the
+        /// unit did (the pooler refused a message of it); its error is dropped.
+        enum Injected: Equatable { case parse(statement: String), close(statement: String), query, sync, refusal }
     }
 
     /// How to revert a client's statement-name change the pooler answered itself, when Postgres would have skipped
@@ -254,6 +256,9 @@ struct ResponseTracker {
             switch slot.kind {
             case .query, .functionCall, .sync:
                 return .forward  // ReadyForQuery still ends it
+            case .injectedRefusal:
+                skipToSync()  // (pops the refusal itself)
+                return .drop
             default:
                 // A failed statement the pooler re-prepared (e.g. its table is gone) fails the client's request
                 // that needed it with this error, as it would have on the server that first prepared it.
@@ -284,6 +289,9 @@ struct ResponseTracker {
         case .injectedClose:
             pop()
             return id == BackendID.closeComplete ? .drop : .forward
+        case .injectedRefusal:
+            pop()
+            return .drop  // (the server accepted it after all: nothing to show)
         case .sync, .query, .functionCall, .synthetic, .syntheticStatement, .syntheticReady, .injectedQuery,
              .injectedSync:
             return .forward
@@ -381,6 +389,7 @@ struct ResponseTracker {
     private enum Kind: UInt8 {
         case parse, bind, describeStatement, describePortal, execute, close, sync, query, functionCall
         case synthetic, syntheticStatement, syntheticReady, injectedParse, injectedClose, injectedQuery, injectedSync
+        case injectedRefusal
 
         var isSyncPoint: Bool {
             switch self {
@@ -410,6 +419,7 @@ struct ResponseTracker {
             case .injected(.close): return (.injectedClose, true)
             case .injected(.query): return (.injectedQuery, false)
             case .injected(.sync): return (.injectedSync, false)
+            case .injected(.refusal): return (.injectedRefusal, false)
             }
         }
     }

@@ -264,3 +264,38 @@ def test_an_error_before_the_poolers_own_sync_skips_the_clients_pipelined_messag
     assert kinds.count(b"E") == 1, kinds
     assert r.query("select 'next'") == [["next"]]
     r.terminate()
+
+
+def test_a_bind_after_a_flush_for_another_shard_is_refused_and_the_unit_rolled_back(pgcat, cluster, shard_tables):
+    """Statements of one unit that arrive after a Flush (so after the lease was decided) are checked too: a Bind
+    whose key belongs on another shard is refused with 0A000, and the server rolls back what the unit did."""
+    import struct
+
+    from pgwire import PgError, RawConn, message
+
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id")
+    by_shard: dict[int, list[int]] = {}
+    with t.connect(dbname="sharded") as c:
+        for k in range(1100, 1130):
+            c.execute(f"SET SHARDING KEY TO '{k}'")
+            by_shard.setdefault(int(c.execute("SHOW SHARD").fetchone()[0]), []).append(k)
+
+    def insert(key: int) -> bytes:
+        parse = message(b"P", b"\0insert into data (id, v) values ($1::bigint, 'f')\0" + struct.pack("!H", 0))
+        body = b"\0\0" + struct.pack("!HH", 0, 1) + struct.pack("!i", len(str(key))) + str(key).encode()
+        return parse + message(b"B", body + struct.pack("!H", 0)) + message(b"E", b"\0" + struct.pack("!i", 0))
+
+    r = RawConn(t.host, t.port)
+    r.startup("app", "sharded", "app")
+    first, second = by_shard[0][0], by_shard[1][0]
+    r.send(insert(first) + message(b"H", b""))
+    assert [r.read_message()[0] for _ in range(3)] == [b"1", b"2", b"C"]
+    r.send(insert(second) + message(b"S", b""))
+    with pytest.raises(PgError) as e:
+        r.read_until_ready()
+    assert e.value.sqlstate == "0A000" and "belongs on shard 1" in e.value.message, e.value.fields
+    assert r.query("select 1") == [["1"]]
+    r.terminate()
+    with t.connect(dbname="sharded") as c:
+        for k in (first, second):
+            assert c.execute("select count(*) from data where id = %s", (k,)).fetchone() == (0,), k

@@ -1,0 +1,122 @@
+/// `automatic_sharding_key` on the client side: the shard of each request from its statements (each decided on
+/// its own, a `$n` read from its Bind), and Binds that arrive after the lease (behind a Flush, past the look-ahead)
+/// checked against the shard the request went to.
+import NIOCore
+import PostgresWire
+import Sharding
+
+extension ClientConnection {
+    /// `automatic_sharding_key`: the shard of the request at the front of `buffer`: a Query (each of its
+    /// statements), or the extended-protocol statements up to the first Sync, each a Parse or a statement with the
+    /// Bind that follows. Returns false after refusing a request that would have to be split across shards.
+    func prepareAutomaticShard(_ buffer: ByteBuffer) -> Bool {
+        automaticShard = nil
+        automaticShardAwaitsBind = false
+        automaticBindsDecided = 0
+        guard let pool, let key = pool.automaticKey, pool.shardCount > 1, routing.shard == nil else { return true }
+        var decisions: [AutomaticSharding.Decision] = []
+        var parsed: String?  // a Parse's text, waiting for its Bind
+        var parsedName = ""
+        var index = buffer.readerIndex
+        func decide(_ text: String, _ bind: BindMessage?) {
+            if let decision = automaticDecision(text, bind, key: key, pool: pool) { decisions.append(decision) }
+            if bind != nil { automaticBindsDecided += 1 }
+        }
+        scan: while let header = FrameHeader.peek(buffer, at: index), header.length >= 4,
+                    header.frameSize <= maxMessageSize, buffer.writerIndex - index >= header.frameSize {
+            guard var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize) else { break }
+            switch header.id {
+            case FrontendID.query:
+                if decisions.isEmpty, parsed == nil, let text = payload.readNullTerminatedString() { decide(text, nil) }
+                break scan
+            case FrontendID.parse:
+                if let text = parsed { decide(text, nil) }  // a Parse without a Bind of its own
+                parsedName = payload.readNullTerminatedString() ?? ""
+                parsed = payload.readNullTerminatedString()
+            case FrontendID.bind:
+                guard let bind = BindMessage(payload) else { break scan }
+                var text: String?
+                if let statement = parsed, parsedName == bind.statement {
+                    text = statement
+                    parsed = nil
+                } else if bind.statement.isEmpty, var definition = savedUnnamedParse {
+                    text = definition.readNullTerminatedString()  // (the saved copy starts at the text)
+                } else if var definition = statements[bind.statement]?.definition {
+                    text = definition.readNullTerminatedString()
+                }
+                if let text { decide(text, bind) }
+            case FrontendID.sync:
+                break scan
+            default:
+                break
+            }
+            index += header.frameSize
+        }
+        if let text = parsed { decide(text, nil) }
+        switch AutomaticSharding.combine(decisions) {
+        case .none:
+            return true
+        case .awaitsBind:
+            automaticShardAwaitsBind = true
+            return true
+        case .shard(let shard):
+            automaticShard = shard
+            return true
+        case .updatesKey:
+            sendError(.featureNotSupported, "the sharding key \(key.table).\(key.column) cannot be updated: the row "
+                      + "would belong on another shard (delete it and insert it again)")
+            discardUntilSync = true
+            return false
+        case .spansShards(let shards):
+            sendError(.featureNotSupported, "the rows of this INSERT belong on different shards "
+                      + "(\(shards.map(String.init).joined(separator: ", "))): send one statement per shard")
+            discardUntilSync = true
+            return false
+        case .statementsSpanShards(let shards):
+            sendError(.featureNotSupported, "the statements of this request belong on different shards "
+                      + "(\(shards.map(String.init).joined(separator: ", "))): send them separately, one Sync (or "
+                      + "Query) per shard")
+            discardUntilSync = true
+            return false
+        }
+    }
+
+    /// The decision for one statement `text`, with its Bind when it came.
+    private func automaticDecision(_ text: String, _ bind: BindMessage?, key: AutomaticSharding.Key,
+                                   pool: ConnectionPool) -> AutomaticSharding.Decision? {
+        guard case .success(let facts) = runtime.queryParser.facts(text) else { return nil }
+        return AutomaticSharding.decide(facts, key: key, sharder: pool.sharder, shards: pool.shardCount,
+                                        bindArrived: bind != nil) { number in
+            guard let bind, number >= 1, number <= bind.values.count, let bytes = bind.values[number - 1] else {
+                return nil
+            }
+            if bind.binary[number - 1] {
+                // int2 / int4 / int8 in network order, by length (PgCat)
+                guard [2, 4, 8].contains(bytes.count) else { return nil }
+                let raw = bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                switch bytes.count {
+                case 2: return Int64(Int16(truncatingIfNeeded: raw))
+                case 4: return Int64(Int32(truncatingIfNeeded: raw))
+                default: return Int64(bitPattern: raw)
+                }
+            }
+            return Int64(String(decoding: bytes, as: UTF8.self))
+        }
+    }
+
+    /// A whole Bind relayed to `server` after the lease was decided: the shard its key names, when that is not the
+    /// server's (the statements of one request must stay on one shard); nil when it may go on.
+    func bindNamesAnotherShard(_ payload: ByteBuffer, on server: ServerConnection) -> Int? {
+        if automaticBindsDecided > 0 {
+            automaticBindsDecided -= 1  // decided with the lease
+            return nil
+        }
+        guard let pool, let key = pool.automaticKey, let bind = BindMessage(payload) else { return nil }
+        // (Both copies start at the statement's text.)
+        let definition = bind.statement.isEmpty ? savedUnnamedParse : statements[bind.statement]?.definition
+        guard var definition, let text = definition.readNullTerminatedString(),
+              case .shard(let shard)? = automaticDecision(text, bind, key: key, pool: pool),
+              shard != server.address.shard else { return nil }
+        return shard
+    }
+}
