@@ -327,10 +327,10 @@ extension ClientConnection {
             server.setReadEnabled(true)
         }
         guard let pool else { server.close(); return }
-        if server.isBroken || server.awaitsReplies || server.inCopy || scanner.isMidFrame
+        if server.isBroken || server.tracker.pendingSyncPoints > 0 || server.inCopy || scanner.isMidFrame
             || server.scanner.isMidFrame {
             // A statement is still running or a message is half-sent: cancel it and drop the connection.
-            if server.awaitsReplies, let key = server.backendKey {
+            if server.tracker.pendingSyncPoints > 0, let key = server.backendKey {
                 runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
             }
             pool.discard(server)
