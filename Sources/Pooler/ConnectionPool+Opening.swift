@@ -39,6 +39,12 @@ extension ConnectionPool {
                 let now = NIODeadline.now().uptimeNanoseconds
                 let outcome = self.lock.withLock { slot.machine.connectionOpened(server, now: now) }
                 self.logger.debug("server connection opened", metadata: ["server_id": "\(server.id)"])
+                if case .keptIdle = outcome, self.isRetired || server.epoch < self.reconnectEpoch.load {
+                    // Opened for a pool that a reload replaced (or RECONNECT renewed) meanwhile, and no one waits
+                    // for it: closed now, or it would stay idle where no janitor looks.
+                    self.discard(server)
+                    return
+                }
                 self.carryOut(outcome, slot: slot)
                 for mirror in slot.mirrors { self.openMirror(mirror, of: server, on: loop) }
             case .failure(let error):

@@ -147,6 +147,28 @@ def test_sighup_shrinks_pool_under_load(pgcat, cluster):
     assert t.proc.poll() is None
 
 
+def test_reloads_in_quick_succession_leave_no_orphaned_connections(pgcat, cluster):
+    """Reloads a few milliseconds apart under load: connections a replaced pool was still opening are closed when
+    they open, so the pooler never holds more than pool_size connections per server once things settle (they
+    stayed idle for ever, where no janitor and no RECONNECT reached them)."""
+    t = pgcat(pool_size=4, users=["app"], general={"connect_timeout": 3000})
+    load = Load(t, 8, "select pg_sleep(0.002)")
+    try:
+        assert load.progressed()
+        for round_ in range(3):
+            for step in range(2):
+                rewrite(t, cluster, pool_size=4, users=["app"], general={"connect_timeout": 3001 + 2 * round_ + step})
+                t.proc.send_signal(signal.SIGHUP)
+                time.sleep(0.01)
+            assert load.progressed()
+    finally:
+        load.stop()
+    assert not load.errors, load.errors[:3]
+    assert wait_for(lambda: server_connections(t, cluster) <= 4, 10), server_connections(t, cluster)
+    time.sleep(1)
+    assert server_connections(t, cluster) <= 4, server_connections(t, cluster)
+
+
 def test_admin_reload_grows_pool_under_load(pgcat, cluster, primary):
     t = pgcat(pool_size=1, users=["app"])
     load = Load(t, 50, "select pg_sleep(0.002)")
