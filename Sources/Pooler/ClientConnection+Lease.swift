@@ -289,7 +289,8 @@ extension ClientConnection {
         stats.set(.idle)
         cancelIdleTransactionTimer()
         let inTransaction = server.status != .idle
-        let pending = server.tracker.pendingSyncPoints
+        // The client's own Syncs and Queries: the pooler's (a parameter replay, its own Sync) are owed nothing.
+        let pending = server.tracker.pendingClientSyncPoints
         let unsynced = server.unsynced
         logger.warning("server connection lost", metadata: ["reason": "\(reason)"])
         if awaitingSettingsReplay {

@@ -69,8 +69,8 @@ struct ResponseTracker {
     private(set) var copyIn = false
     /// Sync points (Sync, Query, FunctionCall) not yet answered with ReadyForQuery.
     private(set) var pendingSyncPoints = 0
-    /// The client's own among them (Sync, Query, FunctionCall).
-    private var pendingClientSyncPoints = 0
+    /// The client's own among them (Sync, Query, FunctionCall): each is owed a ReadyForQuery.
+    private(set) var pendingClientSyncPoints = 0
     /// An error made the server skip to a Sync of the pooler's own (`Injected.sync`): the client's messages up to
     /// its own Sync must be skipped too (taken by `takeErrorBeforeInjectedSync`).
     private(set) var errorBeforeInjectedSync = false

@@ -766,6 +766,24 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertEqual(h.connector.connects.count, 1, "the skipped messages opened no connection")
     }
 
+    /// The same while the pooler's own parameter replay is still unanswered: it is owed no ReadyForQuery, so the
+    /// client gets none before its Sync (asyncpg failed on a ReadyForQuery in the middle of its prepare).
+    func testServerLostDuringAReplayOwesTheClientNoReadyForQuery() {
+        let h = PoolerHarness()
+        let (a, server) = h.loginFirstClient(extra: [("application_name", "psql-test")])
+        let first = concat(Frontend.parse("SELECT 1"), Frontend.describeStatement(), Frontend.flush())
+        h.send(first, to: a)
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.query("SET application_name TO E'psql-test';"), first))
+
+        server.close(promise: nil)
+        h.loop.run()
+        let messages = a.drainMessages()
+        XCTAssertEqual(ids(messages), "E", "no ReadyForQuery before the client's Sync")
+        assertError(messages.first, severity: "ERROR", code: "08006")
+        h.send(Frontend.bind(), Frontend.execute(), Frontend.sync(), to: a)
+        XCTAssertEqual(ids(a.drainMessages()), "Z")
+    }
+
     func testMaxClientConnRefusesTheNextClientWithFatal53300() {
         let h = PoolerHarness(Options(maxClientConn: 1))
         let (a, _) = h.loginFirstClient()
