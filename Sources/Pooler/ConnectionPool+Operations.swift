@@ -100,10 +100,10 @@ extension ConnectionPool {
     }
 
     /// Totals per server address: closed connections plus open ones.
-    func addressTotals() -> [(address: ServerAddress, totals: ServerStats.Snapshot)] {
+    func addressTotals() -> [(address: ServerAddress, role: String, totals: ServerStats.Snapshot)] {
         let perSlot = lock.withLock { slots.map { ($0, Array($0.live.values)) } }
         return perSlot.map { slot, servers in
-            (slot.address, servers.reduce(slot.closedTotals.snapshot) { $0 + $1.stats.snapshot })
+            (slot.address, slot.currentRole, servers.reduce(slot.closedTotals.snapshot) { $0 + $1.stats.snapshot })
         }
     }
 

@@ -183,6 +183,16 @@ public final class ConnectionPool: @unchecked Sendable {
         }
         /// `role: auto` and no health check has answered yet: it may be the primary.
         var roleUnknown: Bool { configuredRole == .auto && detectedPrimary.load(ordering: .relaxed) == -1 }
+        /// The role to show (admin console, metrics): as configured, or for `role: auto` as detected (`auto` until a
+        /// health check has answered).
+        var currentRole: String {
+            guard configuredRole == .auto else { return address.role }
+            switch detectedPrimary.load(ordering: .relaxed) {
+            case 1: return "primary"
+            case 0: return "replica"
+            default: return "auto"
+            }
+        }
         /// `address.role`, decided once (every lease asks).
         let configuredRole: ConfiguredRole
         enum ConfiguredRole { case primary, replica, auto }

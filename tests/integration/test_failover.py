@@ -163,6 +163,13 @@ def test_promotion_with_auto_roles_moves_writes_without_reload(pgcat, cluster):
         except AssertionError as failure:
             raise AssertionError(f"{failure}; last error: {last_error[0]}") from None
         assert time.monotonic() - started < 15
+        # The admin console names servers by their detected role: the promoted one is the primary now.
+        with psycopg.connect(host=t.host, port=t.port, user="pgcat_admin", password="pgcat_admin", dbname="pgcat",
+                             autocommit=True) as a:
+            def names():
+                return {row[2]: row[0] for row in a.execute("show databases").fetchall()}
+            assert wait_for(lambda: names().get(own.replica1) == "app_shard_0_primary", 10, "the name"), names()
+            assert names().get(own.replica2) == "app_shard_0_replica_1", names()
     finally:
         try:
             cluster_script(port, "reset", directory)

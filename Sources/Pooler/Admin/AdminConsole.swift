@@ -330,7 +330,7 @@ struct AdminConsole {
         for pool in runtime.pools(database: nil, user: nil) {
             for ban in pool.bans() {
                 result.append([
-                    .text(pool.database), .text(pool.user), .text(ban.address.role), .text(ban.address.host),
+                    .text(pool.database), .text(pool.user), .text(ban.role), .text(ban.address.host),
                     .text(ban.ban.reason), .text(formatter.string(from: ban.ban.since)), .text(String(ban.ban.seconds)),
                     .text(String(ban.remainingSeconds)),
                 ])
@@ -388,9 +388,10 @@ struct AdminConsole {
     static func addressName(pool: ConnectionPool, slot: ConnectionPool.ServerSlot) -> String {
         let address = slot.address
         let suffix = slot.isInference ? "_inference" : ""  // the server's inference pool (ML routing)
-        if address.role == "primary" { return "\(pool.database)_shard_\(address.shard)_primary\(suffix)" }
+        // (`role: auto`: as detected, so the promoted server is the one named primary.)
+        if slot.currentRole == "primary" { return "\(pool.database)_shard_\(address.shard)_primary\(suffix)" }
         let replicaNumber = pool.slots.filter {
-            $0.address.shard == address.shard && $0.address.role != "primary" && !$0.isInference
+            $0.address.shard == address.shard && $0.currentRole != "primary" && !$0.isInference
                 && $0.address.index < address.index
         }.count
         return "\(pool.database)_shard_\(address.shard)_replica_\(replicaNumber)\(suffix)"

@@ -57,7 +57,7 @@ extension PoolerRuntime {
                 let t = entry.totals
                 let labels = [
                     ("host", address.host), ("shard", String(address.shard)), ("pool", pool.database),
-                    ("role", address.role), ("index", String(address.index)), ("database", address.database),
+                    ("role", entry.role), ("index", String(address.index)), ("database", address.database),
                     ("username", pool.user),
                 ]
                 add("pgcat_stats_total_query_count", .counter, labels, t.queries)
