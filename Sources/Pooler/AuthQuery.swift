@@ -48,7 +48,9 @@ enum AuthQuery {
         guard lookup.count <= 1 else { return .refused(reason: "auth_query returned \(lookup.count) rows for the user") }
         guard let row = lookup.first else { return .refused(reason: "auth_query found no such user") }
         guard row.count >= 2 else { return .refused(reason: "auth_query must return two columns (user name, password)") }
-        guard row[0] == user else { return .refused(reason: "auth_query returned a row for another user") }
+        // A lookup function (PgBouncer's user_lookup pattern) answers an unknown user with a row of NULLs.
+        guard let name = row[0] else { return .refused(reason: "auth_query found no such user") }
+        guard name == user else { return .refused(reason: "auth_query returned a row for another user") }
         guard let secret = row[1], !secret.isEmpty else { return .refused(reason: "the user has no password") }
         guard let role = validity.first, role.count == 2 else { return .refused(reason: "no such role") }
         guard role[0] == "t" else { return .refused(reason: "the role cannot log in (NOLOGIN)") }

@@ -38,7 +38,10 @@ final class AuthQueryTests: XCTestCase {
         }
         XCTAssertTrue(refused(AuthQuery.interpret(user: "u", lookup: [], validity: ok)))
         XCTAssertTrue(refused(AuthQuery.interpret(user: "u", lookup: [["u", "x"], ["u", "y"]], validity: ok)))
-        XCTAssertTrue(refused(AuthQuery.interpret(user: "u", lookup: [["v", "x"]], validity: ok)))
+        XCTAssertEqual(AuthQuery.interpret(user: "u", lookup: [["v", "x"]], validity: ok),
+                       .refused(reason: "auth_query returned a row for another user"))
+        XCTAssertEqual(AuthQuery.interpret(user: "u", lookup: [[nil, nil]], validity: ok),
+                       .refused(reason: "auth_query found no such user"), "a lookup function's row of NULLs")
         XCTAssertTrue(refused(AuthQuery.interpret(user: "u", lookup: [["u", nil]], validity: ok)))
         XCTAssertTrue(refused(AuthQuery.interpret(user: "u", lookup: [["u"]], validity: ok)))
         XCTAssertTrue(refused(AuthQuery.interpret(user: "u", lookup: [["u", "x"]], validity: [])))
