@@ -187,6 +187,8 @@ extension ClientConnection {
         runtime.registerCancelKey(key, for: self)
         let auth = runtime.userAuth(database: database, user: user)
         pool = runtime.pool(database: database, user: user)
+        pool?.clientJoined()
+        countedInPool = true
         if let pool {
             poolMode = pool.settings.poolMode
             rewritesStatements = poolMode == .transaction && pool.statementCacheSize > 0

@@ -79,7 +79,16 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// transaction: the server connection is reset after it, unless `cleanup_server_connections` is off).
     var pgmlOnSearchPath = false
     var pgmlOnLoginSearchPath = false
-    var pool: ConnectionPool?
+    var pool: ConnectionPool? {
+        didSet {
+            // A client moving to the reloaded pool leaves the old one (see ConnectionPool.clientJoined).
+            guard countedInPool, oldValue !== pool else { return }
+            oldValue?.clientLeft()
+            pool?.clientJoined()
+        }
+    }
+    /// This client counts among its pool's clients (from login until it leaves).
+    var countedInPool = false
     /// The client's last unnamed Parse (its payload after the empty name), kept to prepare it again on the server
     /// connection of a later transaction (ClientConnection+UnnamedStatement).
     var savedUnnamedParse: ByteBuffer?
@@ -377,6 +386,10 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         if let server {
             self.server = nil
             returnServer(server, clientLeft: true)
+        }
+        if countedInPool {
+            countedInPool = false
+            pool?.clientLeft()
         }
         if admitted {
             admitted = false

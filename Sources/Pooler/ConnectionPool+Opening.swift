@@ -39,7 +39,7 @@ extension ConnectionPool {
                 let now = NIODeadline.now().uptimeNanoseconds
                 let outcome = self.lock.withLock { slot.machine.connectionOpened(server, now: now) }
                 self.logger.debug("server connection opened", metadata: ["server_id": "\(server.id)"])
-                if case .keptIdle = outcome, self.isRetired || server.epoch < self.reconnectEpoch.load {
+                if case .keptIdle = outcome, self.retiredConnectionsGo || server.epoch < self.reconnectEpoch.load {
                     // Opened for a pool that a reload replaced (or RECONNECT renewed) meanwhile, and no one waits
                     // for it: closed now, or it would stay idle where no janitor looks.
                     self.discard(server)

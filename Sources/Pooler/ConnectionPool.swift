@@ -149,6 +149,24 @@ public final class ConnectionPool: @unchecked Sendable {
     var isRetired: Bool { retired.load(ordering: .relaxed) }
     /// `paused`, readable without the lock (the release path checks it per transaction).
     let pausedFlag = ManagedAtomic(false)
+    /// Clients logged in to this pool (they move to its successor after a reload).
+    private let clientCount = ManagedAtomic(0)
+    /// A reload put another pool in this one's place, which its clients move to; false for a pool a reload removed,
+    /// whose clients stay on it until they leave.
+    let hasSuccessor = ManagedAtomic(false)
+
+    func clientJoined() { clientCount.wrappingIncrement(ordering: .relaxed) }
+
+    /// The last client of a pool a reload removed is gone: nothing will use its idle connections any more.
+    func clientLeft() {
+        if clientCount.wrappingDecrementThenLoad(ordering: .relaxed) <= 0, isRetired { closeIdle() }
+    }
+
+    /// Whether a connection given back goes (instead of to the idle list): a replaced pool's, or a removed pool's
+    /// once its last client has left.
+    var retiredConnectionsGo: Bool {
+        isRetired && (hasSuccessor.load(ordering: .relaxed) || clientCount.load(ordering: .relaxed) <= 0)
+    }
 
     /// Latency histograms (swift-metrics; Prometheus `pgcat_query_duration_seconds` and
     /// `pgcat_wait_duration_seconds` when the exporter is on, no-ops otherwise).
@@ -505,7 +523,8 @@ public final class ConnectionPool: @unchecked Sendable {
             return  // a cancel on its way to this backend would hit the next client's statement
         }
         if server.epoch < reconnectEpoch.load
-            || (isRetired || pausedFlag.load(ordering: .relaxed)) && lock.withLock({ slot.machine.waitingCount == 0 }) {
+            || (retiredConnectionsGo || pausedFlag.load(ordering: .relaxed))
+                && lock.withLock({ slot.machine.waitingCount == 0 }) {
             // RECONNECT asked for fresh connections, the pool was replaced by a reload, or PAUSE leaves no server
             // connection open once its transaction is over (as PgBouncer's)
             discard(server)

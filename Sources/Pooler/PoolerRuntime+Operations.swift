@@ -59,7 +59,10 @@ extension PoolerRuntime {
             retiredPools += built.replaced
             return built.replaced
         }
-        for pool in replaced { pool.retire() }
+        for pool in replaced {
+            pool.hasSuccessor.store(self.pool(database: pool.database, user: pool.user) != nil, ordering: .relaxed)
+            pool.retire()
+        }
         for pool in allPools { pool.banTime.store(config.general.banTime) }
         logger.notice("config reloaded", metadata: ["pools_replaced": "\(replaced.count)",
                                                     "pools": "\(config.pools.count)"])

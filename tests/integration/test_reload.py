@@ -329,6 +329,10 @@ def test_removed_pool_refuses_new_clients_and_keeps_existing(pgcat, cluster):
             assert staying.execute("select %s::int, current_database()", (i,)).fetchone() == (i, "shard0")
             assert in_txn.execute("select %s::int", (i,)).fetchone()[0] == i
             in_txn.commit()
+        # ... on the connections the pool has: not a new server login per transaction
+        assert len({backend_pid(staying) for _ in range(5)}) == 1
+    # once they have left, the removed pool's connections close
+    assert wait_for(lambda: len(pooler_ports_to(t.proc.pid, cluster.primary)) == 0, 5), "the connections stay open"
     with t.connect() as c:
         assert c.execute("select current_database()").fetchone()[0] == "app"
 
