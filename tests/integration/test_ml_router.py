@@ -59,14 +59,14 @@ def test_inference_runs_on_gpu_servers_and_writes_on_the_primary(pgcat, cluster,
         rows = a.execute("show ml_models").fetchall()
         columns = [d.name for d in a.execute("show ml_models").description]
         assert columns == ["pool", "model", "server", "in_flight", "queued", "requests", "errors", "cold_starts",
-                           "avg_exec_ms", "user"]
+                           "avg_exec_ms"]
         by_model = {r[1]: r for r in rows}
         assert by_model["intfloat/e5-small-v2"][5] == 10 and by_model["BAAI/bge-small-en"][5] == 10
-        assert all(r[2] == f"{HOST}:{cluster.replica2}" and r[9] == "app" for r in rows)
+        assert all(r[2] == f"{HOST}:{cluster.replica2}" and r[0] == "app/app" for r in rows)
         # one backend ran both models: each cost one cold start there
         assert by_model["intfloat/e5-small-v2"][7] >= 1 and by_model["intfloat/e5-small-v2"][7] <= 2
         queues = a.execute("show ml_queues").fetchall()
-        assert [(q[1], q[8]) for q in queues] == [(f"{HOST}:{cluster.replica2}", "app")]
+        assert [(q[0], q[1]) for q in queues] == [("app/app", f"{HOST}:{cluster.replica2}")]
 
 
 def test_models_keep_their_home_server(pgcat, cluster, pgml):

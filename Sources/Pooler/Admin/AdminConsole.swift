@@ -342,7 +342,7 @@ struct AdminConsole {
     private func showMLModels() -> AdminResult {
         var result = AdminResult([
             ("pool", .text), ("model", .text), ("server", .text), ("in_flight", .int8), ("queued", .int8),
-            ("requests", .int8), ("errors", .int8), ("cold_starts", .int8), ("avg_exec_ms", .numeric), ("user", .text),
+            ("requests", .int8), ("errors", .int8), ("cold_starts", .int8), ("avg_exec_ms", .numeric),
         ])
         for pool in runtime.pools(database: nil, user: nil) where pool.ml != nil {
             let snapshot = pool.mlStats.snapshot()
@@ -352,7 +352,7 @@ struct AdminConsole {
                 result.append([
                     .text(pool.name), .text(key.model), .text(key.server), .int(entry.inFlight),
                     .int(snapshot.queued[key.model] ?? 0), .int(entry.requests), .int(entry.errors), .int(entry.coldStarts),
-                    .text(String(format: "%.1f", average)), .text(pool.user),
+                    .text(String(format: "%.1f", average)),
                 ])
             }
         }
@@ -362,14 +362,14 @@ struct AdminConsole {
     private func showMLQueues() -> AdminResult {
         var result = AdminResult([
             ("pool", .text), ("server", .text), ("pool_size", .int4), ("active", .int8), ("idle", .int8),
-            ("waiting", .int8), ("queue_max", .int4), ("queue_timeout_ms", .int4), ("user", .text),
+            ("waiting", .int8), ("queue_max", .int4), ("queue_timeout_ms", .int4),
         ])
         for pool in runtime.pools(database: nil, user: nil) {
             guard let ml = pool.ml else { continue }
             for row in pool.inferenceQueues() {
                 result.append([
                     .text(pool.name), .text(row.server), .int(ml.inferencePoolSize), .int(row.active), .int(row.idle),
-                    .int(row.waiting), .int(ml.queueMax), .int(ml.queueTimeout), .text(pool.user),
+                    .int(row.waiting), .int(ml.queueMax), .int(ml.queueTimeout),
                 ])
             }
         }
