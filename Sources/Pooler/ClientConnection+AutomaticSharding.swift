@@ -39,10 +39,8 @@ extension ClientConnection {
                 if let statement = parsed, parsedName == bind.statement {
                     text = statement
                     parsed = nil
-                } else if bind.statement.isEmpty, var definition = savedUnnamedParse {
-                    text = definition.readNullTerminatedString()  // (the saved copy starts at the text)
-                } else if var definition = statements[bind.statement]?.definition {
-                    text = definition.readNullTerminatedString()
+                } else {
+                    text = knownText(ofStatement: bind.statement)
                 }
                 if let text { decide(text, bind) }
             case FrontendID.sync:
@@ -111,12 +109,18 @@ extension ClientConnection {
             automaticBindsDecided -= 1  // decided with the lease
             return nil
         }
-        guard let pool, let key = pool.automaticKey, let bind = BindMessage(payload) else { return nil }
-        // (Both copies start at the statement's text.)
-        let definition = bind.statement.isEmpty ? savedUnnamedParse : statements[bind.statement]?.definition
-        guard var definition, let text = definition.readNullTerminatedString(),
+        guard let pool, let key = pool.automaticKey, let bind = BindMessage(payload),
+              let text = knownText(ofStatement: bind.statement),
               case .shard(let shard)? = automaticDecision(text, bind, key: key, pool: pool),
               shard != server.address.shard else { return nil }
         return shard
+    }
+
+    /// The text of the client's statement `name` as the pooler last saw it parsed (the unnamed one: its last
+    /// unnamed Parse), or nil.
+    private func knownText(ofStatement name: String) -> String? {
+        // (Both copies start at the statement's text.)
+        guard var definition = name.isEmpty ? savedUnnamedParse : statements[name]?.definition else { return nil }
+        return definition.readNullTerminatedString()
     }
 }

@@ -253,7 +253,6 @@ extension ClientConnection {
         guard let server else { return }
         self.server = nil
         stats.set(.idle)
-        let cancelSent = inference?.cancelSent == true
         finishInference()
         // Only a transaction that had to run on the primary opens the window, not a read the window sent there
         // (a client reading more often than the window would never get back to the replicas).
@@ -265,11 +264,7 @@ extension ClientConnection {
         // The ReadyForQuery that ended the transaction was just timed: one clock read fewer per transaction.
         let readyAt = server.readyAt
         server.readyAt = 0
-        if cancelSent {
-            pool?.discard(server)  // a CancelRequest may still be on its way to this backend
-        } else {
-            pool?.release(server, at: readyAt)
-        }
+        pool?.release(server, at: readyAt)  // (held back there while a CancelRequest is on its way)
     }
 
     /// A server leaves this client: undo any backpressure pause on either side.
@@ -319,7 +314,9 @@ extension ClientConnection {
     }
 
     /// The client is gone (or timed out) while holding `server`: make the server reusable or close it.
-    func returnServer(_ server: ServerConnection, clientLeft: Bool) {
+    /// `timedOut`: a timeout gave up on the server's answer, also one to a Flush (which a client that merely left
+    /// does not wait for: the connection's reset drains it).
+    func returnServer(_ server: ServerConnection, clientLeft: Bool, timedOut: Bool = false) {
         server.detach(owner: self)
         finishInference()
         if case .ready = phase { stats.set(.idle) }
@@ -328,12 +325,10 @@ extension ClientConnection {
             server.setReadEnabled(true)
         }
         guard let pool else { server.close(); return }
-        if server.isBroken || server.tracker.pendingSyncPoints > 0 || server.inCopy || scanner.isMidFrame
-            || server.scanner.isMidFrame {
+        let running = server.tracker.pendingSyncPoints > 0 || timedOut && server.awaitsFlushedReplies
+        if server.isBroken || running || server.inCopy || scanner.isMidFrame || server.scanner.isMidFrame {
             // A statement is still running or a message is half-sent: cancel it and drop the connection.
-            if server.tracker.pendingSyncPoints > 0, let key = server.backendKey {
-                runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
-            }
+            if running { server.sendCancel(on: eventLoop) }
             pool.discard(server)
             return
         }

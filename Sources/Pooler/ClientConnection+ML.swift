@@ -17,8 +17,7 @@ struct InferenceLease {
     var failed = false
     /// Fires the CancelRequest of the per-model `statement_timeout`.
     var timer: Scheduled<Void>?
-    /// A CancelRequest was sent: the backend may still be cancelling when the transaction ends, so it is not
-    /// given to anyone else.
+    /// A CancelRequest was sent (its 57014 is reported as the model's statement timeout).
     var cancelSent = false
     /// Where the statement waits, counted (the pool's ML counters), while it waits.
     var queuedIn: ConnectionPool?
@@ -272,12 +271,12 @@ extension ClientConnection {
     /// client gets Postgres' own 57014).
     private func inferenceStatementTimedOut(_ server: ServerConnection, after timeout: Int) {
         guard server === self.server, inference != nil, server.tracker.pendingSyncPoints > 0,
-              let key = server.backendKey else { return }
+              server.backendKey != nil else { return }
         inference?.failed = true
         inference?.cancelSent = true
         logger.warning("inference statement timeout: cancelling", metadata: [
             "model": "\(inference?.model ?? "(unknown model)")", "timeout_ms": "\(timeout)"])
-        runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
+        server.sendCancel(on: eventLoop)  // the connection goes back to the pool once the cancel is done
     }
 
     /// The inference transaction ended (or its server went away).

@@ -21,19 +21,7 @@ extension ClientConnection {
         logger.warning("\(setting): no answer from the server; closing the session and the server connection",
                        metadata: ["server": "\(server.address.host):\(server.address.port)", "waited_ms": "\(waitedMs)"])
         self.server = nil
-        if server.awaitsFlushedReplies, server.tracker.pendingSyncPoints == 0 {
-            // Waiting on a Flush (no Sync sent): `returnServer` would reset the connection for reuse; it is
-            // cancelled and dropped like any other that timed out.
-            server.detach(owner: self)
-            finishInference()
-            if let key = server.backendKey {
-                runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key,
-                                             on: eventLoop)
-            }
-            if let pool { pool.discard(server) } else { server.close() }
-        } else {
-            returnServer(server, clientLeft: true)
-        }
+        returnServer(server, clientLeft: true, timedOut: true)
         inbox = nil
         fatal(.queryCanceled, message)
     }

@@ -187,16 +187,14 @@ extension ClientConnection {
                 server.tracker.sent(header.id)
                 // An error before this Sync makes the server skip the unit's unnamed Parse: only within its own unit
                 // is the unnamed statement surely this client's (ClientConnection+UnnamedStatement).
-                server.unnamedParsedInUnit = false
-                server.boundInUnit = false
+                server.unitEnded()
             case FrontendID.describe:
                 unsynced = true
                 let kind = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
                 server.tracker.sent(header.id, describesStatement: kind == UInt8(ascii: "S"))
             case FrontendID.query, FrontendID.functionCall:
                 server.tracker.sent(header.id)
-                server.unnamedParsedInUnit = false
-                server.boundInUnit = false
+                server.unitEnded()
             case FrontendID.flush:
                 if !server.tracker.isEmpty { server.awaitsFlushedReplies = true }
                 // asyncpg prepares (Parse, Describe, Flush) before it binds: the key is in the Bind to come. This
@@ -228,16 +226,12 @@ extension ClientConnection {
             server.tracker.append(.injected(.sync))
             server.send(sync)
             unsynced = false
-            server.unnamedParsedInUnit = false
+            server.unitEnded()
         }
         server.unsynced = unsynced
         buffer.moveReaderIndex(to: index)
         emitDueReplies(from: server)
-        if server.awaitsFlushedReplies, server.tracker.isEmpty {
-            // The pooler answered all the Flush asked for itself (a Parse the server already had, a Close).
-            server.awaitsFlushedReplies = false
-            server.requestStart = nil
-        }
+        server.endFlushedWaitIfAnswered()  // (the pooler may have answered all of it: a Parse the server had)
         if releasesAfterTransaction, server.isCleanlyIdle, !scanner.isMidFrame, self.server === server {
             releaseServer()  // everything was answered here (e.g. DEALLOCATE of a protocol-level statement)
         }

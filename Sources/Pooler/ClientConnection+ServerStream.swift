@@ -82,24 +82,12 @@ extension ClientConnection {
             default:
                 break
             }
-            if header.id == BackendID.errorResponse, disposition == .forward, whole, inference?.cancelSent == true,
-               (try? ErrorFields.decode(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!))?
-                   .sqlState == "57014" {
-                // The pooler cancelled it for the model's statement_timeout: say so, not "due to user request".
+            if header.id == BackendID.errorResponse, disposition == .forward, whole,
+               let replacement = clientVersion(ofError: buffer.getSlice(at: index + FrameHeader.size,
+                                                                        length: header.payloadSize)!,
+                                               failedStatement: failedStatement) {
                 flushRun(upTo: index)
-                var replacement = allocate(96)
-                MessageEncoder.errorResponse(severity: .error, state: .queryCanceled,
-                                             message: "canceling statement due to statement timeout", into: &replacement)
                 write(replacement)
-                disposition = .drop
-            }
-            if header.id == BackendID.errorResponse, disposition == .forward, whole, let failedStatement,
-               let renamed = renamingStatement(in: buffer.getSlice(at: index + FrameHeader.size,
-                                                                   length: header.payloadSize)!,
-                                               serverName: failedStatement) {
-                // The server names the statement by the pooler's name (PGCAT_3): the client knows its own.
-                flushRun(upTo: index)
-                write(renamed)
                 disposition = .drop
             }
             if disposition == .drop {
@@ -134,12 +122,7 @@ extension ClientConnection {
                 }
             }
         }
-        if server.awaitsFlushedReplies, server.tracker.isEmpty {
-            // All a Flush asked for is here (Parse+Describe+Flush, then the client thinks): the wait is over, and
-            // the client's next message starts the next one.
-            server.awaitsFlushedReplies = false
-            server.requestStart = nil
-        }
+        server.endFlushedWaitIfAnswered()
         flushRun(upTo: index)
         buffer.moveReaderIndex(to: index)
         if settingsReplayDone {
@@ -218,9 +201,23 @@ extension ClientConnection {
         flushIfNeeded()
     }
 
+    /// The ErrorResponse the client gets instead of the server's (payload `error`), or nil to pass that on: a
+    /// cancel the pooler sent for the model's statement_timeout is named as such, not "due to user request"; the
+    /// pooler's statement names (PGCAT_3) become the client's own.
+    private func clientVersion(ofError error: ByteBuffer, failedStatement: String?) -> ByteBuffer? {
+        if inference?.cancelSent == true, (try? ErrorFields.decode(error))?.sqlState == "57014" {
+            var replacement = allocate(96)
+            MessageEncoder.errorResponse(severity: .error, state: .queryCanceled,
+                                         message: "canceling statement due to statement timeout", into: &replacement)
+            return replacement
+        }
+        guard let failedStatement else { return nil }
+        return renamingStatement(in: error, serverName: failedStatement)
+    }
+
     /// The ErrorResponse with the client's name for `serverName` where its text quotes the pooler's, or nil when it
     /// does not (or the client has no name for it).
-    func renamingStatement(in payload: ByteBuffer, serverName: String) -> ByteBuffer? {
+    private func renamingStatement(in payload: ByteBuffer, serverName: String) -> ByteBuffer? {
         let quoted = "\"\(serverName)\""
         guard payload.readableBytesView.count >= quoted.utf8.count else { return nil }
         // (Two client names for one text share the server statement: either names the same definition.)

@@ -485,13 +485,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
             cancelWaitingRequest()  // nothing runs yet: the request itself is cancelled
             return
         }
-        guard let server, let key = server.backendKey, let pool else { return }
+        guard let server, let pool, let sent = server.sendCancel(on: eventLoop) else { return }
         pool.cancelsInFlight.add()
-        server.cancelsInFlight.started()
-        runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key, on: eventLoop)
-            .whenComplete { _ in
-                pool.cancelsInFlight.add(-1)
-                server.cancelsInFlight.finished()
-            }
+        sent.whenComplete { _ in pool.cancelsInFlight.add(-1) }
     }
 }

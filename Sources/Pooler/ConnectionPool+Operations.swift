@@ -40,22 +40,18 @@ extension ConnectionPool {
         }
     }
 
-    var isPaused: Bool { lock.withLock { paused } }
+    var isPaused: Bool { paused }
 
     /// PAUSE: clients that need a connection wait (up to their connect_timeout) until RESUME; transactions in
     /// progress finish. Idle connections are closed now, the others as their transactions end (`release`), as
     /// PgBouncer's PAUSE leaves none open.
     func pause() {
-        lock.withLock {
-            paused = true
-            pausedFlag.store(true, ordering: .relaxed)
-        }
+        lock.withLock { pausedFlag.store(true, ordering: .relaxed) }
         closeIdle()
     }
 
     func resume() {
         let waiters: [WaiterRef] = lock.withLock {
-            paused = false
             pausedFlag.store(false, ordering: .relaxed)
             defer { pausedWaiters.removeAll() }
             return pausedWaiters

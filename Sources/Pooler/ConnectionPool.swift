@@ -129,8 +129,6 @@ public final class ConnectionPool: @unchecked Sendable {
     /// Login settings a server has accepted (`StartupSettings.checkKey`), so later logins skip the check (under the
     /// lock; forgotten all at once when full).
     private var checkedSettings: Set<String> = []
-    /// PAUSE: new leases wait here until RESUME (under the lock).
-    var paused = false
     var pausedWaiters: [WaiterRef] = []
     /// Statements waiting for a backend that already runs their model (`max_connections_per_server` reached),
     /// by inference slot and model, under the lock; served before the slot's ordinary waiters.
@@ -147,8 +145,10 @@ public final class ConnectionPool: @unchecked Sendable {
     let retired = ManagedAtomic(false)
     /// A reload replaced this pool: its connections close as they come back; clients move to the new pool.
     var isRetired: Bool { retired.load(ordering: .relaxed) }
-    /// `paused`, readable without the lock (the release path checks it per transaction).
+    /// PAUSE is in force. Set under `lock` (with `pausedWaiters`); read without it where a glance will do (the
+    /// release path checks it per transaction).
     let pausedFlag = ManagedAtomic(false)
+    var paused: Bool { pausedFlag.load(ordering: .relaxed) }
     /// Clients logged in to this pool (they move to its successor after a reload).
     private let clientCount = ManagedAtomic(0)
     /// A reload put another pool in this one's place, which its clients move to; false for a pool a reload removed,
@@ -523,7 +523,7 @@ public final class ConnectionPool: @unchecked Sendable {
             return  // a cancel on its way to this backend would hit the next client's statement
         }
         if server.epoch < reconnectEpoch.load
-            || (retiredConnectionsGo || pausedFlag.load(ordering: .relaxed))
+            || (retiredConnectionsGo || paused)
                 && lock.withLock({ slot.machine.waitingCount == 0 }) {
             // RECONNECT asked for fresh connections, the pool was replaced by a reload, or PAUSE leaves no server
             // connection open once its transaction is over (as PgBouncer's)

@@ -165,13 +165,7 @@ final class FanOutRun {
 
     /// The client left or asked to cancel.
     func cancel() {
-        for leg in legs {
-            guard let server = leg.server, let key = server.backendKey else { continue }
-            server.cancelsInFlight.started()
-            client.runtime.connector.sendCancel(host: server.address.host, port: server.address.port, key: key,
-                                                on: client.eventLoop)
-                .whenComplete { _ in server.cancelsInFlight.finished() }
-        }
+        for leg in legs { leg.server?.sendCancel(on: client.eventLoop) }
     }
 
     /// The client is gone: servers still answering are closed, waits are withdrawn.

@@ -366,7 +366,6 @@ struct ResponseTracker {
 
     // MARK: the queue's slots
 
-    /// One entry of the queue: its kind, and where its payload is (-1: none).
     /// A Sync, Query or FunctionCall of the client's is still unanswered (the pooler's own queries do not count).
     var awaitsClientSyncPoint: Bool { pendingClientSyncPoints > 0 }
 
@@ -380,6 +379,7 @@ struct ResponseTracker {
         slots[head...].contains { $0.kind == .injectedSync }
     }
 
+    /// One entry of the queue: its kind, and where its payload is (-1: none).
     private struct Slot {
         var kind: Kind
         var payload: Int32

@@ -112,6 +112,21 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     var awaitsFlushedReplies = false
     /// The server owes answers it should be sending now (to a Sync, Query or Flush), as timeouts see it.
     var awaitsReplies: Bool { tracker.pendingSyncPoints > 0 || awaitsFlushedReplies }
+
+    /// All a Flush asked for is answered (by the server or the pooler itself): the wait is over, and the client's
+    /// next message starts the next one (`requestStart`).
+    func endFlushedWaitIfAnswered() {
+        guard awaitsFlushedReplies, tracker.isEmpty else { return }
+        awaitsFlushedReplies = false
+        requestStart = nil
+    }
+
+    /// A Sync, Query or FunctionCall ended the unit (its unnamed statement and portals are the server's business
+    /// again).
+    func unitEnded() {
+        unnamedParsedInUnit = false
+        boundInUnit = false
+    }
     /// CancelRequests sent for this backend and not done yet: the pool holds the connection back meanwhile.
     let cancelsInFlight = CancelsInFlight()
     /// When the last ReadyForQuery of the current lease reached the client (uptime nanoseconds; 0 at the lease's
@@ -174,7 +189,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
     public private(set) var backendKey: BackendKeyData?
     public let createdAt: NIODeadline
 
-    private let connector: ServerConnector
+    let connector: ServerConnector
 
     init(id: Int, address: ServerAddress, slotIndex: Int, credentials: ServerCredentials, eventLoop: EventLoop,
          keyCache: SCRAMKeyCache?, connector: ServerConnector, statementCacheSize: Int, logger: Logger) {
@@ -540,8 +555,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         inCopy = false
         // (Here, on the new holder's loop before it sends anything, not in `attach`, which may run later on this
         // connection's own loop.)
-        unnamedParsedInUnit = false
-        boundInUnit = false
+        unitEnded()
         scanner.reset()
     }
 

@@ -42,23 +42,14 @@ public enum AutomaticSharding {
     ///   - bindArrived: the Bind is there (a `$n` it does not give, as an unsupported binary type, is no key then).
     public static func decide(_ facts: QueryFacts, key: Key, sharder: Sharder, shards: Int, bindArrived: Bool = true,
                               parameter: (Int) -> Int64?) -> Decision {
-        var found: Set<Int> = []
-        var awaitsBind = false
-        for statement in 0..<max(1, facts.statementKinds.count) {
-            switch decide(statement: statement, of: facts, key: key, sharder: sharder, shards: shards,
-                          bindArrived: bindArrived, parameter: parameter) {
-            case .none: break
-            case .shard(let shard): found.insert(shard)
-            case .awaitsBind: awaitsBind = true
-            case let refused: return refused
-            }
-        }
-        if found.count > 1 { return .statementsSpanShards(found.sorted()) }
-        if let shard = found.first { return .shard(shard) }
-        return awaitsBind ? .awaitsBind : .none
+        combine((0..<max(1, facts.statementKinds.count)).map { statement in
+            decide(statement: statement, of: facts, key: key, sharder: sharder, shards: shards, bindArrived: bindArrived,
+                   parameter: parameter)
+        })
     }
 
-    /// Combines the decisions of the statements of one pipelined batch, as `decide` combines those of one text.
+    /// Combines the decisions of several statements (of one text, or of one pipelined batch): the one shard they
+    /// name (statements without a key go along), `statementsSpanShards` when they name several, the first refusal.
     public static func combine(_ decisions: [Decision]) -> Decision {
         var found: Set<Int> = []
         var awaitsBind = false

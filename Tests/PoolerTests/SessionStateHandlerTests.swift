@@ -39,6 +39,16 @@ final class SessionStateHandlerTests: XCTestCase {
         XCTAssertEqual(ids(a.drainMessages()), "1Z")
     }
 
+    /// A client that prepared s1 and sent Bind/Execute/Sync of it, with the server's copy of those drained.
+    private func executingPreparedS1() -> (PoolerHarness, EmbeddedChannel, EmbeddedChannel) {
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        prepare(h, a, on: server)
+        h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        _ = server.drainOutbound()
+        return (h, a, server)
+    }
+
     func testStalePlanIsReprepardAndTheBatchRetriedWithoutTheClientSeeingIt() {
         let h = PoolerHarness(Options(poolSize: 1))
         let (a, server) = h.loginFirstClient()
@@ -63,11 +73,7 @@ final class SessionStateHandlerTests: XCTestCase {
     }
 
     func testServerErrorsNameTheClientsStatementNotThePoolersName() {
-        let h = PoolerHarness(Options(poolSize: 1))
-        let (a, server) = h.loginFirstClient()
-        prepare(h, a, on: server)
-        h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
-        _ = server.drainOutbound()
+        let (h, a, server) = executingPreparedS1()
         h.send(Backend.error(SQLState("08P01"), "bind message supplies 0 parameters, but prepared statement \"PGCAT_1\" requires 1"),
                Backend.ready(.idle), to: server)
         let reply = a.drainMessages()
@@ -122,11 +128,7 @@ final class SessionStateHandlerTests: XCTestCase {
     }
 
     func testStalePlanWithoutDescribeIsNotRetried() {
-        let h = PoolerHarness(Options(poolSize: 1))
-        let (a, server) = h.loginFirstClient()
-        prepare(h, a, on: server)
-        h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
-        _ = server.drainOutbound()
+        let (h, a, server) = executingPreparedS1()
         h.send(stalePlan, Backend.ready(.idle), to: server)
         XCTAssertEqual(ids(a.drainMessages()), "EZ",
                        "the client holds the old row description: it must see the error, as from Postgres")
