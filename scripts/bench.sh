@@ -332,11 +332,13 @@ EOF
 }
 
 # pgcat-parser and pgcat-noparser: the same Postgres listed twice (as primary, and as a replica under the name
-# localhost) with primary reads on, half the pool size per entry (the total stays BENCH_POOL_SIZE); one with read/write
-# splitting by the parser, one without. Their ratio is the parser's cost alone: against the plain pgcat target it
-# would also count the second entry (a random choice of server per transaction, each with half the connections).
+# localhost) with primary reads on, BENCH_POOL_SIZE connections per entry; one with read/write splitting by the
+# parser, one without. On select-only their ratio is the parser's cost alone (against the plain pgcat target it would
+# also count the second entry: a random choice of server per transaction). TPC-B, where the parser sends every
+# transaction to the primary entry, compares with the plain pgcat target: the same pool size on one server. (With half
+# the pool size per entry, as before stop 24, TPC-B with the parser on ran on half the connections and measured that.)
 start_pgcat_split() { # name parser(true|false): sets SPLIT_PORT and SPLIT_PID
-    local name="$1" parser="$2" dir="$WORK/$1" half=$(( POOL_SIZE / 2 > 0 ? POOL_SIZE / 2 : 1 ))
+    local name="$1" parser="$2" dir="$WORK/$1"
     mkdir -p "$dir"
     SPLIT_PORT="$(free_port)"
     cat >"$dir/pgcat.yaml" <<EOF
@@ -356,7 +358,7 @@ pools:
     query_parser_read_write_splitting: $parser
     primary_reads_enabled: true
     users:
-      - {username: app, password: app, pool_size: $half, auth_type: scram-sha-256}
+      - {username: app, password: app, pool_size: $POOL_SIZE, auth_type: scram-sha-256}
     shards:
       - database: app
         servers: [[127.0.0.1, $PG_PORT, primary], [localhost, $PG_PORT, replica]]
@@ -600,8 +602,9 @@ report() {
     if has_target pgcat-parser; then
         echo
         echo "pgcat-parser: read/write splitting by the PostgreSQL parser, the same Postgres listed as primary and as"
-        echo "replica (primary reads on), half the pool size each; pgcat-noparser is the same without the parser, so"
-        echo "their ratio is the parser's cost (against pgcat it would also count the second server entry)."
+        echo "replica (primary reads on), the full pool size each; pgcat-noparser is the same without the parser, so"
+        echo "their ratio is the parser's cost on select-only (against pgcat it would also count the second server entry)."
+        echo "TPC-B, which the parser sends wholly to the primary entry, is compared with pgcat (same pool, one server)."
         [[ -n "$PARSER_STATS" ]] && echo "$PARSER_STATS."
     fi
     if (( ${#NOTES[@]} )); then
