@@ -31,7 +31,18 @@ public struct SCRAMClientStateMachine: Sendable {
         case failed
     }
 
+    /// The GS2 channel-binding choice of the client-first-message.
+    public enum ChannelBinding: Sendable, Equatable {
+        /// `n`: no binding (SCRAM-SHA-256).
+        case none
+        /// `y`: the client could bind but the server offered no -PLUS mechanism (SCRAM-SHA-256).
+        case supportedButNotOffered
+        /// `p=tls-server-end-point` with the server certificate's hash (SCRAM-SHA-256-PLUS).
+        case tlsServerEndPoint([UInt8])
+    }
+
     private var state: State = .initial
+    private let channelBinding: ChannelBinding
     private let credential: Credential
     private let clientNonce: String
     private let username: String
@@ -40,19 +51,26 @@ public struct SCRAMClientStateMachine: Sendable {
     /// `clientNonce` must be a valid SCRAM nonce (printable ASCII without commas), e.g. `AuthNonce.random()`.
     /// `username` goes into `n=`; PostgreSQL ignores it (it uses the startup packet's), so the default is empty
     /// as libpq sends it.
-    public init(credential: Credential, clientNonce: String, saltedPasswordCache: SCRAMKeyCache? = nil, username: String = "") {
+    public init(credential: Credential, clientNonce: String, saltedPasswordCache: SCRAMKeyCache? = nil, username: String = "",
+                channelBinding: ChannelBinding = .none) {
         precondition(SCRAMAttributes.isValidNonce(clientNonce.utf8), "invalid SCRAM client nonce")
+        self.channelBinding = channelBinding
         self.credential = credential
         self.clientNonce = clientNonce
         self.username = username
         self.cache = saltedPasswordCache
     }
 
-    /// "n,,n=,r=<nonce>". Asking again before the server answered returns the same message.
+    /// "n,,n=,r=<nonce>" (the GS2 header as `channelBinding` says). Asking again before the server answered returns the same message.
     public mutating func clientFirstMessage() -> [UInt8] {
         switch state {
         case .initial:
-            let message = SCRAMClientFirst.build(username: username, nonce: clientNonce)
+            var message = SCRAMClientFirst.build(username: username, nonce: clientNonce)
+            switch channelBinding {
+            case .none: break
+            case .supportedButNotOffered: message.gs2Header = Array("y,,".utf8)
+            case .tlsServerEndPoint: message.gs2Header = Array("p=tls-server-end-point,,".utf8)
+            }
             state = .waitingForServerFirst(message)
             return message.bytes
         case .waitingForServerFirst(let message):
@@ -93,7 +111,9 @@ public struct SCRAMClientStateMachine: Sendable {
             serverKey = knownServerKey
         }
 
-        let withoutProof = SCRAMClientFinal.withoutProof(gs2Header: clientFirst.gs2Header, nonce: serverFirst.nonce)
+        var bindingInput = clientFirst.gs2Header
+        if case .tlsServerEndPoint(let data) = channelBinding { bindingInput += data }
+        let withoutProof = SCRAMClientFinal.withoutProof(channelBindingInput: bindingInput, nonce: serverFirst.nonce)
         let comma = UInt8(ascii: ",")
         let authMessage = clientFirst.bare + [comma] + message + [comma] + withoutProof
         let clientSignature = SCRAMCrypto.hmac(key: SCRAMCrypto.sha256(clientKey), authMessage)
@@ -103,7 +123,7 @@ public struct SCRAMClientStateMachine: Sendable {
         }
         let proof = ConstantTime.xor(clientKey, clientSignature)
         state = .waitingForServerFinal(expectedSignature: serverKey.map { SCRAMCrypto.hmac(key: $0, authMessage) })
-        return .success(SCRAMClientFinal(channelBinding: clientFirst.gs2Header, nonce: serverFirst.nonce,
+        return .success(SCRAMClientFinal(channelBinding: bindingInput, nonce: serverFirst.nonce,
                                          proof: proof, withoutProof: withoutProof).bytes)
     }
 

@@ -3,13 +3,17 @@
 public enum SCRAMError: Error, Sendable, Equatable {
     /// The peer's message does not follow RFC 5802's grammar; the reason says where. Server side: 08P01.
     case malformedMessage(String)
-    /// The client asked for channel binding (`p=`): only SCRAM-SHA-256 without -PLUS is offered.
-    case unsupportedChannelBinding
+    /// The client binds to a channel-binding type other than `tls-server-end-point`.
+    case unsupportedChannelBindingType(String)
+    /// The client can bind (`y`) but thinks the server cannot, while the server offered SCRAM-SHA-256-PLUS: a
+    /// downgrade by someone in between, or a confused client.
+    case channelBindingNegotiation
     /// The client gave an authorization identity (`a=`), which PostgreSQL does not support either.
     case unsupportedAuthorizationIdentity
     /// A mandatory extension (`m=`) the peer requires and nobody supports.
     case unsupportedExtension
-    /// The channel-binding attribute (`c=`) of the client-final-message does not repeat its GS2 header.
+    /// The channel-binding attribute (`c=`) of the client-final-message does not repeat its GS2 header (and, when
+    /// binding, the server certificate's hash).
     case channelBindingMismatch
     /// The nonce does not extend the client's nonce (client side) or is not the one agreed (server side).
     case nonceMismatch
@@ -28,7 +32,10 @@ extension SCRAMError: CustomStringConvertible {
     public var description: String {
         switch self {
         case .malformedMessage(let reason): "malformed SCRAM message: \(reason)"
-        case .unsupportedChannelBinding: "SCRAM channel binding is not supported"
+        case .unsupportedChannelBindingType(let type): "unsupported SCRAM channel-binding type \"\(type)\""
+        case .channelBindingNegotiation:
+            "SCRAM channel binding negotiation error: the client supports SCRAM channel binding but thinks the server "
+                + "does not; this server does support channel binding"
         case .unsupportedAuthorizationIdentity: "SCRAM authorization identity is not supported"
         case .unsupportedExtension: "SCRAM mandatory extension is not supported"
         case .channelBindingMismatch: "SCRAM channel binding check failed"

@@ -71,11 +71,16 @@ enum SCRAMAttributes {
 
 /// `gs2-header client-first-message-bare`, e.g. `n,,n=,r=rOprNGfwEbeRWgbNEkqO`.
 struct SCRAMClientFirst: Equatable {
-    /// `n,,` or `y,,`: what the client-final-message's `c=` must repeat.
+    /// `n,,`, `y,,` or `p=tls-server-end-point,,`: what the client-final-message's `c=` must repeat (with the
+    /// binding data after it for `p`).
     var gs2Header: [UInt8]
     /// Part of the AuthMessage.
     var bare: [UInt8]
     var nonce: [UInt8]
+    /// The GS2 channel-binding flag: `n` (the client does not bind), `y` (it could, but thinks the server cannot)
+    /// or `p` (it binds, with the type in `channelBindingType`).
+    var channelBindingFlag: UInt8 = UInt8(ascii: "n")
+    var channelBindingType: String?
 
     static func build(username: String, nonce: String) -> SCRAMClientFirst {
         let bare = Array("n=".utf8) + SCRAMAttributes.encodeName(username) + Array(",r=".utf8) + Array(nonce.utf8)
@@ -88,19 +93,41 @@ struct SCRAMClientFirst: Equatable {
     static func parse(_ message: [UInt8]) -> Result<SCRAMClientFirst, SCRAMError> {
         let name = "client-first-message"
         guard let flag = message.first else { return .failure(.malformedMessage("\(name) is empty")) }
+        var index = 1
+        var bindingType: String?
         switch flag {
-        case UInt8(ascii: "n"), UInt8(ascii: "y"): break
-        case UInt8(ascii: "p"): return .failure(.unsupportedChannelBinding)
-        default: return .failure(.malformedMessage("\(name) has an invalid channel binding flag"))
+        case UInt8(ascii: "n"), UInt8(ascii: "y"):
+            break
+        case UInt8(ascii: "p"):
+            // p=<cb-name>: letters, digits, '.' and '-' (RFC 5802 §7).
+            guard message.count > 2, message[1] == UInt8(ascii: "=") else {
+                return .failure(.malformedMessage("\(name) has an invalid channel binding type"))
+            }
+            index = 2
+            while index < message.count, message[index] != UInt8(ascii: ",") {
+                let byte = message[index]
+                let lower = byte | 0x20
+                guard (lower >= UInt8(ascii: "a") && lower <= UInt8(ascii: "z"))
+                        || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                        || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-") else {
+                    return .failure(.malformedMessage("\(name) has an invalid channel binding type"))
+                }
+                index += 1
+            }
+            guard index > 2 else { return .failure(.malformedMessage("\(name) has an invalid channel binding type")) }
+            bindingType = String(decoding: message[2..<index], as: UTF8.self)
+        default:
+            return .failure(.malformedMessage("\(name) has an invalid channel binding flag"))
         }
-        guard message.count >= 3, message[1] == UInt8(ascii: ",") else {
+        guard message.count >= index + 2, message[index] == UInt8(ascii: ",") else {
             return .failure(.malformedMessage("\(name) has an invalid GS2 header"))
         }
-        if message[2] == UInt8(ascii: "a") { return .failure(.unsupportedAuthorizationIdentity) }
-        guard message[2] == UInt8(ascii: ",") else {
+        if message[index + 1] == UInt8(ascii: "a") { return .failure(.unsupportedAuthorizationIdentity) }
+        guard message[index + 1] == UInt8(ascii: ",") else {
             return .failure(.malformedMessage("\(name) has an invalid GS2 header"))
         }
-        let bare = message[3...]
+        let headerEnd = index + 2
+        let bare = message[headerEnd...]
         let attributes: [SCRAMAttribute]
         switch SCRAMAttributes.parse(bare, in: name) {
         case .success(let parsed): attributes = parsed
@@ -117,7 +144,9 @@ struct SCRAMClientFirst: Equatable {
             return .failure(.malformedMessage("\(name) has an invalid nonce"))
         }
         // Any further attributes are extensions, which PostgreSQL ignores too.
-        return .success(SCRAMClientFirst(gs2Header: Array(message[..<3]), bare: Array(bare), nonce: Array(attributes[1].value)))
+        return .success(SCRAMClientFirst(gs2Header: Array(message[..<headerEnd]), bare: Array(bare),
+                                         nonce: Array(attributes[1].value), channelBindingFlag: flag,
+                                         channelBindingType: bindingType))
     }
 }
 
@@ -159,15 +188,15 @@ struct SCRAMServerFirst: Equatable {
 
 /// `c=<base64 GS2 header>,r=<nonce>,p=<base64 ClientProof>`.
 struct SCRAMClientFinal: Equatable {
-    /// `c=` decoded: the GS2 header again (no channel-binding data is ever appended here).
+    /// `c=` decoded: the GS2 header again, followed by the channel-binding data when the client binds.
     var channelBinding: [UInt8]
     var nonce: [UInt8]
     var proof: [UInt8]
     /// client-final-message-without-proof: part of the AuthMessage.
     var withoutProof: [UInt8]
 
-    static func withoutProof(gs2Header: [UInt8], nonce: [UInt8]) -> [UInt8] {
-        Array("c=".utf8) + Base64.encodeToBytes(gs2Header) + Array(",r=".utf8) + nonce
+    static func withoutProof(channelBindingInput: [UInt8], nonce: [UInt8]) -> [UInt8] {
+        Array("c=".utf8) + Base64.encodeToBytes(channelBindingInput) + Array(",r=".utf8) + nonce
     }
 
     var bytes: [UInt8] { withoutProof + Array(",p=".utf8) + Base64.encodeToBytes(proof) }

@@ -4,8 +4,20 @@
 /// SASLInitialResponse and SASLResponse; send what it returns as AuthenticationSASLContinue and
 /// AuthenticationSASLFinal. No step runs PBKDF2, so it is cheap enough for an event loop.
 public struct SCRAMServerStateMachine: Sendable {
-    /// The only SASL mechanism offered in AuthenticationSASL (no -PLUS: channel binding is not supported).
+    /// The SASL mechanism without channel binding, always offered.
     public static let mechanism = "SCRAM-SHA-256"
+    /// With `tls-server-end-point` channel binding: offered (first, as PostgreSQL does) over TLS when the
+    /// certificate has a binding (`TLSServerEndPoint`).
+    public static let plusMechanism = "SCRAM-SHA-256-PLUS"
+
+    /// What the connection offers and the client chose.
+    public enum ChannelBinding: Sendable, Equatable {
+        /// No TLS, or a certificate without a binding: only SCRAM-SHA-256 was offered.
+        case unavailable
+        /// SCRAM-SHA-256-PLUS was offered too; `data` is the certificate's `tls-server-end-point` hash and
+        /// `selected` whether the client chose the -PLUS mechanism.
+        case offered(data: [UInt8], selected: Bool)
+    }
 
     private enum State: Sendable {
         case waitingForClientFirst
@@ -16,7 +28,8 @@ public struct SCRAMServerStateMachine: Sendable {
 
     /// What the client-final step needs from the first round.
     private struct AuthMessagePrefix: Sendable {
-        var gs2Header: [UInt8]
+        /// The GS2 header and, when binding, the binding data: what `c=` must carry.
+        var channelBindingInput: [UInt8]
         var nonce: [UInt8]
         /// client-first-message-bare "," server-first-message ","
         var bytes: [UInt8]
@@ -26,15 +39,18 @@ public struct SCRAMServerStateMachine: Sendable {
     private let verifier: SCRAMVerifier
     private let isMock: Bool
     private let serverNonce: [UInt8]
+    private let channelBinding: ChannelBinding
 
     /// `verifier == nil` means the user is unknown: the exchange still runs with a fake, deterministic-per-username
     /// salt so user names can't be probed, and always fails at the end with the same error as a wrong password.
     /// The fake salt is keyed by `mockSecret` (default: random per process); pass a persistent secret to keep
     /// the fake salts stable across restarts as real ones are. `serverNonce` must be a valid SCRAM nonce
     /// (printable ASCII without commas), e.g. `AuthNonce.random()`.
-    public init(username: String, verifier: SCRAMVerifier?, serverNonce: String, mockSecret: [UInt8]? = nil) {
+    public init(username: String, verifier: SCRAMVerifier?, serverNonce: String, mockSecret: [UInt8]? = nil,
+                channelBinding: ChannelBinding = .unavailable) {
         precondition(SCRAMAttributes.isValidNonce(serverNonce.utf8), "invalid SCRAM server nonce")
         self.serverNonce = Array(serverNonce.utf8)
+        self.channelBinding = channelBinding
         if let verifier {
             self.verifier = verifier
             self.isMock = false
@@ -52,11 +68,30 @@ public struct SCRAMServerStateMachine: Sendable {
         case .success(let parsed): clientFirst = parsed
         case .failure(let error): return fail(error)
         }
+        // PostgreSQL's checks (read_client_first_message), in its words.
+        var bindingData: [UInt8] = []
+        switch (clientFirst.channelBindingFlag, channelBinding) {
+        case (UInt8(ascii: "p"), .offered(let data, selected: true)):
+            guard clientFirst.channelBindingType == "tls-server-end-point" else {
+                return fail(.unsupportedChannelBindingType(clientFirst.channelBindingType ?? ""))
+            }
+            bindingData = data
+        case (UInt8(ascii: "p"), _):
+            return fail(.malformedMessage("The client selected SCRAM-SHA-256 without channel binding, but the SCRAM "
+                                          + "message includes channel binding data."))
+        case (_, .offered(_, selected: true)):
+            return fail(.malformedMessage("The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not "
+                                          + "include channel binding data."))
+        case (UInt8(ascii: "y"), .offered):
+            return fail(.channelBindingNegotiation)
+        default:
+            break  // `n`, or `y` where no binding was offered
+        }
         let serverFirst = SCRAMServerFirst(nonce: clientFirst.nonce + serverNonce, salt: verifier.salt,
                                            iterations: verifier.iterations).bytes
         let comma = UInt8(ascii: ",")
         state = .waitingForClientFinal(AuthMessagePrefix(
-            gs2Header: clientFirst.gs2Header,
+            channelBindingInput: clientFirst.gs2Header + bindingData,
             nonce: clientFirst.nonce + serverNonce,
             bytes: clientFirst.bare + [comma] + serverFirst + [comma]
         ))
@@ -72,7 +107,9 @@ public struct SCRAMServerStateMachine: Sendable {
         case .success(let parsed): clientFinal = parsed
         case .failure(let error): return fail(error)
         }
-        guard clientFinal.channelBinding == prefix.gs2Header else { return fail(.channelBindingMismatch) }
+        guard ConstantTime.equals(clientFinal.channelBinding, prefix.channelBindingInput) else {
+            return fail(.channelBindingMismatch)
+        }
         guard clientFinal.nonce == prefix.nonce else { return fail(.nonceMismatch) }
 
         // The same work for a known and an unknown user, so timing does not tell them apart either.

@@ -1,6 +1,7 @@
 /// TLS contexts from the config (swift-nio-ssl): the pooler as TLS server for its clients (`tls_certificate`,
 /// `tls_private_key`, `client_tls_mode`) and as TLS client of its servers (`server_tls`,
 /// `verify_server_certificate`, `server_tls_ca_file`). Built at start and again on every reload.
+import Auth
 import Config
 import Foundation
 import NIOCore
@@ -10,6 +11,7 @@ import Pooler
 /// Client side: wraps each client that asked for TLS in a server handshake.
 struct NIOSSLClientTLS: ClientTLSProvider {
     let context: NIOSSLContext
+    let channelBindingData: [UInt8]?
     func makeHandler() throws -> ChannelHandler { NIOSSLServerHandler(context: context) }
 }
 
@@ -59,7 +61,9 @@ public enum TLSContexts {
                                                                      privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
         do {
-            return NIOSSLClientTLS(context: try NIOSSLContext(configuration: configuration))
+            // The leaf certificate (the file's first) is the one clients see and bind to.
+            let binding = (try? chain[0].toDERBytes()).flatMap { TLSServerEndPoint.bindingData(certificateDER: $0) }
+            return NIOSSLClientTLS(context: try NIOSSLContext(configuration: configuration), channelBindingData: binding)
         } catch {
             throw TLSProblem(keyPath: "general.tls_private_key",
                                 reason: "does not match tls_certificate or cannot be used (\(error))")

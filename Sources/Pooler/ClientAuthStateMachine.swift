@@ -1,4 +1,5 @@
-/// Authenticating a client of the pooler: trust, MD5 or SCRAM-SHA-256 against the configured user.
+/// Authenticating a client of the pooler: trust, MD5 or SCRAM-SHA-256 against the configured user; over TLS with a
+/// certificate that has a `tls-server-end-point` hash, SCRAM-SHA-256-PLUS (channel binding) is offered too.
 /// An unknown user gets the same challenge as a real one and fails at the end, so names cannot be probed.
 import Auth
 import Config
@@ -18,7 +19,8 @@ struct ClientAuthStateMachine {
     private enum State {
         case initial
         case md5(salt: [UInt8], password: String?)
-        case scramStart(SCRAMServerStateMachine)
+        /// AuthenticationSASL sent; the client's choice of mechanism decides the machine.
+        case scramStart
         case scramContinue(SCRAMServerStateMachine)
         case done
     }
@@ -28,11 +30,15 @@ struct ClientAuthStateMachine {
     private let password: String?
     private let verifier: SCRAMVerifier?
     private let known: Bool
+    /// The TLS certificate's `tls-server-end-point` hash; nil without TLS (or without a binding).
+    private let channelBinding: [UInt8]?
     private var state: State = .initial
     private let allocator = ByteBufferAllocator()
 
-    init(user: String, authType: AuthType?, password: String?, verifier: SCRAMVerifier?) {
+    init(user: String, authType: AuthType?, password: String?, verifier: SCRAMVerifier?,
+         channelBinding: [UInt8]? = nil) {
         self.user = user
+        self.channelBinding = channelBinding
         self.known = authType != nil
         self.authType = authType ?? .scramSHA256
         self.password = password
@@ -55,10 +61,11 @@ struct ClientAuthStateMachine {
             MessageEncoder.authenticationMD5(salt: salt, into: &buffer)
             return .send(buffer)
         case .scramSHA256:
-            let usable = known && (verifier != nil)
-            state = .scramStart(SCRAMServerStateMachine(username: user, verifier: usable ? verifier : nil,
-                                                        serverNonce: AuthNonce.random()))
-            MessageEncoder.authenticationSASL(mechanisms: ["SCRAM-SHA-256"], into: &buffer)
+            state = .scramStart
+            let mechanisms = channelBinding == nil
+                ? [SCRAMServerStateMachine.mechanism]
+                : [SCRAMServerStateMachine.plusMechanism, SCRAMServerStateMachine.mechanism]
+            MessageEncoder.authenticationSASL(mechanisms: mechanisms, into: &buffer)
             return .send(buffer)
         }
     }
@@ -73,20 +80,32 @@ struct ClientAuthStateMachine {
                 return failure
             }
             return .authenticated(clientKey: nil)
-        case .scramStart(var machine):
-            guard let (mechanism, data) = try? PasswordPayload.saslInitial(payload), mechanism == "SCRAM-SHA-256" else {
+        case .scramStart:
+            guard let (mechanism, data) = try? PasswordPayload.saslInitial(payload) else {
                 state = .done
-                return .fail(.protocolViolation, "SASL authentication mechanism not supported: use SCRAM-SHA-256")
+                return .fail(.protocolViolation, "malformed SASLInitialResponse message")
             }
+            let binding: SCRAMServerStateMachine.ChannelBinding
+            switch (mechanism, channelBinding) {
+            case (SCRAMServerStateMachine.mechanism, nil): binding = .unavailable
+            case (SCRAMServerStateMachine.mechanism, let data?): binding = .offered(data: data, selected: false)
+            case (SCRAMServerStateMachine.plusMechanism, let data?): binding = .offered(data: data, selected: true)
+            default:
+                state = .done
+                return .fail(.protocolViolation, "client selected an invalid SASL authentication mechanism")
+            }
+            let usable = known && (verifier != nil)
+            var machine = SCRAMServerStateMachine(username: user, verifier: usable ? verifier : nil,
+                                                  serverNonce: AuthNonce.random(), channelBinding: binding)
             switch machine.receiveClientFirst(data) {
             case .success(let serverFirst):
                 state = .scramContinue(machine)
                 var buffer = allocator.buffer(capacity: serverFirst.count + 16)
                 MessageEncoder.authentication(AuthenticationCode.saslContinue, data: serverFirst, into: &buffer)
                 return .send(buffer)
-            case .failure:
+            case .failure(let error):
                 state = .done
-                return .fail(.protocolViolation, "malformed SCRAM message")
+                return .fail(.protocolViolation, "\(error)")
             }
         case .scramContinue(var machine):
             state = .done
@@ -95,8 +114,10 @@ struct ClientAuthStateMachine {
                 var buffer = allocator.buffer(capacity: serverFinal.count + 16)
                 MessageEncoder.authentication(AuthenticationCode.saslFinal, data: serverFinal, into: &buffer)
                 return .sendThenAuthenticated(buffer, machine.recoveredClientKey)
-            case .failure:
-                return failure
+            case .failure(.invalidProof), .failure(.nonceMismatch):
+                return failure  // as PostgreSQL (scram_exchange): a failed exchange, 28P01
+            case .failure(let error):
+                return .fail(.protocolViolation, "\(error)")  // as PostgreSQL: a malformed or mis-bound message
             }
         case .initial, .done:
             state = .done

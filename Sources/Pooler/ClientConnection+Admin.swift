@@ -13,7 +13,8 @@ extension ClientConnection {
         let known = admin.map { $0.config.username.isEmpty || $0.config.username == user } ?? false
         var machine = ClientAuthStateMachine(user: user, authType: admin?.config.authType ?? .md5,
                                              password: known ? admin?.config.password : nil,
-                                             verifier: known ? admin?.scramVerifier : nil)
+                                             verifier: known ? admin?.scramVerifier : nil,
+                                             channelBinding: tlsChannelBinding)
         let action = machine.start()
         authMachine = machine
         phase = .authenticating

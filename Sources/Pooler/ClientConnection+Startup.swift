@@ -104,6 +104,7 @@ extension ClientConnection {
             answerNegotiation("S")
             try context.pipeline.syncOperations.addHandler(handler, position: .first)
             tlsActive = true
+            tlsChannelBinding = provider.channelBindingData
         } catch {
             logger.error("client TLS handshake could not start", metadata: ["error": "\(error)"])
             closeClient()
@@ -209,7 +210,8 @@ extension ClientConnection {
     }
 
     private func startAuthentication(authType: AuthType?, password: String?, verifier: SCRAMVerifier?) {
-        var machine = ClientAuthStateMachine(user: user, authType: authType, password: password, verifier: verifier)
+        var machine = ClientAuthStateMachine(user: user, authType: authType, password: password, verifier: verifier,
+                                             channelBinding: tlsChannelBinding)
         let action = machine.start()
         authMachine = machine
         phase = .authenticating

@@ -181,6 +181,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var passwordFromAuthQuery = false
     /// The client completed an SSLRequest and talks through TLS (SHOW CLIENTS `tls`).
     var tlsActive = false
+    /// The `tls-server-end-point` hash of the certificate this client's TLS session presented (SCRAM-SHA-256-PLUS).
+    var tlsChannelBinding: [UInt8]?
 
     /// A statement running on every shard (`fan_out`); the client's next messages wait for its reply.
     var fanOut: FanOutRun?

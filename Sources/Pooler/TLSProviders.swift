@@ -8,6 +8,9 @@ import NIOCore
 public protocol ClientTLSProvider: Sendable {
     /// Called on the client's event loop; the handler goes first in its pipeline.
     func makeHandler() throws -> ChannelHandler
+    /// The `tls-server-end-point` hash of the certificate the handler presents (SCRAM-SHA-256-PLUS signs it), or
+    /// nil when the certificate has none: -PLUS is then not offered.
+    var channelBindingData: [UInt8]? { get }
 }
 
 /// Builds the TLS contexts for a config. The result is installed only when the whole reload is accepted;

@@ -28,7 +28,8 @@ final class SCRAMMalformedTests: XCTestCase {
     func testMalformedClientFirstMessages() {
         let cases: [(String, SCRAMError?)] = [
             ("", nil), ("n", nil), ("n,", nil), ("n,,", nil), ("x,,n=,r=abc", nil), ("nn,,n=,r=abc", nil),
-            ("p=tls-server-end-point,,n=,r=abc", .unsupportedChannelBinding),
+            ("p=tls-server-end-point,,n=,r=abc", nil),  // binding where none was offered
+            ("p=,,n=,r=abc", nil), ("p=tls server,,n=,r=abc", nil), ("p=tls-server-end-point,n=,r=abc", nil),
             ("n,a=bob,n=,r=abc", .unsupportedAuthorizationIdentity),
             ("n,,m=ext,n=,r=abc", .unsupportedExtension),
             ("n,,r=abc", nil), ("n,,n=", nil), ("n,,n=,r=", nil), ("n,,n=,x=abc", nil), ("n,,n=,r=ab,c", nil),

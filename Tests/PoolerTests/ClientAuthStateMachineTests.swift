@@ -198,22 +198,24 @@ final class ClientAuthStateMachineTests: XCTestCase {
         var machine = ClientAuthStateMachine(user: "alice", authType: .scramSHA256, password: "s3cret", verifier: Self.verifier)
         var client = client("s3cret")
         _ = machine.start()
+        // -PLUS was not offered (no TLS).
         XCTAssertEqual(step(machine.receive(saslInitial(client.clientFirstMessage(), mechanism: "SCRAM-SHA-256-PLUS"))),
-                       .fail(sqlState: "08P01", message: "SASL authentication mechanism not supported: use SCRAM-SHA-256"))
+                       .fail(sqlState: "08P01", message: "client selected an invalid SASL authentication mechanism"))
     }
 
     func testPlainPasswordWhereSASLIsExpectedIsAProtocolViolation() {
         var machine = ClientAuthStateMachine(user: "alice", authType: .scramSHA256, password: "s3cret", verifier: Self.verifier)
         _ = machine.start()
         XCTAssertEqual(step(machine.receive(password("s3cret"))),
-                       .fail(sqlState: "08P01", message: "SASL authentication mechanism not supported: use SCRAM-SHA-256"))
+                       .fail(sqlState: "08P01", message: "malformed SASLInitialResponse message"))
     }
 
     func testMalformedClientFirstMessage() {
         var machine = ClientAuthStateMachine(user: "alice", authType: .scramSHA256, password: "s3cret", verifier: Self.verifier)
         _ = machine.start()
         XCTAssertEqual(step(machine.receive(saslInitial(Array("garbage".utf8)))),
-                       .fail(sqlState: "08P01", message: "malformed SCRAM message"))
+                       .fail(sqlState: "08P01",
+                             message: "malformed SCRAM message: client-first-message has an invalid channel binding flag"))
     }
 
     func testTamperedClientFinalMessageFails() throws {
@@ -228,6 +230,61 @@ final class ClientAuthStateMachineTests: XCTestCase {
         let nonceStart = try XCTUnwrap(clientFinal.firstIndex(of: UInt8(ascii: "r"))) + 2
         clientFinal[nonceStart] = clientFinal[nonceStart] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
         XCTAssertEqual(step(machine.receive(saslResponse(clientFinal))), wrongPassword("alice"))
+    }
+
+    // MARK: SCRAM-SHA-256-PLUS (over TLS)
+
+    static let certificateHash: [UInt8] = Array(1...32)
+
+    /// A login over TLS: the challenge, and the verdict for `mechanism` with the client's `binding`.
+    func tlsLogin(mechanism: String, binding: SCRAMClientStateMachine.ChannelBinding, user: String = "alice",
+                  known: Bool = true) throws -> (challenge: Step, verdict: Step) {
+        var machine = known
+            ? ClientAuthStateMachine(user: user, authType: .scramSHA256, password: "s3cret", verifier: Self.verifier,
+                                     channelBinding: Self.certificateHash)
+            : ClientAuthStateMachine(user: user, authType: nil, password: nil, verifier: nil,
+                                     channelBinding: Self.certificateHash)
+        var client = SCRAMClientStateMachine(credential: .password("s3cret"), clientNonce: AuthNonce.random(),
+                                             channelBinding: binding)
+        let challenge = step(machine.start())
+        let first = step(machine.receive(saslInitial(client.clientFirstMessage(), mechanism: mechanism)))
+        guard case .send(.saslContinue(let serverFirst)) = first else { return (challenge, first) }
+        let clientFinal = try client.receiveServerFirst(serverFirst).get()
+        return (challenge, step(machine.receive(saslResponse(clientFinal))))
+    }
+
+    func testOverTLSPlusIsOfferedFirstAndABoundLoginSucceeds() throws {
+        let run = try tlsLogin(mechanism: "SCRAM-SHA-256-PLUS", binding: .tlsServerEndPoint(Self.certificateHash))
+        XCTAssertEqual(run.challenge, .send(.sasl(mechanisms: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])))
+        guard case .sendThenAuthenticated(.saslFinal, let key) = run.verdict else {
+            return XCTFail("not authenticated: \(run.verdict)")
+        }
+        XCTAssertEqual(key, Self.clientKey, "passthrough still gets the ClientKey")
+    }
+
+    func testOverTLSAnUnboundLoginStillSucceeds() throws {
+        let run = try tlsLogin(mechanism: "SCRAM-SHA-256", binding: .none)
+        guard case .sendThenAuthenticated = run.verdict else { return XCTFail("not authenticated: \(run.verdict)") }
+    }
+
+    func testABindingToAnotherCertificateIsRefusedAsPostgreSQLDoes() throws {
+        var other = Self.certificateHash
+        other[31] ^= 0xFF
+        XCTAssertEqual(try tlsLogin(mechanism: "SCRAM-SHA-256-PLUS", binding: .tlsServerEndPoint(other)).verdict,
+                       .fail(sqlState: "08P01", message: "SCRAM channel binding check failed"))
+        // The same for a user the pooler does not know: the binding is checked before the proof.
+        XCTAssertEqual(try tlsLogin(mechanism: "SCRAM-SHA-256-PLUS", binding: .tlsServerEndPoint(other),
+                                    user: "mallory", known: false).verdict,
+                       .fail(sqlState: "08P01", message: "SCRAM channel binding check failed"))
+    }
+
+    func testADowngradedClientIsRefused() throws {
+        // `y`: the client can bind but saw no -PLUS in the offer (someone in between removed it).
+        guard case .fail("08P01", let message) = try tlsLogin(mechanism: "SCRAM-SHA-256",
+                                                              binding: .supportedButNotOffered).verdict else {
+            return XCTFail("a downgrade was accepted")
+        }
+        XCTAssertTrue(message.hasPrefix("SCRAM channel binding negotiation error"), message)
     }
 
     func testPasswordMessageBeforeTheChallengeIsAProtocolViolation() {

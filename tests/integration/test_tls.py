@@ -158,6 +158,34 @@ def test_certificate_is_reloaded_and_a_bad_one_keeps_the_old(pgcat, certs, tmp_p
         assert c.execute("select 1").fetchone()[0] == 1
 
 
+def test_scram_channel_binding_over_tls(pgcat, certs, tmp_path):
+    """SCRAM-SHA-256-PLUS with tls-server-end-point: libpq's channel_binding=require logs in over TLS (it refuses a
+    login the server did not bind), for psycopg and psql; after a reload to an ECDSA certificate signed with SHA-384
+    the binding follows the new certificate and its hash. Without TLS there is nothing to bind: the client refuses."""
+    t = pgcat(general=client_tls(certs, "allow"))
+    with tls_conn(t, "require", channel_binding="require") as c:
+        assert c.pgconn.ssl_in_use
+        assert c.execute("select 1").fetchone()[0] == 1
+    with tls_conn(t, "require", channel_binding="disable") as c:  # plain SCRAM-SHA-256 over TLS still works
+        assert c.execute("select 2").fetchone()[0] == 2
+    r = psql(t, "select 'bound'", conninfo="sslmode=require channel_binding=require")
+    assert r.stdout.strip() == "bound", r.stderr
+    with pytest.raises(psycopg.OperationalError, match="channel binding"):
+        tls_conn(t, "disable", channel_binding="require")
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-sha384",
+                    "-nodes", "-days", "30", "-subj", "/CN=localhost", "-keyout", str(tmp_path / "ec.key"),
+                    "-out", str(tmp_path / "ec.crt")], check=True, capture_output=True)
+    text = t.config_path.read_text()
+    t.config_path.write_text(text.replace(str(certs / "server.crt"), str(tmp_path / "ec.crt"))
+                             .replace(str(certs / "server.key"), str(tmp_path / "ec.key")))
+    with psycopg.connect(host=t.host, port=t.port, dbname="pgcat", autocommit=True, **ADMIN) as a:
+        a.execute("RELOAD")
+    assert peer_certificate(t.host, t.port) == pem_to_der(tmp_path / "ec.crt")
+    with tls_conn(t, "require", channel_binding="require") as c:
+        assert c.execute("select 3").fetchone()[0] == 3
+
+
 def test_unreadable_certificate_is_a_config_error(cluster, certs, tmp_path):
     cfg = build_config(cluster, 6543, general=client_tls(certs, "require", tls_certificate=str(tmp_path / "missing.crt")))
     path = tmp_path / "pgcat.yaml"
