@@ -42,6 +42,11 @@ extension ClientConnection {
             var text: Range<Int>?
             switch header.id {
             case FrontendID.query:
+                if let decided = roleOfSQLExecute(header, at: payloadStart, in: buffer, primaryReads: primaryReads,
+                                                  settings: settings) {
+                    role = role.map { ReadWriteRouting.combine($0, decided) } ?? decided
+                    break scan  // a Query ends the look-ahead
+                }
                 text = payloadStart..<(payloadStart + max(0, header.payloadSize - 1))
             case FrontendID.parse:
                 // (ByteBufferView indices are the buffer's own, and the whole frame is readable here.)
@@ -86,6 +91,22 @@ extension ClientConnection {
             return .primary  // its own recent write may not have reached the replicas yet
         }
         return decided
+    }
+
+    /// The role for a Query that is `EXECUTE name(...)` of a statement this client PREPAREd at the SQL level: the
+    /// prepared statement decides (the PREPARE is replayed wherever the EXECUTE lands, so a read may go to a
+    /// replica). nil when the Query is not such an EXECUTE.
+    private func roleOfSQLExecute(_ header: FrameHeader, at payloadStart: Int, in buffer: ByteBuffer, primaryReads: Bool,
+                                  settings: ConnectionPool.RoutingSettings) -> TargetRole? {
+        guard !sqlStatements.isEmpty, let payload = buffer.getSlice(at: payloadStart, length: header.payloadSize),
+              StatementCommand.mightMatch(payload), case .execute(let name)? = StatementCommand(query: payload),
+              let prepare = sqlStatements[name] else { return nil }
+        var intent: ReadWriteRouting.Intent?
+        if let execute = payload.getString(at: payload.readerIndex, length: max(0, payload.readableBytes - 1)),
+           settings.maxParseLength.map({ prepare.utf8.count <= $0 && execute.utf8.count <= $0 }) ?? true {
+            intent = Self.routingIntent(runtime.queryParser.intent(execute: execute, prepare: prepare))
+        }
+        return ReadWriteRouting.role(for: intent, primaryReads: primaryReads, fallback: settings.defaultRole)
     }
 
     /// Whether read/write splitting picks the server per transaction for this client (what `targetRole` checks).

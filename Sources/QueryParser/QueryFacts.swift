@@ -104,6 +104,18 @@ public struct QueryFacts: Equatable, Sendable {
         return statementKinds.isEmpty ? .write : .neutral
     }
 
+    /// The intent of this `EXECUTE name(args)` when `name` is the statement of the `PREPARE` whose facts are
+    /// `prepare`: the prepared statement's own intent, unless an argument calls a function that writes (arguments
+    /// cannot hold subqueries). nil when this is not a single EXECUTE or `prepare` not a PREPARE.
+    public func intent(executing prepare: QueryFacts) -> Intent? {
+        guard statementKinds == ["ExecuteStmt"], let prepared = prepare.preparedStatement else { return nil }
+        let argumentsWrite = functions.contains { name in
+            let bare = name.hasPrefix("pg_catalog.") ? String(name.dropFirst("pg_catalog.".count)) : name
+            return Self.writeFunctions.contains(bare) || Self.pgmlWriteFunctions.contains(bare)
+        }
+        return argumentsWrite ? .write : prepared.intent
+    }
+
     /// Statement kinds that read data (the others in `readKinds` only concern the session or transaction).
     static let dataKinds: Set<String> = ["SelectStmt", "ExplainStmt", "DeclareCursorStmt", "CopyStmt", "FetchStmt"]
 

@@ -67,6 +67,16 @@ public final class QueryParser: Sendable {
         return facts.intent
     }
 
+    /// Read/write intent of `execute` (an SQL `EXECUTE name(...)`) where `prepare` is the text of the client's
+    /// `PREPARE name AS ...`: what the prepared statement does (see `QueryFacts.intent(executing:)`). nil when either
+    /// does not parse or they are not an EXECUTE and a PREPARE (route to the primary).
+    public func intent(execute: String, prepare: String) -> QueryFacts.Intent? {
+        guard case .success(let executeFacts) = facts(execute), case .success(let prepareFacts) = facts(prepare) else {
+            return nil
+        }
+        return executeFacts.intent(executing: prepareFacts)
+    }
+
     /// Parses without the cache.
     public static func parse(_ sql: String) -> Outcome {
         let result = pg_query_parse(sql)

@@ -160,6 +160,26 @@ final class QueryFactsTests: XCTestCase {
     }
 
     /// The byte entry point (the relay's) agrees with the String one, counts plain reads, and parses the rest.
+    func testSQLExecuteTakesItsPreparedStatementsIntent() {
+        let parser = QueryParser()
+        let read = "PREPARE r(int) AS SELECT * FROM users WHERE id = $1"
+        let write = "PREPARE w(int) AS UPDATE users SET n = n + 1 WHERE id = $1"
+        let locking = "prepare l as select * from users for update"
+        XCTAssertEqual(parser.intent(execute: "EXECUTE r(1)", prepare: read), .read)
+        XCTAssertEqual(parser.intent(execute: "execute r (42)", prepare: read), .read)
+        XCTAssertEqual(parser.intent(execute: "EXECUTE w(1)", prepare: write), .write)
+        XCTAssertEqual(parser.intent(execute: "EXECUTE l", prepare: locking), .write)
+        // An argument that writes makes the whole EXECUTE a write.
+        XCTAssertEqual(parser.intent(execute: "EXECUTE r(nextval('s')::int)", prepare: read), .write)
+        XCTAssertEqual(parser.intent(execute: "EXECUTE r(pg_catalog.setval('s', 1)::int)", prepare: read), .write)
+        XCTAssertEqual(parser.intent(execute: "EXECUTE r(abs(-1))", prepare: read), .read)
+        // Not an EXECUTE and a PREPARE: no answer (the caller routes to the primary).
+        XCTAssertNil(parser.intent(execute: "EXECUTE r(1); SELECT 1", prepare: read))
+        XCTAssertNil(parser.intent(execute: "SELECT 1", prepare: read))
+        XCTAssertNil(parser.intent(execute: "EXECUTE r(1)", prepare: "SELECT 1"))
+        XCTAssertNil(parser.intent(execute: "EXECUTE r(", prepare: read))
+    }
+
     func testIntentOfBytesAgreesWithText() {
         let parser = QueryParser()
         let texts = ["SELECT abalance FROM pgbench_accounts WHERE aid = 1;", "INSERT INTO t VALUES (1)", "BEGIN READ ONLY",

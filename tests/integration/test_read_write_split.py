@@ -5,7 +5,7 @@ inet_server_port(). Also PgCat's SET SERVER ROLE / SET PRIMARY READS and their S
 import psycopg
 import pytest
 
-from support import HOST
+from support import HOST, wait_on_replicas
 
 pytestmark = pytest.mark.pooler_only
 
@@ -229,3 +229,31 @@ def test_a_lone_function_call_is_answered_with_splitting_on(split):
             break
     assert kinds == [b"V", b"Z"], kinds
     c.terminate()
+
+
+def test_sql_execute_follows_its_prepared_statement(split, cluster, primary):
+    """SQL-level PREPARE/EXECUTE: the pooler replays the PREPARE wherever the EXECUTE lands, so the prepared
+    statement's own intent routes it. A prepared read runs on a replica, a prepared write and a read whose EXECUTE
+    argument calls nextval() on the primary; an unknown name goes to the primary, which answers 26000."""
+    table = primary.make_table("rw_split_exec")
+    primary.sql("drop sequence if exists rw_exec_seq; create sequence rw_exec_seq; grant all on rw_exec_seq to public")
+    wait_on_replicas(cluster, f"select to_regclass('{table}') is not null", "the table")  # PREPARE r/w run there
+    t = split()
+    with t.connect() as c:
+        c.execute("prepare r(int) as select pg_is_in_recovery(), inet_server_port(), $1")
+        c.execute(f"prepare w(int) as insert into {table} values ($1, 'x') returning pg_is_in_recovery()")
+        ports = set()
+        for i in range(20):
+            in_recovery, port, value = c.execute(f"execute r({i})").fetchone()
+            assert in_recovery is True and value == i
+            ports.add(port)
+        assert ports <= {cluster.replica1, cluster.replica2}
+        for i in range(3):
+            assert c.execute(f"execute w({i})").fetchone()[0] is False
+        assert c.execute("execute r(nextval('rw_exec_seq')::int)").fetchone()[0] is False
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            c.execute("execute nosuch(1)")
+        c.execute("deallocate r")
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            c.execute("execute r(1)")
+    assert primary.value(f"select count(*) from {table}") == 3
