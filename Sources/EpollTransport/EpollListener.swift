@@ -45,13 +45,17 @@ public final class EpollListener: EpollSource, @unchecked Sendable {
     }
 
     /// Binds `host:port` (resolved here, blocking, like NIO's ServerBootstrap) and starts accepting.
+    /// `socketOptions` (level, name, value) are set on the listening socket: Linux copies them to every accepted
+    /// socket (TCP_NODELAY, SO_KEEPALIVE and the TCP keepalive settings are), so a connection need not set them.
+    /// A failing option is ignored.
     public static func bind(host: String, port: Int, backlog: CInt, group: EpollEventLoopGroup,
+                            socketOptions: [(level: CInt, name: CInt, value: CInt)] = [],
                             childInitializer: @escaping Initializer) -> EventLoopFuture<EpollListener> {
         let loop = group.loops[0]
         let descriptor: CInt
         do {
             let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-            descriptor = try listeningSocket(address, backlog: backlog)
+            descriptor = try listeningSocket(address, backlog: backlog, options: socketOptions)
         } catch {
             return loop.makeFailedFuture(error)
         }
@@ -123,12 +127,17 @@ public final class EpollListener: EpollSource, @unchecked Sendable {
         _ = EpollSocketChannel(descriptor: descriptor, remote: remote, local: acceptedLocalAddress, loop: child).start(childInitializer)
     }
 
-    private static func listeningSocket(_ address: SocketAddress, backlog: CInt) throws -> CInt {
+    private static func listeningSocket(_ address: SocketAddress, backlog: CInt,
+                                        options: [(level: CInt, name: CInt, value: CInt)]) throws -> CInt {
         let family = address.protocol.rawValue
         let descriptor = socket(family, CInt(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
         var one: CInt = 1
         _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        for option in options {
+            var value = option.value
+            _ = setsockopt(descriptor, option.level, option.name, &value, socklen_t(MemoryLayout<CInt>.size))
+        }
         let bound = address.withSockAddr { Glibc.bind(descriptor, $0, socklen_t($1)) }
         guard bound == 0 else {
             let code = errno

@@ -447,6 +447,15 @@ public final class EpollSocketChannel: Channel, ChannelCore, EpollSource, @unche
         }
     }
 
+    /// Reads an integer socket option with getsockopt(2); nil if that fails. On the loop.
+    public func socketOption(level: CInt, name: CInt) -> CInt? {
+        loop.preconditionInEventLoop()
+        var raw: CInt = 0
+        var length = socklen_t(MemoryLayout<CInt>.size)
+        guard getsockopt(descriptor, level, name, &raw, &length) == 0 else { return nil }
+        return raw
+    }
+
     /// Sizes the channel's receive buffers with `allocator` (as `ChannelOptions.recvAllocator`). On the loop.
     public func setReceiveAllocator(_ allocator: AdaptiveRecvByteBufferAllocator) {
         loop.preconditionInEventLoop()

@@ -93,7 +93,7 @@ public final class PoolerServer: @unchecked Sendable {
         let initializer: @Sendable (Channel) -> EventLoopFuture<Void> = { channel in
             // Each channel keeps its receive buffer between reads: start small (NIO's default is 2 KiB) so
             // that thousands of idle clients cost little; the allocator grows it for clients that send more.
-            keepalive.apply(to: channel, recvAllocator: Self.clientRecvAllocator).flatMapThrowing {
+            keepalive.apply(to: channel, recvAllocator: Self.clientRecvAllocator, fromListener: true).flatMapThrowing {
                 try channel.pipeline.syncOperations.addHandler(runtime.makeClientHandler(on: channel.eventLoop))
             }
         }
@@ -109,8 +109,10 @@ public final class PoolerServer: @unchecked Sendable {
             boundPort = channel.localAddress?.port
         #if os(Linux)
         case .epoll(let group, _):
-            let listener = try await EpollListener.bind(host: general.host, port: general.port, backlog: 1024,
-                                                        group: group, childInitializer: initializer).get()
+            let listener = try await EpollListener.bind(
+                host: general.host, port: general.port, backlog: 1024, group: group,
+                socketOptions: keepalive.allOptions.map { ($0.level, $0.name, $0.value) },
+                childInitializer: initializer).get()
             closeListener = { listener.close() }
             boundPort = listener.localAddress?.port
         #endif

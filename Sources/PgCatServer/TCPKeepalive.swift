@@ -3,6 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 #if os(Linux)
@@ -25,6 +26,11 @@ struct TCPKeepalive: Sendable {
     let userTimeout: Int
     /// SO_KEEPALIVE and the TCP keepalive settings that are not 0, worked out once (not per connection).
     let keepaliveOptions: [RawOption]
+    /// TCP_NODELAY and the keepalive options: what every connection gets.
+    var allOptions: [RawOption] { [RawOption(level: CInt(IPPROTO_TCP), name: CInt(TCP_NODELAY), value: 1)] + keepaliveOptions }
+    /// Whether accepted sockets were seen to inherit `allOptions` from the listening socket (where the listener
+    /// set them): nil until the first accepted connection is checked.
+    let listenerOptionsInherited = NIOLockedValueBox<Bool?>(nil)
 
     init(idle: Int, interval: Int, count: Int, userTimeout: Int) {
         self.idle = idle
@@ -46,15 +52,24 @@ struct TCPKeepalive: Sendable {
     /// bootstrap options are applied, they were an eighth of the pooler's user CPU per login under `pgbench -C`;
     /// on pgcat's own channels they go straight to setsockopt(2). A failing keepalive option is ignored: the
     /// connection works without it.
-    func apply(to channel: Channel, recvAllocator: AdaptiveRecvByteBufferAllocator? = nil) -> EventLoopFuture<Void> {
+    ///
+    /// `fromListener`: an accepted connection of a listener that set `allOptions` itself. Linux copies them to the
+    /// accepted socket; the first such connection is checked with getsockopt(2) and, when they all match, the
+    /// later ones skip the five or six setsockopt(2) calls (a few microseconds of each login under `pgbench -C`).
+    func apply(to channel: Channel, recvAllocator: AdaptiveRecvByteBufferAllocator? = nil,
+               fromListener: Bool = false) -> EventLoopFuture<Void> {
         guard channel.eventLoop.inEventLoop else {
-            return channel.eventLoop.flatSubmit { self.apply(to: channel, recvAllocator: recvAllocator) }
+            return channel.eventLoop.flatSubmit { self.apply(to: channel, recvAllocator: recvAllocator, fromListener: fromListener) }
         }
         if case .unixDomainSocket? = channel.remoteAddress {
             return channel.eventLoop.makeSucceededVoidFuture()  // a server's Unix socket: no TCP options to set
         }
         #if os(Linux)
         if let socket = channel as? EpollSocketChannel {
+            if fromListener, inheritedFromListener(socket) {
+                if let recvAllocator { socket.setReceiveAllocator(recvAllocator) }
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
             do {
                 try socket.setSocketOption(level: CInt(IPPROTO_TCP), name: CInt(TCP_NODELAY), value: 1)
             } catch {
@@ -83,4 +98,18 @@ struct TCPKeepalive: Sendable {
         }
         return channel.eventLoop.makeSucceededVoidFuture()
     }
+
+    #if os(Linux)
+    /// Whether `socket` (accepted) already has `allOptions`: checked on the first connection, remembered after.
+    private func inheritedFromListener(_ socket: EpollSocketChannel) -> Bool {
+        if let known = listenerOptionsInherited.withLockedValue({ $0 }) { return known }
+        let inherited = allOptions.allSatisfy { option in
+            // SO_KEEPALIVE and TCP_NODELAY read back as any non-zero value.
+            guard let value = socket.socketOption(level: option.level, name: option.name) else { return false }
+            return option.value == 1 ? value != 0 : value == option.value
+        }
+        listenerOptionsInherited.withLockedValue { $0 = inherited }
+        return inherited
+    }
+    #endif
 }

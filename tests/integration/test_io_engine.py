@@ -55,3 +55,33 @@ def test_nio_engine_with_tls_on_both_sides(pgcat):
     with t.connect(sslmode="require") as c:
         assert c.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()").fetchone() == (True,)
         assert c.pgconn.ssl_in_use
+
+
+@pytest.mark.parametrize("engine", ["epoll", "nio"])
+def test_client_sockets_get_the_keepalive_settings(pgcat, engine):
+    """Every client socket has SO_KEEPALIVE with `tcp_keepalives_idle` (the epoll engine sets the options on the
+    listening socket, which Linux copies to each accepted one, and checks the first connection): `ss` shows the
+    keepalive timer of each, counting down from 37 s rather than the kernel's 7,200 s."""
+    import subprocess
+    t = pgcat(general={"io_engine": engine, "tcp_keepalives_idle": 37, "tcp_keepalives_interval": 3,
+                       "tcp_keepalives_count": 4})
+    conns = [t.connect() for _ in range(3)]
+    try:
+        for c in conns:
+            assert c.execute("select 1").fetchone() == (1,)
+        def keepalive_timers():
+            out = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{t.port} )"],
+                                 capture_output=True, text=True, check=True).stdout
+            lines = [line for line in out.splitlines() if line.strip()]
+            # (the client's delayed ACK of the last reply shows as a retransmission timer for up to 200 ms)
+            return lines if len(lines) >= 3 and all("timer:(keepalive," in line for line in lines) else None
+        lines = wait_for(keepalive_timers, timeout=5) or []
+        assert len(lines) >= 3, "no keepalive timers on the client sockets"
+        for line in lines:
+            found = re.search(r"timer:\(keepalive,(?:(\d+)min)?([\d.]+)(ms|sec)", line)
+            assert found, f"no keepalive timer: {line}"
+            seconds = int(found.group(1) or 0) * 60 + float(found.group(2)) / (1000 if found.group(3) == "ms" else 1)
+            assert 20 < seconds <= 37, line
+    finally:
+        for c in conns:
+            c.close()
