@@ -162,6 +162,11 @@ extension ClientConnection {
             case .none, .undecided:
                 if tracksUnnamed && header.id == FrontendID.query { savedUnnamedParse = nil }  // as Postgres
             }
+            if !rewriting, tracksUnnamed, header.id == FrontendID.parse, reference != .unnamed, !server.dirtyPrepared {
+                // Without the statement cache a named Parse reaches the server under the client's own name:
+                // DEALLOCATE ALL before the next client, who may use the same name (as PgCat's mark_dirty).
+                server.dirtyPrepared = true
+            }
             if inspectsText, let reason = Self.sessionPin(header, in: buffer, at: index) {
                 pinSession(reason, on: server)
                 detectsPins = false

@@ -182,6 +182,24 @@ def test_duplicate_statement_name_is_42p05(pgcat):
         assert [t for t, _ in replies] == [b"E", b"Z"], replies
 
 
+def test_without_the_statement_cache_a_named_statement_does_not_reach_the_next_client(pgcat):
+    """`prepared_statements_cache_size: 0`: named statements go to the server under the client's own names, so the
+    connection is cleaned (DEALLOCATE ALL) before another client gets it, as PgCat does; the next client can prepare
+    the same name (before: 42P05 "already exists")."""
+    t = pgcat(pool_size=1, users=["app"], pool={"prepared_statements_cache_size": 0})
+    with RawConn(t.host, t.port) as a:
+        a.startup("app", "app", "app")
+        assert rows(exchange(a, parse_msg("s1", "select 1") + bind_msg("s1") + EXECUTE + SYNC)) == [["1"]]
+    for value in ("2", "3"):
+        with RawConn(t.host, t.port) as b:
+            b.startup("app", "app", "app")
+            replies = exchange(b, parse_msg("s1", f"select {value}") + bind_msg("s1") + EXECUTE + SYNC)
+            assert not errors(replies), replies
+            assert rows(replies) == [[value]]
+            # (cleaned when the transaction ended, as in PgCat: such statements last one transaction)
+            assert b.query("select count(*) from pg_prepared_statements") == [["0"]]
+
+
 def test_statement_shared_between_clients_on_one_server(pgcat):
     """Two clients prepare the same query under different names: the server prepares it once (pool_size 1)."""
     t = pgcat(pool_size=1)
