@@ -130,7 +130,9 @@ struct TableReader {
     mutating func get<T: NodeValue>(_ key: String, as type: T.Type = T.self) -> T? {
         guard let node = node(key) else { return nil }
         guard let value = T.decode(node) else {
-            context.sink.add(path(key), "expected \(T.expectation), found \(node.kindDescription)")
+            // (a password's value is never quoted: `password: 123456` is an integer in YAML)
+            let found = key.lowercased().contains("password") ? node.kindWithoutValue : node.kindDescription
+            context.sink.add(path(key), "expected \(T.expectation), found \(found)")
             return nil
         }
         return value

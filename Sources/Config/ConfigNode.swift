@@ -17,6 +17,20 @@ public enum ConfigNode: Sendable, Equatable {
         return entries.first(where: { $0.key == key })?.value
     }
 
+    /// The kind alone ("a string", "an integer", ...): for keys whose value is a secret, which must not reach a
+    /// log or the admin console's RELOAD error.
+    public var kindWithoutValue: String {
+        switch self {
+        case .string: return "a string"
+        case .integer: return "an integer"
+        case .float: return "a float"
+        case .bool: return "a boolean"
+        case .null: return "null"
+        case .array: return "a list"
+        case .table: return "a table"
+        }
+    }
+
     /// Short description of the kind of value, for error messages ("an integer", "a table", ...).
     public var kindDescription: String {
         switch self {

@@ -66,14 +66,14 @@ extension ClientConnection {
         return true
     }
 
-    /// Logs the text (`query_logger`) and decides. A Parse is never intercepted: its answer would be a whole
+    /// Logs the text (`query_logger`, a password literal masked) and decides. A Parse is never intercepted: its answer would be a whole
     /// extended-protocol exchange, which PgCat does not emulate either (it sends a simple query's reply).
     private func pluginVerdict(_ plugins: QueryPlugins, _ id: UInt8, _ payload: ByteBuffer) -> QueryPlugins.Verdict {
         var payload = payload
         if id == FrontendID.parse { _ = payload.readNullTerminatedString() }  // the statement name
         guard let text = payload.readNullTerminatedString() else { return .pass }  // malformed: the server says so
         if plugins.logsQueries {
-            logger.info("[pool: \(database)][user: \(user)] \(text)")
+            logger.info("[pool: \(database)][user: \(user)] \(QueryLogRedaction.redact(text))")
         }
         // Parsed however long the text is: a length limit would let padding slip a refused table through.
         let verdict = plugins.verdict(for: text) { [runtime] text in try? runtime.queryParser.facts(text).get() }

@@ -165,6 +165,23 @@ final class YAMLLoadingTests: XCTestCase {
                       at: "general.connect_timeout", reason: "found a float")
     }
 
+    func testAPasswordsValueIsNeverQuotedInAnError() {
+        let cases = [
+            (Fixtures.yaml(user: ["username: a", "password: 918273", "pool_size: 1"]), "pools.app.users.0.password"),
+            (Fixtures.yaml(general: ["admin_username: a", "admin_password: 918273"]), "general.admin_password"),
+            (Fixtures.yaml(user: ["username: a", "password: p", "server_password: 918273", "pool_size: 1"]),
+             "pools.app.users.0.server_password"),
+            (Fixtures.yaml(general: ["admin_username: a", "admin_password: b", "auth_query_password: [918273]"]),
+             "general.auth_query_password"),
+        ]
+        for (yaml, keyPath) in cases {
+            let problems = Fixtures.problems(yaml)
+            XCTAssertTrue(problems.contains { $0.keyPath == keyPath && $0.reason.hasPrefix("expected a string") },
+                          "\(keyPath): \(problems.map(\.description))")
+            XCTAssertFalse(problems.contains { $0.description.contains("918273") }, "\(problems.map(\.description))")
+        }
+    }
+
     func testUnknownKeysAreErrorsNamingThePath() {
         assertProblem(Fixtures.yaml(general: ["admin_username: a", "admin_password: b", "prot: 6432"]),
                       at: "general.prot", reason: "did you mean 'port'?")
