@@ -381,6 +381,21 @@ public final class ConnectionPool: @unchecked Sendable {
         lock.withLock { if cachedReport == nil { cachedReport = report } }
     }
 
+    /// A reload's replacement logs in to servers as its predecessor did when nothing about the login changed: the
+    /// secret auth_query found and the ClientKey recovered from a client's SCRAM proof carry over. Without them a
+    /// pool whose password is a stored SCRAM verifier could open no connection until a new client logged in, and
+    /// its connected clients (who never log in again) got "no usable password" on every query.
+    func inheritLogins(from old: ConnectionPool) {
+        guard old.configuredCredentials.user == configuredCredentials.user,
+              old.configuredCredentials.password == configuredCredentials.password,
+              old.authQuery == authQuery else { return }
+        let (secret, key) = old.lock.withLock { (old.authQuerySecret, old.recoveredClientKey) }
+        lock.withLock {
+            if authQuerySecret == nil { authQuerySecret = secret }
+            if recoveredClientKey == nil { recoveredClientKey = key }
+        }
+    }
+
     /// Remembers the ClientKey recovered from a client's SCRAM login, for servers holding the same verifier.
     func rememberClientKey(_ key: [UInt8]) {
         lock.withLock {

@@ -94,6 +94,7 @@ public final class PoolerRuntime: @unchecked Sendable {
                     if let old {
                         if old.isPaused { fresh.pause() }  // PAUSE (or KILL) lasts until RESUME, across reloads
                         fresh.inheritServerParameters(from: old)  // logins need no server (a paused pool has none)
+                        fresh.inheritLogins(from: old)
                         replaced.append(old)
                     }
                     pools[key] = fresh

@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from support import build_config, free_port
+from support import build_config, free_port, to_yaml
 
 pytestmark = pytest.mark.pooler_only
 
@@ -124,3 +124,18 @@ def test_lookup_failure_is_a_clear_error(pgcat, cluster, aq_roles):
     with pytest.raises(psycopg.OperationalError, match="auth_query failed"):
         login(t, "app", "app")
     assert "auth_query failed" in t.log()
+
+
+def test_connected_clients_go_on_after_a_reload_replaces_the_pool(pgcat, cluster, aq_roles):
+    """The replacement pool keeps the secret auth_query found and the ClientKey of the client's SCRAM proof, so a
+    connected client's next query opens a server connection without a new login (before: "no usable password")."""
+    port = free_port()
+    t = pgcat(config=aq_config(cluster, port))
+    with login(t, "app", "app") as c:
+        assert c.execute("select current_user").fetchone()[0] == "app"
+        t.config_path.write_text(to_yaml(aq_config(cluster, port, idle_timeout=23456)))
+        with psycopg.connect(host=t.host, port=t.port, user="pgcat_admin", password="pgcat_admin", dbname="pgcat",
+                             autocommit=True) as a:
+            assert a.execute("RELOAD").statusmessage == "RELOAD"
+        for i in range(3):
+            assert c.execute("select %s::int", (i,)).fetchone() == (i,)

@@ -469,3 +469,24 @@ def test_waiting_client_moves_to_rebuilt_pool(pgcat, cluster):
         holder.commit()
         assert done.wait(5)
         assert served, "the waiting client was served only after the old pool's connection came back"
+
+
+def test_connected_clients_of_a_verifier_pool_go_on_after_a_reload(pgcat, cluster, primary):
+    """A pool whose password is the server's stored SCRAM verifier logs in to Postgres with the ClientKey a client
+    proved. A reload that replaces the pool carries that key over: connected clients (which never log in again) go
+    on at their next transaction, with new server connections (before: "no usable password" on every query until
+    some new client logged in)."""
+    verifier = primary.value("select rolpassword from pg_authid where rolname = 'app'")
+    assert verifier.startswith("SCRAM-SHA-256$")
+
+    def users(size: int) -> dict:
+        return {"app": {"password": verifier, "auth_type": "scram-sha-256", "pool_size": size, "min_pool_size": 0}}
+
+    t = pgcat(users=users(2))
+    with t.connect(password="app") as c:
+        assert c.execute("select 1").fetchone() == (1,)
+        rewrite(t, cluster, users=users(3), general={"idle_timeout": 12345})
+        reload_via_admin(t)  # the new pool has no connection yet: the next query opens one
+        for i in range(3):
+            assert c.execute("select %s::int", (i,)).fetchone() == (i,)
+        assert c.execute("select count(*) from pg_stat_activity where usename = 'app'").fetchone()[0] >= 1
