@@ -39,9 +39,11 @@ extension ConnectionPool {
                 let now = NIODeadline.now().uptimeNanoseconds
                 let outcome = self.lock.withLock { slot.machine.connectionOpened(server, now: now) }
                 self.logger.debug("server connection opened", metadata: ["server_id": "\(server.id)"])
-                if case .keptIdle = outcome, self.retiredConnectionsGo || server.epoch < self.reconnectEpoch.load {
+                if case .keptIdle = outcome,
+                   self.retiredConnectionsGo || self.paused || server.epoch < self.reconnectEpoch.load {
                     // Opened for a pool that a reload replaced (or RECONNECT renewed) meanwhile, and no one waits
-                    // for it: closed now, or it would stay idle where no janitor looks.
+                    // for it: closed now, or it would stay idle where no janitor looks. PAUSE and KILL leave no
+                    // idle connection open either (a client that waited when they came asked for this one).
                     self.discard(server)
                     return
                 }
@@ -89,7 +91,7 @@ extension ConnectionPool {
     /// Closes idle connections past `idle_timeout`/`server_lifetime` and opens up to `min_pool_size`.
     func sweep(loops: () -> EventLoop) {
         let now = NIODeadline.now().uptimeNanoseconds
-        let topUp = !waitsForClientLogin
+        let topUp = !waitsForClientLogin && !paused  // (min_pool_size waits for RESUME, as no connection stays)
         for slot in slots {
             let (close, open) = lock.withLock { slot.machine.sweep(now: now, topUp: topUp) }
             for server in close { server.close() }

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from pgwire import ConnectionClosed, PgError, RawConn
-from support import HOST, psql, wait_for
+from support import HOST, pgbench, psql, wait_for
 
 pytestmark = pytest.mark.pooler_only
 
@@ -585,6 +585,31 @@ def test_waiting_on_paused_pool_times_out_57014(pgcat):
         assert 1.2 < elapsed < 6, elapsed
         a.execute("RESUME app")
         assert c.execute("select 2").fetchone()[0] == 2
+
+
+def test_kill_under_load_leaves_no_server_connection_open(pgcat, pgbench_tables):
+    """KILL with clients waiting for a connection (pgbench, 20 clients, pool_size 5): connections that finish
+    opening for those waiters after KILL are closed too, and min_pool_size waits for RESUME, so the paused pool
+    holds none (before: the openings stayed idle until RESUME)."""
+    t = pgcat(pool_size=5, users={"app": {"min_pool_size": 2}})
+
+    def pooled() -> int:
+        with admin(t) as a:
+            return sum(1 for s in show(a, "SERVERS") if s["database_name"] == "app")
+
+    for _ in range(2):
+        bench = Background(lambda: pgbench(t, ["-n", "-S", "-c", "20", "-j", "2", "-T", "4", "-M", "extended"]))
+        time.sleep(1.5)
+        with admin(t) as a:
+            assert a.execute("KILL app").statusmessage == "KILL"
+        bench.wait(30)
+        assert wait_for(lambda: pooled() == 0, timeout=5), "server connections left in a killed pool"
+        time.sleep(1.5)  # the janitor's rounds (every second) open nothing for min_pool_size while paused
+        assert pooled() == 0
+        with admin(t) as a:
+            a.execute("RESUME app")
+    with t.connect() as c:
+        assert c.execute("select 1").fetchone() == (1,)
 
 
 def test_reconnect_replaces_server_connections(pgcat):
