@@ -70,6 +70,22 @@ struct ClientAuthStateMachine {
         }
     }
 
+    /// What a failed SCRAM message gets, with PostgreSQL 15's SQLSTATEs (compared message by message): a bound
+    /// channel that does not check out is an authorization failure (28000), an authorization identity a feature
+    /// PostgreSQL lacks (0A000), anything else malformed a protocol violation (08P01).
+    static func refusal(_ error: SCRAMError) -> Action {
+        switch error {
+        case .channelBindingNegotiation, .channelBindingMismatch:
+            return .fail(.invalidAuthorizationSpecification, "\(error)")
+        case .unsupportedAuthorizationIdentity:
+            return .fail(.featureNotSupported, "client uses authorization identity, but it is not supported")
+        case .nonceMismatch:
+            return .fail(.protocolViolation, "invalid SCRAM response: nonce does not match")
+        default:
+            return .fail(.protocolViolation, "\(error)")
+        }
+    }
+
     /// A `p` message from the client.
     mutating func receive(_ payload: ByteBuffer) -> Action {
         switch state {
@@ -105,7 +121,7 @@ struct ClientAuthStateMachine {
                 return .send(buffer)
             case .failure(let error):
                 state = .done
-                return .fail(.protocolViolation, "\(error)")
+                return Self.refusal(error)
             }
         case .scramContinue(var machine):
             state = .done
@@ -114,10 +130,10 @@ struct ClientAuthStateMachine {
                 var buffer = allocator.buffer(capacity: serverFinal.count + 16)
                 MessageEncoder.authentication(AuthenticationCode.saslFinal, data: serverFinal, into: &buffer)
                 return .sendThenAuthenticated(buffer, machine.recoveredClientKey)
-            case .failure(.invalidProof), .failure(.nonceMismatch):
-                return failure  // as PostgreSQL (scram_exchange): a failed exchange, 28P01
+            case .failure(.invalidProof):
+                return failure
             case .failure(let error):
-                return .fail(.protocolViolation, "\(error)")  // as PostgreSQL: a malformed or mis-bound message
+                return Self.refusal(error)
             }
         case .initial, .done:
             state = .done

@@ -229,7 +229,9 @@ final class ClientAuthStateMachineTests: XCTestCase {
         // c=biws,r=<nonce>,p=<proof>: change one character of the nonce.
         let nonceStart = try XCTUnwrap(clientFinal.firstIndex(of: UInt8(ascii: "r"))) + 2
         clientFinal[nonceStart] = clientFinal[nonceStart] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
-        XCTAssertEqual(step(machine.receive(saslResponse(clientFinal))), wrongPassword("alice"))
+        // As PostgreSQL 15: "invalid SCRAM response" (Nonce does not match), 08P01.
+        XCTAssertEqual(step(machine.receive(saslResponse(clientFinal))),
+                       .fail(sqlState: "08P01", message: "invalid SCRAM response: nonce does not match"))
     }
 
     // MARK: SCRAM-SHA-256-PLUS (over TLS)
@@ -267,20 +269,20 @@ final class ClientAuthStateMachineTests: XCTestCase {
         guard case .sendThenAuthenticated = run.verdict else { return XCTFail("not authenticated: \(run.verdict)") }
     }
 
-    func testABindingToAnotherCertificateIsRefusedAsPostgreSQLDoes() throws {
+    func testABindingToAnotherCertificateIsRefusedWithPostgreSQLsSQLState() throws {
         var other = Self.certificateHash
         other[31] ^= 0xFF
         XCTAssertEqual(try tlsLogin(mechanism: "SCRAM-SHA-256-PLUS", binding: .tlsServerEndPoint(other)).verdict,
-                       .fail(sqlState: "08P01", message: "SCRAM channel binding check failed"))
+                       .fail(sqlState: "28000", message: "SCRAM channel binding check failed"))
         // The same for a user the pooler does not know: the binding is checked before the proof.
         XCTAssertEqual(try tlsLogin(mechanism: "SCRAM-SHA-256-PLUS", binding: .tlsServerEndPoint(other),
                                     user: "mallory", known: false).verdict,
-                       .fail(sqlState: "08P01", message: "SCRAM channel binding check failed"))
+                       .fail(sqlState: "28000", message: "SCRAM channel binding check failed"))
     }
 
     func testADowngradedClientIsRefused() throws {
         // `y`: the client can bind but saw no -PLUS in the offer (someone in between removed it).
-        guard case .fail("08P01", let message) = try tlsLogin(mechanism: "SCRAM-SHA-256",
+        guard case .fail("28000", let message) = try tlsLogin(mechanism: "SCRAM-SHA-256",
                                                               binding: .supportedButNotOffered).verdict else {
             return XCTFail("a downgrade was accepted")
         }
