@@ -19,21 +19,39 @@ struct PgCatCommand: AsyncParsableCommand {
     @Option(name: .customLong("config"), help: "Path to the config file (same as the positional argument).")
     var configOption: String?
 
-    @Option(name: [.short, .long], help: "trace, debug, info, notice, warning, error or critical.")
+    @Option(name: [.short, .long], help: "trace, debug, info, notice, warning (or warn), error or critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info"
 
-    @Option(name: [.customShort("F"), .long], help: "text (logfmt) or json.")
+    @Option(name: [.customShort("F"), .long], help: "text (logfmt; PgCat's debug is the same), json (or structured).")
     var logFormat: String = ProcessInfo.processInfo.environment["LOG_FORMAT"] ?? "text"
+
+    @Flag(name: [.customShort("n"), .long], help: "Accepted for PgCat compatibility: the log has no colours anyway.")
+    var noColor = false
 
     @Flag(help: "Validate the config, print problems and warnings, and exit (non-zero on error).")
     var check = false
 
+    /// swift-log's level names, and PgCat's (tracing's) `warn`.
+    static func logLevel(_ name: String) -> Logger.Level? {
+        let lowered = name.lowercased()
+        return Logger.Level(rawValue: lowered == "warn" ? "warning" : lowered)
+    }
+
+    /// `text` or `json`; PgCat's `structured` is JSON and its `debug` (a verbose text form) is text here.
+    static func logFormat(_ name: String) -> LogfmtLogHandler.Format? {
+        switch name.lowercased() {
+        case "structured": return .json
+        case "debug": return .text
+        case let other: return LogfmtLogHandler.Format(rawValue: other)
+        }
+    }
+
     func run() async throws {
         let path = configOption ?? configFile ?? ProcessInfo.processInfo.environment["CONFIG_FILE"] ?? "pgcat.yaml"
-        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
-            throw ValidationError("unknown log level \(logLevel)")
+        guard let level = Self.logLevel(logLevel) else {
+            throw ValidationError("unknown log level \(logLevel): use trace, debug, info, notice, warning, error or critical")
         }
-        guard let format = LogfmtLogHandler.Format(rawValue: logFormat.lowercased() == "structured" ? "json" : logFormat.lowercased()) else {
+        guard let format = Self.logFormat(logFormat) else {
             throw ValidationError("unknown log format \(logFormat): use text or json")
         }
         LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label, level: level, format: format) }

@@ -54,3 +54,16 @@ def test_connection_logging_off_by_default(pgcat):
     with t.connect() as c:
         c.execute("select 1")
     assert "client connected" not in t.log()
+
+
+def test_pgcats_own_command_line_values_are_accepted(pgcat):
+    """PgCat's systemd units and Helm values pass `-l warn` (tracing's name), `-F debug` or `-F structured`, and
+    `-n/--no-color`: the pooler starts with them (before: "unknown log level warn", "unknown option -n")."""
+    for args in (("-l", "warn", "-F", "debug", "-n"), ("--log-level", "WARN", "--log-format", "structured", "--no-color")):
+        t = pgcat(args=args)
+        with t.connect() as c:
+            assert c.execute("select 1").fetchone() == (1,)
+    t = pgcat(args=("-l", "warn", "-F", "structured"), general={"log_client_connections": True})
+    with t.connect() as c:
+        c.execute("select 1")
+    assert "client connected" not in t.log(), "an info line at level warn"
