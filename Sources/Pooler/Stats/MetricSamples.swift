@@ -110,7 +110,7 @@ extension PoolerRuntime {
                 add("pgcat_ml_affinity_hits_total", .counter, labels, entry.affinityHits)
                 add("pgcat_ml_in_flight", .gauge, labels, entry.inFlight)
                 let seconds = Double(entry.execMicros) / 1_000_000
-                samples.append(MetricSample(name: "pgcat_ml_exec_seconds_total", kind: .counter, labels: labels,
+                samples.append(MetricSample(name: "pgcat_ml_exec_time_seconds_total", kind: .counter, labels: labels,
                                             value: Int(seconds), exactValue: seconds))
             }
         }
