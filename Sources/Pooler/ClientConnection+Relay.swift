@@ -56,6 +56,9 @@ extension ClientConnection {
         let countsMisplaced = inference == nil && !inferenceFallback && pool?.mlEnabled == true
         let plugins = pool?.queryPlugins
         let tracksUnnamed = poolMode == .transaction
+        // A client with login settings: its RESET ALL / DISCARD ALL / RESET name is followed by the pooler's own
+        // query setting them again (PostgreSQL's session defaults are the login values; the server's are not).
+        let restoresLogin = !loginTrackedParameters.isEmpty || !sessionSettings.isEmpty
         // Pipelined transactions on a server chosen for reads: what follows a Sync or Query that may end the
         // transaction is routed again once that answer is in (a write after a read must not reach the replica).
         // A read that `read_your_writes_window` sent to the primary too: a write behind it opens a new window.
@@ -116,7 +119,8 @@ extension ClientConnection {
             let pluginsInspect = plugins != nil && isStatementText
             let unnamedUse = tracksUnnamed ? Self.unnamedStatementUse(header.id, reference) : .none
             let checksShard = shardsEach && header.id == FrontendID.bind
-            let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync || checksShard
+            let inspectsReset = restoresLogin && header.id == FrontendID.query && header.payloadSize < 1024
+            let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync || checksShard || inspectsReset
                 || header.id == FrontendID.describe || unnamedUse == .parse || unnamedUse == .undecided
             if mustBeWhole && !whole { break }
             if skipToSync && header.id != FrontendID.sync {
@@ -200,6 +204,11 @@ extension ClientConnection {
             case FrontendID.query, FrontendID.functionCall:
                 server.tracker.sent(header.id)
                 server.unitEnded()
+                if inspectsReset, let restore = loginSettingsRestore(queryAt: index, header, in: buffer, on: server) {
+                    flushRun(upTo: index + header.frameSize)  // the client's RESET first, then the pooler's SETs
+                    server.tracker.append(.injected(.restore))
+                    server.send(restore)
+                }
             case FrontendID.flush:
                 if !server.tracker.isEmpty { server.awaitsFlushedReplies = true }
                 // asyncpg prepares (Parse, Describe, Flush) before it binds: the key is in the Bind to come. This
@@ -434,5 +443,26 @@ extension ClientConnection {
             return false
         }
         return count > 0
+    }
+}
+
+extension ClientConnection {
+    /// The pooler's query that sets the client's login values again after the Query at `index`, when that Query is
+    /// a reset (SettingsReset) of any of them; nil otherwise.
+    func loginSettingsRestore(queryAt index: Int, _ header: FrameHeader, in buffer: ByteBuffer,
+                              on server: ServerConnection) -> ByteBuffer? {
+        guard let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize),
+              SettingsReset.mightMatch(payload), let reset = SettingsReset(query: payload) else { return nil }
+        let escaping = server.needsASCIILiterals
+        var sql = ""
+        for (name, value) in loginTrackedParameters.sorted(by: { $0.key < $1.key }) where reset.covers(name) {
+            sql += "SET \(StartupSettings.identifier(name)) TO \(StartupSettings.literal(value, escapingNonASCII: escaping));"
+        }
+        sql += StartupSettings.replay(from: [], known: false, to: sessionSettings.filter { reset.covers($0.name) },
+                                      escapingNonASCII: escaping)
+        guard !sql.isEmpty else { return nil }
+        var query = allocate(sql.utf8.count + 8)
+        MessageEncoder.query(sql, into: &query)
+        return query
     }
 }

@@ -158,6 +158,7 @@ extension ClientConnection {
         do {
             let startup = try StartupSettings(parameters, trackedSpellings: Self.trackedParameterSpellings)
             trackedParameters = startup.tracked
+            loginTrackedParameters = startup.tracked
             sessionSettings = startup.settings
             settingsToCheck = startup.toCheck
             if let path = startup.settings.last(where: { $0.name == "search_path" }) {

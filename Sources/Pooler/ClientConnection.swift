@@ -72,6 +72,9 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// Other settings the client chose at login (`options`, or any other startup parameter), applied on each server
     /// connection it uses.
     var sessionSettings: [SessionSetting] = []
+    /// The reported parameters (TimeZone, DateStyle, application_name, ...) the client gave at login: what a RESET
+    /// puts back (see SettingsReset).
+    var loginTrackedParameters: [String: String] = [:]
     /// Login settings a server has yet to accept (a pool remembers the ones it has seen accepted).
     var settingsToCheck: [SessionSetting] = []
     /// The `search_path` names `pgml` (ML routing only): the login's `search_path` at each transaction's start, then

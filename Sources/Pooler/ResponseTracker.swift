@@ -32,8 +32,10 @@ struct ResponseTracker {
         /// `query`: the pooler's own simple query (parameter replay); its whole reply, ReadyForQuery included, is
         /// dropped. `sync`: the pooler's own Sync, ending the client's unit early; its ReadyForQuery is dropped.
         /// `refusal`: a Parse meant to fail, so that the server skips to the client's Sync and rolls back what the
-        /// unit did (the pooler refused a message of it); its error is dropped.
-        enum Injected: Equatable { case parse(statement: String), close(statement: String), query, sync, refusal }
+        /// unit did (the pooler refused a message of it); its error is dropped. `restore`: the pooler's own simple
+        /// query setting the client's login values again after its RESET; dropped like `query`, except that the
+        /// ParameterStatus it causes reach the client (as PostgreSQL's RESET would report them).
+        enum Injected: Equatable { case parse(statement: String), close(statement: String), query, sync, refusal, restore }
     }
 
     /// How to revert a client's statement-name change the pooler answered itself, when Postgres would have skipped
@@ -150,7 +152,7 @@ struct ResponseTracker {
     var nextReplyIsDropped: Bool {
         guard head < slots.count else { return false }
         switch slots[head].kind {
-        case .injectedParse, .injectedClose, .injectedQuery: return true
+        case .injectedParse, .injectedClose, .injectedQuery, .injectedRestore: return true
         default: return false
         }
     }
@@ -230,7 +232,8 @@ struct ResponseTracker {
 
     /// A frame from the server: decides whether it reaches the client and advances the order.
     mutating func received(_ id: UInt8) -> Disposition {
-        if head < slots.count, slots[head].kind == .injectedQuery, id != BackendID.readyForQuery {
+        if head < slots.count, id != BackendID.readyForQuery,
+           slots[head].kind == .injectedQuery || slots[head].kind == .injectedRestore && id != BackendID.parameterStatus {
             return .drop  // every reply to the pooler's own query, notices included
         }
         switch id {
@@ -240,7 +243,8 @@ struct ResponseTracker {
             serverSkipping = false
             guard let index = slots[head...].firstIndex(where: \.kind.isSyncPoint) else { return .forward }
             head = index
-            let dropped = slots[head].kind == .injectedQuery || slots[head].kind == .injectedSync
+            let kind = slots[head].kind
+            let dropped = kind == .injectedQuery || kind == .injectedSync || kind == .injectedRestore
             pop()
             return dropped ? .drop : .forward
         case BackendID.copyInResponse:
@@ -293,7 +297,7 @@ struct ResponseTracker {
             pop()
             return .drop  // (the server accepted it after all: nothing to show)
         case .sync, .query, .functionCall, .synthetic, .syntheticStatement, .syntheticReady, .injectedQuery,
-             .injectedSync:
+             .injectedSync, .injectedRestore:
             return .forward
         }
         if completes { pop() }
@@ -389,11 +393,11 @@ struct ResponseTracker {
     private enum Kind: UInt8 {
         case parse, bind, describeStatement, describePortal, execute, close, sync, query, functionCall
         case synthetic, syntheticStatement, syntheticReady, injectedParse, injectedClose, injectedQuery, injectedSync
-        case injectedRefusal
+        case injectedRefusal, injectedRestore
 
         var isSyncPoint: Bool {
             switch self {
-            case .sync, .query, .functionCall, .injectedQuery, .injectedSync: return true
+            case .sync, .query, .functionCall, .injectedQuery, .injectedSync, .injectedRestore: return true
             default: return false
             }
         }
@@ -420,6 +424,7 @@ struct ResponseTracker {
             case .injected(.query): return (.injectedQuery, false)
             case .injected(.sync): return (.injectedSync, false)
             case .injected(.refusal): return (.injectedRefusal, false)
+            case .injected(.restore): return (.injectedRestore, false)
             }
         }
     }

@@ -239,6 +239,24 @@ final class ResponseTrackerTests: XCTestCase {
         XCTAssertTrue(t.isEmpty)
     }
 
+    func testInjectedRestoreForwardsOnlyItsParameterStatus() {
+        // The client's RESET ALL, then the pooler's SETs of the login values: the client sees its RESET's answer and
+        // the ParameterStatus of the SETs, nothing else of them.
+        var t = ResponseTracker()
+        t.sent(Q)
+        t.append(.injected(.restore))
+        XCTAssertEqual(t.pendingSyncPoints, 2)
+        XCTAssertEqual(t.received(commandComplete), .forward)
+        XCTAssertEqual(t.received(BackendID.parameterStatus), .forward)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertEqual(t.received(commandComplete), .drop)
+        XCTAssertEqual(t.received(BackendID.parameterStatus), .forward)
+        XCTAssertEqual(t.received(BackendID.noticeResponse), .drop)
+        XCTAssertEqual(t.received(BackendID.errorResponse), .drop, "(a SET refused in a failed transaction)")
+        XCTAssertEqual(t.received(ready), .drop)
+        XCTAssertTrue(t.isEmpty)
+    }
+
     func testCopyFromByExecuteIgnoresSyncsUntilCopyDone() {
         var t = ResponseTracker()
         for id in [P, B, E, S] { t.sent(id) }

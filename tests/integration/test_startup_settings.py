@@ -200,3 +200,48 @@ def test_idle_session_timeout_refused_in_transaction_mode(pgcat):
     t = pgcat()
     e = refused_login(t, options="-c idle_session_timeout=5s")
     assert (e.severity, e.sqlstate) == ("FATAL", "0A000"), e.fields
+
+
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_a_reset_brings_back_the_login_values(pgcat, mode):
+    """As in PostgreSQL, a session's defaults are the values it logged in with: RESET ALL, DISCARD ALL, RESET name
+    and SET name TO DEFAULT bring those back (asyncpg's pool runs RESET ALL whenever a connection is released), not
+    the server's own defaults, and the ParameterStatus the client is sent says so. (Before, TimeZone, DateStyle and
+    application_name fell back to the server's UTC, ISO and 'pgcat', as they do in PgBouncer.)"""
+    t = pgcat(pool_mode=mode, pool_size=2)
+    settings = {"TimeZone": "Asia/Tokyo", "DateStyle": "SQL, DMY", "application_name": "myapp",
+                "statement_timeout": "2500"}
+    names = ("timezone", "datestyle", "application_name", "statement_timeout")
+    login = ("Asia/Tokyo", "SQL, DMY", "myapp", "2500ms")
+
+    async def run():
+        conn = await t.aconnect(server_settings=settings)
+
+        async def values():
+            return tuple([await conn.fetchval(f"show {name}") for name in names])
+
+        try:
+            assert await values() == login
+            for reset in ("RESET ALL", "DISCARD ALL", "reset all;"):
+                await conn.execute("set timezone = 'UTC'; set datestyle = 'ISO, MDY'; set application_name = 'x';"
+                                   " set statement_timeout = 10")
+                await conn.execute(reset)
+                assert await values() == login, reset
+                assert conn.get_settings().TimeZone == "Asia/Tokyo", reset  # the ParameterStatus it was sent
+            await conn.execute("set timezone = 'UTC'; set datestyle = 'ISO, MDY'")
+            await conn.execute("reset timezone")
+            assert (await conn.fetchval("show timezone"), await conn.fetchval("show datestyle")) == ("Asia/Tokyo", "ISO, MDY")
+            await conn.execute("set statement_timeout = 10")
+            await conn.execute("SET statement_timeout TO DEFAULT")
+            assert await conn.fetchval("show statement_timeout") == "2500ms"
+            # Inside a transaction that rolls back, the reset is undone with it, as in PostgreSQL.
+            await conn.execute("set timezone = 'UTC'")
+            await conn.execute("begin")
+            await conn.execute("reset all")
+            assert await conn.fetchval("show timezone") == "Asia/Tokyo"
+            await conn.execute("rollback")
+            assert await conn.fetchval("show timezone") == "UTC"
+        finally:
+            await conn.close()
+
+    asyncio.run(run())

@@ -1,0 +1,86 @@
+/// A client's Query that puts settings back to their session defaults: `RESET ALL`, `DISCARD ALL`, `RESET name`,
+/// `SET name TO DEFAULT` (or `= DEFAULT`). PostgreSQL's session default of a setting the client gave in its startup
+/// packet is that value; a server connection's is the pooler's own login's. So after such a command the pooler sets
+/// the client's login values again on that connection (ClientConnection+Relay), as PostgreSQL would have them.
+/// Only a single whole command matches (a trailing semicolon allowed); anything else is left alone.
+import NIOCore
+
+enum SettingsReset: Equatable {
+    /// RESET ALL, DISCARD ALL.
+    case all
+    /// RESET name, SET [SESSION] name TO DEFAULT: the name lower-cased, without quotes.
+    case one(String)
+
+    /// Cheap first look at a Query payload (no allocation): could it start with RESET, DISCARD or SET?
+    @inline(__always)
+    static func mightMatch(_ query: ByteBuffer) -> Bool {
+        var index = query.readerIndex
+        let end = query.writerIndex
+        while index < end, let byte = query.getInteger(at: index, as: UInt8.self),
+              byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D {
+            index += 1
+        }
+        guard let first = query.getInteger(at: index, as: UInt8.self) else { return false }
+        switch first | 0x20 {
+        case UInt8(ascii: "r"), UInt8(ascii: "d"), UInt8(ascii: "s"): return true
+        default: return false
+        }
+    }
+
+    /// `query`: a Query payload (NUL-terminated SQL).
+    init?(query: ByteBuffer) {
+        guard query.readableBytes < 1024,
+              var text = query.getString(at: query.readerIndex, length: query.readableBytes) else { return nil }
+        if text.hasSuffix("\0") { text.removeLast() }
+        self.init(text: text)
+    }
+
+    init?(text: String) {
+        var words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }).map(String.init)
+        if var last = words.last, last.hasSuffix(";") {
+            last.removeLast()
+            words[words.count - 1] = last
+            if last.isEmpty { words.removeLast() }
+        }
+        let lowered = words.map { $0.lowercased() }
+        switch lowered.first {
+        case "reset" where lowered.count == 2:
+            if lowered[1] == "all" {
+                self = .all
+            } else if let name = Self.settingName(words[1]) {
+                self = .one(name)
+            } else {
+                return nil
+            }
+        case "discard" where lowered == ["discard", "all"]:
+            self = .all
+        case "set":
+            // SET [SESSION] name TO|= DEFAULT (SET LOCAL lasts only the transaction: not a session default)
+            var rest = Array(words.dropFirst())
+            if rest.first?.lowercased() == "session" { rest.removeFirst() }
+            guard rest.count == 3, ["to", "="].contains(rest[1].lowercased()), rest[2].lowercased() == "default",
+                  let name = Self.settingName(rest[0]) else { return nil }
+            self = .one(name)
+        default:
+            return nil
+        }
+    }
+
+    /// A setting name as written: plain (case-insensitive) or double-quoted; dotted names kept whole.
+    private static func settingName(_ word: String) -> String? {
+        if word.hasPrefix("\"") {
+            guard word.count >= 2, word.hasSuffix("\""), !word.dropFirst().dropLast().contains("\"") else { return nil }
+            return String(word.dropFirst().dropLast()).lowercased()
+        }
+        guard word.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." }) else { return nil }
+        return word.lowercased()
+    }
+
+    /// Whether the reset concerns a setting called `name` (any spelling).
+    func covers(_ name: String) -> Bool {
+        switch self {
+        case .all: return true
+        case .one(let reset): return reset == name.lowercased()
+        }
+    }
+}

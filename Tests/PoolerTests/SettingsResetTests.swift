@@ -1,0 +1,36 @@
+/// Which client Queries reset settings to their session defaults (after which the pooler sets the login values
+/// again): single whole commands only.
+
+import NIOCore
+import XCTest
+@testable import Pooler
+
+final class SettingsResetTests: XCTestCase {
+    func testResetCommands() {
+        let cases: [(String, SettingsReset?)] = [
+            ("RESET ALL", .all), ("reset all;", .all), ("  DISCARD ALL ;", .all), ("discard\nall", .all),
+            ("RESET TimeZone", .one("timezone")), ("reset \"DateStyle\"", .one("datestyle")),
+            ("reset my.custom_setting", .one("my.custom_setting")),
+            ("SET timezone TO DEFAULT", .one("timezone")), ("set session statement_timeout = default;", .one("statement_timeout")),
+            // not resets, or not whole single commands
+            ("SET LOCAL timezone TO DEFAULT", nil), ("SET timezone TO 'UTC'", nil), ("RESET ALL; SELECT 1", nil),
+            ("RESET SESSION AUTHORIZATION", nil), ("DISCARD PLANS", nil), ("select 'reset all'", nil),
+            ("RESET", nil), ("", nil), ("reset \"a\"b\"", nil),
+        ]
+        for (text, expected) in cases {
+            XCTAssertEqual(SettingsReset(text: text), expected, text)
+            var payload = ByteBufferAllocator().buffer(capacity: 32)
+            payload.writeString(text + "\0")
+            if let expected {
+                XCTAssertTrue(SettingsReset.mightMatch(payload), text)
+                XCTAssertEqual(SettingsReset(query: payload), expected, text)
+            }
+        }
+    }
+
+    func testCovers() {
+        XCTAssertTrue(SettingsReset.all.covers("TimeZone"))
+        XCTAssertTrue(SettingsReset.one("timezone").covers("TimeZone"))
+        XCTAssertFalse(SettingsReset.one("timezone").covers("DateStyle"))
+    }
+}
