@@ -11,21 +11,26 @@ enum SettingsReset: Equatable {
     /// RESET name, SET [SESSION] name TO DEFAULT: the name lower-cased, without quotes.
     case one(String)
 
-    /// Cheap first look at a Query payload (no allocation): could it start with RESET, DISCARD or SET?
+    /// Cheap first look at a Query payload (no allocation; runs for every short Query of a client with login
+    /// settings): does its first word read RESET, DISCARD or SET?
     @inline(__always)
     static func mightMatch(_ query: ByteBuffer) -> Bool {
-        var index = query.readerIndex
-        let end = query.writerIndex
-        while index < end, let byte = query.getInteger(at: index, as: UInt8.self),
-              byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D {
-            index += 1
-        }
-        guard let first = query.getInteger(at: index, as: UInt8.self) else { return false }
-        switch first | 0x20 {
-        case UInt8(ascii: "r"), UInt8(ascii: "d"), UInt8(ascii: "s"): return true
-        default: return false
+        query.withUnsafeReadableBytes { bytes in
+            var index = 0
+            while index < bytes.count, isSpace(bytes[index]) { index += 1 }
+            func word(_ expected: StaticString) -> Bool {
+                let length = expected.utf8CodeUnitCount
+                guard bytes.count - index > length, isSpace(bytes[index + length]) else { return false }
+                let pointer = expected.utf8Start
+                for offset in 0..<length where bytes[index + offset] | 0x20 != pointer[offset] { return false }
+                return true
+            }
+            return word("reset") || word("discard") || word("set")
         }
     }
+
+    @inline(__always)
+    private static func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D }
 
     /// `query`: a Query payload (NUL-terminated SQL).
     init?(query: ByteBuffer) {

@@ -28,6 +28,15 @@ final class SettingsResetTests: XCTestCase {
         }
     }
 
+    func testTheFirstLookSkipsOtherStatements() {
+        for text in ["SELECT abalance FROM pgbench_accounts WHERE aid = 1", "set_config('a', 'b', false)", "resetx",
+                     "discarding", "UPDATE t SET x = 1", "settle"] {
+            var payload = ByteBufferAllocator().buffer(capacity: 64)
+            payload.writeString(text + "\0")
+            XCTAssertFalse(SettingsReset.mightMatch(payload), text)
+        }
+    }
+
     func testCovers() {
         XCTAssertTrue(SettingsReset.all.covers("TimeZone"))
         XCTAssertTrue(SettingsReset.one("timezone").covers("TimeZone"))

@@ -137,16 +137,21 @@ final class StartupSettingsHandlerTests: XCTestCase {
                        Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"))
     }
 
-    func testAClientsDiscardAllMeansTheSettingsAreAppliedAgain() {
+    func testAClientsDiscardAllIsFollowedByItsLoginSettingsAndTheyAreAppliedAgain() {
         let h = PoolerHarness()
         let (_, server) = h.loginFirstClient()
         let a = loginWithSettings(h, on: server)
-        runAfterReplay(h, "DISCARD ALL", by: a, on: server,
-                       reply: concat(Backend.commandComplete("DISCARD ALL"), Backend.ready(.idle)))
-        _ = a.drainOutbound()
+        h.send(Frontend.query("DISCARD ALL"), to: a)
+        _ = server.drainOutbound()  // the lease's replay
+        h.send(setConfigReply(), to: server)
+        // As PostgreSQL's session defaults are the login values: the pooler sets them again right after the reset.
+        let restore = Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);")
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.query("DISCARD ALL"), restore))
+        h.send(Backend.commandComplete("DISCARD ALL"), Backend.ready(.idle), to: server)
+        h.send(setConfigReply(), to: server)
+        XCTAssertEqual(ids(a.drainMessages()), "CZ", "the restore's replies are the pooler's own")
         h.send(Frontend.query("SELECT 1"), to: a)
-        XCTAssertEqual(server.drainOutbound(),
-                       Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);"))
+        XCTAssertEqual(server.drainOutbound(), restore, "DISCARD ALL: the next lease applies them again")
     }
 
     func testQueryTimeoutCoversAServerThatNeverAnswersTheReplay() {
