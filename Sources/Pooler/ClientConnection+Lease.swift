@@ -276,8 +276,9 @@ extension ClientConnection {
         if clientReadsPaused, let context { setClientReadEnabled(true, context: context) }
     }
 
-    func serverClosed(_ server: ServerConnection, reason: String) {
+    func serverClosed(_ server: ServerConnection, reason closeReason: String) {
         guard server === self.server else { return }
+        let reason = server.fatalReason ?? closeReason
         self.server = nil
         inference?.failed = true
         finishInference()

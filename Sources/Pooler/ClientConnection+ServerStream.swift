@@ -55,6 +55,14 @@ extension ClientConnection {
                 }
             case BackendID.errorResponse:
                 server.inCopy = false
+                if whole, let reason = Self.serverEndingReason(buffer.getSlice(at: index + FrameHeader.size,
+                                                                                length: header.payloadSize)!) {
+                    // The server is ending this connection (pg_terminate_backend, a shutdown, its own timeouts): the
+                    // client hears of it as the loss of its server connection (08006, SPEC 1d) with the server's
+                    // words when the connection closes, not as a FATAL of its own session.
+                    server.fatalReason = reason
+                    disposition = .drop
+                }
                 if awaitingSettingsReplay, disposition == .drop, whole {
                     settingsReplayError = buffer.getSlice(at: index, length: header.frameSize)
                 }
@@ -247,6 +255,15 @@ extension ClientConnection {
     /// leave session state), ErrorResponse (stale plans), and the tiny replies the pooler may drop (ParseComplete,
     /// CloseComplete).
     @inline(__always)
+    /// For an ErrorResponse of severity FATAL or PANIC (the server closes the connection after it): its message
+    /// and SQLSTATE; nil for any other error.
+    static func serverEndingReason(_ payload: ByteBuffer) -> String? {
+        guard let fields = try? ErrorFields.decode(payload),
+              let severity = fields.fields[UInt8(ascii: "V")] ?? fields.severity,
+              severity == "FATAL" || severity == "PANIC" else { return nil }
+        return "the server ended it: \(fields.message ?? "no message") (\(fields.sqlState ?? "no SQLSTATE"))"
+    }
+
     static func isReadWhole(_ id: UInt8) -> Bool {
         switch id {
         case BackendID.readyForQuery, BackendID.parameterStatus, BackendID.parseComplete, BackendID.closeComplete,

@@ -103,6 +103,9 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         }
     }
     var isBroken = false
+    /// The FATAL the server sent before closing the connection (its message and SQLSTATE), told to the client with
+    /// the connection's loss.
+    var fatalReason: String?
     var scanner = FrameStreamScanner()
     /// When the current request (up to its ReadyForQuery) and transaction began, for query and transaction times.
     var requestStart: NIODeadline?
@@ -552,6 +555,7 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         awaitsFlushedReplies = false
         readyAt = 0
         unsynced = false
+        fatalReason = nil
         inCopy = false
         // (Here, on the new holder's loop before it sends anything, not in `attach`, which may run later on this
         // connection's own loop.)
