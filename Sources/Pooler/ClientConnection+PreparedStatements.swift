@@ -255,6 +255,9 @@ extension ClientConnection {
             server.send(prepare)
             return false  // the EXECUTE itself follows unchanged
         case .deallocateAll, .discardAll:
+            // PostgreSQL refuses DISCARD ALL inside a transaction block, and both in a failed transaction: then it
+            // keeps every statement, and so does the pooler. (The status is the last one the server reported.)
+            if server.status == .failed || command == .discardAll && server.status == .inTransaction { return false }
             statements.removeAll()
             sqlStatements.removeAll()
             server.forgetAllStatements()

@@ -172,6 +172,32 @@ def test_close_deallocate_and_discard_all(pgcat):
         assert rows(exchange(c, parse_msg("b", "select 4") + bind_msg("b") + EXECUTE + SYNC)) == [["4"]]
 
 
+def test_a_refused_discard_or_deallocate_all_keeps_the_statements(pgcat):
+    """PostgreSQL refuses DISCARD ALL inside a transaction block (25001) and DEALLOCATE ALL in a failed transaction
+    (25P02), and then keeps every prepared statement: so does the pooler (before, it forgot them at once and the
+    next Bind got 26000)."""
+    t = pgcat(pool_size=1)
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        assert rows(exchange(c, parse_msg("kept", "select 5") + bind_msg("kept") + EXECUTE + SYNC)) == [["5"]]
+        c.query("begin")
+        with pytest.raises(PgError) as refused:
+            c.query("discard all")
+        assert refused.value.sqlstate == "25001"
+        c.query("rollback")
+        assert rows(exchange(c, bind_msg("kept") + EXECUTE + SYNC)) == [["5"]]
+        c.query("begin")
+        with pytest.raises(PgError):
+            c.query("select 1/0")
+        with pytest.raises(PgError) as refused:
+            c.query("deallocate all")
+        assert refused.value.sqlstate == "25P02"
+        c.query("rollback")
+        assert rows(exchange(c, bind_msg("kept") + EXECUTE + SYNC)) == [["5"]]
+        c.query("deallocate all")  # outside a transaction it succeeds and forgets
+        assert [e.sqlstate for e in errors(exchange(c, bind_msg("kept") + EXECUTE + SYNC))] == ["26000"]
+
+
 def test_duplicate_statement_name_is_42p05(pgcat):
     t = pgcat(pool_size=1)
     with RawConn(t.host, t.port) as c:
