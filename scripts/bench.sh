@@ -437,8 +437,11 @@ run_one() { # workload clients target round
     (( ROUNDS > 1 )) && id="$id-r$round"
     mkdir -p "$WORK/runs/$id"
     note "run $id (${DURATION}s)"
-    # What pgbench does before a run unless -n, done straight on Postgres so every target starts alike.
+    # What pgbench does before a run unless -n, done straight on Postgres so every target starts alike. TPC-B
+    # also vacuums pgbench_accounts (pgbench -v): its updates bloat the table, and without it each run was slower
+    # than the one before, so the target run later in a round (pgcat after PgBouncer) was measured on a worse table.
     psql_at "$PG_PORT" -c 'vacuum pgbench_branches' -c 'vacuum pgbench_tellers' -c 'truncate pgbench_history' >/dev/null
+    [[ "$workload" == tpcb-* ]] && psql_at "$PG_PORT" -c 'vacuum pgbench_accounts' >/dev/null
 
     local cpu0="" cpu1="" rc=0 sampler="" rss="-"
     if [[ -n "$pid" ]]; then
