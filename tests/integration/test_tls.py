@@ -60,6 +60,16 @@ def pem_to_der(path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(path.read_text())
 
 
+def reload_with_certificate(t, certs, cert, key) -> psycopg.Connection:
+    """Points the running pooler's config at `cert` and `key` (instead of the test certificate) and RELOADs; returns
+    the admin connection that did it."""
+    text = t.config_path.read_text()
+    t.config_path.write_text(text.replace(str(certs / "server.crt"), str(cert)).replace(str(certs / "server.key"), str(key)))
+    a = psycopg.connect(host=t.host, port=t.port, dbname="pgcat", autocommit=True, **ADMIN)
+    a.execute("RELOAD")
+    return a
+
+
 # --- client side ---------------------------------------------------------------------------------------------
 
 
@@ -142,11 +152,7 @@ def test_certificate_is_reloaded_and_a_bad_one_keeps_the_old(pgcat, certs, tmp_p
                    check=True, capture_output=True)
     t = pgcat(general=client_tls(certs, "allow"))
     assert peer_certificate(t.host, t.port) == pem_to_der(certs / "server.crt")
-    text = t.config_path.read_text()
-    t.config_path.write_text(text.replace(str(certs / "server.crt"), str(tmp_path / "new.crt"))
-                             .replace(str(certs / "server.key"), str(tmp_path / "new.key")))
-    with psycopg.connect(host=t.host, port=t.port, dbname="pgcat", autocommit=True, **ADMIN) as a:
-        a.execute("RELOAD")
+    with reload_with_certificate(t, certs, tmp_path / "new.crt", tmp_path / "new.key") as a:
         assert peer_certificate(t.host, t.port) == pem_to_der(tmp_path / "new.crt")
         # a certificate that does not load: RELOAD fails naming the key, the last good one stays
         (tmp_path / "broken.crt").write_text("not a certificate\n")
@@ -176,11 +182,7 @@ def test_scram_channel_binding_over_tls(pgcat, certs, tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-sha384",
                     "-nodes", "-days", "30", "-subj", "/CN=localhost", "-keyout", str(tmp_path / "ec.key"),
                     "-out", str(tmp_path / "ec.crt")], check=True, capture_output=True)
-    text = t.config_path.read_text()
-    t.config_path.write_text(text.replace(str(certs / "server.crt"), str(tmp_path / "ec.crt"))
-                             .replace(str(certs / "server.key"), str(tmp_path / "ec.key")))
-    with psycopg.connect(host=t.host, port=t.port, dbname="pgcat", autocommit=True, **ADMIN) as a:
-        a.execute("RELOAD")
+    reload_with_certificate(t, certs, tmp_path / "ec.crt", tmp_path / "ec.key").close()
     assert peer_certificate(t.host, t.port) == pem_to_der(tmp_path / "ec.crt")
     with tls_conn(t, "require", channel_binding="require") as c:
         assert c.execute("select 3").fetchone()[0] == 3
