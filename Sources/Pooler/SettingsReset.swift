@@ -1,5 +1,5 @@
 /// A client's Query that puts settings back to their session defaults: `RESET ALL`, `DISCARD ALL`, `RESET name`,
-/// `SET name TO DEFAULT` (or `= DEFAULT`). PostgreSQL's session default of a setting the client gave in its startup
+/// `SET name TO DEFAULT` (or `= DEFAULT`), `SET TIME ZONE DEFAULT` (or `LOCAL`). PostgreSQL's session default of a setting the client gave in its startup
 /// packet is that value; a server connection's is the pooler's own login's. So after such a command the pooler sets
 /// the client's login values again on that connection (ClientConnection+Relay), as PostgreSQL would have them.
 /// Only a single whole command matches (a trailing semicolon allowed); anything else is left alone.
@@ -63,6 +63,11 @@ enum SettingsReset: Equatable {
             // SET [SESSION] name TO|= DEFAULT (SET LOCAL lasts only the transaction: not a session default)
             var rest = Array(words.dropFirst())
             if rest.first?.lowercased() == "session" { rest.removeFirst() }
+            // SET TIME ZONE DEFAULT | LOCAL: TimeZone's own syntax
+            if rest.map({ $0.lowercased() }) == ["time", "zone", "default"] || rest.map({ $0.lowercased() }) == ["time", "zone", "local"] {
+                self = .one("timezone")
+                return
+            }
             guard rest.count == 3, ["to", "="].contains(rest[1].lowercased()), rest[2].lowercased() == "default",
                   let name = Self.settingName(rest[0]) else { return nil }
             self = .one(name)

@@ -12,6 +12,8 @@ final class SettingsResetTests: XCTestCase {
             ("RESET TimeZone", .one("timezone")), ("reset \"DateStyle\"", .one("datestyle")),
             ("reset my.custom_setting", .one("my.custom_setting")),
             ("SET timezone TO DEFAULT", .one("timezone")), ("set session statement_timeout = default;", .one("statement_timeout")),
+            ("SET TIME ZONE DEFAULT", .one("timezone")), ("set time zone local;", .one("timezone")),
+            ("SET TIME ZONE 'UTC'", nil),
             // not resets, or not whole single commands
             ("SET LOCAL timezone TO DEFAULT", nil), ("SET timezone TO 'UTC'", nil), ("RESET ALL; SELECT 1", nil),
             ("RESET SESSION AUTHORIZATION", nil), ("DISCARD PLANS", nil), ("select 'reset all'", nil),

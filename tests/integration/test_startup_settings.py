@@ -231,6 +231,9 @@ def test_a_reset_brings_back_the_login_values(pgcat, mode):
             await conn.execute("set timezone = 'UTC'; set datestyle = 'ISO, MDY'")
             await conn.execute("reset timezone")
             assert (await conn.fetchval("show timezone"), await conn.fetchval("show datestyle")) == ("Asia/Tokyo", "ISO, MDY")
+            await conn.execute("set timezone = 'UTC'")
+            await conn.execute("SET TIME ZONE DEFAULT")
+            assert await conn.fetchval("show timezone") == "Asia/Tokyo"
             await conn.execute("set statement_timeout = 10")
             await conn.execute("SET statement_timeout TO DEFAULT")
             assert await conn.fetchval("show statement_timeout") == "2500ms"
