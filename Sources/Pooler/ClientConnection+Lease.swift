@@ -301,6 +301,12 @@ extension ClientConnection {
             fatal(.connectionFailure, "server connection lost inside a transaction: \(reason)")
             return
         }
+        if !releasesAfterTransaction {
+            // Session mode or a pinned session: the session's state (settings, temporary tables, LISTEN, locks)
+            // went with the connection, so the client's session ends too, also when it was idle.
+            fatal(.connectionFailure, "server connection lost, and with it this session's state: \(reason)")
+            return
+        }
         if pending > 0 || unsynced {
             sendError(.connectionFailure, "server connection lost: \(reason)")
             for _ in 0..<pending { sendReady() }

@@ -97,7 +97,9 @@ extension ClientConnection {
             }
             // (Inside a transaction too: a pipelined COMMIT ends it, and a write after it needs the primary.)
             // (Not in COPY FROM STDIN: its data streams while its Query is unanswered.)
-            if holdsAtTransactionEnd, server.tracker.awaitsClientSyncPoint, !server.tracker.copyIn { break }
+            // (Also while the pooler's restore after a RESET is unanswered: the next transaction is routed anew.)
+            if holdsAtTransactionEnd, server.tracker.awaitsClientSyncPoint || server.tracker.awaitsRestore,
+               !server.tracker.copyIn { break }
             guard let header = FrameHeader.peek(buffer, at: index) else { break }
             try header.validate(limit: maxMessageSize)
             try check(header)
@@ -208,6 +210,9 @@ extension ClientConnection {
                     flushRun(upTo: index + header.frameSize)  // the client's RESET first, then the pooler's SETs
                     server.tracker.append(.injected(.restore))
                     server.send(restore)
+                    // Login settings are on the connection again whatever a DISCARD ALL's reply records: the next
+                    // client must not inherit them (RESET ALL before it, as after a client's SET).
+                    server.dirtySettings = true
                 }
             case FrontendID.flush:
                 if !server.tracker.isEmpty { server.awaitsFlushedReplies = true }

@@ -77,7 +77,11 @@ extension ClientConnection {
             case BackendID.readyForQuery:
                 let byte = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
                 server.status = byte.flatMap(TransactionStatus.init) ?? .idle
-                if disposition == .forward { countRequest(on: server) }
+                if disposition == .forward {
+                    countRequest(on: server)
+                } else if server.tracker.pendingSyncPoints == 0, !server.awaitsFlushedReplies {
+                    server.requestStart = nil  // the pooler's own query (a restore) ended the wait: none goes on
+                }
                 if planRetry != nil {
                     let outcome = finishRecordedBatch(on: server)
                     if outcome.retried {
@@ -254,7 +258,6 @@ extension ClientConnection {
     /// Frames the relay reads whole: ReadyForQuery (status), ParameterStatus (values), CommandComplete (tags that
     /// leave session state), ErrorResponse (stale plans), and the tiny replies the pooler may drop (ParseComplete,
     /// CloseComplete).
-    @inline(__always)
     /// For an ErrorResponse of severity FATAL or PANIC (the server closes the connection after it): its message
     /// and SQLSTATE; nil for any other error.
     static func serverEndingReason(_ payload: ByteBuffer) -> String? {
@@ -264,6 +267,7 @@ extension ClientConnection {
         return "the server ended it: \(fields.message ?? "no message") (\(fields.sqlState ?? "no SQLSTATE"))"
     }
 
+    @inline(__always)
     static func isReadWhole(_ id: UInt8) -> Bool {
         switch id {
         case BackendID.readyForQuery, BackendID.parameterStatus, BackendID.parseComplete, BackendID.closeComplete,

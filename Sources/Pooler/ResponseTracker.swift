@@ -34,7 +34,8 @@ struct ResponseTracker {
         /// `refusal`: a Parse meant to fail, so that the server skips to the client's Sync and rolls back what the
         /// unit did (the pooler refused a message of it); its error is dropped. `restore`: the pooler's own simple
         /// query setting the client's login values again after its RESET; dropped like `query`, except that the
-        /// ParameterStatus it causes reach the client (as PostgreSQL's RESET would report them).
+        /// ParameterStatus it causes reach the client (as PostgreSQL's RESET would report them), and so do
+        /// notifications that arrive meanwhile.
         enum Injected: Equatable { case parse(statement: String), close(statement: String), query, sync, refusal, restore }
     }
 
@@ -204,6 +205,7 @@ struct ResponseTracker {
         }
         if kind.isSyncPoint { pendingSyncPoints += 1 }
         if kind.isClientSyncPoint { pendingClientSyncPoints += 1 }
+        if kind == .injectedRestore { pendingRestores += 1 }
         slots.append(Slot(kind: kind, payload: -1))
     }
 
@@ -233,7 +235,8 @@ struct ResponseTracker {
     /// A frame from the server: decides whether it reaches the client and advances the order.
     mutating func received(_ id: UInt8) -> Disposition {
         if head < slots.count, id != BackendID.readyForQuery,
-           slots[head].kind == .injectedQuery || slots[head].kind == .injectedRestore && id != BackendID.parameterStatus {
+           slots[head].kind == .injectedQuery || slots[head].kind == .injectedRestore && id != BackendID.parameterStatus
+            && id != BackendID.notificationResponse {
             return .drop  // every reply to the pooler's own query, notices included
         }
         switch id {
@@ -312,6 +315,7 @@ struct ResponseTracker {
         copyIn = false
         pendingSyncPoints = 0
         pendingClientSyncPoints = 0
+        pendingRestores = 0
         errorBeforeInjectedSync = false
     }
 
@@ -325,6 +329,7 @@ struct ResponseTracker {
     private mutating func pop() {
         if slots[head].kind.isSyncPoint { pendingSyncPoints -= 1 }
         if slots[head].kind.isClientSyncPoint { pendingClientSyncPoints -= 1 }
+        if slots[head].kind == .injectedRestore { pendingRestores -= 1 }
         head += 1
         if head == slots.count {
             slots.removeAll(keepingCapacity: true)
@@ -372,6 +377,11 @@ struct ResponseTracker {
 
     /// A Sync, Query or FunctionCall of the client's is still unanswered (the pooler's own queries do not count).
     var awaitsClientSyncPoint: Bool { pendingClientSyncPoints > 0 }
+
+    /// The pooler's own restore of login settings (`Injected.restore`) is unanswered: the server is not free to
+    /// take the client's next transaction elsewhere yet. (Counted: the relay asks for every frame.)
+    var awaitsRestore: Bool { pendingRestores > 0 }
+    private var pendingRestores = 0
 
     mutating func takeErrorBeforeInjectedSync() -> Bool {
         defer { errorBeforeInjectedSync = false }

@@ -2,7 +2,8 @@
 /// `SET name TO DEFAULT` (or `= DEFAULT`), `SET TIME ZONE DEFAULT` (or `LOCAL`). PostgreSQL's session default of a setting the client gave in its startup
 /// packet is that value; a server connection's is the pooler's own login's. So after such a command the pooler sets
 /// the client's login values again on that connection (ClientConnection+Relay), as PostgreSQL would have them.
-/// Only a single whole command matches (a trailing semicolon allowed); anything else is left alone.
+/// A single command matches (a trailing semicolon allowed), and a Query of several simple statements that includes
+/// one (asyncpg's pool reset ends with RESET ALL); anything else is left alone.
 import NIOCore
 
 enum SettingsReset: Equatable {
@@ -25,8 +26,24 @@ enum SettingsReset: Equatable {
                 for offset in 0..<length where bytes[index + offset] | 0x20 != pointer[offset] { return false }
                 return true
             }
-            return word("reset") || word("discard") || word("set")
+            if word("reset") || word("discard") || word("set") { return true }
+            // Several statements (asyncpg's pool reset: `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+            // RESET ALL;`): a semicolon with more after it, and the word RESET or DISCARD somewhere.
+            guard let semicolon = bytes.firstIndex(of: UInt8(ascii: ";")),
+                  bytes[(semicolon + 1)...].contains(where: { !isSpace($0) && $0 != UInt8(ascii: ";") && $0 != 0 })
+            else { return false }
+            return contains(bytes, "reset") || contains(bytes, "discard")
         }
+    }
+
+    private static func contains(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {
+        let length = word.utf8CodeUnitCount
+        guard bytes.count >= length else { return false }
+        let pointer = word.utf8Start
+        for start in 0...(bytes.count - length) where bytes[start] | 0x20 == pointer[0] {
+            if (1..<length).allSatisfy({ bytes[start + $0] | 0x20 == pointer[$0] }) { return true }
+        }
+        return false
     }
 
     @inline(__always)
@@ -41,6 +58,26 @@ enum SettingsReset: Equatable {
     }
 
     init?(text: String) {
+        if let single = Self(statement: text) {
+            self = single
+            return
+        }
+        // Several statements: only when nothing in the text could hide a semicolon (literals, quoted names,
+        // comments); RESET ALL or DISCARD ALL among them is a reset of all, else the first RESET name.
+        guard !text.contains(where: { $0 == "'" || $0 == "\"" || $0 == "$" }), !text.contains("--"), !text.contains("/*")
+        else { return nil }
+        let resets = text.split(separator: ";").compactMap { Self(statement: String($0)) }
+        if resets.contains(.all) {
+            self = .all
+        } else if let first = resets.first {
+            self = first
+        } else {
+            return nil
+        }
+    }
+
+    /// One statement (a trailing semicolon allowed).
+    private init?(statement text: String) {
         var words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }).map(String.init)
         if var last = words.last, last.hasSuffix(";") {
             last.removeLast()

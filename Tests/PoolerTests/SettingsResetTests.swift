@@ -15,7 +15,11 @@ final class SettingsResetTests: XCTestCase {
             ("SET TIME ZONE DEFAULT", .one("timezone")), ("set time zone local;", .one("timezone")),
             ("SET TIME ZONE 'UTC'", nil),
             // not resets, or not whole single commands
-            ("SET LOCAL timezone TO DEFAULT", nil), ("SET timezone TO 'UTC'", nil), ("RESET ALL; SELECT 1", nil),
+            ("SET LOCAL timezone TO DEFAULT", nil), ("SET timezone TO 'UTC'", nil),
+            // several statements: asyncpg's pool reset
+            ("SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;", .all),
+            ("RESET ALL; SELECT 1", .all), ("set x = 1; reset timezone", .one("timezone")),
+            ("SELECT 'a;b'; RESET ALL", nil), ("SELECT 1; -- RESET ALL", nil), ("SELECT 1; SELECT 2", nil),
             ("RESET SESSION AUTHORIZATION", nil), ("DISCARD PLANS", nil), ("select 'reset all'", nil),
             ("RESET", nil), ("", nil), ("reset \"a\"b\"", nil),
         ]
@@ -31,7 +35,8 @@ final class SettingsResetTests: XCTestCase {
     }
 
     func testTheFirstLookSkipsOtherStatements() {
-        for text in ["SELECT abalance FROM pgbench_accounts WHERE aid = 1", "set_config('a', 'b', false)", "resetx",
+        for text in ["SELECT abalance FROM pgbench_accounts WHERE aid = 1;", "set_config('a', 'b', false)", "resetx",
+                     "SELECT 1; SELECT 2", "SELECT 'reset';  ",
                      "discarding", "UPDATE t SET x = 1", "settle"] {
             var payload = ByteBufferAllocator().buffer(capacity: 64)
             payload.writeString(text + "\0")

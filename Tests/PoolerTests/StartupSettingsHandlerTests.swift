@@ -150,8 +150,11 @@ final class StartupSettingsHandlerTests: XCTestCase {
         h.send(Backend.commandComplete("DISCARD ALL"), Backend.ready(.idle), to: server)
         h.send(setConfigReply(), to: server)
         XCTAssertEqual(ids(a.drainMessages()), "CZ", "the restore's replies are the pooler's own")
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("RESET ALL; RESET SESSION AUTHORIZATION"),
+                       "the login settings are on the connection again: undone before another client gets it")
+        h.send(Backend.commandComplete("RESET"), Backend.commandComplete("RESET"), Backend.ready(.idle), to: server)
         h.send(Frontend.query("SELECT 1"), to: a)
-        XCTAssertEqual(server.drainOutbound(), restore, "DISCARD ALL: the next lease applies them again")
+        XCTAssertEqual(server.drainOutbound(), restore, "the next lease applies them again")
     }
 
     func testQueryTimeoutCoversAServerThatNeverAnswersTheReplay() {

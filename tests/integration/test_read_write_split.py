@@ -5,6 +5,7 @@ inet_server_port(). Also PgCat's SET SERVER ROLE / SET PRIMARY READS and their S
 import psycopg
 import pytest
 
+from pgwire import RawConn, query_message
 from support import HOST, wait_on_replicas
 
 pytestmark = pytest.mark.pooler_only
@@ -257,3 +258,21 @@ def test_sql_execute_follows_its_prepared_statement(split, cluster, primary):
         with pytest.raises(psycopg.errors.InvalidSqlStatementName):
             c.execute("execute r(1)")
     assert primary.value(f"select count(*) from {table}") == 3
+
+
+def test_a_write_pipelined_after_a_reset_still_goes_to_the_primary(split, cluster, primary):
+    """A client with login settings: its RESET ALL is followed by the pooler's own query setting them again. A
+    write pipelined behind them (one network write: a read, RESET ALL, an INSERT) is routed anew, not sent to the
+    replica the read and the RESET ran on (it would fail there with 25006)."""
+    table = primary.make_table("rw_split_reset")
+    wait_on_replicas(cluster, f"select to_regclass('{table}') is not null", "the table")
+    t = split()
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app", application_name="resetting-client")
+        for i in range(5):
+            c.send(query_message("select pg_is_in_recovery()") + query_message("RESET ALL")
+                   + query_message(f"insert into {table} values ({i}, 'x') returning pg_is_in_recovery()"))
+            results = [c.read_until_ready() for _ in range(3)]
+            assert results[0] == [["t"]], results
+            assert results[2] == [["f"]], results
+    assert primary.value(f"select count(*) from {table}") == 5

@@ -489,3 +489,21 @@ def test_server_killed_mid_statement_inside_transaction_wire_messages(pgcat, pri
             pass
         assert [(e.get("V"), e.get("C")) for e in errors] == [("FATAL", "08006")], (errors, seen)
         assert errors[0]["M"].startswith("server connection lost inside a transaction"), errors[0]
+
+
+def test_session_mode_client_is_ended_when_its_idle_server_connection_is_killed(pgcat, primary):
+    """Session mode: the session's state (settings, temporary tables, LISTEN) lives on its server connection, so
+    when that connection is killed while the client is idle the client's session ends too, with FATAL 08006 naming
+    the server's reason (not a silent switch to a fresh backend that has lost the state)."""
+    t = pgcat(pool_mode="session", pool_size=2, users=["app"])
+    with RawConn(t.host, t.port, timeout=15) as c:
+        c.startup("app", "app", "app")
+        c.query("create temporary table faults_session_tmp (x int)")
+        pid = int(c.query("select pg_backend_pid()")[0][0])
+        assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
+        kind, payload = c.read_message()
+        assert kind == b"E", (kind, payload)
+        fields = parse_error_fields(payload)
+        assert (fields.get("V"), fields.get("C")) == ("FATAL", "08006"), fields
+        assert "terminating connection due to administrator command (57P01)" in fields["M"], fields
+        assert c.wait_closed(5)

@@ -222,7 +222,8 @@ def test_a_reset_brings_back_the_login_values(pgcat, mode):
 
         try:
             assert await values() == login
-            for reset in ("RESET ALL", "DISCARD ALL", "reset all;"):
+            asyncpg_pool_reset = "SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;"
+            for reset in ("RESET ALL", "DISCARD ALL", "reset all;", asyncpg_pool_reset):
                 await conn.execute("set timezone = 'UTC'; set datestyle = 'ISO, MDY'; set application_name = 'x';"
                                    " set statement_timeout = 10")
                 await conn.execute(reset)
@@ -248,3 +249,14 @@ def test_a_reset_brings_back_the_login_values(pgcat, mode):
             await conn.close()
 
     asyncio.run(run())
+
+
+def test_a_discard_all_leaves_no_login_setting_for_the_next_client(pgcat):
+    """After a client's DISCARD ALL the pooler sets that client's login settings again; the connection is reset
+    before another client gets it (one server connection, so the next client gets the same one)."""
+    t = pgcat(pool_size=1)
+    with t.connect(options="-c search_path=pg_catalog -c statement_timeout=4321") as a:
+        a.execute("discard all")
+        assert (show(a, "search_path"), show(a, "statement_timeout")) == ("pg_catalog", "4321ms")
+    with t.connect() as b:
+        assert (show(b, "search_path"), show(b, "statement_timeout")) == ('"$user", public', "0")
