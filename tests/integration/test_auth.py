@@ -143,3 +143,16 @@ def test_psycopg_scram_password_in_conninfo(pgcat):
         assert c.execute("select 1").fetchone() == (1,)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(t.conninfo("app", password="bad"), prepare_threshold=None)
+
+
+@pytest.mark.pooler_only
+def test_server_username_logs_in_to_the_server_as_another_role(pgcat):
+    """`server_username` (and `server_password`): clients log in to the pooler as one user, the pooler logs in to
+    Postgres as another, as PgCat does."""
+    t = pgcat(users={"front_user": {"password": "front-pw", "auth_type": "scram-sha-256", "pool_size": 2,
+                                    "server_username": "app", "server_password": "app"}})
+    with psycopg.connect(host=t.host, port=t.port, user="front_user", password="front-pw", dbname="app",
+                         autocommit=True) as c:
+        assert c.execute("select current_user, session_user").fetchone() == ("app", "app")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(host=t.host, port=t.port, user="front_user", password="app", dbname="app")

@@ -276,3 +276,15 @@ def test_a_write_pipelined_after_a_reset_still_goes_to_the_primary(split, cluste
             assert results[0] == [["t"]], results
             assert results[2] == [["f"]], results
     assert primary.value(f"select count(*) from {table}") == 5
+
+
+def test_query_parser_max_length_sends_longer_texts_to_the_primary(split, cluster):
+    """`query_parser_max_length`: a text longer than it is not parsed and goes to the primary (as unparseable text
+    does); a shorter read still goes to a replica."""
+    t = split(query_parser_max_length=80)
+    with t.connect() as c:
+        short = "select pg_is_in_recovery(), inet_server_port()"
+        assert len(short) <= 80
+        assert where(c, short)[0] is True
+        long = short + " /* " + "x" * 80 + " */"
+        assert where(c, long) == (False, cluster.primary)
