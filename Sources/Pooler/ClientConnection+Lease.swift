@@ -238,7 +238,7 @@ extension ClientConnection {
             let differing = trackedParameters.filter { server.parameters[$0.key] != $0.value }
             let escaping = !differing.isEmpty && server.needsASCIILiterals
             for (name, value) in differing {
-                statements += "SET \(name) TO \(StartupSettings.literal(value, escapingNonASCII: escaping));"
+                statements += StartupSettings.setReported(name, to: value, escapingNonASCII: escaping)
             }
             if differing.isEmpty { server.matchedFingerprint = mine }
         }

@@ -456,12 +456,13 @@ extension ClientConnection {
     /// a reset (SettingsReset) of any of them; nil otherwise.
     func loginSettingsRestore(queryAt index: Int, _ header: FrameHeader, in buffer: ByteBuffer,
                               on server: ServerConnection) -> ByteBuffer? {
-        guard let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize),
-              SettingsReset.mightMatch(payload), let reset = SettingsReset(query: payload) else { return nil }
+        let start = index + FrameHeader.size
+        guard SettingsReset.mightMatch(buffer, payload: start..<(start + header.payloadSize)),
+              let reset = SettingsReset(query: buffer.getSlice(at: start, length: header.payloadSize)!) else { return nil }
         let escaping = server.needsASCIILiterals
         var sql = ""
         for (name, value) in loginTrackedParameters.sorted(by: { $0.key < $1.key }) where reset.covers(name) {
-            sql += "SET \(StartupSettings.identifier(name)) TO \(StartupSettings.literal(value, escapingNonASCII: escaping));"
+            sql += StartupSettings.setReported(name, to: value, escapingNonASCII: escaping)
         }
         sql += StartupSettings.replay(from: [], known: false, to: sessionSettings.filter { reset.covers($0.name) },
                                       escapingNonASCII: escaping)

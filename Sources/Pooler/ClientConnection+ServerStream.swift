@@ -255,9 +255,6 @@ extension ClientConnection {
         }
     }
 
-    /// Frames the relay reads whole: ReadyForQuery (status), ParameterStatus (values), CommandComplete (tags that
-    /// leave session state), ErrorResponse (stale plans), and the tiny replies the pooler may drop (ParseComplete,
-    /// CloseComplete).
     /// For an ErrorResponse of severity FATAL or PANIC (the server closes the connection after it): its message
     /// and SQLSTATE; nil for any other error.
     static func serverEndingReason(_ payload: ByteBuffer) -> String? {
@@ -267,6 +264,9 @@ extension ClientConnection {
         return "the server ended it: \(fields.message ?? "no message") (\(fields.sqlState ?? "no SQLSTATE"))"
     }
 
+    /// Frames the relay reads whole: ReadyForQuery (status), ParameterStatus (values), CommandComplete (tags that
+    /// leave session state), ErrorResponse (stale plans), and the tiny replies the pooler may drop (ParseComplete,
+    /// CloseComplete).
     @inline(__always)
     static func isReadWhole(_ id: UInt8) -> Bool {
         switch id {

@@ -22,7 +22,7 @@ enum QueryLogRedaction {
                 continue
             }
             if byte == UInt8(ascii: "/"), next(bytes, index) == UInt8(ascii: "*") {
-                index = endOfBlockComment(bytes, from: index)
+                index = SQLWords.skipBlockComment(bytes, from: index)
                 output += bytes[start..<index]
                 continue
             }
@@ -42,7 +42,7 @@ enum QueryLogRedaction {
                 continue
             }
             if byte == UInt8(ascii: "\"") {
-                index = endOfQuoted(bytes, from: index, quote: byte, backslashEscapes: false)
+                index = SQLWords.skipQuoted(bytes, from: index, quote: byte, backslashEscapes: false)
                 output += bytes[start..<index]
                 afterPassword = false
                 continue
@@ -90,73 +90,22 @@ enum QueryLogRedaction {
 
     /// Where the string literal starting at `index` ends ('...', E'...', U&'...', $tag$...$tag$), or nil.
     private static func endOfStringLiteral(_ bytes: [UInt8], at index: Int) -> Int? {
-        let byte = bytes[index]
-        if byte == UInt8(ascii: "'") {
-            return endOfQuoted(bytes, from: index, quote: byte, backslashEscapes: false)
+        let byte = bytes[index], quote = UInt8(ascii: "'")
+        if byte == quote {
+            return SQLWords.skipQuoted(bytes, from: index, quote: quote, backslashEscapes: false)
         }
-        if byte | 0x20 == UInt8(ascii: "e"), next(bytes, index) == UInt8(ascii: "'") {
-            return endOfQuoted(bytes, from: index + 1, quote: UInt8(ascii: "'"), backslashEscapes: true)
+        if byte | 0x20 == UInt8(ascii: "e"), next(bytes, index) == quote {
+            return SQLWords.skipQuoted(bytes, from: index + 1, quote: quote, backslashEscapes: true)
         }
         if byte | 0x20 == UInt8(ascii: "u"), next(bytes, index) == UInt8(ascii: "&"), index + 2 < bytes.count,
-           bytes[index + 2] == UInt8(ascii: "'") {
-            return endOfQuoted(bytes, from: index + 2, quote: UInt8(ascii: "'"), backslashEscapes: false)
+           bytes[index + 2] == quote {
+            return SQLWords.skipQuoted(bytes, from: index + 2, quote: quote, backslashEscapes: false)
         }
         if byte == UInt8(ascii: "$") {
-            var tagEnd = index + 1
-            while tagEnd < bytes.count, bytes[tagEnd] != UInt8(ascii: "$") {
-                let b = bytes[tagEnd]
-                guard isWordByte(b), b != UInt8(ascii: "$"), !(tagEnd == index + 1 && b >= 0x30 && b <= 0x39) else {
-                    return nil  // $1 (a parameter) or not a tag
-                }
-                tagEnd += 1
-            }
-            guard tagEnd < bytes.count else { return nil }
-            let tag = bytes[index...tagEnd]
-            var search = tagEnd + 1
-            while search + tag.count <= bytes.count {
-                if bytes[search..<(search + tag.count)].elementsEqual(tag) { return search + tag.count }
-                search += 1
-            }
-            return bytes.count  // unterminated: the rest is the literal
+            // A dollar-quoted body ends with its closing tag's `$`; a `$1` parameter does not.
+            let end = SQLWords.skipDollarQuote(bytes, from: index)
+            return end > index + 1 && bytes[end - 1] == UInt8(ascii: "$") ? end : nil
         }
         return nil
-    }
-
-    /// The index after the closing quote (doubled quotes stay inside; with `backslashEscapes`, `\'` too).
-    private static func endOfQuoted(_ bytes: [UInt8], from start: Int, quote: UInt8, backslashEscapes: Bool) -> Int {
-        var index = start + 1
-        while index < bytes.count {
-            if backslashEscapes, bytes[index] == UInt8(ascii: "\\") {
-                index += 2
-                continue
-            }
-            if bytes[index] == quote {
-                if next(bytes, index) == quote {
-                    index += 2
-                    continue
-                }
-                return index + 1
-            }
-            index += 1
-        }
-        return bytes.count
-    }
-
-    private static func endOfBlockComment(_ bytes: [UInt8], from start: Int) -> Int {
-        var depth = 0
-        var index = start
-        while index < bytes.count {
-            if bytes[index] == UInt8(ascii: "/"), next(bytes, index) == UInt8(ascii: "*") {
-                depth += 1
-                index += 2
-            } else if bytes[index] == UInt8(ascii: "*"), next(bytes, index) == UInt8(ascii: "/") {
-                depth -= 1
-                index += 2
-                if depth == 0 { return index }
-            } else {
-                index += 1
-            }
-        }
-        return bytes.count
     }
 }

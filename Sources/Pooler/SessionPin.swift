@@ -131,19 +131,7 @@ enum SQLWords {
             case UInt8(ascii: "-") where at(index + 1) == UInt8(ascii: "-"):
                 while index < count, bytes[index] != 0x0A { index += 1 }
             case UInt8(ascii: "/") where at(index + 1) == UInt8(ascii: "*"):
-                var depth = 1
-                index += 2
-                while index < count, depth > 0 {
-                    if bytes[index] == UInt8(ascii: "*"), at(index + 1) == UInt8(ascii: "/") {
-                        depth -= 1
-                        index += 2
-                    } else if bytes[index] == UInt8(ascii: "/"), at(index + 1) == UInt8(ascii: "*") {
-                        depth += 1
-                        index += 2
-                    } else {
-                        index += 1
-                    }
-                }
+                index = skipBlockComment(bytes, from: index)
             case UInt8(ascii: "'"):
                 // E'...' escapes were consumed with the E as a word start; treat backslashes conservatively.
                 let escapes = index > 0 && (bytes[index - 1] | 0x20) == UInt8(ascii: "e")
@@ -180,7 +168,28 @@ enum SQLWords {
         isWordStart(byte) || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "$")
     }
 
-    private static func skipQuoted(_ bytes: [UInt8], from start: Int, quote: UInt8, backslashEscapes: Bool) -> Int {
+    /// The index after a `/* ... */` comment starting at `start` (nested ones included), or the end.
+    static func skipBlockComment(_ bytes: [UInt8], from start: Int) -> Int {
+        var depth = 1
+        var index = start + 2
+        while index < bytes.count, depth > 0 {
+            let next: UInt8 = index + 1 < bytes.count ? bytes[index + 1] : 0
+            if bytes[index] == UInt8(ascii: "*"), next == UInt8(ascii: "/") {
+                depth -= 1
+                index += 2
+            } else if bytes[index] == UInt8(ascii: "/"), next == UInt8(ascii: "*") {
+                depth += 1
+                index += 2
+            } else {
+                index += 1
+            }
+        }
+        return index
+    }
+
+    /// The index after the quoted text starting at `start` (its opening quote), doubled quotes inside; with
+    /// `backslashEscapes` (E'') a backslash escapes the next byte. The end when unterminated.
+    static func skipQuoted(_ bytes: [UInt8], from start: Int, quote: UInt8, backslashEscapes: Bool) -> Int {
         var index = start + 1
         while index < bytes.count {
             let byte = bytes[index]
@@ -201,7 +210,7 @@ enum SQLWords {
     }
 
     /// `$tag$ ... $tag$` (tag may be empty); a lone `$1` parameter is just skipped.
-    private static func skipDollarQuote(_ bytes: [UInt8], from start: Int) -> Int {
+    static func skipDollarQuote(_ bytes: [UInt8], from start: Int) -> Int {
         var index = start + 1
         while index < bytes.count, isWordPart(bytes[index]), bytes[index] != UInt8(ascii: "$") { index += 1 }
         guard index < bytes.count, bytes[index] == UInt8(ascii: "$") else { return index }

@@ -1,7 +1,8 @@
 /// A client's Query that puts settings back to their session defaults: `RESET ALL`, `DISCARD ALL`, `RESET name`,
-/// `SET name TO DEFAULT` (or `= DEFAULT`), `SET TIME ZONE DEFAULT` (or `LOCAL`). PostgreSQL's session default of a setting the client gave in its startup
-/// packet is that value; a server connection's is the pooler's own login's. So after such a command the pooler sets
-/// the client's login values again on that connection (ClientConnection+Relay), as PostgreSQL would have them.
+/// `SET name TO DEFAULT` (or `= DEFAULT`), `SET TIME ZONE DEFAULT` (or `LOCAL`). PostgreSQL's session default of a
+/// setting the client gave in its startup packet is that value; a server connection's is the pooler's own login's.
+/// So after such a command the pooler sets the client's login values again on that connection
+/// (ClientConnection+Relay), as PostgreSQL would have them.
 /// A single command matches (a trailing semicolon allowed), and a Query of several simple statements that includes
 /// one (asyncpg's pool reset ends with RESET ALL); anything else is left alone.
 import NIOCore
@@ -14,26 +15,35 @@ enum SettingsReset: Equatable {
 
     /// Cheap first look at a Query payload (no allocation; runs for every short Query of a client with login
     /// settings): does its first word read RESET, DISCARD or SET?
-    @inline(__always)
     static func mightMatch(_ query: ByteBuffer) -> Bool {
-        query.withUnsafeReadableBytes { bytes in
-            var index = 0
-            while index < bytes.count, isSpace(bytes[index]) { index += 1 }
-            func word(_ expected: StaticString) -> Bool {
-                let length = expected.utf8CodeUnitCount
-                guard bytes.count - index > length, isSpace(bytes[index + length]) else { return false }
-                let pointer = expected.utf8Start
-                for offset in 0..<length where bytes[index + offset] | 0x20 != pointer[offset] { return false }
-                return true
-            }
-            if word("reset") || word("discard") || word("set") { return true }
-            // Several statements (asyncpg's pool reset: `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
-            // RESET ALL;`): a semicolon with more after it, and the word RESET or DISCARD somewhere.
-            guard let semicolon = bytes.firstIndex(of: UInt8(ascii: ";")),
-                  bytes[(semicolon + 1)...].contains(where: { !isSpace($0) && $0 != UInt8(ascii: ";") && $0 != 0 })
-            else { return false }
-            return contains(bytes, "reset") || contains(bytes, "discard")
+        query.withUnsafeReadableBytes { mightMatch($0) }
+    }
+
+    /// The same for the Query payload at `range` of `buffer` (the relay's frames, read without a slice).
+    @inline(__always)
+    static func mightMatch(_ buffer: ByteBuffer, payload range: Range<Int>) -> Bool {
+        buffer.withUnsafeReadableBytes { raw in
+            mightMatch(UnsafeRawBufferPointer(rebasing: raw[(range.lowerBound - buffer.readerIndex)..<(range.upperBound - buffer.readerIndex)]))
         }
+    }
+
+    private static func mightMatch(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var index = 0
+        while index < bytes.count, isSpace(bytes[index]) { index += 1 }
+        func word(_ expected: StaticString) -> Bool {
+            let length = expected.utf8CodeUnitCount
+            guard bytes.count - index > length, isSpace(bytes[index + length]) else { return false }
+            let pointer = expected.utf8Start
+            for offset in 0..<length where bytes[index + offset] | 0x20 != pointer[offset] { return false }
+            return true
+        }
+        if word("reset") || word("discard") || word("set") { return true }
+        // Several statements (asyncpg's pool reset: `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+        // RESET ALL;`): a semicolon with more after it, and the word RESET or DISCARD somewhere.
+        guard let semicolon = bytes.firstIndex(of: UInt8(ascii: ";")),
+              bytes[(semicolon + 1)...].contains(where: { !isSpace($0) && $0 != UInt8(ascii: ";") && $0 != 0 })
+        else { return false }
+        return contains(bytes, "reset") || contains(bytes, "discard")
     }
 
     private static func contains(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {
@@ -78,12 +88,7 @@ enum SettingsReset: Equatable {
 
     /// One statement (a trailing semicolon allowed).
     private init?(statement text: String) {
-        var words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }).map(String.init)
-        if var last = words.last, last.hasSuffix(";") {
-            last.removeLast()
-            words[words.count - 1] = last
-            if last.isEmpty { words.removeLast() }
-        }
+        let words = StatementCommand.words(of: text)
         let lowered = words.map { $0.lowercased() }
         switch lowered.first {
         case "reset" where lowered.count == 2:
@@ -98,16 +103,17 @@ enum SettingsReset: Equatable {
             self = .all
         case "set":
             // SET [SESSION] name TO|= DEFAULT (SET LOCAL lasts only the transaction: not a session default)
-            var rest = Array(words.dropFirst())
-            if rest.first?.lowercased() == "session" { rest.removeFirst() }
-            // SET TIME ZONE DEFAULT | LOCAL: TimeZone's own syntax
-            if rest.map({ $0.lowercased() }) == ["time", "zone", "default"] || rest.map({ $0.lowercased() }) == ["time", "zone", "local"] {
-                self = .one("timezone")
-                return
+            let skipped = lowered.count > 1 && lowered[1] == "session" ? 2 : 1
+            let rest = Array(words.dropFirst(skipped)), restLowered = Array(lowered.dropFirst(skipped))
+            guard restLowered.count == 3 else { return nil }
+            if restLowered[0] == "time", restLowered[1] == "zone", ["default", "local"].contains(restLowered[2]) {
+                self = .one("timezone")  // SET TIME ZONE DEFAULT | LOCAL: TimeZone's own syntax
+            } else if ["to", "="].contains(restLowered[1]), restLowered[2] == "default",
+                      let name = Self.settingName(rest[0]) {
+                self = .one(name)
+            } else {
+                return nil
             }
-            guard rest.count == 3, ["to", "="].contains(rest[1].lowercased()), rest[2].lowercased() == "default",
-                  let name = Self.settingName(rest[0]) else { return nil }
-            self = .one(name)
         default:
             return nil
         }

@@ -102,6 +102,11 @@ struct StartupSettings: Equatable {
         return sql
     }
 
+    /// `SET name TO 'value';` for a reported parameter (its name is one of the tracked spellings: no quoting).
+    static func setReported(_ name: String, to value: String, escapingNonASCII: Bool) -> String {
+        "SET \(name) TO \(literal(value, escapingNonASCII: escapingNonASCII));"
+    }
+
     /// `pg_catalog.set_config(name, value, isLocal)`.
     private static func setConfig(_ setting: SessionSetting, isLocal: Bool, escapingNonASCII: Bool) -> String {
         "pg_catalog.set_config(\(literal(setting.name, escapingNonASCII: escapingNonASCII)), "

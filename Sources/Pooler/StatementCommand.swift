@@ -28,17 +28,23 @@ enum StatementCommand: Equatable {
         }
     }
 
-    /// `query` is a Query message payload (SQL text, NUL-terminated). Only a single, whole command matches.
-    init?(query: ByteBuffer) {
-        guard query.readableBytes < Self.maxTrackedLength,
-              var text = query.getString(at: query.readerIndex, length: query.readableBytes) else { return nil }
-        if text.hasSuffix("\0") { text.removeLast() }
+    /// A one-statement command's words as written, split at white space, a trailing semicolon removed.
+    static func words(of text: String) -> [String] {
         var words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }).map(String.init)
         if var last = words.last, last.hasSuffix(";") {
             last.removeLast()
             words[words.count - 1] = last
             if last.isEmpty { words.removeLast() }
         }
+        return words
+    }
+
+    /// `query` is a Query message payload (SQL text, NUL-terminated). Only a single, whole command matches.
+    init?(query: ByteBuffer) {
+        guard query.readableBytes < Self.maxTrackedLength,
+              var text = query.getString(at: query.readerIndex, length: query.readableBytes) else { return nil }
+        if text.hasSuffix("\0") { text.removeLast() }
+        let words = Self.words(of: text)
         guard let first = words.first?.lowercased() else { return nil }
         if first == "prepare" || first == "execute", words.count >= 2 {
             // The name ends at whitespace or "(": PREPARE q(int) AS ..., EXECUTE q(1)

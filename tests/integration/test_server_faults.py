@@ -360,6 +360,15 @@ def test_saturated_replica_gives_57014_and_is_never_banned(pgcat, cluster):
 # The pooler keeps it and names it in its 08006 (stop 24; these tests failed before).
 
 
+def terminate_backend_running(primary, marker: str) -> int:
+    """Waits for the statement containing `marker` to run on the server, terminates its backend; returns the pid."""
+    find = ("select pid from pg_stat_activity where state = 'active' and query like %s and pid <> pg_backend_pid()")
+    pid = wait_for(lambda: primary.value(find, (f"%{marker}%",)), 10)
+    assert pid, "the statement never started on the server"
+    assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
+    return pid
+
+
 def run_until_killed(primary, conn, sql: str, marker: str, begin: bool) -> tuple[BaseException | None, float, int]:
     """Runs `sql` (containing `marker`) on `conn` in a thread, terminates its backend with pg_terminate_backend once
     it runs, and returns (the client's exception, seconds from the kill to the client's answer, the backend pid)."""
@@ -377,14 +386,22 @@ def run_until_killed(primary, conn, sql: str, marker: str, begin: bool) -> tuple
 
     th = threading.Thread(target=client, daemon=True)
     th.start()
-    find = ("select pid from pg_stat_activity where state = 'active' and query like %s and pid <> pg_backend_pid()")
-    pid = wait_for(lambda: primary.value(find, (f"%{marker}%",)), 10)
-    assert pid, "the statement never started on the server"
+    pid = terminate_backend_running(primary, marker)
     killed = time.monotonic()
-    assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
     th.join(15)
     assert not th.is_alive(), "the client hung after its server connection was killed mid-statement"
     return outcome.get("error"), outcome["done"] - killed, pid
+
+
+def assert_connection_lost(error, waited: float, kind: type, severity: str, message_start: str) -> None:
+    """The client's exception for a killed statement: `kind`, `severity` 08006 starting `message_start`, at once."""
+    assert error is not None, "the killed statement reported success"
+    assert isinstance(error, kind), repr(error)
+    d = error.diag
+    assert (d.severity_nonlocalized, d.sqlstate) == (severity, "08006"), \
+        f"{type(error).__name__} severity={d.severity_nonlocalized} sqlstate={d.sqlstate}: {str(error).strip()}"
+    assert (d.message_primary or "").startswith(message_start), d.message_primary
+    assert waited < 5, f"the error came {waited:.1f}s after the kill"
 
 
 def test_server_killed_mid_statement_outside_transaction_is_error_08006_and_session_kept(pgcat, primary):
@@ -395,13 +412,7 @@ def test_server_killed_mid_statement_outside_transaction_is_error_08006_and_sess
     with t.connect() as c:
         error, waited, pid = run_until_killed(primary, c, "select pg_sleep(10) /* faults_outside_txn */",
                                               "faults_outside_txn", begin=False)
-        assert error is not None, "the killed statement reported success"
-        assert isinstance(error, psycopg.Error), repr(error)
-        d = error.diag
-        assert (d.severity_nonlocalized, d.sqlstate) == ("ERROR", "08006"), \
-            f"{type(error).__name__} severity={d.severity_nonlocalized} sqlstate={d.sqlstate}: {str(error).strip()}"
-        assert (d.message_primary or "").startswith("server connection lost"), d.message_primary
-        assert waited < 5, f"the error came {waited:.1f}s after the kill"
+        assert_connection_lost(error, waited, psycopg.Error, "ERROR", "server connection lost")
         assert not c.closed and not c.broken, "the client was disconnected although it was outside a transaction"
         assert c.execute("select 41 + 1").fetchone() == (42,)
         assert c.execute("select pg_backend_pid()").fetchone()[0] != pid
@@ -418,11 +429,7 @@ def test_server_killed_mid_statement_outside_transaction_wire_messages(pgcat, pr
     with RawConn(t.host, t.port, timeout=15) as c:
         c.startup("app", "app", "app")
         c.send(query_message("select pg_sleep(10) /* faults_outside_wire */"))
-        pid = wait_for(lambda: primary.value(
-            "select pid from pg_stat_activity where state = 'active' and query like %s and pid <> pg_backend_pid()",
-            ("%faults_outside_wire%",)), 10)
-        assert pid
-        assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
+        terminate_backend_running(primary, "faults_outside_wire")
         errors, seen = [], []
         while True:
             kind, payload = c.read_message()
@@ -448,13 +455,8 @@ def test_server_killed_mid_statement_inside_transaction_is_fatal_08006(pgcat, pr
     try:
         error, waited, pid = run_until_killed(primary, c, "select pg_sleep(10) /* faults_inside_txn */",
                                               "faults_inside_txn", begin=True)
-        assert error is not None, "the killed statement reported success"
-        assert isinstance(error, psycopg.OperationalError), repr(error)
-        d = error.diag
-        assert (d.severity_nonlocalized, d.sqlstate) == ("FATAL", "08006"), \
-            f"{type(error).__name__} severity={d.severity_nonlocalized} sqlstate={d.sqlstate}: {str(error).strip()}"
-        assert (d.message_primary or "").startswith("server connection lost inside a transaction"), d.message_primary
-        assert waited < 5, f"the error came {waited:.1f}s after the kill"
+        assert_connection_lost(error, waited, psycopg.OperationalError, "FATAL",
+                               "server connection lost inside a transaction")
         with pytest.raises(psycopg.OperationalError):  # disconnected: nothing more runs on this session
             c.execute("select 1")
     finally:
@@ -472,11 +474,7 @@ def test_server_killed_mid_statement_inside_transaction_wire_messages(pgcat, pri
         c.query("begin")
         assert c.txn_status == "T"
         c.send(query_message("select pg_sleep(10) /* faults_inside_wire */"))
-        pid = wait_for(lambda: primary.value(
-            "select pid from pg_stat_activity where state = 'active' and query like %s and pid <> pg_backend_pid()",
-            ("%faults_inside_wire%",)), 10)
-        assert pid
-        assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
+        terminate_backend_running(primary, "faults_inside_wire")
         errors, seen = [], []
         try:
             while True:
