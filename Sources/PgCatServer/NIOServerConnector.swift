@@ -52,6 +52,13 @@ struct NIOServerConnector: ServerConnector {
         return descriptor
     }
 
+    var shutsDownOutput: Bool { true }
+
+    func shutdownOutput(of channel: Channel) -> Bool {
+        guard let descriptor = ChannelDescriptor.plaintextTCP(channel) else { return false }
+        return shutdown(descriptor, CInt(SHUT_WR)) == 0
+    }
+
     @discardableResult
     func sendCancel(host: String, port: Int, key: BackendKeyData, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         open(host: host, port: port, on: eventLoop, timeout: .seconds(5)) { $0.eventLoop.makeSucceededVoidFuture() }

@@ -297,14 +297,19 @@ extension ClientConnection {
             failRequest(.connectionFailure, "server connection lost: \(reason)")
             return
         }
-        if inTransaction {
-            fatal(.connectionFailure, "server connection lost inside a transaction: \(reason)")
-            return
-        }
-        if !releasesAfterTransaction {
+        if inTransaction || !releasesAfterTransaction {
             // Session mode or a pinned session: the session's state (settings, temporary tables, LISTEN, locks)
             // went with the connection, so the client's session ends too, also when it was idle.
-            fatal(.connectionFailure, "server connection lost, and with it this session's state: \(reason)")
+            let message = inTransaction ? "server connection lost inside a transaction: \(reason)"
+                : "server connection lost, and with it this session's state: \(reason)"
+            if pending == 0, !unsynced, !scanner.isMidFrame, (inbox?.readableBytes ?? 0) == 0 {
+                // The client awaits nothing: it gets the FATAL as the answer to its next message. Sent now, it can
+                // reach libpq together with the last ReadyForQuery; libpq then takes it for a notice while idle,
+                // and the next query reports only "server closed the connection unexpectedly".
+                lostSessionMessage = message
+                return
+            }
+            fatal(.connectionFailure, message)
             return
         }
         if pending > 0 || unsynced {

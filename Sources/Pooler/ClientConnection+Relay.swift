@@ -311,6 +311,16 @@ extension ClientConnection {
         guard let header = FrameHeader.peek(buffer, at: buffer.readerIndex) else { return false }
         try header.validate(limit: maxMessageSize)
         try check(header)
+        if let lost = lostSessionMessage {
+            lostSessionMessage = nil
+            buffer.clear()
+            if header.id == FrontendID.terminate {
+                closeClient()
+            } else {
+                fatal(.connectionFailure, lost)
+            }
+            return false
+        }
         if idleTimeoutFired {
             idleTimeoutFired = false
             sendError(.idleInTransactionSessionTimeout, "idle transaction timeout")

@@ -117,6 +117,9 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var statementTimer: Scheduled<Void>?
     /// The idle-in-transaction timeout fired; the next message is answered with 25P03.
     var idleTimeoutFired = false
+    /// The server connection of this idle client's transaction or session was lost: its next message is answered
+    /// with this FATAL 08006 (ClientConnection+Lease `serverClosed`).
+    var lostSessionMessage: String?
     /// After an error the pooler sent itself: drop messages up to the next Sync/Query, then ReadyForQuery.
     var discardUntilSync = false
     var scanner = FrameStreamScanner()
@@ -248,6 +251,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
 
     /// What the client sent (through the pipeline, or straight from the socket: `startDirectWrites`).
     func directRead(_ incoming: ByteBuffer) {
+        if case .closed = phase { return }  // (lingering after a FATAL: see closeClientAfterMessage)
         if var pending = inbox {
             inbox = nil  // the only reference: appending does not copy what is already there (a large frame in
                          // many reads would be copied once per read)
@@ -357,7 +361,41 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         MessageEncoder.errorResponse(severity: .fatal, state: state, message: message, into: &buffer)
         write(buffer)
         flushIfNeeded()
-        closeClient()
+        closeClientAfterMessage()
+    }
+
+    /// How long a client that was sent a FATAL may keep its socket open: until it closes, or this much later.
+    static let fatalLinger: TimeAmount = .seconds(5)
+
+    /// Ends the session after a FATAL the way a reader of it needs. A plain close would answer anything the client
+    /// sends afterwards (or already sent, unread) with a reset, and a client that had not read the FATAL yet (libpq
+    /// idle in a transaction, sending its next query) then reports only "server closed the connection
+    /// unexpectedly". So the output is ended (FIN after the FATAL), what the client still sends is read and dropped,
+    /// and the socket closes when the client closes it, or after `fatalLinger`. Everything the session held is
+    /// released at once.
+    func closeClientAfterMessage() {
+        guard let context else { return }
+        let connector = runtime.connector
+        guard !tlsActive, connector.shutsDownOutput else {
+            closeClient()
+            return
+        }
+        flushIfNeeded()
+        if clientReadsPaused { setClientReadEnabled(true, context: context) }
+        let channel = context.channel
+        // An empty write behind everything NIO holds: once it completes, the FATAL is all in the kernel.
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(ByteBuffer()), promise: written)
+        writer.stop()
+        clientGone()
+        written.futureResult.whenComplete { result in
+            // (still open here, on the channel's loop: the descriptor is still this channel's)
+            guard case .success = result, channel.isActive, connector.shutdownOutput(of: channel) else {
+                channel.close(promise: nil)
+                return
+            }
+            channel.eventLoop.scheduleTask(in: Self.fatalLinger) { channel.close(promise: nil) }
+        }
     }
 
     func closeClient() {

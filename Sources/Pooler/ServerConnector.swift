@@ -16,10 +16,18 @@ public protocol ServerConnector: Sendable {
     /// be the channel's only inbound handler. nil keeps every read and write in NIO. Called on the channel's loop,
     /// after any TLS negotiation.
     func startDirectIO(of channel: Channel, readsTo receiver: DirectReadReceiver) -> CInt?
+    /// Ends the output of a plaintext TCP channel (shutdown(SHUT_WR): a FIN after what the kernel holds) and keeps
+    /// it open for reading. False where that cannot be done (TLS, not TCP); the caller then closes the channel.
+    /// Called on the channel's loop once NIO holds nothing more to write.
+    func shutdownOutput(of channel: Channel) -> Bool
+    /// Whether `shutdownOutput(of:)` can ever succeed (test connectors: no).
+    var shutsDownOutput: Bool { get }
 }
 
 extension ServerConnector {
     public func startDirectIO(of channel: Channel, readsTo receiver: DirectReadReceiver) -> CInt? { nil }
+    public func shutdownOutput(of channel: Channel) -> Bool { false }
+    public var shutsDownOutput: Bool { false }
 }
 
 /// A handler that can take its channel's reads without the pipeline walk: the same calls as `channelRead` and

@@ -439,14 +439,38 @@ final class ClientConnectionHandlerTests: XCTestCase {
         let h = PoolerHarness()
         let (a, server) = h.loginFirstClient()
         begin(h, a, on: server)
+        h.send(Frontend.query("SELECT 1"), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 1"))
 
-        server.close(promise: nil)
+        server.close(promise: nil)  // while the client waits for its answer: the FATAL is that answer
         h.loop.run()
         let messages = a.drainMessages()
         XCTAssertEqual(ids(messages), "E")
         assertError(messages.first, severity: "FATAL", code: "08006")
         XCTAssertFalse(a.isActive)
         XCTAssertEqual(h.pool.counts().idle + h.pool.counts().active, 0, "the connection is discarded")
+    }
+
+    /// Idle inside its transaction, the client is sent nothing (libpq may take a FATAL arriving with the last
+    /// ReadyForQuery for a notice): its next message is answered with the FATAL.
+    func testServerClosingWhileTheClientIsIdleInTransactionAnswersItsNextMessageWithFatal08006() {
+        let h = PoolerHarness()
+        let (a, server) = h.loginFirstClient()
+        begin(h, a, on: server)
+
+        server.close(promise: nil)
+        h.loop.run()
+        XCTAssertEqual(ids(a.drainMessages()), "", "nothing is sent to a client that awaits nothing")
+        XCTAssertTrue(a.isActive)
+        XCTAssertEqual(h.pool.counts().idle + h.pool.counts().active, 0, "the connection is discarded")
+
+        h.send(Frontend.query("INSERT INTO t VALUES (1)"), to: a)
+        let messages = a.drainMessages()
+        XCTAssertEqual(ids(messages), "E")
+        assertError(messages.first, severity: "FATAL", code: "08006")
+        XCTAssertEqual(messages.first?.errorFields["M"]?.hasPrefix("server connection lost inside a transaction"), true)
+        XCTAssertFalse(a.isActive)
+        XCTAssertEqual(h.pool.counts().idle + h.pool.counts().active, 0, "no server is checked out for it")
     }
 
     func testServerClosingOutsideTransactionGivesError08006AndKeepsTheClient() {

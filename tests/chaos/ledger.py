@@ -39,6 +39,9 @@ class Ledger:
     error_samples: dict = field(default_factory=dict)
     # errors that mean the byte stream from the pooler was garbled (libpq lost its place in it); never acceptable
     garbled: list = field(default_factory=list)
+    # connections that ended with no message from the pooler (libpq: "server closed the connection unexpectedly");
+    # the pooler always says why it ends a session, also when the client was idle (stop 25)
+    unexplained: list = field(default_factory=list)
     slowest: float = 0.0
     commit_times: list = field(default_factory=list)  # monotonic time of every commit, in order
     started_at: float = 0.0
@@ -97,6 +100,8 @@ class Ledger:
                 self.error_samples.setdefault(error, message[:300])
                 if any(sign in message for sign in GARBLED_STREAM):  # (the whole text: libpq appends these)
                     self.garbled.append(message)
+                if "server closed the connection unexpectedly" in message:
+                    self.unexplained.append(message)
 
     def _doing(self, worker: int, op: str | None) -> None:
         with self._lock:
@@ -169,6 +174,7 @@ class Ledger:
         assert not lost, f"{len(lost)} committed writes lost: {sorted(lost)[:10]}"
         assert not phantom, f"{len(phantom)} writes present that never committed: {sorted(phantom)[:10]}"
         assert not self.garbled, f"clients saw a garbled stream from the pooler: {self.garbled[:3]}"
+        assert not self.unexplained, f"the pooler closed clients without a message: {self.unexplained[:3]}"
         assert self.slowest < CLIENT_TIMEOUT + 5, f"an operation took {self.slowest:.1f}s"
         return {"committed": len(self.committed), "ambiguous": len(self.ambiguous), "errors": dict(self.errors),
                 "slowest_s": round(self.slowest, 2), "error_samples": dict(self.error_samples)}

@@ -487,21 +487,96 @@ def test_server_killed_mid_statement_inside_transaction_wire_messages(pgcat, pri
             pass
         assert [(e.get("V"), e.get("C")) for e in errors] == [("FATAL", "08006")], (errors, seen)
         assert errors[0]["M"].startswith("server connection lost inside a transaction"), errors[0]
+        assert_ended_without_reset(c)
+
+
+def wait_until_pooler_noticed_loss(t, before: int) -> None:
+    """Until the pooler logged one more lost server connection than `before`."""
+    assert wait_for(lambda: t.log().count("server connection lost") > before, 10), \
+        "the pooler never noticed that the server connection was killed"
+
+
+def assert_nothing_sent(c: RawConn, seconds: float = 0.5) -> None:
+    """No unsolicited message reaches the idle client (libpq can take a FATAL that arrives right behind the last
+    ReadyForQuery for a notice, and then reports only "server closed the connection unexpectedly")."""
+    c.sock.settimeout(seconds)
+    try:
+        data = c.sock.recv(65536)
+    except socket.timeout:
+        data = None
+    finally:
+        c.sock.settimeout(15)
+    assert data is None, f"the idle client was sent {data!r} (or EOF) before it asked anything"
+
+
+def assert_next_query_gets_fatal(c: RawConn, message_start: str) -> None:
+    c.send(query_message("select 1"))
+    kind, payload = c.read_message()
+    assert kind == b"E", (kind, payload)
+    fields = parse_error_fields(payload)
+    assert (fields.get("V"), fields.get("C")) == ("FATAL", "08006"), fields
+    assert fields["M"].startswith(message_start), fields
+    assert "terminating connection due to administrator command (57P01)" in fields["M"], fields
+    assert_ended_without_reset(c)
+
+
+def assert_ended_without_reset(c: RawConn) -> None:
+    """After a FATAL the pooler ends its output (FIN) and still takes what the client sends: a client that had not
+    read the FATAL yet gets no reset for its next message, which would lose the unread FATAL on some systems."""
+    c.send(query_message("select 2"))  # after the FIN
+    time.sleep(0.3)
+    assert c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0, "the pooler answered with a reset"
+    assert c.sock.recv(65536) == b""
 
 
 def test_session_mode_client_is_ended_when_its_idle_server_connection_is_killed(pgcat, primary):
     """Session mode: the session's state (settings, temporary tables, LISTEN) lives on its server connection, so
     when that connection is killed while the client is idle the client's session ends too, with FATAL 08006 naming
-    the server's reason (not a silent switch to a fresh backend that has lost the state)."""
+    the server's reason (not a silent switch to a fresh backend that has lost the state). The FATAL answers the
+    client's next message: sent while the client is idle, libpq can drop it (stop 25)."""
     t = pgcat(pool_mode="session", pool_size=2, users=["app"])
     with RawConn(t.host, t.port, timeout=15) as c:
         c.startup("app", "app", "app")
         c.query("create temporary table faults_session_tmp (x int)")
         pid = int(c.query("select pg_backend_pid()")[0][0])
+        lost_before = t.log().count("server connection lost")
         assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
-        kind, payload = c.read_message()
-        assert kind == b"E", (kind, payload)
-        fields = parse_error_fields(payload)
-        assert (fields.get("V"), fields.get("C")) == ("FATAL", "08006"), fields
-        assert "terminating connection due to administrator command (57P01)" in fields["M"], fields
-        assert c.wait_closed(5)
+        wait_until_pooler_noticed_loss(t, lost_before)
+        assert_nothing_sent(c)
+        assert_next_query_gets_fatal(c, "server connection lost, and with it this session's state")
+
+
+def test_client_idle_in_transaction_gets_the_fatal_with_its_next_message(pgcat, primary):
+    """Transaction mode, a client idle inside a transaction whose server connection is killed: nothing is sent
+    while it is idle; its next message is answered with FATAL 08006 `server connection lost inside a transaction`
+    naming the server's reason, and the connection closes. Before stop 25 the FATAL was sent at once, and libpq
+    clients whose last ReadyForQuery arrived with it reported only "server closed the connection unexpectedly"."""
+    t = pgcat(pool_size=2, users=["app"])
+    with RawConn(t.host, t.port, timeout=15) as c:
+        c.startup("app", "app", "app")
+        c.query("begin")
+        pid = int(c.query("select pg_backend_pid()")[0][0])
+        lost_before = t.log().count("server connection lost")
+        assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
+        wait_until_pooler_noticed_loss(t, lost_before)
+        assert_nothing_sent(c)
+        assert_next_query_gets_fatal(c, "server connection lost inside a transaction")
+    with t.connect() as n:  # the pool serves the next client
+        assert n.execute("select 1").fetchone() == (1,)
+
+
+def test_client_idle_in_transaction_whose_server_died_can_still_terminate_quietly(pgcat, primary):
+    """A client that leaves (Terminate) after its idle transaction's server connection was killed is simply
+    closed, and no client is left behind in SHOW CLIENTS."""
+    t = pgcat(pool_size=2, users=["app"])
+    with RawConn(t.host, t.port, timeout=15) as c:
+        c.startup("app", "app", "app")
+        c.query("begin")
+        pid = int(c.query("select pg_backend_pid()")[0][0])
+        lost_before = t.log().count("server connection lost")
+        assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
+        wait_until_pooler_noticed_loss(t, lost_before)
+        c.send(b"X\x00\x00\x00\x04")
+        assert c.sock.recv(65536) == b"", "the pooler answered a Terminate"
+    with admin(t) as a:
+        assert wait_for(lambda: not [r for r in show(a, "CLIENTS") if r["database"] == "app"], 5), show(a, "CLIENTS")
