@@ -21,8 +21,10 @@ struct Runner {
         server.runtime.reloadHandler = { Self.load(path, logger: logger) }
         // Admin SHUTDOWN takes the same way as a signal (PgCat sends itself SIGINT).
         server.runtime.shutdownHandler = { kill(getpid(), SIGINT) }
-        try await server.start()
+        // Trapped before the listener opens: a signal that arrives once clients can connect must never meet the
+        // default action (SIGTERM would kill instead of drain). Signals during the start wait in the sequence.
         let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sigquit, .sighup)
+        try await server.start()
         var draining: Task<Void, Never>?
         for await signal in signals {
             if signal == .sighup {

@@ -5,12 +5,13 @@ SIGINT/SIGTERM drain and the second SIGTERM."""
 
 import signal
 import socket
+import subprocess
 import time
 
 import psycopg
 import pytest
 
-from support import HOST
+from support import HOST, PGCAT_BIN, build_config, free_port, to_yaml
 
 pytestmark = pytest.mark.pooler_only
 
@@ -60,3 +61,31 @@ def test_sigquit_ends_a_drain_at_once(pgcat):
     assert t.proc.wait(timeout=5) == 0
     assert time.monotonic() - started < 2
     busy.close()
+
+
+def test_sigterm_the_moment_the_port_accepts_drains_and_exits_0(cluster, tmp_path):
+    """Signals are trapped before the listener opens (stop 25): a SIGTERM sent as soon as a client can connect is
+    a graceful shutdown (exit 0), never the default action that kills the process (-15). Before, the signal
+    handlers were installed after the start, and a SIGTERM in between killed the pooler."""
+    for n in range(12):
+        port = free_port()
+        path = tmp_path / f"early-{n}.yaml"
+        path.write_text(to_yaml(build_config(cluster, port, users=["app"])))
+        proc = subprocess.Popen([PGCAT_BIN, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                assert proc.poll() is None, f"the pooler exited with {proc.returncode} before listening"
+                try:
+                    socket.create_connection((HOST, port), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the pooler never listened"
+                    time.sleep(0.0005)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0, f"round {n}: SIGTERM right after the listener opened"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
