@@ -21,6 +21,8 @@ struct ClientAuthStateMachine {
         case md5(salt: [UInt8], password: String?)
         /// AuthenticationSASL sent; the client's choice of mechanism decides the machine.
         case scramStart
+        /// The SASLInitialResponse carried no data: an empty challenge was sent, the next message is client-first.
+        case scramAwaitingClientFirst(SCRAMServerStateMachine)
         case scramContinue(SCRAMServerStateMachine)
         case done
     }
@@ -111,18 +113,19 @@ struct ClientAuthStateMachine {
                 return .fail(.protocolViolation, "client selected an invalid SASL authentication mechanism")
             }
             let usable = known && (verifier != nil)
-            var machine = SCRAMServerStateMachine(username: user, verifier: usable ? verifier : nil,
+            let machine = SCRAMServerStateMachine(username: user, verifier: usable ? verifier : nil,
                                                   serverNonce: AuthNonce.random(), channelBinding: binding)
-            switch machine.receiveClientFirst(data) {
-            case .success(let serverFirst):
-                state = .scramContinue(machine)
-                var buffer = allocator.buffer(capacity: serverFirst.count + 16)
-                MessageEncoder.authentication(AuthenticationCode.saslContinue, data: serverFirst, into: &buffer)
+            guard let data else {
+                // No initial response (length -1): as PostgreSQL does, an empty challenge, which the client answers
+                // with what the initial response would have carried.
+                state = .scramAwaitingClientFirst(machine)
+                var buffer = allocator.buffer(capacity: 16)
+                MessageEncoder.authentication(AuthenticationCode.saslContinue, data: [], into: &buffer)
                 return .send(buffer)
-            case .failure(let error):
-                state = .done
-                return Self.refusal(error)
             }
+            return receiveClientFirst(data, machine: machine)
+        case .scramAwaitingClientFirst(let machine):
+            return receiveClientFirst(PasswordPayload.saslResponse(payload), machine: machine)
         case .scramContinue(var machine):
             state = .done
             switch machine.receiveClientFinal(PasswordPayload.saslResponse(payload)) {
@@ -138,6 +141,20 @@ struct ClientAuthStateMachine {
         case .initial, .done:
             state = .done
             return .fail(.protocolViolation, "unexpected password message")
+        }
+    }
+
+    private mutating func receiveClientFirst(_ data: [UInt8], machine: SCRAMServerStateMachine) -> Action {
+        var machine = machine
+        switch machine.receiveClientFirst(data) {
+        case .success(let serverFirst):
+            state = .scramContinue(machine)
+            var buffer = allocator.buffer(capacity: serverFirst.count + 16)
+            MessageEncoder.authentication(AuthenticationCode.saslContinue, data: serverFirst, into: &buffer)
+            return .send(buffer)
+        case .failure(let error):
+            state = .done
+            return Self.refusal(error)
         }
     }
 }

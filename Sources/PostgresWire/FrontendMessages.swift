@@ -9,13 +9,14 @@ public enum PasswordPayload {
         return value
     }
 
-    /// SASLInitialResponse: mechanism name, Int32 length (-1 = none), data.
-    public static func saslInitial(_ payload: ByteBuffer) throws(WireError) -> (mechanism: String, data: [UInt8]) {
+    /// SASLInitialResponse: mechanism name, Int32 length (-1 = none: data nil), data.
+    public static func saslInitial(_ payload: ByteBuffer) throws(WireError) -> (mechanism: String, data: [UInt8]?) {
         var payload = payload
         guard let mechanism = payload.readNullTerminatedString(), let length = payload.readInteger(as: Int32.self) else {
             throw .malformed("SASLInitialResponse")
         }
-        if length < 0 { return (mechanism, []) }
+        if length == -1 { return (mechanism, nil) }
+        guard length >= 0 else { throw .malformed("SASLInitialResponse length") }
         guard let data = payload.readBytes(length: Int(length)) else { throw .malformed("SASLInitialResponse data") }
         return (mechanism, data)
     }

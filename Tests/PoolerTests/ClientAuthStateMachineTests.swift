@@ -154,6 +154,27 @@ final class ClientAuthStateMachineTests: XCTestCase {
         XCTAssertEqual(step(machine.receive(saslResponse(clientFinal))), .fail(sqlState: "08P01", message: "unexpected password message"))
     }
 
+    /// A SASLInitialResponse without data (length -1) gets an empty challenge, as from PostgreSQL; the client's
+    /// next message then carries its client-first-message, and the login goes on as usual.
+    func testSCRAMWithoutAnInitialResponseGetsAnEmptyChallengeFirst() throws {
+        var machine = ClientAuthStateMachine(user: "alice", authType: .scramSHA256, password: "s3cret", verifier: Self.verifier)
+        var client = client("s3cret")
+        XCTAssertEqual(step(machine.start()), .send(.sasl(mechanisms: ["SCRAM-SHA-256"])))
+        var noData = ByteBufferAllocator().buffer(capacity: 32)
+        noData.writeNullTerminatedString("SCRAM-SHA-256")
+        noData.writeInteger(Int32(-1))
+        XCTAssertEqual(step(machine.receive(noData)), .send(.saslContinue(data: [])))
+        guard case .send(.saslContinue(let serverFirst)) = step(machine.receive(saslResponse(client.clientFirstMessage()))) else {
+            return XCTFail("no server-first-message")
+        }
+        let clientFinal = try client.receiveServerFirst(serverFirst).get()
+        guard case .sendThenAuthenticated(.saslFinal(let serverFinal), let clientKey) = step(machine.receive(saslResponse(clientFinal))) else {
+            return XCTFail("not authenticated")
+        }
+        XCTAssertNoThrow(try client.receiveServerFinal(serverFinal).get())
+        XCTAssertEqual(clientKey, Self.clientKey)
+    }
+
     func testSCRAMWrongPassword() throws {
         var machine = ClientAuthStateMachine(user: "alice", authType: .scramSHA256, password: "s3cret", verifier: Self.verifier)
         var client = client("guess")

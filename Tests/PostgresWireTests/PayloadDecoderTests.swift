@@ -59,7 +59,8 @@ final class PayloadDecoderTests: XCTestCase {
         let mechanism = Array("SCRAM-SHA-256\0".utf8)
         let none = try PasswordPayload.saslInitial(buffer(mechanism + int32(-1)))
         XCTAssertEqual(none.mechanism, "SCRAM-SHA-256")
-        XCTAssertEqual(none.data, [])
+        XCTAssertNil(none.data)
+        assertMalformed { () throws(WireError) in try PasswordPayload.saslInitial(buffer(mechanism + int32(-2))) }
         assertMalformed { () throws(WireError) in try PasswordPayload.saslInitial(buffer(mechanism)) }
         assertMalformed { () throws(WireError) in try PasswordPayload.saslInitial(buffer(mechanism + [0, 0])) }
         assertMalformed { () throws(WireError) in try PasswordPayload.saslInitial(buffer(mechanism + int32(4) + [1, 2, 3])) }

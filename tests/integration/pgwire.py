@@ -166,8 +166,11 @@ class RawConn:
         self.send(startup_packet(user, database, **params))
         self.authenticate(user, password)
 
-    def authenticate(self, user: str, password: str | None) -> None:
+    def authenticate(self, user: str, password: str | None, sasl_initial_without_data: bool = False) -> None:
+        """`sasl_initial_without_data`: SCRAM's SASLInitialResponse carries no data (length -1); the
+        client-first-message then answers the server's empty challenge."""
         scram = None
+        first_pending = False
         while True:
             t, p = self.read_message()
             if t == b"E":
@@ -195,7 +198,16 @@ class RawConn:
                     raise AssertionError(f"no SCRAM-SHA-256 in {mechanisms}")
                 scram = _Scram(password)
                 first = scram.client_first()
-                self.send(message(b"p", b"SCRAM-SHA-256\x00" + struct.pack("!i", len(first)) + first))
+                if sasl_initial_without_data:
+                    self.send(message(b"p", b"SCRAM-SHA-256\x00" + struct.pack("!i", -1)))
+                    first_pending = True
+                else:
+                    self.send(message(b"p", b"SCRAM-SHA-256\x00" + struct.pack("!i", len(first)) + first))
+            elif code == 11 and first_pending:  # the empty challenge
+                if p[4:] != b"":
+                    raise AssertionError(f"expected an empty SASL challenge, got {p[4:]!r}")
+                first_pending = False
+                self.send(message(b"p", scram.client_first()))
             elif code == 11:  # SASLContinue
                 assert scram is not None
                 self.send(message(b"p", scram.client_final(p[4:])))

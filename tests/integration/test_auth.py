@@ -145,6 +145,17 @@ def test_psycopg_scram_password_in_conninfo(pgcat):
         psycopg.connect(t.conninfo("app", password="bad"), prepare_threshold=None)
 
 
+def test_scram_initial_response_without_data_gets_an_empty_challenge(pgcat):
+    """A SASLInitialResponse with no data (length -1) is answered with an empty AuthenticationSASLContinue, and
+    the client-first-message that follows completes the login, as with PostgreSQL (which this test also runs
+    against with PGCAT_TEST_DIRECT=1). Before stop 25 the pooler refused it."""
+    t = pgcat()
+    with RawConn(t.host, t.port) as c:
+        c.send(startup_packet("app", "app"))
+        c.authenticate("app", PASSWORDS["app"], sasl_initial_without_data=True)
+        assert c.query("select current_user") == [["app"]]
+
+
 @pytest.mark.pooler_only
 def test_server_username_logs_in_to_the_server_as_another_role(pgcat):
     """`server_username` (and `server_password`): clients log in to the pooler as one user, the pooler logs in to
