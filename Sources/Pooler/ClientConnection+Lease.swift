@@ -280,6 +280,7 @@ extension ClientConnection {
         guard server === self.server else { return }
         let reason = server.fatalReason ?? closeReason
         self.server = nil
+        restoreAtSync = []  // (the unit failed with the connection)
         inference?.failed = true
         finishInference()
         stats.set(.idle)

@@ -201,6 +201,7 @@ extension ClientConnection {
         if pin == nil, let reason = SessionPin.detect(in: payload) { pinSession(reason, on: nil) }
         statements[name] = ClientStatement(serverName: serverName,
                                            definition: ByteBuffer(ByteBufferView(payload.readableBytesView)))
+        noteResetStatement(named: name, definition: payload)
         write(Self.parseComplete)
         return true
     }

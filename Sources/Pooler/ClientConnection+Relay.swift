@@ -122,7 +122,12 @@ extension ClientConnection {
             let unnamedUse = tracksUnnamed ? Self.unnamedStatementUse(header.id, reference) : .none
             let checksShard = shardsEach && header.id == FrontendID.bind
             let inspectsReset = restoresLogin && header.id == FrontendID.query && header.payloadSize < 1024
+            // A reset through the extended protocol: its Parse is remembered, a Bind of it restores after the Sync.
+            let inspectsResetStatement = restoresLogin && (header.id == FrontendID.parse
+                && (header.payloadSize < 1024 || !resetStatements.isEmpty)
+                || header.id == FrontendID.bind && !resetStatements.isEmpty)
             let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync || checksShard || inspectsReset
+                || inspectsResetStatement
                 || header.id == FrontendID.describe || unnamedUse == .parse || unnamedUse == .undecided
             if mustBeWhole && !whole { break }
             if skipToSync && header.id != FrontendID.sync {
@@ -147,6 +152,7 @@ extension ClientConnection {
                 runStart = index
                 continue
             }
+            if inspectsResetStatement { noteResetStatement(header, in: buffer, at: index) }
             if pluginsInspect, let plugins {
                 let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
                 let frameStart = index
@@ -199,6 +205,14 @@ extension ClientConnection {
                 // An error before this Sync makes the server skip the unit's unnamed Parse: only within its own unit
                 // is the unnamed statement surely this client's (ClientConnection+UnnamedStatement).
                 server.unitEnded()
+                if !restoreAtSync.isEmpty {
+                    let resets = restoreAtSync
+                    restoreAtSync = []
+                    if let restore = loginSettingsRestore(for: resets, on: server) {
+                        flushRun(upTo: index + header.frameSize)
+                        injectRestore(restore, on: server)
+                    }
+                }
             case FrontendID.describe:
                 unsynced = true
                 let kind = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
@@ -208,11 +222,7 @@ extension ClientConnection {
                 server.unitEnded()
                 if inspectsReset, let restore = loginSettingsRestore(queryAt: index, header, in: buffer, on: server) {
                     flushRun(upTo: index + header.frameSize)  // the client's RESET first, then the pooler's SETs
-                    server.tracker.append(.injected(.restore))
-                    server.send(restore)
-                    // Login settings are on the connection again whatever a DISCARD ALL's reply records: the next
-                    // client must not inherit them (RESET ALL before it, as after a client's SET).
-                    server.dirtySettings = true
+                    injectRestore(restore, on: server)
                 }
             case FrontendID.flush:
                 if !server.tracker.isEmpty { server.awaitsFlushedReplies = true }
@@ -469,12 +479,66 @@ extension ClientConnection {
         let start = index + FrameHeader.size
         guard SettingsReset.mightMatch(buffer, payload: start..<(start + header.payloadSize)),
               let reset = SettingsReset(query: buffer.getSlice(at: start, length: header.payloadSize)!) else { return nil }
+        return loginSettingsRestore(for: [reset], on: server)
+    }
+
+    /// Sends the pooler's restore query behind what was sent; its replies are the pooler's (ResponseTracker).
+    func injectRestore(_ restore: ByteBuffer, on server: ServerConnection) {
+        server.tracker.append(.injected(.restore))
+        server.send(restore)
+        // Login settings are on the connection again whatever a DISCARD ALL's reply records: the next client must
+        // not inherit them (RESET ALL before it, as after a client's SET).
+        server.dirtySettings = true
+    }
+
+    /// A Parse (remembers whether the statement is a reset) or a Bind of a remembered reset statement (its reset
+    /// is restored after the unit's Sync). Whole frames only.
+    func noteResetStatement(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) {
+        let start = index + FrameHeader.size
+        if header.id == FrontendID.parse {
+            // The statement's name ends at the first NUL; the text follows. Most Parses are no reset: find out
+            // without a copy, and touch the dictionary only when it holds something.
+            let nameLength = buffer.withUnsafeReadableBytes { raw in
+                raw[(start - buffer.readerIndex)...].firstIndex(of: 0).map { $0 - (start - buffer.readerIndex) }
+            }
+            guard let nameLength else { return }
+            let textStart = start + nameLength + 1
+            let textRange = textStart..<(start + header.payloadSize)
+            var reset: SettingsReset?
+            if header.payloadSize < 1024, SettingsReset.mightMatch(buffer, payload: textRange) {
+                var text = buffer.getSlice(at: textStart, length: textRange.count)!
+                reset = text.readNullTerminatedString().flatMap { SettingsReset(text: $0) }
+            }
+            guard reset != nil || !resetStatements.isEmpty else { return }
+            resetStatements[buffer.getString(at: start, length: nameLength) ?? ""] = reset
+        } else {
+            var payload = buffer.getSlice(at: start, length: header.payloadSize)!
+            guard payload.readNullTerminatedString() != nil, let statement = payload.readNullTerminatedString(),
+                  let reset = resetStatements[statement] else { return }
+            if !restoreAtSync.contains(reset) { restoreAtSync.append(reset) }
+        }
+    }
+
+    /// A named Parse the pooler answered itself (a definition its servers already have): noted as the relay notes
+    /// the ones it passes on. `definition`: the Parse payload after the name.
+    func noteResetStatement(named name: String, definition: ByteBuffer) {
+        guard !loginTrackedParameters.isEmpty || !sessionSettings.isEmpty else { return }
+        var reset: SettingsReset?
+        if definition.readableBytes < 1024, SettingsReset.mightMatch(definition) {
+            var text = definition
+            reset = text.readNullTerminatedString().flatMap { SettingsReset(text: $0) }
+        }
+        if reset != nil || !resetStatements.isEmpty { resetStatements[name] = reset }
+    }
+
+    func loginSettingsRestore(for resets: [SettingsReset], on server: ServerConnection) -> ByteBuffer? {
         let escaping = server.needsASCIILiterals
+        let covered = { (name: String) in resets.contains { $0.covers(name) } }
         var sql = ""
-        for (name, value) in loginTrackedParameters.sorted(by: { $0.key < $1.key }) where reset.covers(name) {
+        for (name, value) in loginTrackedParameters.sorted(by: { $0.key < $1.key }) where covered(name) {
             sql += StartupSettings.setReported(name, to: value, escapingNonASCII: escaping)
         }
-        sql += StartupSettings.replay(from: [], known: false, to: sessionSettings.filter { reset.covers($0.name) },
+        sql += StartupSettings.replay(from: [], known: false, to: sessionSettings.filter { covered($0.name) },
                                       escapingNonASCII: escaping)
         guard !sql.isEmpty else { return nil }
         var query = allocate(sql.utf8.count + 8)

@@ -4,7 +4,8 @@
 /// So after such a command the pooler sets the client's login values again on that connection
 /// (ClientConnection+Relay), as PostgreSQL would have them.
 /// A single command matches (a trailing semicolon allowed), and a Query of several simple statements that includes
-/// one (asyncpg's pool reset ends with RESET ALL); anything else is left alone.
+/// one (asyncpg's pool reset ends with RESET ALL); anything else is left alone. The text of a Parse is read the same
+/// way; a Bind of such a statement restores after its unit's Sync.
 import NIOCore
 
 enum SettingsReset: Equatable {

@@ -251,6 +251,39 @@ def test_a_reset_brings_back_the_login_values(pgcat, mode):
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_a_reset_through_the_extended_protocol_brings_back_the_login_values(pgcat, mode):
+    """The same through Parse/Bind/Execute: a named prepared RESET ALL (psycopg prepares a statement after five
+    runs, or at once with prepare=True), a prepared RESET name run again later, an unnamed one, and asyncpg's
+    fetch (prepared through its statement cache). Before stop 25 only a simple Query restored the login values."""
+    t = pgcat(pool_mode=mode, pool_size=2)
+    with t.connect(options="-c TimeZone=Asia/Tokyo -c DateStyle=SQL,DMY", prepare_threshold=5) as c:
+        for n in range(7):  # unnamed at first, a named prepared statement from the sixth run on
+            c.execute("set timezone to 'UTC'")
+            c.execute("RESET ALL", prepare=None if n < 6 else True)
+            assert show(c, "timezone") == "Asia/Tokyo", n
+            assert c.info.parameter_status("TimeZone") == "Asia/Tokyo", n
+        for n in range(2):
+            c.execute("set timezone to 'UTC'; set datestyle to 'ISO, MDY'")
+            c.execute("reset timezone", prepare=True)
+            assert (show(c, "timezone"), show(c, "datestyle")) == ("Asia/Tokyo", "ISO, MDY"), n
+        c.execute("set timezone to 'UTC'")
+        c.execute("select 1", prepare=True)  # another prepared statement: no restore
+        assert show(c, "timezone") == "UTC"
+
+    async def run():
+        conn = await t.aconnect(server_settings={"TimeZone": "Asia/Tokyo"}, statement_cache_size=100)
+        try:
+            for _ in range(2):
+                await conn.execute("set timezone = 'UTC'")
+                await conn.fetch("RESET ALL")
+                assert await conn.fetchval("show timezone") == "Asia/Tokyo"
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def test_a_discard_all_leaves_no_login_setting_for_the_next_client(pgcat):
     """After a client's DISCARD ALL the pooler sets that client's login settings again; the connection is reset
     before another client gets it (one server connection, so the next client gets the same one)."""
