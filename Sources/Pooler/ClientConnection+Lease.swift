@@ -299,8 +299,8 @@ extension ClientConnection {
             return
         }
         if inTransaction || !releasesAfterTransaction {
-            // Session mode or a pinned session: the session's state (settings, temporary tables, LISTEN, locks)
-            // went with the connection, so the client's session ends too, also when it was idle.
+            // The transaction's work is lost. In session mode or a pinned session the session's state (settings,
+            // temporary tables, LISTEN, locks) went with the connection too, so the session ends also when idle.
             let message = inTransaction ? "server connection lost inside a transaction: \(reason)"
                 : "server connection lost, and with it this session's state: \(reason)"
             if pending == 0, !unsynced, !scanner.isMidFrame, (inbox?.readableBytes ?? 0) == 0 {

@@ -504,13 +504,10 @@ extension ClientConnection {
             guard let nameLength else { return }
             let textStart = start + nameLength + 1
             let textRange = textStart..<(start + header.payloadSize)
-            var reset: SettingsReset?
-            if header.payloadSize < 1024, SettingsReset.mightMatch(buffer, payload: textRange) {
-                var text = buffer.getSlice(at: textStart, length: textRange.count)!
-                reset = text.readNullTerminatedString().flatMap { SettingsReset(text: $0) }
-            }
-            guard reset != nil || !resetStatements.isEmpty else { return }
-            resetStatements[buffer.getString(at: start, length: nameLength) ?? ""] = reset
+            guard !resetStatements.isEmpty || header.payloadSize < 1024
+                    && SettingsReset.mightMatch(buffer, payload: textRange) else { return }
+            noteResetStatement(named: buffer.getString(at: start, length: nameLength) ?? "",
+                               definition: buffer.getSlice(at: textStart, length: textRange.count)!)
         } else {
             var payload = buffer.getSlice(at: start, length: header.payloadSize)!
             guard payload.readNullTerminatedString() != nil, let statement = payload.readNullTerminatedString(),
@@ -519,8 +516,8 @@ extension ClientConnection {
         }
     }
 
-    /// A named Parse the pooler answered itself (a definition its servers already have): noted as the relay notes
-    /// the ones it passes on. `definition`: the Parse payload after the name.
+    /// Whether the statement `name` is a reset; also for a named Parse the pooler answered itself (a definition its
+    /// servers already have). `definition`: the Parse payload after the name.
     func noteResetStatement(named name: String, definition: ByteBuffer) {
         guard !loginTrackedParameters.isEmpty || !sessionSettings.isEmpty else { return }
         var reset: SettingsReset?
