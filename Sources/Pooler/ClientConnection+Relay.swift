@@ -496,18 +496,24 @@ extension ClientConnection {
     func noteResetStatement(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) {
         let start = index + FrameHeader.size
         if header.id == FrontendID.parse {
-            // The statement's name ends at the first NUL; the text follows. Most Parses are no reset: find out
-            // without a copy, and touch the dictionary only when it holds something.
-            let nameLength = buffer.withUnsafeReadableBytes { raw in
-                raw[(start - buffer.readerIndex)...].firstIndex(of: 0).map { $0 - (start - buffer.readerIndex) }
+            // The statement's name ends at the first NUL; the text follows. Most Parses are unnamed and no reset:
+            // find out without a copy, and touch the dictionary only when it holds something.
+            let nameLength: Int
+            if buffer.getInteger(at: start, as: UInt8.self) == 0 {
+                nameLength = 0
+            } else {
+                guard let length = buffer.withUnsafeReadableBytes({ raw in
+                    raw[(start - buffer.readerIndex)...].firstIndex(of: 0).map { $0 - (start - buffer.readerIndex) }
+                }) else { return }
+                nameLength = length
             }
-            guard let nameLength else { return }
+            guard nameLength < header.payloadSize else { return }  // (malformed: the server will say so)
             let textStart = start + nameLength + 1
-            let textRange = textStart..<(start + header.payloadSize)
+            let textLength = header.payloadSize - nameLength - 1
             guard !resetStatements.isEmpty || header.payloadSize < 1024
-                    && SettingsReset.mightMatch(buffer, payload: textRange) else { return }
+                    && SettingsReset.mightMatchStatement(buffer, at: textStart, length: textLength) else { return }
             noteResetStatement(named: buffer.getString(at: start, length: nameLength) ?? "",
-                               definition: buffer.getSlice(at: textStart, length: textRange.count)!)
+                               definition: buffer.getSlice(at: textStart, length: textLength)!)
         } else {
             var payload = buffer.getSlice(at: start, length: header.payloadSize)!
             guard payload.readNullTerminatedString() != nil, let statement = payload.readNullTerminatedString(),

@@ -6,6 +6,11 @@
 /// A single command matches (a trailing semicolon allowed), and a Query of several simple statements that includes
 /// one (asyncpg's pool reset ends with RESET ALL); anything else is left alone. The text of a Parse is read the same
 /// way; a Bind of such a statement restores after its unit's Sync.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 
 enum SettingsReset: Equatable {
@@ -29,6 +34,41 @@ enum SettingsReset: Equatable {
     }
 
     private static func mightMatch(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if startsWithResetWord(bytes) { return true }
+        // Several statements (asyncpg's pool reset: `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+        // RESET ALL;`): a semicolon with more after it, and the word RESET or DISCARD somewhere.
+        guard let base = bytes.baseAddress, bytes.count > 0,
+              let found = memchr(base, Int32(UInt8(ascii: ";")), bytes.count) else { return false }
+        let semicolon = base.distance(to: UnsafeRawPointer(found))
+        guard bytes[(semicolon + 1)...].contains(where: { !isSpace($0) && $0 != UInt8(ascii: ";") && $0 != 0 })
+        else { return false }
+        return contains(bytes, "reset") || contains(bytes, "discard")
+    }
+
+    /// The same first look for the text of a Parse at `index` of `buffer` (a prepared statement holds one command,
+    /// so only its first word counts). Most texts are told apart by their first bytes, read in place.
+    @inline(__always)
+    static func mightMatchStatement(_ buffer: ByteBuffer, at index: Int, length: Int) -> Bool {
+        guard length >= 4, let first = buffer.getInteger(at: index, as: UInt8.self) else { return false }
+        switch first | 0x20 {
+        case UInt8(ascii: "r"), UInt8(ascii: "d"):
+            break
+        case UInt8(ascii: "s"):  // SET, not SELECT
+            guard let third = buffer.getInteger(at: index + 2, as: UInt8.self), third | 0x20 == UInt8(ascii: "t")
+            else { return false }
+        case 0x20, 0x0A, 0x09, 0x0D:
+            break  // leading white space: the full look decides
+        default:
+            return false
+        }
+        return buffer.withUnsafeReadableBytes { raw in
+            let offset = index - buffer.readerIndex
+            return startsWithResetWord(UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + length)]))
+        }
+    }
+
+    /// The first word (after white space) is RESET, DISCARD or SET, followed by white space.
+    private static func startsWithResetWord(_ bytes: UnsafeRawBufferPointer) -> Bool {
         var index = 0
         while index < bytes.count, isSpace(bytes[index]) { index += 1 }
         func word(_ expected: StaticString) -> Bool {
@@ -38,13 +78,7 @@ enum SettingsReset: Equatable {
             for offset in 0..<length where bytes[index + offset] | 0x20 != pointer[offset] { return false }
             return true
         }
-        if word("reset") || word("discard") || word("set") { return true }
-        // Several statements (asyncpg's pool reset: `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
-        // RESET ALL;`): a semicolon with more after it, and the word RESET or DISCARD somewhere.
-        guard let semicolon = bytes.firstIndex(of: UInt8(ascii: ";")),
-              bytes[(semicolon + 1)...].contains(where: { !isSpace($0) && $0 != UInt8(ascii: ";") && $0 != 0 })
-        else { return false }
-        return contains(bytes, "reset") || contains(bytes, "discard")
+        return word("reset") || word("discard") || word("set")
     }
 
     private static func contains(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {

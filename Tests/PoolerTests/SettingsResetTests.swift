@@ -30,6 +30,11 @@ final class SettingsResetTests: XCTestCase {
             if let expected {
                 XCTAssertTrue(SettingsReset.mightMatch(payload), text)
                 XCTAssertEqual(SettingsReset(query: payload), expected, text)
+                if !text.contains(";") || text.hasSuffix(";") && text.filter({ $0 == ";" }).count == 1 {
+                    // a Parse's text (one command): the in-place look passes it too
+                    XCTAssertTrue(SettingsReset.mightMatchStatement(payload, at: payload.readerIndex,
+                                                                    length: payload.readableBytes), text)
+                }
             }
         }
     }
@@ -41,6 +46,8 @@ final class SettingsResetTests: XCTestCase {
             var payload = ByteBufferAllocator().buffer(capacity: 64)
             payload.writeString(text + "\0")
             XCTAssertFalse(SettingsReset.mightMatch(payload), text)
+            XCTAssertFalse(SettingsReset.mightMatchStatement(payload, at: payload.readerIndex,
+                                                             length: payload.readableBytes), text)
         }
     }
 
