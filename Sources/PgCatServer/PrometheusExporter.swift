@@ -1,5 +1,6 @@
 /// `GET /metrics` on `general.host:prometheus_exporter_port` (PgCat's exporter): PgCat's metric names and labels
-/// from the pooler's counters, plus swift-metrics histograms, in the Prometheus text format via swift-prometheus.
+/// from the pooler's counters and latency histograms, plus swift-metrics histograms (ML), in the Prometheus text
+/// format via swift-prometheus.
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -63,6 +64,7 @@ final class PrometheusExporter: @unchecked Sendable {
             var buffer: [UInt8] = []
             buffer.reserveCapacity(64 * 1024)
             registry.emit(into: &buffer)
+            buffer.append(contentsOf: LatencyHistogram.renderAll())
             return buffer
         }
     }

@@ -5,7 +5,6 @@ import Config
 import Logging
 import Atomics
 import Failover
-import Metrics
 import MLRouter
 import Sharding
 import Foundation
@@ -168,10 +167,9 @@ public final class ConnectionPool: @unchecked Sendable {
         isRetired && (hasSuccessor.load(ordering: .relaxed) || clientCount.load(ordering: .relaxed) <= 0)
     }
 
-    /// Latency histograms (swift-metrics; Prometheus `pgcat_query_duration_seconds` and
-    /// `pgcat_wait_duration_seconds` when the exporter is on, no-ops otherwise).
-    let queryTimer: Metrics.Timer
-    let waitTimer: Metrics.Timer
+    /// Latency histograms (Prometheus `pgcat_query_duration_seconds` and `pgcat_wait_duration_seconds`).
+    let queryTimer: LatencyHistogram
+    let waitTimer: LatencyHistogram
     /// State of the load balancer's random numbers (`PoolRandom`).
     let randomState = PoolRandom.makeState()
 
@@ -251,8 +249,8 @@ public final class ConnectionPool: @unchecked Sendable {
         self.queryPlugins = plugins.flatMap { $0.inspectsQueries ? $0 : nil }
         self.mlStats = MLStats(pool: database)
         let dimensions = [("pool", database), ("user", user)]
-        self.queryTimer = Metrics.Timer(label: "pgcat_query_duration_seconds", dimensions: dimensions)
-        self.waitTimer = Metrics.Timer(label: "pgcat_wait_duration_seconds", dimensions: dimensions)
+        self.queryTimer = LatencyHistogram.named("pgcat_query_duration_seconds", labels: dimensions)
+        self.waitTimer = LatencyHistogram.named("pgcat_wait_duration_seconds", labels: dimensions)
         self.poolConfig = pool
         self.settings = EffectiveUserSettings(pool: pool, user: userConfig, general: general)
         self.statementCacheSize = pool.preparedStatementsCacheSize
