@@ -45,7 +45,7 @@ public final class PoolerServer: @unchecked Sendable {
         self.threadPool = threadPool
         var registry: PrometheusCollectorRegistry?
         if general.enablePrometheusExporter {
-            // Before the pools exist: they create their histograms (swift-metrics Timers) when built.
+            // Before the pools exist: their ML histograms are swift-metrics Timers, made when the pools are built.
             let prometheus = PrometheusCollectorRegistry()
             let bootstrapped = Self.metricsBootstrapped.withLockedValue { done in
                 defer { done = true }

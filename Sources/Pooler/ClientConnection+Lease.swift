@@ -97,7 +97,7 @@ extension ClientConnection {
         waiting = false
         let waited = stats.stopWaiting(now: eventLoop.now)
         server.stats.waitTime.add(waited)
-        pool?.waitTimer.record(nanoseconds: Int64(waited) * 1000)
+        pool?.waitTimer?.record(nanoseconds: Int64(waited) * 1000)
         switch phase {
         case .awaitingParameters:
             let report = pool?.parameterReport ?? ParameterReport(server.parameters)

@@ -196,7 +196,7 @@ extension ClientConnection {
         if let start = server.requestStart {
             let elapsed = (now - start).nanoseconds
             server.stats.queryTime.add(Int(elapsed / 1000))
-            pool?.queryTimer.record(nanoseconds: elapsed)
+            pool?.queryTimer?.record(nanoseconds: elapsed)
             server.requestStart = server.tracker.pendingSyncPoints > 0 ? now : nil
         }
         if server.status == .idle {

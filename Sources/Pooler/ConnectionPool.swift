@@ -167,9 +167,10 @@ public final class ConnectionPool: @unchecked Sendable {
         isRetired && (hasSuccessor.load(ordering: .relaxed) || clientCount.load(ordering: .relaxed) <= 0)
     }
 
-    /// Latency histograms (Prometheus `pgcat_query_duration_seconds` and `pgcat_wait_duration_seconds`).
-    let queryTimer: LatencyHistogram
-    let waitTimer: LatencyHistogram
+    /// Latency histograms (Prometheus `pgcat_query_duration_seconds` and `pgcat_wait_duration_seconds`); nil
+    /// without the exporter, so that nothing is recorded for nobody.
+    let queryTimer: LatencyHistogram?
+    let waitTimer: LatencyHistogram?
     /// State of the load balancer's random numbers (`PoolRandom`).
     let randomState = PoolRandom.makeState()
 
@@ -249,8 +250,9 @@ public final class ConnectionPool: @unchecked Sendable {
         self.queryPlugins = plugins.flatMap { $0.inspectsQueries ? $0 : nil }
         self.mlStats = MLStats(pool: database)
         let dimensions = [("pool", database), ("user", user)]
-        self.queryTimer = LatencyHistogram.named("pgcat_query_duration_seconds", labels: dimensions)
-        self.waitTimer = LatencyHistogram.named("pgcat_wait_duration_seconds", labels: dimensions)
+        let exported = general.enablePrometheusExporter
+        self.queryTimer = exported ? LatencyHistogram.named("pgcat_query_duration_seconds", labels: dimensions) : nil
+        self.waitTimer = exported ? LatencyHistogram.named("pgcat_wait_duration_seconds", labels: dimensions) : nil
         self.poolConfig = pool
         self.settings = EffectiveUserSettings(pool: pool, user: userConfig, general: general)
         self.statementCacheSize = pool.preparedStatementsCacheSize
