@@ -368,8 +368,9 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         closeClientAfterMessage()
     }
 
-    /// How long a client that was sent a FATAL may keep its socket open: until it closes, or this much later.
-    static let fatalLinger: TimeAmount = .seconds(5)
+    /// How long a client that was sent a FATAL may keep its socket open: until it closes, or this much later (at
+    /// most `PoolerRuntime.maxLingeringClients` at a time).
+    static let fatalLinger: TimeAmount = .seconds(2)
 
     /// Ends the session after a FATAL the way a reader of it needs. A plain close would answer anything the client
     /// sends afterwards (or already sent, unread) with a reset, and a client that had not read the FATAL yet (libpq
@@ -380,7 +381,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     func closeClientAfterMessage() {
         guard let context else { return }
         let connector = runtime.connector
-        guard !tlsActive, connector.shutsDownOutput else {
+        let lingering = runtime.lingeringClients
+        guard !tlsActive, connector.shutsDownOutput, lingering.load < PoolerRuntime.maxLingeringClients else {
             closeClient()
             return
         }
@@ -398,6 +400,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
                 channel.close(promise: nil)
                 return
             }
+            lingering.add()
+            channel.closeFuture.whenComplete { _ in lingering.add(-1) }
             channel.eventLoop.scheduleTask(in: Self.fatalLinger) { channel.close(promise: nil) }
         }
     }

@@ -57,6 +57,10 @@ public final class PoolerRuntime: @unchecked Sendable {
     let mlClassifications = NIOLockedValueBox<[MLClassificationKey: MLClassificationEntry]>([:])
     /// Pools replaced by reloads, kept while their connections drain (under `lock`).
     var retiredPools: [ConnectionPool] = []
+    /// Client sockets kept open after a FATAL for the client to read it (ClientConnection.closeClientAfterMessage),
+    /// bounded so that a flood of refused logins cannot hold descriptors.
+    let lingeringClients = Counter()
+    static let maxLingeringClients = 1024
 
     /// A strong reference, dropped when the client leaves (clientGone): a weak one would give every client a side
     /// table, which makes every retain and release of it take the slow path.
