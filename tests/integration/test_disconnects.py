@@ -3,12 +3,15 @@ pooled server connection; a server connection that dies must give its client an 
 poison the pool."""
 
 import asyncio
+import os
+import resource
+import socket
 import time
 
 import asyncpg
 import pytest
 
-from pgwire import RawConn
+from pgwire import RawConn, startup_packet
 from support import HOST, pooler_ports_to
 
 CONNECTION_ERROR_STATES = {"08006", "08003", "08000", "57P01", "57P02", "57P03"}
@@ -143,3 +146,35 @@ def test_pool_recovers_after_all_backends_killed(pgcat, primary):
         except Exception:  # noqa: BLE001 - a pooler may report each dead connection once
             assert time.monotonic() < deadline, "pool did not recover after its server connections were killed"
             time.sleep(0.1)
+
+
+@pytest.mark.pooler_only
+def test_refused_clients_that_stay_connected_hold_at_most_1024_sockets_for_2_seconds(pgcat):
+    """After a FATAL the pooler keeps the client's socket open (output ended) so the client can read it without a
+    reset; at most 1,024 such sockets at a time, for at most 2 s (stop 25). 1,200 clients refused for an unknown
+    database that never close: every one reads its FATAL, the pooler holds about 1,024 of their sockets, and none
+    after the linger."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    t = pgcat(users=["app"])
+    fds = lambda: len(os.listdir(f"/proc/{t.proc.pid}/fd"))  # noqa: E731
+    base = fds()
+    socks = []
+    try:
+        for _ in range(1200):
+            s = socket.create_connection((t.host, t.port), timeout=10)
+            s.sendall(startup_packet("app", "no_such_database"))
+            socks.append(s)
+        for s in socks:
+            assert b"FATAL" in s.recv(4096)
+        held = fds() - base
+        assert 900 <= held <= 1024 + 8, f"{held} client sockets held after their FATAL"
+        deadline = time.monotonic() + 6
+        while fds() - base > 8 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert fds() - base <= 8, f"{fds() - base} sockets still held after the linger"
+        assert all(s.recv(4096) == b"" for s in socks[:50]), "the output was not ended with a FIN"
+    finally:
+        for s in socks:
+            s.close()
