@@ -490,8 +490,14 @@ def test_server_killed_mid_statement_inside_transaction_wire_messages(pgcat, pri
         assert_ended_without_reset(c)
 
 
-def wait_until_pooler_noticed_loss(t, before: int) -> None:
-    """Until the pooler logged one more lost server connection than `before`."""
+def kill_backend_of_idle_client(t, primary, c: RawConn, first_sql: str) -> None:
+    """Logs `c` in, runs `first_sql`, terminates the backend serving it, and waits until the pooler has noticed
+    (one more `server connection lost` in its log), with the client idle."""
+    c.startup("app", "app", "app")
+    c.query(first_sql)
+    pid = int(c.query("select pg_backend_pid()")[0][0])
+    before = t.log().count("server connection lost")
+    assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
     assert wait_for(lambda: t.log().count("server connection lost") > before, 10), \
         "the pooler never noticed that the server connection was killed"
 
@@ -536,12 +542,7 @@ def test_session_mode_client_is_ended_when_its_idle_server_connection_is_killed(
     client's next message: sent while the client is idle, libpq can drop it (stop 25)."""
     t = pgcat(pool_mode="session", pool_size=2, users=["app"])
     with RawConn(t.host, t.port, timeout=15) as c:
-        c.startup("app", "app", "app")
-        c.query("create temporary table faults_session_tmp (x int)")
-        pid = int(c.query("select pg_backend_pid()")[0][0])
-        lost_before = t.log().count("server connection lost")
-        assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
-        wait_until_pooler_noticed_loss(t, lost_before)
+        kill_backend_of_idle_client(t, primary, c, "create temporary table faults_session_tmp (x int)")
         assert_nothing_sent(c)
         assert_next_query_gets_fatal(c, "server connection lost, and with it this session's state")
 
@@ -553,12 +554,7 @@ def test_client_idle_in_transaction_gets_the_fatal_with_its_next_message(pgcat, 
     clients whose last ReadyForQuery arrived with it reported only "server closed the connection unexpectedly"."""
     t = pgcat(pool_size=2, users=["app"])
     with RawConn(t.host, t.port, timeout=15) as c:
-        c.startup("app", "app", "app")
-        c.query("begin")
-        pid = int(c.query("select pg_backend_pid()")[0][0])
-        lost_before = t.log().count("server connection lost")
-        assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
-        wait_until_pooler_noticed_loss(t, lost_before)
+        kill_backend_of_idle_client(t, primary, c, "begin")
         assert_nothing_sent(c)
         assert_next_query_gets_fatal(c, "server connection lost inside a transaction")
     with t.connect() as n:  # the pool serves the next client
@@ -570,12 +566,7 @@ def test_client_idle_in_transaction_whose_server_died_can_still_terminate_quietl
     closed, and no client is left behind in SHOW CLIENTS."""
     t = pgcat(pool_size=2, users=["app"])
     with RawConn(t.host, t.port, timeout=15) as c:
-        c.startup("app", "app", "app")
-        c.query("begin")
-        pid = int(c.query("select pg_backend_pid()")[0][0])
-        lost_before = t.log().count("server connection lost")
-        assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
-        wait_until_pooler_noticed_loss(t, lost_before)
+        kill_backend_of_idle_client(t, primary, c, "begin")
         c.send(b"X\x00\x00\x00\x04")
         assert c.sock.recv(65536) == b"", "the pooler answered a Terminate"
     with admin(t) as a:
