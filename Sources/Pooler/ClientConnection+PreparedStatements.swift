@@ -175,6 +175,8 @@ extension ClientConnection {
 
     /// Writes the pooler's own replies that are due now (nothing the server owes comes before them).
     func emitDueReplies(from server: ServerConnection) {
+        // Part of a server message has reached the client: the rest comes first (serverRead emits these then).
+        guard !server.scanner.isMidFrame else { return }
         var wrote = false
         while let reply = server.tracker.dueSynthetic(status: server.status) {
             write(reply)

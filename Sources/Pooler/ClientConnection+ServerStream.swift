@@ -24,6 +24,13 @@ extension ClientConnection {
         while index < end {
             if server.scanner.isMidFrame {
                 index += server.scanner.consumeSkip(available: end - index)
+                // The pooler's own replies that came due with that frame go after its last byte, never inside it.
+                if !server.scanner.isMidFrame {
+                    while let reply = server.tracker.dueSynthetic(status: server.status) {
+                        flushRun(upTo: index)
+                        write(reply)
+                    }
+                }
                 continue
             }
             guard let header = FrameHeader.peek(buffer, at: index) else { break }
@@ -119,7 +126,7 @@ extension ClientConnection {
                 if server.tracker.takeErrorBeforeInjectedSync() { discardUntilSync = true }
             }
             if header.id == BackendID.parseComplete { noteSucceededStatements(on: server) }
-            while let reply = server.tracker.dueSynthetic(status: server.status) {
+            while !server.scanner.isMidFrame, let reply = server.tracker.dueSynthetic(status: server.status) {
                 flushRun(upTo: index)
                 write(reply)
             }

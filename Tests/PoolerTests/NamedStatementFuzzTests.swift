@@ -5,7 +5,7 @@
 /// and re-prepares server copies, and evicts (injecting Close) as the caches overflow; errors in a batch make the
 /// server skip injected Parses and Closes too. The test plays a protocol-faithful Postgres on every server channel
 /// that keeps a dictionary of named statements (42P05 on a duplicate Parse, 26000 on an unknown Bind/Describe,
-/// everything up to Sync skipped after an error), answering in random-sized bursts.
+/// everything up to Sync skipped after an error), answering in random-sized bursts split at any byte.
 ///
 /// It checks that
 /// - each client gets exactly what one direct Postgres connection would have answered to its own message stream
@@ -368,6 +368,7 @@ final class NamedStatementFuzzTests: XCTestCase {
         var cursors = Array(repeating: 0, count: clientCount)
         var received: [[String]] = Array(repeating: [], count: clientCount)
         var readies = Array(repeating: 0, count: clientCount)
+        var clientBytes = Array(repeating: ByteBuffer(), count: clientCount)  // what each client has not read whole
         let runContext = "seed \(seed) (pool \(poolSize), cache \(cacheSize), \(clientCount) clients"
             + (queryInsideGroup ? ", queries inside groups)" : ")")
         func scriptText(_ index: Int) -> String {
@@ -381,7 +382,9 @@ final class NamedStatementFuzzTests: XCTestCase {
             if steps > 100_000 { return "\(runContext): no quiescence after \(steps) steps" }
             while servers.count < h.connector.connects.count { servers.append(ServerSim(loggedIn: false)) }
             for (index, client) in clients.enumerated() {
-                let got = client.drainMessages().map(Self.symbol(of:))
+                var bytes = client.drainOutbound()
+                clientBytes[index].writeBuffer(&bytes)
+                let got = Self.completeFrames(&clientBytes[index]).map(Self.symbol(of:))
                 if trace && !got.isEmpty { print("TRACE client \(index) got \(got)") }
                 received[index] += got
                 readies[index] += got.filter { $0.hasPrefix("Z") }.count
@@ -452,14 +455,16 @@ final class NamedStatementFuzzTests: XCTestCase {
                     print("TRACE server \(index) handles \(handled) -> \(replies)")
                 }
                 guard !replies.isEmpty else { continue }
-                let split = Int.random(in: 0...replies.count, using: &rng)
-                for part in [replies[..<split], replies[split...]] where !part.isEmpty {
-                    var write = ByteBuffer()
-                    for symbol in part {
-                        var encoded = Self.encode(symbol)
-                        write.writeBuffer(&encoded)
-                    }
-                    h.send(write, to: h.serverChannels[index])
+                // Two reads, split at any byte: a message may arrive in two parts, as over TCP.
+                var all = ByteBuffer()
+                for symbol in replies {
+                    var encoded = Self.encode(symbol)
+                    all.writeBuffer(&encoded)
+                }
+                let split = Int.random(in: 0...all.readableBytes, using: &rng)
+                for part in [all.getSlice(at: 0, length: split)!, all.getSlice(at: split, length: all.readableBytes - split)!]
+                where part.readableBytes > 0 {
+                    h.send(part, to: h.serverChannels[index])
                 }
             }
         }
@@ -522,7 +527,7 @@ final class NamedStatementFuzzTests: XCTestCase {
     private static func completeFrames(_ inbox: inout ByteBuffer) -> [WireMessage] {
         var frames: [WireMessage] = []
         while let (id, length) = inbox.getMultipleIntegers(at: inbox.readerIndex, as: (UInt8, Int32).self),
-              inbox.readableBytes >= 1 + Int(length) {
+              length >= 4, inbox.readableBytes >= 1 + Int(length) {
             inbox.moveReaderIndex(forwardBy: 5)
             frames.append(WireMessage(id: id, payload: inbox.readSlice(length: Int(length) - 4)!))
         }

@@ -1,7 +1,7 @@
 /// Seeded fuzzing of the transaction-mode relay: several clients share a small pool and send random sequences of
 /// extended-protocol messages on the unnamed statement and portal (Parse, Bind, Describe, Execute, Flush, Sync,
 /// Close) and simple Queries, while the test plays a tiny but protocol-faithful Postgres on every server channel,
-/// answering in random-sized bursts. Every query text carries a tag unique to its client and sequence number, so a
+/// answering in random-sized bursts split at any byte. Every query text carries a tag unique to its client and sequence number, so a
 /// reply relayed to the wrong client, or in the wrong order, shows up. Deterministic: no sleeps, no system randomness.
 import NIOCore
 import NIOEmbedded
@@ -231,6 +231,7 @@ final class RelayInterleavingFuzzTests: XCTestCase {
             return !received[index][error...].contains { $0.hasPrefix("Z") }
         }
         var received: [[String]] = Array(repeating: [], count: clientCount)
+        var clientBytes = Array(repeating: ByteBuffer(), count: clientCount)  // what each client has not read whole
 
         enum Action { case client(Int), login(Int), answer(Int) }
         var steps = 0
@@ -239,7 +240,9 @@ final class RelayInterleavingFuzzTests: XCTestCase {
             if steps > 100_000 { return "no quiescence after \(steps) steps" }
             while servers.count < h.connector.connects.count { servers.append(ServerSim(loggedIn: false)) }
             for (index, client) in clients.enumerated() {
-                let got = client.drainMessages().map(Self.symbol(of:))
+                var bytes = client.drainOutbound()
+                clientBytes[index].writeBuffer(&bytes)
+                let got = Self.completeFrames(&clientBytes[index]).map(Self.symbol(of:))
                 if trace && !got.isEmpty { print("TRACE client \(index) got \(got)") }
                 received[index] += got
             }
@@ -297,14 +300,16 @@ final class RelayInterleavingFuzzTests: XCTestCase {
                 servers[index].inbox = rest
                 if trace { print("TRACE server \(index) handles \(ids(Array(frames.prefix(take)))) -> \(replies)") }
                 guard !replies.isEmpty else { continue }
-                let split = Int.random(in: 0...replies.count, using: &rng)
-                for part in [replies[..<split], replies[split...]] where !part.isEmpty {
-                    var write = ByteBuffer()
-                    for symbol in part {
-                        var encoded = Self.encode(symbol)
-                        write.writeBuffer(&encoded)
-                    }
-                    h.send(write, to: h.serverChannels[index])
+                // Two reads, split at any byte: a message may arrive in two parts, as over TCP.
+                var all = ByteBuffer()
+                for symbol in replies {
+                    var encoded = Self.encode(symbol)
+                    all.writeBuffer(&encoded)
+                }
+                let split = Int.random(in: 0...all.readableBytes, using: &rng)
+                for part in [all.getSlice(at: 0, length: split)!, all.getSlice(at: split, length: all.readableBytes - split)!]
+                where part.readableBytes > 0 {
+                    h.send(part, to: h.serverChannels[index])
                 }
             }
         }
@@ -343,7 +348,7 @@ final class RelayInterleavingFuzzTests: XCTestCase {
     private static func completeFrames(_ inbox: inout ByteBuffer) -> [WireMessage] {
         var frames: [WireMessage] = []
         while let (id, length) = inbox.getMultipleIntegers(at: inbox.readerIndex, as: (UInt8, Int32).self),
-              inbox.readableBytes >= 1 + Int(length) {
+              length >= 4, inbox.readableBytes >= 1 + Int(length) {
             inbox.moveReaderIndex(forwardBy: 5)
             frames.append(WireMessage(id: id, payload: inbox.readSlice(length: Int(length) - 4)!))
         }
