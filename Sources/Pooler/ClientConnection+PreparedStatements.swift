@@ -264,6 +264,7 @@ extension ClientConnection {
             statements.removeAll()
             sqlStatements.removeAll()
             server.forgetAllStatements()
+            server.expectedStatementDrops += 1
             return false
         case .deallocate(let name):
             if sqlStatements.removeValue(forKey: name) != nil {
@@ -279,6 +280,24 @@ extension ClientConnection {
             server.tracker.append(.syntheticReady)
             return true
         }
+    }
+
+    /// The server answered DEALLOCATE ALL or DISCARD ALL that the pooler did not recognise in the client's text
+    /// (sent through the extended protocol, as pgjdbc and Npgsql do, behind a comment, among other statements, or
+    /// run by a function): the server holds none of its prepared statements any more, nor the client any of its
+    /// own. The server's are closed before they are prepared again (harmless if gone: one the client pipelined
+    /// behind the command may still be there).
+    func serverDroppedStatements(_ server: ServerConnection) {
+        if server.expectedStatementDrops > 0 {
+            server.expectedStatementDrops -= 1  // seen in the text and accounted for when it was sent
+            return
+        }
+        server.lostCachedStatements()
+        server.sqlPrepared.removeAll()
+        statements.removeAll()
+        sqlStatements.removeAll()
+        resetStatements.removeAll()
+        logger.debug("the server dropped its prepared statements (DEALLOCATE ALL or DISCARD ALL)")
     }
 
     static let parseComplete: ByteBuffer = {

@@ -44,6 +44,13 @@ extension ClientConnection {
             }
             var heldForRetry = false
             let failedStatement = header.id == BackendID.errorResponse ? server.tracker.headStatement : nil
+            if let failedStatement, whole, server.statements.contains(failedStatement),
+               (try? ErrorFields.decode(buffer.getSlice(at: index + FrameHeader.size,
+                                                        length: header.payloadSize)!))?.sqlState == "26000" {
+                // The server lost a statement the pooler cached for it (a DEALLOCATE ALL run where the pooler
+                // could not see it, e.g. inside a function): this request fails, the next ones prepare again.
+                server.lostCachedStatements()
+            }
             if header.id == BackendID.errorResponse, let statement = server.tracker.headStatement,
                Self.isStalePlanError(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!) {
                 let error = buffer.getSlice(at: index, length: header.frameSize)!
@@ -57,8 +64,10 @@ extension ClientConnection {
                 server.inCopy = true
             case BackendID.commandComplete:
                 server.inCopy = false
-                if disposition == .forward {  // the pooler's own parameter replay leaves nothing to reset
-                    server.noteCommandTag(buffer, at: index + FrameHeader.size, length: header.payloadSize)
+                // (the pooler's own parameter replay leaves nothing to reset)
+                if disposition == .forward,
+                   server.noteCommandTag(buffer, at: index + FrameHeader.size, length: header.payloadSize) {
+                    serverDroppedStatements(server)
                 }
             case BackendID.errorResponse:
                 server.inCopy = false
@@ -84,6 +93,7 @@ extension ClientConnection {
             case BackendID.readyForQuery:
                 let byte = buffer.getInteger(at: index + FrameHeader.size, as: UInt8.self)
                 server.status = byte.flatMap(TransactionStatus.init) ?? .idle
+                if server.tracker.pendingSyncPoints == 0 { server.expectedStatementDrops = 0 }  // (refused ones)
                 if disposition == .forward {
                     countRequest(on: server)
                 } else if server.tracker.pendingSyncPoints == 0, !server.awaitsFlushedReplies {

@@ -88,7 +88,9 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
 
     /// A CommandComplete tag (`length` bytes with its NUL, at `index`) from a statement run for a client: `SET`/
     /// `RESET` and `PREPARE` leave session state the next client must not inherit; `DISCARD ALL` removed it all.
-    func noteCommandTag(_ buffer: ByteBuffer, at index: Int, length: Int) {
+    /// Returns true when the tag says the server dropped all its prepared statements (DEALLOCATE ALL, DISCARD ALL).
+    @discardableResult
+    func noteCommandTag(_ buffer: ByteBuffer, at index: Int, length: Int) -> Bool {
         switch length {
         case 4 where buffer.getInteger(at: index, as: UInt32.self) == 0x5345_5400:  // "SET\0"
             dirtySettings = true
@@ -98,10 +100,17 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
             dirtyPrepared = true
         case 12 where buffer.getString(at: index, length: 11) == "DISCARD ALL":
             forgetAppliedSettings()  // the next lease applies the login settings again
+            return true
+        case 15 where buffer.getString(at: index, length: 14) == "DEALLOCATE ALL":
+            return true
         default:
             break
         }
+        return false
     }
+    /// DEALLOCATE ALL / DISCARD ALL commands the pooler recognised in the client's text and already accounted for
+    /// (their tags are still to come); a tag beyond these is a drop it did not see coming.
+    var expectedStatementDrops = 0
     var isBroken = false
     /// The FATAL the server sent before closing the connection (its message and SQLSTATE), told to the client with
     /// the connection's loss.
@@ -540,7 +549,6 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         }
     }
 
-    /// Relay state back to "idle, nothing in flight" for the next lease.
     /// DISCARD ALL or DEALLOCATE ALL ran: the server holds no prepared statements.
     func forgetAllStatements() {
         statements.removeAll()
@@ -548,6 +556,15 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         staleStatements.removeAll()
     }
 
+    /// The server dropped (some of) the statements cached for it: they are closed before they are prepared again
+    /// (harmless for those it no longer has).
+    func lostCachedStatements() {
+        for name in statements.names { staleStatements.insert(name) }
+        statements.removeAll()
+        stats.prepareCacheSize.store(0)
+    }
+
+    /// Relay state back to "idle, nothing in flight" for the next lease.
     func resetRelayState() {
         tracker.reset()
         requestStart = nil

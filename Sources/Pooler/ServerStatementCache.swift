@@ -33,6 +33,8 @@ struct ServerStatementCache {
 
     mutating func remove(_ name: String) { lastUse[name] = nil }
 
+    var names: Dictionary<String, UInt64>.Keys { lastUse.keys }
+
     mutating func removeAll() { lastUse.removeAll() }
 }
 

@@ -194,6 +194,46 @@ def test_a_refused_discard_or_deallocate_all_keeps_the_statements(pgcat):
         assert [e.sqlstate for e in errors(exchange(c, bind_msg("kept") + EXECUTE + SYNC))] == ["26000"]
 
 
+@pytest.mark.parametrize("how", ["extended deallocate all", "extended discard all", "comment first",
+                                 "among statements", "in a DO block"])
+def test_a_statement_drop_the_pooler_cannot_read_keeps_every_statement_usable(pgcat, how):
+    """DEALLOCATE ALL or DISCARD ALL in a form the pooler does not read as such (through Parse/Bind/Execute, as
+    pgjdbc and Npgsql send everything; behind a comment; among other statements; run by a DO block) still drops
+    the server's statements. The pooler sees it in the server's reply (or, for the DO block, not at all) and must
+    not go on believing the server holds what it cached: another client's statement on the same server connection,
+    and the same text prepared by a new client, keep working, and the dropping client may prepare its names again.
+    (Before stop 25 every later use of a cached statement on that connection failed with 26000, for good.)"""
+    t = pgcat(pool_size=1)
+    with RawConn(t.host, t.port) as a, RawConn(t.host, t.port) as b:
+        a.startup("app", "app", "app")
+        b.startup("app", "app", "app")
+        assert rows(exchange(a, parse_msg("s1", "select 11") + bind_msg("s1") + EXECUTE + SYNC)) == [["11"]]
+        assert rows(exchange(b, parse_msg("mine", "select 12") + bind_msg("mine") + EXECUTE + SYNC)) == [["12"]]
+        if how.startswith("extended"):
+            command = how.removeprefix("extended ")
+            replies = exchange(b, parse_msg("", command) + bind_msg("") + EXECUTE + SYNC)
+            assert not errors(replies), errors(replies)
+        elif how == "comment first":
+            b.query("/* reset */ deallocate all")
+        elif how == "among statements":
+            b.query("select 1; deallocate all")
+        else:
+            b.query("do $$ begin execute 'deallocate all'; end $$")
+        # the other client's statement still runs (re-prepared on the server where needed); a drop inside a DO
+        # block is seen only when the server says a cached statement is missing: that one use fails
+        if how == "in a DO block":
+            assert [e.sqlstate for e in errors(exchange(a, bind_msg("s1") + EXECUTE + SYNC))] == ["26000"]
+        for _ in range(2):
+            assert rows(exchange(a, bind_msg("s1") + EXECUTE + SYNC)) == [["11"]], how
+        # a new client preparing the same text
+        with RawConn(t.host, t.port) as c:
+            c.startup("app", "app", "app")
+            assert rows(exchange(c, parse_msg("x", "select 11") + bind_msg("x") + EXECUTE + SYNC)) == [["11"]], how
+        if how != "in a DO block":  # (the pooler cannot know: the client's own names stay, as without a pooler
+            # they would be gone; the server's copies are prepared again)
+            assert rows(exchange(b, parse_msg("mine", "select 13") + bind_msg("mine") + EXECUTE + SYNC)) == [["13"]]
+
+
 def test_duplicate_statement_name_is_42p05(pgcat):
     t = pgcat(pool_size=1)
     with RawConn(t.host, t.port) as c:
