@@ -1,6 +1,7 @@
 /// The admin console session: login with `admin_username`/`admin_password` on database `pgcat` or `pgbouncer`,
 /// then simple queries answered by AdminConsole. Extended-protocol messages get an error (0A000) and are skipped up
-/// to their Sync, as after any error.
+/// to their Sync, as after any error; a FunctionCall gets the error and ReadyForQuery; an unknown message type is
+/// FATAL 08P01, as in PostgreSQL.
 import NIOCore
 import PostgresWire
 
@@ -70,11 +71,20 @@ extension ClientConnection {
                 var text = String(decoding: payload.readableBytesView, as: UTF8.self)
                 if text.hasSuffix("\0") { text.removeLast() }
                 runAdmin(text)
-            default:
+            case FrontendID.parse, FrontendID.bind, FrontendID.describe, FrontendID.execute, FrontendID.close:
                 if !discardUntilSync {
                     sendError(.featureNotSupported, "the admin console accepts simple queries only")
                     discardUntilSync = true
                 }
+            case FrontendID.functionCall where !discardUntilSync:
+                // A request of its own, as a Query: answered with the error and ReadyForQuery (no Sync follows).
+                sendError(.featureNotSupported, "the admin console accepts simple queries only")
+                sendReady()
+            case FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail, FrontendID.functionCall:
+                break  // outside COPY PostgreSQL ignores them; a FunctionCall after an error is skipped to the Sync
+            default:
+                fatal(.protocolViolation, "invalid frontend message type \(header.id)")
+                return
             }
         }
         flushIfNeeded()

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from pgwire import ConnectionClosed, PgError, RawConn
+from pgwire import ConnectionClosed, PgError, RawConn, message, parse_error_fields
 from support import HOST, pgbench, psql, wait_for
 
 pytestmark = pytest.mark.pooler_only
@@ -441,6 +441,26 @@ def test_extended_protocol_is_0a000_and_session_survives(pgcat):
             a.execute("SHOW VERSION", binary=True)  # no params, but the extended protocol
         assert a.execute("SHOW VERSION").fetchone()[0].startswith("PgCat")
         assert len(show(a, "POOLS")) == 1
+
+
+def test_function_call_copy_messages_and_unknown_types_on_the_admin_console(pgcat):
+    """A FunctionCall is a request of its own: 0A000 and ReadyForQuery, no Sync awaited; CopyData/CopyDone/CopyFail
+    outside COPY are ignored; an unknown message type is FATAL 08P01 and the end, as in PostgreSQL. (Before stop 25
+    each got 0A000 and then waited for a Sync, swallowing the client's next query: the client hung.)"""
+    t = pgcat(users=["app"])
+    with RawConn(t.host, t.port, timeout=5) as c:
+        c.startup("pgcat_admin", "pgcat", "pgcat_admin")
+        c.send(message(b"F", b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"))
+        with pytest.raises(PgError) as refused:
+            c.read_until_ready()
+        assert refused.value.sqlstate == "0A000"
+        for stray in (message(b"d", b"abc"), message(b"c", b""), message(b"f", b"no\x00")):
+            c.send(stray)
+        assert c.query("SHOW VERSION")[0][0].startswith("PgCat")
+        c.send(message(b"?", b""))
+        kind, payload = c.read_message()
+        assert kind == b"E" and parse_error_fields(payload).get("C") == "08P01", (kind, payload)
+        assert c.wait_closed(5)
 
 
 def test_ban_usage_errors(pgcat):
