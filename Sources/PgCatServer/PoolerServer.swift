@@ -52,6 +52,7 @@ public final class PoolerServer: @unchecked Sendable {
                 return done
             }
             if !bootstrapped { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus)) }
+            LatencyHistogram.startRecording()
             registry = prometheus
         }
         let connector = NIOServerConnector(keepalive: keepalive, threadPool: threadPool)

@@ -181,6 +181,7 @@ extension ClientConnection {
 
     private func attach(_ server: ServerConnection) {
         self.server = server
+        if !restoreAtSync.isEmpty { restoreAtSync = [] }  // (a unit whose Sync never came)
         if planRetry != nil { planRetry = nil }  // (storing nil destroys the large payload: a profiled ~1%)
         leaseRetries = 0
         stats.set(.active)
@@ -303,10 +304,11 @@ extension ClientConnection {
             // temporary tables, LISTEN, locks) went with the connection too, so the session ends also when idle.
             let message = inTransaction ? "server connection lost inside a transaction: \(reason)"
                 : "server connection lost, and with it this session's state: \(reason)"
-            if pending == 0, !unsynced, !scanner.isMidFrame, (inbox?.readableBytes ?? 0) == 0 {
+            if pending == 0, !unsynced, !scanner.isMidFrame, (inbox?.readableBytes ?? 0) == 0, !closeWhenIdle {
                 // The client awaits nothing: it gets the FATAL as the answer to its next message. Sent now, it can
                 // reach libpq together with the last ReadyForQuery; libpq then takes it for a notice while idle,
-                // and the next query reports only "server closed the connection unexpectedly".
+                // and the next query reports only "server closed the connection unexpectedly". (Not while the
+                // pooler shuts down: a drain must not wait for this client.)
                 lostSessionMessage = message
                 return
             }

@@ -122,12 +122,14 @@ extension ClientConnection {
             let unnamedUse = tracksUnnamed ? Self.unnamedStatementUse(header.id, reference) : .none
             let checksShard = shardsEach && header.id == FrontendID.bind
             let inspectsReset = restoresLogin && header.id == FrontendID.query && header.payloadSize < 1024
-            // A reset through the extended protocol: its Parse is remembered, a Bind of it restores after the Sync.
-            let inspectsResetStatement = restoresLogin && (header.id == FrontendID.parse
+            // A reset through the extended protocol: its Parse is remembered, a Bind of it restores after the Sync
+            // (a Bind's statement name is near its start: the rest of a large Bind need not be in yet).
+            let inspectsResetParse = restoresLogin && header.id == FrontendID.parse
                 && (header.payloadSize < 1024 || !resetStatements.isEmpty)
-                || header.id == FrontendID.bind && !resetStatements.isEmpty)
+            let inspectsResetStatement = inspectsResetParse || !resetStatements.isEmpty
+                && (header.id == FrontendID.bind || header.id == FrontendID.close)
             let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync || checksShard || inspectsReset
-                || inspectsResetStatement
+                || inspectsResetParse
                 || header.id == FrontendID.describe || unnamedUse == .parse || unnamedUse == .undecided
             if mustBeWhole && !whole { break }
             if skipToSync && header.id != FrontendID.sync {
@@ -459,6 +461,7 @@ extension ClientConnection {
         buffer.moveReaderIndex(forwardBy: count)
         if reachedSync {
             discardUntilSync = false
+            restoreAtSync = []  // (the unit's reset never ran)
             sendReady()
             return true
         }
@@ -491,8 +494,8 @@ extension ClientConnection {
         server.dirtySettings = true
     }
 
-    /// A Parse (remembers whether the statement is a reset) or a Bind of a remembered reset statement (its reset
-    /// is restored after the unit's Sync). Whole frames only.
+    /// A Parse (remembers whether the statement is a reset; whole frames only), a Bind of a remembered reset
+    /// statement (its reset is restored after the unit's Sync) or a Close of one.
     func noteResetStatement(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) {
         let start = index + FrameHeader.size
         if header.id == FrontendID.parse {
@@ -515,7 +518,14 @@ extension ClientConnection {
             noteResetStatement(named: buffer.getString(at: start, length: nameLength) ?? "",
                                definition: buffer.getSlice(at: textStart, length: textLength)!)
         } else {
-            var payload = buffer.getSlice(at: start, length: header.payloadSize)!
+            // (what of the frame is in: a Bind's names come first)
+            var payload = buffer.getSlice(at: start, length: min(header.payloadSize, buffer.writerIndex - start))!
+            if header.id == FrontendID.close {  // Close of a statement: it is no reset any more
+                guard payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"),
+                      let statement = payload.readNullTerminatedString() else { return }
+                resetStatements[statement] = nil
+                return
+            }
             guard payload.readNullTerminatedString() != nil, let statement = payload.readNullTerminatedString(),
                   let reset = resetStatements[statement] else { return }
             if !restoreAtSync.contains(reset) { restoreAtSync.append(reset) }

@@ -389,6 +389,10 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         flushIfNeeded()
         if clientReadsPaused { setClientReadEnabled(true, context: context) }
         let channel = context.channel
+        // Counted and bounded from now, also while the FATAL waits behind output the client does not read.
+        lingering.add()
+        channel.closeFuture.whenComplete { _ in lingering.add(-1) }
+        channel.eventLoop.scheduleTask(in: Self.fatalLinger) { channel.close(promise: nil) }
         // An empty write behind everything NIO holds: once it completes, the FATAL is all in the kernel.
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(NIOAny(ByteBuffer()), promise: written)
@@ -400,9 +404,6 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
                 channel.close(promise: nil)
                 return
             }
-            lingering.add()
-            channel.closeFuture.whenComplete { _ in lingering.add(-1) }
-            channel.eventLoop.scheduleTask(in: Self.fatalLinger) { channel.close(promise: nil) }
         }
     }
 

@@ -250,7 +250,7 @@ public final class ConnectionPool: @unchecked Sendable {
         self.queryPlugins = plugins.flatMap { $0.inspectsQueries ? $0 : nil }
         self.mlStats = MLStats(pool: database)
         let dimensions = [("pool", database), ("user", user)]
-        let exported = general.enablePrometheusExporter
+        let exported = LatencyHistogram.isRecording
         self.queryTimer = exported ? LatencyHistogram.named("pgcat_query_duration_seconds", labels: dimensions) : nil
         self.waitTimer = exported ? LatencyHistogram.named("pgcat_wait_duration_seconds", labels: dimensions) : nil
         self.poolConfig = pool

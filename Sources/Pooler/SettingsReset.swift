@@ -50,16 +50,16 @@ enum SettingsReset: Equatable {
     @inline(__always)
     static func mightMatchStatement(_ buffer: ByteBuffer, at index: Int, length: Int) -> Bool {
         guard length >= 4, let first = buffer.getInteger(at: index, as: UInt8.self) else { return false }
-        switch first | 0x20 {
-        case UInt8(ascii: "r"), UInt8(ascii: "d"):
-            break
-        case UInt8(ascii: "s"):  // SET, not SELECT
-            guard let third = buffer.getInteger(at: index + 2, as: UInt8.self), third | 0x20 == UInt8(ascii: "t")
-            else { return false }
-        case 0x20, 0x0A, 0x09, 0x0D:
-            break  // leading white space: the full look decides
-        default:
-            return false
+        if !isSpace(first) {  // (leading white space: the full look decides)
+            switch first | 0x20 {
+            case UInt8(ascii: "r"), UInt8(ascii: "d"):
+                break
+            case UInt8(ascii: "s"):  // SET, not SELECT
+                guard let third = buffer.getInteger(at: index + 2, as: UInt8.self), third | 0x20 == UInt8(ascii: "t")
+                else { return false }
+            default:
+                return false
+            }
         }
         return buffer.withUnsafeReadableBytes { raw in
             let offset = index - buffer.readerIndex

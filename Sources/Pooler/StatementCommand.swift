@@ -30,7 +30,10 @@ enum StatementCommand: Equatable {
 
     /// A one-statement command's words as written, split at white space, a trailing semicolon removed.
     static func words(of text: String) -> [String] {
-        var words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }).map(String.init)
+        // ("\r\n" is one Character in Swift: CRLF line ends are white space too, as are form feeds for PostgreSQL.)
+        var words = text.split(whereSeparator: {
+            $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" || $0 == "\r\n" || $0 == "\u{0C}"
+        }).map(String.init)
         if var last = words.last, last.hasSuffix(";") {
             last.removeLast()
             words[words.count - 1] = last

@@ -22,6 +22,7 @@ final class SettingsResetTests: XCTestCase {
             ("SELECT 'a;b'; RESET ALL", nil), ("SELECT 1; -- RESET ALL", nil), ("SELECT 1; SELECT 2", nil),
             ("RESET SESSION AUTHORIZATION", nil), ("DISCARD PLANS", nil), ("select 'reset all'", nil),
             ("RESET", nil), ("", nil), ("reset \"a\"b\"", nil),
+            ("\n RESET ALL", .all), ("\tDISCARD ALL", .all), ("\r\nset timezone to default", .one("timezone")),
         ]
         for (text, expected) in cases {
             XCTAssertEqual(SettingsReset(text: text), expected, text)

@@ -21,6 +21,8 @@ final class StatementCommandTests: XCTestCase {
         XCTAssertEqual(command("DEALLOCATE PREPARE q"), .deallocate("q"))
         XCTAssertEqual(command("deallocate \"Q\";"), .deallocate("Q"))
         XCTAssertEqual(command("DEALLOCATE ALL"), .deallocateAll)
+        XCTAssertEqual(command("DEALLOCATE\r\nALL"), .deallocateAll, "CRLF line ends (one Character in Swift)")
+        XCTAssertEqual(command("PREPARE q AS\r\nSELECT 1"), .prepare("q"))
         XCTAssertEqual(command("discard all;"), .discardAll)
     }
 

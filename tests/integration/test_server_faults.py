@@ -14,6 +14,7 @@ Servers that are "down" are a port with nothing listening behind it: a small TCP
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -571,3 +572,23 @@ def test_client_idle_in_transaction_whose_server_died_can_still_terminate_quietl
         assert c.sock.recv(65536) == b"", "the pooler answered a Terminate"
     with admin(t) as a:
         assert wait_for(lambda: not [r for r in show(a, "CLIENTS") if r["database"] == "app"], 5), show(a, "CLIENTS")
+
+
+def test_a_drain_does_not_wait_for_a_client_whose_transaction_lost_its_server(pgcat, primary):
+    """SIGTERM while a client is idle inside a transaction: the drain waits for that transaction. When its server
+    connection is then killed, the client gets its FATAL 08006 at once (not at its next message, as when the pooler
+    is not shutting down) and the pooler exits, instead of waiting out shutdown_timeout."""
+    t = pgcat(pool_size=2, users=["app"], general={"shutdown_timeout": 30000})
+    with RawConn(t.host, t.port, timeout=15) as c:
+        c.startup("app", "app", "app")
+        c.query("begin")
+        pid = int(c.query("select pg_backend_pid()")[0][0])
+        t.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert t.proc.poll() is None, "exited before the open transaction ended (no drain)"
+        started = time.monotonic()
+        assert primary.value("select pg_terminate_backend(%s)", (pid,)) is True
+        kind, payload = c.read_message()
+        assert kind == b"E" and parse_error_fields(payload).get("C") == "08006", (kind, payload)
+        assert t.proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5, "the drain waited for the client"

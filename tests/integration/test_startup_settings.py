@@ -254,15 +254,24 @@ def test_a_reset_brings_back_the_login_values(pgcat, mode):
 @pytest.mark.parametrize("mode", ["transaction", "session"])
 def test_a_reset_through_the_extended_protocol_brings_back_the_login_values(pgcat, mode):
     """The same through Parse/Bind/Execute: a named prepared RESET ALL (psycopg prepares a statement after five
-    runs, or at once with prepare=True), a prepared RESET name run again later, an unnamed one, and asyncpg's
-    fetch (prepared through its statement cache). Before stop 25 only a simple Query restored the login values."""
+    runs, or at once with prepare=True), an unnamed one (psycopg's pipeline mode), a prepared RESET name run again
+    later, and asyncpg's fetch (prepared through its statement cache). Before stop 25 only a simple Query restored
+    the login values."""
     t = pgcat(pool_mode=mode, pool_size=2)
     with t.connect(options="-c TimeZone=Asia/Tokyo -c DateStyle=SQL,DMY", prepare_threshold=5) as c:
-        for n in range(7):  # unnamed at first, a named prepared statement from the sixth run on
+        for n in range(3):  # a named prepared statement
             c.execute("set timezone to 'UTC'")
-            c.execute("RESET ALL", prepare=None if n < 6 else True)
+            c.execute("RESET ALL", prepare=True)
             assert show(c, "timezone") == "Asia/Tokyo", n
             assert c.info.parameter_status("TimeZone") == "Asia/Tokyo", n
+        for n in range(2):  # in pipeline mode psycopg sends even a statement without parameters as an unnamed Parse
+            c.execute("set timezone to 'UTC'")
+            with c.pipeline():
+                c.execute("RESET ALL")
+            assert show(c, "timezone") == "Asia/Tokyo", n
+        c.execute("set timezone to 'UTC'")
+        c.execute("\n  RESET ALL", prepare=True)  # (white space first)
+        assert show(c, "timezone") == "Asia/Tokyo"
         for n in range(2):
             c.execute("set timezone to 'UTC'; set datestyle to 'ISO, MDY'")
             c.execute("reset timezone", prepare=True)

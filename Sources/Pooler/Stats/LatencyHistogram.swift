@@ -5,6 +5,7 @@
 /// event loops that serve the pool, and walks all its buckets under it; these two run once per query and once per
 /// transaction on the relay's path. Series live as long as the process, keyed by name and labels, as swift-metrics'
 /// did, so a pool that a reload replaces goes on counting in the same series.
+import Atomics
 import NIOConcurrencyHelpers
 
 public final class LatencyHistogram: @unchecked Sendable {
@@ -50,6 +51,12 @@ public final class LatencyHistogram: @unchecked Sendable {
     }
 
     // MARK: the process's series
+
+    /// Whether pools record latencies: set once, when the exporter is created (before any pool), and never by a
+    /// reload, which neither starts nor stops the exporter.
+    public static var isRecording: Bool { recording.load(ordering: .relaxed) }
+    public static func startRecording() { recording.store(true, ordering: .relaxed) }
+    private static let recording = ManagedAtomic(false)
 
     private static let series = NIOLockedValueBox<[String: LatencyHistogram]>([:])
 
