@@ -16,8 +16,8 @@ struct StartupSettings: Equatable {
     var tracked: [String: String] = [:]
     /// Every other setting, one per name (the last given wins), in the order first given.
     var settings: [SessionSetting] = []
-    /// What a server must accept before the login succeeds: everything `options` set, and every setting the packet
-    /// gave beyond the reported parameters (a reported parameter outside `options` is applied as before, unchecked).
+    /// What a server must accept before the login succeeds: every setting, from `options` or the packet, except
+    /// `application_name`.
     var toCheck: [SessionSetting] = []
 
     /// Startup parameters that are not settings.
@@ -32,14 +32,16 @@ struct StartupSettings: Equatable {
         let given = fromOptions.map { ($0.name, $0.value, true) }
             + parameters.filter { !Self.protocolParameters.contains($0.0) }.map { ($0.0, $0.1, false) }
         var checked: [SessionSetting] = []
-        for (name, value, viaOptions) in given {
+        for (name, value, _) in given {
             let lower = name.lowercased()
             guard Self.isValidName(lower) else {
                 throw StartupOptions.Failure(state: .invalidName, message: "invalid configuration parameter name \"\(name)\"")
             }
             if let reported = canonical[lower] {
                 tracked[reported] = value
-                if viaOptions && lower != "application_name" { Self.put(SessionSetting(name: lower, value: value), in: &checked) }
+                // Checked like any setting (application_name takes any text): a value PostgreSQL refuses would
+                // otherwise fail every replay of the client's parameters, unseen, and leave the previous client's.
+                if lower != "application_name" { Self.put(SessionSetting(name: lower, value: value), in: &checked) }
             } else {
                 Self.put(SessionSetting(name: lower, value: value), in: &settings)
                 Self.put(SessionSetting(name: lower, value: value), in: &checked)

@@ -12,7 +12,8 @@ final class StartupSettingsTests: XCTestCase {
         let s = try settings([("user", "u"), ("database", "d"), ("application_name", "psql"), ("client_encoding", "UTF8")])
         XCTAssertEqual(s.tracked, ["application_name": "psql", "client_encoding": "UTF8"])
         XCTAssertEqual(s.settings, [])
-        XCTAssertEqual(s.toCheck, [], "reported parameters outside options are applied unchecked, as before")
+        XCTAssertEqual(s.toCheck, [SessionSetting(name: "client_encoding", value: "UTF8")],
+                       "reported parameters are checked too (a bad one would fail every replay, unseen); application_name is not")
     }
 
     func testOptionsFirstThenThePacketWinsAndNamesIgnoreCase() throws {

@@ -24,6 +24,25 @@ def refused_login(t, **params) -> PgError:
         return refused.value
 
 
+@pytest.mark.parametrize("name, value", [("client_encoding", "BOGUS"), ("DateStyle", "bogus"),
+                                         ("TimeZone", "Nowhere/Land"), ("IntervalStyle", "nope"),
+                                         ("standard_conforming_strings", "maybe")])
+def test_a_reported_parameter_postgres_refuses_fails_the_login(pgcat, name, value):
+    """A reported parameter in the startup packet with a value PostgreSQL refuses fails the login with FATAL 22023,
+    as PostgreSQL does. Before stop 25 the login succeeded, every replay of the client's parameters failed unseen,
+    and the session ran with the previous client's application_name and TimeZone (exploratory round)."""
+    t = pgcat(pool_size=1)
+    with RawConn(t.host, t.port) as prev:  # leaves its values on the only server connection
+        prev.startup("app", "app", PASSWORDS["app"], application_name="previous_client", TimeZone="Asia/Tokyo")
+        prev.query("select 1")
+    e = refused_login(t, **{name: value})
+    assert (e.severity, e.sqlstate) == ("FATAL", "22023"), e.fields
+    with RawConn(t.host, t.port) as c:  # a valid value still logs in, with its own settings
+        c.startup("app", "app", PASSWORDS["app"], TimeZone="Europe/Paris")
+        [[zone, app]] = c.query("select current_setting('TimeZone'), current_setting('application_name')")
+        assert zone == "Europe/Paris" and app != "previous_client", (zone, app)
+
+
 def test_options_setting_holds_for_the_session(pgcat):
     t = pgcat()
     with t.connect(options="-c statement_timeout=1234") as conn:
