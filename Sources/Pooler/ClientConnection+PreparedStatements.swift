@@ -164,11 +164,15 @@ extension ClientConnection {
     }
 
     /// An error the pooler raises for an extended-protocol message: it takes that message's place in the reply
-    /// order, and the client's messages up to its Sync are dropped, as Postgres does after an error.
+    /// order, the server fails the unit too, and the client's messages up to its Sync are dropped, as Postgres
+    /// does after an error.
     private func failExtended(_ state: SQLState, _ message: String, on server: ServerConnection) {
         var error = allocate(128)
         MessageEncoder.errorResponse(severity: .error, state: state, message: message, into: &error)
         server.tracker.append(.synthetic(error))
+        // As an error on the server would: the unit's earlier statements are rolled back, and inside a
+        // transaction block the transaction is failed (25P02 for what follows, COMMIT rolls back).
+        failUnitOnServer(server)
         skipToSync = true
         planRetry = nil
     }

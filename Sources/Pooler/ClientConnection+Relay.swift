@@ -281,6 +281,13 @@ extension ClientConnection {
         var error = allocate(message.utf8.count + 64)
         MessageEncoder.errorResponse(severity: .error, state: .featureNotSupported, message: message, into: &error)
         server.tracker.append(.synthetic(error))
+        failUnitOnServer(server)
+    }
+
+    /// Makes the server fail the client's current unit as the pooler's own error just did: a Parse meant to fail
+    /// (its error is dropped), after which the server skips to the client's Sync, rolls back what the unit did
+    /// (an implicit transaction) or marks the transaction block failed, and says so in its ReadyForQuery.
+    func failUnitOnServer(_ server: ServerConnection) {
         var parse = allocate(64)
         MessageEncoder.frame(FrontendID.parse, into: &parse) {
             $0.writeString("pgcat_refused\0pgcat refused this unit\0")

@@ -128,9 +128,12 @@ final class ClientConnectionHandlerTests: XCTestCase {
 
     /// A later login is answered from the pool's stored report (its ParameterStatus messages encoded once): the
     /// server's parameters, with what this client set in its startup packet in place of the server's values.
+    /// (A reported parameter other than application_name is checked on a server first, once per value set: the
+    /// pool here is told it was.)
     func testLaterLoginReportsStoredParametersWithItsOwnOverlay() throws {
         let h = PoolerHarness()
         _ = h.loginFirstClient(extra: [("application_name", "first")])
+        h.pool.noteSettingsChecked(StartupSettings.checkKey([SessionSetting(name: "datestyle", value: "German, DMY")]))
         let client = h.makeClient()
         h.sendStartup(client, extra: [("application_name", "second"), ("DateStyle", "German, DMY")])
         let welcome = client.drainMessages()

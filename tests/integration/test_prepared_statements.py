@@ -234,6 +234,38 @@ def test_a_statement_drop_the_pooler_cannot_read_keeps_every_statement_usable(pg
             assert rows(exchange(b, parse_msg("mine", "select 13") + bind_msg("mine") + EXECUTE + SYNC)) == [["13"]]
 
 
+@pytest.mark.parametrize("failing", ["bind unknown", "describe unknown", "duplicate parse"])
+def test_an_error_the_pooler_answers_itself_fails_the_transaction_as_postgres_would(pgcat, primary, failing):
+    """26000 (Bind or Describe of an unknown statement) and 42P05 (a second Parse of a name) are answered by the
+    pooler, but must have the effect of an error on the server: inside a transaction block the transaction is
+    failed (ReadyForQuery 'E', 25P02 for what follows, COMMIT rolls back), and an implicit transaction's earlier
+    statements are rolled back. (Before stop 25 the server never heard of the error: ReadyForQuery said 'T' and
+    COMMIT committed the earlier insert.)"""
+    table = primary.make_table(f"pooler_error_{failing.replace(' ', '_')}", "id int")
+    t = pgcat(pool_size=1)
+    bad = {"bind unknown": bind_msg("nope") + EXECUTE,
+           "describe unknown": message(b"D", b"S" + cstr("nope")),
+           "duplicate parse": parse_msg("dup", "select 1")}[failing]
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        exchange(c, parse_msg("dup", "select 1") + SYNC)
+        # inside a transaction block
+        c.query("begin")
+        c.query(f"insert into {table} values (1)")
+        replies = exchange(c, bad + SYNC)
+        assert [e.sqlstate for e in errors(replies)] == ["42P05" if failing == "duplicate parse" else "26000"]
+        assert replies[-1] == (b"Z", b"E"), replies[-1]
+        with pytest.raises(PgError) as aborted:
+            c.query("select 42")
+        assert aborted.value.sqlstate == "25P02"
+        c.query("commit")  # (a ROLLBACK, as the transaction failed)
+        # an implicit transaction: the insert before the failing message in the same unit is rolled back
+        insert = parse_msg("", f"insert into {table} values (2)") + bind_msg("") + EXECUTE
+        replies = exchange(c, insert + bad + SYNC)
+        assert len(errors(replies)) == 1 and replies[-1] == (b"Z", b"I"), replies
+    assert primary.value(f"select count(*) from {table}") == 0
+
+
 def test_duplicate_statement_name_is_42p05(pgcat):
     t = pgcat(pool_size=1)
     with RawConn(t.host, t.port) as c:
