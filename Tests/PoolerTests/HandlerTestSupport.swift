@@ -435,6 +435,18 @@ final class PoolerHarness {
         return channel
     }
 
+    /// Sends `bytes` to `channel` in two reads split at a random byte: a message may arrive in two parts, as over
+    /// TCP (the relay fuzzers' servers answer this way).
+    func sendSplitAtAnyByte<R: RandomNumberGenerator>(_ bytes: ByteBuffer, to channel: EmbeddedChannel,
+                                                      using rng: inout R) {
+        let split = Int.random(in: 0...bytes.readableBytes, using: &rng)
+        for part in [bytes.getSlice(at: bytes.readerIndex, length: split)!,
+                     bytes.getSlice(at: bytes.readerIndex + split, length: bytes.readableBytes - split)!]
+        where part.readableBytes > 0 {
+            send(part, to: channel)
+        }
+    }
+
     /// Writes `buffers` to the pooler as one read from the client (or server) side and runs pending tasks.
     func send(_ buffers: ByteBuffer..., to channel: EmbeddedChannel, file: StaticString = #filePath,
               line: UInt = #line) {

@@ -300,17 +300,12 @@ final class RelayInterleavingFuzzTests: XCTestCase {
                 servers[index].inbox = rest
                 if trace { print("TRACE server \(index) handles \(ids(Array(frames.prefix(take)))) -> \(replies)") }
                 guard !replies.isEmpty else { continue }
-                // Two reads, split at any byte: a message may arrive in two parts, as over TCP.
                 var all = ByteBuffer()
                 for symbol in replies {
                     var encoded = Self.encode(symbol)
                     all.writeBuffer(&encoded)
                 }
-                let split = Int.random(in: 0...all.readableBytes, using: &rng)
-                for part in [all.getSlice(at: 0, length: split)!, all.getSlice(at: split, length: all.readableBytes - split)!]
-                where part.readableBytes > 0 {
-                    h.send(part, to: h.serverChannels[index])
-                }
+                h.sendSplitAtAnyByte(all, to: h.serverChannels[index], using: &rng)
             }
         }
 
