@@ -181,7 +181,7 @@ extension ClientConnection {
 
     private func attach(_ server: ServerConnection) {
         self.server = server
-        if !restoreAtSync.isEmpty { restoreAtSync = [] }  // (a unit whose Sync never came)
+        if !restoreAtSync.isEmpty { restoreAtSync = [] }  // (a unit whose Sync never reached a server: lost, skipped)
         if planRetry != nil { planRetry = nil }  // (storing nil destroys the large payload: a profiled ~1%)
         leaseRetries = 0
         stats.set(.active)
@@ -281,7 +281,6 @@ extension ClientConnection {
         guard server === self.server else { return }
         let reason = server.fatalReason ?? closeReason
         self.server = nil
-        restoreAtSync = []  // (the unit failed with the connection)
         inference?.failed = true
         finishInference()
         stats.set(.idle)
@@ -309,7 +308,7 @@ extension ClientConnection {
                 // reach libpq together with the last ReadyForQuery; libpq then takes it for a notice while idle,
                 // and the next query reports only "server closed the connection unexpectedly". (Not while the
                 // pooler shuts down: a drain must not wait for this client.)
-                lostSessionMessage = message
+                owedAnswer = .sessionLost(message)
                 return
             }
             fatal(.connectionFailure, message)
@@ -376,7 +375,7 @@ extension ClientConnection {
         guard let server, server.tracker.pendingSyncPoints == 0, server.status != .idle, inbox == nil else { return }
         logger.info("idle transaction timeout: rolling back and releasing the server connection")
         self.server = nil
-        idleTimeoutFired = true
+        owedAnswer = .idleTransactionTimeout
         returnServer(server, clientLeft: false)
     }
 }

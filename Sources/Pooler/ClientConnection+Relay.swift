@@ -330,21 +330,18 @@ extension ClientConnection {
         guard let header = FrameHeader.peek(buffer, at: buffer.readerIndex) else { return false }
         try header.validate(limit: maxMessageSize)
         try check(header)
-        if let lost = lostSessionMessage {
-            lostSessionMessage = nil
-            buffer.clear()
-            if header.id == FrontendID.terminate {
-                closeClient()
-            } else {
-                fatal(.connectionFailure, lost)
+        if let owed = owedAnswer {
+            owedAnswer = nil
+            switch owed {
+            case .idleTransactionTimeout:
+                sendError(.idleInTransactionSessionTimeout, "idle transaction timeout")
+                discardUntilSync = true
+                return true
+            case .sessionLost(let message):
+                buffer.clear()
+                if header.id == FrontendID.terminate { closeClient() } else { fatal(.connectionFailure, message) }
+                return false
             }
-            return false
-        }
-        if idleTimeoutFired {
-            idleTimeoutFired = false
-            sendError(.idleInTransactionSessionTimeout, "idle transaction timeout")
-            discardUntilSync = true
-            return true
         }
         switch header.id {
         case FrontendID.terminate:
@@ -468,7 +465,6 @@ extension ClientConnection {
         buffer.moveReaderIndex(forwardBy: count)
         if reachedSync {
             discardUntilSync = false
-            restoreAtSync = []  // (the unit's reset never ran)
             sendReady()
             return true
         }
@@ -544,7 +540,8 @@ extension ClientConnection {
     func noteResetStatement(named name: String, definition: ByteBuffer) {
         guard !loginTrackedParameters.isEmpty || !sessionSettings.isEmpty else { return }
         var reset: SettingsReset?
-        if definition.readableBytes < 1024, SettingsReset.mightMatch(definition) {
+        if definition.readableBytes < 1024,
+           SettingsReset.mightMatchStatement(definition, at: definition.readerIndex, length: definition.readableBytes) {
             var text = definition
             reset = text.readNullTerminatedString().flatMap { SettingsReset(text: $0) }
         }

@@ -20,17 +20,20 @@ extension ClientConnection {
             if upTo > runStart { write(buffer.getSlice(at: runStart, length: upTo - runStart)!) }
             runStart = upTo
         }
+        /// The pooler's own replies that are due, after everything relayed up to `index`; never inside a server
+        /// message that reached the client in part (they wait for its last byte).
+        func writeDueReplies() {
+            guard !server.scanner.isMidFrame else { return }
+            while let reply = server.tracker.dueSynthetic(status: server.status) {
+                flushRun(upTo: index)
+                write(reply)
+            }
+        }
 
         while index < end {
             if server.scanner.isMidFrame {
                 index += server.scanner.consumeSkip(available: end - index)
-                // The pooler's own replies that came due with that frame go after its last byte, never inside it.
-                if !server.scanner.isMidFrame {
-                    while let reply = server.tracker.dueSynthetic(status: server.status) {
-                        flushRun(upTo: index)
-                        write(reply)
-                    }
-                }
+                writeDueReplies()  // (those that came due with that frame's start)
                 continue
             }
             guard let header = FrameHeader.peek(buffer, at: index) else { break }
@@ -136,10 +139,7 @@ extension ClientConnection {
                 if server.tracker.takeErrorBeforeInjectedSync() { discardUntilSync = true }
             }
             if header.id == BackendID.parseComplete { noteSucceededStatements(on: server) }
-            while !server.scanner.isMidFrame, let reply = server.tracker.dueSynthetic(status: server.status) {
-                flushRun(upTo: index)
-                write(reply)
-            }
+            writeDueReplies()
             if header.id == BackendID.readyForQuery, server.tracker.pendingSyncPoints == 0 {
                 if awaitingSettingsReplay {
                     settingsReplayDone = true  // the client's messages were held back: nothing else is owed

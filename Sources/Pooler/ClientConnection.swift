@@ -119,11 +119,11 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var idleTransactionTimer: Scheduled<Void>?
     /// The user's `statement_timeout` for the request in flight (ClientConnection+QueryTimeout).
     var statementTimer: Scheduled<Void>?
-    /// The idle-in-transaction timeout fired; the next message is answered with 25P03.
-    var idleTimeoutFired = false
-    /// The server connection of this idle client's transaction or session was lost: its next message is answered
-    /// with this FATAL 08006 (ClientConnection+Lease `serverClosed`).
-    var lostSessionMessage: String?
+    /// What the pooler owes an idle client without a server, answered at its next message (ClientConnection+Relay
+    /// `dispatchIdle`): the idle-in-transaction timeout fired (25P03), or the server connection of its transaction
+    /// or session was lost (this FATAL 08006; ClientConnection+Lease `serverClosed`).
+    enum OwedAnswer { case idleTransactionTimeout, sessionLost(String) }
+    var owedAnswer: OwedAnswer?
     /// After an error the pooler sent itself: drop messages up to the next Sync/Query, then ReadyForQuery.
     var discardUntilSync = false
     var scanner = FrameStreamScanner()
@@ -373,11 +373,10 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     static let fatalLinger: TimeAmount = .seconds(2)
 
     /// Ends the session after a FATAL the way a reader of it needs. A plain close would answer anything the client
-    /// sends afterwards (or already sent, unread) with a reset, and a client that had not read the FATAL yet (libpq
-    /// idle in a transaction, sending its next query) then reports only "server closed the connection
-    /// unexpectedly". So the output is ended (FIN after the FATAL), what the client still sends is read and dropped,
-    /// and the socket closes when the client closes it, or after `fatalLinger`. Everything the session held is
-    /// released at once.
+    /// sends afterwards (or already sent, unread) with a reset, and some systems drop data the client has received
+    /// but not read yet when a reset arrives: the FATAL itself. So the output is ended (FIN after the FATAL), what
+    /// the client still sends is read and dropped, and the socket closes when the client closes it, or after
+    /// `fatalLinger`. Everything the session held is released at once.
     func closeClientAfterMessage() {
         guard let context else { return }
         let connector = runtime.connector
@@ -399,11 +398,9 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         writer.stop()
         clientGone()
         written.futureResult.whenComplete { result in
-            // (still open here, on the channel's loop: the descriptor is still this channel's)
-            guard case .success = result, channel.isActive, connector.shutdownOutput(of: channel) else {
-                channel.close(promise: nil)
-                return
-            }
+            // (on the channel's loop, still open: the descriptor is still this channel's)
+            if case .success = result, channel.isActive, connector.shutdownOutput(of: channel) { return }
+            channel.close(promise: nil)
         }
     }
 

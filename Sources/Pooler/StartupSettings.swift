@@ -29,23 +29,22 @@ struct StartupSettings: Equatable {
         if let options = parameters.last(where: { $0.0 == "options" })?.1 {
             fromOptions = try StartupOptions.settings(in: options)
         }
-        let given = fromOptions.map { ($0.name, $0.value, true) }
-            + parameters.filter { !Self.protocolParameters.contains($0.0) }.map { ($0.0, $0.1, false) }
+        let given = fromOptions.map { ($0.name, $0.value) } + parameters.filter { !Self.protocolParameters.contains($0.0) }
         var checked: [SessionSetting] = []
-        for (name, value, _) in given {
+        for (name, value) in given {
             let lower = name.lowercased()
             guard Self.isValidName(lower) else {
                 throw StartupOptions.Failure(state: .invalidName, message: "invalid configuration parameter name \"\(name)\"")
             }
+            let setting = SessionSetting(name: lower, value: value)
             if let reported = canonical[lower] {
                 tracked[reported] = value
-                // Checked like any setting (application_name takes any text): a value PostgreSQL refuses would
-                // otherwise fail every replay of the client's parameters, unseen, and leave the previous client's.
-                if lower != "application_name" { Self.put(SessionSetting(name: lower, value: value), in: &checked) }
             } else {
-                Self.put(SessionSetting(name: lower, value: value), in: &settings)
-                Self.put(SessionSetting(name: lower, value: value), in: &checked)
+                Self.put(setting, in: &settings)
             }
+            // Reported parameters are checked too (application_name takes any text): a value PostgreSQL refuses
+            // would otherwise fail every replay of the client's parameters, unseen, and leave the previous client's.
+            if lower != "application_name" { Self.put(setting, in: &checked) }
         }
         toCheck = checked
     }

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from support import (
-    DIRECT, HOST, PGCAT_BIN, START_TIMEOUT, Cluster, Primary, Target, build_config, cluster_from_env, free_port,
-    pgbench, stop_process, to_yaml, wait_for_port, wait_on_replicas,
+    DIRECT, HOST, PGCAT_BIN, Cluster, Primary, Target, build_config, cluster_from_env, free_port,
+    pgbench, spawn_pooler, stop_process, to_yaml, wait_for_pooler, wait_on_replicas,
 )
 
 TARGETS_KEY = pytest.StashKey[list]()
@@ -134,22 +134,11 @@ def pgcat(request, cluster, tmp_path):
         cfg_path = tmp_path / f"pgcat-{n}{suffix}"
         cfg_path.write_text(config_text)
         log_path = tmp_path / f"pgcat-{n}.log"
-        log = open(log_path, "wb")
-        env = dict(os.environ)
-        proc = subprocess.Popen([PGCAT_BIN, *args, str(cfg_path)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=tmp_path, env=env, start_new_session=True)
-        log.close()
-        pidfile = os.environ.get("PGCAT_TEST_PIDFILE")
-        if pidfile:  # scripts/test.sh ends any pooler that outlives an interrupted run
-            with open(pidfile, "a") as f:
-                f.write(f"{proc.pid}\n")
+        proc = spawn_pooler([*args, str(cfg_path)], log_path=log_path, cwd=tmp_path, env=dict(os.environ))
         t = Target(HOST, port, proc=proc, log_path=log_path, config_path=cfg_path)
         started.append(t)
-        try:
-            wait_for_port(HOST, port, proc, START_TIMEOUT)
-        except RuntimeError as e:
-            stop_process(proc)
-            pytest.fail(f"{e}\n--- config {cfg_path} ---\n{config_text}\n--- pgcat output ---\n{t.log()[-20000:]}")
+        wait_for_pooler(proc, port,
+                        lambda: f"--- config {cfg_path} ---\n{config_text}\n--- pgcat output ---\n{t.log()[-20000:]}")
         return t
 
     yield start

@@ -277,6 +277,35 @@ def wait_for(predicate, timeout: float = 8.0, interval: float = 0.05):
         time.sleep(interval)
 
 
+def spawn_pooler(args: list[str], *, log_path=None, cwd=None, env=None) -> subprocess.Popen:
+    """Starts the pooler binary with `args` (output to `log_path`, or dropped), in a session of its own, and
+    registers it for scripts/test.sh, which ends any pooler that outlives an interrupted run."""
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen([PGCAT_BIN, *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=cwd, env=env, start_new_session=True)
+    finally:
+        if log_path:
+            log.close()
+    pidfile = os.environ.get("PGCAT_TEST_PIDFILE")
+    if pidfile:
+        with open(pidfile, "a") as f:
+            f.write(f"{proc.pid}\n")
+    return proc
+
+
+def wait_for_pooler(proc: subprocess.Popen, port: int, output) -> None:
+    """Until the pooler started by `spawn_pooler` accepts on `port`; if it exits or never does, stops it and fails
+    the test with `output()` (its log, the config)."""
+    import pytest
+
+    try:
+        wait_for_port(HOST, port, proc, START_TIMEOUT)
+    except RuntimeError as e:
+        stop_process(proc)
+        pytest.fail(f"{e}\n{output()}")
+
+
 def wait_for_port(host: str, port: int, proc: subprocess.Popen | None, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:

@@ -20,8 +20,8 @@ import pytest
 
 from pgwire import RawConn
 from support import (
-    EX_CONFIG, HOST, PGCAT_BIN, START_TIMEOUT, build_config, free_port, run_pgcat, stop_process, to_yaml, wait_for,
-    wait_for_port,
+    EX_CONFIG, HOST, PGCAT_BIN, build_config, free_port, run_pgcat, stop_process, to_yaml, wait_for,
+    spawn_pooler, wait_for_pooler,
 )
 
 pytestmark = pytest.mark.pooler_only
@@ -127,18 +127,8 @@ def clean_env() -> dict:
 
 def start_binary(args: list[str], cwd, port: int, log_path) -> subprocess.Popen:
     """Starts the binary with `args` (no config path appended) and waits until it accepts connections."""
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([PGCAT_BIN, *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=cwd, env=clean_env(), start_new_session=True)
-    pidfile = os.environ.get("PGCAT_TEST_PIDFILE")
-    if pidfile:  # scripts/test.sh ends any pooler that outlives an interrupted run
-        with open(pidfile, "a") as f:
-            f.write(f"{proc.pid}\n")
-    try:
-        wait_for_port(HOST, port, proc, START_TIMEOUT)
-    except RuntimeError as e:
-        stop_process(proc)
-        pytest.fail(f"{e}\n--- output ---\n{log_path.read_text(errors='replace')[-5000:]}")
+    proc = spawn_pooler(args, log_path=log_path, cwd=cwd, env=clean_env())
+    wait_for_pooler(proc, port, lambda: f"--- output ---\n{log_path.read_text(errors='replace')[-5000:]}")
     return proc
 
 

@@ -5,13 +5,12 @@ SIGINT/SIGTERM drain and the second SIGTERM."""
 
 import signal
 import socket
-import subprocess
 import time
 
 import psycopg
 import pytest
 
-from support import HOST, PGCAT_BIN, build_config, free_port, to_yaml
+from support import HOST, build_config, free_port, spawn_pooler, to_yaml
 
 pytestmark = pytest.mark.pooler_only
 
@@ -71,8 +70,7 @@ def test_sigterm_the_moment_the_port_accepts_drains_and_exits_0(cluster, tmp_pat
         port = free_port()
         path = tmp_path / f"early-{n}.yaml"
         path.write_text(to_yaml(build_config(cluster, port, users=["app"])))
-        proc = subprocess.Popen([PGCAT_BIN, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = spawn_pooler([str(path)])
         try:
             deadline = time.monotonic() + 20
             while True:

@@ -14,12 +14,15 @@ public final class LatencyHistogram: @unchecked Sendable {
 
     public let name: String
     public let labels: [(String, String)]
+    /// Name and labels in one string: the series' identity and its order in the output.
+    let key: String
     /// One counter per bucket (not cumulative; the last is +Inf), then the sum of the values in nanoseconds.
     private let slab = CounterSlab(count: LatencyHistogram.upperBounds.count + 2)
 
-    private init(name: String, labels: [(String, String)]) {
+    private init(name: String, labels: [(String, String)], key: String) {
         self.name = name
         self.labels = labels
+        self.key = key
     }
 
     @inline(__always)
@@ -65,7 +68,7 @@ public final class LatencyHistogram: @unchecked Sendable {
         let key = name + "\u{0}" + labels.map { $0.0 + "=" + $0.1 }.joined(separator: "\u{0}")
         return series.withLockedValue { all in
             if let existing = all[key] { return existing }
-            let made = LatencyHistogram(name: name, labels: labels)
+            let made = LatencyHistogram(name: name, labels: labels, key: key)
             all[key] = made
             return made
         }
@@ -73,10 +76,7 @@ public final class LatencyHistogram: @unchecked Sendable {
 
     /// Every series, by name, then labels.
     public static var all: [LatencyHistogram] {
-        series.withLockedValue { Array($0.values) }.sorted {
-            ($0.name, $0.labels.map { $0.0 + "=" + $0.1 }.joined(separator: ",")) <
-                ($1.name, $1.labels.map { $0.0 + "=" + $0.1 }.joined(separator: ","))
-        }
+        series.withLockedValue { Array($0.values) }.sorted { $0.key < $1.key }
     }
 
     // MARK: Prometheus text format
