@@ -3,7 +3,8 @@
 ///
 /// Every Query and Parse is looked at, inside transactions too, not only the one that starts a transaction: a
 /// refused table must stay refused after a BEGIN. With a server held, the pooler's answer takes its place in the
-/// server's reply order (ResponseTracker), as the prepared-statement replies do.
+/// server's reply order (ResponseTracker), as the prepared-statement replies do, and a refusal fails the server's
+/// unit as Postgres's own error would (PgCat's leaves the transaction going).
 import NIOCore
 import PostgresWire
 
@@ -53,8 +54,17 @@ extension ClientConnection {
             MessageEncoder.errorResponse(severity: .error, state: Self.insufficientPrivilege,
                                          message: QueryPlugins.denialMessage(table), into: &error)
             server.tracker.append(.synthetic(error))
+            // The server fails the unit too, as Postgres's own 42501 would: a transaction block is failed (COMMIT
+            // rolls back) and an implicit transaction's earlier statements are rolled back.
+            failUnitOnServer(server)
             if id == FrontendID.query {
-                server.tracker.append(.syntheticReady)
+                // The Query's ReadyForQuery is the server's, after a Sync of the pooler's: it says whether the
+                // transaction block failed.
+                var sync = allocate(8)
+                MessageEncoder.sync(into: &sync)
+                server.tracker.sent(FrontendID.sync)
+                server.send(sync)
+                server.unitEnded()
             } else {
                 forgetUnnamedStatement(ifParse: id, payload)
                 skipToSync = true

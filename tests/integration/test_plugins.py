@@ -50,20 +50,34 @@ def test_table_access_refuses_listed_tables(pgcat, tables):
         # Named prepared statements.
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute(f"select v from {SECRET_TABLE} where id = %s", (1,), prepare=True)
-        # Inside a transaction: refused too, and the transaction goes on.
+        # Inside a transaction: refused too, and the transaction failed, as by Postgres's own error: the next
+        # statement gets 25P02 and the earlier write is not committed.
         c.autocommit = False
         assert c.execute(f"select v from {OPEN_TABLE}").fetchone() == ("visible",)
+        c.execute(f"insert into {OPEN_TABLE} values (2, 'written before the refusal')")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute(f"select v from {SECRET_TABLE}")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            c.execute("select 1")
         c.rollback()
         c.autocommit = True
         assert c.execute("select 1").fetchone() == (1,)
+        # In one pipeline (one Sync): the refused Parse fails the unit, so the INSERT before it is rolled back.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with c.pipeline():
+                c.execute(f"insert into {OPEN_TABLE} values (3, 'same unit as the refusal')")
+                c.execute(f"select v from {SECRET_TABLE}")
+        assert c.execute(f"select count(*) from {OPEN_TABLE}").fetchone() == (1,)
 
     # Simple protocol (psql), also inside an explicit transaction and as the second statement of a Query.
     r = psql(t, f"select v from {SECRET_TABLE}", check=False)
     assert r.returncode != 0 and f'permission for table "{SECRET_TABLE}" denied' in r.stderr, r.stderr
-    r = psql(t, stdin=f"begin;\nselect 1;\nselect v from {SECRET_TABLE};\ncommit;\n", check=False)
+    r = psql(t, stdin=f"begin;\ninsert into {OPEN_TABLE} values (4, 'x');\nselect v from {SECRET_TABLE};\n"
+                      "select 1;\ncommit;\n", check=False, on_error_stop=False)
     assert f'permission for table "{SECRET_TABLE}" denied' in r.stderr, r.stderr
+    # The block failed on the server as well: the next statement is refused and COMMIT rolls back (the row count
+    # below).
+    assert "current transaction is aborted" in r.stderr, r.stderr
     r = psql(t, f"select 1; select v from {SECRET_TABLE}", check=False)
     assert r.returncode != 0 and "denied" in r.stderr, r.stderr
     # SQL-level PREPARE names the table too (its EXECUTE would not)
