@@ -182,6 +182,7 @@ extension ClientConnection {
     private func attach(_ server: ServerConnection) {
         self.server = server
         if !restoreAtSync.isEmpty { restoreAtSync = [] }  // (a unit whose Sync never reached a server: lost, skipped)
+        if restoreAfterUnit != nil { restoreAfterUnit = nil }  // (its unit's answer never came: the server was lost)
         if planRetry != nil { planRetry = nil }  // (storing nil destroys the large payload: a profiled ~1%)
         leaseRetries = 0
         stats.set(.active)

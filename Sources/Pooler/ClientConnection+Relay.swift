@@ -48,6 +48,7 @@ extension ClientConnection {
     /// Named prepared statements (transaction mode) are rewritten to their server-side names on the way.
     private func relay(_ buffer: inout ByteBuffer, to server: ServerConnection) throws(WireError) -> Bool {
         if awaitingSettingsReplay { return false }  // (resumed by settingsReplayAnswered)
+        if restoreAfterUnit != nil { return false }  // (resumed by serverRead at the unit's ReadyForQuery)
         // The unit ended early for automatic sharding: what follows is routed again once that Sync is answered.
         if automaticShardAwaitsBind, server.tracker.awaitsInjectedSync { return false }
         let rewriting = rewritesStatements
@@ -208,12 +209,9 @@ extension ClientConnection {
                 // is the unnamed statement surely this client's (ClientConnection+UnnamedStatement).
                 server.unitEnded()
                 if !restoreAtSync.isEmpty {
-                    let resets = restoreAtSync
+                    let effects = restoreAtSync
                     restoreAtSync = []
-                    if let restore = loginSettingsRestore(for: resets, on: server) {
-                        flushRun(upTo: index + header.frameSize)
-                        injectRestore(restore, on: server)
-                    }
+                    restoreAfterUnit = loginSettingsRestore(for: effects, on: server)
                 }
             case FrontendID.describe:
                 unsynced = true
@@ -222,9 +220,8 @@ extension ClientConnection {
             case FrontendID.query, FrontendID.functionCall:
                 server.tracker.sent(header.id)
                 server.unitEnded()
-                if inspectsReset, let restore = loginSettingsRestore(queryAt: index, header, in: buffer, on: server) {
-                    flushRun(upTo: index + header.frameSize)  // the client's RESET first, then the pooler's SETs
-                    injectRestore(restore, on: server)
+                if inspectsReset {
+                    restoreAfterUnit = loginSettingsRestore(queryAt: index, header, in: buffer, on: server)
                 }
             case FrontendID.flush:
                 if !server.tracker.isEmpty { server.awaitsFlushedReplies = true }
@@ -248,7 +245,9 @@ extension ClientConnection {
                 scanner.startSkip(header.frameSize - (end - index))
                 index = end
             }
-            if endsUnitForBind { break }
+            // The restore after a reset waits for this unit's answer: it runs only if the unit did not fail, and
+            // the client's next messages follow it.
+            if endsUnitForBind || restoreAfterUnit != nil { break }
         }
         flushRun(upTo: index)
         if endsUnitForBind {
@@ -484,8 +483,9 @@ extension ClientConnection {
                               on server: ServerConnection) -> ByteBuffer? {
         let start = index + FrameHeader.size
         guard SettingsReset.mightMatch(buffer, payload: start..<(start + header.payloadSize)),
-              let reset = SettingsReset(query: buffer.getSlice(at: start, length: header.payloadSize)!) else { return nil }
-        return loginSettingsRestore(for: [reset], on: server)
+              let effects = SettingsReset.effects(query: buffer.getSlice(at: start, length: header.payloadSize)!)
+        else { return nil }
+        return loginSettingsRestore(for: effects, on: server)
     }
 
     /// Sends the pooler's restore query behind what was sent; its replies are the pooler's (ResponseTracker).
@@ -530,8 +530,11 @@ extension ClientConnection {
                 return
             }
             guard payload.readNullTerminatedString() != nil, let statement = payload.readNullTerminatedString(),
-                  let reset = resetStatements[statement] else { return }
-            if !restoreAtSync.contains(reset) { restoreAtSync.append(reset) }
+                  let effect = resetStatements[statement] else { return }
+            // In order: a SET after a reset keeps its value (a SET with no reset before it needs nothing).
+            guard effect.resets || !restoreAtSync.isEmpty else { return }
+            restoreAtSync.removeAll { $0 == effect }
+            restoreAtSync.append(effect)
         }
     }
 
@@ -543,14 +546,16 @@ extension ClientConnection {
         if definition.readableBytes < 1024,
            SettingsReset.mightMatchStatement(definition, at: definition.readerIndex, length: definition.readableBytes) {
             var text = definition
-            reset = text.readNullTerminatedString().flatMap { SettingsReset(text: $0) }
+            reset = text.readNullTerminatedString().flatMap { SettingsReset(statement: $0) }
         }
         if reset != nil || !resetStatements.isEmpty { resetStatements[name] = reset }
     }
 
-    func loginSettingsRestore(for resets: [SettingsReset], on server: ServerConnection) -> ByteBuffer? {
+    /// The pooler's query setting the login values again that `effects` (resets and sets, in order) leave at the
+    /// server's defaults; nil when there are none.
+    func loginSettingsRestore(for effects: [SettingsReset], on server: ServerConnection) -> ByteBuffer? {
         let escaping = server.needsASCIILiterals
-        let covered = { (name: String) in resets.contains { $0.covers(name) } }
+        let covered = { (name: String) in SettingsReset.restores(name, after: effects) }
         var sql = ""
         for (name, value) in loginTrackedParameters.sorted(by: { $0.key < $1.key }) where covered(name) {
             sql += StartupSettings.setReported(name, to: value, escapingNonASCII: escaping)

@@ -14,6 +14,7 @@ extension ClientConnection {
         var index = runStart
         var release = false
         var settingsReplayDone = false
+        var resumesClient = false  // (a restore after a reset was decided: the client's held messages go on)
 
         /// Sends the bytes between `runStart` and `upTo` to the client.
         func flushRun(upTo: Int) {
@@ -99,6 +100,13 @@ extension ClientConnection {
                 if server.tracker.pendingSyncPoints == 0 { server.expectedStatementDrops = 0 }  // (refused ones)
                 if disposition == .forward {
                     countRequest(on: server)
+                    if restoreAfterUnit != nil, !server.tracker.awaitsClientSyncPoint {
+                        // The unit with the client's reset is answered: the login values are set again unless it
+                        // failed (the reset did not run, or was rolled back with it); then the client goes on.
+                        if !server.tracker.lastUnitFailed, let restore = restoreAfterUnit { injectRestore(restore, on: server) }
+                        restoreAfterUnit = nil
+                        resumesClient = true
+                    }
                 } else if server.tracker.pendingSyncPoints == 0, !server.awaitsFlushedReplies {
                     server.requestStart = nil  // the pooler's own query (a restore) ended the wait: none goes on
                 }
@@ -188,7 +196,10 @@ extension ClientConnection {
             return
         }
         server.scanner.keep(buffer)
-        if awaitingStatementOutcome, !server.tracker.hasUnresolvedStatementsBeforeSync {
+        if resumesClient {
+            drive()
+            flushIfNeeded()
+        } else if awaitingStatementOutcome, !server.tracker.hasUnresolvedStatementsBeforeSync {
             awaitingStatementOutcome = false
             drive()
             flushIfNeeded()

@@ -75,10 +75,13 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// The reported parameters (TimeZone, DateStyle, application_name, ...) the client gave at login: what a RESET
     /// puts back (see SettingsReset).
     var loginTrackedParameters: [String: String] = [:]
-    /// The client's prepared statements (by name, "" for the unnamed one) whose text is a reset of settings
-    /// (SettingsReset), and the resets the unit's Binds of them ask for after its Sync (ClientConnection+Relay).
+    /// The client's prepared statements (by name, "" for the unnamed one) whose text is a reset of settings or a
+    /// SET (SettingsReset), and the resets and sets the unit's Binds of them made, in order (ClientConnection+Relay).
     var resetStatements: [String: SettingsReset] = [:]
     var restoreAtSync: [SettingsReset] = []
+    /// The pooler's restore after a reset, sent once the client's unit (its Sync or Query) is answered without an
+    /// error; the client's later messages wait for that answer (ClientConnection+ServerStream).
+    var restoreAfterUnit: ByteBuffer?
     /// Login settings a server has yet to accept (a pool remembers the ones it has seen accepted).
     var settingsToCheck: [SessionSetting] = []
     /// The `search_path` names `pgml` (ML routing only): the login's `search_path` at each transaction's start, then

@@ -234,6 +234,7 @@ struct ResponseTracker {
 
     /// A frame from the server: decides whether it reaches the client and advances the order.
     mutating func received(_ id: UInt8) -> Disposition {
+        if id == BackendID.errorResponse { unitFailed = true }
         if head < slots.count, id != BackendID.readyForQuery,
            slots[head].kind == .injectedQuery || slots[head].kind == .injectedRestore && id != BackendID.parameterStatus
             && id != BackendID.notificationResponse {
@@ -244,6 +245,8 @@ struct ResponseTracker {
             return .forward  // asynchronous: belongs to no request
         case BackendID.readyForQuery:
             serverSkipping = false
+            lastUnitFailed = unitFailed
+            unitFailed = false
             guard let index = slots[head...].firstIndex(where: \.kind.isSyncPoint) else { return .forward }
             head = index
             let kind = slots[head].kind
@@ -317,6 +320,8 @@ struct ResponseTracker {
         pendingClientSyncPoints = 0
         pendingRestores = 0
         errorBeforeInjectedSync = false
+        unitFailed = false
+        lastUnitFailed = false
     }
 
     // MARK: helpers
@@ -382,6 +387,10 @@ struct ResponseTracker {
     /// take the client's next transaction elsewhere yet. (Counted: the relay asks for every frame.)
     var awaitsRestore: Bool { pendingRestores > 0 }
     private var pendingRestores = 0
+
+    /// The server sent an error since its last ReadyForQuery; `lastUnitFailed`: it did before that one.
+    private var unitFailed = false
+    private(set) var lastUnitFailed = false
 
     mutating func takeErrorBeforeInjectedSync() -> Bool {
         defer { errorBeforeInjectedSync = false }

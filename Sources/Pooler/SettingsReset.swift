@@ -4,8 +4,9 @@
 /// So after such a command the pooler sets the client's login values again on that connection
 /// (ClientConnection+Relay), as PostgreSQL would have them.
 /// A single command matches (a trailing semicolon allowed), and a Query of several simple statements that includes
-/// one (asyncpg's pool reset ends with RESET ALL); anything else is left alone. The text of a Parse is read the same
-/// way; a Bind of such a statement restores after its unit's Sync.
+/// one (asyncpg's pool reset ends with RESET ALL); anything else is left alone. A `SET name TO value` after the reset
+/// in the same Query (or unit) keeps its value: the restore leaves that setting alone. The text of a Parse is read
+/// the same way; a Bind of such a statement restores after its unit's ReadyForQuery.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -18,6 +19,9 @@ enum SettingsReset: Equatable {
     case all
     /// RESET name, SET [SESSION] name TO DEFAULT: the name lower-cased, without quotes.
     case one(String)
+    /// SET [SESSION] name TO|= value, SET TIME ZONE value: no reset, but after one it gives the setting the value
+    /// the restore must keep.
+    case set(String)
 
     /// Cheap first look at a Query payload (no allocation; runs for every short Query of a client with login
     /// settings): does its first word read RESET, DISCARD or SET?
@@ -94,36 +98,34 @@ enum SettingsReset: Equatable {
     @inline(__always)
     private static func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D }
 
-    /// `query`: a Query payload (NUL-terminated SQL).
-    init?(query: ByteBuffer) {
+    /// The resets and sets of a Query payload (NUL-terminated SQL), in order; nil when none of them is a reset.
+    static func effects(query: ByteBuffer) -> [SettingsReset]? {
         guard query.readableBytes < 1024,
               var text = query.getString(at: query.readerIndex, length: query.readableBytes) else { return nil }
         if text.hasSuffix("\0") { text.removeLast() }
-        self.init(text: text)
+        return effects(text: text)
     }
 
-    init?(text: String) {
-        if let single = Self(statement: text) {
-            self = single
-            return
-        }
+    static func effects(text: String) -> [SettingsReset]? {
+        if let single = Self(statement: text) { return single.resets ? [single] : nil }
         // Several statements: only when nothing in the text could hide a semicolon (literals, quoted names,
-        // comments); RESET ALL or DISCARD ALL among them is a reset of all, else the first RESET name.
+        // comments).
         guard !text.contains(where: { $0 == "'" || $0 == "\"" || $0 == "$" }), !text.contains("--"), !text.contains("/*")
         else { return nil }
-        let resets = text.split(separator: ";").compactMap { Self(statement: String($0)) }
-        if resets.contains(.all) {
-            self = .all
-        } else if let first = resets.first {
-            self = first
-        } else {
-            return nil
-        }
+        let effects = text.split(separator: ";").compactMap { Self(statement: String($0)) }
+        return effects.contains(where: \.resets) ? effects : nil
+    }
+
+    /// RESET ALL, DISCARD ALL, RESET name, SET name TO DEFAULT: a reset (not a SET of a value).
+    var resets: Bool {
+        if case .set = self { return false }
+        return true
     }
 
     /// One statement (a trailing semicolon allowed).
-    private init?(statement text: String) {
+    init?(statement text: String) {
         let words = StatementCommand.words(of: text)
+        guard !words.contains(where: { $0.contains(";") }) else { return nil }  // several statements (or a literal)
         let lowered = words.map { $0.lowercased() }
         switch lowered.first {
         case "reset" where lowered.count == 2:
@@ -140,12 +142,13 @@ enum SettingsReset: Equatable {
             // SET [SESSION] name TO|= DEFAULT (SET LOCAL lasts only the transaction: not a session default)
             let skipped = lowered.count > 1 && lowered[1] == "session" ? 2 : 1
             let rest = Array(words.dropFirst(skipped)), restLowered = Array(lowered.dropFirst(skipped))
-            guard restLowered.count == 3 else { return nil }
-            if restLowered[0] == "time", restLowered[1] == "zone", ["default", "local"].contains(restLowered[2]) {
-                self = .one("timezone")  // SET TIME ZONE DEFAULT | LOCAL: TimeZone's own syntax
-            } else if ["to", "="].contains(restLowered[1]), restLowered[2] == "default",
-                      let name = Self.settingName(rest[0]) {
-                self = .one(name)
+            guard restLowered.count >= 3, restLowered[0] != "local" else { return nil }
+            let isDefault = restLowered.count == 3 && restLowered[2] == "default"
+            if restLowered[0] == "time", restLowered[1] == "zone" {
+                // SET TIME ZONE DEFAULT | LOCAL | value: TimeZone's own syntax
+                self = isDefault || restLowered.count == 3 && restLowered[2] == "local" ? .one("timezone") : .set("timezone")
+            } else if ["to", "="].contains(restLowered[1]), let name = Self.settingName(rest[0]) {
+                self = isDefault ? .one(name) : .set(name)
             } else {
                 return nil
             }
@@ -164,11 +167,17 @@ enum SettingsReset: Equatable {
         return word.lowercased()
     }
 
-    /// Whether the reset concerns a setting called `name` (any spelling).
-    func covers(_ name: String) -> Bool {
+    /// Whether it concerns a setting called `name` (any spelling).
+    func concerns(_ name: String) -> Bool {
         switch self {
         case .all: return true
-        case .one(let reset): return reset == name.lowercased()
+        case .one(let named), .set(let named): return named == name.lowercased()
         }
+    }
+
+    /// Whether the setting `name` is at its session default after `effects` (in order): the last of them that
+    /// concerns it is a reset.
+    static func restores(_ name: String, after effects: [SettingsReset]) -> Bool {
+        effects.last(where: { $0.concerns(name) })?.resets ?? false
     }
 }

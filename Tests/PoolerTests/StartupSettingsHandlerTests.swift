@@ -144,10 +144,12 @@ final class StartupSettingsHandlerTests: XCTestCase {
         h.send(Frontend.query("DISCARD ALL"), to: a)
         _ = server.drainOutbound()  // the lease's replay
         h.send(setConfigReply(), to: server)
-        // As PostgreSQL's session defaults are the login values: the pooler sets them again right after the reset.
+        // As PostgreSQL's session defaults are the login values: the pooler sets them again once the reset is
+        // answered without an error.
         let restore = Frontend.query("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);")
-        XCTAssertEqual(server.drainOutbound(), concat(Frontend.query("DISCARD ALL"), restore))
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("DISCARD ALL"))
         h.send(Backend.commandComplete("DISCARD ALL"), Backend.ready(.idle), to: server)
+        XCTAssertEqual(server.drainOutbound(), restore)
         h.send(setConfigReply(), to: server)
         XCTAssertEqual(ids(a.drainMessages()), "CZ", "the restore's replies are the pooler's own")
         XCTAssertEqual(server.drainOutbound(), Frontend.query("RESET ALL; RESET SESSION AUTHORIZATION"),
@@ -155,6 +157,24 @@ final class StartupSettingsHandlerTests: XCTestCase {
         h.send(Backend.commandComplete("RESET"), Backend.commandComplete("RESET"), Backend.ready(.idle), to: server)
         h.send(Frontend.query("SELECT 1"), to: a)
         XCTAssertEqual(server.drainOutbound(), restore, "the next lease applies them again")
+    }
+
+    func testAResetThatFailsIsNotFollowedByARestoreAndTheClientWaitsForItsAnswer() {
+        let h = PoolerHarness()
+        let (_, server) = h.loginFirstClient()
+        let a = loginWithSettings(h, on: server)
+        h.send(concat(Frontend.query("BEGIN"), Frontend.query("RESET ALL"), Frontend.query("SELECT 1")), to: a)
+        _ = server.drainOutbound()  // the lease's replay
+        h.send(setConfigReply(), to: server)
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.query("BEGIN"), Frontend.query("RESET ALL")),
+                       "what follows the reset waits for its answer")
+        h.send(Backend.commandComplete("BEGIN"), Backend.ready(.inTransaction), to: server)
+        XCTAssertEqual(server.drainOutbound(), ByteBuffer())
+        // The transaction had failed (say): the reset did not run, so nothing is restored.
+        h.send(Backend.error(SQLState("25P02"), "current transaction is aborted"), Backend.ready(.failed),
+               to: server)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 1"), "no restore; the client goes on")
+        XCTAssertEqual(ids(a.drainMessages()), "CZEZ")
     }
 
     func testQueryTimeoutCoversAServerThatNeverAnswersTheReplay() {

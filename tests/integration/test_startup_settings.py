@@ -312,6 +312,53 @@ def test_a_reset_through_the_extended_protocol_brings_back_the_login_values(pgca
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_a_restore_keeps_a_later_set_and_skips_a_reset_that_did_not_run(pgcat, mode):
+    """The restore after a reset runs once the reset's Query or unit is answered: a SET after the reset in the same
+    Query or pipeline keeps its value, and a reset the server skipped (an error earlier in the unit) or that failed
+    restores nothing, as in PostgreSQL. (Before, the restore went right after the client's Sync or Query: it undid
+    the later SET and ran even when the reset had not.)"""
+    t = pgcat(pool_mode=mode, pool_size=2)
+    login = ("Asia/Tokyo", "SQL, DMY")
+    with t.connect(options="-c TimeZone=Asia/Tokyo -c DateStyle=SQL,DMY") as c:
+        def values():
+            return show(c, "timezone"), show(c, "datestyle")
+
+        # One simple Query: RESET ALL, then a SET of one setting.
+        c.execute("set timezone to 'UTC'; set datestyle to 'ISO, MDY'")
+        c.execute("reset all; set timezone to UTC")
+        assert values() == ("UTC", "SQL, DMY")
+        # One pipeline (one Sync): the same through Parse/Bind/Execute.
+        c.execute("set timezone to 'Europe/Paris'; set datestyle to 'ISO, MDY'")
+        with c.pipeline():
+            c.execute("RESET ALL")
+            c.execute("SET TimeZone TO 'UTC'")
+        assert values() == ("UTC", "SQL, DMY")
+        # An error before the reset in its unit: the server skipped the reset, so nothing is restored.
+        c.execute("set timezone to 'UTC'; set datestyle to 'ISO, MDY'")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with c.pipeline():
+                c.execute("select 1/0")
+                c.execute("RESET ALL")
+        assert values() == ("UTC", "ISO, MDY")
+        c.execute("set timezone to 'UTC'")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("select 1/0; reset all")
+        assert values() == ("UTC", "ISO, MDY")
+        # A reset in a failed transaction block fails itself: nothing is restored either.
+        c.autocommit = False
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("select 1/0")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            c.execute("reset all")
+        c.rollback()
+        c.autocommit = True
+        assert values() == ("UTC", "ISO, MDY")
+        # And a plain reset still restores the login values.
+        c.execute("reset all")
+        assert values() == login
+
+
 def test_a_discard_all_leaves_no_login_setting_for_the_next_client(pgcat):
     """After a client's DISCARD ALL the pooler sets that client's login settings again; the connection is reset
     before another client gets it (one server connection, so the next client gets the same one)."""
