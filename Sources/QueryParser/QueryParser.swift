@@ -88,7 +88,12 @@ public final class QueryParser: Sendable {
         let length = strlen(tree)
         return tree.withMemoryRebound(to: UInt8.self, capacity: length) { pointer in
             do {
-                let json = try ParseTreeJSON.parse(UnsafeBufferPointer(start: pointer, count: length))
+                let output = UnsafeBufferPointer(start: pointer, count: length)
+                var json = try ParseTreeJSON.parse(output)
+                if ParseTreeJSON.mayNeedIntegerRepair(output) {
+                    var text = sql
+                    json = text.withUTF8 { json.repairingIntegerConstants(source: $0) }
+                }
                 return .success(QueryFacts(parseTree: json))
             } catch let error as ParseTreeJSON.SyntaxError {
                 return .failure(ParseError(message: "unreadable parse tree at offset \(error.offset)"))
