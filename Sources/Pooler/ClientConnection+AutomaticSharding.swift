@@ -43,6 +43,13 @@ extension ClientConnection {
                     text = knownText(ofStatement: bind.statement)
                 }
                 if let text { decide(text, bind) }
+            case FrontendID.describe:
+                // A statement the pooler knows, described before its Bind: its Parse was answered without a server,
+                // so the Describe comes alone (asyncpg on a new connection). Decided as that Parse would be.
+                if payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"), let name = payload.readNullTerminatedString(),
+                   parsed == nil || parsedName != name, let text = knownText(ofStatement: name) {
+                    decide(text, nil)
+                }
             case FrontendID.sync:
                 break scan
             default:
@@ -51,32 +58,55 @@ extension ClientConnection {
             index += header.frameSize
         }
         if let text = parsed { decide(text, nil) }
-        switch AutomaticSharding.combine(decisions) {
-        case .none:
-            return true
-        case .awaitsBind:
-            automaticShardAwaitsBind = true
-            return true
-        case .shard(let shard):
-            automaticShard = shard
-            return true
-        case .updatesKey:
-            sendError(.featureNotSupported, "the sharding key \(key.table).\(key.column) cannot be updated: the row "
-                      + "would belong on another shard (delete it and insert it again)")
-            discardUntilSync = true
-            return false
-        case .spansShards(let shards):
-            sendError(.featureNotSupported, "the rows of this INSERT belong on different shards "
-                      + "(\(shards.map(String.init).joined(separator: ", "))): send one statement per shard")
-            discardUntilSync = true
-            return false
-        case .statementsSpanShards(let shards):
-            sendError(.featureNotSupported, "the statements of this request belong on different shards "
-                      + "(\(shards.map(String.init).joined(separator: ", "))): send them separately, one Sync (or "
-                      + "Query) per shard")
+        let decision = AutomaticSharding.combine(decisions)
+        if let refusal = Self.refusal(of: decision, key: key) {
+            sendError(.featureNotSupported, refusal)
             discardUntilSync = true
             return false
         }
+        switch decision {
+        case .awaitsBind:
+            automaticShardAwaitsBind = true
+        case .shard(let shard):
+            automaticShard = shard
+        default:
+            break
+        }
+        return true
+    }
+
+    /// The 0A000 message for a decision the pooler cannot carry out (it does not split a request), or nil.
+    private static func refusal(of decision: AutomaticSharding.Decision, key: AutomaticSharding.Key) -> String? {
+        switch decision {
+        case .updatesKey:
+            return "the sharding key \(key.table).\(key.column) cannot be updated: the row would belong on another "
+                + "shard (delete it and insert it again)"
+        case .spansShards(let shards):
+            return "the rows of this INSERT belong on different shards (\(shards.map(String.init).joined(separator: ", "))): "
+                + "send one statement per shard"
+        case .statementsSpanShards(let shards):
+            return "the statements of this request belong on different shards "
+                + "(\(shards.map(String.init).joined(separator: ", "))): send them separately, one Sync (or Query) per shard"
+        case .none, .awaitsBind, .shard:
+            return nil
+        }
+    }
+
+    /// A whole Query relayed to `server` inside a transaction (the lease was decided by an earlier request): the
+    /// refusal when its key names another shard than the server's, or it could not run on one shard; nil when it
+    /// may go on. (Before, such a Query went to the transaction's shard: its reads found nothing and its writes
+    /// landed on the wrong shard; a Bind was checked already.)
+    func queryRefusal(_ payload: ByteBuffer, on server: ServerConnection) -> String? {
+        guard let pool, let key = pool.automaticKey, payload.readableBytes < 65536, var text = payload.getString(
+            at: payload.readerIndex, length: payload.readableBytes) else { return nil }
+        if text.hasSuffix("\0") { text.removeLast() }
+        guard let decision = automaticDecision(text, nil, key: key, pool: pool) else { return nil }
+        if case .shard(let shard) = decision {
+            guard shard != server.address.shard else { return nil }
+            return "this statement belongs on shard \(shard), the transaction it is part of on shard "
+                + "\(server.address.shard): a transaction runs on one shard"
+        }
+        return Self.refusal(of: decision, key: key)
     }
 
     /// The decision for one statement `text`, with its Bind when it came.

@@ -36,6 +36,11 @@ extension ClientConnection {
         case (.refuse(let reason), _):
             refuseFanOut(reason)
             return true
+        case (_, _) where deferredBegin != nil:
+            // The client's BEGIN waits for a statement that names its shard: a transaction runs on one shard.
+            refuseFanOut("inside a transaction, which runs on one shard (name its shard with a key in its first "
+                         + "statement, SET SHARD or a shard comment, or run the query outside the transaction)")
+            return true
         case (_, .unsupported):
             refuseFanOut("named prepared statements, Flush or several statements in one batch (use unnamed statements "
                          + "and one Sync per statement)")

@@ -210,6 +210,9 @@ extension ClientConnection {
                 server.transactionStart = now
             }
         }
+        // (Not for a statement prepared before its Bind: that server only describes it, and the BEGIN goes with the
+        // Bind, to its key's shard.)
+        if deferredBegin != nil, !automaticShardAwaitsBind { sendDeferredBegin(on: server) }
     }
 
     /// The pooler's own query bringing a server connection in line with its client.

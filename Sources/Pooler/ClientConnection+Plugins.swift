@@ -50,22 +50,16 @@ extension ClientConnection {
         case .pass:
             return false
         case .deny(let table):
-            var error = allocate(128)
-            MessageEncoder.errorResponse(severity: .error, state: Self.insufficientPrivilege,
-                                         message: QueryPlugins.denialMessage(table), into: &error)
-            server.tracker.append(.synthetic(error))
             // The server fails the unit too, as Postgres's own 42501 would: a transaction block is failed (COMMIT
             // rolls back) and an implicit transaction's earlier statements are rolled back.
-            failUnitOnServer(server)
             if id == FrontendID.query {
-                // The Query's ReadyForQuery is the server's, after a Sync of the pooler's: it says whether the
-                // transaction block failed.
-                var sync = allocate(8)
-                MessageEncoder.sync(into: &sync)
-                server.tracker.sent(FrontendID.sync)
-                server.send(sync)
-                server.unitEnded()
+                refuseQueryOnServer(server, Self.insufficientPrivilege, QueryPlugins.denialMessage(table))
             } else {
+                var error = allocate(128)
+                MessageEncoder.errorResponse(severity: .error, state: Self.insufficientPrivilege,
+                                             message: QueryPlugins.denialMessage(table), into: &error)
+                server.tracker.append(.synthetic(error))
+                failUnitOnServer(server)
                 forgetUnnamedStatement(ifParse: id, payload)
                 skipToSync = true
             }

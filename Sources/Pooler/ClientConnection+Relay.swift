@@ -122,6 +122,7 @@ extension ClientConnection {
             let pluginsInspect = plugins != nil && isStatementText
             let unnamedUse = tracksUnnamed ? Self.unnamedStatementUse(header.id, reference) : .none
             let checksShard = shardsEach && header.id == FrontendID.bind
+            let checksQueryShard = shardsEach && header.id == FrontendID.query
             let inspectsReset = restoresLogin && header.id == FrontendID.query && header.payloadSize < 1024
             // A reset through the extended protocol: its Parse is remembered, a Bind of it restores after the Sync
             // (a Bind's statement name is near its start: the rest of a large Bind need not be in yet).
@@ -130,6 +131,7 @@ extension ClientConnection {
             let inspectsResetStatement = inspectsResetParse || !resetStatements.isEmpty
                 && (header.id == FrontendID.bind || header.id == FrontendID.close)
             let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync || checksShard || inspectsReset
+                || checksQueryShard
                 || inspectsResetParse
                 || header.id == FrontendID.describe || unnamedUse == .parse || unnamedUse == .undecided
             if mustBeWhole && !whole { break }
@@ -151,6 +153,14 @@ extension ClientConnection {
                 refuseOnServer(server, "this statement belongs on shard \(shard), the request it is part of on shard "
                                + "\(server.address.shard): send statements for different shards with a Sync each")
                 skipToSync = true
+                index += header.frameSize
+                runStart = index
+                continue
+            }
+            if checksQueryShard, let refusal = queryRefusal(
+                buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!, on: server) {
+                flushRun(upTo: index)
+                refuseQueryOnServer(server, .featureNotSupported, refusal)
                 index += header.frameSize
                 runStart = index
                 continue
@@ -283,6 +293,21 @@ extension ClientConnection {
         failUnitOnServer(server)
     }
 
+    /// Answers the client's Query with ERROR `state` `message` in its place among the server's replies, and makes
+    /// the server fail its unit (a transaction block fails, as after an error of its own); the server's
+    /// ReadyForQuery, after a Sync of the pooler's, ends the Query's answer.
+    func refuseQueryOnServer(_ server: ServerConnection, _ state: SQLState, _ message: String) {
+        var error = allocate(message.utf8.count + 64)
+        MessageEncoder.errorResponse(severity: .error, state: state, message: message, into: &error)
+        server.tracker.append(.synthetic(error))
+        failUnitOnServer(server)
+        var sync = allocate(8)
+        MessageEncoder.sync(into: &sync)
+        server.tracker.sent(FrontendID.sync)
+        server.send(sync)
+        server.unitEnded()
+    }
+
     /// Makes the server fail the client's current unit as the pooler's own error just did: a Parse meant to fail
     /// (its error is dropped), after which the server skips to the client's Sync, rolls back what the unit did
     /// (an implicit transaction) or marks the transaction block failed, and says so in its ReadyForQuery.
@@ -390,6 +415,11 @@ extension ClientConnection {
                 return true
             }
             guard noteShardComment(header, in: buffer) else {
+                buffer.moveReaderIndex(forwardBy: header.frameSize)
+                return true
+            }
+            if shardsEachTransaction, defersBegin(payload) {
+                deferBegin(buffer.getSlice(at: buffer.readerIndex, length: header.frameSize)!, payload: payload)
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }

@@ -43,6 +43,8 @@ extension ClientConnection {
     /// the server's error rather than running without the settings.
     func settingsReplayAnswered(by server: ServerConnection) {
         awaitingSettingsReplay = false
+        let beganTransaction = deferredBeginSent
+        deferredBeginSent = false
         guard let error = settingsReplayError else {
             drive()
             flushIfNeeded()
@@ -55,9 +57,12 @@ extension ClientConnection {
         server.isBroken = true
         self.server = nil
         returnServer(server, clientLeft: false)
-        logger.warning("a server refused the client's login settings",
+        logger.warning(beganTransaction ? "a server refused the client's login settings or its BEGIN"
+                                        : "a server refused the client's login settings",
                        metadata: ["server": "\(server)", "error": "\(fields?.message ?? "?")"])
         failRequest(SQLState(fields?.sqlState ?? SQLState.connectionFailure.code),
-                    "the login settings could not be applied on \(server): \(fields?.message ?? "error")")
+                    (beganTransaction ? "the login settings or the transaction's BEGIN could not be applied on "
+                                      : "the login settings could not be applied on ")
+                    + "\(server): \(fields?.message ?? "error")")
     }
 }

@@ -82,6 +82,11 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// The pooler's restore after a reset, sent once the client's unit (its Sync or Query) is answered without an
     /// error; the client's later messages wait for that answer (ClientConnection+ServerStream).
     var restoreAfterUnit: ByteBuffer?
+    /// A client's `BEGIN` the pooler answered itself, to be sent ahead of the transaction's first request on the
+    /// server that request is routed to (automatic sharding: ClientConnection+DeferredBegin); `deferredBeginSent`:
+    /// it was, and its answer is awaited with the settings replay's.
+    var deferredBegin: ByteBuffer?
+    var deferredBeginSent = false
     /// Login settings a server has yet to accept (a pool remembers the ones it has seen accepted).
     var settingsToCheck: [SessionSetting] = []
     /// The `search_path` names `pgml` (ML routing only): the login's `search_path` at each transaction's start, then
@@ -350,12 +355,16 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
 
     /// ErrorResponse with severity ERROR; the caller decides about ReadyForQuery.
     func sendError(_ state: SQLState, _ message: String) {
+        // An error the pooler raises ends a BEGIN it deferred: the client is told it is idle, not in a transaction
+        // whose statements would run without one.
+        if deferredBegin != nil { deferredBegin = nil }
         var buffer = allocate(128)
         MessageEncoder.errorResponse(severity: .error, state: state, message: message, into: &buffer)
         write(buffer)
     }
 
-    func sendReady(_ status: TransactionStatus = .idle) {
+    func sendReady(_ status: TransactionStatus? = nil) {
+        let status = status ?? (deferredBegin != nil ? .inTransaction : .idle)
         var buffer = allocate(6)
         MessageEncoder.readyForQuery(status, into: &buffer)
         write(buffer)

@@ -306,3 +306,103 @@ def test_a_bind_after_a_flush_for_another_shard_is_refused_and_the_unit_rolled_b
     with t.connect(dbname="sharded") as c:
         for k in (first, second):
             assert c.execute("select count(*) from data where id = %s", (k,)).fetchone() == (0,), k
+
+
+def keys_by_shard(t, keys) -> dict[int, list[int]]:
+    found: dict[int, list[int]] = {}
+    with t.connect(dbname="sharded") as c:
+        for k in keys:
+            c.execute(f"SET SHARDING KEY TO '{k}'")
+            found.setdefault(int(c.execute("SHOW SHARD").fetchone()[0]), []).append(k)
+    return found
+
+
+def test_a_transaction_opened_by_a_bare_begin_goes_to_its_first_keys_shard(pgcat, cluster, shard_tables):
+    """psycopg outside autocommit and asyncpg's transaction() open a transaction with a BEGIN Query of its own,
+    which names no key: the pooler answers it and sends it ahead of the transaction's first statement, on that
+    statement's shard. Before, the whole transaction went to default_shard with BEGIN: its reads found nothing and
+    its inserts landed on the wrong shard (exploratory round 26; the partitions here refuse a misplaced row)."""
+    import asyncio
+
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id")
+    by_shard = keys_by_shard(t, range(1200, 1260))
+    with t.connect(dbname="sharded") as c:  # psycopg's default: BEGIN before the first statement
+        c.autocommit = False
+        for shard in (1, 2, 0):
+            key = by_shard[shard][0]
+            c.execute("insert into data (id, v) values (%s, 'tx')", (key,))
+            c.execute(f"insert into data (id, v) values ({by_shard[shard][1]}, 'tx')")  # simple protocol
+            assert c.execute("select current_database()").fetchone() == (f"shard{shard}",)
+            assert c.execute(f"select count(*) from data where id in ({key}, {by_shard[shard][1]})").fetchone() == (2,)
+            c.commit()
+        # A statement for another shard inside the transaction is refused, and the transaction fails with it.
+        c.execute("select v from data where id = %s", (by_shard[0][0],))
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="transaction it is part of on shard 0"):
+            c.execute(f"insert into data (id, v) values ({by_shard[1][2]}, 'no')")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            c.execute("select 1")
+        c.rollback()
+        # BEGIN with options: they reach the server; an empty transaction commits.
+        c.autocommit = True
+        c.execute("begin isolation level repeatable read")
+        assert c.execute(f"select current_database(), current_setting('transaction_isolation') from data "
+                         f"where id = {by_shard[2][0]}").fetchone() == ("shard2", "repeatable read")
+        c.execute("commit")
+        c.execute("begin")
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        c.execute("commit")
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with t.connect(dbname="sharded") as c:
+        assert c.execute("select count(*) from data where v = 'no'").fetchone() == (0,)
+
+    async def run():
+        conn = await t.aconnect(dbname="sharded")
+        try:
+            for shard in (2, 1):
+                async with conn.transaction():
+                    await conn.execute("insert into data (id, v) values ($1, 'asyncpg tx')", by_shard[shard][3])
+                    assert await conn.fetchval("select current_database()") == f"shard{shard}"
+        finally:
+            await conn.close()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+
+
+def test_fan_out_inside_a_transaction_is_refused(pgcat, cluster, shard_tables):
+    """A statement for every shard cannot run inside a transaction, which runs on one shard: refused with 0A000
+    rather than answered from one shard."""
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id", fan_out=True)
+    with t.connect(dbname="sharded") as c:
+        c.execute("begin")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="inside a transaction"):
+            c.execute("select id from data where v = 'x'")
+        assert c.execute("select 1").fetchone() == (1,)
+
+
+def test_a_known_statement_prepared_before_its_bind_goes_to_the_binds_shard(pgcat, cluster, shard_tables):
+    """asyncpg's Parse, Describe, Flush, then Bind, on new connections: from the second one on, the pooler knows
+    the statement and answers its Parse itself, so the Describe comes alone. It is still described on any shard and
+    the Bind routed to its key's shard. Before, the Describe's lease decided the shard and the Bind was refused with
+    0A000 on every new connection (exploratory round 26)."""
+    import struct
+
+    from pgwire import RawConn, message
+
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id")
+    key = keys_by_shard(t, range(1300, 1320))[2][0]
+    sql = b"select current_database() from data where id = $1"
+    for attempt in range(3):
+        r = RawConn(t.host, t.port)
+        r.startup("app", "sharded", "app")
+        r.send(message(b"P", b"s1\0" + sql + b"\0" + struct.pack("!H", 0)) + message(b"D", b"Ss1\0")
+               + message(b"H", b""))
+        kinds = [r.read_message()[0] for _ in range(3)]
+        assert kinds == [b"1", b"t", b"T"], (attempt, kinds)
+        r.send(message(b"B", b"\0s1\0" + struct.pack("!HH", 0, 1) + struct.pack("!i", len(str(key)))
+                       + str(key).encode() + struct.pack("!H", 0)) + message(b"E", b"\0" + struct.pack("!i", 0))
+               + message(b"S", b""))
+        seen = []
+        while not seen or seen[-1][0] != b"Z":
+            seen.append(r.read_message())
+        assert [k for k, _ in seen] == [b"2", b"C", b"Z"], (attempt, seen)  # (no such row: no DataRow)
+        r.terminate()

@@ -1,0 +1,54 @@
+/// `automatic_sharding_key` and a transaction opened by a Query of its own (`BEGIN`, as psycopg sends it outside
+/// autocommit and asyncpg's `transaction()`): the BEGIN names no key, so leasing for it would tie the transaction to
+/// `default_shard` and every keyed statement after it would go there. Instead the pooler answers the BEGIN itself
+/// (CommandComplete, ReadyForQuery `T`), and the transaction's first request is routed by its own key; the BEGIN is
+/// sent ahead of it on the server it is leased, and that request waits for the BEGIN's answer (a BEGIN the server
+/// refuses fails the request instead of letting it run outside a transaction).
+import NIOCore
+import PostgresWire
+import QueryParser
+
+extension ClientConnection {
+    /// A Query `payload` that only opens a transaction, from a client whose transactions are routed by their key.
+    func defersBegin(_ payload: ByteBuffer) -> Bool {
+        guard deferredBegin == nil, poolMode == .transaction, shardsEachTransaction, payload.readableBytes < 1024,
+              let first = payload.getInteger(at: payload.readerIndex, as: UInt8.self),
+              // (a first look before the parser: most Queries start with another letter)
+              [UInt8(ascii: "b"), UInt8(ascii: "s"), UInt8(ascii: " "), UInt8(ascii: "\n"), UInt8(ascii: "\t"),
+               UInt8(ascii: "\r")].contains(first | (first >= 0x41 && first <= 0x5A ? 0x20 : 0)),
+              var text = payload.getString(at: payload.readerIndex, length: payload.readableBytes),
+              text.hasSuffix("\0") else { return false }
+        text.removeLast()
+        guard case .success(let facts) = runtime.queryParser.facts(text), facts.statementKinds == ["TransactionStmt"],
+              case .begin? = facts.transaction else { return false }
+        return true
+    }
+
+    /// Answers the BEGIN Query `frame` as the server would and keeps it for the transaction's first lease.
+    func deferBegin(_ frame: ByteBuffer, payload: ByteBuffer) {
+        deferredBegin = frame
+        let startsWithStart = StatementCommand.words(of: payload.getString(at: payload.readerIndex,
+                                                                           length: min(payload.readableBytes, 32)) ?? "")
+            .first?.lowercased() == "start"
+        var reply = allocate(32)
+        MessageEncoder.commandComplete(startsWithStart ? "START TRANSACTION" : "BEGIN", into: &reply)
+        write(reply)
+        sendReady()  // `T`: a deferred BEGIN is pending
+    }
+
+    /// On the transaction's first lease: the kept BEGIN goes first, and the client's messages wait for its answer
+    /// (with the login settings' replay, if any: `awaitingSettingsReplay`).
+    func sendDeferredBegin(on server: ServerConnection) {
+        guard let begin = deferredBegin else { return }
+        deferredBegin = nil
+        server.tracker.append(.injected(.query))
+        server.send(begin)
+        deferredBeginSent = true
+        if !awaitingSettingsReplay {
+            awaitingSettingsReplay = true
+            let now = NIODeadline.now()
+            server.requestStart = now
+            server.transactionStart = now
+        }
+    }
+}
