@@ -461,6 +461,15 @@ extension ClientConnection {
     /// then ML routing (inference pools), then read/write routing. True when leased at once, or when the request
     /// was refused here (an error was sent and its messages are being skipped).
     private func leaseForStatements(_ buffer: inout ByteBuffer) -> Bool {
+        if let current = pool, current.isRetired { adoptReloadedPool() }
+        if let shard = routing.shard, let pool, shard >= pool.shardCount {
+            // A reload removed the shard the client chose (SET SHARD, a comment): refused until it chooses another,
+            // as PgCat's checkout fails; before, its statements went to another shard without a word.
+            sendError(SQLState("22023"), "shard \(shard) is not configured \(pool.shardCount) (the pool has "
+                      + "\(pool.shardCount) shards since a reload): choose another with SET SHARD TO")
+            discardUntilSync = true
+            return true
+        }
         guard prepareAutomaticShard(buffer) else { return true }
         if let handled = fanOutIfNeeded(&buffer) { return handled }
         if let leased = requestForML(buffer) { return leased }

@@ -406,3 +406,34 @@ def test_a_known_statement_prepared_before_its_bind_goes_to_the_binds_shard(pgca
             seen.append(r.read_message())
         assert [k for k, _ in seen] == [b"2", b"C", b"Z"], (attempt, seen)  # (no such row: no DataRow)
         r.terminate()
+
+
+def test_a_shard_removed_by_a_reload_is_refused_not_replaced(pgcat, cluster, shard_tables):
+    """A client's SET SHARD names a shard a reload then removes: its statements are refused with 22023 until it
+    chooses another (PgCat's checkout fails too). Before, they went to shard 0 without a word."""
+    import signal
+
+    from support import build_config, to_yaml, wait_for
+
+    t = sharded(pgcat, cluster)
+    with t.connect(dbname="sharded") as c:
+        c.execute("SET SHARD TO '2'")
+        assert c.execute("select current_database()").fetchone() == ("shard2",)
+        config = build_config(cluster, t.port, users=["app"], pool={"sharding_function": "pg_bigint_hash"},
+                              databases=("sharded",))
+        config["pools"]["sharded"]["shards"] = {
+            str(n): {"database": f"shard{n}", "servers": [[HOST, cluster.primary, "primary"]]} for n in range(2)}
+        t.config_path.write_text(to_yaml(config))
+        t.proc.send_signal(signal.SIGHUP)
+
+        def refused() -> bool:
+            try:
+                c.execute("select current_database()")
+                return False
+            except psycopg.errors.InvalidParameterValue as e:
+                assert "shard 2 is not configured" in str(e), e
+                return True
+        assert wait_for(refused, 10)
+        assert c.execute("SHOW SHARD").fetchone() == ("2",)
+        c.execute("SET SHARD TO '1'")
+        assert c.execute("select current_database()").fetchone() == ("shard1",)
