@@ -367,6 +367,11 @@ extension ClientConnection {
                 return false
             }
         }
+        if header.id == FrontendID.parse || !poolerCommandStatements.isEmpty && header.id != FrontendID.query
+            && header.id != FrontendID.terminate,
+           let handled = answerPoolerCommandUnit(&buffer) {
+            return handled
+        }
         switch header.id {
         case FrontendID.terminate:
             buffer.clear()
@@ -406,7 +411,7 @@ extension ClientConnection {
         case FrontendID.query:
             guard buffer.readableBytes >= header.frameSize else { return false }
             let payload = buffer.getSlice(at: buffer.readerIndex + FrameHeader.size, length: header.payloadSize)!
-            if answerPoolerCommand(payload) {
+            if answerPoolerCommand(payload) || deallocatePoolerCommand(payload) {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }

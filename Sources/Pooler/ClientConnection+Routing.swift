@@ -184,8 +184,18 @@ extension ClientConnection {
 
     /// Answers PgCat's custom SQL; false if `payload` is not one of its commands.
     func answerPoolerCommand(_ payload: ByteBuffer) -> Bool {
-        guard let command = PoolerCommand(query: payload), let pool else { return false }
+        guard let command = PoolerCommand(query: payload), pool != nil else { return false }
         var buffer = allocate(128)
+        perform(command, into: &buffer)
+        sendReady(into: &buffer)
+        write(buffer)
+        return true
+    }
+
+    /// Carries out `command` and writes its reply (a one-row result with its RowDescription, a CommandComplete, or
+    /// an ErrorResponse), without ReadyForQuery.
+    func perform(_ command: PoolerCommand, into buffer: inout ByteBuffer) {
+        guard let pool else { return }
         switch command {
         case .setServerRole(let role):
             switch role {
@@ -234,9 +244,6 @@ extension ClientConnection {
         case .showShard:
             singleValue("shard", routing.shard.map(String.init) ?? "unset", into: &buffer)
         }
-        MessageEncoder.readyForQuery(.idle, into: &buffer)
-        write(buffer)
-        return true
     }
 
     private func singleValue(_ column: String, _ value: String, into buffer: inout ByteBuffer) {

@@ -86,6 +86,11 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// server that request is routed to (automatic sharding: ClientConnection+DeferredBegin); `deferredBeginSent`:
     /// it was, and its answer is awaited with the settings replay's.
     var deferredBegin: ByteBuffer?
+    /// The client's prepared statements (by name) that hold one of PgCat's commands, as Query payloads: the pooler
+    /// answers their Binds and Executes (ClientConnection+PoolerCommandStatements).
+    var poolerCommandStatements: [String: ByteBuffer] = [:]
+    /// Portals bound to such statements, until the unit's Sync.
+    var poolerCommandPortals: [String: PoolerCommand] = [:]
     var deferredBeginSent = false
     /// Login settings a server has yet to accept (a pool remembers the ones it has seen accepted).
     var settingsToCheck: [SessionSetting] = []
@@ -364,10 +369,14 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     }
 
     func sendReady(_ status: TransactionStatus? = nil) {
-        let status = status ?? (deferredBegin != nil ? .inTransaction : .idle)
         var buffer = allocate(6)
-        MessageEncoder.readyForQuery(status, into: &buffer)
+        sendReady(status, into: &buffer)
         write(buffer)
+    }
+
+    /// ReadyForQuery from a client without a server: idle, or in a transaction while a BEGIN it sent waits.
+    func sendReady(_ status: TransactionStatus? = nil, into buffer: inout ByteBuffer) {
+        MessageEncoder.readyForQuery(status ?? (deferredBegin != nil ? .inTransaction : .idle), into: &buffer)
     }
 
     /// Sends FATAL and closes the connection.

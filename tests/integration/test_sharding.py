@@ -437,3 +437,64 @@ def test_a_shard_removed_by_a_reload_is_refused_not_replaced(pgcat, cluster, sha
         assert c.execute("SHOW SHARD").fetchone() == ("2",)
         c.execute("SET SHARD TO '1'")
         assert c.execute("select current_database()").fetchone() == ("shard1",)
+
+
+def test_pgcat_commands_through_the_extended_protocol(pgcat, cluster, shard_tables):
+    """psycopg prepares a text it has run five times (a named Parse, then Bind, Describe, Execute, Sync): PgCat's
+    commands then came to the pooler that way and reached Postgres, which refused them (42704), so a loop of SET
+    SHARD broke at its sixth turn (exploratory round 26). Now the pooler answers them as it answers a Query."""
+    import struct
+
+    from pgwire import PgError, RawConn, message
+
+    t = sharded(pgcat, cluster)
+    with t.connect(dbname="sharded") as c:  # prepare_threshold 5 (psycopg's default)
+        for turn in range(12):
+            shard = turn % 3
+            assert c.execute(f"SET SHARD TO '{shard}'").statusmessage == "SET SHARD", turn
+            assert c.execute("SHOW SHARD").fetchone() == (str(shard),), turn
+            assert c.execute("select current_database()").fetchone() == (f"shard{shard}",), turn
+        assert c.execute("SET SHARD TO '1'", prepare=True).statusmessage == "SET SHARD"
+        assert c.execute("SHOW SHARD", prepare=True).fetchone() == ("1",)
+        cur = c.execute("SHOW SERVER ROLE", prepare=True)
+        assert [d.name for d in cur.description] == ["server role"] and cur.fetchone() is not None
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="shard 7 is not configured"):
+            c.execute("SET SHARD TO '7'", prepare=True)
+        assert c.execute("SHOW SHARD").fetchone() == ("1",)
+        c.execute("deallocate all")  # (psycopg forgets its prepared statements)
+
+    r = RawConn(t.host, t.port)
+    r.startup("app", "sharded", "app")
+    parse = message(b"P", b"cmd\0SHOW SHARD\0" + struct.pack("!H", 0))
+    bind = message(b"B", b"\0cmd\0" + struct.pack("!HH", 0, 0) + struct.pack("!H", 0))
+    execute = message(b"E", b"\0" + struct.pack("!i", 0))
+    r.send(parse + message(b"D", b"Scmd\0") + bind + execute + message(b"S", b""))
+    kinds = []
+    while not kinds or kinds[-1] != b"Z":
+        kinds.append(r.read_message()[0])
+    assert kinds == [b"1", b"t", b"T", b"2", b"D", b"C", b"Z"], kinds
+    # A unit that mixes a command with another statement: refused, the session goes on.
+    other = message(b"P", b"\0select 1\0" + struct.pack("!H", 0)) + message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0))
+    r.send(bind + execute + other + execute + message(b"S", b""))
+    with pytest.raises(PgError) as e:
+        r.read_until_ready()
+    assert e.value.sqlstate == "0A000", e.value.fields
+    r.send(message(b"C", b"Scmd\0") + message(b"S", b""))
+    assert [r.read_message()[0] for _ in range(2)] == [b"3", b"Z"]
+    assert r.query("select 'next'") == [["next"]]
+    r.terminate()
+
+    # asyncpg prepares every fetch (Parse, Describe, Flush; then Bind, Execute, Sync).
+    import asyncio
+
+    async def run():
+        conn = await t.aconnect(dbname="sharded")
+        try:
+            for shard in ("2", "0", "2"):
+                await conn.execute(f"SET SHARD TO '{shard}'")
+                assert await conn.fetchval("SHOW SHARD") == shard
+                assert await conn.fetchval("select current_database()") == f"shard{shard}"
+        finally:
+            await conn.close()
+
+    asyncio.run(asyncio.wait_for(run(), 60))

@@ -1,0 +1,225 @@
+/// PgCat's own SQL (`SET SHARD TO`, `SHOW SHARD`, `SET SERVER ROLE TO`, ...) through the extended protocol, as
+/// psycopg sends a text it has run five times (a named Parse, then Bind, Describe, Execute, Sync). PgCat answers
+/// only a simple Query, so the text reached Postgres, which refused it (42704 or 42601): a loop of `SET SHARD`
+/// broke at its sixth turn. Here a unit whose statements are all such commands is answered by the pooler, message
+/// by message, as Postgres answers a prepared statement; a unit that mixes them with other statements is refused
+/// with 0A000 (the pooler does not split a unit). Only without a server, as the simple Query form.
+import NIOCore
+import PostgresWire
+
+extension ClientConnection {
+    /// The unit at the front of `buffer` (up to its Sync), when it uses one of PgCat's commands: answered (true),
+    /// or more bytes are needed (false). nil when it uses none.
+    /// A `DEALLOCATE name` of such a statement (psycopg's cache eviction) is answered too (`deallocatePoolerCommand`).
+    func answerPoolerCommandUnit(_ buffer: inout ByteBuffer) -> Bool? {
+        guard let first = FrameHeader.peek(buffer, at: buffer.readerIndex) else { return nil }
+        if poolerCommandStatements.isEmpty {
+            // The common case: only a Parse of a command text can start such a unit (a first look, no copy).
+            guard first.id == FrontendID.parse, buffer.readableBytes >= first.frameSize,
+                  let text = parseText(buffer, first, at: buffer.readerIndex), PoolerCommand.mightMatch(text)
+            else { return nil }
+        }
+        // The unit's frames, whole, up to its Sync.
+        var frames: [(id: UInt8, payload: ByteBuffer)] = []
+        var index = buffer.readerIndex
+        var usesCommand = false
+        var others = false
+        var portals = Set(poolerCommandPortals.keys)
+        var statementsHere = poolerCommandStatements
+        while true {
+            guard let header = FrameHeader.peek(buffer, at: index) else {
+                // The end of what came: wait for the rest of a unit that uses a command, else leave it alone.
+                return usesCommand ? false : nil
+            }
+            guard header.length >= 4 else { return nil }  // (malformed: the relay refuses it)
+            guard header.frameSize <= maxMessageSize else { return nil }  // (the relay refuses it)
+            guard buffer.writerIndex - index >= header.frameSize else {
+                return usesCommand || !poolerCommandStatements.isEmpty ? false : nil
+            }
+            var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
+            frames.append((header.id, payload))
+            index += header.frameSize
+            switch header.id {
+            case FrontendID.parse:
+                let name = payload.readNullTerminatedString() ?? ""
+                if let text = payload.readNullTerminatedString(), let query = Self.queryPayload(text),
+                   PoolerCommand(query: query) != nil {
+                    statementsHere[name] = query
+                    usesCommand = true
+                } else {
+                    statementsHere[name] = nil
+                    others = true
+                }
+            case FrontendID.bind:
+                let portal = payload.readNullTerminatedString() ?? ""
+                if let statement = payload.readNullTerminatedString(), statementsHere[statement] != nil {
+                    portals.insert(portal)
+                    usesCommand = true
+                } else {
+                    portals.remove(portal)
+                    others = true
+                }
+            case FrontendID.describe, FrontendID.close, FrontendID.execute:
+                var kind = UInt8(ascii: "P")
+                if header.id != FrontendID.execute { kind = payload.readInteger(as: UInt8.self) ?? 0 }
+                let name = payload.readNullTerminatedString() ?? ""
+                if kind == UInt8(ascii: "S") ? statementsHere[name] != nil : portals.contains(name) {
+                    usesCommand = true
+                } else {
+                    others = true
+                }
+            case FrontendID.flush:
+                // The client waits for answers here (asyncpg: Parse, Describe, Flush): those due so far.
+                guard usesCommand else {
+                    poolerCommandStatements = statementsHere
+                    return nil
+                }
+                guard !others else { break }  // (refused at the Sync)
+                buffer.moveReaderIndex(to: index)
+                answer(frames)
+                return true
+            case FrontendID.sync:
+                guard usesCommand else {
+                    poolerCommandStatements = statementsHere  // (a name parsed again for another text)
+                    poolerCommandPortals = [:]
+                    return nil
+                }
+                buffer.moveReaderIndex(to: index)
+                if others {
+                    sendError(.featureNotSupported, "PgCat's commands (SET SHARD, SHOW SHARD, SET SERVER ROLE, ...) "
+                              + "cannot share a unit with other statements: send them with a Sync of their own")
+                    var ready = allocate(8)
+                    sendReady(into: &ready)
+                    write(ready)
+                    return true
+                }
+                answer(frames)
+                return true
+            default:  // a Query, FunctionCall or Terminate before a Sync: not a unit of commands
+                guard usesCommand else {
+                    poolerCommandStatements = statementsHere
+                    return nil
+                }
+                sendError(.featureNotSupported, "PgCat's commands through the extended protocol need a Sync to end "
+                          + "their unit")
+                discardUntilSync = true
+                return true
+            }
+        }
+    }
+
+    /// Answers the messages of a unit of PgCat commands as Postgres answers a prepared statement's.
+    private func answer(_ frames: [(id: UInt8, payload: ByteBuffer)]) {
+        var reply = allocate(256)
+        var failed = false  // after an error, Postgres skips to the Sync
+        for (id, frame) in frames {
+            var payload = frame
+            if failed && id != FrontendID.sync { continue }
+            switch id {
+            case FrontendID.parse:
+                let name = payload.readNullTerminatedString() ?? ""
+                poolerCommandStatements[name] = payload.readNullTerminatedString().flatMap(Self.queryPayload)
+                Self.empty(BackendID.parseComplete, into: &reply)
+            case FrontendID.bind:
+                let portal = payload.readNullTerminatedString() ?? ""
+                let statement = payload.readNullTerminatedString() ?? ""
+                poolerCommandPortals[portal] = poolerCommandStatements[statement].flatMap { PoolerCommand(query: $0) }
+                Self.empty(BackendID.bindComplete, into: &reply)
+            case FrontendID.describe:
+                let kind = payload.readInteger(as: UInt8.self)
+                let name = payload.readNullTerminatedString() ?? ""
+                let command: PoolerCommand?
+                if kind == UInt8(ascii: "S") {
+                    MessageEncoder.frame(BackendID.parameterDescription, into: &reply) { $0.writeInteger(Int16(0)) }
+                    command = poolerCommandStatements[name].flatMap { PoolerCommand(query: $0) }
+                } else {
+                    command = poolerCommandPortals[name]
+                }
+                if let command, command.returnsRow {
+                    // (a SHOW has no side effect: its reply's RowDescription is the description)
+                    var result = allocate(128)
+                    perform(command, into: &result)
+                    if let header = FrameHeader.peek(result, at: result.readerIndex),
+                       var description = result.getSlice(at: result.readerIndex, length: header.frameSize) {
+                        reply.writeBuffer(&description)
+                    }
+                } else {
+                    Self.empty(BackendID.noData, into: &reply)
+                }
+            case FrontendID.execute:
+                let portal = payload.readNullTerminatedString() ?? ""
+                guard let command = poolerCommandPortals[portal] else { continue }
+                var result = allocate(128)
+                perform(command, into: &result)
+                if let header = FrameHeader.peek(result, at: result.readerIndex), header.id == BackendID.rowDescription {
+                    result.moveReaderIndex(forwardBy: header.frameSize)  // Execute sends the rows only
+                } else if let header = FrameHeader.peek(result, at: result.readerIndex),
+                          header.id == BackendID.errorResponse {
+                    failed = true
+                }
+                reply.writeBuffer(&result)
+            case FrontendID.close:
+                let kind = payload.readInteger(as: UInt8.self)
+                let name = payload.readNullTerminatedString() ?? ""
+                if kind == UInt8(ascii: "S") { poolerCommandStatements[name] = nil } else { poolerCommandPortals[name] = nil }
+                Self.empty(BackendID.closeComplete, into: &reply)
+            case FrontendID.sync:
+                poolerCommandPortals = [:]  // (portals last until the transaction ends: here, the Sync)
+                sendReady(into: &reply)
+            default:
+                break
+            }
+        }
+        // Answered up to a Flush after an error: the rest of the unit is skipped up to its Sync, as by Postgres.
+        if failed, frames.last?.id != FrontendID.sync { discardUntilSync = true }
+        write(reply)
+    }
+
+    /// The text of a whole Parse frame at `index`, as a Query payload would hold it (NUL-terminated), or nil.
+    private func parseText(_ buffer: ByteBuffer, _ header: FrameHeader, at index: Int) -> ByteBuffer? {
+        let start = index + FrameHeader.size
+        // (every idle Parse comes here: the name is skipped in place, without making a String of it)
+        guard let nameLength = buffer.withUnsafeReadableBytes({ raw in
+            raw[(start - buffer.readerIndex)..<(start - buffer.readerIndex + header.payloadSize)].firstIndex(of: 0)
+                .map { $0 - (start - buffer.readerIndex) }
+        }) else { return nil }
+        return buffer.getSlice(at: start + nameLength + 1, length: header.payloadSize - nameLength - 1)
+    }
+
+    private static func queryPayload(_ text: String) -> ByteBuffer? {
+        guard text.utf8.count < 64 else { return nil }  // (PoolerCommand's first look takes short texts only)
+        var payload = ByteBuffer()
+        payload.writeString(text + "\0")
+        return payload
+    }
+
+    private static func empty(_ id: UInt8, into buffer: inout ByteBuffer) {
+        MessageEncoder.frame(id, into: &buffer) { _ in }
+    }
+
+}
+
+extension PoolerCommand {
+    /// A SHOW: one row, described by a RowDescription (the SETs have none).
+    var returnsRow: Bool {
+        switch self {
+        case .showServerRole, .showPrimaryReads, .showShard: return true
+        default: return false
+        }
+    }
+}
+
+extension ClientConnection {
+    /// `DEALLOCATE name` (a Query) of a statement that holds one of PgCat's commands: the server never had it, so
+    /// the pooler answers. True when handled.
+    func deallocatePoolerCommand(_ payload: ByteBuffer) -> Bool {
+        guard !poolerCommandStatements.isEmpty, StatementCommand.mightMatch(payload),
+              case .deallocate(let name)? = StatementCommand(query: payload),
+              poolerCommandStatements.removeValue(forKey: name) != nil else { return false }
+        var reply = allocate(32)
+        MessageEncoder.commandComplete("DEALLOCATE", into: &reply)
+        sendReady(into: &reply)
+        write(reply)
+        return true
+    }
+}
