@@ -11,11 +11,16 @@ import QueryParser
 extension ClientConnection {
     /// A Query `payload` that only opens a transaction, from a client whose transactions are routed by their key.
     func defersBegin(_ payload: ByteBuffer) -> Bool {
-        guard deferredBegin == nil, poolMode == .transaction, shardsEachTransaction, payload.readableBytes < 1024,
-              let first = payload.getInteger(at: payload.readerIndex, as: UInt8.self),
-              // (a first look before the parser: most Queries start with another letter)
-              [UInt8(ascii: "b"), UInt8(ascii: "s"), UInt8(ascii: " "), UInt8(ascii: "\n"), UInt8(ascii: "\t"),
-               UInt8(ascii: "\r")].contains(first | (first >= 0x41 && first <= 0x5A ? 0x20 : 0)),
+        // A first look at two bytes before anything else (every Query of every client passes here): BEGIN, START,
+        // or white space first.
+        guard payload.readableBytes < 1024, let first = payload.getInteger(at: payload.readerIndex, as: UInt8.self),
+              let second = payload.getInteger(at: payload.readerIndex + 1, as: UInt8.self) else { return false }
+        switch first | 0x20 {
+        case UInt8(ascii: "b"): break
+        case UInt8(ascii: "s"): guard second | 0x20 == UInt8(ascii: "t") else { return false }
+        default: guard first == 0x20 || first == 0x0A || first == 0x09 || first == 0x0D else { return false }
+        }
+        guard deferredBegin == nil, poolMode == .transaction, shardsEachTransaction,
               var text = payload.getString(at: payload.readerIndex, length: payload.readableBytes),
               text.hasSuffix("\0") else { return false }
         text.removeLast()

@@ -423,7 +423,7 @@ extension ClientConnection {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
-            if shardsEachTransaction, defersBegin(payload) {
+            if defersBegin(payload) {
                 deferBegin(buffer.getSlice(at: buffer.readerIndex, length: header.frameSize)!, payload: payload)
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
