@@ -13,6 +13,7 @@ extension ClientConnection {
         automaticShard = nil
         automaticShardAwaitsBind = false
         automaticBindsDecided = 0
+        automaticQueryDecided = false
         guard let pool, let key = pool.automaticKey, pool.shardCount > 1, routing.shard == nil else { return true }
         var decisions: [AutomaticSharding.Decision] = []
         var parsed: String?  // a Parse's text, waiting for its Bind
@@ -27,7 +28,10 @@ extension ClientConnection {
             guard var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize) else { break }
             switch header.id {
             case FrontendID.query:
-                if decisions.isEmpty, parsed == nil, let text = payload.readNullTerminatedString() { decide(text, nil) }
+                if decisions.isEmpty, parsed == nil, let text = payload.readNullTerminatedString() {
+                    decide(text, nil)
+                    automaticQueryDecided = index == buffer.readerIndex  // (the relay need not look at it again)
+                }
                 break scan
             case FrontendID.parse:
                 if let text = parsed { decide(text, nil) }  // a Parse without a Bind of its own
@@ -104,7 +108,7 @@ extension ClientConnection {
         if case .shard(let shard) = decision {
             guard shard != server.address.shard else { return nil }
             return "this statement belongs on shard \(shard), the transaction it is part of on shard "
-                + "\(server.address.shard): a transaction runs on one shard"
+                + "\(server.address.shard): a transaction (in session mode, a session) runs on one shard"
         }
         return Self.refusal(of: decision, key: key)
     }
@@ -130,6 +134,13 @@ extension ClientConnection {
             }
             return Int64(String(decoding: bytes, as: UTF8.self))
         }
+    }
+
+    /// Whether the Query about to be relayed is the one the lease was decided by (once).
+    func takeQueryDecidedAtLease() -> Bool {
+        guard automaticQueryDecided else { return false }
+        automaticQueryDecided = false
+        return true
     }
 
     /// A whole Bind relayed to `server` after the lease was decided: the shard its key names, when that is not the

@@ -41,6 +41,31 @@ extension ClientConnection {
         sendReady()  // `T`: a deferred BEGIN is pending
     }
 
+    /// While a BEGIN waits: a Query that only ends the transaction (COMMIT, END, ROLLBACK, ABORT) is answered here,
+    /// as the transaction did nothing on any server. True when answered.
+    func endDeferredTransaction(_ payload: ByteBuffer) -> Bool {
+        guard deferredBegin != nil, payload.readableBytes < 256,
+              var text = payload.getString(at: payload.readerIndex, length: payload.readableBytes),
+              text.hasSuffix("\0") else { return false }
+        let lowered = text.lowercased()  // (AND CHAIN opens another transaction; COMMIT PREPARED is no COMMIT here)
+        guard !lowered.contains("chain"), !lowered.contains("prepared") else { return false }
+        text.removeLast()
+        guard case .success(let facts) = runtime.queryParser.facts(text), facts.statementKinds == ["TransactionStmt"]
+        else { return false }
+        let tag: String
+        switch facts.transaction {
+        case .commit?: tag = "COMMIT"
+        case .rollback?: tag = "ROLLBACK"
+        default: return false
+        }
+        deferredBegin = nil
+        var reply = allocate(32)
+        MessageEncoder.commandComplete(tag, into: &reply)
+        sendReady(into: &reply)  // `I`
+        write(reply)
+        return true
+    }
+
     /// On the transaction's first lease: the kept BEGIN goes first, and the client's messages wait for its answer
     /// (with the login settings' replay, if any: `awaitingSettingsReplay`).
     func sendDeferredBegin(on server: ServerConnection) {

@@ -183,6 +183,7 @@ extension ClientConnection {
         self.server = server
         if !restoreAtSync.isEmpty { restoreAtSync = [] }  // (a unit whose Sync never reached a server: lost, skipped)
         if restoreAfterUnit != nil { restoreAfterUnit = nil }  // (its unit's answer never came: the server was lost)
+        deferredBeginSent = false
         if planRetry != nil { planRetry = nil }  // (storing nil destroys the large payload: a profiled ~1%)
         leaseRetries = 0
         stats.set(.active)

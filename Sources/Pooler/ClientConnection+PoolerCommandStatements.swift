@@ -13,11 +13,16 @@ extension ClientConnection {
     /// A `DEALLOCATE name` of such a statement (psycopg's cache eviction) is answered too (`deallocatePoolerCommand`).
     func answerPoolerCommandUnit(_ buffer: inout ByteBuffer) -> Bool? {
         guard let first = FrameHeader.peek(buffer, at: buffer.readerIndex) else { return nil }
-        if poolerCommandStatements.isEmpty {
-            // The common case: only a Parse of a command text can start such a unit (a first look, no copy).
-            guard first.id == FrontendID.parse, buffer.readableBytes >= first.frameSize,
-                  let text = parseText(buffer, first, at: buffer.readerIndex), PoolerCommand.mightMatch(text)
-            else { return nil }
+        // A first look at the first frame: a Parse of a command text, or a message naming a statement or portal
+        // that holds one. (A unit whose command comes later is left to the server, which does not know it: 26000.)
+        guard buffer.readableBytes >= first.frameSize else { return nil }  // (the relay waits for it whole as well)
+        if first.id == FrontendID.parse {
+            guard let text = parseText(buffer, first, at: buffer.readerIndex), PoolerCommand.mightMatch(text) else {
+                if !poolerCommandStatements.isEmpty { forgetPoolerCommandStatement(parsedIn: buffer, first) }
+                return nil
+            }
+        } else if !namesPoolerCommand(buffer, first) {
+            return nil
         }
         // The unit's frames, whole, up to its Sync.
         var frames: [(id: UInt8, payload: ByteBuffer)] = []
@@ -74,8 +79,13 @@ extension ClientConnection {
                     poolerCommandStatements = statementsHere
                     return nil
                 }
-                guard !others else { break }  // (refused at the Sync)
                 buffer.moveReaderIndex(to: index)
+                guard !others else {
+                    // (now: the client waits for answers before it sends the Sync)
+                    refuseMixedUnit()
+                    discardUntilSync = true
+                    return true
+                }
                 answer(frames)
                 return true
             case FrontendID.sync:
@@ -86,8 +96,7 @@ extension ClientConnection {
                 }
                 buffer.moveReaderIndex(to: index)
                 if others {
-                    sendError(.featureNotSupported, "PgCat's commands (SET SHARD, SHOW SHARD, SET SERVER ROLE, ...) "
-                              + "cannot share a unit with other statements: send them with a Sync of their own")
+                    refuseMixedUnit()
                     var ready = allocate(8)
                     sendReady(into: &ready)
                     write(ready)
@@ -155,7 +164,7 @@ extension ClientConnection {
                     result.moveReaderIndex(forwardBy: header.frameSize)  // Execute sends the rows only
                 } else if let header = FrameHeader.peek(result, at: result.readerIndex),
                           header.id == BackendID.errorResponse {
-                    failed = true
+                    failed = true  // (perform ended a deferred BEGIN, as the pooler's other errors do)
                 }
                 reply.writeBuffer(&result)
             case FrontendID.close:
@@ -173,6 +182,38 @@ extension ClientConnection {
         // Answered up to a Flush after an error: the rest of the unit is skipped up to its Sync, as by Postgres.
         if failed, frames.last?.id != FrontendID.sync { discardUntilSync = true }
         write(reply)
+    }
+
+    /// Whether the Bind, Describe, Execute or Close at the front of `buffer` names a statement or portal that holds
+    /// one of PgCat's commands.
+    private func namesPoolerCommand(_ buffer: ByteBuffer, _ header: FrameHeader) -> Bool {
+        guard !poolerCommandStatements.isEmpty,
+              var payload = buffer.getSlice(at: buffer.readerIndex + FrameHeader.size, length: header.payloadSize)
+        else { return false }
+        switch header.id {
+        case FrontendID.bind:
+            _ = payload.readNullTerminatedString()
+            return payload.readNullTerminatedString().map { poolerCommandStatements[$0] != nil } ?? false
+        case FrontendID.describe, FrontendID.close:
+            let kind = payload.readInteger(as: UInt8.self)
+            guard let name = payload.readNullTerminatedString() else { return false }
+            return kind == UInt8(ascii: "S") ? poolerCommandStatements[name] != nil : poolerCommandPortals[name] != nil
+        case FrontendID.execute:
+            return payload.readNullTerminatedString().map { poolerCommandPortals[$0] != nil } ?? false
+        default:
+            return false
+        }
+    }
+
+    /// A Parse of another text under a name that held a command: the name holds that text now.
+    private func forgetPoolerCommandStatement(parsedIn buffer: ByteBuffer, _ header: FrameHeader) {
+        var payload = buffer.getSlice(at: buffer.readerIndex + FrameHeader.size, length: header.payloadSize)!
+        if let name = payload.readNullTerminatedString() { poolerCommandStatements[name] = nil }
+    }
+
+    private func refuseMixedUnit() {
+        sendError(.featureNotSupported, "PgCat's commands (SET SHARD, SHOW SHARD, SET SERVER ROLE, ...) cannot share a "
+                  + "unit with other statements: send them with a Sync of their own")
     }
 
     /// The text of a whole Parse frame at `index`, as a Query payload would hold it (NUL-terminated), or nil.
@@ -214,8 +255,12 @@ extension ClientConnection {
     /// the pooler answers. True when handled.
     func deallocatePoolerCommand(_ payload: ByteBuffer) -> Bool {
         guard !poolerCommandStatements.isEmpty, StatementCommand.mightMatch(payload),
-              case .deallocate(let name)? = StatementCommand(query: payload),
-              poolerCommandStatements.removeValue(forKey: name) != nil else { return false }
+              let command = StatementCommand(query: payload) else { return false }
+        guard case .deallocate(let name) = command else {
+            if command == .deallocateAll || command == .discardAll { poolerCommandStatements = [:] }  // (then relayed)
+            return false
+        }
+        guard poolerCommandStatements.removeValue(forKey: name) != nil else { return false }
         var reply = allocate(32)
         MessageEncoder.commandComplete("DEALLOCATE", into: &reply)
         sendReady(into: &reply)

@@ -301,6 +301,7 @@ extension ClientConnection {
         statements.removeAll()
         sqlStatements.removeAll()
         resetStatements.removeAll()
+        setStatements.removeAll()
         logger.debug("the server dropped its prepared statements (DEALLOCATE ALL or DISCARD ALL)")
     }
 

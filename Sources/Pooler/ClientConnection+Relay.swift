@@ -48,7 +48,8 @@ extension ClientConnection {
     /// Named prepared statements (transaction mode) are rewritten to their server-side names on the way.
     private func relay(_ buffer: inout ByteBuffer, to server: ServerConnection) throws(WireError) -> Bool {
         if awaitingSettingsReplay { return false }  // (resumed by settingsReplayAnswered)
-        if restoreAfterUnit != nil { return false }  // (resumed by serverRead at the unit's ReadyForQuery)
+        // (resumed by serverRead at the unit's ReadyForQuery; COPY data the reset's Query asked for goes on)
+        if restoreAfterUnit != nil, !server.tracker.copyIn { return false }
         // The unit ended early for automatic sharding: what follows is routed again once that Sync is answered.
         if automaticShardAwaitsBind, server.tracker.awaitsInjectedSync { return false }
         let rewriting = rewritesStatements
@@ -122,16 +123,17 @@ extension ClientConnection {
             let pluginsInspect = plugins != nil && isStatementText
             let unnamedUse = tracksUnnamed ? Self.unnamedStatementUse(header.id, reference) : .none
             let checksShard = shardsEach && header.id == FrontendID.bind
-            let checksQueryShard = shardsEach && header.id == FrontendID.query
+            let checksQueryShard = shardsEach && header.id == FrontendID.query && header.payloadSize < 65536
+                && !takeQueryDecidedAtLease()
             let inspectsReset = restoresLogin && header.id == FrontendID.query && header.payloadSize < 1024
             // A reset through the extended protocol: its Parse is remembered, a Bind of it restores after the Sync
             // (a Bind's statement name is near its start: the rest of a large Bind need not be in yet).
             let inspectsResetParse = restoresLogin && header.id == FrontendID.parse
                 && (header.payloadSize < 1024 || !resetStatements.isEmpty)
-            let inspectsResetStatement = inspectsResetParse || !resetStatements.isEmpty
+            let inspectsResetStatement = inspectsResetParse || (!resetStatements.isEmpty || !restoreAtSync.isEmpty)
                 && (header.id == FrontendID.bind || header.id == FrontendID.close)
             let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync || checksShard || inspectsReset
-                || checksQueryShard
+                || checksQueryShard || header.id == FrontendID.sync && !restoreAtSync.isEmpty
                 || inspectsResetParse
                 || header.id == FrontendID.describe || unnamedUse == .parse || unnamedUse == .undecided
             if mustBeWhole && !whole { break }
@@ -257,7 +259,7 @@ extension ClientConnection {
             }
             // The restore after a reset waits for this unit's answer: it runs only if the unit did not fail, and
             // the client's next messages follow it.
-            if endsUnitForBind || restoreAfterUnit != nil { break }
+            if endsUnitForBind || restoreAfterUnit != nil && !server.tracker.copyIn { break }
         }
         flushRun(upTo: index)
         if endsUnitForBind {
@@ -423,6 +425,10 @@ extension ClientConnection {
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
                 return true
             }
+            if deferredBegin != nil, endDeferredTransaction(payload) {
+                buffer.moveReaderIndex(forwardBy: header.frameSize)
+                return true
+            }
             if defersBegin(payload) {
                 deferBegin(buffer.getSlice(at: buffer.readerIndex, length: header.frameSize)!, payload: payload)
                 buffer.moveReaderIndex(forwardBy: header.frameSize)
@@ -477,6 +483,9 @@ extension ClientConnection {
         }
         guard prepareAutomaticShard(buffer) else { return true }
         if let handled = fanOutIfNeeded(&buffer) { return handled }
+        // A deferred BEGIN decides the transaction's role, as when it was leased by itself (a plain BEGIN: the
+        // primary, for the whole transaction; READ ONLY: a replica); only its shard comes from this request.
+        if let begin = deferredBegin { return requestServer(role: targetRole(for: begin)) }
         if let leased = requestForML(buffer) { return leased }
         return requestServer(role: targetRole(for: buffer))
     }
@@ -571,12 +580,14 @@ extension ClientConnection {
                 guard payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"),
                       let statement = payload.readNullTerminatedString() else { return }
                 resetStatements[statement] = nil
+                if !setStatements.isEmpty { setStatements[statement] = nil }
                 return
             }
             guard payload.readNullTerminatedString() != nil, let statement = payload.readNullTerminatedString(),
-                  let effect = resetStatements[statement] else { return }
-            // In order: a SET after a reset keeps its value (a SET with no reset before it needs nothing).
-            guard effect.resets || !restoreAtSync.isEmpty else { return }
+                  let effect = resetStatements[statement] ?? (restoreAtSync.isEmpty ? nil : setStatements[statement])
+            else { return }
+            // In order: a SET after a reset keeps its value (a SET with no reset before it needs nothing, so the
+            // SETs are looked up only after one).
             restoreAtSync.removeAll { $0 == effect }
             restoreAtSync.append(effect)
         }
@@ -592,7 +603,10 @@ extension ClientConnection {
             var text = definition
             reset = text.readNullTerminatedString().flatMap { SettingsReset(statement: $0) }
         }
-        if reset != nil || !resetStatements.isEmpty { resetStatements[name] = reset }
+        // (SETs apart: every Bind of this client is looked at while `resetStatements` holds something)
+        let isSet = reset.map { !$0.resets } ?? false
+        if !isSet && reset != nil || !resetStatements.isEmpty { resetStatements[name] = isSet ? nil : reset }
+        if isSet || !setStatements.isEmpty { setStatements[name] = isSet ? reset : nil }
     }
 
     /// The pooler's query setting the login values again that `effects` (resets and sets, in order) leave at the

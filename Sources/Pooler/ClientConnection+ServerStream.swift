@@ -100,13 +100,6 @@ extension ClientConnection {
                 if server.tracker.pendingSyncPoints == 0 { server.expectedStatementDrops = 0 }  // (refused ones)
                 if disposition == .forward {
                     countRequest(on: server)
-                    if restoreAfterUnit != nil, !server.tracker.awaitsClientSyncPoint {
-                        // The unit with the client's reset is answered: the login values are set again unless it
-                        // failed (the reset did not run, or was rolled back with it); then the client goes on.
-                        if !server.tracker.lastUnitFailed, let restore = restoreAfterUnit { injectRestore(restore, on: server) }
-                        restoreAfterUnit = nil
-                        resumesClient = true
-                    }
                 } else if server.tracker.pendingSyncPoints == 0, !server.awaitsFlushedReplies {
                     server.requestStart = nil  // the pooler's own query (a restore) ended the wait: none goes on
                 }
@@ -117,6 +110,23 @@ extension ClientConnection {
                     } else if let error = outcome.heldError {
                         flushRun(upTo: index)
                         write(error)
+                    }
+                }
+                if disposition == .forward, restoreAfterUnit != nil, !server.tracker.awaitsClientSyncPoint {
+                    // The unit with the client's reset is answered (a retried one: its retry's answer): the login
+                    // values are set again unless it failed (the reset did not run, or was rolled back with it);
+                    // then the client goes on.
+                    if !server.tracker.lastUnitFailed, let restore = restoreAfterUnit { injectRestore(restore, on: server) }
+                    restoreAfterUnit = nil
+                    resumesClient = true
+                }
+                if disposition == .forward, deferredBegin != nil, whole {
+                    // A unit that only prepared a statement (the BEGIN goes with its Bind): the client is still in the
+                    // transaction it opened, unless the unit failed, which ends the BEGIN (as the pooler's errors do).
+                    if server.tracker.lastUnitFailed {
+                        deferredBegin = nil
+                    } else {
+                        buffer.setInteger(TransactionStatus.inTransaction.rawValue, at: index + FrameHeader.size)
                     }
                 }
             default:

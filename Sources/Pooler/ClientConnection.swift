@@ -78,6 +78,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// The client's prepared statements (by name, "" for the unnamed one) whose text is a reset of settings or a
     /// SET (SettingsReset), and the resets and sets the unit's Binds of them made, in order (ClientConnection+Relay).
     var resetStatements: [String: SettingsReset] = [:]
+    var setStatements: [String: SettingsReset] = [:]
     var restoreAtSync: [SettingsReset] = []
     /// The pooler's restore after a reset, sent once the client's unit (its Sync or Query) is answered without an
     /// error; the client's later messages wait for that answer (ClientConnection+ServerStream).
@@ -158,6 +159,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var automaticShardAwaitsBind = false
     /// Binds the look-ahead of the lease decided; the relay checks the ones after them (`bindNamesAnotherShard`).
     var automaticBindsDecided = 0
+    /// The request the lease was decided by starts with a Query (the relay's check of each Query skips it).
+    var automaticQueryDecided = false
     /// The role of the transaction being leased for (re-asked after RESUME or a reload).
     var leaseRole: TargetRole?
     /// The affinity key of the current lease request (CPU inference), asked again by `leaseAgain`.

@@ -448,7 +448,7 @@ def test_pgcat_commands_through_the_extended_protocol(pgcat, cluster, shard_tabl
     from pgwire import PgError, RawConn, message
 
     t = sharded(pgcat, cluster)
-    with t.connect(dbname="sharded") as c:  # prepare_threshold 5 (psycopg's default)
+    with t.connect(dbname="sharded", prepare_threshold=5) as c:  # psycopg's default: prepared from the sixth run
         for turn in range(12):
             shard = turn % 3
             assert c.execute(f"SET SHARD TO '{shard}'").statusmessage == "SET SHARD", turn
@@ -498,3 +498,72 @@ def test_pgcat_commands_through_the_extended_protocol(pgcat, cluster, shard_tabl
             await conn.close()
 
     asyncio.run(asyncio.wait_for(run(), 60))
+
+
+def test_a_deferred_begin_keeps_the_transaction_status_and_role(pgcat, cluster, shard_tables):
+    """Inside a transaction whose BEGIN the pooler deferred: a unit that only prepares a statement (psycopg's Parse
+    and Sync before its first Bind) leaves the client in its transaction (ReadyForQuery T, not the describing
+    server's I); with read/write splitting a plain BEGIN still takes the transaction to the primary, so a write after
+    a read works (before the review's mends: 25006 on a replica), and BEGIN READ ONLY goes to a replica; an empty
+    transaction's COMMIT or ROLLBACK is answered without a server."""
+    shards = {str(n): {"database": f"shard{n}", "servers": [[HOST, cluster.primary, "primary"],
+                                                               [HOST, cluster.replica1, "replica"]]}
+              for n in range(3)}
+    from support import build_config, free_port
+    config = build_config(cluster, free_port(), users=["app"], databases=("sharded",),
+                          pool={"sharding_function": "pg_bigint_hash", "automatic_sharding_key": "data.id",
+                                "query_parser_enabled": True, "query_parser_read_write_splitting": True,
+                                "primary_reads_enabled": False})
+    config["pools"]["sharded"]["shards"] = shards
+    t = pgcat(config=config)
+    by_shard = keys_by_shard(t, range(1400, 1460))
+    for shard in range(3):
+        with t.connect(dbname="sharded") as c:
+            c.execute("insert into data (id, v) values (%s, 'rw')", (by_shard[shard][0],))
+    time.sleep(0.5)  # (the replica replays the inserts)
+    with t.connect(dbname="sharded", prepare_threshold=0) as c:  # every statement prepared: Parse, Sync first
+        c.autocommit = False
+        for shard in (2, 1):
+            key = by_shard[shard][0]
+            assert c.execute("select v, pg_is_in_recovery() from data where id = %s", (key,)).fetchone() == ("rw", False)
+            assert c.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            c.execute("update data set v = 'rw2' where id = %s", (key,))
+            assert c.execute("select current_database()").fetchone() == (f"shard{shard}",)
+            c.commit()
+        c.execute("update data set v = 'rw3' where id = %s", (by_shard[0][0],))
+        c.rollback()
+    with t.connect(dbname="sharded") as c:
+        c.execute("SET SERVER ROLE TO 'primary'")  # (the replica may not have replayed the commits yet)
+        assert c.execute("select v from data where id = %s", (by_shard[1][0],)).fetchone() == ("rw2",)
+        assert c.execute("select v from data where id = %s", (by_shard[0][0],)).fetchone() == ("rw",)
+        c.execute("SET SERVER ROLE TO 'default'")
+        c.execute("begin read only")
+        assert c.execute(f"select pg_is_in_recovery(), current_database() from data where id = {by_shard[2][0]}"
+                         ).fetchone() == (True, "shard2")
+        c.execute("commit")
+        for end in ("commit", "ROLLBACK", "end"):
+            c.execute("begin")
+            c.execute(end)
+            assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE, end
+    # The same at the protocol level: BEGIN, then a unit that only prepares (Parse, Sync): ReadyForQuery T.
+    import struct
+
+    from pgwire import RawConn, message
+
+    r = RawConn(t.host, t.port)
+    r.startup("app", "sharded", "app")
+    r.send(message(b"Q", b"BEGIN\0"))
+    assert [r.read_message() for _ in range(2)] == [(b"C", b"BEGIN\0"), (b"Z", b"T")]
+    r.send(message(b"P", b"s1\0select v from data where id = $1\0" + struct.pack("!H", 0)) + message(b"S", b""))
+    assert [r.read_message() for _ in range(2)] == [(b"1", b""), (b"Z", b"T")]
+    key = str(by_shard[1][0]).encode()
+    r.send(message(b"B", b"\0s1\0" + struct.pack("!HH", 0, 1) + struct.pack("!i", len(key)) + key
+                   + struct.pack("!H", 0)) + message(b"E", b"\0" + struct.pack("!i", 0)) + message(b"S", b""))
+    replies = []
+    while not replies or replies[-1][0] != b"Z":
+        replies.append(r.read_message())
+    assert [k for k, _ in replies] == [b"2", b"D", b"C", b"Z"] and replies[-1][1] == b"T", replies
+    assert r.query("select current_database()") == [["shard1"]]
+    r.send(message(b"Q", b"ROLLBACK\0"))
+    assert [r.read_message() for _ in range(2)] == [(b"C", b"ROLLBACK\0"), (b"Z", b"I")]
+    r.terminate()

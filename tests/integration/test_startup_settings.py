@@ -359,6 +359,47 @@ def test_a_restore_keeps_a_later_set_and_skips_a_reset_that_did_not_run(pgcat, m
         assert values() == login
 
 
+@pytest.mark.pooler_only
+def test_a_restore_waits_neither_for_a_split_sync_nor_for_copy_data(pgcat, primary):
+    """The restore after a reset waits for the reset's answer, and the client's next messages with it; that wait
+    must not hold back what the answer itself needs: the rest of a Sync that came in two reads, or the COPY data
+    of a `RESET ALL; COPY ... FROM STDIN` Query (both hung before the review's mends)."""
+    import struct
+    import time
+
+    from pgwire import RawConn, message
+
+    primary.sql("drop table if exists restore_copy; create table restore_copy (x int)")
+    primary.sql("grant all on restore_copy to public")
+    t = pgcat(pool_size=2)
+    r = RawConn(t.host, t.port)
+    r.startup("app", "app", "app", options="-c TimeZone=Asia/Tokyo")
+    r.query("set timezone to 'UTC'")
+    unit = (message(b"P", b"r\0RESET ALL\0" + struct.pack("!H", 0))
+            + message(b"B", b"\0r\0" + struct.pack("!HHH", 0, 0, 0)) + message(b"E", b"\0" + struct.pack("!i", 0))
+            + message(b"S", b""))
+    r.send(unit[:-2])
+    time.sleep(0.2)
+    r.send(unit[-2:])
+    kinds = []
+    while not kinds or kinds[-1] != b"Z":
+        kinds.append(r.read_message()[0])
+    assert [k for k in kinds if k != b"S"] == [b"1", b"2", b"C", b"Z"], kinds  # (S: ParameterStatus)
+    assert r.query("show timezone") == [["Asia/Tokyo"]]
+    r.query("set timezone to 'UTC'")
+    r.send(message(b"Q", b"RESET ALL; COPY restore_copy FROM STDIN\0"))
+    kinds = []
+    while not kinds or kinds[-1] != b"G":
+        kinds.append(r.read_message()[0])
+    r.send(message(b"d", b"1\n2\n") + message(b"c", b""))
+    while kinds[-1] != b"Z":
+        kinds.append(r.read_message()[0])
+    assert [k for k in kinds if k != b"S"] == [b"C", b"G", b"C", b"Z"], kinds
+    assert r.query("select count(*) from restore_copy") == [["2"]]
+    assert r.query("show timezone") == [["Asia/Tokyo"]]
+    r.terminate()
+
+
 def test_a_discard_all_leaves_no_login_setting_for_the_next_client(pgcat):
     """After a client's DISCARD ALL the pooler sets that client's login settings again; the connection is reset
     before another client gets it (one server connection, so the next client gets the same one)."""
