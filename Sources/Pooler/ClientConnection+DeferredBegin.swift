@@ -43,6 +43,21 @@ extension ClientConnection {
 
     /// While a BEGIN waits: a Query that only ends the transaction (COMMIT, END, ROLLBACK, ABORT) is answered here,
     /// as the transaction did nothing on any server. True when answered.
+    /// An error the pooler's own queries sent at a lease got while the client waits for them: the BEGIN's, or the
+    /// login settings' (`settingsReplayError`), or nothing to report (a replay of reported parameters).
+    func noteInjectedError(_ error: ByteBuffer) {
+        if deferredBeginSent && queriesBeforeBegin == 0 {
+            if beginError == nil { beginError = error }
+        } else if !deferredBeginSent || replayErrorsCount {
+            if settingsReplayError == nil { settingsReplayError = error }
+        }
+    }
+
+    /// A ReadyForQuery of the pooler's own queries sent at a lease.
+    func noteInjectedQueryAnswered() {
+        if queriesBeforeBegin > 0 { queriesBeforeBegin -= 1 }
+    }
+
     func endDeferredTransaction(_ payload: ByteBuffer) -> Bool {
         guard deferredBegin != nil, payload.readableBytes < 256,
               var text = payload.getString(at: payload.readerIndex, length: payload.readableBytes),
@@ -66,14 +81,18 @@ extension ClientConnection {
         return true
     }
 
-    /// On the transaction's first lease: the kept BEGIN goes first, and the client's messages wait for its answer
-    /// (with the login settings' replay, if any: `awaitingSettingsReplay`).
-    func sendDeferredBegin(on server: ServerConnection) {
+    /// On the transaction's first lease: the kept BEGIN goes first (after the parameter `replay`, if one was sent),
+    /// and the client's messages wait for its answer (with the login settings' replay: `awaitingSettingsReplay`).
+    /// The BEGIN's own error fails the request; a replay of reported parameters only is not the request's concern
+    /// (its errors pass unseen, as without a deferred BEGIN).
+    func sendDeferredBegin(on server: ServerConnection, after replay: ParameterReplay?) {
         guard let begin = deferredBegin else { return }
         deferredBegin = nil
         server.tracker.append(.injected(.query))
         server.send(begin)
         deferredBeginSent = true
+        queriesBeforeBegin = replay == nil ? 0 : 1
+        replayErrorsCount = replay?.appliesSettings ?? false
         if !awaitingSettingsReplay {
             awaitingSettingsReplay = true
             let now = NIODeadline.now()

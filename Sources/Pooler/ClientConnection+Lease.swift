@@ -198,7 +198,8 @@ extension ClientConnection {
             serverReadsPaused = true
             server.setReadEnabled(false)
         }
-        if let replay = parameterReplay(for: server) {
+        let replay = parameterReplay(for: server)
+        if let replay {
             server.tracker.append(.injected(.query))
             server.send(replay.query)
             // Login settings must be in place before the client's statements run (a statement_timeout, a role):
@@ -213,7 +214,7 @@ extension ClientConnection {
         }
         // (Not for a statement prepared before its Bind: that server only describes it, and the BEGIN goes with the
         // Bind, to its key's shard.)
-        if deferredBegin != nil, !automaticShardAwaitsBind { sendDeferredBegin(on: server) }
+        if deferredBegin != nil, !automaticShardAwaitsBind { sendDeferredBegin(on: server, after: replay) }
     }
 
     /// The pooler's own query bringing a server connection in line with its client.
@@ -299,6 +300,7 @@ extension ClientConnection {
             // Lost while applying the login settings: the client's request, held back, never reached the server.
             awaitingSettingsReplay = false
             settingsReplayError = nil
+            beginError = nil
             scanner.reset()
             failRequest(.connectionFailure, "server connection lost: \(reason)")
             return

@@ -84,7 +84,7 @@ extension ClientConnection {
                     disposition = .drop
                 }
                 if awaitingSettingsReplay, disposition == .drop, whole {
-                    settingsReplayError = buffer.getSlice(at: index, length: header.frameSize)
+                    noteInjectedError(buffer.getSlice(at: index, length: header.frameSize)!)
                 }
                 if disposition == .forward {
                     stats.errors.add()
@@ -103,6 +103,7 @@ extension ClientConnection {
                 } else if server.tracker.pendingSyncPoints == 0, !server.awaitsFlushedReplies {
                     server.requestStart = nil  // the pooler's own query (a restore) ended the wait: none goes on
                 }
+                if awaitingSettingsReplay, disposition == .drop { noteInjectedQueryAnswered() }
                 if planRetry != nil {
                     let outcome = finishRecordedBatch(on: server)
                     if outcome.retried {

@@ -43,9 +43,22 @@ extension ClientConnection {
     /// the server's error rather than running without the settings.
     func settingsReplayAnswered(by server: ServerConnection) {
         awaitingSettingsReplay = false
-        let beganTransaction = deferredBeginSent
         deferredBeginSent = false
+        let beginRefused = beginError
+        beginError = nil
         guard let error = settingsReplayError else {
+            if let beginRefused {
+                // The server refused the client's own BEGIN (e.g. READ WRITE on a standby): its error fails the
+                // request; the connection is fine (idle, no transaction).
+                var payload = beginRefused
+                payload.moveReaderIndex(forwardBy: min(FrameHeader.size, payload.readableBytes))
+                let fields = try? ErrorFields.decode(payload)
+                self.server = nil
+                returnServer(server, clientLeft: false)
+                failRequest(SQLState(fields?.sqlState ?? SQLState.connectionFailure.code),
+                            fields?.message ?? "the transaction's BEGIN failed on \(server)")
+                return
+            }
             drive()
             flushIfNeeded()
             return
@@ -57,12 +70,9 @@ extension ClientConnection {
         server.isBroken = true
         self.server = nil
         returnServer(server, clientLeft: false)
-        logger.warning(beganTransaction ? "a server refused the client's login settings or its BEGIN"
-                                        : "a server refused the client's login settings",
+        logger.warning("a server refused the client's login settings",
                        metadata: ["server": "\(server)", "error": "\(fields?.message ?? "?")"])
         failRequest(SQLState(fields?.sqlState ?? SQLState.connectionFailure.code),
-                    (beganTransaction ? "the login settings or the transaction's BEGIN could not be applied on "
-                                      : "the login settings could not be applied on ")
-                    + "\(server): \(fields?.message ?? "error")")
+                    "the login settings could not be applied on \(server): \(fields?.message ?? "error")")
     }
 }

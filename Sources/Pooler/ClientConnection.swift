@@ -93,6 +93,11 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// Portals bound to such statements, until the unit's Sync.
     var poolerCommandPortals: [String: PoolerCommand] = [:]
     var deferredBeginSent = false
+    /// While a sent BEGIN is awaited: the pooler's queries ahead of it still unanswered (its parameter replay), whether
+    /// the replay's errors concern the request (it applies login settings), and the BEGIN's own error.
+    var queriesBeforeBegin = 0
+    var replayErrorsCount = false
+    var beginError: ByteBuffer?
     /// Login settings a server has yet to accept (a pool remembers the ones it has seen accepted).
     var settingsToCheck: [SessionSetting] = []
     /// The `search_path` names `pgml` (ML routing only): the login's `search_path` at each transaction's start, then

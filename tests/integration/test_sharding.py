@@ -545,6 +545,15 @@ def test_a_deferred_begin_keeps_the_transaction_status_and_role(pgcat, cluster, 
             c.execute("begin")
             c.execute(end)
             assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE, end
+    # A BEGIN the server refuses (READ WRITE on a standby) fails the transaction's first request with its error;
+    # the client is idle after it and goes on.
+    with t.connect(dbname="sharded") as c:
+        c.execute("SET SERVER ROLE TO 'replica'")
+        c.execute("begin read write")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="read-write mode during recovery"):
+            c.execute(f"select v from data where id = {by_shard[2][0]}")
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert c.execute(f"select pg_is_in_recovery() from data where id = {by_shard[2][0]}").fetchone() == (True,)
     # The same at the protocol level: BEGIN, then a unit that only prepares (Parse, Sync): ReadyForQuery T.
     import struct
 
