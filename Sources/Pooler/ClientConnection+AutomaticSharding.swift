@@ -101,7 +101,7 @@ extension ClientConnection {
     /// may go on. (Before, such a Query went to the transaction's shard: its reads found nothing and its writes
     /// landed on the wrong shard; a Bind was checked already.)
     func queryRefusal(_ payload: ByteBuffer, on server: ServerConnection) -> String? {
-        guard let pool, let key = pool.automaticKey, payload.readableBytes < 65536, var text = payload.getString(
+        guard let pool, let key = pool.automaticKey, var text = payload.getString(
             at: payload.readerIndex, length: payload.readableBytes) else { return nil }
         if text.hasSuffix("\0") { text.removeLast() }
         guard let decision = automaticDecision(text, nil, key: key, pool: pool) else { return nil }

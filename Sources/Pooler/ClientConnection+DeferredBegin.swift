@@ -100,4 +100,122 @@ extension ClientConnection {
             server.transactionStart = now
         }
     }
+
+    /// The transaction whose BEGIN waits failed (an error the pooler raised): no server holds it, so the pooler
+    /// answers what follows as Postgres answers a failed transaction block.
+    func failDeferredTransaction() {
+        deferredBegin = nil
+        deferredTransactionFailed = true
+    }
+
+    /// In a failed transaction block no server holds: a ROLLBACK, COMMIT, END or ABORT (a Query, or Parse, Bind,
+    /// Execute of one up to a Sync) ends it (`ROLLBACK`, ReadyForQuery `I`); anything else gets 25P02. nil: leave
+    /// the message to the usual dispatch (a Sync alone, Terminate); false: wait for more bytes.
+    func answerInFailedTransaction(_ buffer: inout ByteBuffer) -> Bool? {
+        guard let first = FrameHeader.peek(buffer, at: buffer.readerIndex) else { return false }
+        switch first.id {
+        case FrontendID.sync, FrontendID.terminate, FrontendID.flush:
+            return nil
+        case FrontendID.query:
+            guard buffer.readableBytes >= first.frameSize else { return false }
+            let payload = buffer.getSlice(at: buffer.readerIndex + FrameHeader.size, length: first.payloadSize)!
+            buffer.moveReaderIndex(forwardBy: first.frameSize)
+            var reply = allocate(128)
+            if endsTransaction(payload.getString(at: payload.readerIndex, length: payload.readableBytes) ?? "") {
+                deferredTransactionFailed = false
+                MessageEncoder.commandComplete("ROLLBACK", into: &reply)
+            } else {
+                MessageEncoder.errorResponse(severity: .error, state: Self.inFailedTransaction,
+                                             message: Self.inFailedTransactionMessage, into: &reply)
+            }
+            sendReady(into: &reply)
+            write(reply)
+            return true
+        default:
+            break
+        }
+        // An extended unit: its frames up to the Sync.
+        var frames: [(id: UInt8, payload: ByteBuffer)] = []
+        var index = buffer.readerIndex
+        var ends = true
+        var parsed: [String: String] = [:]
+        while true {
+            guard let header = FrameHeader.peek(buffer, at: index) else { return false }
+            guard header.length >= 4, header.frameSize <= maxMessageSize else { return nil }  // (the relay refuses it)
+            guard buffer.writerIndex - index >= header.frameSize else { return false }
+            var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
+            index += header.frameSize
+            frames.append((header.id, payload))
+            switch header.id {
+            case FrontendID.parse:
+                let name = payload.readNullTerminatedString() ?? ""
+                let text = payload.readNullTerminatedString() ?? ""
+                parsed[name] = text
+                if !endsTransaction(text) { ends = false }
+            case FrontendID.bind:
+                _ = payload.readNullTerminatedString()
+                let name = payload.readNullTerminatedString() ?? ""
+                var known = statements[name]?.definition
+                if !endsTransaction(parsed[name] ?? known?.readNullTerminatedString() ?? "") { ends = false }
+            case FrontendID.describe, FrontendID.execute, FrontendID.close:
+                break
+            case FrontendID.sync:
+                buffer.moveReaderIndex(to: index)
+                answerFailedUnit(frames, ends: ends)
+                return true
+            default:  // a Query, Flush, FunctionCall or Terminate before the Sync
+                buffer.moveReaderIndex(to: index - header.frameSize)
+                sendError(Self.inFailedTransaction, Self.inFailedTransactionMessage)
+                discardUntilSync = true
+                return true
+            }
+        }
+    }
+
+    /// Answers a unit in a failed block: the messages of a ROLLBACK (or COMMIT, which rolls back) as Postgres does,
+    /// or 25P02 for the first message, the rest skipped up to the Sync.
+    private func answerFailedUnit(_ frames: [(id: UInt8, payload: ByteBuffer)], ends: Bool) {
+        var reply = allocate(128)
+        if ends {
+            for (id, frame) in frames {
+                switch id {
+                case FrontendID.parse: MessageEncoder.frame(BackendID.parseComplete, into: &reply) { _ in }
+                case FrontendID.bind: MessageEncoder.frame(BackendID.bindComplete, into: &reply) { _ in }
+                case FrontendID.close: MessageEncoder.frame(BackendID.closeComplete, into: &reply) { _ in }
+                case FrontendID.describe:
+                    if frame.getInteger(at: frame.readerIndex, as: UInt8.self) == UInt8(ascii: "S") {
+                        MessageEncoder.frame(BackendID.parameterDescription, into: &reply) { $0.writeInteger(Int16(0)) }
+                    }
+                    MessageEncoder.frame(BackendID.noData, into: &reply) { _ in }
+                case FrontendID.execute:
+                    deferredTransactionFailed = false
+                    MessageEncoder.commandComplete("ROLLBACK", into: &reply)
+                default: break
+                }
+            }
+            // (A Parse of a named ROLLBACK is not kept: a later Bind of it reaches a server, which says 26000.)
+        } else {
+            MessageEncoder.errorResponse(severity: .error, state: Self.inFailedTransaction,
+                                         message: Self.inFailedTransactionMessage, into: &reply)
+        }
+        sendReady(into: &reply)
+        write(reply)
+    }
+
+    /// COMMIT, END, ROLLBACK or ABORT (not AND CHAIN, not of a prepared transaction, not to a savepoint).
+    private func endsTransaction(_ text: String) -> Bool {
+        var text = text
+        if text.hasSuffix("\0") { text.removeLast() }
+        let lowered = text.lowercased()
+        guard text.utf8.count < 256, !lowered.contains("chain"), !lowered.contains("prepared"),
+              case .success(let facts) = runtime.queryParser.facts(text), facts.statementKinds == ["TransactionStmt"]
+        else { return false }
+        switch facts.transaction {
+        case .commit?, .rollback?: return true
+        default: return false
+        }
+    }
+
+    static let inFailedTransaction = SQLState("25P02")
+    static let inFailedTransactionMessage = "current transaction is aborted, commands ignored until end of transaction block"
 }

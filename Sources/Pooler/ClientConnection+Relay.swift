@@ -123,8 +123,8 @@ extension ClientConnection {
             let pluginsInspect = plugins != nil && isStatementText
             let unnamedUse = tracksUnnamed ? Self.unnamedStatementUse(header.id, reference) : .none
             let checksShard = shardsEach && header.id == FrontendID.bind
-            let checksQueryShard = shardsEach && header.id == FrontendID.query && header.payloadSize < 65536
-                && !takeQueryDecidedAtLease()
+            // (held whole however large, as a Bind: a big multi-row INSERT must not reach the wrong shard)
+            let checksQueryShard = shardsEach && header.id == FrontendID.query && !takeQueryDecidedAtLease()
             let inspectsReset = restoresLogin && header.id == FrontendID.query && header.payloadSize < 1024
             // A reset through the extended protocol: its Parse is remembered, a Bind of it restores after the Sync
             // (a Bind's statement name is near its start: the rest of a large Bind need not be in yet).
@@ -369,6 +369,7 @@ extension ClientConnection {
                 return false
             }
         }
+        if deferredTransactionFailed, let handled = answerInFailedTransaction(&buffer) { return handled }
         if header.id == FrontendID.parse || !poolerCommandStatements.isEmpty && header.id != FrontendID.query
             && header.id != FrontendID.terminate,
            let handled = answerPoolerCommandUnit(&buffer) {

@@ -232,7 +232,7 @@ extension ClientConnection {
             MessageEncoder.commandComplete("SET SHARDING KEY", into: &buffer)
         case .setShard(let shard):
             if let shard, shard >= pool.shardCount {
-                deferredBegin = nil  // (an error the pooler raises ends a BEGIN it deferred, as in sendError)
+                if deferredBegin != nil { failDeferredTransaction() }  // (as in sendError)
                 let current = routing.shard.map(String.init) ?? "unset"
                 MessageEncoder.errorResponse(
                     severity: .error, state: SQLState("22023"),

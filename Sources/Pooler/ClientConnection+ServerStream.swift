@@ -123,12 +123,10 @@ extension ClientConnection {
                 }
                 if disposition == .forward, deferredBegin != nil, whole {
                     // A unit that only prepared a statement (the BEGIN goes with its Bind): the client is still in the
-                    // transaction it opened, unless the unit failed, which ends the BEGIN (as the pooler's errors do).
-                    if server.tracker.lastUnitFailed {
-                        deferredBegin = nil
-                    } else {
-                        buffer.setInteger(TransactionStatus.inTransaction.rawValue, at: index + FrameHeader.size)
-                    }
+                    // transaction it opened, which the unit's failure fails (as the pooler's own errors do).
+                    if server.tracker.lastUnitFailed { failDeferredTransaction() }
+                    buffer.setInteger((deferredTransactionFailed ? TransactionStatus.failed : .inTransaction).rawValue,
+                                      at: index + FrameHeader.size)
                 }
             default:
                 break

@@ -56,7 +56,7 @@ extension ClientConnection {
                 self.server = nil
                 returnServer(server, clientLeft: false)
                 failRequest(SQLState(fields?.sqlState ?? SQLState.connectionFailure.code),
-                            fields?.message ?? "the transaction's BEGIN failed on \(server)")
+                            fields?.message ?? "the transaction's BEGIN failed on \(server.address)")
                 return
             }
             drive()
@@ -73,6 +73,6 @@ extension ClientConnection {
         logger.warning("a server refused the client's login settings",
                        metadata: ["server": "\(server)", "error": "\(fields?.message ?? "?")"])
         failRequest(SQLState(fields?.sqlState ?? SQLState.connectionFailure.code),
-                    "the login settings could not be applied on \(server): \(fields?.message ?? "error")")
+                    "the login settings could not be applied on \(server.address): \(fields?.message ?? "error")")
     }
 }

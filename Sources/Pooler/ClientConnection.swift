@@ -87,17 +87,20 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// server that request is routed to (automatic sharding: ClientConnection+DeferredBegin); `deferredBeginSent`:
     /// it was, and its answer is awaited with the settings replay's.
     var deferredBegin: ByteBuffer?
-    /// The client's prepared statements (by name) that hold one of PgCat's commands, as Query payloads: the pooler
-    /// answers their Binds and Executes (ClientConnection+PoolerCommandStatements).
-    var poolerCommandStatements: [String: ByteBuffer] = [:]
-    /// Portals bound to such statements, until the unit's Sync.
-    var poolerCommandPortals: [String: PoolerCommand] = [:]
+    /// The pooler raised an error while that BEGIN waited: the client is in a failed transaction block, which no
+    /// server holds; the pooler answers it as Postgres would (25P02 until ROLLBACK or COMMIT).
+    var deferredTransactionFailed = false
     var deferredBeginSent = false
     /// While a sent BEGIN is awaited: the pooler's queries ahead of it still unanswered (its parameter replay), whether
     /// the replay's errors concern the request (it applies login settings), and the BEGIN's own error.
     var queriesBeforeBegin = 0
     var replayErrorsCount = false
     var beginError: ByteBuffer?
+    /// The client's prepared statements (by name) that hold one of PgCat's commands, as Query payloads: the pooler
+    /// answers their Binds and Executes (ClientConnection+PoolerCommandStatements).
+    var poolerCommandStatements: [String: ByteBuffer] = [:]
+    /// Portals bound to such statements, until the unit's Sync.
+    var poolerCommandPortals: [String: PoolerCommand] = [:]
     /// Login settings a server has yet to accept (a pool remembers the ones it has seen accepted).
     var settingsToCheck: [SessionSetting] = []
     /// The `search_path` names `pgml` (ML routing only): the login's `search_path` at each transaction's start, then
@@ -368,9 +371,9 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
 
     /// ErrorResponse with severity ERROR; the caller decides about ReadyForQuery.
     func sendError(_ state: SQLState, _ message: String) {
-        // An error the pooler raises ends a BEGIN it deferred: the client is told it is idle, not in a transaction
-        // whose statements would run without one.
-        if deferredBegin != nil { deferredBegin = nil }
+        // An error the pooler raises inside a transaction whose BEGIN it deferred fails that transaction, as an
+        // error on a server would (before, the client was told it was idle and its next statements autocommitted).
+        if deferredBegin != nil { failDeferredTransaction() }
         var buffer = allocate(128)
         MessageEncoder.errorResponse(severity: .error, state: state, message: message, into: &buffer)
         write(buffer)
@@ -384,7 +387,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
 
     /// ReadyForQuery from a client without a server: idle, or in a transaction while a BEGIN it sent waits.
     func sendReady(_ status: TransactionStatus? = nil, into buffer: inout ByteBuffer) {
-        MessageEncoder.readyForQuery(status ?? (deferredBegin != nil ? .inTransaction : .idle), into: &buffer)
+        let status = status ?? (deferredTransactionFailed ? .failed : deferredBegin != nil ? .inTransaction : .idle)
+        MessageEncoder.readyForQuery(status, into: &buffer)
     }
 
     /// Sends FATAL and closes the connection.

@@ -124,10 +124,14 @@ enum SettingsReset: Equatable {
 
     /// One statement (a trailing semicolon allowed).
     init?(statement text: String) {
-        let words = StatementCommand.words(of: text)
+        // (`=` is a word of its own, however written: `SET x=DEFAULT`)
+        let spaced = text.contains("=") ? String(text.flatMap { $0 == "=" ? [" ", "=", " "] : [$0] }) : text
+        let words = StatementCommand.words(of: spaced)
         guard !words.contains(where: { $0.contains(";") }) else { return nil }  // several statements (or a literal)
         let lowered = words.map { $0.lowercased() }
         switch lowered.first {
+        case "reset" where lowered == ["reset", "time", "zone"]:
+            self = .one("timezone")  // RESET TIME ZONE: TimeZone's own syntax
         case "reset" where lowered.count == 2:
             if lowered[1] == "all" {
                 self = .all

@@ -55,6 +55,13 @@ extension FunctionCall {
             return .expression
         }
         if let cast = node["TypeCast"] { return value(of: cast["arg"]) }
+        // A sign the parser did not fold into the constant: `-5::int` is -(5::int), `+1` is +(1).
+        if let expression = node["A_Expr"], expression["lexpr"] == nil, expression["kind"]?.stringValue == "AEXPR_OP",
+           let sign = expression["name"]?.arrayValue.first?["String"]?["sval"]?.stringValue, sign == "-" || sign == "+",
+           case .integer(let magnitude) = value(of: expression["rexpr"]) {
+            if sign == "+" { return .integer(magnitude) }
+            return magnitude == .min ? .expression : .integer(-magnitude)
+        }
         if let parameter = node["ParamRef"], case .number(let digits)? = parameter["number"], let number = Int(digits) {
             return .parameter(number)
         }

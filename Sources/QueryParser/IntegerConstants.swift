@@ -59,15 +59,15 @@ extension ParseTreeJSON {
         return members
     }
 
-    /// The integer written at byte `location` of `source`: digits, or a minus sign, white space and digits (the
-    /// parser folds `- 5` into the constant -5); nil for anything else or a value beyond int64.
+    /// The integer written at byte `location` of `source`: digits, or a minus sign, white space or parentheses and
+    /// digits (the parser folds `- 5` and `-(5)` into the constant -5); nil for anything else or beyond int64.
     static func integerLiteral(in source: UnsafeBufferPointer<UInt8>, at location: Int) -> Int64? {
         guard location >= 0, location < source.count else { return nil }
         var index = location
         let negative = source[index] == UInt8(ascii: "-")
-        if negative {
+        if negative {  // (white space and parentheses may follow the sign: `- 5`, `-(5)`)
             index += 1
-            while index < source.count, [0x20, 0x09, 0x0A, 0x0D, 0x0C].contains(source[index]) { index += 1 }
+            while index < source.count, [0x20, 0x09, 0x0A, 0x0D, 0x0C, 0x28].contains(source[index]) { index += 1 }
         }
         let start = index
         while index < source.count, source[index] >= UInt8(ascii: "0"), source[index] <= UInt8(ascii: "9") { index += 1 }

@@ -14,6 +14,8 @@ final class SettingsResetTests: XCTestCase {
             ("SET timezone TO DEFAULT", [.one("timezone")]),
             ("set session statement_timeout = default;", [.one("statement_timeout")]),
             ("SET TIME ZONE DEFAULT", [.one("timezone")]), ("set time zone local;", [.one("timezone")]),
+            ("SET TimeZone=DEFAULT", [.one("timezone")]), ("set statement_timeout =default", [.one("statement_timeout")]),
+            ("RESET TIME ZONE", [.one("timezone")]),
             // a SET alone is no reset
             ("SET TIME ZONE 'UTC'", nil), ("SET timezone TO 'UTC'", nil),
             ("SET LOCAL timezone TO DEFAULT", nil),

@@ -110,6 +110,11 @@ def test_automatic_sharding_key(pgcat, cluster, shard_tables):
             assert c.execute(f"select v from data where id = {key}").fetchone() == ("big",), key
             assert c.execute(f"select v from data where id = - {abs(key)}" if key < 0
                              else f"select v from data where id = {key}").fetchone() == ("big",), key
+            if key != -9223372036854775808:  # (its magnitude is no bigint: -(9223372036854775808::bigint) fails)
+                # A cast binds tighter than the sign: -(20::bigint), and a unary plus.
+                assert c.execute(f"select v from data where id = {key}::bigint").fetchone() == ("big",), key
+                assert c.execute(f"select v from data where id = +{key}" if key > 0 else
+                                 f"select v from data where id = -({abs(key)})").fetchone() == ("big",), key
     with t.connect(dbname="sharded", prepare_threshold=0) as p:
         for key in range(300, 330):
             p.execute("insert into data (id, v) values (%s, 'p')", (key,))     # prepared, key from Bind
@@ -376,6 +381,9 @@ def test_fan_out_inside_a_transaction_is_refused(pgcat, cluster, shard_tables):
         c.execute("begin")
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="inside a transaction"):
             c.execute("select id from data where v = 'x'")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):  # the transaction failed with it
+            c.execute("select 1")
+        c.execute("rollback")
         assert c.execute("select 1").fetchone() == (1,)
 
 
@@ -576,3 +584,40 @@ def test_a_deferred_begin_keeps_the_transaction_status_and_role(pgcat, cluster, 
     r.send(message(b"Q", b"ROLLBACK\0"))
     assert [r.read_message() for _ in range(2)] == [(b"C", b"ROLLBACK\0"), (b"Z", b"I")]
     r.terminate()
+
+
+def test_an_error_inside_a_deferred_begin_fails_the_transaction(pgcat, cluster, shard_tables):
+    """An error the pooler raises before a deferred BEGIN reached any server (a table_access refusal, a bad SET
+    SHARD, statements across shards) fails the transaction, as an error on a server would: what follows gets 25P02
+    until ROLLBACK or COMMIT, which the pooler answers with ROLLBACK (no server holds the transaction). Before, the
+    client was told it was idle and its next statements autocommitted (exploratory round 26b)."""
+    from pgwire import PgError, RawConn
+
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id", query_parser_enabled=True,
+                plugins={"table_access": {"enabled": True, "tables": ["pg_authid"]}})
+    key = keys_by_shard(t, range(1500, 1520))[1][0]
+    r = RawConn(t.host, t.port)
+    r.startup("app", "sharded", "app")
+    for refused in ("select rolname from pg_authid", "SET SHARD TO '9'"):
+        r.query("begin")
+        with pytest.raises(PgError) as e:
+            r.query(refused)
+        assert e.value.sqlstate in ("42501", "22023"), e.value.fields
+        assert r.txn_status == "E", refused
+        with pytest.raises(PgError) as e:
+            r.query(f"insert into data (id, v) values ({key}, 'must roll back')")
+        assert e.value.sqlstate == "25P02", e.value.fields
+        r.query("rollback")
+        assert r.txn_status == "I"
+    r.terminate()
+    with t.connect(dbname="sharded") as c:  # psycopg outside autocommit: its rollback() after the error
+        c.autocommit = False
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("select rolname from pg_authid")
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            c.execute("insert into data (id, v) values (%s, 'must roll back')", (key,))
+        c.rollback()
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert c.execute("select count(*) from data where id = %s", (key,)).fetchone() == (0,)
+        c.commit()
