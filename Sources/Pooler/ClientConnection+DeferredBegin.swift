@@ -10,7 +10,8 @@ import QueryParser
 
 extension ClientConnection {
     /// A Query `payload` that only opens a transaction, from a client whose transactions are routed by their key.
-    func defersBegin(_ payload: ByteBuffer) -> Bool {
+    /// `evenIfPending`: also while a BEGIN waits (a prepared BEGIN bound again: answered as Postgres does).
+    func defersBegin(_ payload: ByteBuffer, evenIfPending: Bool = false) -> Bool {
         // A first look at two bytes before anything else (every Query of every client passes here): BEGIN, START,
         // or white space first.
         guard payload.readableBytes < 1024, let first = payload.getInteger(at: payload.readerIndex, as: UInt8.self),
@@ -20,7 +21,7 @@ extension ClientConnection {
         case UInt8(ascii: "s"): guard second | 0x20 == UInt8(ascii: "t") else { return false }
         default: guard first == 0x20 || first == 0x0A || first == 0x09 || first == 0x0D else { return false }
         }
-        guard deferredBegin == nil, poolMode == .transaction, shardsEachTransaction,
+        guard deferredBegin == nil || evenIfPending, poolMode == .transaction, shardsEachTransaction,
               var text = payload.getString(at: payload.readerIndex, length: payload.readableBytes),
               text.hasSuffix("\0") else { return false }
         text.removeLast()

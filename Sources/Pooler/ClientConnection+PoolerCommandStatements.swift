@@ -17,7 +17,8 @@ extension ClientConnection {
         // that holds one. (A unit whose command comes later is left to the server, which does not know it: 26000.)
         guard buffer.readableBytes >= first.frameSize else { return nil }  // (the relay waits for it whole as well)
         if first.id == FrontendID.parse {
-            guard let text = parseText(buffer, first, at: buffer.readerIndex), PoolerCommand.mightMatch(text) else {
+            guard let text = parseText(buffer, first, at: buffer.readerIndex),
+                  PoolerCommand.mightMatch(text) || defersBegin(text) else {
                 if !poolerCommandStatements.isEmpty { forgetPoolerCommandStatement(parsedIn: buffer, first) }
                 return nil
             }
@@ -28,18 +29,19 @@ extension ClientConnection {
         var frames: [(id: UInt8, payload: ByteBuffer)] = []
         var index = buffer.readerIndex
         var usesCommand = false
+        var usesBegin = false  // (a deferred BEGIN alone is answered; with other statements, the usual way takes it)
         var others = false
-        var portals = Set(poolerCommandPortals.keys)
+        var portals = poolerCommandPortals
         var statementsHere = poolerCommandStatements
         while true {
             guard let header = FrameHeader.peek(buffer, at: index) else {
                 // The end of what came: wait for the rest of a unit that uses a command, else leave it alone.
-                return usesCommand ? false : nil
+                return usesCommand || usesBegin ? false : nil
             }
             guard header.length >= 4 else { return nil }  // (malformed: the relay refuses it)
             guard header.frameSize <= maxMessageSize else { return nil }  // (the relay refuses it)
             guard buffer.writerIndex - index >= header.frameSize else {
-                return usesCommand || !poolerCommandStatements.isEmpty ? false : nil
+                return usesCommand || usesBegin || !poolerCommandStatements.isEmpty ? false : nil
             }
             var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
             frames.append((header.id, payload))
@@ -48,33 +50,36 @@ extension ClientConnection {
             case FrontendID.parse:
                 let name = payload.readNullTerminatedString() ?? ""
                 if let text = payload.readNullTerminatedString(), let query = Self.queryPayload(text),
-                   PoolerCommand(query: query) != nil {
+                   let command = emulatedCommand(query) {
                     statementsHere[name] = query
-                    usesCommand = true
+                    if case .deferredBegin = command { usesBegin = true } else { usesCommand = true }
                 } else {
                     statementsHere[name] = nil
                     others = true
                 }
             case FrontendID.bind:
                 let portal = payload.readNullTerminatedString() ?? ""
-                if let statement = payload.readNullTerminatedString(), statementsHere[statement] != nil {
-                    portals.insert(portal)
-                    usesCommand = true
+                if let statement = payload.readNullTerminatedString(), let query = statementsHere[statement],
+                   let command = emulatedCommand(query) {
+                    portals[portal] = command
+                    if case .deferredBegin = command { usesBegin = true } else { usesCommand = true }
                 } else {
-                    portals.remove(portal)
+                    portals[portal] = nil
                     others = true
                 }
             case FrontendID.describe, FrontendID.close, FrontendID.execute:
                 var kind = UInt8(ascii: "P")
                 if header.id != FrontendID.execute { kind = payload.readInteger(as: UInt8.self) ?? 0 }
                 let name = payload.readNullTerminatedString() ?? ""
-                if kind == UInt8(ascii: "S") ? statementsHere[name] != nil : portals.contains(name) {
-                    usesCommand = true
+                let command = kind == UInt8(ascii: "S") ? statementsHere[name].flatMap { emulatedCommand($0) } : portals[name]
+                if let command {
+                    if case .deferredBegin = command { usesBegin = true } else { usesCommand = true }
                 } else {
                     others = true
                 }
             case FrontendID.flush:
                 // The client waits for answers here (asyncpg: Parse, Describe, Flush): those due so far.
+                if usesBegin && !usesCommand && !others { usesCommand = true }
                 guard usesCommand else {
                     poolerCommandStatements = statementsHere
                     return nil
@@ -89,6 +94,7 @@ extension ClientConnection {
                 answer(frames)
                 return true
             case FrontendID.sync:
+                if usesBegin && !usesCommand && !others { usesCommand = true }
                 guard usesCommand else {
                     poolerCommandStatements = statementsHere  // (a name parsed again for another text)
                     poolerCommandPortals = [:]
@@ -132,7 +138,7 @@ extension ClientConnection {
             case FrontendID.bind:
                 let portal = payload.readNullTerminatedString() ?? ""
                 let statement = payload.readNullTerminatedString() ?? ""
-                poolerCommandPortals[portal] = poolerCommandStatements[statement].flatMap { PoolerCommand(query: $0) }
+                poolerCommandPortals[portal] = poolerCommandStatements[statement].flatMap { emulatedCommand($0) }
                 Self.empty(BackendID.bindComplete, into: &reply)
             case FrontendID.describe:
                 let kind = payload.readInteger(as: UInt8.self)
@@ -140,7 +146,7 @@ extension ClientConnection {
                 let command: PoolerCommand?
                 if kind == UInt8(ascii: "S") {
                     MessageEncoder.frame(BackendID.parameterDescription, into: &reply) { $0.writeInteger(Int16(0)) }
-                    command = poolerCommandStatements[name].flatMap { PoolerCommand(query: $0) }
+                    command = poolerCommandStatements[name].flatMap { emulatedCommand($0) }
                 } else {
                     command = poolerCommandPortals[name]
                 }
@@ -209,6 +215,12 @@ extension ClientConnection {
     private func forgetPoolerCommandStatement(parsedIn buffer: ByteBuffer, _ header: FrameHeader) {
         var payload = buffer.getSlice(at: buffer.readerIndex + FrameHeader.size, length: header.payloadSize)!
         if let name = payload.readNullTerminatedString() { poolerCommandStatements[name] = nil }
+    }
+
+    /// One of PgCat's commands, or a BEGIN the pooler defers, in a Query payload.
+    func emulatedCommand(_ query: ByteBuffer) -> PoolerCommand? {
+        if let command = PoolerCommand(query: query) { return command }
+        return defersBegin(query, evenIfPending: true) ? .deferredBegin(query) : nil
     }
 
     private func refuseMixedUnit() {

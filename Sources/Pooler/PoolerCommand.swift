@@ -16,6 +16,10 @@ enum PoolerCommand: Equatable {
     /// `SET SHARD TO 'n'`; nil for `ANY`.
     case setShard(Int?)
     case showShard
+    /// A BEGIN through the extended protocol that the pooler defers, as a Query of its own (automatic sharding:
+    /// ClientConnection+DeferredBegin); never parsed from a Query (`ClientConnection.emulatedCommand`). The payload:
+    /// the BEGIN as a Query payload.
+    case deferredBegin(ByteBuffer)
 
     /// Cheap first look at a Query payload (no allocation): does it start with `SET ` or `SHOW `, then `SERVER` or
     /// `PRIMARY`? Every query passes here, so SELECTs must be turned away in a few byte comparisons.

@@ -359,6 +359,15 @@ def test_a_transaction_opened_by_a_bare_begin_goes_to_its_first_keys_shard(pgcat
         assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with t.connect(dbname="sharded") as c:
         assert c.execute("select count(*) from data where v = 'no'").fetchone() == (0,)
+    with t.connect(dbname="sharded") as c:  # psycopg's pipeline mode: BEGIN as Parse, Bind, Execute, Sync
+        c.autocommit = False
+        for shard in (1, 2):
+            with c.pipeline():
+                c.execute("insert into data (id, v) values (%s, 'pipeline')", (by_shard[shard][4],))
+                c.execute("insert into data (id, v) values (%s, 'pipeline')", (by_shard[shard][5],))
+                cur = c.execute("select current_database()")
+            assert cur.fetchone() == (f"shard{shard}",)
+            c.commit()
 
     async def run():
         conn = await t.aconnect(dbname="sharded")
@@ -621,3 +630,26 @@ def test_an_error_inside_a_deferred_begin_fails_the_transaction(pgcat, cluster, 
         assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         assert c.execute("select count(*) from data where id = %s", (key,)).fetchone() == (0,)
         c.commit()
+
+
+@pytest.mark.parametrize("mode", ["simple", "extended", "prepared"])
+def test_pgbench_transactions_on_a_sharded_pool(pgcat, cluster, shard_tables, tmp_path, mode):
+    """pgbench's own BEGIN ... COMMIT scripts on a pool with automatic sharding: each transaction goes to its key's
+    shard (the partitions refuse a misplaced row) in every protocol mode. With -M extended and -M prepared the BEGIN
+    comes as Parse, Bind, Execute and Sync (named P_n once, then bound again), which the pooler defers as it does a
+    BEGIN Query; before, every such transaction went to default_shard and its keyed statements were refused."""
+    from support import pgbench
+
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id")
+    script = tmp_path / "shard.sql"
+    script.write_text("\\set k random(2000000, 2999999)\nBEGIN;\nSELECT v FROM data WHERE id = :k;\n"
+                      f"INSERT INTO data (id, v) VALUES (:k, 'pgbench-{mode}');\nCOMMIT;\n")
+    r = pgbench(t, ["-n", "-M", mode, "-c", "4", "-j", "2", "-t", "50", "-f", str(script)], dbname="sharded")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "number of transactions actually processed: 200/200" in r.stdout, r.stdout
+    total = 0
+    for shard in range(3):
+        with psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password="postgres",
+                             dbname=f"shard{shard}") as direct:
+            total += direct.execute("select count(*) from data where v = %s", (f"pgbench-{mode}",)).fetchone()[0]
+    assert total == 200
