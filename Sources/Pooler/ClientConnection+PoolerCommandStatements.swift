@@ -17,7 +17,9 @@ extension ClientConnection {
         // that holds one. (A unit whose command comes later is left to the server, which does not know it: 26000.)
         guard buffer.readableBytes >= first.frameSize else { return nil }  // (the relay waits for it whole as well)
         if first.id == FrontendID.parse {
-            guard let text = parseText(buffer, first, at: buffer.readerIndex),
+            // (every idle Parse comes here: most texts are told apart by their first byte, read in place)
+            guard poolerCommandStatements.isEmpty ? Self.mayStartCommand(buffer, first) : true,
+                  let text = parseText(buffer, first, at: buffer.readerIndex),
                   PoolerCommand.mightMatch(text) || defersBegin(text) else {
                 if !poolerCommandStatements.isEmpty { forgetPoolerCommandStatement(parsedIn: buffer, first) }
                 return nil
@@ -226,6 +228,25 @@ extension ClientConnection {
     private func refuseMixedUnit() {
         sendError(.featureNotSupported, "PgCat's commands (SET SHARD, SHOW SHARD, SET SERVER ROLE, ...) cannot share a "
                   + "unit with other statements: send them with a Sync of their own")
+    }
+
+    /// Whether the text of the whole Parse frame at the front of `buffer` may start with SET, SHOW, BEGIN or
+    /// START (or white space): its first byte, read without a copy. A named Parse passes (its name comes first).
+    private static func mayStartCommand(_ buffer: ByteBuffer, _ header: FrameHeader) -> Bool {
+        let start = buffer.readerIndex + FrameHeader.size
+        guard header.payloadSize >= 4, buffer.getInteger(at: start, as: UInt8.self) == 0,
+              let first = buffer.getInteger(at: start + 1, as: UInt8.self),
+              let second = buffer.getInteger(at: start + 2, as: UInt8.self),
+              let third = buffer.getInteger(at: start + 3, as: UInt8.self) else { return true }
+        if first == 0x20 || first == 0x0A || first == 0x09 || first == 0x0D { return true }
+        // SET, SHOW, START, BEGIN (not SELECT)
+        switch (first | 0x20, second | 0x20, third | 0x20) {
+        case (UInt8(ascii: "s"), UInt8(ascii: "e"), UInt8(ascii: "t")), (UInt8(ascii: "s"), UInt8(ascii: "h"), _),
+             (UInt8(ascii: "s"), UInt8(ascii: "t"), _), (UInt8(ascii: "b"), UInt8(ascii: "e"), _):
+            return true
+        default:
+            return false
+        }
     }
 
     /// The text of a whole Parse frame at `index`, as a Query payload would hold it (NUL-terminated), or nil.

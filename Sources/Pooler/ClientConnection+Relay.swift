@@ -69,6 +69,7 @@ extension ClientConnection {
         let holdsAtTransactionEnd = releasesAfterTransaction && ((leaseRole != .primary || primaryForReadYourWrites)
             && routesEachTransaction || shardsEach)
         var endsUnitForBind = false
+        var endsForRestore = false  // (a restore after a reset was set in this call: stop after that frame)
         if server.requestStart == nil {
             let now = NIODeadline.now()
             server.requestStart = now
@@ -224,6 +225,7 @@ extension ClientConnection {
                     let effects = restoreAtSync
                     restoreAtSync = []
                     restoreAfterUnit = loginSettingsRestore(for: effects, on: server)
+                    endsForRestore = restoreAfterUnit != nil
                 }
             case FrontendID.describe:
                 unsynced = true
@@ -234,6 +236,7 @@ extension ClientConnection {
                 server.unitEnded()
                 if inspectsReset {
                     restoreAfterUnit = loginSettingsRestore(queryAt: index, header, in: buffer, on: server)
+                    endsForRestore = restoreAfterUnit != nil
                 }
             case FrontendID.flush:
                 if !server.tracker.isEmpty { server.awaitsFlushedReplies = true }
@@ -259,7 +262,7 @@ extension ClientConnection {
             }
             // The restore after a reset waits for this unit's answer: it runs only if the unit did not fail, and
             // the client's next messages follow it.
-            if endsUnitForBind || restoreAfterUnit != nil && !server.tracker.copyIn { break }
+            if endsUnitForBind || endsForRestore { break }
         }
         flushRun(upTo: index)
         if endsUnitForBind {
