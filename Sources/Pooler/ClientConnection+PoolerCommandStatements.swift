@@ -45,6 +45,12 @@ extension ClientConnection {
             guard buffer.writerIndex - index >= header.frameSize else {
                 return usesCommand || usesBegin || !poolerCommandStatements.isEmpty ? false : nil
             }
+            if others && !usesCommand {
+                // Another statement and no PgCat command so far: the usual way takes the unit (a BEGIN in it too),
+                // without waiting for its Sync.
+                keepForgotten(statementsHere)
+                return nil
+            }
             var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
             frames.append((header.id, payload))
             index += header.frameSize
@@ -52,7 +58,7 @@ extension ClientConnection {
             case FrontendID.parse:
                 let name = payload.readNullTerminatedString() ?? ""
                 if let text = payload.readNullTerminatedString(), let query = Self.queryPayload(text),
-                   let command = emulatedCommand(query) {
+                   let command = emulatedCommand(query), !command.isDeferredBegin || name.isEmpty || rewritesStatements {
                     statementsHere[name] = query
                     if case .deferredBegin = command { usesBegin = true } else { usesCommand = true }
                 } else {
@@ -83,7 +89,7 @@ extension ClientConnection {
                 // The client waits for answers here (asyncpg: Parse, Describe, Flush): those due so far.
                 if usesBegin && !usesCommand && !others { usesCommand = true }
                 guard usesCommand else {
-                    poolerCommandStatements = statementsHere
+                    keepForgotten(statementsHere)
                     return nil
                 }
                 buffer.moveReaderIndex(to: index)
@@ -98,7 +104,7 @@ extension ClientConnection {
             case FrontendID.sync:
                 if usesBegin && !usesCommand && !others { usesCommand = true }
                 guard usesCommand else {
-                    poolerCommandStatements = statementsHere  // (a name parsed again for another text)
+                    keepForgotten(statementsHere)  // (a name parsed again for another text)
                     poolerCommandPortals = [:]
                     return nil
                 }
@@ -114,7 +120,7 @@ extension ClientConnection {
                 return true
             default:  // a Query, FunctionCall or Terminate before a Sync: not a unit of commands
                 guard usesCommand else {
-                    poolerCommandStatements = statementsHere
+                    keepForgotten(statementsHere)
                     return nil
                 }
                 sendError(.featureNotSupported, "PgCat's commands through the extended protocol need a Sync to end "
@@ -135,7 +141,11 @@ extension ClientConnection {
             switch id {
             case FrontendID.parse:
                 let name = payload.readNullTerminatedString() ?? ""
-                poolerCommandStatements[name] = payload.readNullTerminatedString().flatMap(Self.queryPayload)
+                let query = payload.readNullTerminatedString().flatMap(Self.queryPayload)
+                poolerCommandStatements[name] = query
+                if !name.isEmpty, let query, case .deferredBegin? = emulatedCommand(query) {
+                    registerStatement(name, text: frame)  // (any server can prepare it where it is bound later)
+                }
                 Self.empty(BackendID.parseComplete, into: &reply)
             case FrontendID.bind:
                 let portal = payload.readNullTerminatedString() ?? ""
@@ -219,6 +229,26 @@ extension ClientConnection {
         if let name = payload.readNullTerminatedString() { poolerCommandStatements[name] = nil }
     }
 
+    /// After a unit the usual way takes: names it parsed again for other texts are no longer commands (new names are
+    /// not added: the server holds them).
+    private func keepForgotten(_ statementsHere: [String: ByteBuffer]) {
+        if poolerCommandStatements.contains(where: { statementsHere[$0.key] == nil }) {
+            poolerCommandStatements = poolerCommandStatements.filter { statementsHere[$0.key] != nil }
+        }
+        poolerCommandPortals = [:]
+    }
+
+    /// A named BEGIN the pooler answered is also the client's statement, as the statement cache keeps it: a later
+    /// Bind the usual way (a pipeline, after SET SHARD, inside a pinned session) prepares it on that server.
+    private func registerStatement(_ name: String, text frame: ByteBuffer) {
+        guard rewritesStatements, statements[name] == nil, let pool else { return }
+        var payload = frame
+        _ = payload.readNullTerminatedString()  // the name
+        let serverName = pool.statementNames.name(for: payload)  // (prepared by the first server it is bound on)
+        statements[name] = ClientStatement(serverName: serverName,
+                                           definition: ByteBuffer(ByteBufferView(payload.readableBytesView)))
+    }
+
     /// One of PgCat's commands, or a BEGIN the pooler defers, in a Query payload.
     func emulatedCommand(_ query: ByteBuffer) -> PoolerCommand? {
         if let command = PoolerCommand(query: query) { return command }
@@ -274,6 +304,11 @@ extension ClientConnection {
 }
 
 extension PoolerCommand {
+    var isDeferredBegin: Bool {
+        if case .deferredBegin = self { return true }
+        return false
+    }
+
     /// A SHOW: one row, described by a RowDescription (the SETs have none).
     var returnsRow: Bool {
         switch self {
@@ -294,6 +329,8 @@ extension ClientConnection {
             return false
         }
         guard poolerCommandStatements.removeValue(forKey: name) != nil else { return false }
+        // A BEGIN is the client's statement as well (the usual DEALLOCATE forgets it there); a command is only here.
+        guard statements[name] == nil else { return false }
         var reply = allocate(32)
         MessageEncoder.commandComplete("DEALLOCATE", into: &reply)
         sendReady(into: &reply)

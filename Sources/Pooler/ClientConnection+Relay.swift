@@ -262,7 +262,9 @@ extension ClientConnection {
             }
             // The restore after a reset waits for this unit's answer: it runs only if the unit did not fail, and
             // the client's next messages follow it.
-            if endsUnitForBind || endsForRestore { break }
+            // (also after a COPY's end while its Query's restore waits: what follows waits for the restore too)
+            if endsUnitForBind || endsForRestore
+                || (header.id == FrontendID.copyDone || header.id == FrontendID.copyFail) && restoreAfterUnit != nil { break }
         }
         flushRun(upTo: index)
         if endsUnitForBind {

@@ -153,7 +153,10 @@ extension ClientConnection {
                 forgetFailedStatements(on: server)
                 // The server skips only to the pooler's own Sync (automatic sharding ended the unit early): the
                 // client's messages up to its Sync are skipped here, as PostgreSQL would skip them.
-                if server.tracker.takeErrorBeforeInjectedSync() { discardUntilSync = true }
+                if server.tracker.takeErrorBeforeInjectedSync() {
+                    discardUntilSync = true
+                    if deferredBegin != nil { failDeferredTransaction() }  // (a prepare that failed inside it)
+                }
             }
             if header.id == BackendID.parseComplete { noteSucceededStatements(on: server) }
             writeDueReplies()

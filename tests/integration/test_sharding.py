@@ -653,3 +653,51 @@ def test_pgbench_transactions_on_a_sharded_pool(pgcat, cluster, shard_tables, tm
                              dbname=f"shard{shard}") as direct:
             total += direct.execute("select count(*) from data where v = %s", (f"pgbench-{mode}",)).fetchone()[0]
     assert total == 200
+
+
+def test_a_named_begin_the_pooler_answered_works_where_it_is_bound_later(pgcat, cluster, shard_tables):
+    """A named BEGIN the pooler answered (pgbench -M prepared prepares each command alone first) is the client's
+    statement too: bound later in a unit with other statements (pgbench's pipelines), the usual way prepares it on
+    that server. And a prepare that fails inside a deferred BEGIN (asyncpg: Parse, Describe, Flush) fails the
+    transaction (review of this stop)."""
+    import struct
+
+    from pgwire import PgError, RawConn, message
+
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id")
+    key = keys_by_shard(t, range(1600, 1620))[2][0]
+
+    def unit(name: bytes, sql: bytes, *params: bytes) -> bytes:
+        body = b"\0" + name + b"\0" + struct.pack("!HH", 0, len(params))
+        for p in params:
+            body += struct.pack("!i", len(p)) + p
+        return message(b"B", body + struct.pack("!H", 0)) + message(b"E", b"\0" + struct.pack("!i", 0))
+
+    r = RawConn(t.host, t.port)
+    r.startup("app", "sharded", "app")
+    r.send(message(b"P", b"P_0\0BEGIN\0" + struct.pack("!H", 0)) + message(b"S", b""))
+    assert [r.read_message() for _ in range(2)] == [(b"1", b""), (b"Z", b"I")]
+    r.send(message(b"P", b"P_1\0insert into data (id, v) values ($1::bigint, 'named')\0" + struct.pack("!H", 0))
+           + message(b"S", b""))
+    assert [r.read_message()[0] for _ in range(2)] == [b"1", b"Z"]
+    r.send(unit(b"P_0", b"") + unit(b"P_1", b"", str(key).encode()) + message(b"S", b""))
+    replies = []
+    while not replies or replies[-1][0] != b"Z":
+        replies.append(r.read_message())
+    assert [k for k, _ in replies] == [b"2", b"C", b"2", b"C", b"Z"], replies
+    r.send(message(b"Q", b"COMMIT\0"))
+    assert [r.read_message()[0] for _ in range(2)] == [b"C", b"Z"]
+    assert r.query(f"select v from data where id = {key}") == [["named"]]
+    # A failed prepare inside a deferred BEGIN: the transaction fails (E, then 25P02) until ROLLBACK.
+    r.query("begin")
+    r.send(message(b"P", b"bad\0select no_such_column from data where id = $1\0" + struct.pack("!H", 0))
+           + message(b"D", b"Sbad\0") + message(b"H", b""))
+    assert r.read_message()[0] == b"E"
+    r.send(message(b"S", b""))
+    assert r.read_message() == (b"Z", b"E")
+    with pytest.raises(PgError) as e:
+        r.query("select 1")
+    assert e.value.sqlstate == "25P02"
+    r.query("rollback")
+    assert r.txn_status == "I"
+    r.terminate()
