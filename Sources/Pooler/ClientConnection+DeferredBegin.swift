@@ -3,7 +3,10 @@
 /// `default_shard` and every keyed statement after it would go there. Instead the pooler answers the BEGIN itself
 /// (CommandComplete, ReadyForQuery `T`), and the transaction's first request is routed by its own key; the BEGIN is
 /// sent ahead of it on the server it is leased, and that request waits for the BEGIN's answer (a BEGIN the server
-/// refuses fails the request instead of letting it run outside a transaction).
+/// refuses fails the request instead of letting it run outside a transaction). A BEGIN through the extended protocol
+/// in a unit of its own is deferred the same way (ClientConnection+PoolerCommandStatements). An error the pooler
+/// raises while the BEGIN waits fails the transaction, which no server holds: the pooler answers it as Postgres
+/// answers a failed transaction block.
 import NIOCore
 import PostgresWire
 import QueryParser
@@ -42,8 +45,6 @@ extension ClientConnection {
         sendReady()  // `T`: a deferred BEGIN is pending
     }
 
-    /// While a BEGIN waits: a Query that only ends the transaction (COMMIT, END, ROLLBACK, ABORT) is answered here,
-    /// as the transaction did nothing on any server. True when answered.
     /// An error the pooler's own queries sent at a lease got while the client waits for them: the BEGIN's, or the
     /// login settings' (`settingsReplayError`), or nothing to report (a replay of reported parameters).
     func noteInjectedError(_ error: ByteBuffer) {
@@ -59,6 +60,8 @@ extension ClientConnection {
         if queriesBeforeBegin > 0 { queriesBeforeBegin -= 1 }
     }
 
+    /// While a BEGIN waits: a Query that only ends the transaction (COMMIT, END, ROLLBACK, ABORT) is answered here,
+    /// as the transaction did nothing on any server. True when answered.
     func endDeferredTransaction(_ payload: ByteBuffer) -> Bool {
         guard deferredBegin != nil, payload.readableBytes < 256,
               var text = payload.getString(at: payload.readerIndex, length: payload.readableBytes),
