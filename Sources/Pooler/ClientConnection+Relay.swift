@@ -607,7 +607,7 @@ extension ClientConnection {
         if definition.readableBytes < 1024,
            SettingsReset.mightMatchStatement(definition, at: definition.readerIndex, length: definition.readableBytes) {
             var text = definition
-            reset = text.readNullTerminatedString().flatMap { SettingsReset(statement: $0) }
+            reset = text.readNullTerminatedString().flatMap { SettingsReset.effect(ofStatement: $0) }
         }
         // (SETs apart: every Bind of this client is looked at while `resetStatements` holds something)
         let isSet = reset.map { !$0.resets } ?? false

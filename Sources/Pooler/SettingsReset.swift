@@ -38,7 +38,7 @@ enum SettingsReset: Equatable {
     }
 
     private static func mightMatch(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        if startsWithResetWord(bytes) { return true }
+        if startsWithResetWord(bytes) || startsWithComment(bytes) { return true }
         // Several statements (asyncpg's pool reset: `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
         // RESET ALL;`): a semicolon with more after it, and the word RESET or DISCARD somewhere.
         guard let base = bytes.baseAddress, bytes.count > 0,
@@ -56,7 +56,7 @@ enum SettingsReset: Equatable {
         guard length >= 4, let first = buffer.getInteger(at: index, as: UInt8.self) else { return false }
         if !isSpace(first) {  // (leading white space: the full look decides)
             switch first | 0x20 {
-            case UInt8(ascii: "r"), UInt8(ascii: "d"):
+            case UInt8(ascii: "r"), UInt8(ascii: "d"), UInt8(ascii: "/") | 0x20, UInt8(ascii: "-") | 0x20:
                 break
             case UInt8(ascii: "s"):  // SET, not SELECT
                 guard let third = buffer.getInteger(at: index + 2, as: UInt8.self), third | 0x20 == UInt8(ascii: "t")
@@ -67,8 +67,18 @@ enum SettingsReset: Equatable {
         }
         return buffer.withUnsafeReadableBytes { raw in
             let offset = index - buffer.readerIndex
-            return startsWithResetWord(UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + length)]))
+            let bytes = UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + length)])
+            return startsWithResetWord(bytes) || startsWithComment(bytes)
         }
+    }
+
+    /// A comment first (after white space): the full look decides.
+    private static func startsWithComment(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var index = 0
+        while index < bytes.count, isSpace(bytes[index]) { index += 1 }
+        guard index + 1 < bytes.count else { return false }
+        return bytes[index] == UInt8(ascii: "/") && bytes[index + 1] == UInt8(ascii: "*")
+            || bytes[index] == UInt8(ascii: "-") && bytes[index + 1] == UInt8(ascii: "-")
     }
 
     /// The first word (after white space) is RESET, DISCARD or SET, followed by white space.
@@ -107,13 +117,47 @@ enum SettingsReset: Equatable {
     }
 
     static func effects(text: String) -> [SettingsReset]? {
+        // Comments (an ORM's or tracer's, `/* app */ RESET ALL`) go when nothing could hide them (no literals or
+        // quoted names).
+        let text = text.contains(where: { $0 == "'" || $0 == "\"" || $0 == "$" }) ? text : withoutComments(text)
         if let single = Self(statement: text) { return single.resets ? [single] : nil }
         // Several statements: only when nothing in the text could hide a semicolon (literals, quoted names,
         // comments).
-        guard !text.contains(where: { $0 == "'" || $0 == "\"" || $0 == "$" }), !text.contains("--"), !text.contains("/*")
-        else { return nil }
+        guard !text.contains(where: { $0 == "'" || $0 == "\"" || $0 == "$" }) else { return nil }
         let effects = text.split(separator: ";").compactMap { Self(statement: String($0)) }
         return effects.contains(where: \.resets) ? effects : nil
+    }
+
+    /// The reset or SET a prepared statement's text (one command) is, comments aside, or nil.
+    static func effect(ofStatement text: String) -> SettingsReset? {
+        Self(statement: text.contains(where: { $0 == "'" || $0 == "\"" || $0 == "$" }) ? text : withoutComments(text))
+    }
+
+    /// `text` without its `/* ... */` and `-- ...` comments (each becomes a space); a text with literals or quoted
+    /// names must not come here.
+    static func withoutComments(_ text: String) -> String {
+        guard text.contains("/*") || text.contains("--") else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let first = rest.first {
+            if rest.hasPrefix("/*") {
+                // (PostgreSQL's block comments nest)
+                var depth = 0
+                while !rest.isEmpty {
+                    if rest.hasPrefix("/*") { depth += 1; rest = rest.dropFirst(2) }
+                    else if rest.hasPrefix("*/") { depth -= 1; rest = rest.dropFirst(2); if depth == 0 { break } }
+                    else { rest = rest.dropFirst() }
+                }
+                result += " "
+            } else if rest.hasPrefix("--") {
+                rest = rest.drop(while: { $0 != "\n" && $0 != "\r\n" })
+                result += " "
+            } else {
+                result.append(first)
+                rest = rest.dropFirst()
+            }
+        }
+        return result
     }
 
     /// RESET ALL, DISCARD ALL, RESET name, SET name TO DEFAULT: a reset (not a SET of a value).

@@ -16,6 +16,9 @@ final class SettingsResetTests: XCTestCase {
             ("SET TIME ZONE DEFAULT", [.one("timezone")]), ("set time zone local;", [.one("timezone")]),
             ("SET TimeZone=DEFAULT", [.one("timezone")]), ("set statement_timeout =default", [.one("statement_timeout")]),
             ("RESET TIME ZONE", [.one("timezone")]),
+            // comments (an ORM's or tracer's) where no literal could hide them
+            ("/* app */ RESET ALL", [.all]), ("RESET ALL -- c", [.all]), ("reset all /* a /* nested */ */", [.all]),
+            ("-- c\nDISCARD ALL", [.all]), ("SELECT 1 /* ; RESET ALL */", nil), ("/* x */ select 1", nil),
             // a SET alone is no reset
             ("SET TIME ZONE 'UTC'", nil), ("SET timezone TO 'UTC'", nil),
             ("SET LOCAL timezone TO DEFAULT", nil),
@@ -41,7 +44,7 @@ final class SettingsResetTests: XCTestCase {
                     // a Parse's text (one command): the in-place look passes it too
                     XCTAssertTrue(SettingsReset.mightMatchStatement(payload, at: payload.readerIndex,
                                                                     length: payload.readableBytes), text)
-                    XCTAssertEqual(SettingsReset(statement: text).map { [$0] }, expected, text)
+                    XCTAssertEqual(SettingsReset.effect(ofStatement: text).map { [$0] }, expected, text)
                 }
             }
         }

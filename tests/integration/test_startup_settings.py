@@ -242,7 +242,9 @@ def test_a_reset_brings_back_the_login_values(pgcat, mode):
         try:
             assert await values() == login
             asyncpg_pool_reset = "SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;"
-            for reset in ("RESET ALL", "DISCARD ALL", "reset all;", asyncpg_pool_reset):
+            for reset in ("RESET ALL", "DISCARD ALL", "reset all;", asyncpg_pool_reset, "/* app=x */ RESET ALL",
+                          "RESET ALL -- traced", "SET TimeZone=DEFAULT; RESET datestyle; reset application_name; "
+                          "reset statement_timeout"):
                 await conn.execute("set timezone = 'UTC'; set datestyle = 'ISO, MDY'; set application_name = 'x';"
                                    " set statement_timeout = 10")
                 await conn.execute(reset)
