@@ -159,7 +159,7 @@ extension ClientConnection {
 
     /// The text of the client's statement `name` as the pooler last saw it parsed (the unnamed one: its last
     /// unnamed Parse), or nil.
-    private func knownText(ofStatement name: String) -> String? {
+    func knownText(ofStatement name: String) -> String? {
         // (Both copies start at the statement's text.)
         guard var definition = name.isEmpty ? savedUnnamedParse : statements[name]?.definition else { return nil }
         return definition.readNullTerminatedString()

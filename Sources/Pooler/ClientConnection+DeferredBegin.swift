@@ -11,6 +11,15 @@ import NIOCore
 import PostgresWire
 import QueryParser
 
+/// A deferred BEGIN sent at a lease, while its answer is awaited: the pooler's queries ahead of it still unanswered
+/// (its parameter replay), whether the replay's errors concern the request (it applies login settings, else it
+/// passes unseen as without a BEGIN), and the BEGIN's own error.
+struct SentBegin {
+    var queriesBefore: Int
+    var replayErrorsCount: Bool
+    var error: ByteBuffer?
+}
+
 extension ClientConnection {
     /// A Query `payload` that only opens a transaction, from a client whose transactions are routed by their key.
     /// `evenIfPending`: also while a BEGIN waits (a prepared BEGIN bound again: answered as Postgres does).
@@ -35,48 +44,48 @@ extension ClientConnection {
 
     /// Answers the BEGIN Query `frame` as the server would and keeps it for the transaction's first lease.
     func deferBegin(_ frame: ByteBuffer, payload: ByteBuffer) {
-        deferredBegin = frame
-        let startsWithStart = StatementCommand.words(of: payload.getString(at: payload.readerIndex,
-                                                                           length: min(payload.readableBytes, 32)) ?? "")
-            .first?.lowercased() == "start"
         var reply = allocate(32)
-        MessageEncoder.commandComplete(startsWithStart ? "START TRANSACTION" : "BEGIN", into: &reply)
+        deferBegin(query: payload, frame: frame, into: &reply)
+        sendReady(into: &reply)  // `T`: a deferred BEGIN is pending
         write(reply)
-        sendReady()  // `T`: a deferred BEGIN is pending
+    }
+
+    /// Keeps the BEGIN Query payload `query` (its whole `frame` when the caller has it) for the transaction's first
+    /// lease and writes its CommandComplete. A second BEGIN while one waits is only answered (Postgres warns).
+    func deferBegin(query: ByteBuffer, frame: ByteBuffer? = nil, into reply: inout ByteBuffer) {
+        if deferredBegin == nil {
+            deferredBegin = frame ?? {
+                var built = allocate(query.readableBytes + 8)
+                MessageEncoder.frame(FrontendID.query, into: &built) { $0.writeImmutableBuffer(query) }
+                return built
+            }()
+        }
+        let first = StatementCommand.words(of: query.getString(at: query.readerIndex,
+                                                               length: min(query.readableBytes, 32)) ?? "").first
+        MessageEncoder.commandComplete(first?.lowercased() == "start" ? "START TRANSACTION" : "BEGIN", into: &reply)
     }
 
     /// An error the pooler's own queries sent at a lease got while the client waits for them: the BEGIN's, or the
     /// login settings' (`settingsReplayError`), or nothing to report (a replay of reported parameters).
     func noteInjectedError(_ error: ByteBuffer) {
-        if deferredBeginSent && queriesBeforeBegin == 0 {
-            if beginError == nil { beginError = error }
-        } else if !deferredBeginSent || replayErrorsCount {
+        if let begin = sentBegin, begin.queriesBefore == 0 {
+            if begin.error == nil { sentBegin?.error = error }
+        } else if sentBegin?.replayErrorsCount ?? true {
             if settingsReplayError == nil { settingsReplayError = error }
         }
     }
 
     /// A ReadyForQuery of the pooler's own queries sent at a lease.
     func noteInjectedQueryAnswered() {
-        if queriesBeforeBegin > 0 { queriesBeforeBegin -= 1 }
+        if let queries = sentBegin?.queriesBefore, queries > 0 { sentBegin?.queriesBefore = queries - 1 }
     }
 
     /// While a BEGIN waits: a Query that only ends the transaction (COMMIT, END, ROLLBACK, ABORT) is answered here,
     /// as the transaction did nothing on any server. True when answered.
     func endDeferredTransaction(_ payload: ByteBuffer) -> Bool {
-        guard deferredBegin != nil, payload.readableBytes < 256,
-              var text = payload.getString(at: payload.readerIndex, length: payload.readableBytes),
-              text.hasSuffix("\0") else { return false }
-        let lowered = text.lowercased()  // (AND CHAIN opens another transaction; COMMIT PREPARED is no COMMIT here)
-        guard !lowered.contains("chain"), !lowered.contains("prepared") else { return false }
-        text.removeLast()
-        guard case .success(let facts) = runtime.queryParser.facts(text), facts.statementKinds == ["TransactionStmt"]
+        guard deferredBegin != nil,
+              let tag = transactionEndTag(payload.getString(at: payload.readerIndex, length: payload.readableBytes) ?? "")
         else { return false }
-        let tag: String
-        switch facts.transaction {
-        case .commit?: tag = "COMMIT"
-        case .rollback?: tag = "ROLLBACK"
-        default: return false
-        }
         deferredBegin = nil
         var reply = allocate(32)
         MessageEncoder.commandComplete(tag, into: &reply)
@@ -94,9 +103,7 @@ extension ClientConnection {
         deferredBegin = nil
         server.tracker.append(.injected(.query))
         server.send(begin)
-        deferredBeginSent = true
-        queriesBeforeBegin = replay == nil ? 0 : 1
-        replayErrorsCount = replay?.appliesSettings ?? false
+        sentBegin = SentBegin(queriesBefore: replay == nil ? 0 : 1, replayErrorsCount: replay?.appliesSettings ?? false)
         if !awaitingSettingsReplay {
             awaitingSettingsReplay = true
             let now = NIODeadline.now()
@@ -159,8 +166,7 @@ extension ClientConnection {
             case FrontendID.bind:
                 _ = payload.readNullTerminatedString()
                 let name = payload.readNullTerminatedString() ?? ""
-                var known = statements[name]?.definition
-                if !endsTransaction(parsed[name] ?? known?.readNullTerminatedString() ?? "") { ends = false }
+                if !endsTransaction(parsed[name] ?? knownText(ofStatement: name) ?? "") { ends = false }
             case FrontendID.describe, FrontendID.execute, FrontendID.close:
                 break
             case FrontendID.sync:
@@ -183,14 +189,14 @@ extension ClientConnection {
         if ends {
             for (id, frame) in frames {
                 switch id {
-                case FrontendID.parse: MessageEncoder.frame(BackendID.parseComplete, into: &reply) { _ in }
-                case FrontendID.bind: MessageEncoder.frame(BackendID.bindComplete, into: &reply) { _ in }
-                case FrontendID.close: MessageEncoder.frame(BackendID.closeComplete, into: &reply) { _ in }
+                case FrontendID.parse: Self.empty(BackendID.parseComplete, into: &reply)
+                case FrontendID.bind: Self.empty(BackendID.bindComplete, into: &reply)
+                case FrontendID.close: Self.empty(BackendID.closeComplete, into: &reply)
                 case FrontendID.describe:
                     if frame.getInteger(at: frame.readerIndex, as: UInt8.self) == UInt8(ascii: "S") {
                         MessageEncoder.frame(BackendID.parameterDescription, into: &reply) { $0.writeInteger(Int16(0)) }
                     }
-                    MessageEncoder.frame(BackendID.noData, into: &reply) { _ in }
+                    Self.empty(BackendID.noData, into: &reply)
                 case FrontendID.execute:
                     deferredTransactionFailed = false
                     MessageEncoder.commandComplete("ROLLBACK", into: &reply)
@@ -207,16 +213,21 @@ extension ClientConnection {
     }
 
     /// COMMIT, END, ROLLBACK or ABORT (not AND CHAIN, not of a prepared transaction, not to a savepoint).
-    private func endsTransaction(_ text: String) -> Bool {
+    private func endsTransaction(_ text: String) -> Bool { transactionEndTag(text) != nil }
+
+    /// `COMMIT` or `ROLLBACK` for a text that only ends a transaction (COMMIT, END, ROLLBACK, ABORT; not AND CHAIN,
+    /// which opens another, nor COMMIT PREPARED or ROLLBACK TO a savepoint); a trailing NUL is allowed.
+    private func transactionEndTag(_ text: String) -> String? {
         var text = text
         if text.hasSuffix("\0") { text.removeLast() }
         let lowered = text.lowercased()
         guard text.utf8.count < 256, !lowered.contains("chain"), !lowered.contains("prepared"),
               case .success(let facts) = runtime.queryParser.facts(text), facts.statementKinds == ["TransactionStmt"]
-        else { return false }
+        else { return nil }
         switch facts.transaction {
-        case .commit?, .rollback?: return true
-        default: return false
+        case .commit?: return "COMMIT"
+        case .rollback?: return "ROLLBACK"
+        default: return nil
         }
     }
 

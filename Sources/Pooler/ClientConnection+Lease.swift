@@ -183,7 +183,7 @@ extension ClientConnection {
         self.server = server
         if !restoreAtSync.isEmpty { restoreAtSync = [] }  // (a unit whose Sync never reached a server: lost, skipped)
         if restoreAfterUnit != nil { restoreAfterUnit = nil }  // (its unit's answer never came: the server was lost)
-        deferredBeginSent = false
+        sentBegin = nil
         if planRetry != nil { planRetry = nil }  // (storing nil destroys the large payload: a profiled ~1%)
         leaseRetries = 0
         stats.set(.active)
@@ -300,7 +300,7 @@ extension ClientConnection {
             // Lost while applying the login settings: the client's request, held back, never reached the server.
             awaitingSettingsReplay = false
             settingsReplayError = nil
-            beginError = nil
+            sentBegin = nil
             scanner.reset()
             failRequest(.connectionFailure, "server connection lost: \(reason)")
             return

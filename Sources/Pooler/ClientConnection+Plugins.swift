@@ -52,14 +52,9 @@ extension ClientConnection {
         case .deny(let table):
             // The server fails the unit too, as Postgres's own 42501 would: a transaction block is failed (COMMIT
             // rolls back) and an implicit transaction's earlier statements are rolled back.
-            if id == FrontendID.query {
-                refuseQueryOnServer(server, Self.insufficientPrivilege, QueryPlugins.denialMessage(table))
-            } else {
-                var error = allocate(128)
-                MessageEncoder.errorResponse(severity: .error, state: Self.insufficientPrivilege,
-                                             message: QueryPlugins.denialMessage(table), into: &error)
-                server.tracker.append(.synthetic(error))
-                failUnitOnServer(server)
+            refuseOnServer(server, Self.insufficientPrivilege, QueryPlugins.denialMessage(table),
+                           endsUnit: id == FrontendID.query)
+            if id != FrontendID.query {
                 forgetUnnamedStatement(ifParse: id, payload)
                 skipToSync = true
             }

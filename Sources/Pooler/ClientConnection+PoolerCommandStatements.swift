@@ -297,7 +297,8 @@ extension ClientConnection {
         return payload
     }
 
-    private static func empty(_ id: UInt8, into buffer: inout ByteBuffer) {
+    /// A message without a body (ParseComplete, BindComplete, CloseComplete, NoData).
+    static func empty(_ id: UInt8, into buffer: inout ByteBuffer) {
         MessageEncoder.frame(id, into: &buffer) { _ in }
     }
 

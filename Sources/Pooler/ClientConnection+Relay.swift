@@ -153,8 +153,9 @@ extension ClientConnection {
                 // A Bind that came after the lease names another shard than this request's: refused, and the
                 // server made to fail the unit too, so that it rolls back what the unit did before it.
                 flushRun(upTo: index)
-                refuseOnServer(server, "this statement belongs on shard \(shard), the request it is part of on shard "
-                               + "\(server.address.shard): send statements for different shards with a Sync each")
+                refuseOnServer(server, .featureNotSupported, "this statement belongs on shard \(shard), the request it "
+                               + "is part of on shard \(server.address.shard): send statements for different shards "
+                               + "with a Sync each")
                 skipToSync = true
                 index += header.frameSize
                 runStart = index
@@ -163,7 +164,7 @@ extension ClientConnection {
             if checksQueryShard, let refusal = queryRefusal(
                 buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!, on: server) {
                 flushRun(upTo: index)
-                refuseQueryOnServer(server, .featureNotSupported, refusal)
+                refuseOnServer(server, .featureNotSupported, refusal, endsUnit: true)
                 index += header.frameSize
                 runStart = index
                 continue
@@ -290,24 +291,17 @@ extension ClientConnection {
         return index > startIndex
     }
 
-    /// Answers the client's current message with ERROR 0A000 `message` in its place among the server's replies, and
-    /// sends the server a Parse that fails, so that it skips the rest of the unit up to the client's Sync and rolls
-    /// back what the unit did, as it would after an error of its own.
-    private func refuseOnServer(_ server: ServerConnection, _ message: String) {
-        var error = allocate(message.utf8.count + 64)
-        MessageEncoder.errorResponse(severity: .error, state: .featureNotSupported, message: message, into: &error)
-        server.tracker.append(.synthetic(error))
-        failUnitOnServer(server)
-    }
-
-    /// Answers the client's Query with ERROR `state` `message` in its place among the server's replies, and makes
-    /// the server fail its unit (a transaction block fails, as after an error of its own); the server's
-    /// ReadyForQuery, after a Sync of the pooler's, ends the Query's answer.
-    func refuseQueryOnServer(_ server: ServerConnection, _ state: SQLState, _ message: String) {
+    /// Answers the client's current message with ERROR `state` `message` in its place among the server's replies,
+    /// and sends the server a Parse that fails, so that it skips the rest of the unit up to the client's Sync and
+    /// rolls back what the unit did (an implicit transaction) or fails the transaction block, as after an error of its
+    /// own. For a Query (`endsUnit`) a Sync of the pooler's follows: the server's ReadyForQuery ends its answer.
+    func refuseOnServer(_ server: ServerConnection, _ state: SQLState, _ message: String,
+                        endsUnit: Bool = false) {
         var error = allocate(message.utf8.count + 64)
         MessageEncoder.errorResponse(severity: .error, state: state, message: message, into: &error)
         server.tracker.append(.synthetic(error))
         failUnitOnServer(server)
+        guard endsUnit else { return }
         var sync = allocate(8)
         MessageEncoder.sync(into: &sync)
         server.tracker.sent(FrontendID.sync)
@@ -610,9 +604,9 @@ extension ClientConnection {
             reset = text.readNullTerminatedString().flatMap { SettingsReset.effect(ofStatement: $0) }
         }
         // (SETs apart: every Bind of this client is looked at while `resetStatements` holds something)
-        let isSet = reset.map { !$0.resets } ?? false
-        if !isSet && reset != nil || !resetStatements.isEmpty { resetStatements[name] = isSet ? nil : reset }
-        if isSet || !setStatements.isEmpty { setStatements[name] = isSet ? reset : nil }
+        let asReset = reset?.resets == true ? reset : nil, asSet = reset?.resets == false ? reset : nil
+        if asReset != nil || !resetStatements.isEmpty { resetStatements[name] = asReset }
+        if asSet != nil || !setStatements.isEmpty { setStatements[name] = asSet }
     }
 
     /// The pooler's query setting the login values again that `effects` (resets and sets, in order) leave at the

@@ -245,11 +245,7 @@ extension ClientConnection {
         case .showShard:
             singleValue("shard", routing.shard.map(String.init) ?? "unset", into: &buffer)
         case .deferredBegin(let query):
-            var frame = allocate(query.readableBytes + 8)
-            MessageEncoder.frame(FrontendID.query, into: &frame) { $0.writeImmutableBuffer(query) }
-            if deferredBegin == nil { deferredBegin = frame }  // (a second BEGIN: Postgres only warns)
-            MessageEncoder.commandComplete(StatementCommand.words(of: String(buffer: query)).first?.lowercased()
-                                           == "start" ? "START TRANSACTION" : "BEGIN", into: &buffer)
+            deferBegin(query: query, into: &buffer)
         }
     }
 

@@ -43,16 +43,13 @@ extension ClientConnection {
     /// the server's error rather than running without the settings.
     func settingsReplayAnswered(by server: ServerConnection) {
         awaitingSettingsReplay = false
-        deferredBeginSent = false
-        let beginRefused = beginError
-        beginError = nil
+        let beginRefused = sentBegin?.error
+        sentBegin = nil
         guard let error = settingsReplayError else {
             if let beginRefused {
                 // The server refused the client's own BEGIN (e.g. READ WRITE on a standby): its error fails the
                 // request; the connection is fine (idle, no transaction).
-                var payload = beginRefused
-                payload.moveReaderIndex(forwardBy: min(FrameHeader.size, payload.readableBytes))
-                let fields = try? ErrorFields.decode(payload)
+                let fields = Self.fields(ofErrorFrame: beginRefused)
                 self.server = nil
                 returnServer(server, clientLeft: false)
                 failRequest(SQLState(fields?.sqlState ?? SQLState.connectionFailure.code),
@@ -64,9 +61,7 @@ extension ClientConnection {
             return
         }
         settingsReplayError = nil
-        var payload = error
-        payload.moveReaderIndex(forwardBy: min(FrameHeader.size, payload.readableBytes))
-        let fields = try? ErrorFields.decode(payload)
+        let fields = Self.fields(ofErrorFrame: error)
         server.isBroken = true
         self.server = nil
         returnServer(server, clientLeft: false)
@@ -74,5 +69,12 @@ extension ClientConnection {
                        metadata: ["server": "\(server)", "error": "\(fields?.message ?? "?")"])
         failRequest(SQLState(fields?.sqlState ?? SQLState.connectionFailure.code),
                     "the login settings could not be applied on \(server.address): \(fields?.message ?? "error")")
+    }
+
+    /// The fields of a whole ErrorResponse frame (its header included).
+    static func fields(ofErrorFrame frame: ByteBuffer) -> ErrorFields? {
+        var payload = frame
+        payload.moveReaderIndex(forwardBy: min(FrameHeader.size, payload.readableBytes))
+        return try? ErrorFields.decode(payload)
     }
 }

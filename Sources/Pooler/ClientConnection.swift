@@ -90,12 +90,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// The pooler raised an error while that BEGIN waited: the client is in a failed transaction block, which no
     /// server holds; the pooler answers it as Postgres would (25P02 until ROLLBACK or COMMIT).
     var deferredTransactionFailed = false
-    var deferredBeginSent = false
-    /// While a sent BEGIN is awaited: the pooler's queries ahead of it still unanswered (its parameter replay), whether
-    /// the replay's errors concern the request (it applies login settings), and the BEGIN's own error.
-    var queriesBeforeBegin = 0
-    var replayErrorsCount = false
-    var beginError: ByteBuffer?
+    /// That BEGIN, sent at the lease, while its answer is awaited (with the settings replay's).
+    var sentBegin: SentBegin?
     /// The client's prepared statements (by name) that hold one of PgCat's commands, as Query payloads: the pooler
     /// answers their Binds and Executes (ClientConnection+PoolerCommandStatements).
     var poolerCommandStatements: [String: ByteBuffer] = [:]

@@ -117,20 +117,24 @@ enum SettingsReset: Equatable {
     }
 
     static func effects(text: String) -> [SettingsReset]? {
-        // Comments (an ORM's or tracer's, `/* app */ RESET ALL`) go when nothing could hide them (no literals or
-        // quoted names).
-        let text = text.contains(where: { $0 == "'" || $0 == "\"" || $0 == "$" }) ? text : withoutComments(text)
-        if let single = Self(statement: text) { return single.resets ? [single] : nil }
-        // Several statements: only when nothing in the text could hide a semicolon (literals, quoted names,
-        // comments).
-        guard !text.contains(where: { $0 == "'" || $0 == "\"" || $0 == "$" }) else { return nil }
+        if let single = effect(ofStatement: text) { return single.resets ? [single] : nil }
+        // Several statements: only when nothing in the text could hide a semicolon (literals, quoted names; the
+        // comments go first).
+        guard !hasQuotes(text) else { return nil }
+        let text = withoutComments(text)
         let effects = text.split(separator: ";").compactMap { Self(statement: String($0)) }
         return effects.contains(where: \.resets) ? effects : nil
     }
 
     /// The reset or SET a prepared statement's text (one command) is, comments aside, or nil.
     static func effect(ofStatement text: String) -> SettingsReset? {
-        Self(statement: text.contains(where: { $0 == "'" || $0 == "\"" || $0 == "$" }) ? text : withoutComments(text))
+        // Comments (an ORM's or tracer's, `/* app */ RESET ALL`) go when nothing could hide them (no literals or
+        // quoted names).
+        Self(statement: hasQuotes(text) ? text : withoutComments(text))
+    }
+
+    private static func hasQuotes(_ text: String) -> Bool {
+        text.contains(where: { $0 == "'" || $0 == "\"" || $0 == "$" })
     }
 
     /// `text` without its `/* ... */` and `-- ...` comments (each becomes a space); a text with literals or quoted
