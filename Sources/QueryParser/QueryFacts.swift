@@ -3,6 +3,7 @@
 public struct QueryFacts: Equatable, Sendable {
     public enum Transaction: Equatable, Sendable {
         /// BEGIN / START TRANSACTION; `readOnly` is true for READ ONLY, false for READ WRITE, nil when unsaid.
+        /// SERIALIZABLE READ ONLY counts as READ WRITE: a hot standby refuses serializable transactions.
         case begin(readOnly: Bool?)
         case commit, rollback
         /// SAVEPOINT, RELEASE, ROLLBACK TO, PREPARE TRANSACTION, ...
@@ -298,16 +299,24 @@ extension QueryFacts {
         switch node["kind"]?.stringValue {
         case "TRANS_STMT_BEGIN", "TRANS_STMT_START":
             var readOnly: Bool?
+            var serializable = false
             for option in node["options"]?.arrayValue ?? [] {
-                guard let element = option["DefElem"], element["defname"]?.stringValue == "transaction_read_only"
-                else { continue }
-                if case .number(let value)? = element["arg"]?["A_Const"]?["ival"]?["ival"] {
-                    readOnly = value != "0"
-                } else {
-                    readOnly = false  // ival 0 is left out of the JSON: READ WRITE
+                guard let element = option["DefElem"] else { continue }
+                switch element["defname"]?.stringValue {
+                case "transaction_read_only":
+                    if case .number(let value)? = element["arg"]?["A_Const"]?["ival"]?["ival"] {
+                        readOnly = value != "0"
+                    } else {
+                        readOnly = false  // ival 0 is left out of the JSON: READ WRITE
+                    }
+                case "transaction_isolation":
+                    serializable = element["arg"]?["A_Const"]?["sval"]?["sval"]?.stringValue == "serializable"
+                default:
+                    continue
                 }
             }
-            return .begin(readOnly: readOnly)
+            // A hot standby refuses SERIALIZABLE (0A000), so such a transaction needs the primary even READ ONLY.
+            return .begin(readOnly: serializable && readOnly == true ? false : readOnly)
         case "TRANS_STMT_COMMIT", "TRANS_STMT_COMMIT_PREPARED": return .commit
         case "TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_PREPARED": return .rollback
         default: return .other

@@ -100,6 +100,11 @@ final class QueryFactsTests: XCTestCase {
         XCTAssertEqual(facts("begin read only").transaction, .begin(readOnly: true))
         XCTAssertEqual(facts("START TRANSACTION READ WRITE").transaction, .begin(readOnly: false))
         XCTAssertEqual(facts("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").transaction, .begin(readOnly: true))
+        // a hot standby refuses serializable transactions: the primary's, even READ ONLY
+        XCTAssertEqual(facts("BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY").transaction, .begin(readOnly: false))
+        XCTAssertEqual(facts("START TRANSACTION READ ONLY, ISOLATION LEVEL SERIALIZABLE, DEFERRABLE").intent,
+                       .begin(readOnly: false))
+        XCTAssertEqual(facts("BEGIN ISOLATION LEVEL SERIALIZABLE").transaction, .begin(readOnly: nil))
         XCTAssertEqual(facts("COMMIT").transaction, .commit)
         XCTAssertEqual(facts("END").transaction, .commit)
         XCTAssertEqual(facts("ROLLBACK").transaction, .rollback)

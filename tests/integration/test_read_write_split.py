@@ -73,6 +73,10 @@ def test_transactions_follow_their_begin(split, cluster):
         c.execute("start transaction isolation level repeatable read")
         assert where(c)[0] is False
         c.execute("rollback")
+        # a hot standby refuses serializable transactions (0A000): READ ONLY or not, they need the primary
+        c.execute("begin isolation level serializable read only deferrable")
+        assert where(c) == (False, cluster.primary)
+        c.execute("commit")
 
 
 def test_unparseable_text_goes_to_the_primary_and_shows_the_server_error(split):
