@@ -85,12 +85,17 @@ public final class PoolerServer: @unchecked Sendable {
 
     static let clientRecvAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
 
-    /// Binds the listener and starts the janitor. Returns the bound port.
+    /// Starts the Prometheus exporter, binds the listener and starts the janitor. Returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
         let general = runtime.config.general
         let runtime = self.runtime
         let keepalive = self.keepalive
+        // The exporter first: once the pooler's port accepts clients, their metrics can be scraped.
+        if let exporter {
+            exporterChannel = try await exporter.start(host: general.host, port: general.prometheusExporterPort,
+                                                       group: engine.nioGroup, logger: logger)
+        }
         let initializer: @Sendable (Channel) -> EventLoopFuture<Void> = { channel in
             // Each channel keeps its receive buffer between reads: start small (NIO's default is 2 KiB) so
             // that thousands of idle clients cost little; the allocator grows it for clients that send more.
@@ -144,10 +149,6 @@ public final class PoolerServer: @unchecked Sendable {
                     if isNew { runtime.logger.error("autoreload: keeping the current config", metadata: ["error": "\(error.message)"]) }
                 }
             }
-        }
-        if let exporter {
-            exporterChannel = try await exporter.start(host: general.host, port: general.prometheusExporterPort,
-                                                       group: engine.nioGroup, logger: logger)
         }
         let port = boundPort ?? general.port
         logger.info("pgcat listening", metadata: ["host": "\(general.host)", "port": "\(port)",
