@@ -1,5 +1,7 @@
 /// The PostgreSQL parser (libpg_query) behind a cache: facts per query text, parsed once. Thread-safe; the cache is
-/// bounded and cleared when full (query texts in a pool are few and repeat).
+/// bounded and cleared when full (query texts in a pool are few and repeat). It is bounded in bytes as well as
+/// texts, and long texts are not kept at all: bulk INSERTs with their rows inline rarely repeat, and 10,000 of
+/// them at a megabyte each would otherwise be held until the count filled.
 import Atomics
 import CPgQuery
 import NIOConcurrencyHelpers
@@ -12,29 +14,49 @@ public final class QueryParser: Sendable {
 
     public typealias Outcome = Result<QueryFacts, ParseError>
 
-    private let cache: NIOLockedValueBox<[String: Outcome]>
-    private let stats = NIOLockedValueBox((hits: 0, misses: 0))
-    public let capacity: Int
+    private struct Cache {
+        var outcomes: [String: Outcome] = [:]
+        /// UTF-8 bytes of the texts held.
+        var textBytes = 0
+    }
 
-    public init(capacity: Int = 10_000) {
+    private let cache = NIOLockedValueBox(Cache())
+    private let stats = NIOLockedValueBox((hits: 0, misses: 0))
+    /// Texts held at most.
+    public let capacity: Int
+    /// UTF-8 bytes of text held at most; the cache starts over when the next text would pass it.
+    public let byteCapacity: Int
+    /// Longer texts are parsed every time they come and never kept.
+    public let maxCachedTextLength: Int
+
+    public init(capacity: Int = 10_000, byteCapacity: Int = 16 << 20, maxCachedTextLength: Int = 16 << 10) {
         self.capacity = capacity
-        self.cache = NIOLockedValueBox([:])
+        self.byteCapacity = byteCapacity
+        self.maxCachedTextLength = min(maxCachedTextLength, byteCapacity)
     }
 
     /// Facts for `sql`, from the cache or parsed now.
     public func facts(_ sql: String) -> Outcome {
-        if let cached = cache.withLockedValue({ $0[sql] }) {
+        let length = sql.utf8.count
+        if length <= maxCachedTextLength, let cached = cache.withLockedValue({ $0.outcomes[sql] }) {
             stats.withLockedValue { $0.hits += 1 }
             return cached
         }
         stats.withLockedValue { $0.misses += 1 }
         let outcome = Self.parse(sql)
+        guard length <= maxCachedTextLength else { return outcome }
         cache.withLockedValue { cache in
-            if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
-            cache[sql] = outcome
+            if cache.outcomes.count >= capacity || cache.textBytes + length > byteCapacity {
+                cache.outcomes.removeAll(keepingCapacity: cache.outcomes.count >= capacity)
+                cache.textBytes = 0
+            }
+            if cache.outcomes.updateValue(outcome, forKey: sql) == nil { cache.textBytes += length }
         }
         return outcome
     }
+
+    /// Texts and their UTF-8 bytes held now.
+    public var cachedTexts: (count: Int, bytes: Int) { cache.withLockedValue { ($0.outcomes.count, $0.textBytes) } }
 
     /// Cache hits and misses so far (for the benchmark and SHOW commands).
     public var cacheStats: (hits: Int, misses: Int) { stats.withLockedValue { $0 } }

@@ -170,6 +170,24 @@ final class QueryFactsTests: XCTestCase {
         XCTAssertEqual(parser.cacheStats.misses, 2)
     }
 
+    /// Long texts (bulk INSERTs with their rows inline) are parsed every time and never kept; the texts kept are
+    /// bounded in bytes as well as in number.
+    func testCacheIsBoundedInBytes() {
+        let parser = QueryParser(capacity: 100, byteCapacity: 100, maxCachedTextLength: 40)
+        let long = "INSERT INTO t VALUES " + Array(repeating: "(1)", count: 20).joined(separator: ",")
+        XCTAssertEqual(parser.facts(long).map(\.intent), .success(.write))
+        XCTAssertEqual(parser.facts(long).map(\.intent), .success(.write))
+        XCTAssertEqual(parser.cacheStats.misses, 2, "a long text is parsed each time")
+        XCTAssertEqual(parser.cachedTexts.count, 0)
+        for i in 0..<10 { _ = parser.facts("SELECT \(i) + 100000000") }  // 20 bytes each
+        let held = parser.cachedTexts
+        XCTAssertLessThanOrEqual(held.bytes, 100)
+        XCTAssertEqual(held.bytes, held.count * 20)
+        XCTAssertGreaterThan(held.count, 0)
+        _ = parser.facts("SELECT 9 + 100000000")
+        XCTAssertEqual(parser.cacheStats.hits, 1, "the last text is still held")
+    }
+
     func testJSONReaderHandlesEscapes() throws {
         let value = try ParseTreeJSON.parse(#"{"a":"x\"y\\z\u00e9\n","b":[1,-2.5e3,true,false,null],"c":{}}"#)
         XCTAssertEqual(value["a"]?.stringValue, "x\"y\\zé\n")
