@@ -19,6 +19,10 @@ extension ClientConnection {
         while var buffer = inbox, buffer.readableBytes > 0 {
             switch phase {
             case .startup:
+                if awaitsCancelDelivery {  // (nothing may follow a CancelRequest)
+                    inbox = nil
+                    return
+                }
                 let packet: StartupPacket?
                 do {
                     packet = try StartupPacket.decode(from: &buffer)
@@ -68,9 +72,15 @@ extension ClientConnection {
             // No GSSAPI: "N" tells the client to continue without it (or give up if it requires it).
             answerNegotiation("N")
         case .cancel(let pid, let secret):
-            runtime.cancel(BackendKeyData(processID: pid, secretKey: secret))
+            // Closed only once the cancel reached the server (Postgres closes its cancel connection after it
+            // signalled the backend): libpq's PQcancel, psycopg and asyncpg take the close as "delivered" and send
+            // their next statement, which a cancel still on its way would hit instead (PgBouncer 1.18 waits too).
             inbox = nil
-            closeClient()
+            awaitsCancelDelivery = true
+            let loop = eventLoop
+            runtime.cancel(BackendKeyData(processID: pid, secretKey: secret)) {
+                loop.execute { self.closeClient() }
+            }
         case .startup(let parameters) where parameters.contains(where: { $0.0.hasPrefix("_pq_.") }):
             negotiate(parameters)
             startSession(parameters.filter { !$0.0.hasPrefix("_pq_.") })

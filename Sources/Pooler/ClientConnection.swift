@@ -53,6 +53,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// saves in 15-20 transactions, so a client that connects for a few transactions keeps NIO's path (`-C`).
     var leasesBeforeDirectWrites = 16
     var admitted = false
+    /// This connection carried a CancelRequest and stays open until the cancel reached the server.
+    var awaitsCancelDelivery = false
     /// Counted under its user's `max_client_connections` (after authentication).
     var admittedForUser = false
     let maxMessageSize: Int
@@ -553,18 +555,19 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         }
     }
 
-    /// A CancelRequest named this client: pass it to the server it is using, if any.
-    func forwardCancel() {
+    /// A CancelRequest named this client: pass it to the server it is using, if any. Returns what completes once
+    /// the servers have handled it (nil: nothing was sent).
+    func forwardCancel() -> EventLoopFuture<Void>? {
         if let fanOut {
-            fanOut.cancel()
-            return
+            return fanOut.cancel()
         }
         if waiting, case .ready = phase {
             cancelWaitingRequest()  // nothing runs yet: the request itself is cancelled
-            return
+            return nil
         }
-        guard let server, let pool, let sent = server.sendCancel(on: eventLoop) else { return }
+        guard let server, let pool, let sent = server.sendCancel(on: eventLoop) else { return nil }
         pool.cancelsInFlight.add()
         sent.whenComplete { _ in pool.cancelsInFlight.add(-1) }
+        return sent
     }
 }

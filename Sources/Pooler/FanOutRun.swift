@@ -164,8 +164,11 @@ final class FanOutRun {
     }
 
     /// The client left or asked to cancel.
-    func cancel() {
-        for leg in legs { leg.server?.sendCancel(on: client.eventLoop) }
+    /// Sends a cancel to every shard still running; completes when all have handled it (nil: none was sent).
+    func cancel() -> EventLoopFuture<Void>? {
+        let sent = legs.compactMap { $0.server?.sendCancel(on: client.eventLoop) }
+        guard !sent.isEmpty else { return nil }
+        return EventLoopFuture.whenAllComplete(sent, on: client.eventLoop).map { _ in }
     }
 
     /// The client is gone: servers still answering are closed, waits are withdrawn.

@@ -197,10 +197,15 @@ public final class PoolerRuntime: @unchecked Sendable {
         _ = lock.withLock { cancelTargets.removeValue(forKey: key) }
     }
 
-    /// A CancelRequest with this key arrived on a new connection.
-    func cancel(_ key: BackendKeyData) {
-        guard let client = lock.withLock({ cancelTargets[key]?.client }) else { return }
-        client.eventLoop.execute { client.forwardCancel() }
+    /// A CancelRequest with this key arrived on a new connection. `done` runs (on any thread) once the cancel has
+    /// been handled: sent to the server and answered (it closed its cancel connection, or 5 s passed), or found
+    /// nothing to cancel.
+    func cancel(_ key: BackendKeyData, done: @escaping @Sendable () -> Void) {
+        guard let client = lock.withLock({ cancelTargets[key]?.client }) else { return done() }
+        client.eventLoop.execute {
+            guard let delivered = client.forwardCancel() else { return done() }
+            delivered.whenComplete { _ in done() }
+        }
     }
 
     // MARK: lifecycle
