@@ -357,16 +357,20 @@ extension ClientConnection {
         try check(header)
         if let owed = owedAnswer {
             owedAnswer = nil
-            switch owed {
-            case .idleTransactionTimeout:
-                sendError(.idleInTransactionSessionTimeout, "idle transaction timeout")
-                discardUntilSync = true
-                return true
-            case .sessionLost(let message):
-                buffer.clear()
-                if header.id == FrontendID.terminate { closeClient() } else { fatal(.connectionFailure, message) }
+            // The client's transaction or session is gone: its next message gets the FATAL (never an ERROR that
+            // leaves it connected and idle, whose next statements would commit the rest of its transaction alone).
+            buffer.clear()
+            if header.id == FrontendID.terminate {
+                closeClient()
                 return false
             }
+            switch owed {
+            case .idleTransactionTimeout:
+                fatal(.idleInTransactionSessionTimeout, "terminating connection due to idle-in-transaction timeout")
+            case .sessionLost(let message):
+                fatal(.connectionFailure, message)
+            }
+            return false
         }
         if deferredTransactionFailed, let handled = answerInFailedTransaction(&buffer) { return handled }
         if header.id == FrontendID.parse || !poolerCommandStatements.isEmpty && header.id != FrontendID.query

@@ -299,7 +299,7 @@ final class ClientConnectionHandlerTests: XCTestCase {
 
     // MARK: 10. idle_client_in_transaction_timeout
 
-    func testIdleInTransactionTimeoutRollsBackAndAnswersTheNextQueryWith25P03() {
+    func testIdleInTransactionTimeoutRollsBackAndAnswersTheNextQueryWithFatal25P03() {
         let h = PoolerHarness(Options(idleClientInTransactionTimeout: 5000))
         let (a, server) = h.loginFirstClient()
         begin(h, a, on: server)
@@ -313,17 +313,26 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertEqual(h.pool.counts().idle, 1, "released after the rollback")
         XCTAssertTrue(a.isActive)
 
-        h.send(Frontend.query("SELECT 1"), to: a)
+        // The rest of the transaction must not run as statements of their own (they would commit): the client
+        // is told its session ended, as PostgreSQL's idle_in_transaction_session_timeout does.
+        h.send(Frontend.query("INSERT INTO t VALUES (2)"), to: a)
         let messages = a.drainMessages()
-        XCTAssertEqual(ids(messages), "EZ")
-        assertError(messages.first, severity: "ERROR", code: "25P03")
-        XCTAssertEqual(messages.last?.readyStatus, "I")
-        XCTAssertEqual(server.drainOutbound().readableBytes, 0, "the query was not run")
-        XCTAssertTrue(a.isActive)
+        XCTAssertEqual(ids(messages), "E")
+        assertError(messages.first, severity: "FATAL", code: "25P03")
+        XCTAssertEqual(server.drainOutbound().readableBytes, 0, "the statement was not run")
+        XCTAssertFalse(a.isActive)
+    }
 
-        // The session goes on normally.
-        h.send(Frontend.query("SELECT 2"), to: a)
-        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 2"))
+    func testIdleInTransactionTimeoutThenTerminateJustCloses() {
+        let h = PoolerHarness(Options(idleClientInTransactionTimeout: 5000))
+        let (a, server) = h.loginFirstClient()
+        begin(h, a, on: server)
+        h.loop.advanceTime(by: .milliseconds(5001))
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("ROLLBACK"))
+        h.send(concat(Backend.commandComplete("ROLLBACK"), Backend.ready(.idle)), to: server)
+        h.send(Frontend.terminate(), to: a)
+        XCTAssertEqual(a.drainOutbound().readableBytes, 0)
+        XCTAssertFalse(a.isActive)
     }
 
     // MARK: 10b. query_timeout

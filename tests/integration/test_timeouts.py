@@ -1,5 +1,5 @@
 """Pooler timeouts: waiting for a server connection (connect_timeout -> ERROR 57014) and an idle client inside a
-transaction (idle_client_in_transaction_timeout -> ERROR 25P03 as the reply to its next message)."""
+transaction (idle_client_in_transaction_timeout -> FATAL 25P03 as the reply to its next message)."""
 
 import time
 
@@ -54,7 +54,7 @@ def test_connect_timeout_does_not_break_later_checkouts(pgcat):
             assert b.execute("select %s::int", (i,)).fetchone()[0] == i
 
 
-def test_idle_client_in_transaction_timeout_25p03(pgcat, primary, cluster):
+def test_idle_client_in_transaction_timeout_ends_the_session_with_fatal_25p03(pgcat, primary, cluster):
     table = primary.make_table("it_idle_txn")
     t = pgcat(pool_size=1, general={"idle_client_in_transaction_timeout": 500})
     with t.connect() as c:
@@ -67,19 +67,15 @@ def test_idle_client_in_transaction_timeout_25p03(pgcat, primary, cluster):
             assert time.monotonic() < deadline, "transaction still open on the server 15 s after a 500 ms timeout"
             time.sleep(0.05)
         assert primary.value(f"select count(*) from {table}") == 0
-        # the error is the reply to the next message, here a COMMIT that must not report success
-        with pytest.raises(psycopg.Error) as ei:
-            c.execute("commit")
+        # the error is the reply to the next message, here an INSERT that must not run (and commit) on its own
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout) as ei:
+            c.execute(f"insert into {table} values (2, 'the rest of the transaction')")
         e = ei.value
         assert e.diag.sqlstate == "25P03", (e.diag.sqlstate, str(e))
-        assert e.diag.severity_nonlocalized == "ERROR"
-        assert "idle transaction timeout" in (e.diag.message_primary or "")
-        # then the connection works again, outside any transaction
-        assert not c.closed
-        assert c.execute("select now() = statement_timestamp()").fetchone()[0] is True
-        assert c.execute(f"select count(*) from {table}").fetchone()[0] == 0
-        c.execute(f"insert into {table} values (2, 'autocommit')")
-    assert primary.value(f"select array_agg(id) from {table}") == [2]
+        assert e.diag.severity_nonlocalized == "FATAL"
+        assert "idle-in-transaction timeout" in (e.diag.message_primary or "")
+        assert c.closed or c.broken
+    assert primary.value(f"select count(*) from {table}") == 0, "nothing of the transaction was committed"
 
 
 def test_idle_client_in_transaction_timeout_not_triggered_by_active_client(pgcat, primary):
