@@ -22,10 +22,20 @@ extension ConnectionPool {
         ServerCleanup(server: server, pool: self, resetSession: resetSession, logger: logger).start()
     }
 
-    /// A reload replaced this pool: close what is idle now, and the rest as it comes back.
+    /// A reload replaced this pool (its clients move to the new one: close what is idle now, and the rest as it
+    /// comes back), or removed it (its clients stay until they leave, on connections of its own; `hasSuccessor`
+    /// says which, set before).
     func retire() {
         retired.store(true, ordering: .relaxed)
+        let replaced = hasSuccessor.load(ordering: .relaxed)
         let waiters: [WaiterRef] = lock.withLock {
+            guard replaced else {
+                // Removed: the clients waiting here stay queued and are served as connections come back. No
+                // RESUME can name this pool any more, so a PAUSE in force ends with it.
+                pausedFlag.store(false, ordering: .relaxed)
+                defer { pausedWaiters.removeAll() }
+                return pausedWaiters
+            }
             var taken = pausedWaiters
             pausedWaiters.removeAll()
             taken += modelWaiters.values.flatMap { $0.values.flatMap { $0 } }
@@ -36,7 +46,7 @@ extension ConnectionPool {
         closeIdle()
         for ref in waiters {
             let waiter = ref.waiter
-            waiter.eventLoop.execute { waiter.poolReplaced() }
+            waiter.eventLoop.execute { replaced ? waiter.poolReplaced() : waiter.leaseAgain() }
         }
     }
 

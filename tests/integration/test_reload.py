@@ -337,6 +337,37 @@ def test_removed_pool_refuses_new_clients_and_keeps_existing(pgcat, cluster):
         assert c.execute("select current_database()").fetchone()[0] == "app"
 
 
+def test_clients_waiting_on_a_removed_pool_are_served(pgcat, cluster):
+    """A client waiting for a server connection when a reload removes its pool stays queued and is served when the
+    busy connection comes back, as the pool's other clients keep working (before: FATAL 08006 at the reload)."""
+    t = pgcat(pool_size=1, users=["app"], databases=("app", "shard0"), general={"connect_timeout": 15000})
+    with t.connect(dbname="shard0") as busy, t.connect(dbname="shard0") as waiter:
+        waiter.execute("select 1")
+        outcome = {}
+
+        def hold():
+            busy.execute("select pg_sleep(2)")
+
+        def wait():
+            try:
+                outcome["row"] = waiter.execute("select 'served', current_database()").fetchone()
+            except psycopg.Error as e:
+                outcome["error"] = e
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        time.sleep(0.3)
+        queued = threading.Thread(target=wait)
+        queued.start()
+        time.sleep(0.3)
+        rewrite(t, cluster, pool_size=1, users=["app"], databases=("app",))
+        reload_via_admin(t)
+        holder.join(15)
+        queued.join(15)
+        assert outcome == {"row": ("served", "shard0")}, outcome
+        assert waiter.execute("select 2").fetchone()[0] == 2
+
+
 def test_added_and_removed_replica_shows_in_databases(pgcat, cluster):
     primary_only = [[HOST, cluster.primary, "primary"]]
     with_replica = [[HOST, cluster.primary, "primary"], [HOST, cluster.replica1, "replica"]]
