@@ -88,12 +88,17 @@ extension ConnectionPool {
         var description: String { "prewarmer query failed (\(query)): \(reason)" }
     }
 
-    /// Closes idle connections past `idle_timeout`/`server_lifetime` and opens up to `min_pool_size`.
+    /// Closes idle connections past `idle_timeout`/`server_lifetime`, opens up to `min_pool_size`, and marks those
+    /// idle longer than `healthcheck_delay` to be checked before their next use.
     func sweep(loops: () -> EventLoop) {
         let now = NIODeadline.now().uptimeNanoseconds
         let topUp = !waitsForClientLogin && !paused  // (min_pool_size waits for RESUME, as no connection stays)
+        let checkAfter = UInt64(max(0, checkoutCheckDelay.load)) * 1_000_000
         for slot in slots {
-            let (close, open) = lock.withLock { slot.machine.sweep(now: now, topUp: topUp) }
+            let (close, open) = lock.withLock {
+                if checkAfter > 0 { slot.machine.markIdle(since: now &- checkAfter) { $0.checkBeforeUse = true } }
+                return slot.machine.sweep(now: now, topUp: topUp)
+            }
             for server in close { server.close() }
             for _ in 0..<open { self.open(slot, on: loops()) }
         }

@@ -139,6 +139,10 @@ public final class ConnectionPool: @unchecked Sendable {
     let maxReplicaLagBytes: Int
     /// `general.ban_time` in seconds (updated by reloads).
     let banTime = Counter()
+    /// `general.healthcheck_delay` and `healthcheck_timeout` in ms (updated by reloads): a connection idle longer
+    /// than the delay is checked before it is used again, within the timeout.
+    let checkoutCheckDelay = Counter()
+    let checkoutCheckTimeout = Counter()
     /// RECONNECT: connections opened before this epoch are closed when they are next released.
     let reconnectEpoch = Counter()
     let retired = ManagedAtomic(false)
@@ -324,6 +328,8 @@ public final class ConnectionPool: @unchecked Sendable {
         self.automaticKey = pool.automaticShardingKey.flatMap(AutomaticSharding.Key.init)
         self.routing = RoutingSettings(pool)
         self.banTime.store(general.banTime)
+        self.checkoutCheckDelay.store(general.healthcheckDelay)
+        self.checkoutCheckTimeout.store(general.healthcheckTimeout)
         self.maxReplicaLagBytes = pool.maxReplicaLagBytes
         self.configuredCredentials = ServerCredentials(
             user: userConfig.serverUsername ?? userConfig.username, database: "",
@@ -495,6 +501,10 @@ public final class ConnectionPool: @unchecked Sendable {
         }
         switch result {
         case .leased(let server)?:
+            if server.checkBeforeUse {
+                checkThenDeliver(server, to: waiter, slot: slot)
+                return .waiting
+            }
             return .leased(server)
         case .wait(let create)?:
             if create { open(slot, on: loop) }

@@ -178,6 +178,11 @@ public struct PoolStateMachine<Connection: Hashable & Sendable, Waiter: Hashable
         return true
     }
 
+    /// Calls `mark` on each idle connection that has been idle since before `cutoff`.
+    public func markIdle(since cutoff: UInt64, _ mark: (Connection) -> Void) {
+        for entry in idle where entry.since < cutoff { mark(entry.connection) }
+    }
+
     /// Periodic sweep: idle connections past `idleTimeout` (above `minSize`) or past `lifetime` are closed;
     /// returns them and how many connections to open to reach `minSize` (none without `topUp`: the pool cannot log
     /// in to its servers before a client has).

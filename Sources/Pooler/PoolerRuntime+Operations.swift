@@ -63,7 +63,11 @@ extension PoolerRuntime {
             pool.hasSuccessor.store(self.pool(database: pool.database, user: pool.user) != nil, ordering: .relaxed)
             pool.retire()
         }
-        for pool in allPools { pool.banTime.store(config.general.banTime) }
+        for pool in allPools {
+            pool.banTime.store(config.general.banTime)
+            pool.checkoutCheckDelay.store(config.general.healthcheckDelay)
+            pool.checkoutCheckTimeout.store(config.general.healthcheckTimeout)
+        }
         logger.notice("config reloaded", metadata: ["pools_replaced": "\(replaced.count)",
                                                     "pools": "\(config.pools.count)"])
         return .success(ReloadSummary(changed: true, poolsReplaced: replaced.count))

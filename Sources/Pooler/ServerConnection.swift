@@ -139,6 +139,9 @@ public final class ServerConnection: ChannelInboundHandler, DirectReadReceiver, 
         unnamedParsedInUnit = false
         boundInUnit = false
     }
+    /// Idle in its pool longer than `healthcheck_delay` (the pool's sweep sets it, under the pool's lock): checked
+    /// with a query before its next lease (`ConnectionPool+CheckoutCheck`).
+    var checkBeforeUse = false
     /// CancelRequests sent for this backend and not done yet: the pool holds the connection back meanwhile.
     let cancelsInFlight = CancelsInFlight()
     /// When the last ReadyForQuery of the current lease reached the client (uptime nanoseconds; 0 at the lease's

@@ -909,6 +909,59 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertTrue(server.isActive)
     }
 
+    // MARK: check before use
+
+    /// A connection idle longer than `healthcheck_delay` gets an empty query before the client's statement; one
+    /// that answers carries the statement, one that does not answer within `healthcheck_timeout` (a stopped
+    /// backend) is closed and the statement goes to a new connection.
+    private func idleLongerThanTheCheckDelay() -> (PoolerHarness, EmbeddedChannel, EmbeddedChannel) {
+        var options = Options(poolSize: 2)
+        options.healthcheckDelay = 50
+        options.healthcheckTimeout = 500
+        let h = PoolerHarness(options)
+        let (a, server) = h.loginFirstClient()
+        h.send(Frontend.query("SELECT 1"), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 1"))
+        h.send(concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle)), to: server)
+        _ = a.drainOutbound()
+        h.runtime.sweep(loops: { h.loop })
+        h.loop.run()
+        h.send(Frontend.query("SELECT 2"), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 2"), "idle for less than the delay: no check")
+        h.send(concat(Backend.commandComplete("SELECT 2"), Backend.ready(.idle)), to: server)
+        _ = a.drainOutbound()
+        usleep(100_000)
+        h.runtime.sweep(loops: { h.loop })
+        h.loop.run()
+        h.send(Frontend.query("SELECT 3"), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query(";"), "checked before the statement")
+        XCTAssertEqual(a.drainOutbound().readableBytes, 0)
+        return (h, a, server)
+    }
+
+    func testAConnectionIdleLongerThanTheCheckDelayIsCheckedBeforeUse() {
+        let (h, a, server) = idleLongerThanTheCheckDelay()
+        h.send(concat(Backend.empty(BackendID.emptyQueryResponse), Backend.ready(.idle)), to: server)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 3"))
+        h.send(concat(Backend.commandComplete("SELECT 3"), Backend.ready(.idle)), to: server)
+        XCTAssertEqual(ids(a.drainMessages()), "CZ")
+        h.send(Frontend.query("SELECT 4"), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 4"), "checked once, not again")
+    }
+
+    func testAConnectionThatFailsItsCheckIsReplaced() {
+        let (h, a, server) = idleLongerThanTheCheckDelay()
+        h.loop.advanceTime(by: .milliseconds(501))  // the backend never answers
+        XCTAssertFalse(server.isActive, "closed")
+        XCTAssertEqual(h.serverChannels.count, 2, "a new connection is opened for the statement")
+        let fresh = h.serverChannels[1]
+        h.playServerStartup(fresh)
+        XCTAssertEqual(fresh.drainOutbound(), Frontend.query("SELECT 3"))
+        h.send(concat(Backend.commandComplete("SELECT 3"), Backend.ready(.idle)), to: fresh)
+        XCTAssertEqual(ids(a.drainMessages()), "CZ")
+        XCTAssertEqual(h.pool.counts().idle, 1)
+    }
+
     // MARK: more: cleanup of unsynced exchanges, COPY, server login failures
 
     func testClientDisconnectWithUnsyncedExtendedExchangeInTransactionSendsSyncThenRollback() {

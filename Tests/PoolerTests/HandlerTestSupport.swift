@@ -389,6 +389,8 @@ final class PoolerHarness {
         var maxClientConn = 0
         var statementCacheSize = 500
         var idleTimeout = 600_000
+        var healthcheckDelay = 30_000
+        var healthcheckTimeout = 1_000
     }
 
     init(_ options: Options = Options()) {
@@ -405,6 +407,8 @@ final class PoolerHarness {
         general.maxMessageSize = options.maxMessageSize
         general.maxClientConn = options.maxClientConn
         general.idleTimeout = options.idleTimeout
+        general.healthcheckDelay = options.healthcheckDelay
+        general.healthcheckTimeout = options.healthcheckTimeout
         general.adminUsername = "admin"
         general.adminAuthType = .trust
         var user = UserConfig()
