@@ -561,6 +561,7 @@ public final class ConnectionPool: @unchecked Sendable {
         }
         let now = readyAt > 0 ? readyAt : NIODeadline.now().uptimeNanoseconds
         let loop = server.eventLoop
+        server.checkBeforeUse = false  // (just used, or just probed: idle from now)
         let result = lock.withLock {
             // Prefer a waiter on the connection's own event loop: its relay then needs no thread hop.
             slot.machine.connectionReleased(server, now: now, prefer: { $0.waiter.eventLoop === loop })
