@@ -83,9 +83,14 @@ extension ClientConnection {
         waiting = false
         stats.stopWaiting(now: eventLoop.now)
         stats.set(.idle)
+        let name = "\(pool.database)/\(pool.user)"
+        let opening = pool.counts().connecting
         let message = pool.isPaused
-            ? "timed out waiting for a server connection (pool \(pool.database)/\(pool.user) is paused by PAUSE or KILL; RESUME ends it)"
-            : "timed out waiting for a server connection (pool \(pool.database)/\(pool.user) saturated)"
+            ? "timed out waiting for a server connection (pool \(name) is paused by PAUSE or KILL; RESUME ends it)"
+            : opening > 0
+            // (a server that accepts connections but does not finish their logins: not a pool that is too small)
+            ? "timed out waiting for a server connection (pool \(name): \(opening) being opened, the server has not finished logging \(opening == 1 ? "it" : "them") in)"
+            : "timed out waiting for a server connection (pool \(name) saturated)"
         if case .awaitingParameters = phase {
             fatal(.queryCanceled, message)  // still logging in: there is no session to keep
             return

@@ -12,13 +12,15 @@ extension ClientConnection {
         guard limit > 0, case .ready = phase, let server, server.awaitsReplies,
               let start = server.requestStart, now - start >= .milliseconds(limit) else { return }
         endSession(waitingOn: server, setting: "query_timeout", waitedMs: (now - start).nanoseconds / 1_000_000,
-                   message: "canceling statement due to query_timeout: no answer from the server within \(limit) ms")
+                   message: "canceling statement due to query_timeout: the server's answer did not end within \(limit) ms")
     }
 
     /// A timeout passed with the server's answer still owed: the session ends (FATAL 57014), and its server
     /// connection is cancelled and discarded, never reused.
     private func endSession(waitingOn server: ServerConnection, setting: String, waitedMs: Int64, message: String) {
-        logger.warning("\(setting): no answer from the server; closing the session and the server connection",
+        // (The server may be hung, or still sending a result the client reads slowly: either way the answer
+        // did not end in time.)
+        logger.warning("\(setting): the server's answer did not end in time; closing the session and the server connection",
                        metadata: ["server": "\(server.address.host):\(server.address.port)", "waited_ms": "\(waitedMs)"])
         self.server = nil
         returnServer(server, clientLeft: true, timedOut: true)
@@ -55,6 +57,6 @@ extension ClientConnection {
             return
         }
         endSession(waitingOn: server, setting: "statement_timeout", waitedMs: (NIODeadline.now() - start).nanoseconds / 1_000_000,
-                   message: "pool statement timeout: no answer from the server within \(limit) ms")
+                   message: "pool statement timeout: the server's answer did not end within \(limit) ms")
     }
 }

@@ -1,6 +1,7 @@
 """Pooler timeouts: waiting for a server connection (connect_timeout -> ERROR 57014) and an idle client inside a
 transaction (idle_client_in_transaction_timeout -> FATAL 25P03 as the reply to its next message)."""
 
+import socket
 import time
 
 import psycopg
@@ -40,6 +41,25 @@ def test_connect_timeout_pool_saturated_57014(pgcat):
         a.execute("commit")
         assert b.execute("select 2").fetchone()[0] == 2
         assert a.execute("select 3").fetchone()[0] == 3
+
+
+def test_a_server_that_never_finishes_logins_is_not_called_a_saturated_pool(pgcat):
+    """A server that accepts TCP connections but never answers the login (a stopped postmaster): the client is
+    not told its pool is saturated (which sends an operator to raise pool_size), but that connections are being
+    opened and the server has not logged them in; or, if the opening gave up first, that the server failed."""
+    silent = socket.socket()
+    silent.bind((HOST, 0))
+    silent.listen(16)
+    try:
+        t = pgcat(pool_size=5, general={"connect_timeout": 1000}, servers=[[HOST, silent.getsockname()[1], "primary"]])
+        with pytest.raises(psycopg.OperationalError) as ei:
+            t.connect()
+        message = str(ei.value)
+        assert "saturated" not in message, message
+        assert "being opened, the server has not finished logging it in" in message or "08006" in message \
+            or "no healthy server" in message, message
+    finally:
+        silent.close()
 
 
 def test_connect_timeout_does_not_break_later_checkouts(pgcat):
