@@ -98,10 +98,18 @@ extension PoolerRuntime {
         let targets = pools(database: database, user: nil)
         guard !targets.isEmpty else { return false }
         for pool in targets { pool.pause() }
-        for client in clients where client.database == database {
-            client.eventLoop.execute { client.killed() }
+        // The clients first, each on its loop, and the server connections once they all have been told: a client
+        // whose statement was running would otherwise see its server go first and report 08006, not the KILL.
+        let told = clients.filter { $0.database == database }.map { client in
+            client.eventLoop.submit { client.killed() }
         }
-        for pool in targets { pool.closeAll() }
+        guard let loop = told.first?.eventLoop else {
+            for pool in targets { pool.closeAll() }
+            return true
+        }
+        EventLoopFuture.whenAllComplete(told, on: loop).whenComplete { _ in
+            for pool in targets { pool.closeAll() }
+        }
         return true
     }
 

@@ -683,6 +683,22 @@ def test_kill_disconnects_clients_and_pauses(pgcat):
     raw.close()
 
 
+def test_kill_tells_a_client_with_a_running_statement_57p01(pgcat):
+    """A client whose statement is running when KILL comes gets the KILL's FATAL 57P01, not 08006 "server
+    connection lost" (its server is closed only after the client has been told)."""
+    t = pgcat(pool_size=2, users=["app"])
+    with t.connect() as busy, admin(t) as a:
+        busy.execute("select 1")
+        running = Background(lambda: busy.execute("select pg_sleep(5)"))
+        time.sleep(0.5)
+        assert a.execute("KILL app").statusmessage == "KILL"
+        with pytest.raises(psycopg.Error) as ei:
+            running.wait(10)
+        assert ei.value.sqlstate == "57P01", (ei.value.sqlstate, str(ei.value))
+        assert "(KILL)" in str(ei.value)
+        a.execute("RESUME app")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # SHUTDOWN
 
