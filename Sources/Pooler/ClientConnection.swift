@@ -486,7 +486,14 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// Graceful shutdown: leave now if idle, otherwise when the current transaction ends.
     func shutdownRequested() {
         closeWhenIdle = true
-        guard case .ready = phase, !waiting else { return }
+        guard case .ready = phase else { return }
+        if waiting {
+            // A request waiting for a server goes on when it gets one; but PAUSE holds it until RESUME, which a
+            // shutdown should not wait for: it has not started, so the client is told now.
+            guard inference == nil, let pool, pool.isPaused, pool.cancelWait(self) else { return }
+            waiting = false
+            stats.stopWaiting(now: eventLoop.now)
+        }
         if let server {
             // Pinned or in session mode, a client holds its server between transactions: idle, it can go now.
             guard server.isCleanlyIdle, inbox == nil, !scanner.isMidFrame else { return }

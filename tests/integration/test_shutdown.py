@@ -2,6 +2,7 @@
 a client inside a transaction may finish it (then it is closed), and the process exits."""
 
 import signal
+import threading
 import time
 
 import psycopg
@@ -83,3 +84,32 @@ def test_admin_shutdown_drains_like_sigint(pgcat):
     busy.commit()
     assert t.proc.wait(timeout=10) == 0
     busy.close()
+
+
+def test_a_client_waiting_on_a_paused_pool_is_told_at_once(pgcat):
+    """SIGTERM while PAUSE holds a client's request: the request has not started, so the client gets 57P01 at once
+    and the process exits, instead of the client waiting for connect_timeout and the drain for shutdown_timeout."""
+    t = pgcat(general={"shutdown_timeout": 20000, "connect_timeout": 20000})
+    waiter = t.connect()
+    waiter.execute("select 1")
+    with t.connect(user="pgcat_admin", dbname="pgcat", password="pgcat_admin") as admin:
+        admin.execute("pause")
+    outcome = {}
+
+    def run():
+        try:
+            waiter.execute("select 2")
+        except psycopg.Error as e:
+            outcome["error"] = e
+
+    th = threading.Thread(target=run)
+    th.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    t.proc.send_signal(signal.SIGTERM)
+    th.join(15)
+    assert not th.is_alive()
+    assert outcome["error"].sqlstate == "57P01", str(outcome["error"])
+    assert t.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 8
+    waiter.close()
