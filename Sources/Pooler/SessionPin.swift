@@ -28,8 +28,8 @@ enum SessionPin: String, Equatable, Sendable {
                     if matches(bytes, index, "listen") { return true }
                 case UInt8(ascii: "a") where previous == UInt8(ascii: "_"):
                     if matches(bytes, index, "advisory") { return true }
-                case UInt8(ascii: "t") where !isWordByte(previous):
-                    if matches(bytes, index, "temp") { return true }
+                case UInt8(ascii: "t") where !isWordByte(previous) || previous == UInt8(ascii: "_"):
+                    if matches(bytes, index, "temp") { return true }  // (also pg_temp.name)
                 case UInt8(ascii: "h") where !isWordByte(previous):
                     if matches(bytes, index, "hold") { return true }
                 default:
@@ -40,6 +40,11 @@ enum SessionPin: String, Equatable, Sendable {
             }
             return false
         }
+    }
+
+    @inline(__always)
+    private static func lowercased(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
     }
 
     /// A byte after which `SQLWords` cannot start a word (it would continue one): letters, `_` and non-ASCII.
@@ -63,11 +68,35 @@ enum SessionPin: String, Equatable, Sendable {
     /// The first pinning operation in `sql` (one or more statements), or nil.
     static func detect(in sql: ByteBuffer) -> SessionPin? {
         guard mightPin(sql) else { return nil }
-        let statements = SQLWords.statements(in: Array(sql.readableBytesView))
+        let bytes = Array(sql.readableBytesView)
+        let statements = SQLWords.statements(in: bytes)
         for words in statements {
             if let pin = detect(statement: words) { return pin }
         }
+        // Lock calls the word scan does not see: in a DO block's body, or with the function's name quoted
+        // ("pg_advisory_lock"(1)). A missed lock stays on the server connection for the next client; pinning on
+        // a mere mention costs a connection. (A lock taken inside a function the text only calls is not seen.)
+        let inDOBlock = statements.contains { $0.first == "DO" }
+        if contains(bytes, "pg_advisory_lock", quoted: !inDOBlock) || contains(bytes, "pg_try_advisory_lock", quoted: !inDOBlock) {
+            return .advisoryLock
+        }
         return nil
+    }
+
+    /// Whether `bytes` contain `word` (case-insensitively), right after a double quote when `quoted`.
+    private static func contains(_ bytes: [UInt8], _ word: StaticString, quoted: Bool) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            let length = word.utf8CodeUnitCount
+            guard raw.count >= length else { return false }
+            let pointer = word.utf8Start
+            for start in 0...(raw.count - length) where raw[start] | 0x20 == pointer[0] {
+                if quoted && (start == 0 || raw[start - 1] != UInt8(ascii: "\"")) { continue }
+                var offset = 1
+                while offset < length, lowercased(raw[start + offset]) == pointer[offset] { offset += 1 }
+                if offset == length { return true }
+            }
+            return false
+        }
     }
 
     private static let advisoryLockFunctions: Set<String> = [
@@ -92,7 +121,9 @@ enum SessionPin: String, Equatable, Sendable {
             var index = 1
             if index < words.count, words[index] == "GLOBAL" || words[index] == "LOCAL" { index += 1 }
             if index < words.count, words[index] == "OR" { index += 2 }  // CREATE OR REPLACE TEMP VIEW
-            guard index < words.count, words[index] == "TEMP" || words[index] == "TEMPORARY" else { return nil }
+            // (or a table created in the pg_temp schema by name, which is temporary too)
+            guard index < words.count, words[index] == "TEMP" || words[index] == "TEMPORARY" || words.contains("PG_TEMP")
+            else { return nil }
             return dropsOnCommit(words) ? nil : .temporaryTable
         }
         if first == "SELECT" || first == "WITH" {

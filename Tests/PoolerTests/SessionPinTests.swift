@@ -21,6 +21,12 @@ final class SessionPinTests: XCTestCase {
         XCTAssertEqual(pin("DECLARE c CURSOR WITH HOLD FOR SELECT 1"), .holdCursor)
         XCTAssertEqual(pin("declare c no scroll cursor with hold for select 1"), .holdCursor)
         XCTAssertEqual(pin("select 1; /* then */ LISTEN x"), .listen)
+        // what the word scan alone missed (exploratory round 27): a lock in a DO block, a quoted function name,
+        // a table created in pg_temp by name
+        XCTAssertEqual(pin("do $$ begin perform pg_advisory_lock(904); end $$"), .advisoryLock)
+        XCTAssertEqual(pin("DO LANGUAGE plpgsql $x$ BEGIN PERFORM PG_TRY_ADVISORY_LOCK(1); END $x$"), .advisoryLock)
+        XCTAssertEqual(pin("select \"pg_advisory_lock\"(903)"), .advisoryLock)
+        XCTAssertEqual(pin("create table pg_temp.t (a int)"), .temporaryTable)
     }
 
     func testNonPinningStatements() {
@@ -40,6 +46,8 @@ final class SessionPinTests: XCTestCase {
         XCTAssertNil(pin("DECLARE c CURSOR FOR SELECT * FROM with_hold"))
         XCTAssertNil(pin("select template, holder, listener from t"))
         XCTAssertNil(pin("insert into t select * from temp_things"))
+        XCTAssertNil(pin("do $$ begin perform pg_advisory_xact_lock(1); end $$"))
+        XCTAssertNil(pin("create table pg_temp.t (a int) on commit drop"))
     }
 
     func testPrefilterIsCaseInsensitive() {
