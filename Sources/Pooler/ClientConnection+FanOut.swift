@@ -71,6 +71,10 @@ extension ClientConnection {
         fanOut = nil
         stats.set(.idle)
         write(reply)
+        if closeWhenIdle {  // a graceful shutdown waited for it
+            fatal(.adminShutdown, "terminating connection due to administrator command")
+            return
+        }
         flushIfNeeded()
         drive()
         flushIfNeeded()

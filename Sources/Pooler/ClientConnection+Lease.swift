@@ -388,6 +388,6 @@ extension ClientConnection {
         logger.info("idle transaction timeout: rolling back and releasing the server connection")
         self.server = nil
         owedAnswer = .idleTransactionTimeout
-        returnServer(server, clientLeft: false)
+        returnServer(server, clientLeft: true)  // (the session ends: in session mode its state is reset too)
     }
 }

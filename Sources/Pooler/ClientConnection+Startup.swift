@@ -77,6 +77,8 @@ extension ClientConnection {
             // their next statement, which a cancel still on its way would hit instead (PgBouncer 1.18 waits too).
             inbox = nil
             awaitsCancelDelivery = true
+            loginTimer?.cancel()  // (a cancel connection gets no FATAL; the cancel's own wait is bounded)
+            loginTimer = nil
             let loop = eventLoop
             runtime.cancel(BackendKeyData(processID: pid, secretKey: secret)) {
                 loop.execute { self.closeClient() }

@@ -486,7 +486,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// Graceful shutdown: leave now if idle, otherwise when the current transaction ends.
     func shutdownRequested() {
         closeWhenIdle = true
-        guard case .ready = phase else { return }
+        guard case .ready = phase, fanOut == nil else { return }  // (a fan-out is a request in progress)
         if waiting {
             // A request waiting for a server goes on when it gets one; but PAUSE holds it until RESUME, which a
             // shutdown should not wait for: it has not started, so the client is told now.

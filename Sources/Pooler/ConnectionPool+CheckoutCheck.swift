@@ -9,17 +9,25 @@ import NIOCore
 extension ConnectionPool {
     func checkThenDeliver(_ server: ServerConnection, to waiter: LeaseWaiter, slot: ServerSlot) {
         server.checkBeforeUse = false
+        let ref = WaiterRef(waiter: waiter)
+        lock.withLock { _ = waitersInCheck.insert(ref) }
         let timeout = TimeAmount.milliseconds(Int64(max(1, checkoutCheckTimeout.load)))
-        ServerProbe.run(";", on: server, timeout: timeout).whenComplete { [self] outcome in
+        // (No reset of the login settings a client left: the next client's are applied as after any client.)
+        ServerProbe.run(";", on: server, timeout: timeout, resettingLoginSettings: false).whenComplete { [self] outcome in
+            // A waiter that stopped waiting meanwhile (timeout, cancel, gone) was withdrawn by `cancelWait`: it is
+            // not touched again, and a good connection goes back to the pool.
+            let stillWaiting = lock.withLock { waitersInCheck.remove(ref) != nil }
             switch outcome {
             case .success:
-                deliver(server, to: waiter)
+                if stillWaiting { deliver(server, to: waiter) } else { release(server) }
             case .failure(let error):
                 logger.warning("a server connection idle in the pool failed its check before use: closed", metadata: [
                     "server": "\(slot.address)", "error": "\(error)"])
                 ban(slot: slot, reason: "FailedHealthCheck")
                 discard(server)
-                waiter.eventLoop.execute { waiter.leaseAgain() }
+                guard stillWaiting else { return }
+                let replaced = isRetired && hasSuccessor.load(ordering: .relaxed)
+                waiter.eventLoop.execute { replaced ? waiter.poolReplaced() : waiter.leaseAgain() }
             }
         }
     }

@@ -96,7 +96,9 @@ extension ConnectionPool {
         let checkAfter = UInt64(max(0, checkoutCheckDelay.load)) * 1_000_000
         for slot in slots {
             let (close, open) = lock.withLock {
-                if checkAfter > 0 { slot.machine.markIdle(since: now &- checkAfter) { $0.checkBeforeUse = true } }
+                if checkAfter > 0, now > checkAfter {
+                    slot.machine.markIdle(since: now - checkAfter) { $0.checkBeforeUse = true }
+                }
                 return slot.machine.sweep(now: now, topUp: topUp)
             }
             for server in close { server.close() }

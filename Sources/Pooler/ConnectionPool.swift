@@ -129,6 +129,9 @@ public final class ConnectionPool: @unchecked Sendable {
     /// lock; forgotten all at once when full).
     private var checkedSettings: Set<String> = []
     var pausedWaiters: [WaiterRef] = []
+    /// Waiters whose connection is being checked before use (ConnectionPool+CheckoutCheck), under the lock: they
+    /// still wait, and `cancelWait` withdraws them as it does a queued waiter.
+    var waitersInCheck: Set<WaiterRef> = []
     /// Statements waiting for a backend that already runs their model (`max_connections_per_server` reached),
     /// by inference slot and model, under the lock; served before the slot's ordinary waiters.
     var modelWaiters: [Int: [String: [WaiterRef]]] = [:]
@@ -523,6 +526,7 @@ public final class ConnectionPool: @unchecked Sendable {
                 return true
             }
             if removeModelWaiter(ref) { return true }
+            if waitersInCheck.remove(ref) != nil { return true }  // (its connection goes back when checked)
             for slot in slots where slot.machine.waiterCancelled(ref) { return true }
             return false
         }

@@ -190,7 +190,12 @@ final class FanOutRun {
 
 /// One shard's part of a FanOutRun: it waits for that shard's server connection and collects its reply.
 final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
+    /// For the server callbacks: a run detaches its legs' servers before it goes.
     unowned let run: FanOutRun
+    /// For the lease callbacks, which can come after the run is gone (a connection on its way when it ended).
+    private weak var leasingRun: FanOutRun?
+    let eventLoop: EventLoop
+    private let pool: ConnectionPool
     let shard: Int
     var server: ServerConnection?
     var waiting = false
@@ -207,19 +212,24 @@ final class FanOutLeg: LeaseWaiter, ServerOwner, @unchecked Sendable {
 
     init(run: FanOutRun, shard: Int) {
         self.run = run
+        self.leasingRun = run
+        self.eventLoop = run.client.eventLoop
+        self.pool = run.pool
         self.shard = shard
     }
 
-    var eventLoop: EventLoop { run.client.eventLoop }
-
-    func leaseGranted(_ server: ServerConnection) { run.granted(self, server) }
-    func leaseFailed(_ error: PoolError) { run.leaseFailed(self, error) }
+    func leaseGranted(_ server: ServerConnection) {
+        guard let run = leasingRun else { return pool.release(server) }
+        run.granted(self, server)
+    }
+    func leaseFailed(_ error: PoolError) { leasingRun?.leaseFailed(self, error) }
     func poolReplaced() {
-        run.leaseFailed(self, .serverUnavailable(pool: run.pool.name, server: "shard \(shard)",
-                                                 reason: "a reload replaced the pool"))
+        leasingRun?.leaseFailed(self, .serverUnavailable(pool: pool.name, server: "shard \(shard)",
+                                                         reason: "a reload replaced the pool"))
     }
     func leaseAgain() {
-        switch run.pool.lease(for: self, role: run.role, shard: shard) {
+        guard let run = leasingRun else { return }
+        switch pool.lease(for: self, role: run.role, shard: shard) {
         case .leased(let server): run.granted(self, server)
         case .waiting: break
         }

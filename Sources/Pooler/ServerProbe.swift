@@ -29,11 +29,13 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
     /// the first row any of its statements returned. Login settings a client left on the connection (a role, a
     /// statement_timeout, a search_path) are RESET first, in the same implicit transaction, so `sql` runs as in a
     /// fresh session (and the next client has its own applied again).
-    static func run(_ sql: String, on server: ServerConnection, timeout: TimeAmount) -> EventLoopFuture<[String?]> {
+    /// `resettingLoginSettings: false` leaves them (a check that only needs an answer, not a clean session).
+    static func run(_ sql: String, on server: ServerConnection, timeout: TimeAmount,
+                    resettingLoginSettings: Bool = true) -> EventLoopFuture<[String?]> {
         let probe = ServerProbe(server: server)
         server.eventLoop.execute {
-            probe.resetsLoginSettings = !server.appliedSettings.isEmpty
-            let text = StartupSettings.replay(from: server.appliedSettings, to: []) + sql
+            probe.resetsLoginSettings = resettingLoginSettings && !server.appliedSettings.isEmpty
+            let text = (probe.resetsLoginSettings ? StartupSettings.replay(from: server.appliedSettings, to: []) : "") + sql
             var buffer = ByteBufferAllocator().buffer(capacity: text.utf8.count + 8)
             MessageEncoder.query(text, into: &buffer)
             probe.start(buffer, messages: [FrontendID.query], timeout: timeout)

@@ -130,7 +130,7 @@ enum SessionPin: String, Equatable, Sendable {
             // SELECT ... INTO [TEMP | TEMPORARY] [TABLE] name
             for index in words.indices.dropLast() where words[index] == "INTO" {
                 let next = words[index + 1]
-                if next == "TEMP" || next == "TEMPORARY" { return .temporaryTable }
+                if next == "TEMP" || next == "TEMPORARY" || next == "PG_TEMP" { return .temporaryTable }
             }
         }
         return nil

@@ -323,6 +323,22 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertFalse(a.isActive)
     }
 
+    /// In session mode the session ends with the timeout: its server connection is reset (DISCARD ALL) before
+    /// anyone else gets it, so temporary tables, locks and LISTENs do not reach the next client.
+    func testIdleInTransactionTimeoutInSessionModeResetsTheSession() {
+        var options = Options(idleClientInTransactionTimeout: 5000)
+        options.poolMode = .session
+        let h = PoolerHarness(options)
+        let (a, server) = h.loginFirstClient()
+        begin(h, a, on: server)
+        h.loop.advanceTime(by: .milliseconds(5001))
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("ROLLBACK"))
+        h.send(concat(Backend.commandComplete("ROLLBACK"), Backend.ready(.idle)), to: server)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("DISCARD ALL"))
+        h.send(concat(Backend.commandComplete("DISCARD ALL"), Backend.ready(.idle)), to: server)
+        XCTAssertEqual(h.pool.counts().idle, 1)
+    }
+
     func testIdleInTransactionTimeoutThenTerminateJustCloses() {
         let h = PoolerHarness(Options(idleClientInTransactionTimeout: 5000))
         let (a, server) = h.loginFirstClient()
@@ -914,10 +930,12 @@ final class ClientConnectionHandlerTests: XCTestCase {
     /// A connection idle longer than `healthcheck_delay` gets an empty query before the client's statement; one
     /// that answers carries the statement, one that does not answer within `healthcheck_timeout` (a stopped
     /// backend) is closed and the statement goes to a new connection.
-    private func idleLongerThanTheCheckDelay() -> (PoolerHarness, EmbeddedChannel, EmbeddedChannel) {
+    private func idleLongerThanTheCheckDelay(connectTimeout: Int = 1000, checkTimeout: Int = 500)
+        -> (PoolerHarness, EmbeddedChannel, EmbeddedChannel) {
         var options = Options(poolSize: 2)
-        options.healthcheckDelay = 50
-        options.healthcheckTimeout = 500
+        options.connectTimeout = connectTimeout
+        options.healthcheckDelay = 400  // (wall clock: the sweep reads the real time)
+        options.healthcheckTimeout = checkTimeout
         let h = PoolerHarness(options)
         let (a, server) = h.loginFirstClient()
         h.send(Frontend.query("SELECT 1"), to: a)
@@ -930,7 +948,7 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 2"), "idle for less than the delay: no check")
         h.send(concat(Backend.commandComplete("SELECT 2"), Backend.ready(.idle)), to: server)
         _ = a.drainOutbound()
-        usleep(100_000)
+        usleep(500_000)
         h.runtime.sweep(loops: { h.loop })
         h.loop.run()
         h.send(Frontend.query("SELECT 3"), to: a)
@@ -947,6 +965,21 @@ final class ClientConnectionHandlerTests: XCTestCase {
         XCTAssertEqual(ids(a.drainMessages()), "CZ")
         h.send(Frontend.query("SELECT 4"), to: a)
         XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 4"), "checked once, not again")
+    }
+
+    /// The client stops waiting while its connection is checked (its connect_timeout here): it gets its 57014
+    /// at once, and the connection, once it passes, goes back to the pool instead of to a client that left.
+    func testAWaitThatEndsDuringTheCheckWithdrawsTheClient() {
+        let (h, a, server) = idleLongerThanTheCheckDelay(connectTimeout: 200, checkTimeout: 1000)
+        h.loop.advanceTime(by: .milliseconds(201))
+        let messages = a.drainMessages()
+        XCTAssertEqual(ids(messages), "EZ")
+        assertError(messages.first, severity: "ERROR", code: "57014")
+        h.send(concat(Backend.empty(BackendID.emptyQueryResponse), Backend.ready(.idle)), to: server)
+        XCTAssertEqual(server.drainOutbound().readableBytes, 0, "the statement was not sent")
+        XCTAssertEqual(h.pool.counts().idle, 1, "back in the pool")
+        h.send(Frontend.query("SELECT 5"), to: a)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 5"), "and the client's next request gets it")
     }
 
     func testAConnectionThatFailsItsCheckIsReplaced() {

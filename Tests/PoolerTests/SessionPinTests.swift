@@ -27,6 +27,7 @@ final class SessionPinTests: XCTestCase {
         XCTAssertEqual(pin("DO LANGUAGE plpgsql $x$ BEGIN PERFORM PG_TRY_ADVISORY_LOCK(1); END $x$"), .advisoryLock)
         XCTAssertEqual(pin("select \"pg_advisory_lock\"(903)"), .advisoryLock)
         XCTAssertEqual(pin("create table pg_temp.t (a int)"), .temporaryTable)
+        XCTAssertEqual(pin("select 1 as a into pg_temp.t"), .temporaryTable)
     }
 
     func testNonPinningStatements() {
