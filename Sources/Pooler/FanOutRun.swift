@@ -163,10 +163,19 @@ final class FanOutRun {
         client.fanOutFinished(reply)
     }
 
-    /// The client left or asked to cancel.
-    /// Sends a cancel to every shard still running; completes when all have handled it (nil: none was sent).
+    /// The client asked to cancel: a cancel to every shard running the statement, and the shards not reached
+    /// yet (waiting for a connection, or not asked yet) never run it: the run fails with 57014 as a cancelled
+    /// statement does. Completes when the shards have handled their cancels (nil: none was sent).
     func cancel() -> EventLoopFuture<Void>? {
         let sent = legs.compactMap { $0.server?.sendCancel(on: client.eventLoop) }
+        if !finished, legs.contains(where: \.waiting) || nextShard < pool.shardCount {
+            for leg in legs where leg.waiting && pool.cancelWait(leg) {
+                leg.waiting = false
+                leg.done = true
+            }
+            fail(.queryCanceled, "canceling statement due to user request")
+            finishIfDone()
+        }
         guard !sent.isEmpty else { return nil }
         return EventLoopFuture.whenAllComplete(sent, on: client.eventLoop).map { _ in }
     }

@@ -175,6 +175,36 @@ def test_cancel_reaches_every_shard(fan):
         assert c.execute("select id from fo order by id limit 1").fetchone() == (1,)
 
 
+def test_a_cancel_while_a_shard_is_awaited_runs_the_statement_nowhere(pgcat, cluster, fan_tables):
+    """A cancel that comes while the fan-out still waits for a shard's connection (another client's transaction
+    holds it) ends the statement with 57014 at once, and the shards not reached yet never run it: before, the
+    cancel was dropped and the DDL ran on every shard once the connection came free."""
+    t = sharded(pgcat, cluster, pool_size=1)
+    table = "fo_cancelled_probe"
+    for shard in range(3):
+        with psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password="postgres",
+                             dbname=f"shard{shard}", autocommit=True) as su:
+            su.execute(f"drop table if exists {table}")
+    with t.connect(dbname="sharded") as holder, t.connect(dbname="sharded") as c:
+        holder.execute("set shard to '0'")
+        holder.execute("begin")
+        holder.execute("select 1")  # holds shard 0's only connection
+        timer = threading.Timer(0.5, c.cancel_safe)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute(f"create table {table} (id int)")
+        timer.join()
+        assert time.monotonic() - started < 3
+        holder.execute("commit")
+        time.sleep(0.5)
+        for shard in range(3):
+            with psycopg.connect(host=HOST, port=cluster.primary, user="postgres", password="postgres",
+                                 dbname=f"shard{shard}") as su:
+                assert su.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None, shard
+        assert c.execute("select id from fo order by id limit 1").fetchone() == (1,)  # the client goes on
+
+
 def test_without_fan_out_unkeyed_statements_go_to_the_default_shard(pgcat, cluster, fan_tables):
     t = sharded(pgcat, cluster, fan_out=False, default_shard="shard_2")
     with t.connect(dbname="sharded") as c:
