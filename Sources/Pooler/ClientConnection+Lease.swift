@@ -79,7 +79,9 @@ extension ClientConnection {
             inferenceWaitExpired()
             return
         }
-        guard waiting, let pool, pool.cancelWait(self) else { return }
+        guard waiting, let pool else { return }
+        let inCheck = pool.isInCheck(self)
+        guard pool.cancelWait(self) else { return }
         waiting = false
         stats.stopWaiting(now: eventLoop.now)
         stats.set(.idle)
@@ -87,6 +89,8 @@ extension ClientConnection {
         let opening = pool.counts().connecting
         let message = pool.isPaused
             ? "timed out waiting for a server connection (pool \(name) is paused by PAUSE or KILL; RESUME ends it)"
+            : inCheck
+            ? "timed out waiting for a server connection (pool \(name): the idle connection it got has not answered its check before use yet)"
             : opening > 0
             // (a server that accepts connections but does not finish their logins: not a pool that is too small)
             ? "timed out waiting for a server connection (pool \(name): \(opening) being opened, the server has not finished logging \(opening == 1 ? "it" : "them") in)"

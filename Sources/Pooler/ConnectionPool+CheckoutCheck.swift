@@ -7,6 +7,11 @@
 import NIOCore
 
 extension ConnectionPool {
+    /// Whether `waiter`'s connection is being checked now.
+    func isInCheck(_ waiter: LeaseWaiter) -> Bool {
+        lock.withLock { waitersInCheck.contains(WaiterRef(waiter: waiter)) }
+    }
+
     func checkThenDeliver(_ server: ServerConnection, to waiter: LeaseWaiter, slot: ServerSlot) {
         server.checkBeforeUse = false
         let ref = WaiterRef(waiter: waiter)

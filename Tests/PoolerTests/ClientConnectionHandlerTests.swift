@@ -975,6 +975,8 @@ final class ClientConnectionHandlerTests: XCTestCase {
         let messages = a.drainMessages()
         XCTAssertEqual(ids(messages), "EZ")
         assertError(messages.first, severity: "ERROR", code: "57014")
+        XCTAssertTrue(messages.first?.errorFields["M"]?.contains("check before use") == true,
+                      "\(String(describing: messages.first?.errorFields))")
         h.send(concat(Backend.empty(BackendID.emptyQueryResponse), Backend.ready(.idle)), to: server)
         XCTAssertEqual(server.drainOutbound().readableBytes, 0, "the statement was not sent")
         XCTAssertEqual(h.pool.counts().idle, 1, "back in the pool")
