@@ -92,7 +92,8 @@ extension ConnectionPool {
     /// idle longer than `healthcheck_delay` to be checked before their next use.
     func sweep(loops: () -> EventLoop) {
         let now = NIODeadline.now().uptimeNanoseconds
-        let topUp = !waitsForClientLogin && !paused  // (min_pool_size waits for RESUME, as no connection stays)
+        // (min_pool_size waits for RESUME, as no connection stays; a retired pool opens none for it)
+        let topUp = !waitsForClientLogin && !paused && !isRetired
         let checkAfter = UInt64(max(0, checkoutCheckDelay.load)) * 1_000_000
         for slot in slots {
             let (close, open) = lock.withLock {

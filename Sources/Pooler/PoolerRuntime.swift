@@ -225,7 +225,8 @@ public final class PoolerRuntime: @unchecked Sendable {
 
     /// Periodic janitor work: idle timeouts, lifetimes, min_pool_size, query_timeout.
     public func sweep(loops: @escaping () -> EventLoop) {
-        for pool in allPools { pool.sweep(loops: loops) }
+        // (Also pools a reload retired whose clients are still on them: their idle connections age the same way.)
+        for pool in allPools + retiredPoolsWithConnections { pool.sweep(loops: loops) }
         let limit = Int64(general.queryTimeout)
         if limit > 0 {
             for client in clients where client.stats.state == .active {

@@ -368,6 +368,20 @@ def test_clients_waiting_on_a_removed_pool_are_served(pgcat, cluster):
         assert waiter.execute("select 2").fetchone()[0] == 2
 
 
+def test_a_removed_pool_still_in_use_is_swept(pgcat, cluster):
+    """The janitor's sweep (idle_timeout, server_lifetime, the marking for the check before use) also visits a pool
+    a reload removed while its clients finish: before, its idle connections were never aged."""
+    t = pgcat(pool_size=2, users=["app"], databases=("app", "shard0"), general={"idle_timeout": 1000})
+    with t.connect(dbname="shard0") as staying:
+        staying.execute("select 1")
+        rewrite(t, cluster, pool_size=2, users=["app"], databases=("app",), general={"idle_timeout": 1000})
+        reload_via_admin(t)
+        staying.execute("select 2")  # the removed pool keeps serving it
+        assert wait_for(lambda: len(pooler_ports_to(t.proc.pid, cluster.primary)) == 0, 10), \
+            "the removed pool's idle connection outlived idle_timeout"
+        assert staying.execute("select current_database()").fetchone()[0] == "shard0"
+
+
 def test_added_and_removed_replica_shows_in_databases(pgcat, cluster):
     primary_only = [[HOST, cluster.primary, "primary"]]
     with_replica = [[HOST, cluster.primary, "primary"], [HOST, cluster.replica1, "replica"]]
