@@ -79,22 +79,12 @@ extension ClientConnection {
             inferenceWaitExpired()
             return
         }
-        guard waiting, let pool else { return }
+        guard let pool else { return }
         let inCheck = pool.isInCheck(self)
-        guard pool.cancelWait(self) else { return }
-        waiting = false
-        stats.stopWaiting(now: eventLoop.now)
+        guard withdrawWait() else { return }
         stats.set(.idle)
-        let name = "\(pool.database)/\(pool.user)"
-        let opening = pool.counts().connecting
-        let message = pool.isPaused
-            ? "timed out waiting for a server connection (pool \(name) is paused by PAUSE or KILL; RESUME ends it)"
-            : inCheck
-            ? "timed out waiting for a server connection (pool \(name): the idle connection it got has not answered its check before use yet)"
-            : opening > 0
-            // (a server that accepts connections but does not finish their logins: not a pool that is too small)
-            ? "timed out waiting for a server connection (pool \(name): \(opening) being opened, the server has not finished logging \(opening == 1 ? "it" : "them") in)"
-            : "timed out waiting for a server connection (pool \(name) saturated)"
+        let message = "timed out waiting for a server connection (pool \(pool.database)/\(pool.user)"
+            + "\(Self.waitTimeoutReason(pool, inCheck: inCheck)))"
         if case .awaitingParameters = phase {
             fatal(.queryCanceled, message)  // still logging in: there is no session to keep
             return
@@ -168,11 +158,28 @@ extension ClientConnection {
     }
 
     /// A CancelRequest arrived while the request waits for a server connection: it ends like a cancelled statement.
-    func cancelWaitingRequest() {
-        guard waiting, let pool, pool.cancelWait(self) else { return }
+    /// Why a wait for a server connection in `pool` ran out, as the end of the client's message.
+    private static func waitTimeoutReason(_ pool: ConnectionPool, inCheck: Bool) -> String {
+        if pool.isPaused { return " is paused by PAUSE or KILL; RESUME ends it" }
+        if inCheck { return ": the idle connection it got has not answered its check before use yet" }
+        // (a server that accepts connections but does not finish their logins: not a pool that is too small)
+        let opening = pool.counts().connecting
+        if opening > 0 { return ": \(opening) being opened, the server has not finished logging \(opening == 1 ? "it" : "them") in" }
+        return " saturated"
+    }
+
+    /// Stops waiting for a server connection: false when the client was not waiting, or a connection is already
+    /// on its way to it (`leaseGranted` then comes).
+    func withdrawWait() -> Bool {
+        guard waiting, let pool, pool.cancelWait(self) else { return false }
         waiting = false
-        abandonInferenceWait()
         stats.stopWaiting(now: eventLoop.now)
+        return true
+    }
+
+    func cancelWaitingRequest() {
+        guard withdrawWait() else { return }
+        abandonInferenceWait()
         stats.set(.idle)
         failRequest(.queryCanceled, "canceling statement due to user request")
     }

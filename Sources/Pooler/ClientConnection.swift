@@ -490,9 +490,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
         if waiting {
             // A request waiting for a server goes on when it gets one; but PAUSE holds it until RESUME, which a
             // shutdown should not wait for: it has not started, so the client is told now.
-            guard inference == nil, let pool, pool.isPaused, pool.cancelWait(self) else { return }
-            waiting = false
-            stats.stopWaiting(now: eventLoop.now)
+            guard inference == nil, pool?.isPaused == true, withdrawWait() else { return }
         }
         if let server {
             // Pinned or in session mode, a client holds its server between transactions: idle, it can go now.

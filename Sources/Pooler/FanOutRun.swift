@@ -102,11 +102,16 @@ final class FanOutRun {
 
     private func waitTimedOut() {
         guard !finished, legs.contains(where: \.waiting) else { return }
+        stopWaiting(failing: "timed out waiting for a server connection on every shard (pool \(pool.database)/\(pool.user) saturated)")
+    }
+
+    /// The legs still waiting for a connection stop, no shard after them is asked, and the run fails (57014).
+    private func stopWaiting(failing message: String) {
         for leg in legs where leg.waiting && pool.cancelWait(leg) {
             leg.waiting = false
             leg.done = true
         }
-        fail(.queryCanceled, "timed out waiting for a server connection on every shard (pool \(pool.database)/\(pool.user) saturated)")
+        fail(.queryCanceled, message)
         finishIfDone()
     }
 
@@ -169,12 +174,7 @@ final class FanOutRun {
     func cancel() -> EventLoopFuture<Void>? {
         let sent = legs.compactMap { $0.server?.sendCancel(on: client.eventLoop) }
         if !finished, legs.contains(where: \.waiting) || nextShard < pool.shardCount {
-            for leg in legs where leg.waiting && pool.cancelWait(leg) {
-                leg.waiting = false
-                leg.done = true
-            }
-            fail(.queryCanceled, "canceling statement due to user request")
-            finishIfDone()
+            stopWaiting(failing: "canceling statement due to user request")
         }
         guard !sent.isEmpty else { return nil }
         return EventLoopFuture.whenAllComplete(sent, on: client.eventLoop).map { _ in }

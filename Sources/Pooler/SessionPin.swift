@@ -55,11 +55,12 @@ enum SessionPin: String, Equatable, Sendable {
         return (lower >= UInt8(ascii: "a") && lower <= UInt8(ascii: "z")) || byte == UInt8(ascii: "_") || byte >= 0x80
     }
 
+    /// Whether `word` (lower case) stands at `start`, letters compared without case (`_` as itself).
     private static func matches(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ word: StaticString) -> Bool {
         let length = word.utf8CodeUnitCount
         guard start + length <= bytes.count else { return false }
         let pointer = word.utf8Start
-        for offset in 0..<length where bytes[start + offset] | 0x20 != pointer[offset] {
+        for offset in 0..<length where lowercased(bytes[start + offset]) != pointer[offset] {
             return false
         }
         return true
@@ -86,16 +87,9 @@ enum SessionPin: String, Equatable, Sendable {
     /// Whether `bytes` contain `word` (case-insensitively), right after a double quote when `quoted`.
     private static func contains(_ bytes: [UInt8], _ word: StaticString, quoted: Bool) -> Bool {
         bytes.withUnsafeBytes { raw in
-            let length = word.utf8CodeUnitCount
-            guard raw.count >= length else { return false }
-            let pointer = word.utf8Start
-            for start in 0...(raw.count - length) where raw[start] | 0x20 == pointer[0] {
-                if quoted && (start == 0 || raw[start - 1] != UInt8(ascii: "\"")) { continue }
-                var offset = 1
-                while offset < length, lowercased(raw[start + offset]) == pointer[offset] { offset += 1 }
-                if offset == length { return true }
+            raw.indices.contains { start in
+                (!quoted || start > 0 && raw[start - 1] == UInt8(ascii: "\"")) && matches(raw, start, word)
             }
-            return false
         }
     }
 

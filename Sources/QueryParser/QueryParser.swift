@@ -47,7 +47,7 @@ public final class QueryParser: Sendable {
         guard length <= maxCachedTextLength else { return outcome }
         cache.withLockedValue { cache in
             if cache.outcomes.count >= capacity || cache.textBytes + length > byteCapacity {
-                cache.outcomes.removeAll(keepingCapacity: cache.outcomes.count >= capacity)
+                cache.outcomes.removeAll(keepingCapacity: true)
                 cache.textBytes = 0
             }
             if cache.outcomes.updateValue(outcome, forKey: sql) == nil { cache.textBytes += length }

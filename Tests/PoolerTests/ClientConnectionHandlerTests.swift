@@ -30,9 +30,15 @@ final class ClientConnectionHandlerTests: XCTestCase {
     /// Client `client` runs `BEGIN` on `server` and is left inside the transaction (ReadyForQuery(T)).
     private func begin(_ h: PoolerHarness, _ client: EmbeddedChannel, on server: EmbeddedChannel,
                        file: StaticString = #filePath, line: UInt = #line) {
-        h.send(Frontend.query("BEGIN"), to: client)
-        XCTAssertEqual(server.drainOutbound(), Frontend.query("BEGIN"), file: file, line: line)
-        let reply = concat(Backend.commandComplete("BEGIN"), Backend.ready(.inTransaction))
+        roundTrip(h, client, "BEGIN", on: server, ending: .inTransaction, file: file, line: line)
+    }
+
+    /// `sql` from the client reaches `server` as it is, and its answer (tag = the statement) reaches the client.
+    private func roundTrip(_ h: PoolerHarness, _ client: EmbeddedChannel, _ sql: String, on server: EmbeddedChannel,
+                           ending status: TransactionStatus = .idle, file: StaticString = #filePath, line: UInt = #line) {
+        h.send(Frontend.query(sql), to: client)
+        XCTAssertEqual(server.drainOutbound(), Frontend.query(sql), file: file, line: line)
+        let reply = concat(Backend.commandComplete(sql), Backend.ready(status))
         h.send(reply, to: server)
         XCTAssertEqual(client.drainOutbound(), reply, file: file, line: line)
     }
@@ -938,16 +944,10 @@ final class ClientConnectionHandlerTests: XCTestCase {
         options.healthcheckTimeout = checkTimeout
         let h = PoolerHarness(options)
         let (a, server) = h.loginFirstClient()
-        h.send(Frontend.query("SELECT 1"), to: a)
-        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 1"))
-        h.send(concat(Backend.commandComplete("SELECT 1"), Backend.ready(.idle)), to: server)
-        _ = a.drainOutbound()
+        roundTrip(h, a, "SELECT 1", on: server)
         h.runtime.sweep(loops: { h.loop })
         h.loop.run()
-        h.send(Frontend.query("SELECT 2"), to: a)
-        XCTAssertEqual(server.drainOutbound(), Frontend.query("SELECT 2"), "idle for less than the delay: no check")
-        h.send(concat(Backend.commandComplete("SELECT 2"), Backend.ready(.idle)), to: server)
-        _ = a.drainOutbound()
+        roundTrip(h, a, "SELECT 2", on: server)  // idle for less than the delay: no check
         usleep(500_000)
         h.runtime.sweep(loops: { h.loop })
         h.loop.run()
