@@ -13,6 +13,7 @@ extension ConnectionPool {
     /// One ban as SHOW BANS lists it.
     struct BanInfo {
         var address: ServerAddress
+        var slot: ServerSlot
         /// As detected for `role: auto` (`ServerSlot.currentRole`).
         var role: String
         var ban: Ban
@@ -55,7 +56,7 @@ extension ConnectionPool {
             slots.compactMap { slot -> BanInfo? in
                 let until = slot.bannedUntil.load(ordering: .relaxed)
                 guard until > now, let ban = slot.ban else { return nil }
-                return BanInfo(address: slot.address, role: slot.currentRole, ban: ban, remainingSeconds: Int((until - now + 999_999_999) / 1_000_000_000))
+                return BanInfo(address: slot.address, slot: slot, role: slot.currentRole, ban: ban, remainingSeconds: Int((until - now + 999_999_999) / 1_000_000_000))
             }
         }
     }

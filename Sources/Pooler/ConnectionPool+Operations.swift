@@ -88,6 +88,8 @@ extension ConnectionPool {
     struct ServerInfo {
         var id: Int
         var address: ServerAddress
+        /// Its slot in `slots` (a tagged server's inference pool has the same address as its ordinary one).
+        var slotIndex: Int
         var state: ServerState
         var applicationName: String
         var createdAt: NIODeadline
@@ -96,9 +98,9 @@ extension ConnectionPool {
     }
 
     func serverInfos() -> [ServerInfo] {
-        let servers = lock.withLock { slots.flatMap { $0.live.values } }
-        return servers.map { server in
-            ServerInfo(id: server.id, address: server.address, state: server.stats.state,
+        let servers = lock.withLock { slots.flatMap { slot in slot.live.values.map { (slot.index, $0) } } }
+        return servers.map { slotIndex, server in
+            ServerInfo(id: server.id, address: server.address, slotIndex: slotIndex, state: server.stats.state,
                        applicationName: server.lastApplicationName.withLockedValue { $0 },
                        createdAt: server.createdAt, stats: server.stats.snapshot,
                        prepareCacheSize: server.stats.prepareCacheSize.load)
@@ -111,6 +113,11 @@ extension ConnectionPool {
         return perSlot.map { slot, servers in
             (slot.address, slot.currentRole, servers.reduce(slot.closedTotals.snapshot) { $0 + $1.stats.snapshot })
         }
+    }
+
+    /// The most connections a slot opens: `pool_size`, or `inference_pool_size` for a server's inference pool.
+    func maxConnections(of slot: ServerSlot) -> Int {
+        slot.isInference ? ml?.inferencePoolSize ?? settings.poolSize : settings.poolSize
     }
 
     /// Connections per address (opening included), for SHOW DATABASES `current_connections`.

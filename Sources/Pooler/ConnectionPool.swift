@@ -104,6 +104,8 @@ public final class ConnectionPool: @unchecked Sendable {
         var roundRobin: Bool
         /// The plugins in force (a change of the global block concerns every pool that uses it).
         var plugins: QueryPlugins?
+        /// auth_query in force, also when it comes from `general` (a rotated auth_query_password must reach it).
+        var authQuery: AuthQuerySettings?
 
         init(pool: PoolConfig, user: UserConfig, general: GeneralConfig, plugins: QueryPlugins? = nil) {
             var pool = pool
@@ -113,6 +115,7 @@ public final class ConnectionPool: @unchecked Sendable {
             self.settings = EffectiveUserSettings(pool: pool, user: user, general: general)
             self.roundRobin = general.serverRoundRobin
             self.plugins = plugins
+            self.authQuery = ConnectionPool.authQuery(pool: pool, user: user, general: general)
         }
     }
     /// PgCat's plugins for this pool (nil: none enabled, or the pool's query parser is off).
@@ -337,8 +340,12 @@ public final class ConnectionPool: @unchecked Sendable {
         self.configuredCredentials = ServerCredentials(
             user: userConfig.serverUsername ?? userConfig.username, database: "",
             password: userConfig.serverPassword ?? userConfig.password)
-        self.authQuery = userConfig.password == nil
-            ? pool.effectiveAuthQuery(general: general) : nil
+        self.authQuery = Self.authQuery(pool: pool, user: userConfig, general: general)
+    }
+
+    /// auth_query looks up the passwords of users listed without one.
+    static func authQuery(pool: PoolConfig, user: UserConfig, general: GeneralConfig) -> AuthQuerySettings? {
+        user.password == nil ? pool.effectiveAuthQuery(general: general) : nil
     }
 
     /// How server connections log in: the configured password, else the secret auth_query found, with the ClientKey

@@ -51,7 +51,7 @@ COLUMNS: dict[str, list[tuple[str, int]]] = {
                             "avg_recv", "avg_sent", "avg_errors", "avg_xact_time", "avg_query_time", "avg_wait_time")
     ],
     "BANS": [(c, TEXT) for c in ("db", "user", "role", "host", "reason", "ban_time", "ban_duration_seconds",
-                                 "ban_remaining_seconds")],
+                                 "ban_remaining_seconds")] + [("port", INT4), ("address_id", TEXT)],
 }
 LIST_NAMES = ["databases", "users", "pools", "free_clients", "used_clients", "login_clients", "free_servers",
               "used_servers", "dns_names", "dns_zones", "dns_queries", "dns_pending"]
@@ -514,6 +514,7 @@ def test_ban_unban_replica(pgcat, cluster):
         assert ban["reason"] == "AdminBan(30)"
         assert ban["ban_duration_seconds"] == "30"
         assert 0 < int(ban["ban_remaining_seconds"]) <= 30, ban
+        assert (ban["port"], ban["address_id"]) == (cluster.replicas[0], "app_shard_0_replica_0"), ban
         assert re.match(r"\d{4}-\d\d-\d\d", ban["ban_time"]), ban
         disabled = {r["name"]: r["disabled"] for r in show(a, "DATABASES")}
         assert disabled == {"app_shard_0_primary": 0, "app_shard_0_replica_0": 1}

@@ -139,3 +139,21 @@ def test_connected_clients_go_on_after_a_reload_replaces_the_pool(pgcat, cluster
             assert a.execute("RELOAD").statusmessage == "RELOAD"
         for i in range(3):
             assert c.execute("select %s::int", (i,)).fetchone() == (i,)
+
+
+def test_reload_applies_a_changed_general_auth_query_password(pgcat, cluster, aq_roles):
+    """auth_query set in `general` is part of every pool it reaches: rotating its password and reloading must take
+    effect (before, the pools were kept with the old password and every lookup failed until a restart)."""
+    port = free_port()
+    t = pgcat(config=aq_config(cluster, port, auth_query_password="wrong"))
+    with pytest.raises(psycopg.OperationalError, match="auth_query failed"):
+        login(t, "app", "app")
+    t.config_path.write_text(to_yaml(aq_config(cluster, port)))
+    with psycopg.connect(host=t.host, port=t.port, user="pgcat_admin", password="pgcat_admin", dbname="pgcat",
+                         autocommit=True) as a:
+        assert a.execute("RELOAD").statusmessage == "RELOAD"
+        shown = {row[0]: row[1] for row in a.execute("SHOW CONFIG").fetchall()}
+        assert shown["auth_query"] == BOUND and shown["auth_query_user"] == "aq_reader"
+        assert "auth_query_password" not in shown
+    with login(t, "app", "app") as c:
+        assert c.execute("select current_user").fetchone()[0] == "app"

@@ -193,3 +193,27 @@ def test_exec_time_seconds_total_matches_the_histogram(pgcat, cluster, pgml):
     assert 1.2 <= histogram < 3, histogram
     total = one(families, "pgcat_ml_exec_time_seconds_total", model="it/slow", server=gpu)
     assert abs(total - histogram) < 0.05, (total, histogram)
+
+
+def test_inference_pool_is_shown_apart_with_its_own_size(pgcat, cluster, pgml):
+    """A tagged server's inference pool (inference_pool_size 1 here, pool_size 2) has its own SHOW DATABASES row and
+    size, its connections are named `..._inference` in SHOW SERVERS, and the per-address series count each
+    connection once (before, the inference row showed pool_size and the connection counts were doubled)."""
+    t, port = start(pgcat, cluster, inference_pool_size=1)
+    with t.connect() as c:
+        assert c.execute(EMBED, ("it/model-a",)).fetchone() == (True, cluster.replica2)
+    with t.connect(user="pgcat_admin", password="pgcat_admin", dbname="pgcat") as a:
+        databases = {r[0]: (r[5], r[9], r[10]) for r in a.execute("SHOW DATABASES").fetchall()}
+        # (pool_size, max_connections, current_connections)
+        assert databases["app_shard_0_replica_1_inference"] == (1, 1, 1), databases
+        assert databases["app_shard_0_replica_1"][:2] == (2, 2), databases
+        servers = [r[3] for r in a.execute("SHOW SERVERS").fetchall()]
+        assert servers.count("app_shard_0_replica_1_inference") == 1, servers
+        ordinary_on_gpu = servers.count("app_shard_0_replica_1")
+    families = scrape(port)
+    labels = {"pool": "app", "role": "replica", "index": "2"}
+    assert one(families, "pgcat_databases_pool_size", **labels) == 3  # the address's two pools together
+    assert one(families, "pgcat_databases_current_connections", **labels) == 1 + ordinary_on_gpu
+    idle = one(families, "pgcat_servers_idle_count", **labels)
+    active = one(families, "pgcat_servers_active_count", **labels)
+    assert idle + active == 1 + ordinary_on_gpu, (idle, active)

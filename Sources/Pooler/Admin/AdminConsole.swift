@@ -142,6 +142,9 @@ struct AdminConsole {
         row("ban_time", String(g.banTime))
         row("idle_client_in_transaction_timeout", String(g.idleClientInTransactionTimeout))
         row("query_timeout", String(g.queryTimeout))
+        // (the password is not shown; a reload applies all three to the pools that inherit them)
+        row("auth_query", g.authQuery ?? "None")
+        row("auth_query_user", g.authQueryUser ?? "None")
         for named in config.pools {
             let p = named.config
             let prefix = "pools.\(named.name)"
@@ -172,9 +175,9 @@ struct AdminConsole {
                 let address = slot.address
                 result.append([
                     .text(Self.addressName(pool: pool, slot: slot)), .text(address.host), .int(address.port),
-                    .text(address.database), .text(pool.user), .int(pool.settings.poolSize),
-                    .int(pool.settings.minPoolSize), .int(0), .text(pool.settings.poolMode.rawValue),
-                    .int(pool.settings.poolSize), .int(counts[index]), .int(paused ? 1 : 0),
+                    .text(address.database), .text(pool.user), .int(pool.maxConnections(of: slot)),
+                    .int(slot.isInference ? 0 : pool.settings.minPoolSize), .int(0), .text(pool.settings.poolMode.rawValue),
+                    .int(pool.maxConnections(of: slot)), .int(counts[index]), .int(paused ? 1 : 0),
                     .int(pool.isBanned(slotIndex: index) ? 1 : 0),
                 ])
             }
@@ -245,7 +248,7 @@ struct AdminConsole {
         ])
         for pool in runtime.pools(database: nil, user: nil) + runtime.retiredPoolsWithConnections {
             for server in pool.serverInfos() {
-                let slot = pool.slots[min(server.address.slotIndex(in: pool), pool.slots.count - 1)]
+                let slot = pool.slots[server.slotIndex]
                 result.append([
                     .text(Self.clientID(Int32(truncatingIfNeeded: server.id))), .text(server.address.database),
                     .text(pool.user), .text(Self.addressName(pool: pool, slot: slot)), .text(server.applicationName),
@@ -324,7 +327,7 @@ struct AdminConsole {
     private func showBans() -> AdminResult {
         var result = AdminResult([
             ("db", .text), ("user", .text), ("role", .text), ("host", .text), ("reason", .text), ("ban_time", .text),
-            ("ban_duration_seconds", .text), ("ban_remaining_seconds", .text),
+            ("ban_duration_seconds", .text), ("ban_remaining_seconds", .text), ("port", .int4), ("address_id", .text),
         ])
         let formatter = ISO8601DateFormatter()
         for pool in runtime.pools(database: nil, user: nil) {
@@ -332,7 +335,8 @@ struct AdminConsole {
                 result.append([
                     .text(pool.database), .text(pool.user), .text(ban.role), .text(ban.address.host),
                     .text(ban.ban.reason), .text(formatter.string(from: ban.ban.since)), .text(String(ban.ban.seconds)),
-                    .text(String(ban.remainingSeconds)),
+                    .text(String(ban.remainingSeconds)), .int(ban.address.port),
+                    .text(Self.addressName(pool: pool, slot: ban.slot)),
                 ])
             }
         }
@@ -401,12 +405,5 @@ struct AdminConsole {
     static func clientID(_ id: Int32) -> String {
         let hex = String(UInt32(bitPattern: id), radix: 16, uppercase: true)
         return "0x" + String(repeating: "0", count: max(0, 8 - hex.count)) + hex
-    }
-}
-
-extension ServerAddress {
-    /// This address's slot in `pool` (addresses are unique per pool).
-    func slotIndex(in pool: ConnectionPool) -> Int {
-        pool.slots.firstIndex { $0.address == self } ?? 0
     }
 }

@@ -84,14 +84,14 @@ extension PoolerRuntime {
                 add("pgcat_servers_query_count", .counter, labels, t.queries)
                 add("pgcat_servers_error_count", .counter, labels, t.errors)
                 var states: [ServerState: Int] = [:]
-                for server in servers where server.address == address { states[server.state, default: 0] += 1 }
+                for server in servers where server.slotIndex == index { states[server.state, default: 0] += 1 }
                 add("pgcat_servers_idle_count", .gauge, labels, states[.idle, default: 0])
                 add("pgcat_servers_active_count", .gauge, labels, states[.active, default: 0] + states[.used, default: 0])
                 add("pgcat_servers_tested_count", .gauge, labels, states[.tested, default: 0])
                 add("pgcat_servers_login_count", .gauge, labels, states[.login, default: 0])
                 add("pgcat_servers_is_banned", .gauge, labels, pool.isBanned(slotIndex: index) ? 1 : 0)
                 add("pgcat_servers_is_paused", .gauge, labels, paused ? 1 : 0)
-                add("pgcat_databases_pool_size", .gauge, labels, pool.settings.poolSize)
+                add("pgcat_databases_pool_size", .gauge, labels, pool.maxConnections(of: pool.slots[index]))
                 add("pgcat_databases_current_connections", .gauge, labels, counts[index])
             }
         }
