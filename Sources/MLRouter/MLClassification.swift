@@ -145,7 +145,7 @@ public enum MLClassifier {
         }
         switch argument {
         case .string(let text)?: return .model(keyText(text, function: String(base)))
-        case .integer(let id)?: return .model("model:\(id)")
+        case .integer(let id)?: return .model(keyText(String(id), function: String(base)))  // as the same text quoted
         case .parameter(let number)?: return .parameter(number, function: String(base))
         case .expression?, nil: return .unknown
         }
@@ -173,7 +173,7 @@ public enum MLClassifier {
         guard index >= 0, index < arguments.count else { return .unknown }
         switch arguments[index] {
         case .string(let text): return .model(keyText(text, function: function))
-        case .integer(let id): return .model("model:\(id)")
+        case .integer(let id): return .model(keyText(String(id), function: function))
         case .parameter, .expression: return .unknown
         }
     }

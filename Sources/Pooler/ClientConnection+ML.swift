@@ -84,6 +84,14 @@ extension ClientConnection {
                     best = resolved
                 }
                 text = nil
+            case FrontendID.describe:
+                // asyncpg prepares with Parse, Describe, Flush and binds later: the Parse was answered here (the
+                // statement cache), so the Describe is what leases, and the Bind runs where it did.
+                // (An unnamed statement's Parse is relayed, and classified above.)
+                guard payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"),
+                      let name = payload.readNullTerminatedString(), !name.isEmpty,
+                      var definition = statements[name]?.definition else { break }
+                text = definition.readNullTerminatedString()
             case FrontendID.sync:
                 break scan
             default:

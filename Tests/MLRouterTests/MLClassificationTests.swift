@@ -60,6 +60,10 @@ final class MLClassificationTests: XCTestCase {
         ("SELECT pgml.predict($1, ARRAY[1, 2, 3])", .cpuInference, .parameter(1, function: "predict")),
         ("SELECT pgml.embed(m.name, 'x') FROM models m", .gpuInference, .unknown),
         ("SELECT pgml.predict(42, ARRAY[1, 2, 3])", .cpuInference, .model("model:42")),
+        ("SELECT pgml.predict('42', ARRAY[1, 2, 3])", .cpuInference, .model("model:42")),
+        // a number as a transformer name is the same key as that name quoted (one model, one home)
+        ("SELECT pgml.embed(7::text, 'x')", .gpuInference, .model("7")),
+        ("SELECT pgml.embed('7', 'x')", .gpuInference, .model("7")),
         ("SELECT pgml.transform('{\"task\": \"summarization\"}'::jsonb, inputs => ARRAY['x'])", .gpuInference, .model("task:summarization")),
         ("SELECT pgml.transform('translation_en_to_fr', inputs => ARRAY['hi'])", .gpuInference, .model("task:translation_en_to_fr")),
         // CPU inference

@@ -310,3 +310,34 @@ def test_inference_inside_a_transaction_routed_elsewhere_is_counted(pgcat, clust
     text = urllib.request.urlopen(f"http://{HOST}:{metrics_port}/metrics", timeout=5).read().decode()
     line = [l for l in text.splitlines() if l.startswith("pgcat_ml_misplaced_total{")][0]
     assert line.endswith(" 1"), line
+
+
+def test_asyncpg_first_inference_of_a_connection_runs_on_a_gpu_server(pgcat, cluster, pgml):
+    """asyncpg prepares with Parse, Describe, Flush and binds later; the statement cache answers the Parse, so the
+    Describe leases: it must go to the inference pool (before, each connection's first inference ran on an untagged
+    server, also with `fallback: error`)."""
+    import asyncio
+
+    t = start(pgcat, cluster)
+    parameter = "select pgml.embed($1, 'hello') is not null, inet_server_port()"
+    literal = "select pgml.embed('m-literal', 'hello') is not null, inet_server_port()"
+
+    async def first_inference(query, *args):
+        conn = await t.aconnect(statement_cache_size=100)  # asyncpg's default: named statements
+        try:
+            return (await conn.fetchrow(query, *args))[1]
+        finally:
+            await conn.close()
+
+    async def run():
+        ports = [await first_inference(parameter, "m-param") for _ in range(3)]
+        ports += [await first_inference(literal) for _ in range(3)]
+        conn = await t.aconnect(statement_cache_size=100)
+        try:
+            statement = await conn.prepare(parameter)
+            ports += [(await statement.fetchrow("m-param"))[1] for _ in range(2)]
+        finally:
+            await conn.close()
+        return ports
+
+    assert asyncio.run(asyncio.wait_for(run(), 30)) == [cluster.replica2] * 8
