@@ -54,21 +54,19 @@ extension ClientConnection {
                 guard let nameEnd = frame.firstIndex(of: 0),
                       let textEnd = frame[(nameEnd + 1)...].firstIndex(of: 0) else { break scan }
                 text = (nameEnd + 1)..<textEnd
-            case FrontendID.bind:
+            case FrontendID.bind, FrontendID.describe:
+                // A Bind of a named statement, or a Describe of one: asyncpg prepares with Parse, Describe, Flush
+                // and binds later, and the statement cache answered the Parse, so the Describe is what leases.
                 guard var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize) else { break scan }
-                _ = payload.readNullTerminatedString()
-                if let name = payload.readNullTerminatedString(), !name.isEmpty, var statement = statements[name] {
-                    // A named statement's intent is worked out once and kept with it.
-                    let cached: ReadWriteRouting.Intent?
-                    if let known = statement.routingIntent {
-                        cached = known
-                    } else {
-                        var definition = statement.definition
-                        cached = definition.readNullTerminatedString().flatMap { intent(of: $0, limit: settings.maxParseLength) }
-                        statement.routingIntent = .some(cached)
-                        statements[name] = statement
-                    }
-                    let decided = ReadWriteRouting.role(for: cached, primaryReads: primaryReads, fallback: settings.defaultRole)
+                if header.id == FrontendID.bind {
+                    _ = payload.readNullTerminatedString()  // (the portal)
+                } else if payload.readInteger(as: UInt8.self) != UInt8(ascii: "S") {
+                    break  // a portal's statement came with its Bind
+                }
+                if let name = payload.readNullTerminatedString(), !name.isEmpty,
+                   let named = namedStatementIntent(name, limit: settings.maxParseLength) {
+                    let decided = ReadWriteRouting.role(for: named, primaryReads: primaryReads,
+                                                        fallback: settings.defaultRole)
                     role = role.map { ReadWriteRouting.combine($0, decided) } ?? decided
                     if role == .primary { break scan }
                 }
@@ -91,6 +89,18 @@ extension ClientConnection {
             return .primary  // its own recent write may not have reached the replicas yet
         }
         return decided
+    }
+
+    /// The read/write intent of the client's named statement `name` (`.some(nil)` when its text is not classified),
+    /// worked out once and kept with it; nil when the client has no such statement.
+    private func namedStatementIntent(_ name: String, limit: Int?) -> ReadWriteRouting.Intent?? {
+        guard var statement = statements[name] else { return nil }
+        if let known = statement.routingIntent { return known }
+        var definition = statement.definition
+        let found = definition.readNullTerminatedString().flatMap { intent(of: $0, limit: limit) }
+        statement.routingIntent = .some(found)
+        statements[name] = statement
+        return .some(found)
     }
 
     /// The role for a Query that is `EXECUTE name(...)` of a statement this client PREPAREd at the SQL level: the

@@ -292,3 +292,30 @@ def test_query_parser_max_length_sends_longer_texts_to_the_primary(split, cluste
         assert where(c, short)[0] is True
         long = short + " /* " + "x" * 80 + " */"
         assert where(c, long) == (False, cluster.primary)
+
+
+def test_asyncpg_statements_described_before_they_are_bound_keep_their_role(split, cluster, primary):
+    """asyncpg prepares with Parse, Describe, Flush and sends the Bind later; with the statement cache the pooler
+    answers the Parse, so the Describe leases: a write must lease the primary there, and a read a replica."""
+    import asyncio
+
+    table = primary.make_table("rw_split_asyncpg")
+    wait_on_replicas(cluster, f"select to_regclass('{table}') is not null", table)
+    t = split()
+
+    async def run():
+        results = []
+        for i in range(4):
+            conn = await t.aconnect(statement_cache_size=100)  # asyncpg's default: named statements
+            try:
+                results.append(await conn.fetchrow(
+                    f"insert into {table} values ($1, 'a') returning pg_is_in_recovery(), inet_server_port()", i))
+                results.append(await conn.fetchrow("select pg_is_in_recovery(), $1::int", i))
+            finally:
+                await conn.close()
+        return results
+
+    results = asyncio.run(asyncio.wait_for(run(), 30))
+    assert [tuple(r) for r in results[0::2]] == [(False, cluster.primary)] * 4
+    assert [r[0] for r in results[1::2]] == [True] * 4
+    assert primary.value(f"select count(*) from {table}") == 4
