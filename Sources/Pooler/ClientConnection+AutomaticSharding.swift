@@ -160,8 +160,22 @@ extension ClientConnection {
     /// The text of the client's statement `name` as the pooler last saw it parsed (the unnamed one: its last
     /// unnamed Parse), or nil.
     func knownText(ofStatement name: String) -> String? {
+        if poolMode == .session { return sessionStatementTexts[name] }
         // (Both copies start at the statement's text.)
         guard var definition = name.isEmpty ? savedUnnamedParse : statements[name]?.definition else { return nil }
         return definition.readNullTerminatedString()
+    }
+
+    /// Session mode: notes what a whole Parse or Close relayed at `index` does to the client's statements.
+    func noteSessionStatement(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) {
+        guard var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize) else { return }
+        if header.id == FrontendID.parse {
+            guard let name = payload.readNullTerminatedString(), let text = payload.readNullTerminatedString() else {
+                return
+            }
+            sessionStatementTexts[name] = text
+        } else if payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"), let name = payload.readNullTerminatedString() {
+            sessionStatementTexts[name] = nil
+        }
     }
 }

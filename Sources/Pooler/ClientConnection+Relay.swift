@@ -66,6 +66,8 @@ extension ClientConnection {
         // A read that `read_your_writes_window` sent to the primary too: a write behind it opens a new window.
         // With automatic sharding every transaction is routed by its own key.
         let shardsEach = shardsEachTransaction
+        // (In session mode the statements' texts are kept here, for the Binds to come.)
+        let notesStatements = shardsEach && poolMode == .session
         let holdsAtTransactionEnd = releasesAfterTransaction && ((leaseRole != .primary || primaryForReadYourWrites)
             && routesEachTransaction || shardsEach)
         var endsUnitForBind = false
@@ -133,7 +135,9 @@ extension ClientConnection {
                 && (header.payloadSize < 1024 || !resetStatements.isEmpty)
             let inspectsResetStatement = inspectsResetParse || (!resetStatements.isEmpty || !restoreAtSync.isEmpty)
                 && (header.id == FrontendID.bind || header.id == FrontendID.close)
+            let notesStatement = notesStatements && (header.id == FrontendID.parse || header.id == FrontendID.close)
             let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync || checksShard || inspectsReset
+                || notesStatement
                 || checksQueryShard || header.id == FrontendID.sync && !restoreAtSync.isEmpty
                 || inspectsResetParse
                 || header.id == FrontendID.describe || unnamedUse == .parse || unnamedUse == .undecided
@@ -170,6 +174,7 @@ extension ClientConnection {
                 continue
             }
             if inspectsResetStatement { noteResetStatement(header, in: buffer, at: index) }
+            if notesStatement { noteSessionStatement(header, in: buffer, at: index) }
             if pluginsInspect, let plugins {
                 let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
                 let frameStart = index

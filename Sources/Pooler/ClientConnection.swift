@@ -149,6 +149,9 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var scanner = FrameStreamScanner()
     /// The client's named prepared statements: its name -> server-side name and definition (transaction mode).
     var statements: [String: ClientStatement] = [:]
+    /// Session mode with `automatic_sharding_key`: the texts of the statements the client prepared (the unnamed one
+    /// under ""), so that a later Bind is checked against the session's shard (ClientConnection+AutomaticSharding).
+    var sessionStatementTexts: [String: String] = [:]
     /// SQL-level `PREPARE` texts by statement name, replayed on the server an `EXECUTE` lands on.
     var sqlStatements: [String: String] = [:]
     /// A pooler-made error answered an extended message: drop the client's messages up to its Sync, which still

@@ -701,3 +701,38 @@ def test_a_named_begin_the_pooler_answered_works_where_it_is_bound_later(pgcat, 
     r.query("rollback")
     assert r.txn_status == "I"
     r.terminate()
+
+
+@pytest.mark.parametrize("prepare", [None, 0], ids=["unnamed", "named"])
+def test_session_mode_checks_extended_statements_against_the_sessions_shard(pgcat, cluster, shard_tables, prepare):
+    """In session mode the first keyed request decides the session's shard; a later extended-protocol statement
+    whose key belongs elsewhere is refused with 0A000 like a simple Query (before, it ran on the session's shard:
+    its read found nothing, its write landed on the wrong shard: here Postgres refuses the partition)."""
+    import asyncio
+
+    t = sharded(pgcat, cluster, automatic_sharding_key="data.id", pool_mode="session")
+    shards = keys_by_shard(t, range(700, 760))
+    home, other = shards[0][0], shards[1][0]
+    with t.connect(dbname="sharded", prepare_threshold=prepare) as c:
+        assert c.execute("select current_database() from data where id = %s", (home,)).fetchall() == []
+        assert c.execute("select current_database()").fetchone() == ("shard0",)
+        c.execute("insert into data (id, v) values (%s, 'home')", (shards[0][1],))
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="belongs on shard 1"):
+            c.execute("insert into data (id, v) values (%s, 'other')", (other,))
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="belongs on shard 1"):
+            c.execute("select v from data where id = %s", (other,))
+        assert c.execute("select v from data where id = %s", (shards[0][1],)).fetchone() == ("home",)
+
+    async def asyncpg_session():  # asyncpg describes before it binds: its session starts on default_shard (0)
+        conn = await t.aconnect(dbname="sharded", statement_cache_size=100)
+        try:
+            assert await conn.fetchval("select current_database() from data where id = $1", home) is None
+            try:
+                await conn.fetchval("select v from data where id = $1", other)
+            except Exception as e:  # noqa: BLE001
+                return getattr(e, "sqlstate", repr(e))
+            return "no error"
+        finally:
+            await conn.close()
+
+    assert asyncio.run(asyncio.wait_for(asyncpg_session(), 20)) == "0A000"
