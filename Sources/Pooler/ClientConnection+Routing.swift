@@ -186,7 +186,14 @@ extension ClientConnection {
             return true
         }
         if let regex = pool.shardingKeyRegex, let match = regex.firstMatch(in: text, range: range),
-           match.numberOfRanges > 1, let group = Range(match.range(at: 1), in: text), let key = Int64(text[group]) {
+           match.numberOfRanges > 1, let group = Range(match.range(at: 1), in: text) {
+            guard let key = Int64(text[group]) else {
+                // (before, ignored: the statement ran on whatever shard the client was on)
+                sendError(SQLState("22023"), "sharding key \(text[group].prefix(64)) named in the query's comment is not "
+                          + "a bigint")
+                if header.id == FrontendID.query { sendReady() } else { discardUntilSync = true }
+                return false
+            }
             routing.shard = pool.sharder.shard(of: key, shards: pool.shardCount)
         }
         return true

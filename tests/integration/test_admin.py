@@ -475,6 +475,9 @@ def test_ban_usage_errors(pgcat):
         with pytest.raises(psycopg.Error) as ei:
             a.execute("PAUSE nosuchdb,nosuchuser")
         assert "No pool configured" in ei.value.diag.message_primary
+        with pytest.raises(psycopg.Error) as ei:
+            a.execute("PAUSE nosuchdb")
+        assert ei.value.diag.message_primary == "No pool configured for database: nosuchdb"
         assert a.execute("SHOW VERSION").fetchone()[0].startswith("PgCat")
 
 

@@ -83,6 +83,11 @@ def test_comment_routing(pgcat, cluster, shard_tables):
             with pytest.raises(psycopg.errors.InvalidParameterValue, match="is not configured"):
                 c.execute(query + " where %s = 1", (1,))
         assert c.execute("select current_database()").fetchone()[0] == "shard2"
+        # A sharding key that is no bigint is refused too (before, ignored: the statement ran on shard 2).
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="sharding key 99999999999999999999 named in "
+                           "the query's comment is not a bigint"):
+            c.execute("/* sharding_key: 99999999999999999999 */ select current_database()")
+        assert c.execute("select current_database()").fetchone()[0] == "shard2"
 
 
 @pytest.mark.parametrize("mode", ["shard_1", "random"])

@@ -64,7 +64,8 @@ struct AdminConsole {
             if case .pause = command { pausing = true } else { pausing = false }
             let pools = runtime.pools(database: selector?.database, user: selector?.user)
             if selector != nil && pools.isEmpty {
-                return Reply(error: (.undefinedObject, "No pool configured for database: \(selector!.database), user: \(selector!.user ?? "")"))
+                let user = selector!.user.map { ", user: \($0)" } ?? ""
+                return Reply(error: (.undefinedObject, "No pool configured for database: \(selector!.database)\(user)"))
             }
             for pool in pools { pausing ? pool.pause() : pool.resume() }
             var tag = pausing ? "PAUSE" : "RESUME"
