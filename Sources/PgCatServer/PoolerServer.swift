@@ -93,8 +93,13 @@ public final class PoolerServer: @unchecked Sendable {
         let keepalive = self.keepalive
         // The exporter first: once the pooler's port accepts clients, their metrics can be scraped.
         if let exporter {
-            exporterChannel = try await exporter.start(host: general.host, port: general.prometheusExporterPort,
-                                                       group: engine.nioGroup, logger: logger)
+            do {
+                exporterChannel = try await exporter.start(host: general.host, port: general.prometheusExporterPort,
+                                                           group: engine.nioGroup, logger: logger)
+            } catch {
+                throw ListenError(what: "the Prometheus exporter", keys: "general.host, general.prometheus_exporter_port",
+                                  host: general.host, port: general.prometheusExporterPort, underlying: error)
+            }
         }
         let initializer: @Sendable (Channel) -> EventLoopFuture<Void> = { channel in
             // Each channel keeps its receive buffer between reads: start small (NIO's default is 2 KiB) so
@@ -104,24 +109,12 @@ public final class PoolerServer: @unchecked Sendable {
             }
         }
         let boundPort: Int?
-        switch engine {
-        case .nio(let group):
-            let channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(ChannelOptions.backlog, value: 1024)
-                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer(initializer)
-                .bind(host: general.host, port: general.port).get()
-            closeListener = { channel.close() }
-            boundPort = channel.localAddress?.port
-        #if os(Linux)
-        case .epoll(let group, _):
-            let listener = try await EpollListener.bind(
-                host: general.host, port: general.port, backlog: 1024, group: group,
-                socketOptions: keepalive.allOptions.map { ($0.level, $0.name, $0.value) },
-                childInitializer: initializer).get()
-            closeListener = { listener.close() }
-            boundPort = listener.localAddress?.port
-        #endif
+        do {
+            boundPort = try await listen(general, initializer)
+        } catch {
+            _ = try? await exporterChannel?.close().get()  // (the process is about to exit: leave nothing bound)
+            throw ListenError(what: "clients", keys: "general.host, general.port", host: general.host,
+                              port: general.port, underlying: error)
         }
         let loops = group
         janitor = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .seconds(1)) { _ in
@@ -193,5 +186,42 @@ public final class PoolerServer: @unchecked Sendable {
         try? await exporterChannel?.close()
         await engine.shutdown()
         try? await threadPool.shutdownGracefully()
+    }
+
+    /// Binds the clients' listener; returns its port.
+    private func listen(_ general: GeneralConfig,
+                        _ initializer: @escaping @Sendable (Channel) -> EventLoopFuture<Void>) async throws -> Int? {
+        switch engine {
+        case .nio(let group):
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(ChannelOptions.backlog, value: 1024)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer(initializer)
+                .bind(host: general.host, port: general.port).get()
+            closeListener = { channel.close() }
+            return channel.localAddress?.port
+        #if os(Linux)
+        case .epoll(let group, _):
+            let listener = try await EpollListener.bind(
+                host: general.host, port: general.port, backlog: 1024, group: group,
+                socketOptions: keepalive.allOptions.map { ($0.level, $0.name, $0.value) },
+                childInitializer: initializer).get()
+            closeListener = { listener.close() }
+            return listener.localAddress?.port
+        #endif
+        }
+    }
+}
+
+/// A port the pooler could not listen on, named with the config keys that chose it.
+public struct ListenError: Error, CustomStringConvertible {
+    var what: String
+    var keys: String
+    var host: String
+    var port: Int
+    var underlying: Error
+
+    public var description: String {
+        "cannot listen on \(host):\(port) for \(what) (\(keys)): \(underlying)"
     }
 }

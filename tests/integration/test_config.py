@@ -68,6 +68,23 @@ def test_check_does_not_start_listening(cluster, tmp_path):
         socket.create_connection((HOST, port), timeout=1).close()
 
 
+def test_a_port_in_use_is_named_with_its_key(cluster, tmp_path):
+    """A listener port already taken stops start-up with the address and the config keys that chose it."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind((HOST, 0))
+    taken.listen()
+    try:
+        cfg = build_config(cluster, taken.getsockname()[1])
+        r = run_expect_exit(tmp_path, to_yaml(cfg), name="busy.yaml")
+        assert r.returncode != 0, r.stdout
+        assert f"cannot listen on {HOST}:{taken.getsockname()[1]} for clients (general.host, general.port)" in r.stdout, \
+            r.stdout
+    finally:
+        taken.close()
+
+
 def test_version_flag():
     try:
         r = run_pgcat(["--version"], timeout=15)
