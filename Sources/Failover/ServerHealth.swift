@@ -1,10 +1,15 @@
 /// What background probes found about the servers of a shard, and what follows from it: which server is the
 /// primary (`role: auto`), how far each replica lags (`max_replica_lag_bytes`), which servers are down. Pure.
 public enum ServerHealth {
-    /// One probe: `SELECT pg_is_in_recovery(), <current or replayed WAL position>`.
+    /// One probe: `SELECT pg_is_in_recovery(), <current or replayed WAL position>, <a primary's timeline>`.
     public enum Probe: Equatable, Sendable {
-        case up(inRecovery: Bool, lsn: UInt64?)
+        case up(inRecovery: Bool, lsn: UInt64?, timeline: UInt32? = nil)
         case down(reason: String)
+    }
+
+    /// A timeline as the first 8 hex digits of a WAL file name (`pg_walfile_name`).
+    public static func parseTimeline(_ text: String) -> UInt32? {
+        text.count == 8 ? UInt32(text, radix: 16) : nil
     }
 
     /// A WAL position as Postgres prints it (`16/B374D848`).
@@ -25,26 +30,61 @@ public enum ServerHealth {
         public var lagBytes: UInt64?
         /// The replica lags more than allowed: keep it out of rotation.
         public var lagging: Bool
+        /// Not in recovery, yet not the shard's primary: an old primary still (or again) running beside the one
+        /// promoted after it. It must get neither writes (two primaries split the data) nor reads (its data is old).
+        public var stalePrimary: Bool = false
     }
 
-    /// - Parameter maxLagBytes: 0 disables the lag check.
-    public static func verdicts(for probes: [Probe], maxLagBytes: UInt64) -> [Verdict] {
-        // The primary's position: the newest position among servers not in recovery (normally exactly one).
-        let primaryLSN = probes.compactMap { probe -> UInt64? in
-            if case .up(false, let lsn?) = probe { return lsn }
-            return nil
-        }.max()
-        return probes.map { probe in
-            switch probe {
+    /// How a server's role is configured.
+    public enum RoleSetting: Sendable { case primary, replica, auto }
+
+    /// - Parameters:
+    ///   - maxLagBytes: 0 disables the lag check.
+    ///   - roles: each server's configured role (nil: all `auto`).
+    ///   - previousPrimary: the server taken as primary until now: it stays so among equals.
+    public static func verdicts(for probes: [Probe], maxLagBytes: UInt64, roles: [RoleSetting]? = nil,
+                                previousPrimary: Int? = nil) -> [Verdict] {
+        let roles = roles ?? Array(repeating: .auto, count: probes.count)
+        let primary = electPrimary(probes, roles: roles, previousPrimary: previousPrimary)
+        var primaryLSN: UInt64?
+        if let primary, case .up(_, let lsn, _) = probes[primary] { primaryLSN = lsn }
+        return probes.indices.map { index in
+            switch probes[index] {
             case .down:
                 return Verdict(up: false, isPrimary: nil, lagBytes: nil, lagging: false)
-            case .up(let inRecovery, let lsn):
-                guard inRecovery else { return Verdict(up: true, isPrimary: true, lagBytes: 0, lagging: false) }
+            case .up(let inRecovery, let lsn, _):
+                if !inRecovery, index == primary || roles[index] != .auto {
+                    return Verdict(up: true, isPrimary: true, lagBytes: 0, lagging: false)
+                }
+                if !inRecovery {
+                    return Verdict(up: true, isPrimary: false, lagBytes: nil, lagging: false, stalePrimary: true)
+                }
                 var lag: UInt64?
                 if let primaryLSN, let lsn { lag = primaryLSN > lsn ? primaryLSN - lsn : 0 }
                 let lagging = maxLagBytes > 0 && (lag.map { $0 > maxLagBytes } ?? (primaryLSN != nil))
                 return Verdict(up: true, isPrimary: false, lagBytes: lag, lagging: lagging)
             }
         }
+    }
+
+    /// The one server of the shard taken as primary: the configured primary (the operator's word, up or not);
+    /// otherwise, among the `auto` servers not in recovery, the one on the newest timeline (a promotion starts a new
+    /// timeline, so an old primary that still runs, or runs again, loses), the previous choice among equals, else
+    /// the first. The `auto` servers not in recovery that are not chosen are stale primaries.
+    static func electPrimary(_ probes: [Probe], roles: [RoleSetting], previousPrimary: Int?) -> Int? {
+        if let configured = roles.firstIndex(of: .primary) { return configured }
+        let candidates = probes.indices.filter { index in
+            guard roles[index] == .auto, case .up(false, _, _) = probes[index] else { return false }
+            return true
+        }
+        guard candidates.count > 1 else { return candidates.first }
+        func timeline(_ index: Int) -> UInt32 {
+            if case .up(_, _, let timeline?) = probes[index] { return timeline }
+            return 0
+        }
+        let newest = candidates.map(timeline).max()!
+        let top = candidates.filter { timeline($0) == newest }
+        if let previousPrimary, top.contains(previousPrimary) { return previousPrimary }
+        return top.first
     }
 }

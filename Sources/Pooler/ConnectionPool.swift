@@ -198,6 +198,8 @@ public final class ConnectionPool: @unchecked Sendable {
         let detectedPrimary = ManagedAtomic<Int>(-1)
         /// The replica lags more than `max_replica_lag_bytes` (health checker); kept out of rotation.
         let lagging = ManagedAtomic<Bool>(false)
+        /// `role: auto`: the server is not in recovery beside the shard's primary (health checker); banned.
+        let stalePrimary = ManagedAtomic<Bool>(false)
         /// The replica's last measured lag in bytes.
         let lagBytes = Counter()
         /// Whether it is the primary now: as configured, or as detected for `role: auto`.

@@ -73,8 +73,9 @@ extension ConnectionPool {
             }
         }
         return result.map { row -> ServerHealth.Probe in
-            guard row.count == 2, let recovery = row[0] else { return .down(reason: "unexpected health check reply") }
-            return .up(inRecovery: recovery == "t", lsn: row[1].flatMap(ServerHealth.parseLSN))
+            guard row.count == 3, let recovery = row[0] else { return .down(reason: "unexpected health check reply") }
+            return .up(inRecovery: recovery == "t", lsn: row[1].flatMap(ServerHealth.parseLSN),
+                       timeline: row[2].flatMap(ServerHealth.parseTimeline))
         }.recover { error in .down(reason: "\(error)") }
     }
 
@@ -89,30 +90,56 @@ extension ConnectionPool {
 
     /// Applies a round's probes to this pool's shards.
     func apply(_ probes: [PoolerRuntime.AddressKey: ServerHealth.Probe]) {
-        let shards = Dictionary(grouping: slots, by: { $0.address.shard })
-        for (_, shardSlots) in shards {
-            let results = shardSlots.map { probes[PoolerRuntime.AddressKey($0.address)] }
+        // (A tagged server's inference pool is a second slot of the same server: judged once, applied to both.)
+        let servers = slots.filter { !$0.isInference }
+        for (_, shardServers) in Dictionary(grouping: servers, by: { $0.address.shard }) {
+            let results = shardServers.map { probes[PoolerRuntime.AddressKey($0.address)] }
             guard results.allSatisfy({ $0 != nil }) else { continue }  // probed by another round
-            let verdicts = ServerHealth.verdicts(for: results.map { $0! }, maxLagBytes: UInt64(max(0, maxReplicaLagBytes)))
-            for (slot, verdict) in zip(shardSlots, verdicts) {
-                if slot.address.role == "auto" {
-                    // An unreachable auto server is no primary until it answers again (and can then be banned).
-                    let detected = verdict.isPrimary.map { $0 ? 1 : 0 } ?? -1
-                    let old = slot.detectedPrimary.exchange(detected, ordering: .relaxed)
-                    if old != detected {
-                        logger.notice("server role detected", metadata: [
-                            "server": "\(slot.address)",
-                            "role": "\(detected == 1 ? "primary" : detected == 0 ? "replica" : "unknown (down)")"])
-                    }
+            let roles = shardServers.map { slot -> ServerHealth.RoleSetting in
+                switch slot.configuredRole {
+                case .primary: return .primary
+                case .replica: return .replica
+                case .auto: return .auto
                 }
-                let wasLagging = slot.lagging.exchange(verdict.lagging, ordering: .relaxed)
-                if wasLagging != verdict.lagging {
-                    logger.notice(verdict.lagging ? "replica lags: out of rotation" : "replica caught up", metadata: [
-                        "server": "\(slot.address)", "lag_bytes": "\(verdict.lagBytes.map(String.init) ?? "unknown")"])
-                }
-                if let lag = verdict.lagBytes { slot.lagBytes.store(Int(clamping: lag)) }
-                if !verdict.up { ban(slot: slot, reason: "FailedHealthCheck") }
+            }
+            let previous = shardServers.firstIndex { $0.configuredRole == .auto && $0.isPrimary }
+            let verdicts = ServerHealth.verdicts(for: results.map { $0! }, maxLagBytes: UInt64(max(0, maxReplicaLagBytes)),
+                                                 roles: roles, previousPrimary: previous)
+            for (server, verdict) in zip(shardServers, verdicts) {
+                for slot in slots where slot.address == server.address { apply(verdict, to: slot) }
             }
         }
+    }
+
+    private func apply(_ verdict: ServerHealth.Verdict, to slot: ServerSlot) {
+        let wasStale = slot.stalePrimary.exchange(verdict.stalePrimary, ordering: .relaxed)
+        if verdict.stalePrimary {
+            // A second server not in recovery, on an older timeline: no writes (the data would split) and no reads
+            // (its data is old) while it stays so.
+            slot.detectedPrimary.store(0, ordering: .relaxed)
+            if !wasStale && !slot.isInference {
+                logger.error("a second server is not in recovery: taken as a stale primary and banned", metadata: [
+                    "server": "\(slot.address)"])
+            }
+            ban(slot: slot, reason: "StalePrimary")
+            return
+        }
+        if slot.configuredRole == .auto {
+            // An unreachable auto server is no primary until it answers again (and can then be banned).
+            let detected = verdict.isPrimary.map { $0 ? 1 : 0 } ?? -1
+            let old = slot.detectedPrimary.exchange(detected, ordering: .relaxed)
+            if old != detected && !slot.isInference {
+                logger.notice("server role detected", metadata: [
+                    "server": "\(slot.address)",
+                    "role": "\(detected == 1 ? "primary" : detected == 0 ? "replica" : "unknown (down)")"])
+            }
+        }
+        let wasLagging = slot.lagging.exchange(verdict.lagging, ordering: .relaxed)
+        if wasLagging != verdict.lagging && !slot.isInference {
+            logger.notice(verdict.lagging ? "replica lags: out of rotation" : "replica caught up", metadata: [
+                "server": "\(slot.address)", "lag_bytes": "\(verdict.lagBytes.map(String.init) ?? "unknown")"])
+        }
+        if let lag = verdict.lagBytes { slot.lagBytes.store(Int(clamping: lag)) }
+        if !verdict.up { ban(slot: slot, reason: "FailedHealthCheck") }
     }
 }

@@ -17,8 +17,12 @@ final class ServerProbe: ServerOwner, @unchecked Sendable {
     private var resetsLoginSettings = false
 
     /// Schema-qualified: a client's search_path left on a pooled connection must not change what it calls.
+    /// A primary's timeline (the first 8 hex digits of its current WAL file name) tells an old primary from the one
+    /// promoted after it (ServerHealth).
     static let query = "SELECT pg_catalog.pg_is_in_recovery(), CASE WHEN pg_catalog.pg_is_in_recovery() "
-        + "THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END"
+        + "THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END, "
+        + "CASE WHEN NOT pg_catalog.pg_is_in_recovery() "
+        + "THEN pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8) END"
 
     private init(server: ServerConnection) {
         self.server = server

@@ -44,4 +44,39 @@ final class ServerHealthTests: XCTestCase {
         let verdicts = ServerHealth.verdicts(for: [.down(reason: "gone"), .up(inRecovery: false, lsn: 5)], maxLagBytes: 0)
         XCTAssertEqual(verdicts[1].isPrimary, true)
     }
+
+    func testTwoPrimariesTheNewestTimelineWinsAndTheOtherIsStale() {
+        // The old primary (timeline 1) still runs after a standby was promoted (timeline 2), in either order.
+        let old: ServerHealth.Probe = .up(inRecovery: false, lsn: 900, timeline: 1)
+        let promoted: ServerHealth.Probe = .up(inRecovery: false, lsn: 500, timeline: 2)
+        let replica: ServerHealth.Probe = .up(inRecovery: true, lsn: 400, timeline: nil)
+        for (probes, previous) in [([old, promoted, replica], 0), ([promoted, old, replica], 1)] {
+            let verdicts = ServerHealth.verdicts(for: probes, maxLagBytes: 0, previousPrimary: previous)
+            let promotedIndex = probes.firstIndex(of: promoted)!, oldIndex = probes.firstIndex(of: old)!
+            XCTAssertEqual(verdicts[promotedIndex].isPrimary, true)
+            XCTAssertFalse(verdicts[promotedIndex].stalePrimary)
+            XCTAssertEqual(verdicts[oldIndex].isPrimary, false)
+            XCTAssertTrue(verdicts[oldIndex].stalePrimary, "the old primary gets neither writes nor reads")
+            XCTAssertEqual(verdicts[2].lagBytes, 100, "lag is measured against the primary chosen, not the newest LSN")
+        }
+    }
+
+    func testTwoPrimariesOnOneTimelineKeepThePreviousChoice() {
+        let a: ServerHealth.Probe = .up(inRecovery: false, lsn: 1, timeline: 3)
+        let b: ServerHealth.Probe = .up(inRecovery: false, lsn: 2, timeline: 3)
+        XCTAssertEqual(ServerHealth.verdicts(for: [a, b], maxLagBytes: 0, previousPrimary: 1).map(\.stalePrimary), [true, false])
+        XCTAssertEqual(ServerHealth.verdicts(for: [a, b], maxLagBytes: 0).map(\.stalePrimary), [false, true])
+    }
+
+    func testAConfiguredPrimaryIsThePrimaryAndAutoServersBesideItAreStale() {
+        let probes: [ServerHealth.Probe] = [.up(inRecovery: false, lsn: 1, timeline: 1), .up(inRecovery: false, lsn: 1, timeline: 2),
+                                            .up(inRecovery: false, lsn: 1, timeline: 2)]
+        let verdicts = ServerHealth.verdicts(for: probes, maxLagBytes: 0, roles: [.primary, .auto, .replica])
+        XCTAssertEqual(verdicts.map(\.stalePrimary), [false, true, false], "a configured replica is left as configured")
+    }
+
+    func testTimelineFromAWalFileName() {
+        XCTAssertEqual(ServerHealth.parseTimeline("0000000A"), 10)
+        XCTAssertNil(ServerHealth.parseTimeline("A"))
+    }
 }

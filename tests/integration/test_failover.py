@@ -170,6 +170,18 @@ def test_promotion_with_auto_roles_moves_writes_without_reload(pgcat, cluster):
                 return {row[2]: row[0] for row in a.execute("show databases").fetchall()}
             assert wait_for(lambda: names().get(own.replica1) == "app_shard_0_primary", 10, "the name"), names()
             assert names().get(own.replica2) == "app_shard_0_replica_1", names()
+            # The old primary starts again, not in recovery, on the old timeline: a stale primary. It must get no
+            # writes (before, they were spread over both primaries and the data split) and no reads.
+            pg_ctl(f"{directory}/primary", "-w", "-l", f"{directory}/primary-restarted.log", "start")
+
+            def stale_bans():
+                return [row for row in a.execute("show bans").fetchall() if row[8] == own.primary]
+            assert wait_for(lambda: [row[4] for row in stale_bans()] == ["StalePrimary"], 10, "the stale primary's ban")
+        assert {write_port() for _ in range(20)} == {own.replica1}
+        with t.connect() as c:
+            reads = {c.execute("select inet_server_port()").fetchone()[0] for _ in range(20)}
+        assert own.primary not in reads, reads
+        assert "taken as a stale primary" in t.log()
     finally:
         try:
             cluster_script(port, "reset", directory)
