@@ -50,13 +50,13 @@ extension ConfigValidator {
         checkAtLeastOne(ml.inferencePoolSize, "\(path).inference_pool_size", &sink)
         checkAtLeastOne(ml.affinityReplicas, "\(path).affinity_replicas", &sink)
         checkNonNegative(ml.queueMax, "\(path).queue_max", &sink)
-        checkNonNegative(ml.queueTimeout, "\(path).queue_timeout", &sink)
-        checkNonNegative(ml.statementTimeout, "\(path).statement_timeout", &sink)
+        checkMilliseconds(ml.queueTimeout, "\(path).queue_timeout", &sink)
+        checkMilliseconds(ml.statementTimeout, "\(path).statement_timeout", &sink)
         for (i, model) in ml.models.enumerated() {
             let modelPath = "\(path).models.\(i)"
             if model.match.isEmpty { sink.add("\(modelPath).match", "is required (a glob on the model key)") }
             if let timeout = model.statementTimeout {
-                checkNonNegative(timeout, "\(modelPath).statement_timeout", &sink)
+                checkMilliseconds(timeout, "\(modelPath).statement_timeout", &sink)
             }
             if let max = model.maxConnectionsPerServer {
                 checkAtLeastOne(max, "\(modelPath).max_connections_per_server", &sink)

@@ -27,8 +27,8 @@ extension ConfigValidator {
                 ("server_lifetime", user.serverLifetime), ("connect_timeout", user.connectTimeout),
                 ("idle_timeout", user.idleTimeout),
             ]
-            for case let (key, value?) in optional { checkNonNegative(value, "\(userPath).\(key)", &sink) }
-            checkNonNegative(user.statementTimeout, "\(userPath).statement_timeout", &sink)
+            for case let (key, value?) in optional { checkMilliseconds(value, "\(userPath).\(key)", &sink) }
+            checkMilliseconds(user.statementTimeout, "\(userPath).statement_timeout", &sink)
             checkNonNegative(user.maxClientConnections, "\(userPath).max_client_connections", &sink)
             if let password = user.password, !password.isEmpty {
                 checkPassword(password, authType: user.authType, path: "\(userPath).password", &sink)

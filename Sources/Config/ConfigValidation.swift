@@ -36,21 +36,32 @@ struct ConfigValidator {
         if g.host.isEmpty { sink.add("general.host", "must not be empty") }
         checkPort(g.port, "general.port", &sink)
         checkPort(g.prometheusExporterPort, "general.prometheus_exporter_port", &sink)
-        let nonNegative: [(String, Int)] = [
+        let milliseconds: [(String, Int)] = [
             ("connect_timeout", g.connectTimeout), ("idle_timeout", g.idleTimeout),
             ("server_lifetime", g.serverLifetime),
             ("idle_client_in_transaction_timeout", g.idleClientInTransactionTimeout),
             ("query_timeout", g.queryTimeout),
             ("healthcheck_timeout", g.healthcheckTimeout), ("healthcheck_delay", g.healthcheckDelay),
-            ("shutdown_timeout", g.shutdownTimeout), ("ban_time", g.banTime), ("worker_threads", g.workerThreads),
-            ("tcp_keepalives_idle", g.tcpKeepalivesIdle), ("tcp_keepalives_count", g.tcpKeepalivesCount),
-            ("tcp_keepalives_interval", g.tcpKeepalivesInterval), ("tcp_user_timeout", g.tcpUserTimeout),
-            ("dns_max_ttl", g.dnsMaxTtl), ("max_client_conn", g.maxClientConn),
+            ("shutdown_timeout", g.shutdownTimeout), ("tcp_user_timeout", g.tcpUserTimeout),
             ("client_login_timeout", g.clientLoginTimeout),
         ]
+        for (key, value) in milliseconds { checkMilliseconds(value, "general.\(key)", &sink) }
+        let seconds: [(String, Int)] = [
+            ("ban_time", g.banTime), ("tcp_keepalives_idle", g.tcpKeepalivesIdle),
+            ("tcp_keepalives_interval", g.tcpKeepalivesInterval), ("dns_max_ttl", g.dnsMaxTtl),
+        ]
+        for (key, value) in seconds { checkSeconds(value, "general.\(key)", &sink) }
+        let nonNegative: [(String, Int)] = [
+            ("worker_threads", g.workerThreads), ("tcp_keepalives_count", g.tcpKeepalivesCount),
+            ("max_client_conn", g.maxClientConn),
+        ]
         for (key, value) in nonNegative { checkNonNegative(value, "general.\(key)", &sink) }
-        if let autoreload = g.autoreload, autoreload < 1 {
-            sink.add("general.autoreload", "must be at least 1 ms (leave it out to turn autoreload off)")
+        if let autoreload = g.autoreload {
+            if autoreload < 1 {
+                sink.add("general.autoreload", "must be at least 1 ms (leave it out to turn autoreload off)")
+            } else {
+                checkMilliseconds(autoreload, "general.autoreload", &sink)
+            }
         }
         if g.maxMessageSize < minimumMaxMessageSize {
             sink.add("general.max_message_size", "must be at least \(minimumMaxMessageSize) bytes")
@@ -99,18 +110,24 @@ struct ConfigValidator {
         }
         if p.users.isEmpty { sink.add("\(path).users", "must define at least one user") }
         if p.shards.isEmpty { sink.add("\(path).shards", "must define at least one shard") }
+        let optionalMilliseconds: [(String, Int?)] = [
+            ("connect_timeout", p.connectTimeout), ("idle_timeout", p.idleTimeout), ("server_lifetime", p.serverLifetime),
+        ]
+        for case let (key, value?) in optionalMilliseconds { checkMilliseconds(value, "\(path).\(key)", &sink) }
         let optionalNonNegative: [(String, Int?)] = [
-            ("connect_timeout", p.connectTimeout), ("idle_timeout", p.idleTimeout),
-            ("server_lifetime", p.serverLifetime), ("checkout_failure_limit", p.checkoutFailureLimit),
-            ("query_parser_max_length", p.queryParserMaxLength),
+            ("checkout_failure_limit", p.checkoutFailureLimit), ("query_parser_max_length", p.queryParserMaxLength),
         ]
         for case let (key, value?) in optionalNonNegative { checkNonNegative(value, "\(path).\(key)", &sink) }
+        let milliseconds: [(String, Int)] = [
+            ("db_activity_init_delay", p.dbActivityInitDelay), ("table_mutation_cache_ms_ttl", p.tableMutationCacheMsTtl),
+            ("read_your_writes_window", p.readYourWritesWindow),
+        ]
+        for (key, value) in milliseconds { checkMilliseconds(value, "\(path).\(key)", &sink) }
+        checkSeconds(p.dbActivityTtl, "\(path).db_activity_ttl", &sink)
         let nonNegative: [(String, Int)] = [
             ("regex_search_limit", p.regexSearchLimit),
             ("prepared_statements_cache_size", p.preparedStatementsCacheSize),
-            ("db_activity_init_delay", p.dbActivityInitDelay), ("db_activity_ttl", p.dbActivityTtl),
-            ("table_mutation_cache_ms_ttl", p.tableMutationCacheMsTtl), ("max_replica_lag_bytes", p.maxReplicaLagBytes),
-            ("read_your_writes_window", p.readYourWritesWindow),
+            ("max_replica_lag_bytes", p.maxReplicaLagBytes),
         ]
         for (key, value) in nonNegative { checkNonNegative(value, "\(path).\(key)", &sink) }
         if p.dbActivityBasedRouting, p.dbActivityInitDelay <= 0 {
@@ -197,6 +214,22 @@ struct ConfigValidator {
 
     func checkNonNegative(_ value: Int, _ path: String, _ sink: inout ProblemSink) {
         if value < 0 { sink.add(path, "must be 0 or more, found \(value)") }
+    }
+
+    /// A duration in milliseconds: 0 or more, at most a year (ConfigLimits).
+    func checkMilliseconds(_ value: Int, _ path: String, _ sink: inout ProblemSink) {
+        checkNonNegative(value, path, &sink)
+        if value > ConfigLimits.maxMilliseconds {
+            sink.add(path, "must be at most \(ConfigLimits.maxMilliseconds) ms (a year), found \(value)")
+        }
+    }
+
+    /// A duration in seconds: 0 or more, at most a year (ConfigLimits).
+    func checkSeconds(_ value: Int, _ path: String, _ sink: inout ProblemSink) {
+        checkNonNegative(value, path, &sink)
+        if value > ConfigLimits.maxSeconds {
+            sink.add(path, "must be at most \(ConfigLimits.maxSeconds) seconds (a year), found \(value)")
+        }
     }
 
     func checkAtLeastOne(_ value: Int, _ path: String, _ sink: inout ProblemSink) {

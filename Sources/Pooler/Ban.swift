@@ -1,5 +1,6 @@
 /// A server address taken out of rotation for a while (admin BAN, later health checks). The primary is never
 /// banned; when every candidate is banned the pool uses them anyway rather than refusing all clients.
+import Config
 import Foundation
 import NIOCore
 
@@ -23,7 +24,7 @@ extension ConnectionPool {
     /// Bans every replica whose host is `host`; returns the addresses newly banned.
     func ban(host: String, seconds: Int, reason: String) -> [ServerAddress] {
         let now = NIODeadline.now().uptimeNanoseconds
-        let until = now + UInt64(seconds) * 1_000_000_000
+        let until = now + UInt64(min(max(seconds, 0), ConfigLimits.maxSeconds)) * 1_000_000_000
         return lock.withLock {
             var banned: [ServerAddress] = []
             for slot in slots where slot.address.host == host && !slot.isPrimary {
@@ -65,7 +66,7 @@ extension ConnectionPool {
     func ban(slot: ServerSlot, reason: String, seconds: Int? = nil) {
         guard !slot.isPrimary else { return }
         let seconds = seconds ?? banTime.load
-        let until = NIODeadline.now().uptimeNanoseconds + UInt64(max(seconds, 1)) * 1_000_000_000
+        let until = NIODeadline.now().uptimeNanoseconds + UInt64(min(max(seconds, 1), ConfigLimits.maxSeconds)) * 1_000_000_000
         let isNew = lock.withLock {
             let wasBanned = slot.bannedUntil.load(ordering: .relaxed) > NIODeadline.now().uptimeNanoseconds
             if until > slot.bannedUntil.load(ordering: .relaxed) {

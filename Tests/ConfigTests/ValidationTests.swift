@@ -159,6 +159,21 @@ final class ValidationTests: XCTestCase {
         assertProblem(Fixtures.yaml(general: admin + ["max_message_size: 10"]), at: "general.max_message_size")
     }
 
+    func testDurationsAreAtMostAYear() {
+        // (Each of these crashed the process at its first use: a deadline in nanoseconds overflowed.)
+        for key in ["connect_timeout", "idle_timeout", "server_lifetime", "healthcheck_delay", "autoreload"] {
+            assertProblem(Fixtures.yaml(general: admin + ["\(key): 9223372036854775807"]), at: "general.\(key)",
+                          reason: "at most 31536000000 ms")
+        }
+        assertProblem(Fixtures.yaml(general: admin + ["ban_time: 99999999999"]), at: "general.ban_time",
+                      reason: "at most 31536000 seconds")
+        assertProblem(Fixtures.yaml(pool: ["server_lifetime: 31536000001"]), at: "pools.app.server_lifetime")
+        assertProblem(Fixtures.yaml(user: ["username: a", "password: p", "pool_size: 1", "statement_timeout: 99999999999999"]),
+                      at: "pools.app.users.0.statement_timeout")
+        XCTAssertNoThrow(try ConfigLoader.parse(yaml: Fixtures.yaml(general: admin + ["idle_timeout: 31536000000",
+                                                                                      "ban_time: 31536000"])))
+    }
+
     func testDefaultShard() throws {
         assertProblem(Fixtures.yaml(pool: ["default_shard: shard_1"]), at: "pools.app.default_shard",
                       reason: "does not exist")

@@ -468,6 +468,8 @@ def test_ban_usage_errors(pgcat):
     with admin(t) as a:
         for command, message in [("BAN 127.0.0.1", "usage: BAN hostname duration_seconds"),
                                  ("BAN 127.0.0.1 soon", "duration_seconds must be an integer"),
+                                 # (before: the process crashed on an arithmetic overflow)
+                                 ("BAN 127.0.0.1 99999999999", "duration_seconds must be at most 31536000"),
                                  ("UNBAN", "UNBAN command requires a hostname to unban")]:
             with pytest.raises(psycopg.Error) as ei:
                 a.execute(command)

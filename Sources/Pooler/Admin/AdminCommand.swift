@@ -1,5 +1,7 @@
 /// The admin console's commands (databases `pgcat` and `pgbouncer`), parsed as PgCat and PgBouncer do: trailing
 /// semicolons trimmed, split on whitespace, keywords case-insensitive.
+import Config
+
 enum AdminCommand: Equatable {
     enum Show: String, CaseIterable {
         case help, config, databases, pools, clients, servers, users, version, lists, stats, bans
@@ -49,6 +51,10 @@ enum AdminCommand: Equatable {
                 return .failure(ParseError(message: "duration_seconds must be an integer", unsupported: false))
             }
             guard seconds > 0 else { return .failure(ParseError(message: "duration_seconds must be >= 0", unsupported: false)) }
+            guard seconds <= ConfigLimits.maxSeconds else {
+                return .failure(ParseError(message: "duration_seconds must be at most \(ConfigLimits.maxSeconds) (a year)",
+                                           unsupported: false))
+            }
             return .success(.ban(host: rest[0], seconds: seconds))
         case "UNBAN":
             guard rest.count == 1 else {
@@ -96,4 +102,5 @@ enum AdminCommand: Equatable {
     }
 }
 
+import Config
 import Foundation
