@@ -99,14 +99,31 @@ def test_read_is_retried_on_another_replica_when_one_cannot_be_reached(pgcat, cl
 
 def test_lagging_replica_leaves_rotation_and_returns(pgcat, cluster, primary):
     table = primary.make_table("lag_check", "id int, pad text")
-    t = pgcat(pool_size=2, users=["app"], servers=servers(cluster), general=FAST,
+    metrics_port = free_port()
+    t = pgcat(pool_size=2, users=["app"], servers=servers(cluster),
+              general=dict(FAST, enable_prometheus_exporter=True, prometheus_exporter_port=metrics_port),
               pool={"default_role": "replica", "max_replica_lag_bytes": 64 * 1024})
     assert read_ports(t, 30) == {cluster.replica1, cluster.replica2}
+
+    def lag_series(port: int) -> tuple[float, float]:
+        """(pgcat_servers_is_lagging, pgcat_servers_replica_lag_bytes) of the server on `port`."""
+        import urllib.request
+        from prometheus_client.parser import text_string_to_metric_families
+        with urllib.request.urlopen(f"http://{HOST}:{metrics_port}/metrics", timeout=5) as response:
+            families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+        index = str(servers(cluster).index([HOST, port, "replica"]))
+        return tuple(next(s.value for s in families[name].samples if s.labels["index"] == index)
+                     for name in ("pgcat_servers_is_lagging", "pgcat_servers_replica_lag_bytes"))
+
+    assert lag_series(cluster.replica1)[0] == 0
     with superuser(cluster.replica1) as r1:
         r1.execute("select pg_wal_replay_pause()")
         try:
             primary.sql(f"insert into {table} select g, repeat('x', 200) from generate_series(1, 5000) g")
             wait_for(lambda: read_ports(t, 20) == {cluster.replica2}, 15, "the paused replica to leave rotation")
+            lagging, lag = lag_series(cluster.replica1)  # operators see why it gets no reads
+            assert lagging == 1 and lag > 64 * 1024, (lagging, lag)
+            assert lag_series(cluster.replica2)[0] == 0
         finally:
             r1.execute("select pg_wal_replay_resume()")
     wait_for(lambda: cluster.replica1 in read_ports(t, 20), 15, "the replica to come back after catching up")

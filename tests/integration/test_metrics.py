@@ -57,7 +57,7 @@ def test_names_types_and_labels(exporter):
                       "pgcat_stats_avg_xact_time", "pgcat_stats_avg_wait_time", "pgcat_servers_idle_count",
                       "pgcat_servers_active_count", "pgcat_servers_tested_count", "pgcat_servers_login_count",
                       "pgcat_servers_is_banned", "pgcat_servers_is_paused", "pgcat_databases_pool_size",
-                      "pgcat_databases_current_connections"]
+                      "pgcat_databases_current_connections", "pgcat_servers_is_lagging", "pgcat_servers_replica_lag_bytes"]
     pool_gauges = ["pgcat_pools_cl_idle", "pgcat_pools_cl_active", "pgcat_pools_cl_waiting", "pgcat_pools_sv_idle",
                    "pgcat_pools_sv_active", "pgcat_pools_sv_login", "pgcat_pools_sv_tested", "pgcat_pools_maxwait",
                    "pgcat_pools_maxwait_us"]

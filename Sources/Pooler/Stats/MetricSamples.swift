@@ -91,6 +91,13 @@ extension PoolerRuntime {
                 add("pgcat_servers_login_count", .gauge, labels, states[.login, default: 0])
                 add("pgcat_servers_is_banned", .gauge, labels, pool.isBanned(slotIndex: index) ? 1 : 0)
                 add("pgcat_servers_is_paused", .gauge, labels, paused ? 1 : 0)
+                // (ours: a replica kept out of rotation by max_replica_lag_bytes, and its last measured lag; once
+                // per server, as the series of a server's inference pool are merged with its own)
+                let slot = pool.slots[index]
+                if !slot.isInference {
+                    add("pgcat_servers_is_lagging", .gauge, labels, slot.lagging.load(ordering: .relaxed) ? 1 : 0)
+                    add("pgcat_servers_replica_lag_bytes", .gauge, labels, slot.lagBytes.load)
+                }
                 add("pgcat_databases_pool_size", .gauge, labels, pool.maxConnections(of: pool.slots[index]))
                 add("pgcat_databases_current_connections", .gauge, labels, counts[index])
             }
