@@ -157,8 +157,8 @@ public final class PoolerRuntime: @unchecked Sendable {
 
     // MARK: client accounting
 
-    /// Admits a connection under `max_client_conn` (every connection counts, logged in or not: it is a limit on
-    /// sockets); false at the limit.
+    /// Admits a connection under `max_client_conn` once its startup packet named a database (logged in or not;
+    /// admin logins are not counted); false at the limit.
     func admitClient() -> Bool {
         lock.withLock {
             let limit = snapshot.config.general.maxClientConn
