@@ -19,6 +19,10 @@ extension ConfigValidator {
                 firstByName[user.username] = labels.label(of: i, in: "\(path).users")
             }
             checkAtLeastOne(user.poolSize, "\(userPath).pool_size", &sink)
+            if user.poolSize > ConfigLimits.maxPoolSize {
+                sink.add("\(userPath).pool_size", "must be at most \(ConfigLimits.maxPoolSize) (PostgreSQL's most "
+                         + "connections), found \(user.poolSize)")
+            }
             checkNonNegative(user.minPoolSize, "\(userPath).min_pool_size", &sink)
             if user.minPoolSize > user.poolSize, user.poolSize >= 1 {
                 sink.add("\(userPath).min_pool_size", "must not exceed pool_size (\(user.poolSize))")

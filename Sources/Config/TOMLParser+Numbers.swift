@@ -17,6 +17,10 @@ extension TOMLScanner {
             return .string(token)
         }
         let startColumn = start - lineStart + 1
+        let digits = token.first == "+" || token.first == "-" ? Substring(token).dropFirst() : Substring(token)
+        if validDigits(digits, radix: 10), !hasLeadingZero(digits) {  // a well-formed integer, too large
+            throw TOMLError(line: line, column: startColumn, message: "integer '\(token)' does not fit in 64 bits")
+        }
         throw TOMLError(line: line, column: startColumn, message: "invalid value '\(token)' (strings must be quoted)")
     }
 

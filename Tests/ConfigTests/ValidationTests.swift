@@ -170,6 +170,8 @@ final class ValidationTests: XCTestCase {
         assertProblem(Fixtures.yaml(pool: ["server_lifetime: 31536000001"]), at: "pools.app.server_lifetime")
         assertProblem(Fixtures.yaml(user: ["username: a", "password: p", "pool_size: 1", "statement_timeout: 99999999999999"]),
                       at: "pools.app.users.0.statement_timeout")
+        assertProblem(Fixtures.yaml(user: ["username: a", "password: p", "pool_size: 4294967297"]),
+                      at: "pools.app.users.0.pool_size", reason: "at most 262143")
         XCTAssertNoThrow(try ConfigLoader.parse(yaml: Fixtures.yaml(general: admin + ["idle_timeout: 31536000000",
                                                                                       "ban_time: 31536000"])))
     }
