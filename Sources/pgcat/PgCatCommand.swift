@@ -71,15 +71,15 @@ struct PgCatCommand: AsyncParsableCommand {
             }
             throw ExitCode(78)  // EX_CONFIG, as PgCat
         }
-        for warning in loaded.warnings {
-            logger.warning("config warning", metadata: ["warning": "\(warning)"])
-        }
-        Runner.lastWarnings.withLockedValue { $0 = loaded.warnings.map { "\($0)" } }
-        if check {
+        if check {  // (the warnings once, on stdout: no log line besides)
             for warning in loaded.warnings { print("warning: \(warning)") }
             print("\(path): OK")
             return
         }
+        for warning in loaded.warnings {
+            logger.warning("config warning", metadata: ["warning": "\(warning)"])
+        }
+        Runner.lastWarnings.withLockedValue { $0 = loaded.warnings.map { "\($0)" } }
         try await Runner(config: loaded.config, path: path, logger: logger).run()
     }
 }
