@@ -44,6 +44,8 @@ extension ClientConnection {
         }
         let verdict = pluginVerdict(plugins, id, payload)
         guard verdict != .pass else { return false }
+        // In a failed transaction block the server answers 25P02, as it would to any statement (not the canned rows).
+        if case .intercept = verdict, server.status == .failed { return false }
         before()
         planRetry = nil
         switch verdict {

@@ -133,6 +133,16 @@ def test_intercept_answers_listed_queries(pgcat, tables):
                         f"select v from {OPEN_TABLE};\ncommit;\n").stdout.splitlines()
     assert out == ["pgcat for app in app|{public}", "|{x}", "visible"], out
     assert psql(t, "select 'who answers'").stdout.strip() == "who answers"
+    # In a failed transaction block the server's 25P02 answers it, as any statement there (not the canned rows).
+    with t.connect() as c:
+        c.execute("begin")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("select 1/0")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            c.execute("select 'who answers' as a, current_schemas(false) as b")
+        c.execute("rollback")
+        assert c.execute("select 'who answers' as a, current_schemas(false) as b").fetchone()[0] == \
+            "pgcat for app in app"
 
 
 def test_query_logger_logs_each_text(pgcat, tables):
