@@ -50,8 +50,9 @@ extension ClientConnection {
         if awaitingSettingsReplay { return false }  // (resumed by settingsReplayAnswered)
         // (resumed by serverRead at the unit's ReadyForQuery; COPY data the reset's Query asked for goes on)
         if restoreAfterUnit != nil, !server.tracker.copyIn { return false }
-        // The unit ended early for automatic sharding: what follows is routed again once that Sync is answered.
-        if automaticShardAwaitsBind, server.tracker.awaitsInjectedSync { return false }
+        // A describe-only unit ended early (automatic sharding, read/write splitting): what follows is routed again
+        // once that Sync is answered.
+        if server.tracker.awaitsInjectedSync { return false }
         let rewriting = rewritesStatements
         var detectsPins = releasesAfterTransaction
         // GPU inference sent on a connection that is not an inference one (the transaction was routed elsewhere).
@@ -68,8 +69,8 @@ extension ClientConnection {
         let shardsEach = shardsEachTransaction
         // (In session mode the statements' texts are kept here, for the Binds to come.)
         let notesStatements = shardsEach && poolMode == .session
-        let holdsAtTransactionEnd = releasesAfterTransaction && ((leaseRole != .primary || primaryForReadYourWrites)
-            && routesEachTransaction || shardsEach)
+        let routedForReads = (leaseRole != .primary || primaryForReadYourWrites) && routesEachTransaction
+        let holdsAtTransactionEnd = releasesAfterTransaction && (routedForReads || shardsEach)
         var endsUnitForBind = false
         var endsForRestore = false  // (a restore after a reset was set in this call: stop after that frame)
         if server.requestStart == nil {
@@ -246,10 +247,13 @@ extension ClientConnection {
                 }
             case FrontendID.flush:
                 if !server.tracker.isEmpty { server.awaitsFlushedReplies = true }
-                // asyncpg prepares (Parse, Describe, Flush) before it binds: the key is in the Bind to come. This
-                // server only describes; a Sync of the pooler's own ends its part, and the Bind is routed anew.
-                endsUnitForBind = whole && automaticShardAwaitsBind && releasesAfterTransaction && pin == nil
-                    && !server.boundInUnit && server.status == .idle && !server.tracker.serverSkipping
+                // asyncpg prepares (Parse, Describe, Flush) before it binds: the key is in the Bind to come, and with
+                // read/write splitting what comes next may write (a Bind of a write, a COPY Query). This server only
+                // describes; a Sync of the pooler's own ends its part, and what follows is routed anew. (Not after
+                // a named Parse the server holds under the client's name: the statement cache is off.)
+                endsUnitForBind = whole && releasesAfterTransaction && pin == nil && !server.boundInUnit
+                    && server.status == .idle && !server.tracker.serverSkipping
+                    && (automaticShardAwaitsBind || routedForReads && !server.dirtyPrepared)
             case FrontendID.copyData, FrontendID.copyDone, FrontendID.copyFail:
                 server.tracker.sent(header.id)
             default:

@@ -319,3 +319,18 @@ def test_asyncpg_statements_described_before_they_are_bound_keep_their_role(spli
     assert [tuple(r) for r in results[0::2]] == [(False, cluster.primary)] * 4
     assert [r[0] for r in results[1::2]] == [True] * 4
     assert primary.value(f"select count(*) from {table}") == 4
+
+    async def after_prepare():
+        """A read prepared (Parse, Describe, Flush: no Sync) and then a write as a simple Query, or a COPY: the
+        write is routed anew, to the primary (before, it stayed on the replica: 25006)."""
+        conn = await t.aconnect(statement_cache_size=100)
+        try:
+            statement = await conn.prepare("select pg_is_in_recovery(), $1::int")
+            await conn.execute(f"insert into {table} values (100, 'after prepare')")
+            await conn.copy_records_to_table(table, records=[(101, "copied"), (102, "copied")])  # (prepares first)
+            return (await statement.fetchrow(7))[1]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(asyncio.wait_for(after_prepare(), 30)) == 7
+    assert primary.value(f"select count(*) from {table} where id >= 100") == 3
