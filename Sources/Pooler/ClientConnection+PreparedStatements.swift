@@ -40,6 +40,7 @@ extension ClientConnection {
             before()
             let startsBatch = server.tracker.pendingCount == 0
             guard let statement = prepared(name, on: server) else { planRetry = nil; return true }
+            if statement.setsConfig { server.dirtySettings = true }  // (its settings must not reach the next client)
             var bind = allocate(payload.readableBytes + portal.utf8.count + statement.serverName.utf8.count + 8)
             MessageEncoder.frame(FrontendID.bind, into: &bind) {
                 $0.writeNullTerminatedString(portal)
@@ -67,6 +68,7 @@ extension ClientConnection {
             }
             let startsBatch = server.tracker.pendingCount == 0
             guard let statement = prepared(name, on: server) else { planRetry = nil; return true }
+            if statement.setsConfig { server.dirtySettings = true }  // (its settings must not reach the next client)
             var describe = allocate(statement.serverName.utf8.count + 8)
             MessageEncoder.frame(FrontendID.describe, into: &describe) {
                 $0.writeInteger(UInt8(ascii: "S"))
@@ -94,7 +96,8 @@ extension ClientConnection {
         guard let pool else { return }
         let definition = ByteBuffer(ByteBufferView(definition.readableBytesView))
         let serverName = pool.statementNames.name(for: definition)
-        statements[name] = ClientStatement(serverName: serverName, definition: definition)
+        statements[name] = ClientStatement(serverName: serverName, definition: definition,
+                                           setsConfig: SessionPin.inspect(definition).setsConfig)
         if server.statements.contains(serverName) {
             server.statements.touch(serverName)
             server.stats.prepareHits.add()
@@ -204,9 +207,11 @@ extension ClientConnection {
         var payload = payload
         guard let name = payload.readNullTerminatedString(), !name.isEmpty, statements[name] == nil,
               let serverName = pool.statementNames.validName(for: payload) else { return false }
-        if pin == nil, let reason = SessionPin.detect(in: payload) { pinSession(reason, on: nil) }
+        let effects = SessionPin.inspect(payload)
+        if pin == nil, let reason = effects.pin { pinSession(reason, on: nil) }
         statements[name] = ClientStatement(serverName: serverName,
-                                           definition: ByteBuffer(ByteBufferView(payload.readableBytesView)))
+                                           definition: ByteBuffer(ByteBufferView(payload.readableBytesView)),
+                                           setsConfig: effects.setsConfig)
         noteResetStatement(named: name, definition: payload)
         write(Self.parseComplete)
         return true
@@ -252,6 +257,9 @@ extension ClientConnection {
             }
             return false
         case .execute(let name):
+            if let text = sqlStatements[name], SessionPin.callsSetConfig(ByteBuffer(string: text)) {
+                server.dirtySettings = true  // (the PREPARE's set_config runs here, with the EXECUTE)
+            }
             guard let text = sqlStatements[name], !server.sqlPrepared.contains(name) else { return false }
             before()
             var prepare = allocate(text.utf8.count + 8)

@@ -202,9 +202,13 @@ extension ClientConnection {
                 // DEALLOCATE ALL before the next client, who may use the same name (as PgCat's mark_dirty).
                 server.dirtyPrepared = true
             }
-            if inspectsText, let reason = Self.sessionPin(header, in: buffer, at: index) {
-                pinSession(reason, on: server)
-                detectsPins = false
+            if inspectsText {
+                let found = Self.sessionEffects(header, in: buffer, at: index)
+                if found.setsConfig { server.dirtySettings = true }  // (RESET ALL before the next client)
+                if let reason = found.pin {
+                    pinSession(reason, on: server)
+                    detectsPins = false
+                }
             }
             if countsMisplaced, whole, header.id == FrontendID.query || header.id == FrontendID.parse {
                 noteMisplacedInference(header, in: buffer, at: index)
@@ -331,13 +335,14 @@ extension ClientConnection {
         server.send(parse)
     }
 
-    /// The session-pinning operation in a whole Query or Parse frame at `index`, if any.
-    static func sessionPin(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) -> SessionPin? {
+    /// What the statement text of a whole Query or Parse frame at `index` does to the session (SessionPin.inspect).
+    static func sessionEffects(_ header: FrameHeader, in buffer: ByteBuffer,
+                               at index: Int) -> (pin: SessionPin?, setsConfig: Bool) {
         var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
         if header.id == FrontendID.parse {
-            guard payload.readNullTerminatedString() != nil else { return nil }
+            guard payload.readNullTerminatedString() != nil else { return (nil, false) }
         }
-        return SessionPin.detect(in: payload)
+        return SessionPin.inspect(payload)
     }
 
     /// Pins this client to its server connection (transaction mode) and tells it so with a NOTICE, placed in the

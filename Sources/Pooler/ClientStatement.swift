@@ -9,6 +9,14 @@ struct ClientStatement: Equatable {
     var definition: ByteBuffer
     /// Read/write intent of its text, worked out on first use for routing (`.some(nil)`: it does not parse).
     var routingIntent: ReadWriteRouting.Intent?? = nil
+    /// Its text calls `set_config`: a server that runs it needs RESET ALL before the next client.
+    var setsConfig = false
+
+    init(serverName: String, definition: ByteBuffer, setsConfig: Bool = false) {
+        self.serverName = serverName
+        self.definition = definition
+        self.setsConfig = setsConfig
+    }
 
     static func == (a: ClientStatement, b: ClientStatement) -> Bool {
         a.serverName == b.serverName && a.definition == b.definition

@@ -14,8 +14,9 @@ enum SessionPin: String, Equatable, Sendable {
     case holdCursor = "WITH HOLD cursor"
 
     /// Cheap first look (no allocation): does the text contain a word that could start one of these
-    /// ("listen", "temp", "hold" as words; "advisory" after an underscore, as in `pg_advisory_lock`),
-    /// case-insensitively? Most queries contain none. (The scan runs for every query in transaction mode.)
+    /// ("listen", "temp", "hold" as words; "advisory" after an underscore, as in `pg_advisory_lock`), or
+    /// "set_config", case-insensitively? Most queries contain none. (The scan runs for every query in transaction
+    /// mode.)
     static func mightPin(_ text: ByteBuffer) -> Bool {
         text.withUnsafeReadableBytes { bytes in
             let count = bytes.count
@@ -32,6 +33,8 @@ enum SessionPin: String, Equatable, Sendable {
                     if matches(bytes, index, "temp") { return true }  // (also pg_temp.name)
                 case UInt8(ascii: "h") where !isWordByte(previous):
                     if matches(bytes, index, "hold") { return true }
+                case UInt8(ascii: "s") where !isWordByte(previous):
+                    if matches(bytes, index, "set_config") { return true }  // (not a pin: `inspect` tells)
                 default:
                     break
                 }
@@ -64,6 +67,29 @@ enum SessionPin: String, Equatable, Sendable {
             return false
         }
         return true
+    }
+
+    /// Whether `sql` calls `set_config` (any schema, quoted or not, a mention in a literal too: a false alarm
+    /// costs a RESET ALL). Its session-level settings (a search_path, a role, a custom setting a row-level policy
+    /// reads) must not reach the next client, yet its command tag is `SELECT`, not `SET`.
+    static func callsSetConfig(_ sql: ByteBuffer) -> Bool {
+        sql.withUnsafeReadableBytes { bytes in
+            var index = 0
+            while index + 10 <= bytes.count {
+                if bytes[index] | 0x20 == UInt8(ascii: "s"), index == 0 || !isWordByte(bytes[index - 1]),
+                   matches(bytes, index, "set_config") {
+                    return true
+                }
+                index += 1
+            }
+            return false
+        }
+    }
+
+    /// What a statement text does to its session: the pin it needs, and whether it calls `set_config`.
+    static func inspect(_ sql: ByteBuffer) -> (pin: SessionPin?, setsConfig: Bool) {
+        guard mightPin(sql) else { return (nil, false) }
+        return (detect(in: sql), callsSetConfig(sql))
     }
 
     /// The first pinning operation in `sql` (one or more statements), or nil.

@@ -68,4 +68,19 @@ final class SessionPinTests: XCTestCase {
         XCTAssertNotNil(SessionPin.detect(in: ByteBuffer(string: "select 1;LISTEN ch")))
         XCTAssertEqual(SessionPin.detect(in: ByteBuffer(string: "create 1temp table t (a int)")), .temporaryTable)
     }
+
+    func testSetConfigCallsAreSeenButDoNotPin() {
+        for sql in ["select set_config('search_path', 'x', false)", "SELECT pg_catalog.SET_CONFIG('app.t', $1, false)",
+                    "select \"set_config\"('role', 'r', false)", "do $$ begin perform set_config('a.b', '1', false); end $$"] {
+            let found = SessionPin.inspect(ByteBuffer(string: sql))
+            XCTAssertTrue(found.setsConfig, sql)
+            XCTAssertNil(found.pin, sql)
+        }
+        for sql in ["select my_set_config(1)", "select reset_config", "select 1", "select current_setting('a.b')"] {
+            XCTAssertFalse(SessionPin.inspect(ByteBuffer(string: sql)).setsConfig, sql)
+        }
+        let both = SessionPin.inspect(ByteBuffer(string: "select set_config('a.b', '1', false), pg_advisory_lock(1)"))
+        XCTAssertEqual(both.pin, .advisoryLock)
+        XCTAssertTrue(both.setsConfig)
+    }
 }

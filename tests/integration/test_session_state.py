@@ -47,6 +47,39 @@ def test_set_role_does_not_leak_to_the_next_client(pgcat, cluster):
         assert b.execute("select current_user, session_user").fetchone() == ("app", "app")
 
 
+@pytest.mark.parametrize("how", ["select", "prepared", "sql_prepare", "do_block", "role"])
+def test_set_config_does_not_leak_to_the_next_client(pgcat, cluster, how):
+    """set_config(name, value, false) changes the session like SET, but its command tag is SELECT: the pooler
+    sees the call in the text (before, a tenant id a row-level policy reads, a search_path or even a role reached
+    the next client on the same server connection)."""
+    ensure_role(cluster, "pgcat_set_role")
+    t = pgcat(pool_size=1)
+    with t.connect() as b:
+        default_path = show(b, "search_path")
+    call = "select set_config('app.tenant_id', '42', false), set_config('search_path', 'pg_catalog', false)"
+    with t.connect(prepare_threshold=0 if how == "prepared" else None) as a, t.connect() as b:
+        if how == "select":
+            a.execute(call)
+        elif how == "prepared":  # a named statement of the statement cache, bound twice (prepared once)
+            for _ in range(2):
+                a.execute("select set_config('app.tenant_id', %s, false), set_config('search_path', %s, false)",
+                          ("42", "pg_catalog"))
+                assert b.execute("select current_setting('app.tenant_id', true)").fetchone()[0] in ("", None)
+        elif how == "sql_prepare":
+            a.execute("prepare tenant as " + call)
+            b.execute("select 1")  # the PREPARE's server goes to b (reset) and back
+            a.execute("execute tenant")
+        elif how == "do_block":
+            a.execute("do $$ begin perform set_config('app.tenant_id', '42', false); "
+                      "perform set_config('search_path', 'pg_catalog', false); end $$")
+        else:
+            a.execute("select set_config('role', 'pgcat_set_role', false), set_config('app.tenant_id', '42', false), "
+                      "set_config('search_path', 'pg_catalog', false)")
+        assert b.execute("select current_setting('app.tenant_id', true), current_user").fetchone() in \
+            (("", "app"), (None, "app"))
+        assert show(b, "search_path") == default_path
+
+
 def test_set_inside_a_committed_transaction_does_not_leak(pgcat):
     t = pgcat(pool_size=1)
     with t.connect(autocommit=False) as a, t.connect() as b:
