@@ -117,6 +117,9 @@ public struct QueryFacts: Equatable, Sendable {
         return argumentsWrite ? .write : prepared.intent
     }
 
+    /// PostgreSQL's CURSOR_OPT_HOLD in a DeclareCursorStmt's `options`.
+    static let cursorOptionHold = 0x0020
+
     /// Statement kinds that read data (the others in `readKinds` only concern the session or transaction).
     static let dataKinds: Set<String> = ["SelectStmt", "ExplainStmt", "DeclareCursorStmt", "CopyStmt", "FetchStmt"]
 
@@ -196,6 +199,12 @@ extension QueryFacts {
                     preparedStatementStorage = [inner]
                 }
                 continue
+            case "DeclareCursorStmt":
+                // A cursor WITH HOLD outlives its transaction: in transaction mode it pins the client to the server
+                // that runs it, which must then take the client's writes too: the primary.
+                if case .number(let text)? = node["options"], let options = Int(text), options & Self.cursorOptionHold != 0 {
+                    markWrite("DECLARE ... WITH HOLD")
+                }
             case "ExecuteStmt":
                 executeArguments = (node["params"]?.arrayValue ?? []).map { FunctionCall.value(of: $0) }
             case "VariableSetStmt":

@@ -37,6 +37,9 @@ final class QueryFactsTests: XCTestCase {
         ("COMMIT", false),
         ("ROLLBACK", false),
         ("DECLARE c CURSOR FOR SELECT * FROM users", false),
+        ("DECLARE c NO SCROLL CURSOR WITHOUT HOLD FOR SELECT * FROM users", false),
+        ("DECLARE c CURSOR WITH HOLD FOR SELECT * FROM users", true),  // it pins the session: to the primary
+        ("declare c binary scroll cursor with hold for select 1", true),
         ("FETCH 10 FROM c", false),
         ("CLOSE c", false),
         ("PREPARE q(int) AS SELECT $1", false),

@@ -334,3 +334,23 @@ def test_asyncpg_statements_described_before_they_are_bound_keep_their_role(spli
 
     assert asyncio.run(asyncio.wait_for(after_prepare(), 30)) == 7
     assert primary.value(f"select count(*) from {table} where id >= 100") == 3
+
+
+def test_a_cursor_with_hold_pins_the_client_to_the_primary(split, cluster, primary):
+    """A cursor WITH HOLD pins the session to its server connection: that must be the primary, or every later write
+    of the client fails on the replica with 25006 (before, the DECLARE was a read)."""
+    table = primary.make_table("rw_split_hold")
+    wait_on_replicas(cluster, f"select to_regclass('{table}') is not null", table)
+    t = split()
+    with t.connect() as c:
+        c.execute("declare held cursor with hold for select pg_is_in_recovery(), inet_server_port()")
+        assert c.execute("fetch 1 from held").fetchone() == (False, cluster.primary)
+        c.execute(f"insert into {table} values (1, 'after the cursor')")
+        c.execute("close held")
+        c.execute(f"insert into {table} values (2, 'after close')")
+    with t.connect() as c:  # psycopg's own WITH HOLD cursor
+        with c.cursor(name="psycopg_held", withhold=True) as cursor:
+            cursor.execute("select pg_is_in_recovery() from generate_series(1, 3)")
+            assert cursor.fetchall() == [(False,)] * 3
+        c.execute(f"insert into {table} values (3, 'after psycopg cursor')")
+    assert primary.value(f"select count(*) from {table}") == 3
