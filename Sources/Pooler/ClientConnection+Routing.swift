@@ -70,6 +70,11 @@ extension ClientConnection {
                     role = role.map { ReadWriteRouting.combine($0, decided) } ?? decided
                     if role == .primary { break scan }
                 }
+            case FrontendID.functionCall:
+                // The fast-path call names its function by OID only; libpq uses it for large objects (lo_creat,
+                // lowrite): the primary.
+                role = .primary
+                break scan
             case FrontendID.sync:
                 break scan
             default:

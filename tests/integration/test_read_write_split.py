@@ -354,3 +354,26 @@ def test_a_cursor_with_hold_pins_the_client_to_the_primary(split, cluster, prima
             assert cursor.fetchall() == [(False,)] * 3
         c.execute(f"insert into {table} values (3, 'after psycopg cursor')")
     assert primary.value(f"select count(*) from {table}") == 3
+
+
+def test_a_fast_path_function_call_goes_to_the_primary(split, cluster, primary):
+    """A FunctionCall names its function by OID only (libpq's large-object calls use it): the primary (before, any
+    server: lo_creat and nextval failed on a replica)."""
+    import struct
+
+    from pgwire import RawConn, message
+
+    oid = primary.value("select 'pg_is_in_recovery'::regproc::oid")
+    t = split()
+    with RawConn(t.host, t.port) as c:
+        c.startup("app", "app", "app")
+        answers = []
+        for _ in range(12):
+            # no arguments, binary result: one byte, 0 on the primary
+            c.send(message(b"F", struct.pack("!I", oid) + struct.pack("!H", 0) + struct.pack("!H", 0)
+                           + struct.pack("!H", 1)))
+            typ, payload = c.read_message()
+            assert typ == b"V", (typ, payload)
+            answers.append(payload[4:5])
+            assert c.read_message()[0] == b"Z"
+        assert set(answers) == {b"\x00"}, answers
