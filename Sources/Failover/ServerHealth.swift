@@ -42,10 +42,13 @@ public enum ServerHealth {
     ///   - maxLagBytes: 0 disables the lag check.
     ///   - roles: each server's configured role (nil: all `auto`).
     ///   - previousPrimary: the server taken as primary until now: it stays so among equals.
+    ///   - newestTimeline: the newest primary timeline seen in this shard before: a server on an older one is stale
+    ///     even when it is the only one not in recovery (the promoted primary missed a probe).
     public static func verdicts(for probes: [Probe], maxLagBytes: UInt64, roles: [RoleSetting]? = nil,
-                                previousPrimary: Int? = nil) -> [Verdict] {
+                                previousPrimary: Int? = nil, newestTimeline: UInt32? = nil) -> [Verdict] {
         let roles = roles ?? Array(repeating: .auto, count: probes.count)
-        let primary = electPrimary(probes, roles: roles, previousPrimary: previousPrimary)
+        let primary = electPrimary(probes, roles: roles, previousPrimary: previousPrimary,
+                                   newestTimeline: newestTimeline)
         var primaryLSN: UInt64?
         if let primary, case .up(_, let lsn, _) = probes[primary] { primaryLSN = lsn }
         return probes.indices.map { index in
@@ -70,18 +73,20 @@ public enum ServerHealth {
     /// The one server of the shard taken as primary: the configured primary (the operator's word, up or not);
     /// otherwise, among the `auto` servers not in recovery, the one on the newest timeline (a promotion starts a new
     /// timeline, so an old primary that still runs, or runs again, loses), the previous choice among equals, else
-    /// the first. The `auto` servers not in recovery that are not chosen are stale primaries.
-    static func electPrimary(_ probes: [Probe], roles: [RoleSetting], previousPrimary: Int?) -> Int? {
+    /// the first; never one on a timeline older than the newest seen in the shard. The `auto` servers not in
+    /// recovery that are not chosen are stale primaries.
+    static func electPrimary(_ probes: [Probe], roles: [RoleSetting], previousPrimary: Int?,
+                             newestTimeline: UInt32? = nil) -> Int? {
         if let configured = roles.firstIndex(of: .primary) { return configured }
-        let candidates = probes.indices.filter { index in
-            guard roles[index] == .auto, case .up(false, _, _) = probes[index] else { return false }
-            return true
-        }
-        guard candidates.count > 1 else { return candidates.first }
         func timeline(_ index: Int) -> UInt32 {
             if case .up(_, _, let timeline?) = probes[index] { return timeline }
             return 0
         }
+        let candidates = probes.indices.filter { index in
+            guard roles[index] == .auto, case .up(false, _, let known) = probes[index] else { return false }
+            return known.map { $0 >= (newestTimeline ?? 0) } ?? true  // (older than a primary seen: stale)
+        }
+        guard candidates.count > 1 else { return candidates.first }
         let newest = candidates.map(timeline).max()!
         let top = candidates.filter { timeline($0) == newest }
         if let previousPrimary, top.contains(previousPrimary) { return previousPrimary }

@@ -166,6 +166,8 @@ extension ClientConnection {
         return definition.readNullTerminatedString()
     }
 
+    static let sessionStatementTextsLimit = 10_000
+
     /// Session mode: notes what a whole Parse or Close relayed at `index` does to the client's statements.
     func noteSessionStatement(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) {
         guard var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize) else { return }
@@ -173,6 +175,10 @@ extension ClientConnection {
             guard let name = payload.readNullTerminatedString(), let text = payload.readNullTerminatedString() else {
                 return
             }
+            // (A second Parse of a name fails on the server: the first text stays. Past the bound the texts are
+            // forgotten, and the Binds of forgotten statements go unchecked.)
+            guard name.isEmpty || sessionStatementTexts[name] == nil else { return }
+            if sessionStatementTexts.count >= Self.sessionStatementTextsLimit { sessionStatementTexts.removeAll() }
             sessionStatementTexts[name] = text
         } else if payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"), let name = payload.readNullTerminatedString() {
             sessionStatementTexts[name] = nil

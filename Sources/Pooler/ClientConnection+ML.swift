@@ -72,7 +72,8 @@ extension ClientConnection {
                     break
                 }
                 if bind.statement.isEmpty {
-                    text = unnamedText
+                    // (the unnamed statement of an earlier unit: lib/pq, pgx, asyncpg's long texts)
+                    text = unnamedText ?? knownText(ofStatement: "")
                 } else if var definition = statements[bind.statement]?.definition {
                     text = definition.readNullTerminatedString()
                 }
@@ -86,12 +87,11 @@ extension ClientConnection {
                 text = nil
             case FrontendID.describe:
                 // asyncpg prepares with Parse, Describe, Flush and binds later: the Parse was answered here (the
-                // statement cache), so the Describe is what leases, and the Bind runs where it did.
-                // (An unnamed statement's Parse is relayed, and classified above.)
+                // statement cache), so the Describe is what leases (the Bind is classified again where it goes).
                 guard payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"),
-                      let name = payload.readNullTerminatedString(), !name.isEmpty,
-                      var definition = statements[name]?.definition else { break }
-                text = definition.readNullTerminatedString()
+                      let name = payload.readNullTerminatedString() else { break }
+                // (an unnamed statement parsed in this batch was classified with its Parse)
+                text = name.isEmpty ? (unnamedText == nil ? knownText(ofStatement: "") : nil) : knownText(ofStatement: name)
             case FrontendID.sync:
                 break scan
             default:

@@ -300,6 +300,7 @@ extension ClientConnection {
     /// own. The server's are closed before they are prepared again (harmless if gone: one the client pipelined
     /// behind the command may still be there).
     func serverDroppedStatements(_ server: ServerConnection) {
+        sessionStatementTexts.removeAll()  // (session mode: the session's statements are gone)
         if server.expectedStatementDrops > 0 {
             server.expectedStatementDrops -= 1  // seen in the text and accounted for when it was sent
             return

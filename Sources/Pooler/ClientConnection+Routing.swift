@@ -30,6 +30,7 @@ extension ClientConnection {
         }
         let primaryReads = routing.primaryReads ?? settings.primaryReadsEnabled
         var role: TargetRole?
+        var parsedUnnamed = false  // (an unnamed statement parsed here decides with its Parse)
         var index = buffer.readerIndex
         // Every statement up to the first Sync or Query decides together (PgCat looks at each Parse too).
         // Only well-formed whole frames: the relay validates each frame before sending it; a bad one found here
@@ -54,6 +55,7 @@ extension ClientConnection {
                 guard let nameEnd = frame.firstIndex(of: 0),
                       let textEnd = frame[(nameEnd + 1)...].firstIndex(of: 0) else { break scan }
                 text = (nameEnd + 1)..<textEnd
+                if nameEnd == payloadStart { parsedUnnamed = true }
             case FrontendID.bind, FrontendID.describe:
                 // A Bind of a named statement, or a Describe of one: asyncpg prepares with Parse, Describe, Flush
                 // and binds later, and the statement cache answered the Parse, so the Describe is what leases.
@@ -63,9 +65,16 @@ extension ClientConnection {
                 } else if payload.readInteger(as: UInt8.self) != UInt8(ascii: "S") {
                     break  // a portal's statement came with its Bind
                 }
-                if let name = payload.readNullTerminatedString(), !name.isEmpty,
-                   let named = namedStatementIntent(name, limit: settings.maxParseLength) {
-                    let decided = ReadWriteRouting.role(for: named, primaryReads: primaryReads,
+                guard let name = payload.readNullTerminatedString() else { break scan }
+                let known: ReadWriteRouting.Intent??
+                if name.isEmpty {
+                    // The unnamed statement of an earlier unit (lib/pq, pgx, asyncpg's long texts): its saved text.
+                    known = parsedUnnamed ? nil : knownText(ofStatement: "").map { intent(of: $0, limit: settings.maxParseLength) }
+                } else {
+                    known = namedStatementIntent(name, limit: settings.maxParseLength)
+                }
+                if let known {
+                    let decided = ReadWriteRouting.role(for: known, primaryReads: primaryReads,
                                                         fallback: settings.defaultRole)
                     role = role.map { ReadWriteRouting.combine($0, decided) } ?? decided
                     if role == .primary { break scan }

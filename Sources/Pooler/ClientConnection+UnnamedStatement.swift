@@ -45,6 +45,7 @@ extension ClientConnection {
         definition.moveReaderIndex(forwardBy: 1)  // the empty name
         if savedUnnamedParse != definition {
             savedUnnamedParse = ByteBuffer(ByteBufferView(definition.readableBytesView))
+            savedUnnamedSetsConfig = SessionPin.callsSetConfig(definition)
         }
         server.unnamedParsedInUnit = true
     }
@@ -68,6 +69,8 @@ extension ClientConnection {
         planRetry = nil
         server.unnamedParsedInUnit = true
         if let definition = savedUnnamedParse {
+            // Bound in a later unit (lib/pq, pgx): its set_config runs again here, after this server's reset.
+            if savedUnnamedSetsConfig { server.dirtySettings = true }
             var parse = allocate(definition.readableBytes + 8)
             MessageEncoder.frame(FrontendID.parse, into: &parse) {
                 $0.writeInteger(UInt8(0))

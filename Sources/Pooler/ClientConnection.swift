@@ -119,6 +119,8 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     /// The client's last unnamed Parse (its payload after the empty name), kept to prepare it again on the server
     /// connection of a later transaction (ClientConnection+UnnamedStatement).
     var savedUnnamedParse: ByteBuffer?
+    /// The saved unnamed statement calls `set_config` (ClientConnection+UnnamedStatement).
+    var savedUnnamedSetsConfig = false
     /// The Query or Parse the plugins passed before a server was leased for it (ClientConnection+Plugins).
     var pluginsPassed: (id: UInt8, payload: ByteBuffer)?
     /// The Parse at the front of the inbox waits for the rest of its batch (read/write splitting).

@@ -145,6 +145,9 @@ public final class ConnectionPool: @unchecked Sendable {
     let maxReplicaLagBytes: Int
     /// `general.ban_time` in seconds (updated by reloads).
     let banTime = Counter()
+    /// `role: auto`: the newest timeline a primary of each shard was seen on (HealthChecker), under the lock. A
+    /// reload that replaces the pool starts over (a cluster rebuilt from scratch behind the same addresses needs one).
+    var newestPrimaryTimeline: [Int: UInt32] = [:]
     /// `general.healthcheck_delay` and `healthcheck_timeout` in ms (updated by reloads): a connection idle longer
     /// than the delay is checked before it is used again, within the timeout.
     let checkoutCheckDelay = Counter()
@@ -404,9 +407,11 @@ public final class ConnectionPool: @unchecked Sendable {
     /// pool whose password is a stored SCRAM verifier could open no connection until a new client logged in, and
     /// its connected clients (who never log in again) got "no usable password" on every query.
     func inheritLogins(from old: ConnectionPool) {
+        // (Also when the auth_query settings changed, a rotated auth_query_password say: what the lookup found is
+        // the user's own secret, still good for the server logins of clients already connected.)
         guard old.configuredCredentials.user == configuredCredentials.user,
               old.configuredCredentials.password == configuredCredentials.password,
-              old.authQuery == authQuery else { return }
+              (old.authQuery == nil) == (authQuery == nil) else { return }
         let (secret, key) = old.lock.withLock { (old.authQuerySecret, old.recoveredClientKey) }
         lock.withLock {
             if authQuerySecret == nil { authQuerySecret = secret }

@@ -103,8 +103,16 @@ extension ConnectionPool {
                 }
             }
             let previous = shardServers.firstIndex { $0.configuredRole == .auto && $0.isPrimary }
-            let verdicts = ServerHealth.verdicts(for: results.map { $0! }, maxLagBytes: UInt64(max(0, maxReplicaLagBytes)),
-                                                 roles: roles, previousPrimary: previous)
+            let shard = shardServers[0].address.shard
+            let probes = results.map { $0! }
+            let newest = lock.withLock { newestPrimaryTimeline[shard] }
+            let verdicts = ServerHealth.verdicts(for: probes, maxLagBytes: UInt64(max(0, maxReplicaLagBytes)),
+                                                 roles: roles, previousPrimary: previous, newestTimeline: newest)
+            lock.withLock {
+                for case .up(false, _, let timeline?) in probes where timeline > newestPrimaryTimeline[shard] ?? 0 {
+                    newestPrimaryTimeline[shard] = timeline
+                }
+            }
             for (server, verdict) in zip(shardServers, verdicts) {
                 for slot in slots where slot.address == server.address { apply(verdict, to: slot) }
             }

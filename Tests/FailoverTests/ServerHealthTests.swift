@@ -61,6 +61,15 @@ final class ServerHealthTests: XCTestCase {
         }
     }
 
+    func testAnOldPrimaryAloneIsStaleOnceANewerTimelineWasSeen() {
+        // The promoted primary (timeline 2) missed this round's probe: the old one must not become the primary.
+        let probes: [ServerHealth.Probe] = [.up(inRecovery: false, lsn: 900, timeline: 1), .down(reason: "timeout")]
+        let verdicts = ServerHealth.verdicts(for: probes, maxLagBytes: 0, newestTimeline: 2)
+        XCTAssertEqual(verdicts[0].isPrimary, false)
+        XCTAssertTrue(verdicts[0].stalePrimary)
+        XCTAssertEqual(ServerHealth.verdicts(for: probes, maxLagBytes: 0, newestTimeline: 1)[0].isPrimary, true)
+    }
+
     func testTwoPrimariesOnOneTimelineKeepThePreviousChoice() {
         let a: ServerHealth.Probe = .up(inRecovery: false, lsn: 1, timeline: 3)
         let b: ServerHealth.Probe = .up(inRecovery: false, lsn: 2, timeline: 3)

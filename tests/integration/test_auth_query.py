@@ -157,3 +157,19 @@ def test_reload_applies_a_changed_general_auth_query_password(pgcat, cluster, aq
         assert "auth_query_password" not in shown
     with login(t, "app", "app") as c:
         assert c.execute("select current_user").fetchone()[0] == "app"
+
+
+def test_connected_clients_go_on_after_a_reload_changes_the_auth_query(pgcat, cluster, aq_roles):
+    """A changed auth_query (a rotated password, a new query) replaces the pools that use it; their connected clients
+    keep what the lookup found, so their next transactions open server connections (before: 08006 "no usable
+    password" until another client of the user logged in)."""
+    port = free_port()
+    t = pgcat(config=aq_config(cluster, port))
+    with login(t, "app", "app") as c:
+        assert c.execute("select current_user").fetchone()[0] == "app"
+        t.config_path.write_text(to_yaml(aq_config(cluster, port, query=QUOTED)))
+        with psycopg.connect(host=t.host, port=t.port, user="pgcat_admin", password="pgcat_admin", dbname="pgcat",
+                             autocommit=True) as a:
+            assert a.execute("RELOAD").statusmessage == "RELOAD"
+        for i in range(3):
+            assert c.execute("select %s::int", (i,)).fetchone() == (i,)

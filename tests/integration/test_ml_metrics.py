@@ -214,6 +214,12 @@ def test_inference_pool_is_shown_apart_with_its_own_size(pgcat, cluster, pgml):
     labels = {"pool": "app", "role": "replica", "index": "2"}
     assert one(families, "pgcat_databases_pool_size", **labels) == 3  # the address's two pools together
     assert one(families, "pgcat_databases_current_connections", **labels) == 1 + ordinary_on_gpu
-    idle = one(families, "pgcat_servers_idle_count", **labels)
-    active = one(families, "pgcat_servers_active_count", **labels)
-    assert idle + active == 1 + ordinary_on_gpu, (idle, active)
+    # (a health check may hold one of them as `tested` at the scrape)
+    states = [one(families, f"pgcat_servers_{state}_count", **labels) for state in ("idle", "active", "tested")]
+    assert sum(states) == 1 + ordinary_on_gpu, states
+    with t.connect(user="pgcat_admin", password="pgcat_admin", dbname="pgcat") as a:
+        a.execute("PAUSE")
+        try:  # a state is 0 or 1 per server, not summed over its two pools
+            assert one(scrape(port), "pgcat_servers_is_paused", **labels) == 1
+        finally:
+            a.execute("RESUME")

@@ -341,3 +341,29 @@ def test_asyncpg_first_inference_of_a_connection_runs_on_a_gpu_server(pgcat, clu
         return ports
 
     assert asyncio.run(asyncio.wait_for(run(), 30)) == [cluster.replica2] * 8
+
+
+@pytest.mark.parametrize("rw_split", [True, False], ids=["rw_split", "no_rw_split"])
+def test_unnamed_inference_bound_in_a_later_unit_runs_on_a_gpu_server(pgcat, cluster, pgml, rw_split):
+    """asyncpg without its statement cache, and with it for texts over 15 KiB, prepares the unnamed statement with
+    Parse, Describe, Flush and binds it next: the Bind is classified by the saved text (before, with read/write
+    splitting it was routed by default_role, to the primary or a CPU replica, also with fallback: error)."""
+    import asyncio
+
+    spec = ml_pool(cluster)
+    spec["pool"]["query_parser_read_write_splitting"] = rw_split
+    t = pgcat(pool_size=2, users=["app"], servers=spec["servers"], pool=spec["pool"])
+    query = "select pgml.embed($1, 'hello') is not null, inet_server_port()"
+    long_query = query + " /* " + "x" * 16_000 + " */"
+
+    async def run():
+        ports = []
+        for cache, text in ((0, query), (100, long_query)):
+            conn = await t.aconnect(statement_cache_size=cache)
+            try:
+                ports += [(await conn.fetchrow(text, "m-unnamed"))[1] for _ in range(3)]
+            finally:
+                await conn.close()
+        return ports
+
+    assert asyncio.run(asyncio.wait_for(run(), 30)) == [cluster.replica2] * 6

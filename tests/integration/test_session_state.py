@@ -144,3 +144,29 @@ def test_sql_prepare_is_replayed_where_execute_lands(pgcat):
         with pytest.raises(psycopg.errors.InvalidSqlStatementName):
             a.execute("execute double(1)")
         assert b.execute("execute double(2)").fetchone() == (6,)
+
+
+def test_set_config_in_an_unnamed_statement_bound_later_does_not_leak(pgcat):
+    """lib/pq and pgx prepare the unnamed statement in a unit of its own (Parse, Describe, Sync) and bind it in the
+    next: the Bind's server must be marked for reset too (before, the next client saw the tenant id)."""
+    import struct
+
+    from pgwire import RawConn, message
+
+    def cstr(text: str) -> bytes:
+        return text.encode() + b"\0"
+
+    t = pgcat(pool_size=1)
+    with RawConn(t.host, t.port) as a, t.connect() as b:
+        a.startup("app", "app", "app")
+        a.send(message(b"P", cstr("") + cstr("select set_config('app.tenant_id', '42', false)") + struct.pack("!H", 0))
+               + message(b"D", b"S" + cstr("")) + message(b"S", b""))
+        while a.read_message()[0] != b"Z":
+            pass
+        a.send(message(b"B", cstr("") + cstr("") + struct.pack("!HHH", 0, 0, 0)) + message(b"E", cstr("") + struct.pack("!i", 0))
+               + message(b"S", b""))
+        kinds = []
+        while (kind := a.read_message()[0]) != b"Z":
+            kinds.append(kind)
+        assert b"D" in kinds, kinds  # set_config ran
+        assert b.execute("select current_setting('app.tenant_id', true)").fetchone()[0] in ("", None)

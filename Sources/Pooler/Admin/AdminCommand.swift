@@ -1,7 +1,5 @@
 /// The admin console's commands (databases `pgcat` and `pgbouncer`), parsed as PgCat and PgBouncer do: trailing
 /// semicolons trimmed, split on whitespace, keywords case-insensitive.
-import Config
-
 enum AdminCommand: Equatable {
     enum Show: String, CaseIterable {
         case help, config, databases, pools, clients, servers, users, version, lists, stats, bans

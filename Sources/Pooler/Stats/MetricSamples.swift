@@ -89,12 +89,12 @@ extension PoolerRuntime {
                 add("pgcat_servers_active_count", .gauge, labels, states[.active, default: 0] + states[.used, default: 0])
                 add("pgcat_servers_tested_count", .gauge, labels, states[.tested, default: 0])
                 add("pgcat_servers_login_count", .gauge, labels, states[.login, default: 0])
-                add("pgcat_servers_is_banned", .gauge, labels, pool.isBanned(slotIndex: index) ? 1 : 0)
-                add("pgcat_servers_is_paused", .gauge, labels, paused ? 1 : 0)
-                // (ours: a replica kept out of rotation by max_replica_lag_bytes, and its last measured lag; once
-                // per server, as the series of a server's inference pool are merged with its own)
+                // States, once per server: the series of a server's inference pool are merged with its own (summed).
                 let slot = pool.slots[index]
                 if !slot.isInference {
+                    add("pgcat_servers_is_banned", .gauge, labels, pool.isBanned(slotIndex: index) ? 1 : 0)
+                    add("pgcat_servers_is_paused", .gauge, labels, paused ? 1 : 0)
+                    // (ours: a replica kept out of rotation by max_replica_lag_bytes, and its last measured lag)
                     add("pgcat_servers_is_lagging", .gauge, labels, slot.lagging.load(ordering: .relaxed) ? 1 : 0)
                     add("pgcat_servers_replica_lag_bytes", .gauge, labels, slot.lagBytes.load)
                 }
