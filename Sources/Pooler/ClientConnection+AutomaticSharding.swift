@@ -168,10 +168,16 @@ extension ClientConnection {
 
     static let sessionStatementTextsLimit = 10_000
 
-    /// Session mode: notes what a whole Parse or Close relayed at `index` does to the client's statements.
+    /// Session mode: notes what a whole Parse, Close or Query (SQL `DEALLOCATE name`) relayed at `index` does to the
+    /// client's statements.
     func noteSessionStatement(_ header: FrameHeader, in buffer: ByteBuffer, at index: Int) {
         guard var payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize) else { return }
-        if header.id == FrontendID.parse {
+        if header.id == FrontendID.query {
+            // (DEALLOCATE ALL and DISCARD ALL clear them all when the server's tag says so)
+            if StatementCommand.mightMatch(payload), case .deallocate(let name)? = StatementCommand(query: payload) {
+                sessionStatementTexts[name] = nil
+            }
+        } else if header.id == FrontendID.parse {
             guard let name = payload.readNullTerminatedString(), let text = payload.readNullTerminatedString() else {
                 return
             }

@@ -136,7 +136,8 @@ extension ClientConnection {
                 && (header.payloadSize < 1024 || !resetStatements.isEmpty)
             let inspectsResetStatement = inspectsResetParse || (!resetStatements.isEmpty || !restoreAtSync.isEmpty)
                 && (header.id == FrontendID.bind || header.id == FrontendID.close)
-            let notesStatement = notesStatements && (header.id == FrontendID.parse || header.id == FrontendID.close)
+            let notesStatement = notesStatements
+                && (header.id == FrontendID.parse || header.id == FrontendID.close || header.id == FrontendID.query)
             let mustBeWhole = needsRewrite || inspectsText || pluginsInspect || skipToSync || checksShard || inspectsReset
                 || notesStatement
                 || checksQueryShard || header.id == FrontendID.sync && !restoreAtSync.isEmpty
