@@ -218,18 +218,17 @@ struct ConfigValidator {
 
     /// A duration in milliseconds: 0 or more, at most a year (ConfigLimits).
     func checkMilliseconds(_ value: Int, _ path: String, _ sink: inout ProblemSink) {
-        checkNonNegative(value, path, &sink)
-        if value > ConfigLimits.maxMilliseconds {
-            sink.add(path, "must be at most \(ConfigLimits.maxMilliseconds) ms (a year), found \(value)")
-        }
+        checkDuration(value, path, atMost: ConfigLimits.maxMilliseconds, unit: "ms", &sink)
     }
 
     /// A duration in seconds: 0 or more, at most a year (ConfigLimits).
     func checkSeconds(_ value: Int, _ path: String, _ sink: inout ProblemSink) {
+        checkDuration(value, path, atMost: ConfigLimits.maxSeconds, unit: "seconds", &sink)
+    }
+
+    private func checkDuration(_ value: Int, _ path: String, atMost limit: Int, unit: String, _ sink: inout ProblemSink) {
         checkNonNegative(value, path, &sink)
-        if value > ConfigLimits.maxSeconds {
-            sink.add(path, "must be at most \(ConfigLimits.maxSeconds) seconds (a year), found \(value)")
-        }
+        if value > limit { sink.add(path, "must be at most \(limit) \(unit) (a year), found \(value)") }
     }
 
     func checkAtLeastOne(_ value: Int, _ path: String, _ sink: inout ProblemSink) {

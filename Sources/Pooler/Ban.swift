@@ -13,18 +13,20 @@ struct Ban: Sendable {
 extension ConnectionPool {
     /// One ban as SHOW BANS lists it.
     struct BanInfo {
-        var address: ServerAddress
         var slot: ServerSlot
-        /// As detected for `role: auto` (`ServerSlot.currentRole`).
-        var role: String
         var ban: Ban
         var remainingSeconds: Int
+    }
+
+    /// When a ban of `seconds` from `now` ends (kept to a year, as the config and BAN allow: no overflow).
+    private static func banEnd(seconds: Int, from now: UInt64) -> UInt64 {
+        now + UInt64(min(max(seconds, 1), ConfigLimits.maxSeconds)) * 1_000_000_000
     }
 
     /// Bans every replica whose host is `host`; returns the addresses newly banned.
     func ban(host: String, seconds: Int, reason: String) -> [ServerAddress] {
         let now = NIODeadline.now().uptimeNanoseconds
-        let until = now + UInt64(min(max(seconds, 0), ConfigLimits.maxSeconds)) * 1_000_000_000
+        let until = Self.banEnd(seconds: seconds, from: now)
         return lock.withLock {
             var banned: [ServerAddress] = []
             for slot in slots where slot.address.host == host && !slot.isPrimary {
@@ -57,7 +59,7 @@ extension ConnectionPool {
             slots.compactMap { slot -> BanInfo? in
                 let until = slot.bannedUntil.load(ordering: .relaxed)
                 guard until > now, let ban = slot.ban else { return nil }
-                return BanInfo(address: slot.address, slot: slot, role: slot.currentRole, ban: ban, remainingSeconds: Int((until - now + 999_999_999) / 1_000_000_000))
+                return BanInfo(slot: slot, ban: ban, remainingSeconds: Int((until - now + 999_999_999) / 1_000_000_000))
             }
         }
     }
@@ -66,7 +68,7 @@ extension ConnectionPool {
     func ban(slot: ServerSlot, reason: String, seconds: Int? = nil) {
         guard !slot.isPrimary else { return }
         let seconds = seconds ?? banTime.load
-        let until = NIODeadline.now().uptimeNanoseconds + UInt64(min(max(seconds, 1), ConfigLimits.maxSeconds)) * 1_000_000_000
+        let until = Self.banEnd(seconds: seconds, from: NIODeadline.now().uptimeNanoseconds)
         let isNew = lock.withLock {
             let wasBanned = slot.bannedUntil.load(ordering: .relaxed) > NIODeadline.now().uptimeNanoseconds
             if until > slot.bannedUntil.load(ordering: .relaxed) {

@@ -50,8 +50,8 @@ extension ClientConnection {
             case FrontendID.describe:
                 // A statement the pooler knows, described before its Bind: its Parse was answered without a server,
                 // so the Describe comes alone (asyncpg on a new connection). Decided as that Parse would be.
-                if payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"), let name = payload.readNullTerminatedString(),
-                   parsed == nil || parsedName != name, let text = knownText(ofStatement: name) {
+                if let name = payload.readStatementName(), parsed == nil || parsedName != name,
+                   let text = knownText(ofStatement: name) {
                     decide(text, nil)
                 }
             case FrontendID.sync:
@@ -186,7 +186,7 @@ extension ClientConnection {
             guard name.isEmpty || sessionStatementTexts[name] == nil else { return }
             if sessionStatementTexts.count >= Self.sessionStatementTextsLimit { sessionStatementTexts.removeAll() }
             sessionStatementTexts[name] = text
-        } else if payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"), let name = payload.readNullTerminatedString() {
+        } else if let name = payload.readStatementName() {
             sessionStatementTexts[name] = nil
         }
     }

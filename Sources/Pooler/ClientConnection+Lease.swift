@@ -157,7 +157,6 @@ extension ClientConnection {
         failRequest(.connectionFailure, message)
     }
 
-    /// A CancelRequest arrived while the request waits for a server connection: it ends like a cancelled statement.
     /// Why a wait for a server connection in `pool` ran out, as the end of the client's message.
     private static func waitTimeoutReason(_ pool: ConnectionPool, inCheck: Bool) -> String {
         if pool.isPaused { return " is paused by PAUSE or KILL; RESUME ends it" }
@@ -177,6 +176,7 @@ extension ClientConnection {
         return true
     }
 
+    /// A CancelRequest arrived while the request waits for a server connection: it ends like a cancelled statement.
     func cancelWaitingRequest() {
         guard withdrawWait() else { return }
         abandonInferenceWait()

@@ -71,12 +71,8 @@ extension ClientConnection {
                     pendingParameterKey = false
                     break
                 }
-                if bind.statement.isEmpty {
-                    // (the unnamed statement of an earlier unit: lib/pq, pgx, asyncpg's long texts)
-                    text = unnamedText ?? knownText(ofStatement: "")
-                } else if var definition = statements[bind.statement]?.definition {
-                    text = definition.readNullTerminatedString()
-                }
+                // (the unnamed statement of this batch, or of an earlier unit: lib/pq, pgx, asyncpg's long texts)
+                text = bind.statement.isEmpty ? unnamedText ?? knownText(ofStatement: "") : knownText(ofStatement: bind.statement)
                 if let text, let found = classify(text), best.map({ found.mlClass > $0.mlClass }) ?? true {
                     var resolved = found
                     if let key = found.modelKey, case .parameter = key {
@@ -88,10 +84,9 @@ extension ClientConnection {
             case FrontendID.describe:
                 // asyncpg prepares with Parse, Describe, Flush and binds later: the Parse was answered here (the
                 // statement cache), so the Describe is what leases (the Bind is classified again where it goes).
-                guard payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"),
-                      let name = payload.readNullTerminatedString() else { break }
                 // (an unnamed statement parsed in this batch was classified with its Parse)
-                text = name.isEmpty ? (unnamedText == nil ? knownText(ofStatement: "") : nil) : knownText(ofStatement: name)
+                guard let name = payload.readStatementName(), !name.isEmpty || unnamedText == nil else { break }
+                text = knownText(ofStatement: name)
             case FrontendID.sync:
                 break scan
             default:

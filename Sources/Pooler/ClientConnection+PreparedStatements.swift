@@ -52,8 +52,7 @@ extension ClientConnection {
             server.send(bind)
             return true
         case FrontendID.describe, FrontendID.close:
-            guard payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"), let name = payload.readNullTerminatedString(),
-                  !name.isEmpty else { return false }
+            guard let name = payload.readStatementName(), !name.isEmpty else { return false }
             before()
             if id == FrontendID.close {
                 // The server keeps the statement for other clients; this client just forgets its name.
@@ -257,10 +256,9 @@ extension ClientConnection {
             }
             return false
         case .execute(let name):
-            if let text = sqlStatements[name], SessionPin.callsSetConfig(ByteBuffer(string: text)) {
-                server.dirtySettings = true  // (the PREPARE's set_config runs here, with the EXECUTE)
-            }
-            guard let text = sqlStatements[name], !server.sqlPrepared.contains(name) else { return false }
+            guard let text = sqlStatements[name] else { return false }
+            if SessionPin.callsSetConfig(text) { server.dirtySettings = true }  // (it runs here, with the EXECUTE)
+            guard !server.sqlPrepared.contains(name) else { return false }
             before()
             var prepare = allocate(text.utf8.count + 8)
             MessageEncoder.query(text, into: &prepare)

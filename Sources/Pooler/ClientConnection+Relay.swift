@@ -596,8 +596,7 @@ extension ClientConnection {
             // (what of the frame is in: a Bind's names come first)
             var payload = buffer.getSlice(at: start, length: min(header.payloadSize, buffer.writerIndex - start))!
             if header.id == FrontendID.close {  // Close of a statement: it is no reset any more
-                guard payload.readInteger(as: UInt8.self) == UInt8(ascii: "S"),
-                      let statement = payload.readNullTerminatedString() else { return }
+                guard let statement = payload.readStatementName() else { return }
                 resetStatements[statement] = nil
                 if !setStatements.isEmpty { setStatements[statement] = nil }
                 return

@@ -60,12 +60,10 @@ extension ClientConnection {
                 // A Bind of a named statement, or a Describe of one: asyncpg prepares with Parse, Describe, Flush
                 // and binds later, and the statement cache answered the Parse, so the Describe is what leases.
                 guard var payload = buffer.getSlice(at: payloadStart, length: header.payloadSize) else { break scan }
-                if header.id == FrontendID.bind {
-                    _ = payload.readNullTerminatedString()  // (the portal)
-                } else if payload.readInteger(as: UInt8.self) != UInt8(ascii: "S") {
-                    break  // a portal's statement came with its Bind
-                }
-                guard let name = payload.readNullTerminatedString() else { break scan }
+                if header.id == FrontendID.bind { _ = payload.readNullTerminatedString() }  // (the portal)
+                // (a Describe of a portal: its statement came with its Bind)
+                guard let name = header.id == FrontendID.bind ? payload.readNullTerminatedString()
+                                                              : payload.readStatementName() else { break }
                 let known: ReadWriteRouting.Intent??
                 if name.isEmpty {
                     // The unnamed statement of an earlier unit (lib/pq, pgx, asyncpg's long texts): its saved text.

@@ -30,9 +30,7 @@ extension ConnectionPool {
                     "server": "\(slot.address)", "error": "\(error)"])
                 ban(slot: slot, reason: "FailedHealthCheck")
                 discard(server)
-                guard stillWaiting else { return }
-                let replaced = isRetired && hasSuccessor.load(ordering: .relaxed)
-                waiter.eventLoop.execute { replaced ? waiter.poolReplaced() : waiter.leaseAgain() }
+                if stillWaiting { askAgain(waiter) }
             }
         }
     }

@@ -44,10 +44,14 @@ extension ConnectionPool {
             return taken
         }
         closeIdle()
-        for ref in waiters {
-            let waiter = ref.waiter
-            waiter.eventLoop.execute { replaced ? waiter.poolReplaced() : waiter.leaseAgain() }
-        }
+        for ref in waiters { askAgain(ref.waiter) }
+    }
+
+    /// A waiter whose connection did not come (a retired pool, a failed check) asks again: here, or in the pool
+    /// that replaced this one.
+    func askAgain(_ waiter: LeaseWaiter) {
+        let replaced = isRetired && hasSuccessor.load(ordering: .relaxed)
+        waiter.eventLoop.execute { replaced ? waiter.poolReplaced() : waiter.leaseAgain() }
     }
 
     var isPaused: Bool { paused }

@@ -226,8 +226,7 @@ public final class ConnectionPool: @unchecked Sendable {
             }
         }
         /// `address.role`, decided once (every lease asks).
-        let configuredRole: ConfiguredRole
-        enum ConfiguredRole { case primary, replica, auto }
+        let configuredRole: ServerHealth.RoleSetting
         var machine: PoolStateMachine<ServerConnection, WaiterRef>
         /// Connections opening or open (under the pool lock), for SHOW SERVERS and the address totals.
         var live: [ObjectIdentifier: ServerConnection] = [:]

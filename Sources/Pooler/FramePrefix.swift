@@ -74,3 +74,12 @@ enum StatementReference: Equatable {
         self = first == 0 ? .unnamed : .named
     }
 }
+
+extension ByteBuffer {
+    /// Reads a Describe or Close payload: the statement's name ("" for the unnamed one), or nil when it names a
+    /// portal (or is cut short).
+    mutating func readStatementName() -> String? {
+        guard readInteger(as: UInt8.self) == UInt8(ascii: "S") else { return nil }
+        return readNullTerminatedString()
+    }
+}

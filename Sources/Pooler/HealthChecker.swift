@@ -95,13 +95,7 @@ extension ConnectionPool {
         for (_, shardServers) in Dictionary(grouping: servers, by: { $0.address.shard }) {
             let results = shardServers.map { probes[PoolerRuntime.AddressKey($0.address)] }
             guard results.allSatisfy({ $0 != nil }) else { continue }  // probed by another round
-            let roles = shardServers.map { slot -> ServerHealth.RoleSetting in
-                switch slot.configuredRole {
-                case .primary: return .primary
-                case .replica: return .replica
-                case .auto: return .auto
-                }
-            }
+            let roles = shardServers.map(\.configuredRole)
             let previous = shardServers.firstIndex { $0.configuredRole == .auto && $0.isPrimary }
             let shard = shardServers[0].address.shard
             let probes = results.map { $0! }

@@ -206,6 +206,7 @@ struct ResponseTracker {
         if kind.isSyncPoint { pendingSyncPoints += 1 }
         if kind.isClientSyncPoint { pendingClientSyncPoints += 1 }
         if kind == .injectedRestore { pendingRestores += 1 }
+        if kind == .injectedSync { pendingInjectedSyncs += 1 }
         slots.append(Slot(kind: kind, payload: -1))
     }
 
@@ -319,6 +320,7 @@ struct ResponseTracker {
         pendingSyncPoints = 0
         pendingClientSyncPoints = 0
         pendingRestores = 0
+        pendingInjectedSyncs = 0
         errorBeforeInjectedSync = false
         unitFailed = false
         lastUnitFailed = false
@@ -335,6 +337,7 @@ struct ResponseTracker {
         if slots[head].kind.isSyncPoint { pendingSyncPoints -= 1 }
         if slots[head].kind.isClientSyncPoint { pendingClientSyncPoints -= 1 }
         if slots[head].kind == .injectedRestore { pendingRestores -= 1 }
+        if slots[head].kind == .injectedSync { pendingInjectedSyncs -= 1 }
         head += 1
         if head == slots.count {
             slots.removeAll(keepingCapacity: true)
@@ -397,10 +400,9 @@ struct ResponseTracker {
         return errorBeforeInjectedSync
     }
 
-    /// A Sync of the pooler's own is still unanswered.
-    var awaitsInjectedSync: Bool {
-        slots[head...].contains { $0.kind == .injectedSync }
-    }
+    /// A Sync of the pooler's own is still unanswered. (Counted: the relay asks on every call.)
+    var awaitsInjectedSync: Bool { pendingInjectedSyncs > 0 }
+    private var pendingInjectedSyncs = 0
 
     /// One entry of the queue: its kind, and where its payload is (-1: none).
     private struct Slot {

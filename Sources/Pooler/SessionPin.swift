@@ -73,30 +73,32 @@ enum SessionPin: String, Equatable, Sendable {
     /// costs a RESET ALL). Its session-level settings (a search_path, a role, a custom setting a row-level policy
     /// reads) must not reach the next client, yet its command tag is `SELECT`, not `SET`.
     static func callsSetConfig(_ sql: ByteBuffer) -> Bool {
-        sql.withUnsafeReadableBytes { bytes in
-            var index = 0
-            while index + 10 <= bytes.count {
-                if bytes[index] | 0x20 == UInt8(ascii: "s"), index == 0 || !isWordByte(bytes[index - 1]),
-                   matches(bytes, index, "set_config") {
-                    return true
-                }
-                index += 1
-            }
-            return false
-        }
+        sql.withUnsafeReadableBytes(callsSetConfig)
+    }
+
+    static func callsSetConfig(_ sql: String) -> Bool {
+        var sql = sql
+        return sql.withUTF8 { callsSetConfig(UnsafeRawBufferPointer($0)) }
+    }
+
+    private static func callsSetConfig(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        find("set_config", in: bytes, after: { $0.map { !isWordByte($0) } ?? true })
     }
 
     /// What a statement text does to its session: the pin it needs, and whether it calls `set_config`.
     static func inspect(_ sql: ByteBuffer) -> (pin: SessionPin?, setsConfig: Bool) {
         guard mightPin(sql) else { return (nil, false) }
-        return (detect(in: sql), callsSetConfig(sql))
+        return (pinAfterPrefilter(sql), callsSetConfig(sql))
     }
 
     /// The first pinning operation in `sql` (one or more statements), or nil.
     static func detect(in sql: ByteBuffer) -> SessionPin? {
-        guard mightPin(sql) else { return nil }
-        let bytes = Array(sql.readableBytesView)
-        let statements = SQLWords.statements(in: bytes)
+        mightPin(sql) ? pinAfterPrefilter(sql) : nil
+    }
+
+    /// `detect` once `mightPin` said yes.
+    private static func pinAfterPrefilter(_ sql: ByteBuffer) -> SessionPin? {
+        let statements = SQLWords.statements(in: Array(sql.readableBytesView))
         for words in statements {
             if let pin = detect(statement: words) { return pin }
         }
@@ -104,18 +106,18 @@ enum SessionPin: String, Equatable, Sendable {
         // ("pg_advisory_lock"(1)). A missed lock stays on the server connection for the next client; pinning on
         // a mere mention costs a connection. (A lock taken inside a function the text only calls is not seen.)
         let inDOBlock = statements.contains { $0.first == "DO" }
-        if contains(bytes, "pg_advisory_lock", quoted: !inDOBlock) || contains(bytes, "pg_try_advisory_lock", quoted: !inDOBlock) {
-            return .advisoryLock
+        let before: (UInt8?) -> Bool = { inDOBlock || $0 == UInt8(ascii: "\"") }
+        let locks = sql.withUnsafeReadableBytes {
+            find("pg_advisory_lock", in: $0, after: before) || find("pg_try_advisory_lock", in: $0, after: before)
         }
-        return nil
+        return locks ? .advisoryLock : nil
     }
 
-    /// Whether `bytes` contain `word` (case-insensitively), right after a double quote when `quoted`.
-    private static func contains(_ bytes: [UInt8], _ word: StaticString, quoted: Bool) -> Bool {
-        bytes.withUnsafeBytes { raw in
-            raw.indices.contains { start in
-                (!quoted || start > 0 && raw[start - 1] == UInt8(ascii: "\"")) && matches(raw, start, word)
-            }
+    /// Whether `word` stands in `bytes` (case-insensitively) after a byte `before` accepts (nil: at the start).
+    private static func find(_ word: StaticString, in bytes: UnsafeRawBufferPointer,
+                             after before: (UInt8?) -> Bool) -> Bool {
+        bytes.indices.contains { start in
+            before(start > 0 ? bytes[start - 1] : nil) && matches(bytes, start, word)
         }
     }
 

@@ -334,9 +334,9 @@ struct AdminConsole {
         for pool in runtime.pools(database: nil, user: nil) {
             for ban in pool.bans() {
                 result.append([
-                    .text(pool.database), .text(pool.user), .text(ban.role), .text(ban.address.host),
+                    .text(pool.database), .text(pool.user), .text(ban.slot.currentRole), .text(ban.slot.address.host),
                     .text(ban.ban.reason), .text(formatter.string(from: ban.ban.since)), .text(String(ban.ban.seconds)),
-                    .text(String(ban.remainingSeconds)), .int(ban.address.port),
+                    .text(String(ban.remainingSeconds)), .int(ban.slot.address.port),
                     .text(Self.addressName(pool: pool, slot: ban.slot)),
                 ])
             }

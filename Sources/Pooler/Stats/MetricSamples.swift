@@ -98,7 +98,7 @@ extension PoolerRuntime {
                     add("pgcat_servers_is_lagging", .gauge, labels, slot.lagging.load(ordering: .relaxed) ? 1 : 0)
                     add("pgcat_servers_replica_lag_bytes", .gauge, labels, slot.lagBytes.load)
                 }
-                add("pgcat_databases_pool_size", .gauge, labels, pool.maxConnections(of: pool.slots[index]))
+                add("pgcat_databases_pool_size", .gauge, labels, pool.maxConnections(of: slot))
                 add("pgcat_databases_current_connections", .gauge, labels, counts[index])
             }
         }
