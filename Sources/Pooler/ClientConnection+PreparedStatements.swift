@@ -40,6 +40,13 @@ extension ClientConnection {
             before()
             let startsBatch = server.tracker.pendingCount == 0
             guard let statement = prepared(name, on: server) else { planRetry = nil; return true }
+            if let known = statement.resultShape, let actual = server.statements.shape(of: statement.serverName),
+               known != actual {
+                // Prepared again where the schema has changed since the client described it: PostgreSQL refuses
+                // to run a statement whose result changed shape, and clients decode rows by the shape they know.
+                failExtended(Self.resultTypeChanged, on: server)
+                return true
+            }
             if statement.setsConfig { server.dirtySettings = true }  // (its settings must not reach the next client)
             var bind = allocate(payload.readableBytes + portal.utf8.count + statement.serverName.utf8.count + 8)
             MessageEncoder.frame(FrontendID.bind, into: &bind) {
@@ -165,12 +172,65 @@ extension ClientConnection {
         return parse
     }
 
+    /// A Bind of a statement the client has described, about to run where the server's copy was prepared without
+    /// the client (again after a schema change, or by another client) and its result shape is not known yet: the
+    /// pooler describes that copy first and holds the Bind, and what follows it, until the answer (the rewrite of
+    /// the Bind then compares the shapes). Returns whether the Bind is held.
+    func holdsBindForResultShape(_ payload: ByteBuffer, on server: ServerConnection, before: () -> Void) -> Bool {
+        var payload = payload
+        guard payload.readNullTerminatedString() != nil, let name = payload.readNullTerminatedString(),
+              let statement = statements[name], statement.resultShape != nil,
+              server.statements.shape(of: statement.serverName) == nil else { return false }
+        before()
+        if !server.statements.contains(statement.serverName) {
+            server.stats.prepareMisses.add()
+            prepareAgain(statement, on: server)
+        }
+        var describe = allocate(statement.serverName.utf8.count + 16)
+        MessageEncoder.frame(FrontendID.describe, into: &describe) {
+            $0.writeInteger(UInt8(ascii: "S"))
+            $0.writeNullTerminatedString(statement.serverName)
+        }
+        describe.writeMultipleIntegers(FrontendID.flush, Int32(4))  // (the answer is needed before any Sync)
+        server.tracker.append(.injected(.describe(statement: statement.serverName)))
+        server.send(describe)
+        awaitingResultShape = true
+        return true
+    }
+
+    /// A RowDescription or NoData (whole frame at `index`) answers a statement Describe of pooler-named
+    /// `statement`: it is the shape of the server's copy, and, when the client asked, the shape the client knows.
+    func noteResultShape(of statement: String, _ header: FrameHeader, in buffer: ByteBuffer, at index: Int,
+                         on server: ServerConnection) {
+        let shape = header.id == BackendID.noData ? ResultShape.noRows
+            : ResultShape(rowDescription: buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!)
+        guard let shape else { return }
+        server.statements.setShape(shape, of: statement)
+        guard !server.tracker.nextReplyIsDropped else { return }  // (the pooler's own Describe)
+        for (name, known) in statements where known.serverName == statement && known.resultShape != shape {
+            statements[name]?.resultShape = shape
+            knowsResultShapes = true
+        }
+    }
+
+    /// PostgreSQL's error for a prepared statement whose result changed shape; clients (asyncpg) recognise it by its
+    /// routine name and prepare the statement again.
+    static let resultTypeChanged = ErrorFields(fields: [
+        UInt8(ascii: "S"): "ERROR", UInt8(ascii: "V"): "ERROR", UInt8(ascii: "C"): SQLState.featureNotSupported.code,
+        UInt8(ascii: "M"): "cached plan must not change result type", UInt8(ascii: "R"): "RevalidateCachedQuery",
+    ])
+
     /// An error the pooler raises for an extended-protocol message: it takes that message's place in the reply
     /// order, the server fails the unit too, and the client's messages up to its Sync are dropped, as Postgres
     /// does after an error.
     private func failExtended(_ state: SQLState, _ message: String, on server: ServerConnection) {
+        failExtended(ErrorFields(fields: [UInt8(ascii: "S"): "ERROR", UInt8(ascii: "V"): "ERROR",
+                                          UInt8(ascii: "C"): state.code, UInt8(ascii: "M"): message]), on: server)
+    }
+
+    private func failExtended(_ fields: ErrorFields, on server: ServerConnection) {
         var error = allocate(128)
-        MessageEncoder.errorResponse(severity: .error, state: state, message: message, into: &error)
+        MessageEncoder.errorResponse(fields, into: &error)
         server.tracker.append(.synthetic(error))
         // As an error on the server would: the unit's earlier statements are rolled back, and inside a
         // transaction block the transaction is failed (25P02 for what follows, COMMIT rolls back).

@@ -48,6 +48,7 @@ extension ClientConnection {
     /// Named prepared statements (transaction mode) are rewritten to their server-side names on the way.
     private func relay(_ buffer: inout ByteBuffer, to server: ServerConnection) throws(WireError) -> Bool {
         if awaitingSettingsReplay { return false }  // (resumed by settingsReplayAnswered)
+        if awaitingResultShape { return false }  // (resumed by serverRead once the Describe is answered)
         // (resumed by serverRead at the unit's ReadyForQuery; COPY data the reset's Query asked for goes on)
         if restoreAfterUnit != nil, !server.tracker.copyIn { return false }
         // A describe-only unit ended early (automatic sharding, read/write splitting): what follows is routed again
@@ -153,6 +154,14 @@ extension ClientConnection {
                 index += header.frameSize
                 runStart = index
                 continue
+            }
+            if knowsResultShapes, needsRewrite, header.id == FrontendID.bind, !server.tracker.serverSkipping {
+                let frameStart = index
+                if holdsBindForResultShape(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!,
+                                           on: server, before: { flushRun(upTo: frameStart) }) {
+                    unsynced = true
+                    break
+                }
             }
             if checksShard, let shard = bindNamesAnotherShard(
                 buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!, on: server) {

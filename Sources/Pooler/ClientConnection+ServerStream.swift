@@ -43,9 +43,13 @@ extension ClientConnection {
                 return
             }
             let whole = end - index >= header.frameSize
-            if !whole && (Self.isReadWhole(header.id) || server.tracker.nextReplyIsDropped) {
+            // (A statement Describe's answer is read whole too: it is the statement's result shape.)
+            let describedStatement = header.id == BackendID.rowDescription || header.id == BackendID.noData
+                ? server.tracker.headDescribedStatement : nil
+            if !whole && (Self.isReadWhole(header.id) || server.tracker.nextReplyIsDropped || describedStatement != nil) {
                 break  // wait for the rest of a frame that must be read or dropped whole
             }
+            if let describedStatement { noteResultShape(of: describedStatement, header, in: buffer, at: index, on: server) }
             var heldForRetry = false
             let failedStatement = header.id == BackendID.errorResponse ? server.tracker.headStatement : nil
             if let failedStatement, whole, server.statements.contains(failedStatement),
@@ -55,7 +59,8 @@ extension ClientConnection {
                 // could not see it, e.g. inside a function): this request fails, the next ones prepare again.
                 server.lostCachedStatements()
             }
-            if header.id == BackendID.errorResponse, let statement = server.tracker.headStatement,
+            if header.id == BackendID.errorResponse,
+               let statement = server.tracker.headStatement ?? server.tracker.headDescribedStatement,
                Self.isStalePlanError(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!) {
                 let error = buffer.getSlice(at: index, length: header.frameSize)!
                 heldForRetry = stalePlan(statement, error: error, on: server)
@@ -213,6 +218,10 @@ extension ClientConnection {
             flushIfNeeded()
         } else if awaitingStatementOutcome, !server.tracker.hasUnresolvedStatementsBeforeSync {
             awaitingStatementOutcome = false
+            drive()
+            flushIfNeeded()
+        } else if awaitingResultShape, !server.tracker.awaitsInjectedDescribe {
+            awaitingResultShape = false
             drive()
             flushIfNeeded()
         } else if let held = inbox, held.readableBytes > 0,

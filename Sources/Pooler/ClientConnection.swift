@@ -188,6 +188,10 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var leaseRetries = 0
     /// The relay stopped before a message about named statements until an earlier batch's outcome is known.
     var awaitingStatementOutcome = false
+    /// A Bind waits for the pooler's own Describe of the server's copy of its statement (`holdsBindForResultShape`).
+    var awaitingResultShape = false
+    /// Some statement of the client's has a known result shape (Binds are checked only then).
+    var knowsResultShapes = false
     /// The relay holds the client's messages until the server answered the pooler's query applying login settings.
     var awaitingSettingsReplay = false
     /// The server's ErrorResponse to that query, if it refused it.

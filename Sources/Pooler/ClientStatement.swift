@@ -11,6 +11,8 @@ struct ClientStatement: Equatable {
     var routingIntent: ReadWriteRouting.Intent?? = nil
     /// Its text calls `set_config`: a server that runs it needs RESET ALL before the next client.
     var setsConfig = false
+    /// The result shape the client learned from a Describe of it: its Binds must not get rows of another shape.
+    var resultShape: ResultShape?
 
     init(serverName: String, definition: ByteBuffer, setsConfig: Bool = false) {
         self.serverName = serverName

@@ -35,8 +35,12 @@ struct ResponseTracker {
         /// unit did (the pooler refused a message of it); its error is dropped. `restore`: the pooler's own simple
         /// query setting the client's login values again after its RESET; dropped like `query`, except that the
         /// ParameterStatus it causes reach the client (as PostgreSQL's RESET would report them), and so do
-        /// notifications that arrive meanwhile.
-        enum Injected: Equatable { case parse(statement: String), close(statement: String), query, sync, refusal, restore }
+        /// notifications that arrive meanwhile. `describe`: the pooler's own Describe of a statement it prepared
+        /// again, to learn its result shape before the client's Bind goes on (see `ResultShape`).
+        enum Injected: Equatable {
+            case parse(statement: String), close(statement: String), describe(statement: String)
+            case query, sync, refusal, restore
+        }
     }
 
     /// How to revert a client's statement-name change the pooler answered itself, when Postgres would have skipped
@@ -130,6 +134,16 @@ struct ResponseTracker {
         return false
     }
 
+    /// The pooler-named statement whose statement Describe (the client's or the pooler's own) the next
+    /// RowDescription or NoData answers, if any.
+    var headDescribedStatement: String? {
+        guard head < slots.count else { return nil }
+        switch payload(of: slots[head]) {
+        case .describeStatement(let statement?), .injected(.describe(let statement))?: return statement
+        default: return nil
+        }
+    }
+
     /// The pooler-named statement the next reply concerns (a Bind or statement Describe of one), if any.
     var headStatement: String? {
         guard head < slots.count else { return nil }
@@ -153,7 +167,7 @@ struct ResponseTracker {
     var nextReplyIsDropped: Bool {
         guard head < slots.count else { return false }
         switch slots[head].kind {
-        case .injectedParse, .injectedClose, .injectedQuery, .injectedRestore: return true
+        case .injectedParse, .injectedClose, .injectedDescribe, .injectedQuery, .injectedRestore: return true
         default: return false
         }
     }
@@ -189,6 +203,7 @@ struct ResponseTracker {
             noteSkipped(entry)
             return
         }
+        if kind == .injectedDescribe { pendingInjectedDescribes += 1 }
         slots.append(Slot(kind: kind, payload: Int32(payloads.count)))
         payloads.append(entry)
     }
@@ -300,6 +315,9 @@ struct ResponseTracker {
         case .injectedClose:
             pop()
             return id == BackendID.closeComplete ? .drop : .forward
+        case .injectedDescribe:
+            if id == BackendID.rowDescription || id == BackendID.noData { pop() }
+            return .drop  // (and its ParameterDescription)
         case .injectedRefusal:
             pop()
             return .drop  // (the server accepted it after all: nothing to show)
@@ -321,6 +339,7 @@ struct ResponseTracker {
         pendingClientSyncPoints = 0
         pendingRestores = 0
         pendingInjectedSyncs = 0
+        pendingInjectedDescribes = 0
         errorBeforeInjectedSync = false
         unitFailed = false
         lastUnitFailed = false
@@ -338,6 +357,7 @@ struct ResponseTracker {
         if slots[head].kind.isClientSyncPoint { pendingClientSyncPoints -= 1 }
         if slots[head].kind == .injectedRestore { pendingRestores -= 1 }
         if slots[head].kind == .injectedSync { pendingInjectedSyncs -= 1 }
+        if slots[head].kind == .injectedDescribe { pendingInjectedDescribes -= 1 }
         head += 1
         if head == slots.count {
             slots.removeAll(keepingCapacity: true)
@@ -404,6 +424,10 @@ struct ResponseTracker {
     var awaitsInjectedSync: Bool { pendingInjectedSyncs > 0 }
     private var pendingInjectedSyncs = 0
 
+    /// A Describe of the pooler's own is unanswered (and not skipped after an error).
+    var awaitsInjectedDescribe: Bool { pendingInjectedDescribes > 0 }
+    private var pendingInjectedDescribes = 0
+
     /// One entry of the queue: its kind, and where its payload is (-1: none).
     private struct Slot {
         var kind: Kind
@@ -413,8 +437,8 @@ struct ResponseTracker {
     /// The cases of `Entry` without their payloads.
     private enum Kind: UInt8 {
         case parse, bind, describeStatement, describePortal, execute, close, sync, query, functionCall
-        case synthetic, syntheticStatement, syntheticReady, injectedParse, injectedClose, injectedQuery, injectedSync
-        case injectedRefusal, injectedRestore
+        case synthetic, syntheticStatement, syntheticReady, injectedParse, injectedClose, injectedDescribe
+        case injectedQuery, injectedSync, injectedRefusal, injectedRestore
 
         var isSyncPoint: Bool {
             switch self {
@@ -442,6 +466,7 @@ struct ResponseTracker {
             case .syntheticReady: return (.syntheticReady, false)
             case .injected(.parse): return (.injectedParse, true)
             case .injected(.close): return (.injectedClose, true)
+            case .injected(.describe): return (.injectedDescribe, true)
             case .injected(.query): return (.injectedQuery, false)
             case .injected(.sync): return (.injectedSync, false)
             case .injected(.refusal): return (.injectedRefusal, false)

@@ -2,6 +2,8 @@
 struct ServerStatementCache {
     let capacity: Int
     private var lastUse: [String: UInt64] = [:]
+    /// The result shapes of the statements a statement Describe reported on this connection (see `ResultShape`).
+    private var shapes: [String: ResultShape] = [:]
     private var clock: UInt64 = 0
 
     init(capacity: Int) { self.capacity = capacity }
@@ -24,18 +26,31 @@ struct ServerStatementCache {
         }
         var evicted: String?
         if capacity > 0, lastUse.count >= capacity, let oldest = lastUse.min(by: { $0.value < $1.value })?.key {
-            lastUse[oldest] = nil
+            remove(oldest)
             evicted = oldest
         }
         lastUse[name] = clock
         return evicted
     }
 
-    mutating func remove(_ name: String) { lastUse[name] = nil }
+    mutating func remove(_ name: String) {
+        lastUse[name] = nil
+        if !shapes.isEmpty { shapes[name] = nil }
+    }
+
+    /// The result shape of the server's copy of `name`, if a statement Describe reported it since it was prepared.
+    func shape(of name: String) -> ResultShape? { shapes.isEmpty ? nil : shapes[name] }
+
+    mutating func setShape(_ shape: ResultShape, of name: String) {
+        if lastUse[name] != nil { shapes[name] = shape }
+    }
 
     var names: Dictionary<String, UInt64>.Keys { lastUse.keys }
 
-    mutating func removeAll() { lastUse.removeAll() }
+    mutating func removeAll() {
+        lastUse.removeAll()
+        shapes.removeAll()
+    }
 }
 
 /// Server-side names for statement definitions, shared by a pool's clients: the same query text and parameter

@@ -364,4 +364,37 @@ final class ResponseTrackerTests: XCTestCase {
         XCTAssertEqual(outcome.lost, ["PGCAT_1"])
         XCTAssertTrue(outcome.failed.isEmpty)
     }
+
+    func testInjectedDescribeIsDroppedAndCountedUntilItsRowDescription() {
+        var t = ResponseTracker()
+        t.append(.injected(.parse(statement: "PGCAT_1")))
+        t.append(.injected(.describe(statement: "PGCAT_1")))
+        XCTAssertTrue(t.awaitsInjectedDescribe)
+        XCTAssertEqual(t.received(parseComplete), .drop)
+        XCTAssertEqual(t.headDescribedStatement, "PGCAT_1")
+        XCTAssertEqual(t.received(BackendID.parameterDescription), .drop)
+        XCTAssertTrue(t.awaitsInjectedDescribe)
+        XCTAssertEqual(t.received(BackendID.noData), .drop)
+        XCTAssertFalse(t.awaitsInjectedDescribe)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testInjectedDescribeSkippedAfterTheParseFailsIsNoLongerAwaited() {
+        var t = ResponseTracker()
+        t.append(.injected(.parse(statement: "PGCAT_1")))
+        t.append(.injected(.describe(statement: "PGCAT_1")))
+        XCTAssertEqual(t.received(error), .forward)  // (the client's held Bind gets it)
+        XCTAssertFalse(t.awaitsInjectedDescribe)
+        XCTAssertTrue(t.serverSkipping)
+        XCTAssertEqual(t.takeStatementOutcomes().lost, ["PGCAT_1"])
+    }
+
+    func testClientStatementDescribeNamesItsStatementForTheShape() {
+        var t = ResponseTracker()
+        t.append(.describeStatement(statement: "PGCAT_2"))
+        XCTAssertEqual(t.received(BackendID.parameterDescription), .forward)
+        XCTAssertEqual(t.headDescribedStatement, "PGCAT_2")
+        XCTAssertEqual(t.received(rowDescription), .forward)
+        XCTAssertNil(t.headDescribedStatement)
+    }
 }

@@ -345,3 +345,94 @@ def test_stale_cached_plan_in_a_transaction_reaches_the_client_then_recovers(pgc
         a.rollback()
         assert a.execute(query, (1,)).fetchall() == [(1, "added")]
         a.commit()
+
+
+def reconnect_servers(t):
+    """The admin console's RECONNECT: the pool's server connections are replaced, so statements are prepared anew."""
+    with psycopg.connect(host=t.host, port=t.port, user="pgcat_admin", password="pgcat_admin", dbname="pgcat",
+                         autocommit=True, prepare_threshold=None, connect_timeout=10) as admin:
+        assert admin.execute("RECONNECT").statusmessage == "RECONNECT"
+
+
+def swap_column_names(primary, table):
+    """Same types, names swapped: rows decoded by the old description would read each value under the other name."""
+    primary.sql(f"alter table {table} rename column a to c")
+    primary.sql(f"alter table {table} rename column b to a")
+    primary.sql(f"alter table {table} rename column c to b")
+
+
+def describe_stmt(name: str) -> bytes:
+    return message(b"D", b"S" + cstr(name))
+
+
+def column_names(replies) -> list[str]:
+    """The column names of the RowDescription among `replies`."""
+    (payload,) = [p for t, p in replies if t == b"T"]
+    names, i = [], 2
+    for _ in range(int.from_bytes(payload[:2], "big")):
+        end = payload.index(b"\x00", i)
+        names.append(payload[i:end].decode())
+        i = end + 1 + 18
+    return names
+
+
+def test_statement_prepared_again_after_a_schema_change_keeps_its_described_shape(pgcat, primary):
+    """A statement the client described is prepared again on a new server connection after its result changed
+    shape: PostgreSQL's own error (0A000, routine RevalidateCachedQuery) instead of rows of the new shape, which the
+    client would decode by the old one; a statement prepared and described after the change runs."""
+    table = primary.make_table("shape_change", "a text, b text")
+    primary.sql(f"insert into {table} values ('A', 'B')")
+    t = pgcat(pool_size=1)
+    c = RawConn(t.host, t.port)
+    c.startup("app", "app", "app")
+    replies = exchange(c, parse_msg("s1", f"select * from {table}") + describe_stmt("s1") + SYNC)
+    assert column_names(replies) == ["a", "b"]
+    assert rows(exchange(c, bind_msg("s1") + EXECUTE + SYNC)) == [["A", "B"]]
+    reconnect_servers(t)  # same schema: prepared again, described, and run
+    assert rows(exchange(c, bind_msg("s1") + EXECUTE + SYNC)) == [["A", "B"]]
+
+    swap_column_names(primary, table)
+    reconnect_servers(t)
+    replies = exchange(c, bind_msg("s1") + EXECUTE + SYNC)
+    (error,) = errors(replies)
+    assert error.sqlstate == "0A000" and error.fields.get("R") == "RevalidateCachedQuery", error.fields
+    assert "cached plan must not change result type" in error.message
+    assert not rows(replies) and replies[-1] == (b"Z", b"I")
+    # As in PostgreSQL the statement stays unusable, inside a transaction block too, which the error fails.
+    replies = exchange(c, message(b"Q", cstr("begin")))
+    replies = exchange(c, bind_msg("s1") + EXECUTE + SYNC)
+    assert [e.sqlstate for e in errors(replies)] == ["0A000"] and replies[-1] == (b"Z", b"E")
+    exchange(c, message(b"Q", cstr("rollback")))
+    # The same text prepared and described again runs, with the new names.
+    replies = exchange(c, parse_msg("s2", f"select * from {table}") + describe_stmt("s2") + SYNC)
+    assert column_names(replies) == ["b", "a"]
+    assert rows(exchange(c, bind_msg("s2") + EXECUTE + SYNC)) == [["A", "B"]]
+    c.close()
+
+
+def test_asyncpg_after_a_schema_change_reads_the_new_shape(pgcat, primary):
+    """asyncpg decodes rows by the description it got when it prepared: through the pooler, a statement prepared
+    again on another server connection after a schema change must fail as it does on PostgreSQL, so that asyncpg
+    prepares it again (outside a transaction, invisibly) instead of reading values under the wrong names."""
+    table = primary.make_table("shape_change_asyncpg", "a text, b text")
+    primary.sql(f"insert into {table} values ('A', 'B')")
+    t = pgcat(pool_size=1)
+    query = f"select * from {table}"
+
+    async def main():
+        conn = await t.aconnect(statement_cache_size=100)
+        try:
+            assert dict(await conn.fetchrow(query)) == {"a": "A", "b": "B"}
+            swap_column_names(primary, table)
+            reconnect_servers(t)
+            assert dict(await conn.fetchrow(query)) == {"b": "A", "a": "B"}
+            swap_column_names(primary, table)
+            reconnect_servers(t)
+            async with conn.transaction():  # in a transaction asyncpg cannot retry: the error reaches the caller
+                with pytest.raises(asyncpg.exceptions.InvalidCachedStatementError):
+                    await conn.fetchrow(query)
+            assert dict(await conn.fetchrow(query)) == {"a": "A", "b": "B"}
+        finally:
+            await conn.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
