@@ -90,6 +90,7 @@ extension ClientConnection {
     func stalePlan(_ statement: String, error: ByteBuffer, on server: ServerConnection) -> Bool {
         server.statements.remove(statement)
         server.staleStatements.insert(statement)
+        pool?.statementNames.reportStale(statement)  // (the other server connections' copies are as old)
         logger.debug("stale cached plan", metadata: ["statement": "\(statement)"])
         guard var recording = planRetry, recording.synced, recording.describes, recording.heldError == nil,
               !recording.answered, recording.statement == statement,

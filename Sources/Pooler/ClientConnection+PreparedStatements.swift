@@ -104,7 +104,7 @@ extension ClientConnection {
         let serverName = pool.statementNames.name(for: definition)
         statements[name] = ClientStatement(serverName: serverName, definition: definition,
                                            setsConfig: SessionPin.inspect(definition).setsConfig)
-        if server.statements.contains(serverName) {
+        if serverHolds(serverName, server) {
             server.statements.touch(serverName)
             server.stats.prepareHits.add()
             server.tracker.append(.syntheticStatement(Self.parseComplete, undo: .forget(client: name)))
@@ -112,7 +112,7 @@ extension ClientConnection {
         }
         server.stats.prepareMisses.add()
         closeIfStale(serverName, on: server)
-        evict(server.statements.insert(serverName), on: server)
+        evict(server.statements.insert(serverName, staleReports: pool.statementNames.staleReports), on: server)
         server.tracker.append(.parse(statement: serverName, client: name))
         server.send(parseMessage(serverName, definition))
     }
@@ -123,7 +123,7 @@ extension ClientConnection {
             failExtended(.invalidSQLStatementName, "prepared statement \"\(name)\" does not exist", on: server)
             return nil
         }
-        if server.statements.contains(statement.serverName) {
+        if serverHolds(statement.serverName, server) {
             server.statements.touch(statement.serverName)
             server.stats.prepareHits.add()
         } else {
@@ -133,10 +133,29 @@ extension ClientConnection {
         return statement
     }
 
+    /// Whether `server` holds a usable copy of `serverName`. A copy prepared before another server connection
+    /// reported that statement's plan stale (`stalePlan`) was planned against the same old schema: it is taken as
+    /// stale too, to be closed and prepared again, rather than answering a client's fresh Parse with a copy whose
+    /// Describe or Bind would fail (asyncpg prepares again on every connection of its pool after such an error).
+    func serverHolds(_ serverName: String, _ server: ServerConnection) -> Bool {
+        guard let checkedAt = server.statements.checkedAt(serverName) else { return false }
+        guard let names = pool?.statementNames else { return true }
+        let reports = names.staleReports
+        guard checkedAt < reports else { return true }  // (no report since: the common case, no lock)
+        guard names.reportedStale(serverName, after: checkedAt) else {
+            server.statements.markChecked(serverName, staleReports: reports)
+            return true
+        }
+        server.statements.remove(serverName)
+        server.staleStatements.insert(serverName)
+        return false
+    }
+
     /// Injects a Parse of a statement the client has but `server` lacks; its reply is not forwarded.
     func prepareAgain(_ statement: ClientStatement, on server: ServerConnection) {
         closeIfStale(statement.serverName, on: server)
-        evict(server.statements.insert(statement.serverName), on: server)
+        evict(server.statements.insert(statement.serverName, staleReports: pool?.statementNames.staleReports ?? 0),
+              on: server)
         server.tracker.append(.injected(.parse(statement: statement.serverName)))
         server.send(parseMessage(statement.serverName, statement.definition))
     }
@@ -179,10 +198,11 @@ extension ClientConnection {
     func holdsBindForResultShape(_ payload: ByteBuffer, on server: ServerConnection, before: () -> Void) -> Bool {
         var payload = payload
         guard payload.readNullTerminatedString() != nil, let name = payload.readNullTerminatedString(),
-              let statement = statements[name], statement.resultShape != nil,
-              server.statements.shape(of: statement.serverName) == nil else { return false }
+              let statement = statements[name], statement.resultShape != nil else { return false }
+        let held = serverHolds(statement.serverName, server)
+        if held && server.statements.shape(of: statement.serverName) != nil { return false }
         before()
-        if !server.statements.contains(statement.serverName) {
+        if !held {
             server.stats.prepareMisses.add()
             prepareAgain(statement, on: server)
         }

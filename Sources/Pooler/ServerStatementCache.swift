@@ -1,56 +1,62 @@
 /// The prepared statements one server connection holds (pooler-named), least recently used evicted first.
 struct ServerStatementCache {
     let capacity: Int
-    private var lastUse: [String: UInt64] = [:]
-    /// The result shapes of the statements a statement Describe reported on this connection (see `ResultShape`).
-    private var shapes: [String: ResultShape] = [:]
+    private var entries: [String: Entry] = [:]
     private var clock: UInt64 = 0
+
+    private struct Entry {
+        var lastUse: UInt64
+        /// The pool's stale-report count (`StatementNames.staleReports`) when this copy was prepared or last found
+        /// not reported stale: reports after that may concern it.
+        var checkedAt: UInt64
+        /// The result shape a statement Describe reported on this connection since it was prepared.
+        var shape: ResultShape?
+    }
 
     init(capacity: Int) { self.capacity = capacity }
 
-    var count: Int { lastUse.count }
+    var count: Int { entries.count }
 
-    func contains(_ name: String) -> Bool { lastUse[name] != nil }
+    func contains(_ name: String) -> Bool { entries[name] != nil }
 
     mutating func touch(_ name: String) {
         clock += 1
-        if lastUse[name] != nil { lastUse[name] = clock }
+        entries[name]?.lastUse = clock
     }
 
-    /// Records `name`; returns the statement evicted to make room, which the caller closes on the server.
-    mutating func insert(_ name: String) -> String? {
+    /// Records `name`, prepared now (`staleReports`: the pool's count of stale reports); returns the statement
+    /// evicted to make room, which the caller closes on the server.
+    mutating func insert(_ name: String, staleReports: UInt64 = 0) -> String? {
         clock += 1
-        if lastUse[name] != nil {
-            lastUse[name] = clock
+        if entries[name] != nil {
+            entries[name]?.lastUse = clock
             return nil
         }
         var evicted: String?
-        if capacity > 0, lastUse.count >= capacity, let oldest = lastUse.min(by: { $0.value < $1.value })?.key {
-            remove(oldest)
+        if capacity > 0, entries.count >= capacity,
+           let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
+            entries[oldest] = nil
             evicted = oldest
         }
-        lastUse[name] = clock
+        entries[name] = Entry(lastUse: clock, checkedAt: staleReports)
         return evicted
     }
 
-    mutating func remove(_ name: String) {
-        lastUse[name] = nil
-        if !shapes.isEmpty { shapes[name] = nil }
-    }
+    mutating func remove(_ name: String) { entries[name] = nil }
+
+    /// The stale-report count when the copy of `name` was prepared or last checked; nil if it is not held.
+    func checkedAt(_ name: String) -> UInt64? { entries[name]?.checkedAt }
+
+    mutating func markChecked(_ name: String, staleReports: UInt64) { entries[name]?.checkedAt = staleReports }
 
     /// The result shape of the server's copy of `name`, if a statement Describe reported it since it was prepared.
-    func shape(of name: String) -> ResultShape? { shapes.isEmpty ? nil : shapes[name] }
+    func shape(of name: String) -> ResultShape? { entries[name]?.shape }
 
-    mutating func setShape(_ shape: ResultShape, of name: String) {
-        if lastUse[name] != nil { shapes[name] = shape }
-    }
+    mutating func setShape(_ shape: ResultShape, of name: String) { entries[name]?.shape = shape }
 
-    var names: Dictionary<String, UInt64>.Keys { lastUse.keys }
+    var names: some Collection<String> { entries.keys }
 
-    mutating func removeAll() {
-        lastUse.removeAll()
-        shapes.removeAll()
-    }
+    mutating func removeAll() { entries.removeAll() }
 }
 
 /// Server-side names for statement definitions, shared by a pool's clients: the same query text and parameter
@@ -67,6 +73,8 @@ final class StatementNames: @unchecked Sendable {
         /// A server accepted this definition's Parse.
         var valid = false
         var lastUse: UInt64
+        /// The stale-report count right after the latest report about this statement (0: none).
+        var reportedStaleAt: UInt64 = 0
     }
 
     let capacity: Int
@@ -75,6 +83,30 @@ final class StatementNames: @unchecked Sendable {
     private var counter = 0
     private var clock: UInt64 = 0
     private let lock = NIOLock()
+    /// How many times a server reported a statement's plan stale (0A000 after a schema change), pool-wide: each
+    /// report makes the copies of that statement on every other server connection suspect, since they were
+    /// planned against the same old schema. A copy checked since the latest report needs no look at the table.
+    private let staleReportCount = ManagedAtomic<UInt64>(0)
+
+    var staleReports: UInt64 { staleReportCount.load(ordering: .relaxed) }
+
+    /// A server reported the plan of `name` stale.
+    func reportStale(_ name: String) {
+        lock.withLock {
+            let count = staleReportCount.wrappingIncrementThenLoad(ordering: .relaxed)
+            guard let key = keysByName[name] else { return }  // forgotten meanwhile: no copy can be checked
+            entries[key]?.reportedStaleAt = count
+        }
+    }
+
+    /// Whether `name` was reported stale after a server copy of it was checked at `staleReports` (a copy of a
+    /// forgotten definition cannot be told apart and passes).
+    func reportedStale(_ name: String, after staleReports: UInt64) -> Bool {
+        lock.withLock {
+            guard let key = keysByName[name], let reported = entries[key]?.reportedStaleAt else { return false }
+            return reported > staleReports
+        }
+    }
 
     init(capacity: Int = 10_000) { self.capacity = max(1, capacity) }
 
@@ -133,5 +165,6 @@ struct ByteBufferKey: Hashable {
     init(_ buffer: ByteBuffer) { bytes = Array(buffer.readableBytesView) }
 }
 
+import Atomics
 import NIOConcurrencyHelpers
 import NIOCore

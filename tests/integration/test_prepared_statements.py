@@ -436,3 +436,41 @@ def test_asyncpg_after_a_schema_change_reads_the_new_shape(pgcat, primary):
             await conn.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_stale_plan_reported_by_one_server_connection_refreshes_the_others(pgcat, primary):
+    """After a schema change one server connection reports a statement's plan stale (0A000): the copies on the
+    others were planned against the same old schema, so a client's fresh Parse of that text there is prepared
+    anew instead of being answered from the old copy, whose Describe would fail (asyncpg, preparing again after
+    its InvalidCachedStatementError, got that error a second time from its prepare)."""
+    table = primary.make_table("stale_elsewhere", "a text")
+    primary.sql(f"insert into {table} values ('A')")
+    t = pgcat(pool_size=2)
+    query = f"select * from {table}"
+    c1, c2 = RawConn(t.host, t.port), RawConn(t.host, t.port)
+    for c in (c1, c2):
+        c.startup("app", "app", "app")
+    begin, commit = message(b"Q", cstr("begin")), message(b"Q", cstr("commit"))
+    # Both server connections get a copy of the statement: c1's transaction holds one while c2 uses the other.
+    exchange(c1, begin)
+    assert rows(exchange(c1, parse_msg("s", query) + bind_msg("s") + EXECUTE + SYNC)) == [["A"]]
+    exchange(c2, begin)
+    assert rows(exchange(c2, parse_msg("s", query) + bind_msg("s") + EXECUTE + SYNC)) == [["A"]]
+    pid1 = rows(exchange(c1, message(b"Q", cstr("select pg_backend_pid()"))))[0][0]
+    pid2 = rows(exchange(c2, message(b"Q", cstr("select pg_backend_pid()"))))[0][0]
+    assert pid1 != pid2
+    exchange(c1, commit)
+    exchange(c2, commit)
+
+    primary.sql(f"alter table {table} add column b text default 'B'")
+    exchange(c1, begin)  # c1 holds one connection; c2's Bind runs on the other, which reports the stale plan
+    (error,) = errors(exchange(c2, bind_msg("s") + EXECUTE + SYNC))
+    assert error.sqlstate == "0A000", error.fields
+    # c1 prepares the same text under a new name on its connection: a fresh statement, as on PostgreSQL.
+    replies = exchange(c1, parse_msg("fresh", query) + describe_stmt("fresh") + SYNC)
+    assert not errors(replies), errors(replies)[0].fields
+    assert column_names(replies) == ["a", "b"]
+    assert rows(exchange(c1, bind_msg("fresh") + EXECUTE + SYNC)) == [["A", "B"]]
+    exchange(c1, commit)
+    c1.close()
+    c2.close()
