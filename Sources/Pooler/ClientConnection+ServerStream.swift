@@ -213,15 +213,15 @@ extension ClientConnection {
             return
         }
         server.scanner.keep(buffer)
+        if awaitingResultShape, !server.tracker.awaitsInjectedDescribe {
+            awaitingResultShape = false  // (the held Bind goes on: its statement's copy is described)
+            resumesClient = true
+        }
         if resumesClient {
             drive()
             flushIfNeeded()
         } else if awaitingStatementOutcome, !server.tracker.hasUnresolvedStatementsBeforeSync {
             awaitingStatementOutcome = false
-            drive()
-            flushIfNeeded()
-        } else if awaitingResultShape, !server.tracker.awaitsInjectedDescribe {
-            awaitingResultShape = false
             drive()
             flushIfNeeded()
         } else if let held = inbox, held.readableBytes > 0,

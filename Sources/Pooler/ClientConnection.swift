@@ -132,7 +132,12 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     private(set) var peer: SocketAddress?
 
     // Relay state
-    var server: ServerConnection?
+    var server: ServerConnection? {
+        didSet {
+            // Waits for an answer of the server this client had are over with it (lost, timed out, released).
+            if server == nil { awaitingStatementOutcome = false; awaitingResultShape = false }
+        }
+    }
     var waiting = false
     var waitTimer: Scheduled<Void>?
     var waitDeadline: NIODeadline?

@@ -1,0 +1,123 @@
+/// Handler tests for the result-shape check: a statement the client described is described again by the pooler
+/// before it runs on a server connection whose copy was prepared without the client, and a changed shape gets
+/// PostgreSQL's 0A000 instead of rows the client would decode by the old description.
+import NIOCore
+import NIOEmbedded
+import PostgresWire
+import XCTest
+@testable import Pooler
+
+final class ResultShapeHandlerTests: XCTestCase {
+    typealias Options = PoolerHarness.Options
+
+    private let sql = "SELECT * FROM t"
+
+    /// Client `a` prepares and describes `s1` (PGCAT_1 on the server): its shape is columns a, b.
+    private func prepareAndDescribe(_ h: PoolerHarness, _ a: EmbeddedChannel, on server: EmbeddedChannel) {
+        h.send(Frontend.parse(statement: "s1", sql), Frontend.describeStatement("s1"), Frontend.sync(), to: a)
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.parse(statement: "PGCAT_1", sql),
+                                                      Frontend.describeStatement("PGCAT_1"), Frontend.sync()))
+        h.send(Backend.empty(BackendID.parseComplete), Backend.parameterDescription(),
+               Backend.rowDescription(["a", "b"]), Backend.ready(.idle), to: server)
+        XCTAssertEqual(ids(a.drainMessages()), "1tTZ")
+    }
+
+    /// The client's server connection is lost while idle; its next request opens a new one (login played).
+    private func replaceServer(_ h: PoolerHarness, _ server: EmbeddedChannel, then send: () -> Void) -> EmbeddedChannel {
+        server.close(promise: nil)
+        h.loop.run()
+        let before = h.serverChannels.count
+        send()
+        XCTAssertEqual(h.serverChannels.count, before + 1, "a new server connection")
+        let fresh = h.serverChannels[before]
+        h.playServerStartup(fresh)
+        return fresh
+    }
+
+    private var preparedAgainAndDescribed: ByteBuffer {
+        concat(Frontend.parse(statement: "PGCAT_1", sql), Frontend.describeStatement("PGCAT_1"), Frontend.flush())
+    }
+
+    private var bindExecuteSync: ByteBuffer {
+        concat(Frontend.bind(statement: "PGCAT_1"), Frontend.execute(), Frontend.sync())
+    }
+
+    func testTheBindWaitsForThePoolersDescribeAndRunsWhenTheShapeIsTheSame() {
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        prepareAndDescribe(h, a, on: server)
+        let fresh = replaceServer(h, server) {
+            h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        }
+        XCTAssertEqual(fresh.drainOutbound(), preparedAgainAndDescribed, "the Bind is held back")
+        h.send(Backend.empty(BackendID.parseComplete), Backend.parameterDescription(), to: fresh)
+        XCTAssertEqual(fresh.drainOutbound().readableBytes, 0, "still held: the shape is not in yet")
+        h.send(Backend.rowDescription(["a", "b"]), to: fresh)
+        XCTAssertEqual(fresh.drainOutbound(), bindExecuteSync)
+        XCTAssertEqual(ids(a.drainMessages()), "", "the pooler's own Describe is not answered to the client")
+        h.send(Backend.empty(BackendID.bindComplete), Backend.dataRow(["1", "2"]), Backend.commandComplete("SELECT 1"),
+               Backend.ready(.idle), to: fresh)
+        XCTAssertEqual(ids(a.drainMessages()), "2DCZ")
+
+        // The copy's shape is known now: the next Bind goes straight on.
+        h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        XCTAssertEqual(fresh.drainOutbound(), bindExecuteSync)
+    }
+
+    func testAChangedShapeIsRefusedWithPostgresqlsError() {
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        prepareAndDescribe(h, a, on: server)
+        let fresh = replaceServer(h, server) {
+            h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        }
+        XCTAssertEqual(fresh.drainOutbound(), preparedAgainAndDescribed)
+        h.send(Backend.empty(BackendID.parseComplete), Backend.parameterDescription(),
+               Backend.rowDescription(["b", "a"]), to: fresh)
+        // Neither the Bind nor the Execute reaches the server: a Parse meant to fail makes it fail the unit.
+        var sent = fresh.drainMessages()
+        XCTAssertEqual(ids(sent), "PS")
+        XCTAssertEqual(sent.removeFirst().payload.getString(at: 0, length: 14), "pgcat_refused\0")
+        h.send(Backend.error(SQLState("42601"), "syntax error"), Backend.ready(.idle), to: fresh)
+        let reply = a.drainMessages()
+        XCTAssertEqual(ids(reply), "EZ")
+        XCTAssertEqual(reply.first?.errorFields["C"], "0A000")
+        XCTAssertEqual(reply.first?.errorFields["M"], "cached plan must not change result type")
+        XCTAssertEqual(reply.first?.errorFields["R"], "RevalidateCachedQuery")
+        XCTAssertEqual(h.pool.counts().idle, 1, "the connection is released")
+    }
+
+    func testALostServerWhileTheBindIsHeldFailsTheRequestAndTheClientGoesOn() {
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        prepareAndDescribe(h, a, on: server)
+        let fresh = replaceServer(h, server) {
+            h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        }
+        XCTAssertEqual(fresh.drainOutbound(), preparedAgainAndDescribed)
+        fresh.close(promise: nil)
+        h.loop.run()
+        let reply = a.drainMessages()
+        XCTAssertEqual(ids(reply), "EZ", "the held request fails with the connection")
+        XCTAssertEqual(reply.first?.errorFields["C"], "08006")
+
+        let third = replaceServer(h, fresh) { h.send(Frontend.query("SELECT 1"), to: a) }
+        XCTAssertEqual(third.drainOutbound(), Frontend.query("SELECT 1"), "nothing waits for the lost server")
+        h.send(Backend.rowDescription(["?column?"]), Backend.dataRow(["1"]), Backend.commandComplete("SELECT 1"),
+               Backend.ready(.idle), to: third)
+        XCTAssertEqual(ids(a.drainMessages()), "TDCZ")
+    }
+
+    func testClientsThatNeverDescribeAreNotHeld() {
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        h.send(Frontend.parse(statement: "s1", sql), Frontend.sync(), to: a)
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.parse(statement: "PGCAT_1", sql), Frontend.sync()))
+        h.send(Backend.empty(BackendID.parseComplete), Backend.ready(.idle), to: server)
+        XCTAssertEqual(ids(a.drainMessages()), "1Z")
+        let fresh = replaceServer(h, server) {
+            h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        }
+        XCTAssertEqual(fresh.drainOutbound(), concat(Frontend.parse(statement: "PGCAT_1", sql), bindExecuteSync))
+    }
+}
