@@ -16,9 +16,10 @@ import NIOCore
 import PostgresWire
 
 struct PlanRetryRecording {
-    /// Server-side name and definition of the statement the batch starts with.
+    /// Server-side name and definition of the statement the batch starts with, and the client's name for it.
     let statement: String
     let definition: ByteBuffer
+    let clientName: String
     /// The frames sent to the server from the start of the batch, as sent (renamed), Sync included.
     private(set) var frames: [ByteBuffer] = []
     private(set) var bytes = 0
@@ -35,9 +36,10 @@ struct PlanRetryRecording {
     /// Recording stops being worth it past this size (the batch then fails as it would without the pooler).
     static let maxBytes = 64 * 1024
 
-    init(statement: ClientStatement, first frame: ByteBuffer) {
+    init(statement: ClientStatement, named clientName: String, first frame: ByteBuffer) {
         self.statement = statement.serverName
         self.definition = statement.definition
+        self.clientName = clientName
         _ = append(frame)
     }
 
@@ -67,13 +69,13 @@ struct PlanRetryRecording {
 
 extension ClientConnection {
     /// A renamed Bind or Describe was sent: start recording if it begins a batch, or add it to the recording.
-    func recordForRetry(_ frame: ByteBuffer, using statement: ClientStatement, startsBatch: Bool) {
+    func recordForRetry(_ frame: ByteBuffer, using statement: ClientStatement, named name: String, startsBatch: Bool) {
         if var recording = planRetry {
             planRetry = nil
             guard recording.statement == statement.serverName, recording.append(frame) else { return }
             planRetry = recording
         } else if startsBatch {
-            planRetry = PlanRetryRecording(statement: statement, first: frame)
+            planRetry = PlanRetryRecording(statement: statement, named: name, first: frame)
         }
     }
 
@@ -114,7 +116,7 @@ extension ClientConnection {
                      metadata: ["statement": "\(recording.statement)"])
         prepareAgain(ClientStatement(serverName: recording.statement, definition: recording.definition), on: server)
         for frame in recording.frames {
-            noteResent(frame, statement: recording.statement, on: server)
+            noteResent(frame, recording, on: server)
             server.send(frame)
         }
         server.flush()
@@ -122,7 +124,8 @@ extension ClientConnection {
     }
 
     /// Tracker entry for a frame sent again.
-    private func noteResent(_ frame: ByteBuffer, statement: String, on server: ServerConnection) {
+    private func noteResent(_ frame: ByteBuffer, _ recording: PlanRetryRecording, on server: ServerConnection) {
+        let statement = recording.statement
         var payload = frame.getSlice(at: frame.readerIndex + FrameHeader.size,
                                      length: frame.readableBytes - FrameHeader.size)!
         switch frame.getInteger(at: frame.readerIndex, as: UInt8.self) {
@@ -134,7 +137,10 @@ extension ClientConnection {
             let kind = payload.readInteger(as: UInt8.self)
             let name = payload.readNullTerminatedString()
             if kind == UInt8(ascii: "S") {
-                server.tracker.append(.describeStatement(statement: name == statement ? statement : nil))
+                // (its answer is the new shape of the client's statement: the client learns it here)
+                server.tracker.append(name == statement
+                    ? .describeStatement(statement: statement, client: recording.clientName)
+                    : .describeStatement(statement: nil))
             } else {
                 server.tracker.sent(FrontendID.describe)
             }

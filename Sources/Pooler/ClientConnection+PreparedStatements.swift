@@ -39,11 +39,23 @@ extension ClientConnection {
                   !name.isEmpty else { return false }
             before()
             let startsBatch = server.tracker.pendingCount == 0
-            guard let statement = prepared(name, on: server) else { planRetry = nil; return true }
+            let checked = checkedShape
+            checkedShape = nil
+            guard let statement = prepared(name, on: server, countsUse: checked == nil) else {
+                planRetry = nil
+                return true
+            }
             if let known = statement.resultShape, let actual = server.statements.shape(of: statement.serverName),
                known != actual {
-                // Prepared again where the schema has changed since the client described it: PostgreSQL refuses
-                // to run a statement whose result changed shape, and clients decode rows by the shape they know.
+                // Prepared afresh (`holdsBindForResultShape`) where the schema has changed since the client
+                // described it: PostgreSQL refuses to run a statement whose result changed shape, and clients decode
+                // rows by the shape they know. Copies elsewhere were planned against the old schema: they are
+                // reported stale, once per change (not for every Bind of a client that keeps its old statement).
+                if let checked, checked.statement == statement.serverName, checked.previous != actual,
+                   let names = pool?.statementNames {
+                    names.reportStale(statement.serverName)
+                    server.statements.markChecked(statement.serverName, staleReports: names.staleReports)
+                }
                 failExtended(Self.resultTypeChanged, on: server)
                 return true
             }
@@ -55,7 +67,7 @@ extension ClientConnection {
                 $0.writeImmutableBuffer(payload)
             }
             server.tracker.append(.bind(statement: statement.serverName))
-            recordForRetry(bind, using: statement, startsBatch: startsBatch)
+            recordForRetry(bind, using: statement, named: name, startsBatch: startsBatch)
             server.send(bind)
             return true
         case FrontendID.describe, FrontendID.close:
@@ -80,8 +92,8 @@ extension ClientConnection {
                 $0.writeInteger(UInt8(ascii: "S"))
                 $0.writeNullTerminatedString(statement.serverName)
             }
-            server.tracker.append(.describeStatement(statement: statement.serverName))
-            recordForRetry(describe, using: statement, startsBatch: startsBatch)
+            server.tracker.append(.describeStatement(statement: statement.serverName, client: name))
+            recordForRetry(describe, using: statement, named: name, startsBatch: startsBatch)
             server.send(describe)
             return true
         case FrontendID.query:
@@ -118,16 +130,17 @@ extension ClientConnection {
     }
 
     /// The client's statement `name`, prepared on `server` if it lacks it; nil (after a 26000 error) if unknown.
-    private func prepared(_ name: String, on server: ServerConnection) -> ClientStatement? {
+    /// `countsUse`: false when the use was counted already (as a miss, by the hold that prepared it afresh).
+    private func prepared(_ name: String, on server: ServerConnection, countsUse: Bool = true) -> ClientStatement? {
         guard let statement = statements[name] else {
             failExtended(.invalidSQLStatementName, "prepared statement \"\(name)\" does not exist", on: server)
             return nil
         }
         if serverHolds(statement.serverName, server) {
             server.statements.touch(statement.serverName)
-            server.stats.prepareHits.add()
+            if countsUse { server.stats.prepareHits.add() }
         } else {
-            server.stats.prepareMisses.add()
+            if countsUse { server.stats.prepareMisses.add() }
             prepareAgain(statement, on: server)
         }
         return statement
@@ -191,21 +204,40 @@ extension ClientConnection {
         return parse
     }
 
-    /// A Bind of a statement the client has described, about to run where the server's copy was prepared without
-    /// the client (again after a schema change, or by another client) and its result shape is not known yet: the
-    /// pooler describes that copy first and holds the Bind, and what follows it, until the answer (the rewrite of
-    /// the Bind then compares the shapes). Returns whether the Bind is held.
+    /// A Bind of a statement the client has described, about to run on a server connection whose copy's result
+    /// shape is not the one the client knows: the copy was prepared again, or by a client that never described it,
+    /// or it was described with another shape (it may be older than the client's statement). The pooler prepares
+    /// the copy afresh (a Parse is planned against the current schema, never failing as a stale copy would) and
+    /// describes it, holding the Bind and what follows it until the answer; the Bind's rewrite then compares the
+    /// shapes (`checkedShape`). Statements without rows are not held: their result cannot change shape. Returns
+    /// whether the Bind is held.
     func holdsBindForResultShape(_ payload: ByteBuffer, on server: ServerConnection, before: () -> Void) -> Bool {
+        checkedShape = nil
         var payload = payload
         guard payload.readNullTerminatedString() != nil, let name = payload.readNullTerminatedString(),
-              let statement = statements[name], statement.resultShape != nil else { return false }
-        let held = serverHolds(statement.serverName, server)
-        if held && server.statements.shape(of: statement.serverName) != nil { return false }
-        before()
-        if !held {
-            server.stats.prepareMisses.add()
-            prepareAgain(statement, on: server)
+              let statement = statements[name], let known = statement.resultShape, known != .noRows else {
+            shapeCheck = nil
+            return false
         }
+        if let check = shapeCheck {
+            shapeCheck = nil
+            // Back from this statement's hold: the rewrite compares (a description the pooler could not read
+            // leaves no shape, and the Bind goes on unchecked rather than being held again).
+            if check.statement == statement.serverName {
+                if server.statements.shape(of: statement.serverName) != nil { checkedShape = check }
+                return false
+            }
+        }
+        let held = serverHolds(statement.serverName, server)
+        let recorded = held ? server.statements.shape(of: statement.serverName) : nil
+        if recorded == known { return false }
+        before()
+        if held {  // closed and prepared afresh
+            server.statements.remove(statement.serverName)
+            server.staleStatements.insert(statement.serverName)
+        }
+        server.stats.prepareMisses.add()
+        prepareAgain(statement, on: server)
         var describe = allocate(statement.serverName.utf8.count + 16)
         MessageEncoder.frame(FrontendID.describe, into: &describe) {
             $0.writeInteger(UInt8(ascii: "S"))
@@ -213,24 +245,26 @@ extension ClientConnection {
         }
         describe.writeMultipleIntegers(FrontendID.flush, Int32(4))  // (the answer is needed before any Sync)
         server.tracker.append(.injected(.describe(statement: statement.serverName)))
+        server.awaitsFlushedReplies = true  // (query_timeout and statement_timeout count the wait)
         server.send(describe)
+        shapeCheck = ShapeCheck(statement: statement.serverName, previous: recorded)
         awaitingResultShape = true
         return true
     }
 
     /// A RowDescription or NoData (whole frame at `index`) answers a statement Describe of pooler-named
-    /// `statement`: it is the shape of the server's copy, and, when the client asked, the shape the client knows.
-    func noteResultShape(of statement: String, _ header: FrameHeader, in buffer: ByteBuffer, at index: Int,
-                         on server: ServerConnection) {
+    /// `statement`: it is the shape of the server's copy, and, for the client's own Describe of its name `client`,
+    /// the shape that client knows for that name (not for other names of the same text, which it may have
+    /// described before a schema change).
+    func noteResultShape(of statement: String, describedFor client: String?, _ header: FrameHeader,
+                         in buffer: ByteBuffer, at index: Int, on server: ServerConnection) {
         let shape = header.id == BackendID.noData ? ResultShape.noRows
             : ResultShape(rowDescription: buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!)
         guard let shape else { return }
         server.statements.setShape(shape, of: statement)
-        guard !server.tracker.nextReplyIsDropped else { return }  // (the pooler's own Describe)
-        for (name, known) in statements where known.serverName == statement && known.resultShape != shape {
-            statements[name]?.resultShape = shape
-            knowsResultShapes = true
-        }
+        guard let client, statements[client]?.serverName == statement else { return }
+        statements[client]?.resultShape = shape
+        knowsResultShapes = true
     }
 
     /// PostgreSQL's error for a prepared statement whose result changed shape; clients (asyncpg) recognise it by its

@@ -49,7 +49,10 @@ extension ClientConnection {
             if !whole && (Self.isReadWhole(header.id) || server.tracker.nextReplyIsDropped || describedStatement != nil) {
                 break  // wait for the rest of a frame that must be read or dropped whole
             }
-            if let describedStatement { noteResultShape(of: describedStatement, header, in: buffer, at: index, on: server) }
+            if let describedStatement {
+                noteResultShape(of: describedStatement.statement, describedFor: describedStatement.client, header,
+                                in: buffer, at: index, on: server)
+            }
             var heldForRetry = false
             let failedStatement = header.id == BackendID.errorResponse ? server.tracker.headStatement : nil
             if let failedStatement, whole, server.statements.contains(failedStatement),
@@ -60,7 +63,7 @@ extension ClientConnection {
                 server.lostCachedStatements()
             }
             if header.id == BackendID.errorResponse,
-               let statement = server.tracker.headStatement ?? server.tracker.headDescribedStatement,
+               let statement = server.tracker.headStatement ?? server.tracker.headDescribedStatement?.statement,
                Self.isStalePlanError(buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!) {
                 let error = buffer.getSlice(at: index, length: header.frameSize)!
                 heldForRetry = stalePlan(statement, error: error, on: server)

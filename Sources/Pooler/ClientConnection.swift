@@ -135,7 +135,11 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var server: ServerConnection? {
         didSet {
             // Waits for an answer of the server this client had are over with it (lost, timed out, released).
-            if server == nil { awaitingStatementOutcome = false; awaitingResultShape = false }
+            if server == nil {
+                awaitingStatementOutcome = false
+                awaitingResultShape = false
+                shapeCheck = nil
+            }
         }
     }
     var waiting = false
@@ -195,6 +199,14 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var awaitingStatementOutcome = false
     /// A Bind waits for the pooler's own Describe of the server's copy of its statement (`holdsBindForResultShape`).
     var awaitingResultShape = false
+    /// The statement whose copy that hold prepared afresh, and the copy's shape recorded before (nil: none).
+    struct ShapeCheck: Equatable {
+        let statement: String
+        let previous: ResultShape?
+    }
+    var shapeCheck: ShapeCheck?
+    /// Set for the Bind's rewrite once its hold is over: its copy's shape is fresh, to be compared.
+    var checkedShape: ShapeCheck?
     /// Some statement of the client's has a known result shape (Binds are checked only then).
     var knowsResultShapes = false
     /// The relay holds the client's messages until the server answered the pooler's query applying login settings.

@@ -13,9 +13,10 @@ struct ResponseTracker {
         /// A Parse; `statement` is the server-side name when the pooler named it, `client` the client's name for it
         /// (both forgotten if the Parse fails or is skipped).
         case parse(statement: String?, client: String? = nil)
-        /// A Bind or statement Describe; `statement` is the server-side name when it is a pooler-named statement.
+        /// A Bind or statement Describe; `statement` is the server-side name when it is a pooler-named statement,
+        /// `client` the client's name the Describe was for (whose result shape its answer is).
         case bind(statement: String?)
-        case describeStatement(statement: String?)
+        case describeStatement(statement: String?, client: String? = nil)
         case describePortal, execute, close
         case sync, query, functionCall
         /// A reply the pooler sends itself when this point is reached (e.g. ParseComplete for a Parse the server
@@ -134,12 +135,13 @@ struct ResponseTracker {
         return false
     }
 
-    /// The pooler-named statement whose statement Describe (the client's or the pooler's own) the next
-    /// RowDescription or NoData answers, if any.
-    var headDescribedStatement: String? {
+    /// The pooler-named statement whose statement Describe (the client's, for its name `client`, or the pooler's
+    /// own) the next RowDescription or NoData answers, if any.
+    var headDescribedStatement: (statement: String, client: String?)? {
         guard head < slots.count else { return nil }
         switch payload(of: slots[head]) {
-        case .describeStatement(let statement?), .injected(.describe(let statement))?: return statement
+        case .describeStatement(let statement?, let client)?: return (statement, client)
+        case .injected(.describe(let statement))?: return (statement, nil)
         default: return nil
         }
     }
@@ -148,7 +150,7 @@ struct ResponseTracker {
     var headStatement: String? {
         guard head < slots.count else { return nil }
         switch payload(of: slots[head]) {
-        case .bind(let statement?), .describeStatement(let statement?): return statement
+        case .bind(let statement?)?, .describeStatement(let statement?, _)?: return statement
         default: return nil
         }
     }
@@ -264,6 +266,9 @@ struct ResponseTracker {
             lastUnitFailed = unitFailed
             unitFailed = false
             guard let index = slots[head...].firstIndex(where: \.kind.isSyncPoint) else { return .forward }
+            if pendingInjectedDescribes > 0 {  // (entries the server did not answer one by one)
+                pendingInjectedDescribes -= slots[head..<index].count { $0.kind == .injectedDescribe }
+            }
             head = index
             let kind = slots[head].kind
             let dropped = kind == .injectedQuery || kind == .injectedSync || kind == .injectedRestore
@@ -454,7 +459,7 @@ struct ResponseTracker {
             switch entry {
             case .parse(let statement, let client): return (.parse, statement != nil || client != nil)
             case .bind(let statement): return (.bind, statement != nil)
-            case .describeStatement(let statement): return (.describeStatement, statement != nil)
+            case .describeStatement(let statement, _): return (.describeStatement, statement != nil)
             case .describePortal: return (.describePortal, false)
             case .execute: return (.execute, false)
             case .close: return (.close, false)

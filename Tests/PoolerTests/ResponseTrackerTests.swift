@@ -371,7 +371,8 @@ final class ResponseTrackerTests: XCTestCase {
         t.append(.injected(.describe(statement: "PGCAT_1")))
         XCTAssertTrue(t.awaitsInjectedDescribe)
         XCTAssertEqual(t.received(parseComplete), .drop)
-        XCTAssertEqual(t.headDescribedStatement, "PGCAT_1")
+        XCTAssertEqual(t.headDescribedStatement?.statement, "PGCAT_1")
+        XCTAssertNil(t.headDescribedStatement?.client, "the pooler's own: no client learns from it")
         XCTAssertEqual(t.received(BackendID.parameterDescription), .drop)
         XCTAssertTrue(t.awaitsInjectedDescribe)
         XCTAssertEqual(t.received(BackendID.noData), .drop)
@@ -391,10 +392,37 @@ final class ResponseTrackerTests: XCTestCase {
 
     func testClientStatementDescribeNamesItsStatementForTheShape() {
         var t = ResponseTracker()
-        t.append(.describeStatement(statement: "PGCAT_2"))
+        t.append(.describeStatement(statement: "PGCAT_2", client: "s2"))
         XCTAssertEqual(t.received(BackendID.parameterDescription), .forward)
-        XCTAssertEqual(t.headDescribedStatement, "PGCAT_2")
+        XCTAssertEqual(t.headDescribedStatement?.statement, "PGCAT_2")
+        XCTAssertEqual(t.headDescribedStatement?.client, "s2")
         XCTAssertEqual(t.received(rowDescription), .forward)
         XCTAssertNil(t.headDescribedStatement)
+    }
+
+    func testAStaleInjectedDescribeIsForwardedAndEndsTheWait() {
+        var t = ResponseTracker()
+        t.append(.injected(.describe(statement: "PGCAT_1")))
+        XCTAssertEqual(t.headStatement, nil, "not a client's request")
+        XCTAssertEqual(t.received(error), .forward)  // (0A000 of a stale copy: the client's held Bind gets it)
+        XCTAssertFalse(t.awaitsInjectedDescribe)
+        XCTAssertTrue(t.serverSkipping)
+    }
+
+    func testReadyForQueryPassingAnUnansweredInjectedDescribeEndsTheWait() {
+        var t = ResponseTracker()
+        t.append(.injected(.describe(statement: "PGCAT_1")))
+        t.sent(S)
+        XCTAssertTrue(t.awaitsInjectedDescribe)
+        XCTAssertEqual(t.received(ready), .forward)
+        XCTAssertFalse(t.awaitsInjectedDescribe)
+        XCTAssertTrue(t.isEmpty)
+    }
+
+    func testResetForgetsAnInjectedDescribe() {
+        var t = ResponseTracker()
+        t.append(.injected(.describe(statement: "PGCAT_1")))
+        t.reset()
+        XCTAssertFalse(t.awaitsInjectedDescribe)
     }
 }

@@ -120,4 +120,109 @@ final class ResultShapeHandlerTests: XCTestCase {
         }
         XCTAssertEqual(fresh.drainOutbound(), concat(Frontend.parse(statement: "PGCAT_1", sql), bindExecuteSync))
     }
+
+    private func closeStatement(_ name: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        MessageEncoder.frame(FrontendID.close, into: &buffer) {
+            $0.writeInteger(UInt8(ascii: "S"))
+            $0.writeNullTerminatedString(name)
+        }
+        return buffer
+    }
+
+    func testThePoolersOwnErrorReportsTheOtherCopiesStaleOncePerChange() {
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        prepareAndDescribe(h, a, on: server)
+        let fresh = replaceServer(h, server) {
+            h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        }
+        XCTAssertEqual(fresh.drainOutbound(), preparedAgainAndDescribed)
+        h.send(Backend.empty(BackendID.parseComplete), Backend.parameterDescription(),
+               Backend.rowDescription(["b", "a"]), to: fresh)
+        _ = fresh.drainOutbound()
+        h.send(Backend.error(SQLState("42601"), "syntax error"), Backend.ready(.idle), to: fresh)
+        XCTAssertEqual(ids(a.drainMessages()), "EZ")
+        XCTAssertEqual(h.pool.statementNames.staleReports, 1, "copies planned against the old schema are suspect")
+
+        // The client keeps binding its old statement: the copy is prepared afresh and described each time (its
+        // recorded shape might be older than the client's statement), refused, and reported no more.
+        h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        XCTAssertEqual(fresh.drainOutbound(), concat(closeStatement("PGCAT_1"), preparedAgainAndDescribed))
+        h.send(Backend.empty(BackendID.closeComplete), Backend.empty(BackendID.parseComplete),
+               Backend.parameterDescription(), Backend.rowDescription(["b", "a"]), to: fresh)
+        XCTAssertEqual(ids(fresh.drainMessages()), "PS", "refused (the Parse meant to fail, the Sync)")
+        h.send(Backend.error(SQLState("42601"), "syntax error"), Backend.ready(.idle), to: fresh)
+        XCTAssertEqual(a.drainMessages().first?.errorFields["C"], "0A000")
+        XCTAssertEqual(h.pool.statementNames.staleReports, 1)
+    }
+
+    func testACopyDescribedWithAnotherShapeIsPreparedAfreshBeforeItIsJudged() {
+        // A copy's recorded shape may be older than the client's statement: the pooler does not refuse on it, it
+        // prepares the copy again and compares with that.
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        prepareAndDescribe(h, a, on: server)
+        let b = h.loginClient()
+        h.send(Frontend.parse(statement: "t1", sql), Frontend.describeStatement("t1"), Frontend.sync(), to: b)
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.describeStatement("PGCAT_1"), Frontend.sync()),
+                       "the server's copy answers b's Parse")
+        h.send(Backend.parameterDescription(), Backend.rowDescription(["c"]), Backend.ready(.idle), to: server)
+        XCTAssertEqual(ids(b.drainMessages()), "1tTZ")
+
+        h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        XCTAssertEqual(server.drainOutbound(), concat(closeStatement("PGCAT_1"), preparedAgainAndDescribed))
+        h.send(Backend.empty(BackendID.closeComplete), Backend.empty(BackendID.parseComplete),
+               Backend.parameterDescription(), Backend.rowDescription(["a", "b"]), to: server)
+        XCTAssertEqual(server.drainOutbound(), bindExecuteSync, "the fresh copy has a's shape: it runs")
+        h.send(Backend.empty(BackendID.bindComplete), Backend.commandComplete("SELECT 0"), Backend.ready(.idle),
+               to: server)
+        XCTAssertEqual(ids(a.drainMessages()), "2CZ")
+    }
+
+    func testADescribeOfOneNameDoesNotChangeWhatAnotherNameOfTheSameTextKnows() {
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        prepareAndDescribe(h, a, on: server)
+        h.send(Frontend.parse(statement: "s2", sql), Frontend.describeStatement("s2"), Frontend.sync(), to: a)
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.describeStatement("PGCAT_1"), Frontend.sync()))
+        h.send(Backend.parameterDescription(), Backend.rowDescription(["a", "b"]), Backend.ready(.idle), to: server)
+        XCTAssertEqual(ids(a.drainMessages()), "1tTZ")
+
+        // The schema changes; s2 is described again (as a driver preparing anew would) on a new connection.
+        let fresh = replaceServer(h, server) {
+            h.send(Frontend.describeStatement("s2"), Frontend.sync(), to: a)
+        }
+        XCTAssertEqual(fresh.drainOutbound(), concat(Frontend.parse(statement: "PGCAT_1", sql),
+                                                     Frontend.describeStatement("PGCAT_1"), Frontend.sync()))
+        h.send(Backend.empty(BackendID.parseComplete), Backend.parameterDescription(),
+               Backend.rowDescription(["b", "a"]), Backend.ready(.idle), to: fresh)
+        XCTAssertEqual(ids(a.drainMessages()), "tTZ")
+        // s1 still knows a, b: its Bind is checked against a fresh copy and refused.
+        h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        XCTAssertEqual(fresh.drainOutbound(), concat(closeStatement("PGCAT_1"), preparedAgainAndDescribed))
+        h.send(Backend.empty(BackendID.closeComplete), Backend.empty(BackendID.parseComplete),
+               Backend.parameterDescription(), Backend.rowDescription(["b", "a"]), to: fresh)
+        XCTAssertEqual(ids(fresh.drainMessages()), "PS")
+        h.send(Backend.error(SQLState("42601"), "syntax error"), Backend.ready(.idle), to: fresh)
+        XCTAssertEqual(a.drainMessages().first?.errorFields["C"], "0A000")
+        // s2 runs.
+        h.send(Frontend.bind(statement: "s2"), Frontend.execute(), Frontend.sync(), to: a)
+        XCTAssertEqual(fresh.drainOutbound(), bindExecuteSync)
+    }
+
+    func testStatementsWithoutRowsAreNotHeld() {
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        let insert = "INSERT INTO t VALUES ($1)"
+        h.send(Frontend.parse(statement: "w", insert), Frontend.describeStatement("w"), Frontend.sync(), to: a)
+        _ = server.drainOutbound()
+        h.send(Backend.empty(BackendID.parseComplete), Backend.parameterDescription(), Backend.empty(BackendID.noData),
+               Backend.ready(.idle), to: server)
+        XCTAssertEqual(ids(a.drainMessages()), "1tnZ")
+        let fresh = replaceServer(h, server) {
+            h.send(Frontend.bind(statement: "w"), Frontend.execute(), Frontend.sync(), to: a)
+        }
+        XCTAssertEqual(fresh.drainOutbound(), concat(Frontend.parse(statement: "PGCAT_1", insert), bindExecuteSync))
+    }
 }

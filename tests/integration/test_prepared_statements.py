@@ -4,6 +4,7 @@ the client that asked (every query is tagged with values unique to its client)."
 
 import asyncio
 import threading
+import time
 
 import asyncpg
 import psycopg
@@ -365,6 +366,10 @@ def describe_stmt(name: str) -> bytes:
     return message(b"D", b"S" + cstr(name))
 
 
+def backend_pid(c: RawConn) -> str:
+    return rows(exchange(c, message(b"Q", cstr("select pg_backend_pid()"))))[0][0]
+
+
 def column_names(replies) -> list[str]:
     """The column names of the RowDescription among `replies`."""
     (payload,) = [p for t, p in replies if t == b"T"]
@@ -388,12 +393,17 @@ def test_statement_prepared_again_after_a_schema_change_keeps_its_described_shap
     replies = exchange(c, parse_msg("s1", f"select * from {table}") + describe_stmt("s1") + SYNC)
     assert column_names(replies) == ["a", "b"]
     assert rows(exchange(c, bind_msg("s1") + EXECUTE + SYNC)) == [["A", "B"]]
+    pid = backend_pid(c)
     reconnect_servers(t)  # same schema: prepared again, described, and run
-    assert rows(exchange(c, bind_msg("s1") + EXECUTE + SYNC)) == [["A", "B"]]
+    replies = exchange(c, bind_msg("s1") + EXECUTE + SYNC)
+    assert [m for m, _ in replies] == [b"2", b"D", b"C", b"Z"] and rows(replies) == [["A", "B"]]
+    assert backend_pid(c) != pid
 
     swap_column_names(primary, table)
+    pid = backend_pid(c)
     reconnect_servers(t)
     replies = exchange(c, bind_msg("s1") + EXECUTE + SYNC)
+    assert backend_pid(c) != pid, "a new server connection, whose copy the pooler prepared: its error, not the server's"
     (error,) = errors(replies)
     assert error.sqlstate == "0A000" and error.fields.get("R") == "RevalidateCachedQuery", error.fields
     assert "cached plan must not change result type" in error.message
@@ -474,3 +484,95 @@ def test_a_stale_plan_reported_by_one_server_connection_refreshes_the_others(pgc
     exchange(c1, commit)
     c1.close()
     c2.close()
+
+
+def test_a_refused_statement_reports_the_old_copies_on_other_server_connections(pgcat, primary):
+    """The pooler's own 0A000 (a fresh copy with another shape than the client described) is a stale report too:
+    a fresh Parse of that text on another server connection, whose copy predates the change, is prepared anew
+    (asyncpg's retry after the error must not meet the old copy's 0A000 in its prepare)."""
+    table = primary.make_table("refused_reports", "a text, b text")
+    primary.sql(f"insert into {table} values ('A', 'B')")
+    t = pgcat(pool_size=2)
+    query = f"select * from {table}"
+    a, holder, other = (RawConn(t.host, t.port) for _ in range(3))
+    for c in (a, holder, other):
+        c.startup("app", "app", "app")
+    begin, commit = message(b"Q", cstr("begin")), message(b"Q", cstr("commit"))
+    assert column_names(exchange(a, parse_msg("s", query) + describe_stmt("s") + SYNC)) == ["a", "b"]
+    old = backend_pid(a)  # the only server connection so far holds the described copy
+    swap_column_names(primary, table)
+    exchange(holder, begin)
+    assert backend_pid(holder) == old  # holder's transaction keeps the old copy's connection busy
+    (error,) = errors(exchange(a, bind_msg("s") + EXECUTE + SYNC))  # on a second, new connection
+    assert error.sqlstate == "0A000" and error.fields.get("R") == "RevalidateCachedQuery", error.fields
+    exchange(other, begin)  # now the new connection is busy, and the old one is free again
+    assert backend_pid(other) != old
+    exchange(holder, commit)
+    replies = exchange(a, parse_msg("again", query) + describe_stmt("again") + SYNC)
+    assert not errors(replies), errors(replies)[0].fields
+    assert column_names(replies) == ["b", "a"]
+    assert rows(exchange(a, bind_msg("again") + EXECUTE + SYNC)) == [["A", "B"]]
+    assert backend_pid(a) == old
+    exchange(other, commit)
+    for c in (a, holder, other):
+        c.close()
+
+
+def test_asyncpg_explicit_and_cached_statements_of_one_text_keep_their_own_shapes(pgcat, primary):
+    """asyncpg's statement cache and an explicit prepare() of the same text are two client names of one server
+    statement; describing one after a schema change must not vouch for the other, which asyncpg decodes by its own
+    older description: it fails (InvalidCachedStatementError, re-prepared and retried by fetch) as on PostgreSQL,
+    never returning values under each other's column names."""
+    table = primary.make_table("alias_shapes", "a text, b text")
+    primary.sql(f"insert into {table} values ('a', 'b')")
+    t = pgcat(pool_size=1)
+    query = f"select * from {table}"
+
+    async def run(connect):
+        conn = await connect()
+        seen = []
+        try:
+            seen.append(dict(await conn.fetchrow(query)))  # cached statement, described (a, b)
+            swap_column_names(primary, table)
+            primary.sql(f"update {table} set a = 'a', b = 'b'")
+            reconnect_servers(t)
+            for _ in range(3):
+                try:
+                    explicit = await conn.prepare(query)  # a second name of the same text, described (b, a)
+                    seen.append(dict(await explicit.fetchrow()))
+                    break
+                except asyncpg.exceptions.InvalidCachedStatementError:
+                    seen.append("prepare failed")
+            seen.append(dict(await conn.fetchrow(query)))  # the cached statement again
+        finally:
+            await conn.close()
+        return seen
+
+    async def main():
+        return await run(lambda: t.aconnect(statement_cache_size=100))
+
+    seen = asyncio.run(asyncio.wait_for(main(), 60))
+    assert seen[0] == {"a": "a", "b": "b"}
+    assert [s for s in seen[1:] if s != "prepare failed"] == [{"b": "b", "a": "a"}] * 2, seen
+
+
+def test_query_timeout_counts_the_wait_of_a_held_bind(pgcat, primary):
+    """query_timeout ends the session of a client whose Bind is held while the pooler prepares and describes its
+    statement afresh, when that waits on a lock (a migration's open transaction): not a wait without end."""
+    table = primary.make_table("held_timeout", "a text")
+    t = pgcat(pool_size=1, general={"query_timeout": 1000})
+    c = RawConn(t.host, t.port, timeout=15)
+    c.startup("app", "app", "app")
+    assert column_names(exchange(c, parse_msg("s", f"select * from {table}") + describe_stmt("s") + SYNC)) == ["a"]
+    reconnect_servers(t)
+    with primary.connect() as migration:
+        migration.autocommit = False
+        migration.execute(f"lock table {table} in access exclusive mode")
+        started = time.monotonic()
+        c.send(bind_msg("s") + EXECUTE + SYNC)
+        error = c.read_error()
+        elapsed = time.monotonic() - started
+        migration.rollback()
+    assert error.sqlstate == "57014" and "query_timeout" in error.message, error.fields
+    assert elapsed < 6, f"query_timeout 1000 ms fired after {elapsed:.1f}s"
+    c.close()
