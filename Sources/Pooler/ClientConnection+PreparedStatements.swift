@@ -39,9 +39,10 @@ extension ClientConnection {
                   !name.isEmpty else { return false }
             before()
             let startsBatch = server.tracker.pendingCount == 0
-            let checked = checkedShape
-            checkedShape = nil
-            guard let statement = prepared(name, on: server, countsUse: checked == nil) else {
+            let verified = verifiedCopy, counted = heldForShape
+            verifiedCopy = nil
+            heldForShape = false
+            guard let statement = prepared(name, on: server, countsUse: !counted, trusting: verified) else {
                 planRetry = nil
                 return true
             }
@@ -49,13 +50,7 @@ extension ClientConnection {
                known != actual {
                 // Prepared afresh (`holdsBindForResultShape`) where the schema has changed since the client
                 // described it: PostgreSQL refuses to run a statement whose result changed shape, and clients decode
-                // rows by the shape they know. Copies elsewhere were planned against the old schema: they are
-                // reported stale, once per change (not for every Bind of a client that keeps its old statement).
-                if let checked, checked.statement == statement.serverName, checked.previous != actual,
-                   let names = pool?.statementNames {
-                    names.reportStale(statement.serverName)
-                    server.statements.markChecked(statement.serverName, staleReports: names.staleReports)
-                }
+                // rows by the shape they know. (The new shape was reported pool-wide when it was described.)
                 failExtended(Self.resultTypeChanged, on: server)
                 return true
             }
@@ -85,7 +80,7 @@ extension ClientConnection {
                 return true
             }
             let startsBatch = server.tracker.pendingCount == 0
-            guard let statement = prepared(name, on: server) else { planRetry = nil; return true }
+            guard let statement = prepared(name, on: server, describing: true) else { planRetry = nil; return true }
             if statement.setsConfig { server.dirtySettings = true }  // (its settings must not reach the next client)
             var describe = allocate(statement.serverName.utf8.count + 8)
             MessageEncoder.frame(FrontendID.describe, into: &describe) {
@@ -119,6 +114,7 @@ extension ClientConnection {
         if serverHolds(serverName, server) {
             server.statements.touch(serverName)
             server.stats.prepareHits.add()
+            statements[name]?.awaitsFreshCopy = true
             server.tracker.append(.syntheticStatement(Self.parseComplete, undo: .forget(client: name)))
             return
         }
@@ -131,12 +127,18 @@ extension ClientConnection {
 
     /// The client's statement `name`, prepared on `server` if it lacks it; nil (after a 26000 error) if unknown.
     /// `countsUse`: false when the use was counted already (as a miss, by the hold that prepared it afresh).
-    private func prepared(_ name: String, on server: ServerConnection, countsUse: Bool = true) -> ClientStatement? {
+    /// `trusting`: the server-side name whose copy the Bind's hold check found of the client's shape: used as it
+    /// is, even if a stale report came meanwhile (prepared again here, undescribed, its rows would go unchecked;
+    /// PostgreSQL itself refuses the Bind if that copy went stale).
+    private func prepared(_ name: String, on server: ServerConnection, countsUse: Bool = true,
+                          trusting: String? = nil, describing: Bool = false) -> ClientStatement? {
         guard let statement = statements[name] else {
             failExtended(.invalidSQLStatementName, "prepared statement \"\(name)\" does not exist", on: server)
             return nil
         }
-        if serverHolds(statement.serverName, server) {
+        if statement.awaitsFreshCopy { takeFreshCopy(name, statement, on: server, describing: describing) }
+        if trusting == statement.serverName && server.statements.contains(statement.serverName)
+            || serverHolds(statement.serverName, server) {
             server.statements.touch(statement.serverName)
             if countsUse { server.stats.prepareHits.add() }
         } else {
@@ -144,6 +146,19 @@ extension ClientConnection {
             prepareAgain(statement, on: server)
         }
         return statement
+    }
+
+    /// The first use of a statement whose Parse the pooler answered itself. If it describes the statement (asyncpg
+    /// and pgjdbc do so right after their Parse, and decode its rows by that description), the server's copy, if
+    /// any, is dropped (closed before it is prepared again), so that the Describe meets a copy planned now: an
+    /// older one would fail it with 0A000 after a schema change, an error asyncpg does not retry in its prepare. A
+    /// first Bind uses the shared copy (PostgreSQL's own check, or the pooler's shape check, guards it).
+    private func takeFreshCopy(_ name: String, _ statement: ClientStatement, on server: ServerConnection,
+                               describing: Bool) {
+        statements[name]?.awaitsFreshCopy = false
+        guard describing, server.statements.contains(statement.serverName) else { return }
+        server.statements.remove(statement.serverName)
+        server.staleStatements.insert(statement.serverName)
     }
 
     /// Whether `server` holds a usable copy of `serverName`. A copy prepared before another server connection
@@ -209,28 +224,34 @@ extension ClientConnection {
     /// or it was described with another shape (it may be older than the client's statement). The pooler prepares
     /// the copy afresh (a Parse is planned against the current schema, never failing as a stale copy would) and
     /// describes it, holding the Bind and what follows it until the answer; the Bind's rewrite then compares the
-    /// shapes (`checkedShape`). Statements without rows are not held: their result cannot change shape. Returns
+    /// shapes (`verifiedCopy`). Statements without rows are not held: their result cannot change shape. Returns
     /// whether the Bind is held.
     func holdsBindForResultShape(_ payload: ByteBuffer, on server: ServerConnection, before: () -> Void) -> Bool {
-        checkedShape = nil
+        verifiedCopy = nil
+        heldForShape = false
         var payload = payload
         guard payload.readNullTerminatedString() != nil, let name = payload.readNullTerminatedString(),
               let statement = statements[name], let known = statement.resultShape, known != .noRows else {
-            shapeCheck = nil
+            heldStatement = nil
             return false
         }
-        if let check = shapeCheck {
-            shapeCheck = nil
+        if let held = heldStatement {
+            heldStatement = nil
             // Back from this statement's hold: the rewrite compares (a description the pooler could not read
             // leaves no shape, and the Bind goes on unchecked rather than being held again).
-            if check.statement == statement.serverName {
-                if server.statements.shape(of: statement.serverName) != nil { checkedShape = check }
+            if held == statement.serverName {
+                heldForShape = true
+                if server.statements.shape(of: statement.serverName) != nil { verifiedCopy = statement.serverName }
                 return false
             }
         }
+        if statement.awaitsFreshCopy { takeFreshCopy(name, statement, on: server, describing: false) }
         let held = serverHolds(statement.serverName, server)
         let recorded = held ? server.statements.shape(of: statement.serverName) : nil
-        if recorded == known { return false }
+        if recorded == known {
+            verifiedCopy = statement.serverName
+            return false
+        }
         before()
         if held {  // closed and prepared afresh
             server.statements.remove(statement.serverName)
@@ -247,7 +268,7 @@ extension ClientConnection {
         server.tracker.append(.injected(.describe(statement: statement.serverName)))
         server.awaitsFlushedReplies = true  // (query_timeout and statement_timeout count the wait)
         server.send(describe)
-        shapeCheck = ShapeCheck(statement: statement.serverName, previous: recorded)
+        heldStatement = statement.serverName
         awaitingResultShape = true
         return true
     }
@@ -262,6 +283,12 @@ extension ClientConnection {
             : ResultShape(rowDescription: buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!)
         guard let shape else { return }
         server.statements.setShape(shape, of: statement)
+        // A copy just described is current; if its shape is not the one last seen for this statement anywhere in
+        // the pool, the schema changed: copies elsewhere, planned before, are stale (asyncpg's prepare after its
+        // InvalidCachedStatementError would otherwise meet one of them, and fail a second time).
+        if let names = pool?.statementNames, names.noteShape(shape, of: statement) {
+            server.statements.markChecked(statement, staleReports: names.staleReports)
+        }
         guard let client, statements[client]?.serverName == statement else { return }
         statements[client]?.resultShape = shape
         knowsResultShapes = true
@@ -325,6 +352,7 @@ extension ClientConnection {
         statements[name] = ClientStatement(serverName: serverName,
                                            definition: ByteBuffer(ByteBufferView(payload.readableBytesView)),
                                            setsConfig: effects.setsConfig)
+        statements[name]?.awaitsFreshCopy = true
         noteResetStatement(named: name, definition: payload)
         write(Self.parseComplete)
         return true

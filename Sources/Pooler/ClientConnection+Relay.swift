@@ -147,7 +147,7 @@ extension ClientConnection {
             if mustBeWhole && !whole { break }
             if skipToSync && header.id != FrontendID.sync {
                 flushRun(upTo: index)  // dropped: Postgres would skip it after the error
-                shapeCheck = nil  // (a held Bind dropped so: its hold's answer concerns no Bind)
+                heldStatement = nil  // (a held Bind dropped so: its hold's answer concerns no Bind)
                 if tracksUnnamed && unnamedUse == .parse {
                     let payload = buffer.getSlice(at: index + FrameHeader.size, length: header.payloadSize)!
                     forgetUnnamedStatement(ifParse: header.id, payload)

@@ -138,7 +138,7 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
             if server == nil {
                 awaitingStatementOutcome = false
                 awaitingResultShape = false
-                shapeCheck = nil
+                heldStatement = nil
             }
         }
     }
@@ -199,14 +199,12 @@ final class ClientConnection: ChannelInboundHandler, DirectReadReceiver, LeaseWa
     var awaitingStatementOutcome = false
     /// A Bind waits for the pooler's own Describe of the server's copy of its statement (`holdsBindForResultShape`).
     var awaitingResultShape = false
-    /// The statement whose copy that hold prepared afresh, and the copy's shape recorded before (nil: none).
-    struct ShapeCheck: Equatable {
-        let statement: String
-        let previous: ResultShape?
-    }
-    var shapeCheck: ShapeCheck?
-    /// Set for the Bind's rewrite once its hold is over: its copy's shape is fresh, to be compared.
-    var checkedShape: ShapeCheck?
+    /// The server-side name of the statement that hold prepared afresh and described.
+    var heldStatement: String?
+    /// Set for the Bind's rewrite: the server-side name whose copy's shape the hold check knows (the client's, or
+    /// to be compared), used as it is; and whether the Bind was held (its use counted then).
+    var verifiedCopy: String?
+    var heldForShape = false
     /// Some statement of the client's has a known result shape (Binds are checked only then).
     var knowsResultShapes = false
     /// The relay holds the client's messages until the server answered the pooler's query applying login settings.

@@ -13,6 +13,10 @@ struct ClientStatement: Equatable {
     var setsConfig = false
     /// The result shape the client learned from a Describe of it: its Binds must not get rows of another shape.
     var resultShape: ResultShape?
+    /// The pooler answered the client's Parse itself, from a server's copy prepared before it or without a server,
+    /// and the statement has not been used since: a Describe of it as its first use prepares the copy afresh
+    /// (`takeFreshCopy`).
+    var awaitsFreshCopy = false
 
     init(serverName: String, definition: ByteBuffer, setsConfig: Bool = false) {
         self.serverName = serverName

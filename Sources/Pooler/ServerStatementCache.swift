@@ -75,6 +75,8 @@ final class StatementNames: @unchecked Sendable {
         var lastUse: UInt64
         /// The stale-report count right after the latest report about this statement (0: none).
         var reportedStaleAt: UInt64 = 0
+        /// The result shape a server connection's Describe reported last (see `noteShape`).
+        var latestShape: ResultShape?
     }
 
     let capacity: Int
@@ -96,6 +98,22 @@ final class StatementNames: @unchecked Sendable {
             let count = staleReportCount.wrappingIncrementThenLoad(ordering: .relaxed)
             guard let key = keysByName[name] else { return }  // forgotten meanwhile: no copy can be checked
             entries[key]?.reportedStaleAt = count
+        }
+    }
+
+    /// A server connection described its copy of `name` (a Describe succeeds only on a current copy) with `shape`.
+    /// If the last shape seen for it was another, the schema changed under it: that is a stale report for the copies
+    /// described or prepared before. Returns whether it was one.
+    func noteShape(_ shape: ResultShape, of name: String) -> Bool {
+        lock.withLock {
+            guard let key = keysByName[name], let index = entries.index(forKey: key) else { return false }
+            let last = entries.values[index].latestShape
+            guard last != shape else { return false }
+            entries.values[index].latestShape = shape
+            guard last != nil else { return false }
+            let count = staleReportCount.wrappingIncrementThenLoad(ordering: .relaxed)
+            entries.values[index].reportedStaleAt = count
+            return true
         }
     }
 

@@ -165,9 +165,11 @@ final class ResultShapeHandlerTests: XCTestCase {
         prepareAndDescribe(h, a, on: server)
         let b = h.loginClient()
         h.send(Frontend.parse(statement: "t1", sql), Frontend.describeStatement("t1"), Frontend.sync(), to: b)
-        XCTAssertEqual(server.drainOutbound(), concat(Frontend.describeStatement("PGCAT_1"), Frontend.sync()),
-                       "the server's copy answers b's Parse")
-        h.send(Backend.parameterDescription(), Backend.rowDescription(["c"]), Backend.ready(.idle), to: server)
+        XCTAssertEqual(server.drainOutbound(), concat(closeStatement("PGCAT_1"), Frontend.parse(statement: "PGCAT_1", sql),
+                                                      Frontend.describeStatement("PGCAT_1"), Frontend.sync()),
+                       "b's Parse is answered by the pooler, and its first use prepares the copy afresh")
+        h.send(Backend.empty(BackendID.closeComplete), Backend.empty(BackendID.parseComplete),
+               Backend.parameterDescription(), Backend.rowDescription(["c"]), Backend.ready(.idle), to: server)
         XCTAssertEqual(ids(b.drainMessages()), "1tTZ")
 
         h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
@@ -185,8 +187,10 @@ final class ResultShapeHandlerTests: XCTestCase {
         let (a, server) = h.loginFirstClient()
         prepareAndDescribe(h, a, on: server)
         h.send(Frontend.parse(statement: "s2", sql), Frontend.describeStatement("s2"), Frontend.sync(), to: a)
-        XCTAssertEqual(server.drainOutbound(), concat(Frontend.describeStatement("PGCAT_1"), Frontend.sync()))
-        h.send(Backend.parameterDescription(), Backend.rowDescription(["a", "b"]), Backend.ready(.idle), to: server)
+        XCTAssertEqual(server.drainOutbound(), concat(closeStatement("PGCAT_1"), Frontend.parse(statement: "PGCAT_1", sql),
+                                                      Frontend.describeStatement("PGCAT_1"), Frontend.sync()))
+        h.send(Backend.empty(BackendID.closeComplete), Backend.empty(BackendID.parseComplete),
+               Backend.parameterDescription(), Backend.rowDescription(["a", "b"]), Backend.ready(.idle), to: server)
         XCTAssertEqual(ids(a.drainMessages()), "1tTZ")
 
         // The schema changes; s2 is described again (as a driver preparing anew would) on a new connection.

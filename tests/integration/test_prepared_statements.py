@@ -576,3 +576,59 @@ def test_query_timeout_counts_the_wait_of_a_held_bind(pgcat, primary):
     assert error.sqlstate == "57014" and "query_timeout" in error.message, error.fields
     assert elapsed < 6, f"query_timeout 1000 ms fired after {elapsed:.1f}s"
     c.close()
+
+
+def test_a_fresh_prepare_and_describe_meets_a_copy_planned_now(pgcat, primary):
+    """A client's Parse of a text the server connection already holds is answered by the pooler; when its first
+    use is a Describe (asyncpg prepares so), the copy is prepared afresh for it. A copy planned before a schema
+    change would fail that Describe with 0A000, which PostgreSQL never does to a statement just prepared, and
+    which asyncpg does not retry in its prepare."""
+    table = primary.make_table("fresh_describe", "a text")
+    primary.sql(f"insert into {table} values ('A')")
+    t = pgcat(pool_size=1)
+    query = f"select * from {table}"
+    first, second = RawConn(t.host, t.port), RawConn(t.host, t.port)
+    for c in (first, second):
+        c.startup("app", "app", "app")
+    assert column_names(exchange(first, parse_msg("s", query) + describe_stmt("s") + SYNC)) == ["a"]
+    assert rows(exchange(first, bind_msg("s") + EXECUTE + SYNC)) == [["A"]]
+    primary.sql(f"alter table {table} add column b text default 'B'")  # no client has used the copy since
+    replies = exchange(second, parse_msg("s", query) + describe_stmt("s") + SYNC)
+    assert not errors(replies), errors(replies)[0].fields
+    assert [m for m, _ in replies] == [b"1", b"t", b"T", b"Z"] and column_names(replies) == ["a", "b"]
+    assert rows(exchange(second, bind_msg("s") + EXECUTE + SYNC)) == [["A", "B"]]
+    # The first client's statement is older than the change: refused, as on PostgreSQL.
+    (error,) = errors(exchange(first, bind_msg("s") + EXECUTE + SYNC))
+    assert error.sqlstate == "0A000", error.fields
+    first.close()
+    second.close()
+
+
+def test_asyncpg_connections_opened_after_a_table_is_recreated_prepare_cleanly(pgcat, primary):
+    """A table dropped and created again with other columns: asyncpg connections that prepare its query for the
+    first time get no error (their prepare describes a copy planned now), as on PostgreSQL."""
+    table = primary.make_table("recreated", "a text")
+    primary.sql(f"insert into {table} values ('A')")
+    t = pgcat(pool_size=2)
+    query = f"select * from {table}"
+
+    async def main():
+        old = [await t.aconnect(statement_cache_size=100) for _ in range(2)]
+        try:
+            await asyncio.gather(*[c.fetchrow(query) for c in old])  # both server connections hold a copy
+            primary.sql(f"drop table {table}")
+            primary.sql(f"create table {table} (x int, a text)")
+            primary.sql(f"grant all on {table} to public")
+            primary.sql(f"insert into {table} values (1, 'A')")
+            fresh = [await t.aconnect(statement_cache_size=100) for _ in range(4)]
+            try:
+                got = await asyncio.gather(*[c.fetchrow(query) for c in fresh])
+            finally:
+                for c in fresh:
+                    await c.close()
+            assert [dict(r) for r in got] == [{"x": 1, "a": "A"}] * 4
+        finally:
+            for c in old:
+                await c.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
