@@ -197,6 +197,15 @@ enum Frontend {
         return buffer
     }
 
+    static func closeStatement(_ name: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        MessageEncoder.frame(FrontendID.close, into: &buffer) {
+            $0.writeInteger(UInt8(ascii: "S"))
+            $0.writeNullTerminatedString(name)
+        }
+        return buffer
+    }
+
     static func describeStatement(_ name: String = "") -> ByteBuffer {
         var buffer = ByteBuffer()
         MessageEncoder.frame(FrontendID.describe, into: &buffer) {

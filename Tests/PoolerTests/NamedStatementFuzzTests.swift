@@ -208,15 +208,6 @@ final class NamedStatementFuzzTests: XCTestCase {
         return buffer
     }
 
-    private static func closeStatement(_ name: String) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        MessageEncoder.frame(FrontendID.close, into: &buffer) {
-            $0.writeInteger(UInt8(ascii: "S"))
-            $0.writeNullTerminatedString(name)
-        }
-        return buffer
-    }
-
     private static let names = ["s0", "s1", "s2", "s3"]
 
     /// The texts client `client` prepares: a few of its own (tagged `c<client>-...`, so their rows are its own),
@@ -310,7 +301,7 @@ final class NamedStatementFuzzTests: XCTestCase {
                         // Postgres, which checks the syntax first, but 42P05 from the pooler: not worth it).
                         if text.contains("fail-parse") { text = texts[0] }
                     default:
-                        emit(closeStatement(name))  // the usual pattern: close, then prepare again
+                        emit(Frontend.closeStatement(name))  // the usual pattern: close, then prepare again
                     }
                 }
                 emit(Frontend.parse(statement: name, text))
@@ -325,7 +316,7 @@ final class NamedStatementFuzzTests: XCTestCase {
             case 50..<64 where model.portal != nil || Int.random(in: 0..<20, using: &rng) == 0:
                 emit(Frontend.execute())
             case 64..<70 where !(avoidKnownBugs && serverFailed):
-                emit(closeStatement(names.randomElement(using: &rng)!))
+                emit(Frontend.closeStatement(names.randomElement(using: &rng)!))
             case 70..<74:
                 emit(Frontend.flush())
             case 74..<88:
@@ -670,7 +661,7 @@ final class NamedStatementFuzzTests: XCTestCase {
         h.send(Frontend.parse(statement: "s0", "SELECT 'a-1'"), Frontend.sync(), to: a)
         answer(h, server, &postgres)
         XCTAssertEqual(replies(a), ["1", "Z:I"])
-        h.send(Frontend.parse(statement: "s1", "SELECT 'a-2' /*fail-parse*/"), Self.closeStatement("s0"),
+        h.send(Frontend.parse(statement: "s1", "SELECT 'a-2' /*fail-parse*/"), Frontend.closeStatement("s0"),
                Frontend.sync(), to: a)
         answer(h, server, &postgres)
         XCTAssertEqual(replies(a), ["E:42601", "Z:I"], "the Close is skipped")

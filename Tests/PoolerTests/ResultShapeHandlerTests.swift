@@ -34,6 +34,20 @@ final class ResultShapeHandlerTests: XCTestCase {
         return fresh
     }
 
+    /// A client that prepared and described `s1`, whose Bind of it, on a new server connection (the first one
+    /// lost), is held while the pooler prepares and describes the copy there (those drained and checked).
+    private func heldBindOnANewConnection(file: StaticString = #filePath, line: UInt = #line)
+        -> (PoolerHarness, EmbeddedChannel, EmbeddedChannel) {
+        let h = PoolerHarness(Options(poolSize: 1))
+        let (a, server) = h.loginFirstClient()
+        prepareAndDescribe(h, a, on: server)
+        let fresh = replaceServer(h, server) {
+            h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
+        }
+        XCTAssertEqual(fresh.drainOutbound(), preparedAgainAndDescribed, "the Bind is held back", file: file, line: line)
+        return (h, a, fresh)
+    }
+
     private var preparedAgainAndDescribed: ByteBuffer {
         concat(Frontend.parse(statement: "PGCAT_1", sql), Frontend.describeStatement("PGCAT_1"), Frontend.flush())
     }
@@ -43,13 +57,7 @@ final class ResultShapeHandlerTests: XCTestCase {
     }
 
     func testTheBindWaitsForThePoolersDescribeAndRunsWhenTheShapeIsTheSame() {
-        let h = PoolerHarness(Options(poolSize: 1))
-        let (a, server) = h.loginFirstClient()
-        prepareAndDescribe(h, a, on: server)
-        let fresh = replaceServer(h, server) {
-            h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
-        }
-        XCTAssertEqual(fresh.drainOutbound(), preparedAgainAndDescribed, "the Bind is held back")
+        let (h, a, fresh) = heldBindOnANewConnection()
         h.send(Backend.empty(BackendID.parseComplete), Backend.parameterDescription(), to: fresh)
         XCTAssertEqual(fresh.drainOutbound().readableBytes, 0, "still held: the shape is not in yet")
         h.send(Backend.rowDescription(["a", "b"]), to: fresh)
@@ -65,13 +73,7 @@ final class ResultShapeHandlerTests: XCTestCase {
     }
 
     func testAChangedShapeIsRefusedWithPostgresqlsError() {
-        let h = PoolerHarness(Options(poolSize: 1))
-        let (a, server) = h.loginFirstClient()
-        prepareAndDescribe(h, a, on: server)
-        let fresh = replaceServer(h, server) {
-            h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
-        }
-        XCTAssertEqual(fresh.drainOutbound(), preparedAgainAndDescribed)
+        let (h, a, fresh) = heldBindOnANewConnection()
         h.send(Backend.empty(BackendID.parseComplete), Backend.parameterDescription(),
                Backend.rowDescription(["b", "a"]), to: fresh)
         // Neither the Bind nor the Execute reaches the server: a Parse meant to fail makes it fail the unit.
@@ -88,13 +90,7 @@ final class ResultShapeHandlerTests: XCTestCase {
     }
 
     func testALostServerWhileTheBindIsHeldFailsTheRequestAndTheClientGoesOn() {
-        let h = PoolerHarness(Options(poolSize: 1))
-        let (a, server) = h.loginFirstClient()
-        prepareAndDescribe(h, a, on: server)
-        let fresh = replaceServer(h, server) {
-            h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
-        }
-        XCTAssertEqual(fresh.drainOutbound(), preparedAgainAndDescribed)
+        let (h, a, fresh) = heldBindOnANewConnection()
         fresh.close(promise: nil)
         h.loop.run()
         let reply = a.drainMessages()
@@ -121,23 +117,8 @@ final class ResultShapeHandlerTests: XCTestCase {
         XCTAssertEqual(fresh.drainOutbound(), concat(Frontend.parse(statement: "PGCAT_1", sql), bindExecuteSync))
     }
 
-    private func closeStatement(_ name: String) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        MessageEncoder.frame(FrontendID.close, into: &buffer) {
-            $0.writeInteger(UInt8(ascii: "S"))
-            $0.writeNullTerminatedString(name)
-        }
-        return buffer
-    }
-
     func testThePoolersOwnErrorReportsTheOtherCopiesStaleOncePerChange() {
-        let h = PoolerHarness(Options(poolSize: 1))
-        let (a, server) = h.loginFirstClient()
-        prepareAndDescribe(h, a, on: server)
-        let fresh = replaceServer(h, server) {
-            h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
-        }
-        XCTAssertEqual(fresh.drainOutbound(), preparedAgainAndDescribed)
+        let (h, a, fresh) = heldBindOnANewConnection()
         h.send(Backend.empty(BackendID.parseComplete), Backend.parameterDescription(),
                Backend.rowDescription(["b", "a"]), to: fresh)
         _ = fresh.drainOutbound()
@@ -148,7 +129,7 @@ final class ResultShapeHandlerTests: XCTestCase {
         // The client keeps binding its old statement: the copy is prepared afresh and described each time (its
         // recorded shape might be older than the client's statement), refused, and reported no more.
         h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
-        XCTAssertEqual(fresh.drainOutbound(), concat(closeStatement("PGCAT_1"), preparedAgainAndDescribed))
+        XCTAssertEqual(fresh.drainOutbound(), concat(Frontend.closeStatement("PGCAT_1"), preparedAgainAndDescribed))
         h.send(Backend.empty(BackendID.closeComplete), Backend.empty(BackendID.parseComplete),
                Backend.parameterDescription(), Backend.rowDescription(["b", "a"]), to: fresh)
         XCTAssertEqual(ids(fresh.drainMessages()), "PS", "refused (the Parse meant to fail, the Sync)")
@@ -165,7 +146,7 @@ final class ResultShapeHandlerTests: XCTestCase {
         prepareAndDescribe(h, a, on: server)
         let b = h.loginClient()
         h.send(Frontend.parse(statement: "t1", sql), Frontend.describeStatement("t1"), Frontend.sync(), to: b)
-        XCTAssertEqual(server.drainOutbound(), concat(closeStatement("PGCAT_1"), Frontend.parse(statement: "PGCAT_1", sql),
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.closeStatement("PGCAT_1"), Frontend.parse(statement: "PGCAT_1", sql),
                                                       Frontend.describeStatement("PGCAT_1"), Frontend.sync()),
                        "b's Parse is answered by the pooler, and its first use prepares the copy afresh")
         h.send(Backend.empty(BackendID.closeComplete), Backend.empty(BackendID.parseComplete),
@@ -173,7 +154,7 @@ final class ResultShapeHandlerTests: XCTestCase {
         XCTAssertEqual(ids(b.drainMessages()), "1tTZ")
 
         h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
-        XCTAssertEqual(server.drainOutbound(), concat(closeStatement("PGCAT_1"), preparedAgainAndDescribed))
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.closeStatement("PGCAT_1"), preparedAgainAndDescribed))
         h.send(Backend.empty(BackendID.closeComplete), Backend.empty(BackendID.parseComplete),
                Backend.parameterDescription(), Backend.rowDescription(["a", "b"]), to: server)
         XCTAssertEqual(server.drainOutbound(), bindExecuteSync, "the fresh copy has a's shape: it runs")
@@ -187,7 +168,7 @@ final class ResultShapeHandlerTests: XCTestCase {
         let (a, server) = h.loginFirstClient()
         prepareAndDescribe(h, a, on: server)
         h.send(Frontend.parse(statement: "s2", sql), Frontend.describeStatement("s2"), Frontend.sync(), to: a)
-        XCTAssertEqual(server.drainOutbound(), concat(closeStatement("PGCAT_1"), Frontend.parse(statement: "PGCAT_1", sql),
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.closeStatement("PGCAT_1"), Frontend.parse(statement: "PGCAT_1", sql),
                                                       Frontend.describeStatement("PGCAT_1"), Frontend.sync()))
         h.send(Backend.empty(BackendID.closeComplete), Backend.empty(BackendID.parseComplete),
                Backend.parameterDescription(), Backend.rowDescription(["a", "b"]), Backend.ready(.idle), to: server)
@@ -204,7 +185,7 @@ final class ResultShapeHandlerTests: XCTestCase {
         XCTAssertEqual(ids(a.drainMessages()), "tTZ")
         // s1 still knows a, b: its Bind is checked against a fresh copy and refused.
         h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
-        XCTAssertEqual(fresh.drainOutbound(), concat(closeStatement("PGCAT_1"), preparedAgainAndDescribed))
+        XCTAssertEqual(fresh.drainOutbound(), concat(Frontend.closeStatement("PGCAT_1"), preparedAgainAndDescribed))
         h.send(Backend.empty(BackendID.closeComplete), Backend.empty(BackendID.parseComplete),
                Backend.parameterDescription(), Backend.rowDescription(["b", "a"]), to: fresh)
         XCTAssertEqual(ids(fresh.drainMessages()), "PS")

@@ -20,15 +20,6 @@ final class SessionStateHandlerTests: XCTestCase {
 
     private func serverParse(_ name: String, _ sql: String) -> ByteBuffer { Frontend.parse(statement: name, sql) }
 
-    private func closeStatement(_ name: String) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        MessageEncoder.frame(FrontendID.close, into: &buffer) {
-            $0.writeInteger(UInt8(ascii: "S"))
-            $0.writeNullTerminatedString(name)
-        }
-        return buffer
-    }
-
     private let stalePlan = Backend.error(SQLState("0A000"), "cached plan must not change result type")
 
     /// Client `a` prepares `s1` as PGCAT_1 on `server`.
@@ -61,7 +52,7 @@ final class SessionStateHandlerTests: XCTestCase {
         h.send(stalePlan, Backend.ready(.idle), to: server)
         XCTAssertEqual(a.drainOutbound().readableBytes, 0, "the error is held back")
         XCTAssertEqual(server.drainOutbound(),
-                       concat(closeStatement("PGCAT_1"), serverParse("PGCAT_1", "SELECT * FROM t"), renamed),
+                       concat(Frontend.closeStatement("PGCAT_1"), serverParse("PGCAT_1", "SELECT * FROM t"), renamed),
                        "the stale copy is closed, prepared again, and the batch sent again")
         XCTAssertEqual(h.pool.counts().active, 1, "the retry keeps the server")
 
@@ -95,7 +86,7 @@ final class SessionStateHandlerTests: XCTestCase {
         XCTAssertEqual(server.drainOutbound().readableBytes, 0, "nothing sent again")
         // The client's own retry finds a fresh copy.
         h.send(Frontend.describeStatement("s1"), Frontend.sync(), to: a)
-        XCTAssertEqual(server.drainOutbound(), concat(closeStatement("PGCAT_1"), serverParse("PGCAT_1", "SELECT * FROM t"),
+        XCTAssertEqual(server.drainOutbound(), concat(Frontend.closeStatement("PGCAT_1"), serverParse("PGCAT_1", "SELECT * FROM t"),
                                                       Frontend.describeStatement("PGCAT_1"), Frontend.sync()))
     }
 
@@ -123,7 +114,7 @@ final class SessionStateHandlerTests: XCTestCase {
         _ = a.drainOutbound()
         h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
         XCTAssertEqual(server.drainOutbound(),
-                       concat(closeStatement("PGCAT_1"), serverParse("PGCAT_1", "SELECT * FROM t"),
+                       concat(Frontend.closeStatement("PGCAT_1"), serverParse("PGCAT_1", "SELECT * FROM t"),
                               Frontend.bind(statement: "PGCAT_1"), Frontend.execute(), Frontend.sync()))
     }
 
@@ -149,7 +140,7 @@ final class SessionStateHandlerTests: XCTestCase {
         // the Bind fails as on Postgres.
         h.send(Frontend.bind(), Frontend.execute(), Frontend.parse(statement: "s2", "SELECT 2"), Frontend.sync(), to: a)
         XCTAssertEqual(server.drainOutbound(),
-                       concat(closeStatement(""), Frontend.bind(), Frontend.execute(), closeStatement("PGCAT_1"),
+                       concat(Frontend.closeStatement(""), Frontend.bind(), Frontend.execute(), Frontend.closeStatement("PGCAT_1"),
                               serverParse("PGCAT_2", "SELECT 2"), Frontend.sync()))
         h.send(Backend.empty(BackendID.closeComplete), Backend.error(SQLState("26000"), "no unnamed statement"),
                Backend.ready(.idle), to: server)
@@ -158,7 +149,7 @@ final class SessionStateHandlerTests: XCTestCase {
         // s1 is still the client's; PGCAT_1 still exists on the server, so it is closed before being prepared.
         h.send(Frontend.bind(statement: "s1"), Frontend.execute(), Frontend.sync(), to: a)
         XCTAssertEqual(server.drainOutbound(),
-                       concat(closeStatement("PGCAT_1"), serverParse("PGCAT_1", "SELECT * FROM t"),
+                       concat(Frontend.closeStatement("PGCAT_1"), serverParse("PGCAT_1", "SELECT * FROM t"),
                               Frontend.bind(statement: "PGCAT_1"), Frontend.execute(), Frontend.sync()))
     }
 

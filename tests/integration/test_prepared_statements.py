@@ -348,6 +348,14 @@ def test_stale_cached_plan_in_a_transaction_reaches_the_client_then_recovers(pgc
         a.commit()
 
 
+def logged_in(t, count: int) -> list[RawConn]:
+    """`count` raw protocol clients logged in as app to database app."""
+    clients = [RawConn(t.host, t.port) for _ in range(count)]
+    for c in clients:
+        c.startup("app", "app", "app")
+    return clients
+
+
 def reconnect_servers(t):
     """The admin console's RECONNECT: the pool's server connections are replaced, so statements are prepared anew."""
     with psycopg.connect(host=t.host, port=t.port, user="pgcat_admin", password="pgcat_admin", dbname="pgcat",
@@ -457,9 +465,7 @@ def test_a_stale_plan_reported_by_one_server_connection_refreshes_the_others(pgc
     primary.sql(f"insert into {table} values ('A')")
     t = pgcat(pool_size=2)
     query = f"select * from {table}"
-    c1, c2 = RawConn(t.host, t.port), RawConn(t.host, t.port)
-    for c in (c1, c2):
-        c.startup("app", "app", "app")
+    c1, c2 = logged_in(t, 2)
     begin, commit = message(b"Q", cstr("begin")), message(b"Q", cstr("commit"))
     # Both server connections get a copy of the statement: c1's transaction holds one while c2 uses the other.
     exchange(c1, begin)
@@ -494,9 +500,7 @@ def test_a_refused_statement_reports_the_old_copies_on_other_server_connections(
     primary.sql(f"insert into {table} values ('A', 'B')")
     t = pgcat(pool_size=2)
     query = f"select * from {table}"
-    a, holder, other = (RawConn(t.host, t.port) for _ in range(3))
-    for c in (a, holder, other):
-        c.startup("app", "app", "app")
+    a, holder, other = logged_in(t, 3)
     begin, commit = message(b"Q", cstr("begin")), message(b"Q", cstr("commit"))
     assert column_names(exchange(a, parse_msg("s", query) + describe_stmt("s") + SYNC)) == ["a", "b"]
     old = backend_pid(a)  # the only server connection so far holds the described copy
@@ -587,9 +591,7 @@ def test_a_fresh_prepare_and_describe_meets_a_copy_planned_now(pgcat, primary):
     primary.sql(f"insert into {table} values ('A')")
     t = pgcat(pool_size=1)
     query = f"select * from {table}"
-    first, second = RawConn(t.host, t.port), RawConn(t.host, t.port)
-    for c in (first, second):
-        c.startup("app", "app", "app")
+    first, second = logged_in(t, 2)
     assert column_names(exchange(first, parse_msg("s", query) + describe_stmt("s") + SYNC)) == ["a"]
     assert rows(exchange(first, bind_msg("s") + EXECUTE + SYNC)) == [["A"]]
     primary.sql(f"alter table {table} add column b text default 'B'")  # no client has used the copy since
