@@ -161,10 +161,11 @@ extension ClientConnection {
         server.staleStatements.insert(statement.serverName)
     }
 
-    /// Whether `server` holds a usable copy of `serverName`. A copy prepared before another server connection
-    /// reported that statement's plan stale (`stalePlan`) was planned against the same old schema: it is taken as
-    /// stale too, to be closed and prepared again, rather than answering a client's fresh Parse with a copy whose
-    /// Describe or Bind would fail (asyncpg prepares again on every connection of its pool after such an error).
+    /// Whether `server` holds a usable copy of `serverName`. A copy prepared (or last checked) before a stale report
+    /// of that statement (a server's 0A000 in `stalePlan`, or a Describe showing a new shape in `noteResultShape`)
+    /// was planned against the same old schema: it is taken as stale too, to be closed and prepared again, rather
+    /// than failing a client's Describe or Bind (asyncpg prepares again on every connection of its pool after such
+    /// an error).
     func serverHolds(_ serverName: String, _ server: ServerConnection) -> Bool {
         guard let checkedAt = server.statements.checkedAt(serverName) else { return false }
         guard let names = pool?.statementNames else { return true }
